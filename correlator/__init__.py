@@ -1,0 +1,1 @@
+"""Correlator: links observations into transactions, evaluates SLAs, derives exceptions and KPIs."""

@@ -1,0 +1,50 @@
+"""The `syncwatch` command: one sub-command per module in ``syncwatch.commands``.
+
+Errors a person can fix (a broken config, an unreachable database) are printed as one
+sentence with a non-zero exit code; a traceback is reserved for bugs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+
+from syncwatch import __version__
+from syncwatch.commands import COMMANDS
+from syncwatch.config import ConfigError
+from syncwatch.store import StoreError
+
+EXIT_USAGE = 2
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="syncwatch",
+        description="Observability and exception management for the syncs of a distribution business.",
+    )
+    parser.add_argument("--version", action="version", version=f"syncwatch {__version__}")
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for command in COMMANDS:
+        command.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return int(args.handler(args) or 0)
+    except ConfigError as err:
+        print(f"syncwatch: config error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+    except StoreError as err:
+        print(f"syncwatch: database error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""`syncwatch bench NAME`: run one benchmark, print a table or (with --json) one JSON object."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from syncwatch.bench import Benchmark, Figures
+from syncwatch.bench import store as store_bench
+from syncwatch.commands.common import Command
+
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (store_bench.BENCHMARK,)}
+PENDING = {
+    "sim": "the simulator",
+    "ingest": "the collectors",
+    "correlate": "the correlator",
+    "actions": "the actions",
+    "dashboard": "the dashboard",
+}
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    names = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
+    for bench in BENCHMARKS.values():
+        sub = names.add_parser(bench.name, help=bench.help, description=bench.help)
+        bench.add_arguments(sub)
+        sub.add_argument("--json", action="store_true", help="print one JSON object of figures")
+    for name, arrives_with in PENDING.items():
+        sub = names.add_parser(name, help=f"(not available yet; arrives with {arrives_with})")
+        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+
+def render(name: str, figures: Figures) -> str:
+    width = max(map(len, figures))
+    rows = [
+        f"{key:<{width}}  {value:>14,}" if isinstance(value, int | float) else f"{key:<{width}}  {value:>14}"
+        for key, value in figures.items()
+    ]
+    return "\n".join([f"bench {name}", *rows])
+
+
+def _run(args: argparse.Namespace) -> int:
+    bench = BENCHMARKS.get(args.benchmark)
+    if bench is None:
+        print(
+            f"syncwatch bench {args.benchmark}: not available yet; it arrives with {PENDING[args.benchmark]}.",
+            file=sys.stderr,
+        )
+        return 2
+    figures = bench.run(args)
+    print(json.dumps(figures) if args.json else render(bench.name, figures))
+    return 0
+
+
+COMMAND = Command("bench", "measure a capability and print its figures", _add_arguments, _run)

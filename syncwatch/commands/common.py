@@ -1,0 +1,48 @@
+"""What every command shares: the --db/--config options, and opening config and store."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from syncwatch.config import Config, load_config
+from syncwatch.store import Store
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+@dataclass(frozen=True)
+class Command:
+    """A sub-command: its name, one-line help, options and handler."""
+
+    name: str
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    handler: Handler
+    description: str | None = None
+
+    def register(self, subparsers: Any) -> argparse.ArgumentParser:
+        parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help)
+        self.add_arguments(parser)
+        parser.set_defaults(handler=self.handler)
+        return parser
+
+
+def add_common_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("where")
+    group.add_argument("--db", metavar="URL", help="database URL (default: $SYNCWATCH_DB or sqlite:///syncwatch.db)")
+    group.add_argument("--config", metavar="FILE", help="config file (default: $SYNCWATCH_CONFIG or packaged defaults)")
+
+
+def config_from(args: argparse.Namespace, **flags: Any) -> Config:
+    """Load the config with the flags this command received (None means not given)."""
+    return load_config(getattr(args, "config", None), {"db": getattr(args, "db", None), **flags})
+
+
+def open_store(config: Config, *, require_schema: bool = True) -> Store:
+    store = Store.open(config.db, raw_limit=config.quarantine_raw_limit)
+    if require_schema:
+        store.require_schema()
+    return store

@@ -1,0 +1,33 @@
+"""Commands whose capability is not built yet: they say so plainly and exit with 2."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from syncwatch.commands.common import Command
+
+PENDING = {
+    "serve": ("run the collectors (OTLP/HTTP, events, file tailers) and the scheduler", "the collectors"),
+    "dashboard": ("start the Streamlit dashboard", "the dashboard"),
+    "sim": ("run or fast-forward the simulated distribution network", "the simulator"),
+    "demo": ("start everything on a fresh SQLite file with the sample data", "the dashboard and demo"),
+    "ingest": ("import telemetry files once", "the collectors"),
+    "correlate": ("run one correlator pass", "the correlator"),
+    "export": ("export transactions or exceptions as JSONL or CSV", "the correlator"),
+    "retry": ("retry the failed step of an exception", "the actions"),
+}
+
+
+def _pending(name: str, help_text: str, arrives_with: str) -> Command:
+    def add_arguments(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+
+    def handler(_args: argparse.Namespace) -> int:
+        print(f"syncwatch {name}: not available yet; it arrives with {arrives_with}.", file=sys.stderr)
+        return 2
+
+    return Command(name, f"{help_text} (not available yet)", add_arguments, handler)
+
+
+PENDING_COMMANDS = tuple(_pending(name, *spec) for name, spec in PENDING.items())

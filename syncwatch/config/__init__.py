@@ -1,0 +1,128 @@
+"""Load the one TOML config: packaged defaults, the user's file on top, settings resolved.
+
+A user file is merged over the defaults section by section: named tables (key_types,
+processes, calendars, partners, runbooks, settings) merge by name, lists (key_rules) replace.
+Every problem becomes one ``ConfigError`` sentence naming the file, the field and what was
+expected; the CLI prints it and exits with 2.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from syncwatch.config.schema import ConfigFile
+from syncwatch.config.settings import BY_NAME, SETTINGS, coerce
+
+DEFAULTS_NAME = "defaults.toml"
+CONFIG_ENV = "SYNCWATCH_CONFIG"
+MERGED_TABLES = ("settings", "key_types", "processes", "calendars", "partners", "runbooks")
+
+
+class ConfigError(ValueError):
+    """The config file (or a setting given by flag or environment) is invalid."""
+
+
+@dataclass(frozen=True)
+class Config:
+    """The active configuration: the validated file and the resolved settings."""
+
+    file: ConfigFile
+    settings: dict[str, Any]
+    origins: dict[str, str] = field(default_factory=dict)
+    path: str | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        try:
+            return self.settings[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
+def load_config(
+    path: str | None = None, flags: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None
+) -> Config:
+    """Resolve the config: flag → SYNCWATCH_* variable → config file → default."""
+    environ = os.environ if environ is None else environ
+    path = path or environ.get(CONFIG_ENV) or None
+    raw = _read_defaults()
+    label = f"packaged {DEFAULTS_NAME}"
+    if path:
+        raw = merge(raw, _read_toml(Path(path)))
+        label = path
+    file = _validate(raw, label)
+    settings, origins = _resolve_settings(file.settings, flags or {}, environ, label)
+    return Config(file=file, settings=settings, origins=origins, path=path)
+
+
+def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for section, value in override.items():
+        if section in MERGED_TABLES and isinstance(value, dict):
+            merged[section] = {**base.get(section, {}), **value}
+        else:
+            merged[section] = value
+    return merged
+
+
+def _read_defaults() -> dict[str, Any]:
+    text = resources.files("syncwatch.config").joinpath(DEFAULTS_NAME).read_text(encoding="utf-8")
+    return tomllib.loads(text)
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise ConfigError(f"{path}: cannot read the config file ({err})") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"{path}: not valid TOML: {err}") from None
+
+
+def _validate(raw: dict[str, Any], label: str) -> ConfigFile:
+    try:
+        return ConfigFile.model_validate(raw)
+    except ValidationError as err:
+        errors = err.errors()
+        first = errors[0]
+        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
+        message = first["msg"].removeprefix("Value error, ")
+        if first["type"] == "extra_forbidden":
+            message = "unknown field (check the spelling against the README's configuration section)"
+        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
+        raise ConfigError(f"{label}: {where}: {message}{more}") from None
+
+
+def _resolve_settings(
+    from_file: dict[str, Any], flags: Mapping[str, Any], environ: Mapping[str, str], label: str
+) -> tuple[dict[str, Any], dict[str, str]]:
+    unknown = sorted(set(from_file) - BY_NAME.keys())
+    if unknown:
+        raise ConfigError(f"{label}: settings.{unknown[0]}: unknown setting; known: {', '.join(BY_NAME)}")
+    values: dict[str, Any] = {}
+    origins: dict[str, str] = {}
+    for setting in SETTINGS:
+        candidates = (
+            (flags.get(setting.name), f"--{setting.name.replace('_', '-')}"),
+            (environ.get(setting.env), setting.env),
+            (from_file.get(setting.name), f"{label}: settings.{setting.name}"),
+        )
+        raw, origin = next(((v, o) for v, o in candidates if v is not None), (setting.default, "default"))
+        try:
+            values[setting.name] = coerce(setting, raw, origin)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+        origins[setting.name] = origin
+    return values, origins
+
+
+__all__ = ["Config", "ConfigError", "load_config", "merge"]

@@ -1,0 +1,146 @@
+"""The shape of the config file, validated with pydantic so every mistake names its field.
+
+Unknown fields are errors (a typo must not silently fall back to a default). Secrets never
+appear here: a partner's token is given as the *name* of an environment variable.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
+
+
+def parse_duration(value: Any) -> timedelta:
+    """Read '90s', '15m', '2h', '1d' (or a number of seconds) as a timedelta."""
+    if isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return timedelta(seconds=value)
+    match = _DURATION.match(value) if isinstance(value, str) else None
+    if match is None:
+        raise ValueError(f"expected a duration like '90s', '15m', '2h' or '1d', got {value!r}")
+    return timedelta(seconds=float(match[1]) * _UNITS[match[2]])
+
+
+Duration = Annotated[timedelta, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class KeyType(Strict):
+    """A kind of business identifier. Identity keys link observations into one transaction."""
+
+    label: str
+    identity: bool = True
+
+
+class KeyRule(Strict):
+    """Where to find a business key. Exactly one of attribute, path_template, json_pointer,
+    regex says where; ``system`` (a glob) limits the rule to matching systems."""
+
+    key: str | None = Field(None, description="Key type produced; path templates and named regex groups name their own")
+    system: str = "*"
+    attribute: str | None = None
+    path_template: str | None = None
+    json_pointer: str | None = None
+    regex: str | None = None
+    field: str | None = Field(None, description="For regex rules: the attribute the regex reads (default: all text)")
+
+    @model_validator(mode="after")
+    def _one_locator(self) -> KeyRule:
+        given = [n for n in ("attribute", "path_template", "json_pointer", "regex") if getattr(self, n)]
+        if len(given) != 1:
+            raise ValueError("expected exactly one of attribute, path_template, json_pointer, regex")
+        if self.regex:
+            re.compile(self.regex)
+        if (self.attribute or self.json_pointer) and not self.key:
+            raise ValueError("attribute and json_pointer rules need 'key' (the key type they produce)")
+        return self
+
+
+class StageMatch(Strict):
+    """Which observations mark a stage as reached. Omitted fields match anything."""
+
+    system: str = "*"
+    operation: str = "*"
+    kind: Literal["span", "log", "event"] | None = None
+    outcome: Literal["ok", "error"] | None = "ok"
+
+
+class StageDef(Strict):
+    name: str
+    match: list[StageMatch] = Field(min_length=1)
+    sla: Duration | None = Field(None, description="Budget after the previous stage (or after 'after')")
+    after: str | None = None
+    deadline_attribute: str | None = Field(None, description="Absolute deadline carried on the order")
+
+
+class ProcessDef(Strict):
+    """A process definition: its stages in order, each with a matching rule and an SLA."""
+
+    starts_with: list[str] = Field(min_length=1, description="Identity key types that start this process")
+    stages: list[StageDef] = Field(min_length=1)
+    calendar: str | None = None
+
+    @model_validator(mode="after")
+    def _stage_refs(self) -> ProcessDef:
+        names = [s.name for s in self.stages]
+        for stage in self.stages:
+            if stage.after and stage.after not in names:
+                raise ValueError(f"stage '{stage.name}' is 'after' unknown stage '{stage.after}'")
+        return self
+
+
+class Calendar(Strict):
+    """Business days and cut-off: an order captured after the cut-off is due a business day later."""
+
+    timezone: str = "UTC"
+    cutoff: str = Field("14:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
+    holidays: list[str] = []
+
+
+class Partner(Strict):
+    """A system syncwatch can act on: where it is and how to authenticate (by env var name)."""
+
+    kind: Literal["marketplace", "erp", "wms", "3pl", "other"]
+    base_url: str = Field(pattern=r"^https?://")
+    token_env: str | None = Field(None, pattern=_ENV_NAME)
+    timeout_s: float = Field(10.0, gt=0)
+    rate_limit_per_s: float = Field(50.0, gt=0)
+    alternates: list[str] = []
+
+
+class ConfigFile(Strict):
+    """The whole config file."""
+
+    settings: dict[str, Any] = {}
+    key_types: dict[str, KeyType] = {}
+    key_rules: list[KeyRule] = []
+    processes: dict[str, ProcessDef] = {}
+    calendars: dict[str, Calendar] = {}
+    partners: dict[str, Partner] = {}
+    runbooks: dict[str, str] = {}
+
+    @model_validator(mode="after")
+    def _references(self) -> ConfigFile:
+        for i, rule in enumerate(self.key_rules):
+            if rule.key and rule.key not in self.key_types:
+                raise ValueError(f"key_rules[{i}] produces unknown key type '{rule.key}'")
+        for name, process in self.processes.items():
+            if process.calendar and process.calendar not in self.calendars:
+                raise ValueError(f"processes.{name} uses unknown calendar '{process.calendar}'")
+        for name, partner in self.partners.items():
+            unknown = [a for a in partner.alternates if a not in self.partners]
+            if unknown:
+                raise ValueError(f"partners.{name}.alternates names unknown partners {unknown}")
+        return self

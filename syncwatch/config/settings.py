@@ -1,0 +1,73 @@
+"""The settings table: every tunable with its default and help, documented in the README.
+
+Precedence, highest first: command-line flag → ``SYNCWATCH_*`` environment variable →
+``[settings]`` in the config file → default. A test fails when a setting is missing from the
+README, so this table and the documentation cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True, slots=True)
+class Setting:
+    name: str
+    default: Any
+    help: str
+
+    @property
+    def env(self) -> str:
+        return f"SYNCWATCH_{self.name.upper()}"
+
+    @property
+    def type(self) -> type:
+        return type(self.default)
+
+
+SETTINGS: tuple[Setting, ...] = (
+    Setting(
+        "db",
+        "sqlite:///syncwatch.db",
+        "Database URL: sqlite:///PATH (default, in the working directory) or postgresql://USER@HOST:PORT/DB",
+    ),
+    Setting("host", "127.0.0.1", "Address `serve` listens on for OTLP/HTTP and events"),
+    Setting("port", 4318, "Port `serve` listens on (4318 is the OTLP/HTTP standard port)"),
+    Setting("dashboard_port", 8501, "Port of the Streamlit dashboard"),
+    Setting("dashboard_url", "http://127.0.0.1:8501", "Public address of the dashboard, used in alert links"),
+    Setting(
+        "max_request_bytes",
+        16 * 1024 * 1024,
+        "Largest request body `serve` accepts (decompressed); larger ones get 413",
+    ),
+    Setting("quarantine_raw_limit", 64 * 1024, "Bytes of each rejected input kept in quarantine"),
+    Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes"),
+    Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`"),
+    Setting("sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk"),
+    Setting(
+        "alert_webhook_env",
+        "SYNCWATCH_ALERT_WEBHOOK",
+        "Name of the environment variable holding the "
+        "alert webhook URL (the URL is a secret, so it never sits in the config file)",
+    ),
+    Setting("log_level", "info", "Logging level: debug, info, warning or error"),
+)
+
+BY_NAME = {s.name: s for s in SETTINGS}
+
+
+def coerce(setting: Setting, raw: Any, origin: str) -> Any:
+    """Convert a raw value (text from the environment, TOML value) to the setting's type."""
+    kind = setting.type
+    if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
+        return raw
+    try:
+        if kind is float and isinstance(raw, int | str) and not isinstance(raw, bool):
+            return float(raw)
+        if kind is int and isinstance(raw, str):
+            return int(raw)
+    except ValueError:
+        pass
+    expected = {int: "a whole number", float: "a number", str: "text"}[kind]
+    raise ValueError(f"{origin}: expected {expected}, got {raw!r}")

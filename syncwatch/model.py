@@ -1,0 +1,176 @@
+"""The canonical model: what every collector produces and every later stage reads.
+
+Plain frozen dataclasses with UTC-aware datetimes, so the types carry no storage or UI concerns.
+``as_utc`` is the one converter every boundary uses; naive datetimes are taken as UTC.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Any
+
+
+def as_utc(value: datetime) -> datetime:
+    """Return ``value`` as an aware UTC datetime (naive values are read as UTC)."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ObservationKind(StrEnum):
+    SPAN = "span"
+    LOG = "log"
+    EVENT = "event"
+
+
+class Outcome(StrEnum):
+    OK = "ok"
+    ERROR = "error"
+
+
+class SlaState(StrEnum):
+    MET = "met"
+    ON_TRACK = "on_track"
+    AT_RISK = "at_risk"
+    BREACHED = "breached"
+
+
+class ExceptionStatus(StrEnum):
+    OPEN = "open"
+    RETRYING = "retrying"
+    RESOLVED = "resolved"
+    IGNORED = "ignored"
+
+
+class ExceptionCategory(StrEnum):
+    VALIDATION = "validation"
+    PARTNER_UNAVAILABLE = "partner_unavailable"
+    THROTTLED = "throttled"
+    TIMEOUT = "timeout"
+    STUCK = "stuck"
+    DUPLICATE_NOTICE = "duplicate_notice"
+    DEAD_LETTERED = "dead_lettered"
+
+
+class ActionKind(StrEnum):
+    RETRY = "retry"
+    REROUTE = "reroute"
+    REPLAY = "replay"
+    RESOLVE = "resolve"
+    IGNORE = "ignore"
+    ASSIGN = "assign"
+
+
+@dataclass(frozen=True, slots=True)
+class BusinessKey:
+    """A typed identifier. Identity keys name one order (and link observations);
+    attribute keys such as a SKU only describe and never link."""
+
+    type: str
+    value: str
+    identity: bool = True
+
+
+@dataclass(frozen=True, slots=True)
+class Observation:
+    """One thing a system reported: a span, an access-log line or a business event.
+
+    ``natural_id`` is what deduplication keys on: trace id + span id for a span, source + id for
+    an event, source + content hash for a log line.
+    """
+
+    natural_id: str
+    kind: ObservationKind
+    system: str
+    operation: str
+    start: datetime
+    end: datetime | None = None
+    outcome: Outcome = Outcome.OK
+    status_code: int | None = None
+    error_message: str | None = None
+    trace_id: str | None = None
+    span_id: str | None = None
+    parent_id: str | None = None
+    source: str = ""
+    keys: tuple[BusinessKey, ...] = ()
+    attributes: dict[str, Any] = field(default_factory=dict)
+    payload: bytes | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "start", as_utc(self.start))
+        if self.end is not None:
+            object.__setattr__(self, "end", as_utc(self.end))
+
+    @property
+    def duration(self) -> timedelta | None:
+        return None if self.end is None else self.end - self.start
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """One stage of a transaction's timeline, as the correlator derived it."""
+
+    name: str
+    reached_at: datetime | None = None
+    due_at: datetime | None = None
+    sla_state: SlaState = SlaState.ON_TRACK
+
+
+@dataclass(frozen=True, slots=True)
+class Transaction:
+    """An end-to-end business transaction: one order, return or inventory sync."""
+
+    id: str
+    type: str
+    keys: tuple[BusinessKey, ...]
+    stages: tuple[Stage, ...]
+    sla_state: SlaState
+    started_at: datetime
+    updated_at: datetime
+    stage_at_fault: str | None = None
+    due_at: datetime | None = None
+
+    def time_left(self, now: datetime) -> timedelta | None:
+        return None if self.due_at is None else self.due_at - as_utc(now)
+
+
+@dataclass(frozen=True, slots=True)
+class ExceptionRecord:
+    """A transaction step that needs a person or a policy.
+
+    Named ``ExceptionRecord`` so it never shadows Python's ``Exception``.
+    """
+
+    id: str
+    transaction_id: str
+    category: ExceptionCategory
+    status: ExceptionStatus
+    system: str
+    opened_at: datetime
+    summary: str
+    endpoint: str | None = None
+    stage: str | None = None
+    suggested_action: ActionKind | None = None
+    assignee: str | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    """A request by a person or a policy to change the state of an exception."""
+
+    id: str
+    exception_id: str
+    kind: ActionKind
+    actor: str
+    idempotency_key: str
+    requested_at: datetime
+    attempts: int = 0
+    status: str = "pending"
+    outcome: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,79 @@
+"""The one database wrapper every read and write goes through (pages and actions hold no SQL)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+
+from sqlalchemy import Connection, Engine, func, select
+
+from syncwatch.model import Observation
+from syncwatch.store import migrate, writes
+from syncwatch.store.engine import check_connection, describe, make_engine
+from syncwatch.store.schema import COUNTED_TABLES, metadata
+from syncwatch.store.writes import Checkpoint, QuarantineItem, WriteResult
+
+DEFAULT_RAW_LIMIT = 64 * 1024
+
+
+class Store:
+    """A syncwatch database: one engine, named writes and named queries."""
+
+    def __init__(self, engine: Engine, *, raw_limit: int = DEFAULT_RAW_LIMIT) -> None:
+        self.engine = engine
+        self.raw_limit = raw_limit
+
+    @classmethod
+    def open(cls, url: str, *, raw_limit: int = DEFAULT_RAW_LIMIT) -> Store:
+        """Open and check the database at ``url`` (raises DatabaseUnavailable with one sentence)."""
+        engine = make_engine(url)
+        check_connection(engine)
+        return cls(engine, raw_limit=raw_limit)
+
+    @property
+    def url(self) -> str:
+        return describe(self.engine.url)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def upgrade(self) -> None:
+        migrate.upgrade(self.engine)
+
+    def require_schema(self) -> None:
+        migrate.require_current(self.engine)
+
+    @contextmanager
+    def writing(self) -> Iterator[Connection]:
+        """A write transaction; on SQLite it takes the write lock up front (BEGIN IMMEDIATE)."""
+        with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
+            yield conn
+
+    def write_observations(self, batch: Sequence[Observation]) -> WriteResult:
+        with self.writing() as conn:
+            return writes.write_observations(conn, batch)
+
+    def quarantine(self, items: Iterable[QuarantineItem]) -> int:
+        with self.writing() as conn:
+            return writes.write_quarantine(conn, items, self.raw_limit)
+
+    def checkpoint(self, source: str) -> Checkpoint | None:
+        with self.engine.connect() as conn:
+            return writes.read_checkpoint(conn, source)
+
+    def save_checkpoint(self, checkpoint: Checkpoint) -> None:
+        with self.writing() as conn:
+            writes.save_checkpoint(conn, checkpoint)
+
+    def counts(self) -> dict[str, int]:
+        """Rows per table, the figures `syncwatch stats` prints."""
+        tables = metadata.tables
+        query = select(
+            *(select(func.count()).select_from(tables[name]).scalar_subquery().label(name) for name in COUNTED_TABLES)
+        )
+        with self.engine.connect() as conn:
+            return dict(conn.execute(query).one()._mapping)

@@ -1,0 +1,81 @@
+"""One engine from one URL: a SQLite file by default, PostgreSQL (psycopg 3) at scale.
+
+SQLite is set up for several processes on one file: WAL, foreign keys, a busy timeout, and
+write transactions that start with ``BEGIN IMMEDIATE`` so that two writers queue on the busy
+timeout instead of failing with "database is locked" when a read lock cannot be upgraded.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event, exc, make_url
+from sqlalchemy.engine import URL
+
+from syncwatch.store.errors import DatabaseUnavailable
+
+BUSY_TIMEOUT_MS = 30_000
+SUPPORTED = ("sqlite", "postgresql")
+
+
+def parse_url(raw: str) -> URL:
+    """Read a database URL; a bare path means a SQLite file, ``postgresql://`` means psycopg 3."""
+    if "://" not in raw:
+        raw = f"sqlite:///{raw}"
+    try:
+        url = make_url(raw)
+    except exc.ArgumentError as err:
+        raise DatabaseUnavailable(
+            f"'{raw}' is not a database URL; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+        ) from err
+    backend = url.get_backend_name()
+    if backend not in SUPPORTED:
+        raise DatabaseUnavailable(f"'{backend}' databases are not supported; use sqlite:///PATH or postgresql://…")
+    if backend == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
+        url = url.set(drivername="postgresql+psycopg")
+    return url
+
+
+def describe(url: URL) -> str:
+    """The URL as it may be shown to a person: the password is never printed."""
+    return url.render_as_string(hide_password=True)
+
+
+def make_engine(raw_url: str, **kwargs: Any) -> Engine:
+    url = parse_url(raw_url)
+    if url.get_backend_name() == "sqlite":
+        return _sqlite_engine(url, **kwargs)
+    return create_engine(url, pool_pre_ping=True, **kwargs)
+
+
+def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
+    engine = create_engine(url, connect_args={"timeout": BUSY_TIMEOUT_MS / 1000}, **kwargs)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        # Let SQLAlchemy's "begin" event issue BEGIN itself instead of pysqlite's implicit one.
+        dbapi_conn.isolation_level = None
+        cursor = dbapi_conn.cursor()
+        cursor.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        if url.database not in (None, "", ":memory:"):
+            cursor.execute("PRAGMA journal_mode = WAL")
+        cursor.execute("PRAGMA synchronous = NORMAL")
+        cursor.execute("PRAGMA foreign_keys = ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        immediate = conn.get_execution_options().get("sqlite_immediate", False)
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def check_connection(engine: Engine) -> None:
+    """Open one connection, translating driver errors into one readable sentence."""
+    try:
+        with engine.connect() as conn:
+            conn.exec_driver_sql("SELECT 1")
+    except exc.DBAPIError as err:
+        reason = str(err.orig).strip().splitlines()[0] if err.orig is not None else str(err)
+        raise DatabaseUnavailable(f"cannot open the database {describe(engine.url)}: {reason}") from err
