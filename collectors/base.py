@@ -1,0 +1,120 @@
+"""What every parser returns, and the checks they share (timestamps, sizes, natural ids).
+
+A parser is pure: bytes in, ``Parsed`` out. Items it cannot use become ``Rejection``s with a
+reason and a position, which the driver hands to the store's quarantine with the source name.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from collectors.keys import KeyExtractor
+from syncwatch.model import Observation
+from syncwatch.store import QuarantineItem
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# Earlier than this is a clock that was never set (or a value in the wrong unit), not an event.
+MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
+DEFAULT_MAX_SKEW_NS = 3600 * 10**9
+DEFAULT_MAX_ATTRIBUTE_BYTES = 256 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Rejection:
+    """One item a parser could not turn into an observation."""
+
+    reason: str
+    raw: bytes
+    position: str | None = None
+
+
+@dataclass(slots=True)
+class Parsed:
+    """A parser's answer: the observations, and what it rejected with reasons."""
+
+    observations: list[Observation] = field(default_factory=list)
+    rejections: list[Rejection] = field(default_factory=list)
+
+    def extend(self, other: Parsed) -> None:
+        self.observations.extend(other.observations)
+        self.rejections.extend(other.rejections)
+
+    def quarantine_items(self, source: str, content_type: str | None = None) -> list[QuarantineItem]:
+        return [QuarantineItem(source, r.reason, r.raw, r.position, content_type) for r in self.rejections]
+
+
+@dataclass(frozen=True, slots=True)
+class ParseContext:
+    """What a parser needs besides the bytes: no clock reads and no config lookups inside."""
+
+    source: str
+    keys: KeyExtractor
+    now_ns: int
+    max_skew_ns: int = DEFAULT_MAX_SKEW_NS
+    max_attribute_bytes: int = DEFAULT_MAX_ATTRIBUTE_BYTES
+
+
+class ItemError(ValueError):
+    """Raised inside a parser for one item; caught there and turned into a Rejection."""
+
+
+def now_ns() -> int:
+    return int(datetime.now(UTC).timestamp() * 10**9)
+
+
+def from_ns(ns: int) -> datetime:
+    return EPOCH + timedelta(microseconds=ns // 1000)
+
+
+def to_ns(value: datetime) -> int:
+    return int((value - EPOCH) / timedelta(microseconds=1)) * 1000
+
+
+def check_time(ctx: ParseContext, ns: int, what: str) -> int:
+    """The far-future rule: up to ``max_skew_ns`` ahead is clock skew (accepted, flagged by
+    ``skew_seconds``); beyond it, and anything zero, negative or before 2000, is rejected."""
+    if ns <= 0:
+        raise ItemError(f"{what} is zero or negative ({ns})")
+    if ns < MIN_TIME_NS:
+        raise ItemError(f"{what} {from_ns(ns).isoformat()} is before 2000-01-01")
+    if ns > ctx.now_ns + ctx.max_skew_ns:
+        ahead_h = (ns - ctx.now_ns) / 3.6e12
+        raise ItemError(
+            f"{what} is {ahead_h:,.1f} h in the future, beyond the allowed clock skew of {ctx.max_skew_ns / 3.6e12:g} h"
+        )
+    return ns
+
+
+def skew_seconds(ctx: ParseContext, ns: int) -> float | None:
+    """Seconds ahead of the receiver's clock (within the allowed skew), else None."""
+    return round((ns - ctx.now_ns) / 1e9, 3) if ns > ctx.now_ns else None
+
+
+def check_attribute_sizes(ctx: ParseContext, attributes: dict[str, Any]) -> None:
+    limit = ctx.max_attribute_bytes
+    for name, value in attributes.items():
+        if isinstance(value, str | bytes) and len(value) > limit:
+            raise ItemError(f"attribute '{name}' is {len(value):,} bytes, over the limit of {limit:,}")
+        if isinstance(value, list | dict) and len(compact_json(value)) > limit:
+            raise ItemError(f"attribute '{name}' is over the limit of {limit:,} bytes")
+
+
+def compact_json(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True, default=str, ensure_ascii=False)
+
+
+def digest(*parts: Any) -> str:
+    """A short stable hash of ``parts`` for natural ids of items that carry no id of their own."""
+    return hashlib.blake2b(compact_json(parts).encode(), digest_size=16).hexdigest()
+
+
+def raw_json(value: Any) -> bytes:
+    """An item's bytes for quarantine when the parser only has the decoded value."""
+    try:
+        return json.dumps(value, ensure_ascii=False, default=str).encode("utf-8", "replace")
+    except (TypeError, ValueError):
+        return repr(value).encode("utf-8", "replace")

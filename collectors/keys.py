@@ -1,0 +1,154 @@
+"""Business-key extraction from the config's ``[[key_rules]]``, compiled once and cached per system.
+
+Extraction is on the hot path (every span, line and event), so the rules are turned into plain
+tuples and regexes at start, and the rules that apply to a system are resolved once per system
+name, not once per observation.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from fnmatch import fnmatchcase
+from typing import Any
+from urllib.parse import unquote
+
+from syncwatch.config.schema import ConfigFile, KeyRule, KeyType
+from syncwatch.model import BusinessKey
+
+_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+@dataclass(frozen=True, slots=True)
+class PathTemplate:
+    """``/orders/{marketplace_order}`` as an anchored regex; ``template`` doubles as the route."""
+
+    template: str
+    pattern: re.Pattern[str]
+
+
+@dataclass(frozen=True, slots=True)
+class _Plan:
+    """The rules that apply to one system, split by where they look."""
+
+    attributes: tuple[tuple[str, str], ...]
+    paths: tuple[PathTemplate, ...]
+    pointers: tuple[tuple[tuple[str, ...], str], ...]
+    regexes: tuple[tuple[str | None, re.Pattern[str]], ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Extracted:
+    keys: tuple[BusinessKey, ...]
+    route: str | None
+
+
+def compile_template(template: str) -> PathTemplate:
+    parts = _PLACEHOLDER.split(template)
+    # split() alternates literal text and placeholder names: even indexes are literal.
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    return PathTemplate(template, re.compile(f"^{regex}/?$"))
+
+
+def parse_pointer(pointer: str) -> tuple[str, ...]:
+    """RFC 6901: ``/a/b~1c`` → ("a", "b/c")."""
+    if not pointer:
+        return ()
+    return tuple(t.replace("~1", "/").replace("~0", "~") for t in pointer.removeprefix("/").split("/"))
+
+
+def resolve_pointer(document: Any, tokens: tuple[str, ...]) -> Any:
+    """The value at ``tokens`` in ``document``, or None when any step is missing."""
+    node = document
+    for token in tokens:
+        if isinstance(node, Mapping):
+            node = node.get(token)
+        elif isinstance(node, list) and token.isdigit() and int(token) < len(node):
+            node = node[int(token)]
+        else:
+            return None
+    return node
+
+
+def _values(value: Any) -> Iterable[str]:
+    """Key values from an attribute: strings and numbers count, booleans and empties do not."""
+    if isinstance(value, bool) or value is None:
+        return ()
+    if isinstance(value, list):
+        return [v for item in value for v in _values(item)]
+    if isinstance(value, str | int):
+        text = str(value).strip()
+        return (text,) if text else ()
+    return ()
+
+
+class KeyExtractor:
+    """Turns attributes, a URL path and event data into typed business keys for one system."""
+
+    def __init__(self, key_types: Mapping[str, KeyType], rules: Iterable[KeyRule]) -> None:
+        self._identity = {name: kt.identity for name, kt in key_types.items()}
+        self._rules = list(rules)
+        self._templates = {r.path_template: compile_template(r.path_template) for r in self._rules if r.path_template}
+        self._plans: dict[str, _Plan] = {}
+
+    @classmethod
+    def from_config(cls, file: ConfigFile) -> KeyExtractor:
+        return cls(file.key_types, file.key_rules)
+
+    def _plan(self, system: str) -> _Plan:
+        plan = self._plans.get(system)
+        if plan is None:
+            plan = self._plans[system] = self._build_plan(system)
+        return plan
+
+    def _build_plan(self, system: str) -> _Plan:
+        rules = [r for r in self._rules if fnmatchcase(system, r.system)]
+        return _Plan(
+            attributes=tuple((r.attribute, r.key) for r in rules if r.attribute and r.key),
+            paths=tuple(self._templates[r.path_template] for r in rules if r.path_template),
+            pointers=tuple((parse_pointer(r.json_pointer), r.key) for r in rules if r.json_pointer and r.key),
+            regexes=tuple((r.field, re.compile(r.regex)) for r in rules if r.regex),
+        )
+
+    def extract(
+        self, system: str, attributes: Mapping[str, Any], path: str | None = None, data: Any = None
+    ) -> Extracted:
+        plan = self._plan(system)
+        found: dict[tuple[str, str], None] = {}
+        for name, key_type in plan.attributes:
+            for value in _values(attributes.get(name)):
+                found[(key_type, value)] = None
+        route = self._from_path(plan, path, found) if path and plan.paths else None
+        if data is not None:
+            for tokens, key_type in plan.pointers:
+                for value in _values(resolve_pointer(data, tokens)):
+                    found[(key_type, value)] = None
+        if plan.regexes:
+            self._from_regexes(plan, attributes, path, found)
+        return Extracted(tuple(BusinessKey(t, v, self._identity.get(t, True)) for t, v in found), route)
+
+    def _from_path(self, plan: _Plan, path: str, found: dict[tuple[str, str], None]) -> str | None:
+        path = path.split("?", 1)[0]
+        route = None
+        for template in plan.paths:
+            match = template.pattern.match(path)
+            if match is None:
+                continue
+            route = route or template.template
+            for key_type, value in match.groupdict().items():
+                found[(key_type, unquote(value))] = None
+        return route
+
+    def _from_regexes(
+        self, plan: _Plan, attributes: Mapping[str, Any], path: str | None, found: dict[tuple[str, str], None]
+    ) -> None:
+        for field, pattern in plan.regexes:
+            texts = [attributes.get(field)] if field else [*attributes.values(), path]
+            for text in texts:
+                match = pattern.search(text) if isinstance(text, str) else None
+                if match is None:
+                    continue
+                for key_type, value in match.groupdict().items():
+                    if value:
+                        found[(key_type, value)] = None
