@@ -1,0 +1,206 @@
+"""CloudEvents 1.0 into observations: structured, batch and binary HTTP content modes, and JSONL
+files of structured events.
+
+An event's natural id is its source plus its id, as the CloudEvents spec defines uniqueness, so a
+partner re-sending a notice stores once and is counted as a duplicate.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from collectors.base import (
+    ItemError,
+    ParseContext,
+    Parsed,
+    Rejection,
+    check_attribute_sizes,
+    check_time,
+    digest,
+    from_ns,
+    raw_json,
+    skew_seconds,
+    to_ns,
+)
+from collectors.errors import MalformedInput, UnsupportedContentType
+from collectors.otlp_json import decode_chunk, documents, load
+from syncwatch.model import Observation, ObservationKind, Outcome
+
+STRUCTURED = "application/cloudevents+json"
+BATCH = "application/cloudevents-batch+json"
+REQUIRED = ("id", "source", "specversion", "type")
+CONTEXT = {"id", "source", "specversion", "type", "time", "subject", "datacontenttype", "dataschema"}
+FAILED_TYPES = ("failed", "rejected", "error", "dead_lettered", "deadlettered")
+MAX_NATURAL_ID = 255
+
+
+def system_of(source: str) -> str:
+    """The system an event came from: a bare name as is, else the URI's host or first segment."""
+    parts = urlsplit(source)
+    if parts.netloc:
+        return parts.hostname or parts.netloc
+    segment = next((s for s in parts.path.split("/") if s), "")
+    return segment if parts.scheme == "" and segment else source
+
+
+def event_time_ns(value: Any, ctx: ParseContext) -> int:
+    """RFC 3339 ``time``; absent means now (the spec makes it optional)."""
+    if value is None:
+        return ctx.now_ns
+    if not isinstance(value, str):
+        raise ItemError(f"time must be an RFC 3339 string, got {value!r}")
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise ItemError(f"time {value!r} is not an RFC 3339 timestamp") from None
+    if moment.tzinfo is None or "T" not in value.upper() or value.count(":") < 2:
+        raise ItemError(f"time {value!r} is not an RFC 3339 timestamp (needs seconds and an offset)")
+    return to_ns(moment.astimezone(UTC))
+
+
+def check_required(event: Mapping[str, Any]) -> None:
+    missing = [name for name in REQUIRED if not isinstance(event.get(name), str) or not event.get(name)]
+    if missing:
+        raise ItemError(f"CloudEvent is missing required attribute(s) {', '.join(missing)} (non-empty strings)")
+    if event["specversion"] != "1.0":
+        raise ItemError(f"specversion {event['specversion']!r} is not supported (only '1.0')")
+
+
+def _data(event: Mapping[str, Any]) -> tuple[Any, bytes | None]:
+    """(data as a value for key pointers, data as bytes for the payload)."""
+    if "data_base64" in event:
+        try:
+            raw = base64.b64decode(event["data_base64"], validate=True)
+        except (binascii.Error, TypeError, ValueError):
+            raise ItemError("data_base64 is not valid base64") from None
+        return _json_or_none(raw, event.get("datacontenttype")), raw
+    if "data" not in event:
+        return None, None
+    data = event["data"]
+    return data, data.encode() if isinstance(data, str) else json.dumps(data, separators=(",", ":")).encode()
+
+
+def _json_or_none(raw: bytes, content_type: Any) -> Any:
+    if not isinstance(content_type, str) or "json" not in content_type:
+        return None
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        return None
+
+
+def observation(event: Mapping[str, Any], ctx: ParseContext) -> Observation:
+    """One structured event (a JSON object) as an observation."""
+    check_required(event)
+    time_ns = check_time(ctx, event_time_ns(event.get("time"), ctx), "event time")
+    data, payload = _data(event)
+    attrs = {f"cloudevents.{k}": v for k, v in event.items() if k not in ("data", "data_base64")}
+    check_attribute_sizes(ctx, attrs)
+    skew = skew_seconds(ctx, time_ns)
+    if skew is not None:
+        attrs["syncwatch.clock_skew_s"] = skew
+    source, event_type = event["source"], event["type"]
+    system = system_of(source)
+    plain = {k: v for k, v in event.items() if k not in CONTEXT and k not in ("data", "data_base64")}
+    extracted = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data)
+    failed = event_type.rsplit(".", 1)[-1].lower() in FAILED_TYPES
+    natural_id = f"event:{source}:{event['id']}"
+    return Observation(
+        natural_id=natural_id if len(natural_id) <= MAX_NATURAL_ID else f"event:{digest(source, event['id'])}",
+        kind=ObservationKind.EVENT,
+        system=system,
+        operation=event_type,
+        start=from_ns(time_ns),
+        outcome=Outcome.ERROR if failed else Outcome.OK,
+        error_message=event_type if failed else None,
+        trace_id=_trace_id(event.get("traceparent")),
+        source=ctx.source,
+        keys=extracted.keys,
+        attributes=attrs,
+        payload=payload,
+    )
+
+
+def _trace_id(traceparent: Any) -> str | None:
+    """The trace id of a W3C ``traceparent`` (the CloudEvents distributed-tracing extension)."""
+    if isinstance(traceparent, str) and len(traceparent) >= 55 and traceparent[2] == "-":
+        return traceparent[3:35].lower()
+    return None
+
+
+def parse_events(events: list[Any], ctx: ParseContext, position: str = "event") -> Parsed:
+    parsed = Parsed()
+    for i, event in enumerate(events):
+        try:
+            if not isinstance(event, dict):
+                raise ItemError(f"a CloudEvent must be a JSON object, got {type(event).__name__}")
+            parsed.observations.append(observation(event, ctx))
+        except ItemError as err:
+            parsed.rejections.append(Rejection(str(err), raw_json(event), f"{position} {i}"))
+    return parsed
+
+
+def parse_structured(body: bytes, ctx: ParseContext) -> Parsed:
+    document = load(body)
+    if not isinstance(document, dict):
+        raise MalformedInput("a structured CloudEvent body must be one JSON object")
+    return parse_events([document], ctx)
+
+
+def parse_batch(body: bytes, ctx: ParseContext) -> Parsed:
+    document = load(body)
+    if not isinstance(document, list):
+        raise MalformedInput("a CloudEvents batch body must be a JSON array")
+    return parse_events(document, ctx)
+
+
+def parse_binary(body: bytes, headers: Mapping[str, str], content_type: str | None, ctx: ParseContext) -> Parsed:
+    """Binary mode: attributes in ``ce-*`` headers (percent-encoded), the body is the data."""
+    event: dict[str, Any] = {k[3:]: unquote(v) for k, v in headers.items() if k.lower().startswith("ce-")}
+    if content_type:
+        event["datacontenttype"] = content_type
+    if body:
+        event["data_base64"] = base64.b64encode(body).decode()
+    parsed = Parsed()
+    try:
+        parsed.observations.append(observation(event, ctx))
+    except ItemError as err:
+        parsed.rejections.append(Rejection(str(err), body, "event 0"))
+    return parsed
+
+
+def parse_http(body: bytes, headers: Mapping[str, str], ctx: ParseContext) -> Parsed:
+    """Pick the content mode from the request: ce-specversion header, or the media type."""
+    content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if "ce-specversion" in headers:
+        return parse_binary(body, headers, content_type or None, ctx)
+    if content_type in (STRUCTURED, "application/json"):
+        return parse_structured(body, ctx)
+    if content_type == BATCH:
+        return parse_batch(body, ctx)
+    raise UnsupportedContentType(
+        f"content type {content_type or '(none)'!r} is not a CloudEvents mode; send {STRUCTURED}, {BATCH}, "
+        "or binary mode with ce-* headers"
+    )
+
+
+def parse_file(data: bytes, ctx: ParseContext, base_offset: int = 0) -> Parsed:
+    """JSON lines of structured events (or one batch array per line)."""
+    parsed = Parsed()
+    for offset, chunk in documents(data):
+        position = f"offset {base_offset + offset}"
+        try:
+            items = [
+                e for document in decode_chunk(chunk) for e in (document if isinstance(document, list) else [document])
+            ]
+        except MalformedInput as err:
+            parsed.rejections.append(Rejection(str(err), chunk, position))
+            continue
+        parsed.extend(parse_events(items, ctx, position))
+    return parsed
