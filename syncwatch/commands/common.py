@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -38,11 +39,13 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
 
 def config_from(args: argparse.Namespace, **flags: Any) -> Config:
     """Load the config with the flags this command received (None means not given)."""
-    return load_config(getattr(args, "config", None), {"db": getattr(args, "db", None), **flags})
+    config = load_config(getattr(args, "config", None), {"db": getattr(args, "db", None), **flags})
+    logging.getLogger().setLevel(config.log_level.upper())
+    return config
 
 
 def open_store(config: Config, *, require_schema: bool = True) -> Store:
-    store = Store.open(config.db, raw_limit=config.quarantine_raw_limit)
+    store = Store.open(config.db, raw_limit=config.quarantine_raw_limit, must_exist=require_schema)
     if require_schema:
         store.require_schema()
     return store

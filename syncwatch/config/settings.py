@@ -16,6 +16,7 @@ class Setting:
     name: str
     default: Any
     help: str
+    choices: tuple[str, ...] = ()
 
     @property
     def env(self) -> str:
@@ -51,7 +52,12 @@ SETTINGS: tuple[Setting, ...] = (
         "Name of the environment variable holding the "
         "alert webhook URL (the URL is a secret, so it never sits in the config file)",
     ),
-    Setting("log_level", "info", "Logging level: debug, info, warning or error"),
+    Setting(
+        "log_level",
+        "info",
+        "Logging level: debug, info, warning or error",
+        choices=("debug", "info", "warning", "error"),
+    ),
 )
 
 BY_NAME = {s.name: s for s in SETTINGS}
@@ -60,6 +66,8 @@ BY_NAME = {s.name: s for s in SETTINGS}
 def coerce(setting: Setting, raw: Any, origin: str) -> Any:
     """Convert a raw value (text from the environment, TOML value) to the setting's type."""
     kind = setting.type
+    if setting.choices and raw not in setting.choices:
+        raise ValueError(f"{origin}: expected one of {', '.join(setting.choices)}, got {raw!r}")
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     try:

@@ -24,9 +24,9 @@ class Store:
         self.raw_limit = raw_limit
 
     @classmethod
-    def open(cls, url: str, *, raw_limit: int = DEFAULT_RAW_LIMIT) -> Store:
+    def open(cls, url: str, *, raw_limit: int = DEFAULT_RAW_LIMIT, must_exist: bool = False) -> Store:
         """Open and check the database at ``url`` (raises DatabaseUnavailable with one sentence)."""
-        engine = make_engine(url)
+        engine = make_engine(url, must_exist=must_exist)
         check_connection(engine)
         return cls(engine, raw_limit=raw_limit)
 

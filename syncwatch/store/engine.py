@@ -7,6 +7,7 @@ timeout instead of failing with "database is locked" when a read lock cannot be 
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, create_engine, event, exc, make_url
@@ -24,7 +25,7 @@ def parse_url(raw: str) -> URL:
         raw = f"sqlite:///{raw}"
     try:
         url = make_url(raw)
-    except exc.ArgumentError as err:
+    except (exc.ArgumentError, ValueError) as err:
         raise DatabaseUnavailable(
             f"'{raw}' is not a database URL; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         ) from err
@@ -41,9 +42,14 @@ def describe(url: URL) -> str:
     return url.render_as_string(hide_password=True)
 
 
-def make_engine(raw_url: str, **kwargs: Any) -> Engine:
+def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
+    """An engine for ``raw_url``; with ``must_exist`` a missing SQLite file is an error, not a new file."""
     url = parse_url(raw_url)
     if url.get_backend_name() == "sqlite":
+        if must_exist and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+            raise DatabaseUnavailable(
+                f"there is no database file at {url.database}; create it with `syncwatch db upgrade --db {raw_url}`"
+            )
         return _sqlite_engine(url, **kwargs)
     return create_engine(url, pool_pre_ping=True, **kwargs)
 

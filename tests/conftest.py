@@ -1,0 +1,64 @@
+"""Shared fixtures: a fresh store on every engine syncwatch supports.
+
+The ``store`` fixture is parametrised over SQLite (a real file) and PostgreSQL (a throwaway
+database on the server named by SYNCWATCH_TEST_PG). Where no PostgreSQL server answers, those
+cases skip with the reason printed; CI's machine always has one.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from syncwatch.store import Store
+from syncwatch.store.engine import parse_url
+
+PG_URL = os.environ.get("SYNCWATCH_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Iterator[Callable[[], str]]:
+    """A URL template for throwaway databases on the test PostgreSQL server."""
+    admin = create_engine(parse_url(PG_URL), isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except Exception as err:  # any driver or network error means: no server here
+        admin.dispose()
+        pytest.skip(f"no PostgreSQL server answers at {PG_URL} ({type(err).__name__}); set SYNCWATCH_TEST_PG")
+    created: list[str] = []
+
+    def make() -> str:
+        name = f"syncwatch_test_{uuid.uuid4().hex[:12]}"
+        with admin.connect() as conn:
+            conn.execute(text(f'CREATE DATABASE "{name}"'))
+        created.append(name)
+        return parse_url(PG_URL).set(database=name).render_as_string(hide_password=False)
+
+    yield make
+    with admin.connect() as conn:
+        for name in created:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A URL of an empty database, once per engine."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'syncwatch.db'}"
+    return request.getfixturevalue("pg_server")()
+
+
+@pytest.fixture
+def store(db_url: str) -> Iterator[Store]:
+    """An upgraded, empty store on each engine."""
+    store = Store.open(db_url)
+    store.upgrade()
+    yield store
+    store.close()

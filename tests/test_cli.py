@@ -1,0 +1,135 @@
+"""The `syncwatch` command as a user runs it: a real process, real databases, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from syncwatch.commands.pending import PENDING
+from syncwatch.store.schema import COUNTED_TABLES
+
+
+def syncwatch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
+    return subprocess.run(
+        [sys.executable, "-m", "syncwatch", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**clean, **(env or {})},
+        cwd=cwd,
+    )
+
+
+def assert_one_clear_sentence(result: subprocess.CompletedProcess, *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_upgrade_then_stats_prints_zero_counts(db_url: str) -> None:
+    assert syncwatch("db", "upgrade", "--db", db_url).returncode == 0
+    result = syncwatch("stats", "--json", "--db", db_url)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == dict.fromkeys(COUNTED_TABLES, 0)
+
+
+def test_the_database_url_comes_from_the_environment_when_no_flag_is_given(tmp_path: Path) -> None:
+    env = {"SYNCWATCH_DB": f"sqlite:///{tmp_path / 'from-env.db'}"}
+    assert syncwatch("db", "upgrade", env=env).returncode == 0
+    assert (tmp_path / "from-env.db").exists()
+
+
+def test_the_default_database_is_a_file_in_the_working_directory(tmp_path: Path) -> None:
+    assert syncwatch("db", "upgrade", cwd=tmp_path).returncode == 0
+    assert (tmp_path / "syncwatch.db").exists()
+
+
+def test_an_unreachable_server_gets_one_sentence() -> None:
+    result = syncwatch("stats", "--db", "postgresql://nobody@127.0.0.1:9/none")
+    assert_one_clear_sentence(
+        result, "cannot open the database postgresql://nobody@127.0.0.1:9/none", "Connection refused"
+    )
+
+
+def test_a_password_in_the_url_is_never_printed() -> None:
+    result = syncwatch("stats", "--db", "postgresql://admin:s3cret-pw@127.0.0.1:9/none")
+    assert_one_clear_sentence(result, "cannot open the database")
+    assert "s3cret-pw" not in result.stderr + result.stdout
+
+
+@pytest.mark.parametrize(
+    ("url", "fragment"),
+    [
+        ("mysql://root@localhost/db", "'mysql' databases are not supported"),
+        ("postgresql://host:notaport/db", "is not a database URL"),
+        ("sqlite:///no/such/folder/x.db", "there is no database file at no/such/folder/x.db"),
+    ],
+)
+def test_a_wrong_database_url_gets_one_sentence(url: str, fragment: str) -> None:
+    assert_one_clear_sentence(syncwatch("stats", "--db", url), fragment)
+
+
+def test_stats_on_an_empty_database_says_to_upgrade(tmp_path: Path) -> None:
+    (tmp_path / "empty.db").touch()
+    result = syncwatch("stats", "--db", f"sqlite:///{tmp_path / 'empty.db'}")
+    assert_one_clear_sentence(result, "no syncwatch schema yet", "syncwatch db upgrade")
+
+
+@pytest.mark.parametrize(
+    ("content", "fragments"),
+    [
+        ("[settings\nport = 1", ("not valid TOML",)),
+        ('[settings]\nport = "four"', ("settings.port", "expected a whole number", "'four'")),
+        ("[settings]\nprot = 1", ("settings.prot", "unknown setting")),
+        ("[partners.erp]\nkind = 'erp'\nbase_url = 'ftp://x'", ("partners.erp.base_url",)),
+        ("[partners.erp]\nkind = 'erp'\nbase_url = 'http://x'\ntoken = 'abc'", ("partners.erp.token", "unknown field")),
+        (
+            "[processes.order]\nstarts_with = ['po_number']\n[[processes.order.stages]]\nname = 'a'\n"
+            "match = [{ system = 'erp' }]\nsla = 'soon'",
+            ("processes.order.stages.0.sla", "expected a duration"),
+        ),
+    ],
+)
+def test_a_broken_config_names_file_and_field_and_exits_2(tmp_path: Path, content: str, fragments: tuple) -> None:
+    config = tmp_path / "syncwatch.toml"
+    config.write_text(content)
+    result = syncwatch("stats", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'x.db'}")
+    assert_one_clear_sentence(result, str(config), *fragments)
+    assert result.returncode == 2
+
+
+def test_a_missing_config_file_is_named(tmp_path: Path) -> None:
+    result = syncwatch("stats", "--config", str(tmp_path / "nope.toml"))
+    assert_one_clear_sentence(result, "nope.toml: no such config file")
+    assert result.returncode == 2
+
+
+@pytest.mark.parametrize("command", sorted(PENDING))
+def test_commands_not_built_yet_say_so_and_exit_2(command: str) -> None:
+    result = syncwatch(command)
+    assert result.returncode == 2
+    assert f"syncwatch {command}: not available yet" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["db", "db upgrade", "stats", "bench", "bench store", *sorted(PENDING)])
+def test_every_command_has_help(command: str) -> None:
+    result = syncwatch(*command.split(), "--help")
+    assert result.returncode == 0
+    assert result.stdout.startswith("usage: syncwatch")
+
+
+def test_bench_store_prints_figures_with_units_as_json(tmp_path: Path) -> None:
+    result = syncwatch("bench", "store", "--observations", "2000", "--batch", "500", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["observations"] == 2000
+    assert figures["observations_per_s"] > 0 and figures["batch_p95_ms"] > 0

@@ -1,0 +1,86 @@
+"""The config: packaged defaults, precedence of settings, validation, and documentation."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from syncwatch.config import ConfigError, load_config
+from syncwatch.config.settings import SETTINGS
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def write(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "syncwatch.toml"
+    path.write_text(text)
+    return str(path)
+
+
+def test_the_packaged_defaults_describe_the_simulated_network() -> None:
+    config = load_config(environ={})
+    assert set(config.file.processes) == {"order", "inventory_sync", "return"}
+    assert config.file.key_types["sku"].identity is False
+    assert config.file.partners["3pl-fastship"].alternates
+    assert all(config.origins[s.name] == "default" for s in SETTINGS)
+
+
+def test_settings_precedence_is_flag_then_environment_then_file_then_default(tmp_path: Path) -> None:
+    path = write(tmp_path, "[settings]\nport = 1001\nhost = '0.0.0.0'\ndashboard_port = 1003\n")
+    environ = {"SYNCWATCH_PORT": "2001", "SYNCWATCH_HOST": "10.0.0.1"}
+    config = load_config(path, {"port": 3001}, environ)
+    assert (config.port, config.host, config.dashboard_port, config.tail_interval_s) == (3001, "10.0.0.1", 1003, 1.0)
+    assert config.origins["port"] == "--port"
+    assert config.origins["host"] == "SYNCWATCH_HOST"
+    assert config.origins["dashboard_port"].endswith("settings.dashboard_port")
+
+
+def test_the_config_path_may_come_from_the_environment(tmp_path: Path) -> None:
+    path = write(tmp_path, "[settings]\nlog_level = 'debug'\n")
+    assert load_config(environ={"SYNCWATCH_CONFIG": path}).log_level == "debug"
+
+
+def test_a_user_file_merges_named_tables_and_replaces_lists(tmp_path: Path) -> None:
+    path = write(
+        tmp_path,
+        "[[key_rules]]\nattribute = 'order.id'\nkey = 'marketplace_order'\n\n"
+        "[partners.erp]\nkind = 'erp'\nbase_url = 'https://erp.example.com'\n",
+    )
+    config = load_config(path, environ={})
+    assert len(config.file.key_rules) == 1
+    assert config.file.partners["erp"].base_url == "https://erp.example.com"
+    assert "wms" in config.file.partners
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        ("[settings]\nsla_at_risk_share = 'most'", "settings.sla_at_risk_share: expected a number"),
+        ("[settings]\nlog_level = 'loud'", "expected one of debug, info, warning, error"),
+        ("[[key_rules]]\nattribute = 'x'", "key_rules.0: attribute and json_pointer rules need 'key'"),
+        ("[[key_rules]]\nattribute = 'x'\nregex = 'y'\nkey = 'sku'", "expected exactly one of"),
+        ("[[key_rules]]\nattribute = 'x'\nkey = 'parcel'", "unknown key type 'parcel'"),
+        ("[partners.erp]\nkind = 'erp'\nbase_url = 'http://x'\ntoken_env = 'lower-case'", "partners.erp.token_env"),
+        ("[partners.wms]\nkind = 'wms'\nbase_url = 'http://x'\nalternates = ['ghost']", "unknown partners ['ghost']"),
+        ("[calendars.x]\ncutoff = '25:00'", "calendars.x.cutoff"),
+    ],
+)
+def test_invalid_values_name_the_field(tmp_path: Path, text: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_config(write(tmp_path, text), environ={})
+    assert fragment in str(caught.value)
+    assert str(tmp_path) in str(caught.value)
+
+
+def test_an_invalid_environment_value_names_the_variable() -> None:
+    with pytest.raises(ConfigError, match="SYNCWATCH_PORT: expected a whole number, got 'http'"):
+        load_config(environ={"SYNCWATCH_PORT": "http"})
+
+
+@pytest.mark.parametrize("setting", SETTINGS, ids=lambda s: s.name)
+def test_every_setting_is_documented_in_the_readme(setting) -> None:  # type: ignore[no-untyped-def]
+    row = next((line for line in README.read_text().splitlines() if line.startswith(f"| `{setting.name}` ")), None)
+    assert row is not None, f"README has no row for setting {setting.name}"
+    assert f"`{setting.env}`" in row
+    assert f"`{setting.default}`" in row

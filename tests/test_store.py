@@ -1,0 +1,150 @@
+"""The store suite, run against every engine (SQLite file and PostgreSQL)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from datetime import UTC, datetime, timedelta, timezone
+
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import select
+
+from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
+from syncwatch.store import Checkpoint, QuarantineItem, Store
+from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
+
+T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
+
+
+def span(n: int, **changes: object) -> Observation:
+    fields: dict[str, object] = {
+        "natural_id": f"trace{n:04d}:span{n:04d}",
+        "kind": ObservationKind.SPAN,
+        "system": "erp",
+        "operation": "POST /sales-orders",
+        "start": T0 + timedelta(seconds=n),
+        "end": T0 + timedelta(seconds=n, milliseconds=40),
+        "status_code": 201,
+        "trace_id": f"{n:032x}",
+        "span_id": f"{n:016x}",
+        "source": "test",
+        "keys": (BusinessKey("erp_order", f"SO-{n}"), BusinessKey("sku", "SKU-1", identity=False)),
+        "attributes": {"erp.sales_order": f"SO-{n}", "http.response.status_code": 201},
+    }
+    fields.update(changes)
+    return Observation(**fields)  # type: ignore[arg-type]
+
+
+def rows(store: Store, table=observations) -> list:  # type: ignore[no-untyped-def]
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(table)))
+
+
+def test_a_new_database_counts_zero_everywhere(store: Store) -> None:
+    assert store.counts() == dict.fromkeys(COUNTED_TABLES, 0)
+
+
+def test_upgrading_twice_changes_nothing(store: Store) -> None:
+    store.write_observations([span(1)])
+    store.upgrade()
+    store.require_schema()
+    assert store.counts()["observations"] == 1
+
+
+def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), metadata)
+    assert diff == []
+
+
+def test_the_same_observation_twice_is_stored_once_and_counted(store: Store) -> None:
+    first = store.write_observations([span(1), span(2)])
+    again = store.write_observations([span(1)])
+    assert (first.stored, first.duplicates) == (2, 0)
+    assert (again.stored, again.duplicates) == (0, 1)
+    stored = {row.natural_id: row.duplicates for row in rows(store)}
+    assert stored == {"trace0001:span0001": 1, "trace0002:span0002": 0}
+
+
+def test_a_repeat_inside_one_batch_is_stored_once(store: Store) -> None:
+    result = store.write_observations([span(7), span(7), span(7)])
+    assert (result.stored, result.duplicates) == (1, 2)
+    assert [row.duplicates for row in rows(store)] == [2]
+
+
+def test_every_field_survives_the_round_trip(store: Store) -> None:
+    original = span(
+        3,
+        outcome=Outcome.ERROR,
+        status_code=422,
+        error_message="unknown SKU",
+        payload=b'{"a":1}',
+        parent_id="00000000000000aa",
+    )
+    store.write_observations([original])
+    (row,) = rows(store)
+    assert (row.kind, row.system, row.operation, row.outcome) == ("span", "erp", "POST /sales-orders", "error")
+    assert (row.status_code, row.error_message, row.payload) == (422, "unknown SKU", b'{"a":1}')
+    assert (row.trace_id, row.span_id, row.parent_id) == (original.trace_id, original.span_id, "00000000000000aa")
+    assert row.start_time == original.start and row.end_time == original.end
+    assert row.attributes == original.attributes
+    assert row.keys == [["erp_order", "SO-3", True], ["sku", "SKU-1", False]]
+
+
+def test_only_identity_keys_go_to_the_lookup_table(store: Store) -> None:
+    store.write_observations([span(4)])
+    (key,) = rows(store, business_keys)
+    assert (key.key_type, key.value) == ("erp_order", "SO-4")
+
+
+def test_times_are_utc_whatever_zone_they_came_in(store: Store) -> None:
+    chicago = timezone(timedelta(hours=-6))
+    local = datetime(2026, 11, 2, 3, 30, tzinfo=chicago)
+    naive = datetime(2026, 11, 2, 9, 30)
+    store.write_observations([span(5, start=local, end=None), span(6, start=naive, end=None)])
+    starts = {row.start_time for row in rows(store)}
+    assert starts == {T0}
+    assert all(start.tzinfo is not None and start.utcoffset() == timedelta(0) for start in starts)
+
+
+def test_quarantine_keeps_reason_and_bounded_raw_bytes(store: Store) -> None:
+    store.raw_limit = 10
+    store.quarantine([QuarantineItem("otlp:/v1/traces", "invalid JSON at byte 3", b"x" * 25, "3", "application/json")])
+    (item,) = rows(store, metadata.tables["quarantine"])
+    assert (item.reason, item.raw, item.raw_size, item.position) == ("invalid JSON at byte 3", b"x" * 10, 25, "3")
+    assert store.counts()["quarantine"] == 1
+
+
+def test_checkpoints_advance_in_place(store: Store) -> None:
+    assert store.checkpoint("file:/var/log/nginx/access.log") is None
+    store.save_checkpoint(Checkpoint("file:/var/log/nginx/access.log", 100, {"inode": 7}))
+    store.save_checkpoint(Checkpoint("file:/var/log/nginx/access.log", 250, {"inode": 7}))
+    assert store.checkpoint("file:/var/log/nginx/access.log") == Checkpoint(
+        "file:/var/log/nginx/access.log", 250, {"inode": 7}
+    )
+    assert store.counts()["checkpoints"] == 1
+
+
+def _write_overlapping(url: str, worker: int, batches: int) -> None:
+    store = Store.open(url)
+    for b in range(batches):
+        # Both workers write observations 0..n of every batch, so each id arrives twice.
+        store.write_observations([span(b * 50 + i, source=f"worker{worker}") for i in range(50)])
+    store.close()
+
+
+def test_two_processes_write_one_sqlite_file_without_locking_errors(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Store.open(url).upgrade()
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_write_overlapping, args=(url, w, 40)) for w in (1, 2)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(timeout=120)
+    assert [w.exitcode for w in workers] == [0, 0]
+    store = Store.open(url)
+    stored = rows(store)
+    assert len(stored) == 40 * 50
+    assert sum(row.duplicates for row in stored) == 40 * 50
+    store.close()
