@@ -120,6 +120,70 @@ class Partner(Strict):
     alternates: list[str] = []
 
 
+class Collectors(Strict):
+    """Limits of the collectors: what counts as clock skew, how big an item may be, when to push back."""
+
+    max_clock_skew: Duration = Field(
+        timedelta(hours=1),
+        description="Future timestamps within this are stored, flagged syncwatch.clock_skew_s; beyond, quarantined",
+    )
+    max_attribute_bytes: int = Field(256 * 1024, gt=0, description="An item with a larger attribute is quarantined")
+    max_inflight_writes: int = Field(8, gt=0, description="Requests written at once; more get 503 with Retry-After")
+    retry_after: Duration = Field(timedelta(seconds=2), description="Retry-After sent with 429 and 503")
+
+
+class HttpSource(Strict):
+    """A sender of OTLP, events or webhooks; requests bearing its token are stored under its name."""
+
+    token_env: str = Field(pattern=_ENV_NAME, description="Environment variable holding the bearer token")
+
+
+class FieldMapDef(Strict):
+    """Where a JSON access-log line keeps each field: dotted paths, the first present wins."""
+
+    time: list[str] = Field(min_length=1)
+    method: list[str] = Field(min_length=1)
+    path: list[str] = Field(min_length=1)
+    status: list[str] = Field(min_length=1)
+    duration: list[str] = []
+    duration_unit: Literal["s", "ms", "us", "ns"] = "ms"
+    system: list[str] = []
+    client: list[str] = []
+    user_agent: list[str] = []
+    request_id: list[str] = []
+
+
+class Tailer(Strict):
+    """A file `serve` tails (surviving rotation and truncation) and `ingest` can import once."""
+
+    path: str
+    format: Literal["combined", "json_access", "otlp_json", "cloudevents"]
+    source: str | None = Field(None, description="Name stored with each observation (default: the path)")
+    system: str = Field("gateway", description="System of access-log lines that name none")
+    system_from_host: bool = False
+    field_map: str = Field("kong", description="json_access: kong, envoy, caddy, aws_apigw or a [field_maps] name")
+    request_time_unit: Literal["s", "ms", "us"] = "s"
+
+
+class Webhook(Strict):
+    """A partner's JSON notification at POST /v1/webhooks/NAME. Locations are JSON pointers
+    ("/NotificationMetadata/NotificationId") or headers ("header:X-Shopify-Webhook-Id");
+    the first present wins."""
+
+    system: str
+    id: list[str] = Field(min_length=1)
+    type: list[str] = []
+    type_value: str | None = None
+    time: list[str] = []
+    token_env: str | None = Field(None, pattern=_ENV_NAME)
+
+    @model_validator(mode="after")
+    def _has_type(self) -> Webhook:
+        if not self.type and not self.type_value:
+            raise ValueError("expected 'type' (locations) or 'type_value' (a fixed event type)")
+        return self
+
+
 class ConfigFile(Strict):
     """The whole config file."""
 
@@ -130,6 +194,11 @@ class ConfigFile(Strict):
     calendars: dict[str, Calendar] = {}
     partners: dict[str, Partner] = {}
     runbooks: dict[str, str] = {}
+    collectors: Collectors = Collectors()
+    sources: dict[str, HttpSource] = {}
+    tailers: list[Tailer] = []
+    field_maps: dict[str, FieldMapDef] = {}
+    webhooks: dict[str, Webhook] = {}
 
     @model_validator(mode="after")
     def _references(self) -> ConfigFile:
