@@ -10,7 +10,6 @@ from syncwatch.commands.common import Command
 PENDING = {
     "serve": ("run the collectors (OTLP/HTTP, events, file tailers) and the scheduler", "the collectors"),
     "dashboard": ("start the Streamlit dashboard", "the dashboard"),
-    "sim": ("run or fast-forward the simulated distribution network", "the simulator"),
     "demo": ("start everything on a fresh SQLite file with the sample data", "the dashboard and demo"),
     "ingest": ("import telemetry files once", "the collectors"),
     "correlate": ("run one correlator pass", "the correlator"),

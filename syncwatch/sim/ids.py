@@ -1,0 +1,55 @@
+"""Identifiers shaped like each system's own, drawn from one seeded generator so runs repeat."""
+
+from __future__ import annotations
+
+import random
+import uuid
+
+CARRIERS = ("UPS", "FedEx", "USPS")
+
+
+class Ids:
+    """Per-system sequences (ERPs and 3PLs number documents in order) and random ids."""
+
+    def __init__(self, rng: random.Random) -> None:
+        self.rng = rng
+        self.sequences = {
+            "SO": 100_000 + rng.randrange(10_000),
+            "PO": 450_000 + rng.randrange(10_000),
+            "INV": 700_000 + rng.randrange(10_000),
+            "SH": 5_000_000 + rng.randrange(100_000),
+            "RMA": 20_000 + rng.randrange(1_000),
+            "ADJ": 90_000 + rng.randrange(1_000),
+            "CN": 30_000 + rng.randrange(1_000),
+            "PK": 600_000 + rng.randrange(10_000),
+        }
+
+    def next(self, prefix: str) -> str:
+        self.sequences[prefix] += 1
+        return f"{prefix}-{self.sequences[prefix]}"
+
+    def amz_order(self) -> str:
+        r = self.rng.randrange
+        return f"{r(100, 1000):03d}-{r(10_000_000):07d}-{r(10_000_000):07d}"
+
+    def fulfillment(self, system: str) -> str:
+        """FastShip uses an alphanumeric id, ParcelPro a numeric one: partners differ."""
+        if system == "3pl-fastship":
+            return f"FS{self.rng.getrandbits(40):010X}"
+        return f"PP-{self.rng.randrange(10**9, 10**10)}"
+
+    def tracking(self, carrier: str) -> str:
+        if carrier == "UPS":
+            return f"1Z{self.rng.getrandbits(36):09X}{self.rng.randrange(10**7):07d}"
+        if carrier == "FedEx":
+            return f"{self.rng.randrange(10**11, 10**12)}"
+        return f"9400{self.rng.randrange(10**17, 10**18)}"
+
+    def trace_id(self) -> str:
+        return f"{self.rng.getrandbits(128) | 1:032x}"
+
+    def span_id(self) -> str:
+        return f"{self.rng.getrandbits(64) | 1:016x}"
+
+    def event_id(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
