@@ -1,0 +1,307 @@
+"""The ASGI app `syncwatch serve` runs: OTLP/HTTP (/v1/traces, /v1/logs), CloudEvents (/v1/events)
+and partner webhooks (/v1/webhooks/NAME).
+
+Every request goes: auth → overload check → bounded body (and bounded gunzip) → parse → one
+transaction. Refusals are answered with the status the protocol specifies and the input is
+quarantined; nothing a sender does reaches uvicorn as an exception.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import os
+import zlib
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass
+
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from collectors import events, otlp, webhook
+from collectors.base import Parsed
+from collectors.errors import (
+    CollectorError,
+    MalformedInput,
+    Overloaded,
+    PayloadTooLarge,
+    Unauthorized,
+    UnsupportedContentType,
+)
+from collectors.otlp_model import LOGS, TRACES
+from collectors.sink import Committed, Sink
+from syncwatch.config.schema import Webhook
+
+log = logging.getLogger(__name__)
+PROTOBUF = "application/x-protobuf"
+JSON = "application/json"
+OTLP_ENCODINGS = {PROTOBUF: "protobuf", JSON: "json"}
+UNAVAILABLE = 14  # google.rpc.Code
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request answered without storing: its status, message and whether to quarantine it."""
+
+    status: int
+    message: str
+    quarantine: bool = True
+
+
+def load_tokens(sources: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, bytes]:
+    """Source name → token, read from the environment variables the config names (never logged)."""
+    tokens = {}
+    for name, env in sources.items():
+        value = environ.get(env)
+        if value:
+            tokens[name] = value.encode()
+        else:
+            log.warning("source %s: environment variable %s is not set; its requests will be refused", name, env)
+    return tokens
+
+
+def match_token(header: str | None, tokens: Mapping[str, bytes]) -> str:
+    """The source a bearer token belongs to; compared in constant time against every token."""
+    if not header or not header.lower().startswith("bearer "):
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    given = header[7:].strip().encode()
+    if not given:
+        raise Unauthorized("missing bearer token: send 'Authorization: Bearer <token>'")
+    found = None
+    for name, token in tokens.items():
+        if token and hmac.compare_digest(given, token) and found is None:
+            found = name
+    if found is None:
+        raise Unauthorized("bearer token is not valid")
+    return found
+
+
+def gunzip(body: bytes, limit: int) -> bytes:
+    """Decompress without ever holding more than ``limit`` + 1 bytes: a gzip bomb stops early."""
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        out = inflater.decompress(body, limit + 1)
+    except zlib.error as err:
+        raise MalformedInput(f"body is not valid gzip: {err}") from None
+    if len(out) > limit:
+        raise PayloadTooLarge(f"body is over the limit of {limit:,} bytes once decompressed")
+    if not inflater.eof:
+        raise MalformedInput("gzip body is truncated")
+    return out
+
+
+class Receiver:
+    """The request handlers, bound to one sink and its limits."""
+
+    def __init__(self, sink: Sink, environ: Mapping[str, str] | None = None) -> None:
+        environ = os.environ if environ is None else environ
+        config = sink.config
+        self.sink = sink
+        self.max_bytes: int = config.max_request_bytes
+        self.max_inflight = config.file.collectors.max_inflight_writes
+        self.retry_after = str(max(1, round(config.file.collectors.retry_after.total_seconds())))
+        self.tokens = load_tokens({n: s.token_env for n, s in config.file.sources.items()}, environ)
+        self.auth_required = bool(config.file.sources)
+        self.webhooks: dict[str, Webhook] = dict(config.file.webhooks)
+        self.webhook_tokens = load_tokens(
+            {n: w.token_env for n, w in self.webhooks.items() if w.token_env is not None}, environ
+        )
+        self.inflight = 0
+
+    def source_for(self, request: Request, default: str) -> str:
+        if not self.auth_required:
+            return default
+        return match_token(request.headers.get("authorization"), self.tokens)
+
+    async def read_body(self, request: Request) -> bytes:
+        declared = request.headers.get("content-length")
+        if declared and declared.isdigit() and int(declared) > self.max_bytes:
+            raise PayloadTooLarge(f"body of {int(declared):,} bytes is over the limit of {self.max_bytes:,}")
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > self.max_bytes:
+                raise PayloadTooLarge(f"body is over the limit of {self.max_bytes:,} bytes")
+            chunks.append(chunk)
+        body = b"".join(chunks)
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding == "gzip":
+            return gunzip(body, self.max_bytes)
+        if encoding not in ("identity", ""):
+            raise UnsupportedContentType(f"content encoding {encoding!r} is not supported (gzip or none)")
+        return body
+
+    async def handle(
+        self,
+        request: Request,
+        default_source: str,
+        parse: Callable[[bytes, str], Parsed],
+        answer: Callable[[Committed, Parsed, str], Response],
+        refuse: Callable[[int, str], Response],
+        token_source: Callable[[Request, str], str] | None = None,
+    ) -> Response:
+        """The one request path every endpoint shares; ``parse`` gets (body, source)."""
+        content_type = request.headers.get("content-type")
+        source, body = default_source, b""
+        try:
+            source = (token_source or self.source_for)(request, default_source)
+            body = await self.read_body(request)
+            parsed, committed = await self._guarded(lambda: self._store(parse, body, source, content_type))
+        except Overloaded as err:
+            return self._with_retry_after(refuse(err.status, str(err)))
+        except CollectorError as err:
+            await self.quarantine(source, str(err), body or await self.raw_prefix(request), content_type)
+            return refuse(err.status, str(err))
+        except SQLAlchemyError as err:
+            log.error("store write failed for %s: %s", source, err.__class__.__name__)
+            return self._with_retry_after(refuse(503, "the store is unavailable; retry later"))
+        return answer(committed, parsed, source)
+
+    def _store(
+        self, parse: Callable[[bytes, str], Parsed], body: bytes, source: str, content_type: str | None
+    ) -> tuple[Parsed, Committed]:
+        parsed = parse(body, source)
+        return parsed, self.sink.commit(parsed, source, content_type)
+
+    async def _guarded(self, work: Callable[[], tuple[Parsed, Committed]]) -> tuple[Parsed, Committed]:
+        """Run CPU or store work off the event loop, refusing when too much is in flight."""
+        if self.inflight >= self.max_inflight:
+            raise Overloaded(f"{self.inflight} requests are being written; retry after {self.retry_after} s")
+        self.inflight += 1
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            self.inflight -= 1
+
+    async def raw_prefix(self, request: Request) -> bytes:
+        """What a refused request's body began with (for quarantine), read no further than the limit."""
+        try:
+            chunks, size = [], 0
+            async for chunk in request.stream():
+                chunks.append(chunk)
+                size += len(chunk)
+                if size >= self.sink.store.raw_limit:
+                    break
+            return b"".join(chunks)
+        except Exception:  # the stream may already be consumed or closed; the reason is what matters
+            return b""
+
+    async def quarantine(self, source: str, reason: str, raw: bytes, content_type: str | None) -> None:
+        try:
+            await run_in_threadpool(self.sink.reject, source, reason, raw, None, content_type)
+        except SQLAlchemyError as err:
+            log.error("quarantine write failed for %s: %s", source, err.__class__.__name__)
+
+    def _with_retry_after(self, response: Response) -> Response:
+        response.headers["Retry-After"] = self.retry_after
+        return response
+
+
+def otlp_endpoint(receiver: Receiver, signal: str) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        encoding = OTLP_ENCODINGS.get(media)
+        if encoding is None:
+            return await _unsupported_otlp(receiver, request, media, signal)
+
+        def parse(body: bytes, source: str) -> Parsed:
+            return otlp.parse(signal, encoding, body, receiver.sink.context(source))
+
+        def answer(_committed: Committed, parsed: Parsed, _source: str) -> Response:
+            message = "; ".join(sorted({r.reason for r in parsed.rejections}))[:1000]
+            body = otlp.success_body(signal, encoding, len(parsed.rejections), message)
+            return Response(body, 200, media_type=media)
+
+        def refuse(status: int, message: str) -> Response:
+            code = UNAVAILABLE if status == 503 else otlp.INVALID_ARGUMENT
+            return Response(otlp.status_body(encoding, message, code), status, media_type=media)
+
+        return await receiver.handle(request, f"otlp/{signal}", parse, answer, refuse)
+
+    return endpoint
+
+
+async def _unsupported_otlp(receiver: Receiver, request: Request, media: str, signal: str) -> Response:
+    message = f"content type {media or '(none)'!r} is not supported; send {PROTOBUF} or {JSON}"
+    try:
+        source = receiver.source_for(request, f"otlp/{signal}")
+    except Unauthorized as err:
+        source, message = f"otlp/{signal}", str(err)
+        await receiver.quarantine(source, message, await receiver.raw_prefix(request), media)
+        return Response(otlp.status_body("json", message), 401, media_type=JSON)
+    await receiver.quarantine(source, message, await receiver.raw_prefix(request), media or None)
+    return Response(otlp.status_body("json", message), 415, media_type=JSON)
+
+
+def _summary(committed: Committed, parsed: Parsed) -> dict[str, object]:
+    return {
+        "stored": committed.stored,
+        "duplicates": committed.duplicates,
+        "rejected": len(parsed.rejections),
+        "errors": [{"position": r.position, "reason": r.reason} for r in parsed.rejections[:100]],
+    }
+
+
+def _json_answer(committed: Committed, parsed: Parsed, _source: str) -> Response:
+    """200 when anything was accepted; 400 when every item was rejected (CloudEvents binding)."""
+    status = 400 if parsed.rejections and not parsed.observations else 200
+    return JSONResponse(_summary(committed, parsed), status)
+
+
+def _json_refuse(status: int, message: str) -> Response:
+    return JSONResponse({"error": message}, status)
+
+
+def events_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        headers = {k.lower(): v for k, v in request.headers.items()}
+
+        def parse(body: bytes, source: str) -> Parsed:
+            return events.parse_http(body, headers, receiver.sink.context(source))
+
+        return await receiver.handle(request, "events", parse, _json_answer, _json_refuse)
+
+    return endpoint
+
+
+def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Response]]:
+    async def endpoint(request: Request) -> Response:
+        name = request.path_params["name"]
+        mapping = receiver.webhooks.get(name)
+        if mapping is None:
+            return _json_refuse(404, f"no webhook named {name!r} is configured")
+        headers = {k.lower(): v for k, v in request.headers.items()}
+
+        def parse(body: bytes, source: str) -> Parsed:
+            return webhook.parse(body, headers, mapping, name, receiver.sink.context(source))
+
+        def token_source(req: Request, default: str) -> str:
+            if mapping.token_env is None:
+                return default
+            return match_token(req.headers.get("authorization"), {name: receiver.webhook_tokens.get(name, b"")})
+
+        return await receiver.handle(request, f"webhook/{name}", parse, _json_answer, _json_refuse, token_source)
+
+    return endpoint
+
+
+async def health(_request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+def create_app(sink: Sink, environ: Mapping[str, str] | None = None) -> Starlette:
+    receiver = Receiver(sink, environ)
+    routes = [
+        Route("/v1/traces", otlp_endpoint(receiver, TRACES), methods=["POST"]),
+        Route("/v1/logs", otlp_endpoint(receiver, LOGS), methods=["POST"]),
+        Route("/v1/events", events_endpoint(receiver), methods=["POST"]),
+        Route("/v1/webhooks/{name}", webhook_endpoint(receiver), methods=["POST"]),
+        Route("/healthz", health, methods=["GET"]),
+    ]
+    app = Starlette(routes=routes)
+    app.state.receiver = receiver
+    return app
