@@ -24,6 +24,8 @@ ORDER_KEY = {"marketplace-amz": "marketplace_order", "marketplace-b2b": "po_numb
 CAPTURE_ROUTE = {"marketplace-amz": "/orders", "marketplace-b2b": "/purchase-orders"}
 ROUTED_TO_3PL = {"partner_down", "partner_timeout", "duplicate_notice"}
 """Faults that happen at a 3PL: an order drawing one is routed to a 3PL whatever its items."""
+ONE_SHIPMENT = {*ROUTED_TO_3PL, "late_confirmation", "dead_letter", "throttled"}
+"""Faults of one shipment: the order ships whole, so a sibling shipment cannot mask the fault."""
 SHIPPED = "com.syncwatch.shipment.shipped"
 RETURN_RECEIVED = "com.syncwatch.return.received"
 DEAD_LETTERED = "com.syncwatch.message.dead_lettered"
@@ -43,14 +45,17 @@ class Record:
     faults: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
 
-    def key(self, type_: str, value: str) -> None:
-        if value not in self.keys[type_]:
+    def key(self, type_: str, value: str, at: int) -> None:
+        """Like stages, a key exists in the files only if it was used before the window ended."""
+        if at < self.end and value not in self.keys[type_]:
             self.keys[type_].append(value)
 
     def stage(self, name: str, at: int) -> None:
-        """Stages after the end of the simulated window never happened, as far as the files know."""
-        if at < self.end and name not in self.stages:
-            self.stages[name] = iso(at)
+        """A stage is reached by its earliest step (split shipments ship in any order); steps after
+        the end of the simulated window never happened, as far as the files know."""
+        when = iso(at)
+        if at < self.end and (name not in self.stages or when < self.stages[name]):
+            self.stages[name] = when
 
     def fault(self, fault: Fault, at: int, system: str, stage: str, detail: str) -> None:
         if at < self.end:
@@ -192,7 +197,7 @@ class Network:
         ]
         promised = (at // DAY + (4 if b2b else 2)) * DAY - SECOND
         record = Record("order", ref, self.end, extra={"channel": channel, "customer": customer})
-        record.key(ORDER_KEY[channel], ref)
+        record.key(ORDER_KEY[channel], ref, at)
         record.extra.update(promised_ship_by=iso(promised), lines=[{"sku": i.sku, "qty": q} for i, q in lines])
         return Order(channel, ref, customer, lines, fault, promised, record)
 
@@ -239,7 +244,7 @@ class Network:
             order.record.fault(order.fault, at, "erp", "accepted_by_erp", message)  # type: ignore[arg-type]
             return None
         order.erp_order = self.ids.next("SO")
-        order.record.key("erp_order", order.erp_order)
+        order.record.key("erp_order", order.erp_order, at)
         attrs.update({"erp.sales_order": order.erp_order, "item.sku": order.lines[0][0].sku})
         hop = self.hop(
             order.channel, "erp", "POST /sales-orders", "/sales-orders", at, attrs, caller_attrs=order.ref_attrs, ms=140
@@ -259,7 +264,8 @@ class Network:
     def allocate(self, order: Order, ctx: Ctx, at: int) -> list[tuple[Shipment, int]]:
         """Allocate stock per warehouse by the routing rules; a short line ships later (backorder)."""
         rule, groups = self.route(order)
-        backorder = len(order.lines) > 1 and self.rng.random() < BACKORDER_SHARE
+        whole = order.fault is not None and order.fault.name in ONE_SHIPMENT
+        backorder = not whole and len(order.lines) > 1 and self.rng.random() < BACKORDER_SHARE
         if backorder:
             warehouse, lines = groups[-1]
             late = lines.pop()
@@ -289,6 +295,8 @@ class Network:
         units = sum(qty for _, qty in order.lines)
         if order.fault is not None and order.fault.name in ROUTED_TO_3PL:
             return "partner-sla", [(self.rng.choice(("RNO1", "ATL2")), list(order.lines))]
+        if order.fault is not None and order.fault.name in ONE_SHIPMENT:
+            return "single-shipment", [(order.lines[0][0].warehouse, list(order.lines))]
         if order.channel == "marketplace-b2b" and units >= BULK_UNITS:
             return "b2b-bulk-own-dc", [("DAL1", list(order.lines))]
         groups: dict[str, list[tuple[Item, int]]] = {}
@@ -319,7 +327,7 @@ class Network:
             self.partner_failure(order, shipment, at, order.fault)  # type: ignore[arg-type]
             return None
         shipment.fulfillment = self.ids.fulfillment(shipment.system)
-        order.record.key("fulfillment_order", shipment.fulfillment)
+        order.record.key("fulfillment_order", shipment.fulfillment, at)
         attrs = {
             "tpl.client_order": order.erp_order,
             "tpl.fulfillment_id": shipment.fulfillment,
@@ -398,7 +406,7 @@ class Network:
         shipment.carrier = rng.choice(CARRIER_MIX[shipment.system])
         shipment.tracking = self.ids.tracking(shipment.carrier)
         for key, value in (("shipment", shipment.id), ("tracking", shipment.tracking)):
-            order.record.key(key, value)
+            order.record.key(key, value, at)
         data: dict[str, object] = {
             "order_id": order.ref,
             "sales_order": order.erp_order,
@@ -504,7 +512,7 @@ class Network:
 
     def invoice(self, order: Order, shipment: Shipment, at: int) -> None:
         invoice = self.ids.next("INV")
-        order.record.key("invoice", invoice)
+        order.record.key("invoice", invoice, at)
         value = sum(item.price_cents * qty for item, qty in shipment.lines) / 100
         attrs = {
             "erp.sales_order": order.erp_order,
@@ -522,7 +530,7 @@ class Network:
         rma = self.ids.next("RMA")
         record = Record("return", rma, self.end, extra={"channel": order.channel, "order": order.ref})
         for key, value in (("rma", rma), (ORDER_KEY[order.channel], order.ref), ("erp_order", order.erp_order)):
-            record.key(key, value)
+            record.key(key, value, at)
         item, qty = shipment.lines[0]
         attrs = {**order.ref_attrs, "rma.id": rma, "item.sku": item.sku}
         ctx = self.call(self.hop("", order.channel, "POST /returns", "/returns", at, attrs), None)
@@ -557,7 +565,7 @@ class Network:
         adjustment = self.ids.next("ADJ")
         item = rng.choice(self.catalog.items)
         record = Record("inventory_sync", adjustment, self.end, extra={"sku": item.sku})
-        record.key("adjustment", adjustment)
+        record.key("adjustment", adjustment, at)
         delta = rng.choice((-3, -2, -1, 1, 2, 5, 12, 24, 48))
         attrs = {
             "inventory.adjustment_id": adjustment,
