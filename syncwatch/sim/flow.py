@@ -29,7 +29,7 @@ ONE_SHIPMENT = {*ROUTED_TO_3PL, "late_confirmation", "dead_letter", "throttled"}
 SHIPPED = "com.syncwatch.shipment.shipped"
 RETURN_RECEIVED = "com.syncwatch.return.received"
 DEAD_LETTERED = "com.syncwatch.message.dead_lettered"
-RETURN_SHARE = 0.04
+RETURN_SHARE = 0.06
 BACKORDER_SHARE = 0.04
 
 
@@ -397,7 +397,7 @@ class Network:
         self.confirm(order, shipment, shipped, fault)
         self.invoice(order, shipment, shipped + self.between(30 * MINUTE, 8 * HOUR))
         if first and self.rng.random() < RETURN_SHARE:
-            return self.returned(order, shipment, shipped + self.between(2 * DAY, 9 * DAY))
+            return self.returned(order, shipment, shipped + self.between(DAY, 4 * DAY))
         return []
 
     def ship(self, order: Order, shipment: Shipment, at: int, fault: str) -> None:
@@ -539,7 +539,7 @@ class Network:
         erp_attrs = {"erp.sales_order": order.erp_order, "erp.external_ref": order.ref, "rma.id": rma}
         self.call(self.hop(order.channel, "erp", "POST /returns", "/returns", at, erp_attrs, caller_attrs=attrs), ctx)
         record.stage("authorised", at)
-        self.receive_return(order, shipment, record, at + self.between(2 * DAY, 6 * DAY), (item, qty))
+        self.receive_return(order, shipment, record, at + self.between(DAY, 3 * DAY), (item, qty))
         return [record]
 
     def receive_return(self, order: Order, shipment: Shipment, record: Record, at: int, line: tuple[Item, int]) -> None:
