@@ -7,12 +7,12 @@ import json
 import sys
 
 from syncwatch.bench import Benchmark, Figures
+from syncwatch.bench import sim as sim_bench
 from syncwatch.bench import store as store_bench
 from syncwatch.commands.common import Command
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (store_bench.BENCHMARK,)}
+BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK)}
 PENDING = {
-    "sim": "the simulator",
     "ingest": "the collectors",
     "correlate": "the correlator",
     "actions": "the actions",
