@@ -1,6 +1,14 @@
 """Every `syncwatch` sub-command, one module each."""
 
-from syncwatch.commands import bench, db, sim, stats
+from syncwatch.commands import bench, db, ingest, serve, sim, stats
 from syncwatch.commands.pending import PENDING_COMMANDS
 
-COMMANDS = (db.COMMAND, stats.COMMAND, sim.COMMAND, *PENDING_COMMANDS, bench.COMMAND)
+COMMANDS = (
+    db.COMMAND,
+    stats.COMMAND,
+    sim.COMMAND,
+    serve.COMMAND,
+    ingest.COMMAND,
+    *PENDING_COMMANDS,
+    bench.COMMAND,
+)

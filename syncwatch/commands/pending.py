@@ -8,10 +8,8 @@ import sys
 from syncwatch.commands.common import Command
 
 PENDING = {
-    "serve": ("run the collectors (OTLP/HTTP, events, file tailers) and the scheduler", "the collectors"),
     "dashboard": ("start the Streamlit dashboard", "the dashboard"),
     "demo": ("start everything on a fresh SQLite file with the sample data", "the dashboard and demo"),
-    "ingest": ("import telemetry files once", "the collectors"),
     "correlate": ("run one correlator pass", "the correlator"),
     "export": ("export transactions or exceptions as JSONL or CSV", "the correlator"),
     "retry": ("retry the failed step of an exception", "the actions"),

@@ -1,0 +1,106 @@
+"""`syncwatch ingest PATH…`: import files once (format from --format or from their content),
+with progress on stderr and a summary of what was stored, re-delivered and quarantined."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
+from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
+from collectors.sink import Committed, Sink
+from collectors.tailer import first_line_identity, read_items
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.config import Config
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_options(parser)
+    parser.add_argument("paths", nargs="+", metavar="PATH", help="files to import")
+    parser.add_argument("--format", choices=FORMATS, help="file format (default: detected from the content)")
+    parser.add_argument("--system", default="gateway", help="system of access-log lines (default: gateway)")
+    parser.add_argument("--field-map", default="kong", help="json_access field map (default: kong)")
+    parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+
+
+def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
+    """A configured tailer's settings when the path is one, else the flags and detection."""
+    resolved = Path(path).resolve()
+    for tailer in config.file.tailers:
+        if Path(tailer.path).resolve() == resolved:
+            return spec_from_tailer(tailer, config.file)
+    with open(path, "rb") as handle:
+        fmt = args.format or detect(handle.read(64 * 1024))
+    kind = fmt if fmt in (COMBINED, JSON_ACCESS) else COMBINED
+    fields = field_map(args.field_map, config.file)
+    return FileSpec(path, fmt, path, LineFormat(kind=kind, system=args.system, fields=fields))
+
+
+def import_file(spec: FileSpec, sink: Sink, progress: Callable[[int], None]) -> Committed:
+    parser = spec.parser()
+    total, offset = Committed(), 0
+    with open(spec.path, "rb") as handle:
+        identity = f"{first_line_identity(handle) or ''}:0"
+        while True:
+            data = read_items(handle, offset, spec.documents, eof=False) or read_items(
+                handle, offset, spec.documents, eof=True
+            )
+            if not data:
+                return total
+            total += sink.commit(parser(data, sink.context(spec.source), offset, identity), spec.source)
+            offset += len(data)
+            progress(offset)
+
+
+def _progress(path: str) -> Callable[[int], None]:
+    size = max(1, os.path.getsize(path))
+    interactive = sys.stderr.isatty()
+
+    def show(done: int) -> None:
+        if interactive:
+            print(f"\r{path}: {min(100, done * 100 // size):3d}%", end="", file=sys.stderr, flush=True)
+
+    return show
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from(args)
+    store = open_store(config)
+    sink = Sink(store, config)
+    per_file: dict[str, dict[str, object]] = {}
+    total = Committed()
+    try:
+        for path in args.paths:
+            spec = spec_for(path, args, config)
+            done = import_file(spec, sink, _progress(path))
+            total += done
+            per_file[path] = {"format": spec.format, **_figures(done)}
+            if sys.stderr.isatty():
+                print(file=sys.stderr)
+    finally:
+        store.close()
+    _print_summary(per_file, total, args.json)
+    return 0
+
+
+def _figures(done: Committed) -> dict[str, int]:
+    return {"stored": done.stored, "duplicates": done.duplicates, "quarantined": done.quarantined}
+
+
+def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"files": per_file, **_figures(total)}))
+        return
+    for path, figures in per_file.items():
+        print(
+            f"{path} ({figures['format']}): {figures['stored']:,} stored, {figures['duplicates']:,} duplicates, "
+            f"{figures['quarantined']:,} quarantined"
+        )
+    print(f"total: {total.stored:,} stored, {total.duplicates:,} duplicates, {total.quarantined:,} quarantined")
+
+
+COMMAND = Command("ingest", "import telemetry files once", _add_arguments, _run)

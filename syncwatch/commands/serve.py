@@ -1,0 +1,114 @@
+"""`syncwatch serve`: the collectors' HTTP endpoints under uvicorn, and a scheduler for the jobs
+that run beside them (file tailers now; the correlator and SLA evaluation register theirs).
+
+Other modules add jobs with ``register_jobs(factory)``: a factory gets the config and the store
+and returns ``Job``s; each runs on an interval, never twice at once, late runs coalesced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import uvicorn
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from collectors.formats import spec_from_tailer
+from collectors.server import create_app
+from collectors.sink import Sink
+from collectors.tailer import FileTailer
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.config import Config
+from syncwatch.store import Store
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    id: str
+    func: Callable[[], object]
+    interval_s: float
+
+
+JobFactory = Callable[[Config, Store], Iterable[Job]]
+_FACTORIES: list[JobFactory] = []
+
+
+def register_jobs(factory: JobFactory) -> JobFactory:
+    """Add a job factory to every `serve` started from now on (usable as a decorator)."""
+    _FACTORIES.append(factory)
+    return factory
+
+
+@register_jobs
+def tailer_jobs(config: Config, store: Store) -> Iterable[Job]:
+    sink = Sink(store, config)
+    for tailer in config.file.tailers:
+        spec = spec_from_tailer(tailer, config.file)
+        yield Job(f"tail:{spec.source}", _logged(FileTailer(spec, sink).poll, spec.source), config.tail_interval_s)
+
+
+def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
+    """A job that logs its failure and runs again next time, instead of dying with the scheduler."""
+
+    def run() -> None:
+        try:
+            poll()
+        except Exception:  # a job must never take the scheduler down; the next run retries
+            log.exception("job %s failed; it runs again at the next interval", name)
+
+    return run
+
+
+def build_scheduler(config: Config, store: Store) -> BackgroundScheduler:
+    scheduler = BackgroundScheduler(timezone=UTC)
+    for factory in _FACTORIES:
+        for job in factory(config, store):
+            scheduler.add_job(
+                job.func,
+                "interval",
+                seconds=job.interval_s,
+                id=job.id,
+                max_instances=1,
+                coalesce=True,
+                next_run_time=datetime.now(UTC),
+            )
+    return scheduler
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_options(parser)
+    parser.add_argument("--host", help="address to listen on (default: setting host, 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: setting port, 4318)")
+
+
+def _run(args: argparse.Namespace) -> int:
+    config = config_from(args, host=args.host, port=args.port)
+    store = open_store(config, require_schema=False)
+    store.upgrade()
+    scheduler = build_scheduler(config, store)
+    server = uvicorn.Server(
+        uvicorn.Config(
+            create_app(Sink(store, config)),
+            host=config.host,
+            port=config.port,
+            log_level=config.log_level,
+            access_log=False,
+        )
+    )
+    scheduler.start()
+    try:
+        server.run()
+    finally:
+        scheduler.shutdown(wait=True)
+        store.close()
+    return 0
+
+
+COMMAND = Command(
+    "serve", "run the collectors (OTLP/HTTP, events, file tailers) and the scheduler", _add_arguments, _run
+)
