@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -62,3 +63,52 @@ def store(db_url: str) -> Iterator[Store]:
     store.upgrade()
     yield store
     store.close()
+
+
+@dataclass
+class RunningCollector:
+    """A `serve`-equivalent app under a real uvicorn on 127.0.0.1, with its store."""
+
+    url: str
+    store: Store
+
+
+@pytest.fixture
+def run_collector(tmp_path: Path) -> Iterator[Callable[..., RunningCollector]]:
+    """Start the collectors' ASGI app under uvicorn in a thread; config text and environment optional."""
+    import socket
+    import threading
+    import time
+
+    import uvicorn
+
+    from collectors.server import create_app
+    from collectors.sink import Sink
+    from syncwatch.config import load_config
+
+    started: list[tuple[uvicorn.Server, threading.Thread, Store]] = []
+
+    def start(config_text: str = "", environ: dict[str, str] | None = None) -> RunningCollector:
+        config_path = tmp_path / f"collector{len(started)}.toml"
+        config_path.write_text(config_text)
+        db = f"sqlite:///{tmp_path / f'collector{len(started)}.db'}"
+        config = load_config(str(config_path), {"db": db}, environ={})
+        store = Store.open(config.db, raw_limit=config.quarantine_raw_limit)
+        store.upgrade()
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        app = create_app(Sink(store, config), environ or {})
+        server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+        thread = threading.Thread(target=server.run, daemon=True)
+        thread.start()
+        while not server.started and thread.is_alive():
+            time.sleep(0.01)
+        started.append((server, thread, store))
+        return RunningCollector(f"http://127.0.0.1:{port}", store)
+
+    yield start
+    for server, thread, store in started:
+        server.should_exit = True
+        thread.join(timeout=10)
+        store.close()

@@ -1,0 +1,127 @@
+"""OTLP/HTTP end to end: the real OpenTelemetry SDK and exporter against a running collector,
+and JSON bodies (hex ids, int64 strings, enum names) posted with httpx."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor
+from sqlalchemy import func, select
+
+from syncwatch.store import Store
+from syncwatch.store.schema import business_keys, observations
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def stored(store: Store, **where: object) -> list:  # type: ignore[type-arg]
+    query = select(observations).order_by(observations.c.id)
+    for name, value in where.items():
+        query = query.where(observations.c[name] == value)
+    with store.engine.connect() as conn:
+        return list(conn.execute(query))
+
+
+def key_count(store: Store) -> int:
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(business_keys)).scalar_one()
+
+
+def test_the_sdk_exporter_stores_every_span_once_with_attributes_and_keys(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    provider = TracerProvider(resource=Resource.create({"service.name": "erp"}))
+    provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces")))
+    tracer = provider.get_tracer("test")
+    for n in range(300):
+        with tracer.start_as_current_span("POST /sales-orders") as span:
+            span.set_attribute("erp.sales_order", f"SO-{n}")
+            span.set_attribute("erp.external_ref", f"113-{n:07d}-0000001")
+            span.set_attribute("item.sku", "SKU-1")
+            span.set_attribute("http.response.status_code", 422 if n % 10 == 0 else 201)
+    provider.shutdown()
+
+    rows = stored(collector.store, kind="span")
+    assert len(rows) == 300
+    assert len({r.natural_id for r in rows}) == 300
+    first = rows[0]
+    assert first.system == "erp"
+    assert first.attributes["erp.sales_order"] == "SO-0"
+    assert first.outcome == "error" and first.status_code == 422
+    assert ["erp_order", "SO-0", True] in first.keys
+    assert ["marketplace_order", "113-0000000-0000001", True] in first.keys
+    assert ["sku", "SKU-1", False] in first.keys
+    assert key_count(collector.store) == 600  # two identity keys each; the SKU only describes
+    assert all(r.duplicates == 0 for r in rows)
+
+
+def test_re_exporting_the_same_spans_stores_them_once_and_counts_duplicates(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    body = (FIXTURES / "otlp_protobuf" / "otelproto_trace.protobuf-bin").read_bytes()
+    headers = {"content-type": "application/x-protobuf"}
+    for _ in range(3):
+        assert httpx.post(f"{collector.url}/v1/traces", content=body, headers=headers).status_code == 200
+    [row] = stored(collector.store)
+    assert row.trace_id == "5b8efff798038103d269b633813fc60c" and row.duplicates == 2
+
+
+def test_the_sdk_log_exporter_stores_every_record_once(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    provider = LoggerProvider(resource=Resource.create({"service.name": "wms"}))
+    provider.add_log_record_processor(BatchLogRecordProcessor(OTLPLogExporter(endpoint=f"{collector.url}/v1/logs")))
+    logger = provider.get_logger("test")
+    for n in range(200):
+        logger.emit(body=f"pick order {n} released", attributes={"wms.order_ref": f"SO-{n}", "shipment.id": f"SH-{n}"})
+    logger.emit(body="pick order 0 released", attributes={"wms.order_ref": "SO-0", "shipment.id": "SH-0"})
+    provider.shutdown()
+
+    rows = stored(collector.store, kind="log")
+    assert len(rows) == 201  # the repeated record has its own timestamp, so it is a second record
+    by_body = {r.attributes["log.body"]: r for r in rows}
+    assert by_body["pick order 7 released"].system == "wms"
+    assert ["erp_order", "SO-7", True] in by_body["pick order 7 released"].keys
+    assert ["shipment", "SH-7", True] in by_body["pick order 7 released"].keys
+
+
+def test_otlp_json_with_hex_ids_and_string_int64_is_stored_like_protobuf(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    body = (FIXTURES / "otlp" / "oteldesktopviewer_checkout_traces.json").read_bytes()
+    response = httpx.post(f"{collector.url}/v1/traces", content=body, headers={"content-type": "application/json"})
+    assert response.status_code == 200 and response.json() == {}
+    document = json.loads(body)
+    spans = [s for rs in document["resourceSpans"] for ss in rs["scopeSpans"] for s in ss["spans"]]
+    rows = stored(collector.store)
+    assert {r.natural_id for r in rows} == {f"{s['traceId'].lower()}:{s['spanId'].lower()}" for s in spans}
+    assert all(len(r.trace_id) == 32 for r in rows)
+    assert any(r.outcome == "error" for r in rows)
+
+
+def test_json_logs_accept_enum_names_and_nested_values(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    for name in ("otelproto_examples_logs.json", "gcpops_logs_apache_error.json"):
+        body = (FIXTURES / "otlp" / name).read_bytes()
+        response = httpx.post(f"{collector.url}/v1/logs", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 200, response.text
+        assert "partialSuccess" not in response.json()
+    assert len(stored(collector.store, kind="log")) == 1 + 9
+
+
+def test_a_gzipped_protobuf_from_the_simple_processor_is_stored(run_collector) -> None:  # type: ignore[no-untyped-def]
+    from opentelemetry.exporter.otlp.proto.http import Compression
+
+    collector = run_collector()
+    provider = TracerProvider(resource=Resource.create({"service.name": "3pl-fastship"}))
+    exporter = OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces", compression=Compression.Gzip)
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    with provider.get_tracer("test").start_as_current_span("POST /fulfillment-orders") as span:
+        span.set_attribute("tpl.fulfillment_id", "FO-1")
+    provider.shutdown()
+    [row] = stored(collector.store)
+    assert row.system == "3pl-fastship" and ["fulfillment_order", "FO-1", True] in row.keys
