@@ -15,7 +15,7 @@ from syncwatch.sim.generate import Plan, generate
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--orders", type=int, default=100_000, help="orders to generate (default 100000)")
-    parser.add_argument("--days", type=int, default=7, help="days they are spread over (default 7)")
+    parser.add_argument("--days", type=int, default=10, help="days they are spread over (default 10)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
     parser.add_argument("--out", type=Path, help="keep the files in this folder (default: a temp dir, deleted)")
 
