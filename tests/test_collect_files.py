@@ -1,0 +1,163 @@
+"""Files: the tailer through rotation, truncation and restarts, and `syncwatch ingest` of the
+public fixtures; every line stored exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from collectors.formats import FileSpec
+from collectors.sink import Sink
+from collectors.tailer import FileTailer
+from syncwatch.cli import main
+from syncwatch.config import load_config
+from syncwatch.store import Store
+from syncwatch.store.schema import observations, quarantine
+
+FIXTURES = Path(__file__).parent / "fixtures"
+
+
+def line(n: int) -> str:
+    request = f"POST /sales-orders/SO-{n}/allocate HTTP/1.1"
+    return f'10.0.0.1 - - [25/Nov/2026:10:00:{n % 60:02d} +0000] "{request}" 201 5 "-" "t" 0.010\n'
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Sink:
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'files.db'}"}, environ={})
+    store = Store.open(config.db)
+    store.upgrade()
+    yield Sink(store, config)  # type: ignore[misc]
+    store.close()
+
+
+def count(store: Store, table=observations) -> int:  # type: ignore[no-untyped-def]
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(table)).scalar_one()
+
+
+def keys_of(row) -> list:  # type: ignore[no-untyped-def,type-arg]
+    """The stored keys column (named ``keys``, ``extracted_keys`` after the store's rename)."""
+    mapping = row._mapping
+    return mapping["extracted_keys"] if "extracted_keys" in mapping else mapping["keys"]
+
+
+def write(path: Path, *numbers: int, mode: str = "a") -> None:
+    with open(path, mode) as handle:
+        handle.writelines(line(n) for n in numbers)
+
+
+def tailer(sink: Sink, path: Path) -> FileTailer:
+    return FileTailer(FileSpec(str(path), "combined", "gateway-log"), sink)
+
+
+def test_lines_are_stored_with_keys_and_routes(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, 1, 2)
+    assert tailer(sink, log).poll().stored == 2
+    with sink.store.engine.connect() as conn:
+        row = conn.execute(select(observations).limit(1)).one()
+    assert row.operation == "POST /sales-orders/{erp_order}/allocate"
+    assert ["erp_order", "SO-1", True] in keys_of(row)
+
+
+def test_a_partial_last_line_waits_until_it_is_complete(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, 1)
+    with log.open("a") as handle:
+        handle.write(line(2)[:30])
+    follow = tailer(sink, log)
+    assert follow.poll().stored == 1
+    with log.open("a") as handle:
+        handle.write(line(2)[30:])
+    assert follow.poll().stored == 1
+    assert count(sink.store) == 2 and count(sink.store, quarantine) == 0
+
+
+def test_identical_lines_at_different_offsets_are_distinct(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, 7, 7, 7)
+    assert tailer(sink, log).poll().stored == 3
+
+
+def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, *range(5))
+    follow = tailer(sink, log)
+    follow.poll()
+    write(log, 5, 6)
+    log.rename(tmp_path / "gateway.log.1")
+    write(log, *range(7, 10), mode="w")
+    follow.poll()
+    assert count(sink.store) == 10
+
+
+def test_rotation_while_stopped_is_caught_up_from_the_checkpoint(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, *range(5))
+    tailer(sink, log).poll()
+    write(log, 5, 6)
+    log.rename(tmp_path / "gateway.log.1")
+    write(log, *range(7, 10), mode="w")
+    tailer(sink, log).poll()
+    assert count(sink.store) == 10
+
+
+def test_copytruncate_is_read_from_the_start_even_with_the_same_first_line(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, *range(5))
+    follow = tailer(sink, log)
+    follow.poll()
+    os.truncate(log, 0)
+    write(log, 0, 1, 2)
+    follow.poll()
+    assert count(sink.store) == 8
+
+
+def test_a_restart_neither_loses_nor_re_reads_lines(sink: Sink, tmp_path: Path) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, *range(5))
+    tailer(sink, log).poll()
+    write(log, 5, 6)
+    result = tailer(sink, log).poll()
+    assert (result.stored, result.duplicates) == (2, 0)
+    assert count(sink.store) == 7
+    assert sink.store.checkpoint("gateway-log").position == log.stat().st_size  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("access_logs/beats_nginx_access_access.log", 13),
+        ("otlp/lnav_otel_collector_logs.jsonl", 11),
+        ("otlp/jaeger_memory_otel_traces_01.json", 4),
+        ("cloudevents/sdkjava_v1_json_data_with_ext.json", 1),
+    ],
+)
+def test_ingest_imports_public_files_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str, expected: int
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    path = str(FIXTURES / name)
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, "--json", path]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert (first["stored"], first["duplicates"], first["quarantined"]) == (expected, 0, 0)
+    assert main(["ingest", "--db", db, "--json", path]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again["stored"], again["duplicates"]) == (0, expected)
+
+
+def test_ingest_reads_caddy_logs_through_a_field_map(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    main(["db", "upgrade", "--db", db])
+    path = str(FIXTURES / "access_logs" / "lnav_caddy_access.1.jsonl")
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, "--json", "--field-map", "caddy", path]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary["files"][path]["format"] == "json_access" and summary["stored"] == 4
