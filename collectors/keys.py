@@ -44,10 +44,15 @@ class Extracted:
     route: str | None
 
 
-def compile_template(template: str) -> PathTemplate:
+def compile_template(template: str, patterns: Mapping[str, str] | None = None) -> PathTemplate:
+    """A placeholder matches one path segment, or the key type's own ``pattern`` where it has one,
+    so ``/orders/{marketplace_order}`` does not claim ``/orders/PO-17`` for the wrong key type."""
+    patterns = patterns or {}
     parts = _PLACEHOLDER.split(template)
     # split() alternates literal text and placeholder names: even indexes are literal.
-    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>[^/]+)" for i, p in enumerate(parts))
+    regex = "".join(
+        re.escape(p) if i % 2 == 0 else f"(?P<{p}>{patterns.get(p, '[^/]+')})" for i, p in enumerate(parts)
+    )
     return PathTemplate(template, re.compile(f"^{regex}/?$"))
 
 
@@ -89,7 +94,10 @@ class KeyExtractor:
     def __init__(self, key_types: Mapping[str, KeyType], rules: Iterable[KeyRule]) -> None:
         self._identity = {name: kt.identity for name, kt in key_types.items()}
         self._rules = list(rules)
-        self._templates = {r.path_template: compile_template(r.path_template) for r in self._rules if r.path_template}
+        patterns = {name: kt.pattern for name, kt in key_types.items() if kt.pattern}
+        self._templates = {
+            r.path_template: compile_template(r.path_template, patterns) for r in self._rules if r.path_template
+        }
         self._plans: dict[str, _Plan] = {}
 
     @classmethod

@@ -45,6 +45,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader went away (`syncwatch export … | head`): stop quietly, like other Unix tools.
+        sys.stderr.close()
+        return 0
 
 
 if __name__ == "__main__":

@@ -88,7 +88,7 @@ def test_every_field_survives_the_round_trip(store: Store) -> None:
     assert (row.trace_id, row.span_id, row.parent_id) == (original.trace_id, original.span_id, "00000000000000aa")
     assert row.start_time == original.start and row.end_time == original.end
     assert row.attributes == original.attributes
-    assert row.keys == [["erp_order", "SO-3", True], ["sku", "SKU-1", False]]
+    assert row.extracted_keys == [["erp_order", "SO-3", True], ["sku", "SKU-1", False]]
 
 
 def test_only_identity_keys_go_to_the_lookup_table(store: Store) -> None:

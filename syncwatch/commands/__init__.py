@@ -1,6 +1,6 @@
 """Every `syncwatch` sub-command, one module each."""
 
-from syncwatch.commands import bench, db, ingest, serve, sim, stats
+from syncwatch.commands import bench, correlate, db, export, ingest, serve, sim, stats
 from syncwatch.commands.pending import PENDING_COMMANDS
 
 COMMANDS = (
@@ -9,6 +9,8 @@ COMMANDS = (
     sim.COMMAND,
     serve.COMMAND,
     ingest.COMMAND,
+    correlate.COMMAND,
+    export.COMMAND,
     *PENDING_COMMANDS,
     bench.COMMAND,
 )

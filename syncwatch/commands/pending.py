@@ -10,8 +10,6 @@ from syncwatch.commands.common import Command
 PENDING = {
     "dashboard": ("start the Streamlit dashboard", "the dashboard"),
     "demo": ("start everything on a fresh SQLite file with the sample data", "the dashboard and demo"),
-    "correlate": ("run one correlator pass", "the correlator"),
-    "export": ("export transactions or exceptions as JSONL or CSV", "the correlator"),
     "retry": ("retry the failed step of an exception", "the actions"),
 }
 

@@ -41,6 +41,13 @@ class KeyType(Strict):
 
     label: str
     identity: bool = True
+    pattern: str | None = Field(None, description="Regex a value of this type matches (used in path templates)")
+
+    @model_validator(mode="after")
+    def _valid_pattern(self) -> KeyType:
+        if self.pattern:
+            re.compile(self.pattern)
+        return self
 
 
 class KeyRule(Strict):
@@ -88,12 +95,17 @@ class ProcessDef(Strict):
     """A process definition: its stages in order, each with a matching rule and an SLA."""
 
     starts_with: list[str] = Field(min_length=1, description="Identity key types that start this process")
+    keys: list[str] = Field([], description="Further identity key types that link observations into it")
     stages: list[StageDef] = Field(min_length=1)
     calendar: str | None = None
+    partner_stage: str | None = Field(None, description="The stage whose system is the transaction's partner")
+    context: dict[str, list[str]] = Field({}, description="Business context field -> attribute names to read it from")
 
     @model_validator(mode="after")
     def _stage_refs(self) -> ProcessDef:
         names = [s.name for s in self.stages]
+        if self.partner_stage and self.partner_stage not in names:
+            raise ValueError(f"partner_stage '{self.partner_stage}' is not one of the stages")
         for stage in self.stages:
             if stage.after and stage.after not in names:
                 raise ValueError(f"stage '{stage.name}' is 'after' unknown stage '{stage.after}'")
@@ -105,7 +117,9 @@ class Calendar(Strict):
 
     timezone: str = "UTC"
     cutoff: str = Field("14:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
-    workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
+    workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
+        ["mon", "tue", "wed", "thu", "fri"], min_length=1
+    )
     holidays: list[str] = []
 
 
@@ -205,7 +219,13 @@ class ConfigFile(Strict):
         for i, rule in enumerate(self.key_rules):
             if rule.key and rule.key not in self.key_types:
                 raise ValueError(f"key_rules[{i}] produces unknown key type '{rule.key}'")
+        owner: dict[str, str] = {}
         for name, process in self.processes.items():
+            for key in [*process.starts_with, *process.keys]:
+                if key not in self.key_types or not self.key_types[key].identity:
+                    raise ValueError(f"processes.{name} names '{key}', which is not an identity key type")
+                if owner.setdefault(key, name) != name:
+                    raise ValueError(f"key type '{key}' belongs to both processes.{owner[key]} and processes.{name}")
             if process.calendar and process.calendar not in self.calendars:
                 raise ValueError(f"processes.{name} uses unknown calendar '{process.calendar}'")
         for name, partner in self.partners.items():

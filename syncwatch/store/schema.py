@@ -83,14 +83,15 @@ observations = Table(
     Column("parent_id", String(16), comment="Parent span id (hex) where known"),
     Column("source", String(255), nullable=False, comment="Collector source: file path, endpoint or token name"),
     Column(
-        "keys",
+        "extracted_keys",
         JSON,
         nullable=False,
-        comment="All extracted business keys: [[key_type, value, identity], …]",
+        comment="All extracted keys: [[key_type, value, identity], …]",
     ),
     Column("attributes", JSON, nullable=False, comment="Remaining attributes as reported"),
     Column("payload", LargeBinary, comment="Raw body (event data, request body), needed to re-send"),
     Column("received_at", UTCDateTime, nullable=False, comment="When syncwatch stored it (UTC)"),
+    Column("redelivered_at", UTCDateTime, comment="When it last arrived again (UTC); null if delivered once"),
     Column(
         "duplicates",
         Integer,
@@ -101,6 +102,7 @@ observations = Table(
     comment="One thing a system reported: a span, an access-log line or a business event",
 )
 Index(None, observations.c.trace_id)
+Index(None, observations.c.redelivered_at)
 Index(None, observations.c.system, observations.c.start_time)
 
 business_keys = Table(
@@ -120,7 +122,7 @@ business_keys = Table(
         primary_key=True,
         comment="The observation the key was extracted from",
     ),
-    comment="Identity keys of observations, for lookup by any identifier (all keys are in observations.keys)",
+    comment="Identity keys of observations, for lookup by any identifier (all keys are in observations.extracted_keys)",
     sqlite_with_rowid=False,
 )
 Index(None, business_keys.c.observation_id)
@@ -142,11 +144,15 @@ transactions = Table(
     Column("promised_at", UTCDateTime, comment="Promised ship-by date carried on the order"),
     Column("stages", JSON, nullable=False, comment="Stage timeline: [{name, reached_at, due_at, sla_state}]"),
     Column("started_at", UTCDateTime, nullable=False, comment="First observation time (UTC)"),
+    Column("last_seen_at", UTCDateTime, nullable=False, comment="Latest observation time (UTC)"),
+    Column("observation_count", Integer, nullable=False, comment="Observations that belong to it"),
+    Column("sla_check_at", UTCDateTime, comment="When its SLA state changes next if nothing arrives (UTC)"),
     Column("updated_at", UTCDateTime, nullable=False, comment="Last change by the correlator (UTC)"),
     comment="End-to-end business transactions derived by the correlator",
 )
 Index(None, transactions.c.sla_state, transactions.c.updated_at)
 Index(None, transactions.c.updated_at)
+Index(None, transactions.c.sla_check_at)
 
 transaction_keys = Table(
     "transaction_keys",
@@ -160,31 +166,9 @@ transaction_keys = Table(
     ),
     Column("key_type", String(64), primary_key=True, comment="Identity key type"),
     Column("value", String(255), primary_key=True, comment="Identity key value"),
-    comment="Every identity key of a transaction, for search by any identifier",
+    comment="Identity keys and trace ids (key_type 'trace') of a transaction; its observations share one",
 )
 Index(None, transaction_keys.c.value, transaction_keys.c.key_type)
-
-transaction_observations = Table(
-    "transaction_observations",
-    metadata,
-    Column(
-        "observation_id",
-        Id,
-        ForeignKey("observations.id", ondelete="CASCADE"),
-        primary_key=True,
-        comment="The observation",
-    ),
-    Column(
-        "transaction_id",
-        String(64),
-        ForeignKey("transactions.id", ondelete="CASCADE"),
-        nullable=False,
-        comment="The transaction it belongs to",
-    ),
-    Column("linked_by", String(320), comment="Why: the key or trace id that linked it"),
-    comment="Which observations make up which transaction, and why",
-)
-Index(None, transaction_observations.c.transaction_id)
 
 exceptions = Table(
     "exceptions",
@@ -223,7 +207,9 @@ exceptions = Table(
         ForeignKey("observations.id", ondelete="SET NULL"),
         comment="The observation that showed the step succeeded",
     ),
+    Column("attempts", Integer, nullable=False, server_default=text("1"), comment="Failures seen for this step"),
     Column("opened_at", UTCDateTime, nullable=False, comment="When the failure happened (UTC)"),
+    Column("last_seen_at", UTCDateTime, nullable=False, comment="Latest failure seen (UTC)"),
     Column("updated_at", UTCDateTime, nullable=False, comment="Last status change (UTC)"),
     Column("resolved_at", UTCDateTime, comment="When it was resolved or ignored (UTC)"),
     comment="Transaction steps that need a person or a policy",

@@ -111,7 +111,7 @@ def _observation_row(dialect: Dialect, obs: Observation, received_at: datetime) 
         "span_id": obs.span_id,
         "parent_id": obs.parent_id,
         "source": obs.source,
-        "keys": db_json(dialect, [[k.type, k.value, k.identity] for k in obs.keys]),
+        "extracted_keys": db_json(dialect, [[k.type, k.value, k.identity] for k in obs.keys]),
         "attributes": db_json(dialect, obs.attributes),
         "payload": obs.payload,
         "received_at": db_time(dialect, received_at),

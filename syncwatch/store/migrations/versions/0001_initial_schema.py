@@ -94,16 +94,19 @@ def upgrade() -> None:
             comment="Collector source: file path, endpoint or token name",
         ),
         sa.Column(
-            "keys",
-            sa.JSON(),
-            nullable=False,
-            comment="All extracted business keys: [[key_type, value, identity], …]",
+            "extracted_keys", sa.JSON(), nullable=False, comment="All extracted keys: [[key_type, value, identity], …]"
         ),
         sa.Column("attributes", sa.JSON(), nullable=False, comment="Remaining attributes as reported"),
         sa.Column(
             "payload", sa.LargeBinary(), nullable=True, comment="Raw body (event data, request body), needed to re-send"
         ),
         sa.Column("received_at", sa.DateTime(timezone=True), nullable=False, comment="When syncwatch stored it (UTC)"),
+        sa.Column(
+            "redelivered_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="When it last arrived again (UTC); null if delivered once",
+        ),
         sa.Column(
             "duplicates",
             sa.Integer(),
@@ -116,6 +119,7 @@ def upgrade() -> None:
         comment="One thing a system reported: a span, an access-log line or a business event",
     )
     with op.batch_alter_table("observations", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_observations_redelivered_at"), ["redelivered_at"], unique=False)
         batch_op.create_index(batch_op.f("ix_observations_system_start_time"), ["system", "start_time"], unique=False)
         batch_op.create_index(batch_op.f("ix_observations_trace_id"), ["trace_id"], unique=False)
 
@@ -177,6 +181,14 @@ def upgrade() -> None:
             "stages", sa.JSON(), nullable=False, comment="Stage timeline: [{name, reached_at, due_at, sla_state}]"
         ),
         sa.Column("started_at", sa.DateTime(timezone=True), nullable=False, comment="First observation time (UTC)"),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False, comment="Latest observation time (UTC)"),
+        sa.Column("observation_count", sa.Integer(), nullable=False, comment="Observations that belong to it"),
+        sa.Column(
+            "sla_check_at",
+            sa.DateTime(timezone=True),
+            nullable=True,
+            comment="When its SLA state changes next if nothing arrives (UTC)",
+        ),
         sa.Column(
             "updated_at", sa.DateTime(timezone=True), nullable=False, comment="Last change by the correlator (UTC)"
         ),
@@ -184,6 +196,7 @@ def upgrade() -> None:
         comment="End-to-end business transactions derived by the correlator",
     )
     with op.batch_alter_table("transactions", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_transactions_sla_check_at"), ["sla_check_at"], unique=False)
         batch_op.create_index(
             batch_op.f("ix_transactions_sla_state_updated_at"), ["sla_state", "updated_at"], unique=False
         )
@@ -256,7 +269,11 @@ def upgrade() -> None:
             nullable=True,
             comment="The observation that showed the step succeeded",
         ),
+        sa.Column(
+            "attempts", sa.Integer(), server_default=sa.text("1"), nullable=False, comment="Failures seen for this step"
+        ),
         sa.Column("opened_at", sa.DateTime(timezone=True), nullable=False, comment="When the failure happened (UTC)"),
+        sa.Column("last_seen_at", sa.DateTime(timezone=True), nullable=False, comment="Latest failure seen (UTC)"),
         sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False, comment="Last status change (UTC)"),
         sa.Column(
             "resolved_at", sa.DateTime(timezone=True), nullable=True, comment="When it was resolved or ignored (UTC)"
@@ -298,40 +315,10 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("transaction_id", "key_type", "value", name=op.f("pk_transaction_keys")),
-        comment="Every identity key of a transaction, for search by any identifier",
+        comment="Identity keys and trace ids (key_type 'trace') of a transaction; its observations share one",
     )
     with op.batch_alter_table("transaction_keys", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_transaction_keys_value_key_type"), ["value", "key_type"], unique=False)
-
-    op.create_table(
-        "transaction_observations",
-        sa.Column(
-            "observation_id",
-            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
-            nullable=False,
-            comment="The observation",
-        ),
-        sa.Column("transaction_id", sa.String(length=64), nullable=False, comment="The transaction it belongs to"),
-        sa.Column("linked_by", sa.String(length=320), nullable=True, comment="Why: the key or trace id that linked it"),
-        sa.ForeignKeyConstraint(
-            ["observation_id"],
-            ["observations.id"],
-            name=op.f("fk_transaction_observations_observation_id_observations"),
-            ondelete="CASCADE",
-        ),
-        sa.ForeignKeyConstraint(
-            ["transaction_id"],
-            ["transactions.id"],
-            name=op.f("fk_transaction_observations_transaction_id_transactions"),
-            ondelete="CASCADE",
-        ),
-        sa.PrimaryKeyConstraint("observation_id", name=op.f("pk_transaction_observations")),
-        comment="Which observations make up which transaction, and why",
-    )
-    with op.batch_alter_table("transaction_observations", schema=None) as batch_op:
-        batch_op.create_index(
-            batch_op.f("ix_transaction_observations_transaction_id"), ["transaction_id"], unique=False
-        )
 
     op.create_table(
         "actions",
@@ -371,10 +358,6 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_actions_exception_id"))
 
     op.drop_table("actions")
-    with op.batch_alter_table("transaction_observations", schema=None) as batch_op:
-        batch_op.drop_index(batch_op.f("ix_transaction_observations_transaction_id"))
-
-    op.drop_table("transaction_observations")
     with op.batch_alter_table("transaction_keys", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_transaction_keys_value_key_type"))
 
@@ -391,6 +374,7 @@ def downgrade() -> None:
     with op.batch_alter_table("transactions", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_transactions_updated_at"))
         batch_op.drop_index(batch_op.f("ix_transactions_sla_state_updated_at"))
+        batch_op.drop_index(batch_op.f("ix_transactions_sla_check_at"))
 
     op.drop_table("transactions")
     with op.batch_alter_table("quarantine", schema=None) as batch_op:
@@ -400,6 +384,7 @@ def downgrade() -> None:
     with op.batch_alter_table("observations", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_observations_trace_id"))
         batch_op.drop_index(batch_op.f("ix_observations_system_start_time"))
+        batch_op.drop_index(batch_op.f("ix_observations_redelivered_at"))
 
     op.drop_table("observations")
     op.drop_table("checkpoints")

@@ -1,0 +1,222 @@
+"""Exceptions derived from a transaction's observations and SLA state — a pure function.
+
+One failing *step* (an operation, with the transaction's own ids replaced by their key type)
+is one exception however many systems reported it (client span, server span, gateway log).
+It resolves itself when a later observation shows the step succeeded; a dead-lettered message
+resolves when the process moves on after it. A stage that is overdue with no failure to
+explain it is ``stuck``; a notice delivered twice is an informational ``duplicate_notice``.
+The id hashes the transaction's identity and the step, so re-derivation finds the same row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from correlator.processes import Member
+from correlator.sla import SlaResult
+from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
+
+Cat = ExceptionCategory
+SUGGESTED = {
+    Cat.VALIDATION: ActionKind.RETRY,
+    Cat.PARTNER_UNAVAILABLE: ActionKind.REROUTE,
+    Cat.THROTTLED: ActionKind.RETRY,
+    Cat.TIMEOUT: ActionKind.RETRY,
+    Cat.STUCK: ActionKind.RETRY,
+    Cat.DUPLICATE_NOTICE: ActionKind.RESOLVE,
+    Cat.DEAD_LETTERED: ActionKind.REPLAY,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Draft:
+    """An exception as the correlator sees it; the pass merges it with the stored lifecycle."""
+
+    id: str
+    category: ExceptionCategory
+    status: ExceptionStatus
+    system: str
+    endpoint: str
+    stage: str | None
+    summary: str
+    opened_at: datetime
+    last_seen_at: datetime
+    attempts: int
+    observation_id: int
+    resolved_by: Member | None = None
+    suggested_action: ActionKind | None = None
+    context: dict[str, Any] = field(default_factory=dict)
+
+
+def derive(
+    identity: str, members: Sequence[Member], sla: SlaResult, keys: Iterable[tuple[str, str]], context: dict[str, Any]
+) -> list[Draft]:
+    ordered = sorted(members, key=lambda m: (m.start, m.id))
+    by_value = {value: key_type for key_type, value in keys}
+    step = {m.id: step_of(m.operation, by_value) for m in ordered}
+    failures: dict[str, list[Member]] = defaultdict(list)
+    errors = [m for m in ordered if m.outcome == "error"]
+    # Error log lines are evidence for a failed call, not a step of their own, unless they are all there is.
+    for member in [m for m in errors if m.kind != "log"] or errors:
+        failures[step[member.id]].append(member)
+    drafts = [_failure(identity, name, failed, ordered, step, sla) for name, failed in failures.items()]
+    drafts += _duplicates(identity, ordered)
+    if not any(d.status is ExceptionStatus.OPEN for d in drafts):
+        drafts += _stuck(identity, sla, ordered)
+    return [_with_context(d, context) for d in drafts]
+
+
+def category_of(member: Member) -> ExceptionCategory:
+    text = f"{member.operation} {member.error_message or ''} {member.attributes.get('error.type', '')}".lower()
+    status = member.status_code or 0
+    if "dead_letter" in text or "dead-letter" in text:
+        return Cat.DEAD_LETTERED
+    if status == 429:
+        return Cat.THROTTLED
+    if status == 504 or "timeout" in text or "timed out" in text:
+        return Cat.TIMEOUT
+    if 400 <= status < 500:
+        return Cat.VALIDATION
+    return Cat.PARTNER_UNAVAILABLE
+
+
+def step_of(operation: str, values: dict[str, str]) -> str:
+    """The operation with this transaction's ids replaced by their key type: one step, any order."""
+    for value, key_type in values.items():
+        if value in operation:
+            operation = operation.replace(value, "{" + key_type + "}")
+    return operation
+
+
+def _failure(
+    identity: str,
+    step: str,
+    failures: list[Member],
+    ordered: Sequence[Member],
+    step_of_id: dict[int, str],
+    sla: SlaResult,
+) -> Draft:
+    first, last = failures[0], failures[-1]
+    category = category_of(last)
+    resolver = _resolver(category, step, last, ordered, step_of_id, sla)
+    culprit = next((m for m in reversed(failures) if m.status_code and m.kind == "span"), last)
+    return Draft(
+        id=_id(identity, "step", step),
+        category=category,
+        status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
+        system=culprit.system,
+        endpoint=step,
+        stage=_stage_at(sla, first.start),
+        summary=_summary(category, culprit, len(failures)),
+        opened_at=first.start,
+        last_seen_at=last.start,
+        attempts=len(failures),
+        observation_id=last.id,
+        resolved_by=resolver,
+    )
+
+
+def _resolver(
+    category: ExceptionCategory,
+    step: str,
+    last: Member,
+    ordered: Sequence[Member],
+    step_of_id: dict[int, str],
+    sla: SlaResult,
+) -> Member | None:
+    later = [m for m in ordered if (m.start, m.id) > (last.start, last.id) and m.outcome == "ok"]
+    if category is Cat.DEAD_LETTERED:
+        moved_on = {s.reached_at for s in sla.stages if s.reached_at and s.reached_at > last.start}
+        return next((m for m in later if m.start in moved_on), None)
+    return next((m for m in later if step_of_id[m.id] == step), None)
+
+
+def _duplicates(identity: str, ordered: Sequence[Member]) -> list[Draft]:
+    notices: dict[tuple[str, str], list[Member]] = defaultdict(list)
+    for member in ordered:
+        if member.kind == "event":
+            notices[(member.operation, member.subject)].append(member)
+    drafts = []
+    for (operation, subject), group in notices.items():
+        repeats = sum(m.duplicates for m in group) + len(group) - 1
+        if repeats > 0:
+            drafts.append(_duplicate_draft(identity, operation, subject, group, repeats))
+    return drafts
+
+
+def _duplicate_draft(identity: str, operation: str, subject: str, group: list[Member], repeats: int) -> Draft:
+    first = group[0]
+    return Draft(
+        id=_id(identity, "duplicate", operation, subject),
+        category=Cat.DUPLICATE_NOTICE,
+        status=ExceptionStatus.RESOLVED,
+        system=first.system,
+        endpoint=operation,
+        stage=None,
+        summary=f"{first.system} sent {operation} for {subject or 'this order'} {repeats + 1} times; stored once.",
+        opened_at=first.start,
+        last_seen_at=group[-1].start,
+        attempts=repeats + 1,
+        observation_id=first.id,
+        resolved_by=first,
+    )
+
+
+def _stuck(identity: str, sla: SlaResult, ordered: Sequence[Member]) -> list[Draft]:
+    drafts = []
+    for stage in sla.stages:
+        if stage.state is not SlaState.BREACHED or stage.due_at is None:
+            continue
+        resolver = next((m for m in ordered if m.start == stage.reached_at), None) if stage.reached_at else None
+        before = [m for m in ordered if m.start <= stage.due_at] or list(ordered[:1])
+        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, before[-1], resolver))
+    return drafts
+
+
+def _stuck_draft(identity: str, stage: str, due: datetime, last: Member, resolver: Member | None) -> Draft:
+    late = "arrived late" if resolver else "is overdue"
+    return Draft(
+        id=_id(identity, "stuck", stage),
+        category=Cat.STUCK,
+        status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
+        system=last.system,
+        endpoint=stage,
+        stage=stage,
+        summary=f"Stage {stage} {late}: it was due {due:%Y-%m-%d %H:%M} UTC; last seen at {last.system}.",
+        opened_at=due,
+        last_seen_at=resolver.start if resolver else due,
+        attempts=1,
+        observation_id=last.id,
+        resolved_by=resolver,
+    )
+
+
+def _stage_at(sla: SlaResult, when: datetime) -> str | None:
+    """The first stage not yet reached at ``when``: the one the failure holds up."""
+    return next((s.name for s in sla.stages if s.reached_at is None or s.reached_at > when), None)
+
+
+def _summary(category: ExceptionCategory, member: Member, attempts: int) -> str:
+    status = f" {member.status_code}" if member.status_code else ""
+    reason = member.error_message or member.attributes.get("error.type") or "failed"
+    tries = f" ({attempts} attempts)" if attempts > 1 else ""
+    return f"{member.system} {member.operation}{status}: {reason}{tries}"
+
+
+def _with_context(draft: Draft, context: dict[str, Any]) -> Draft:
+    return Draft(
+        **{
+            **{f: getattr(draft, f) for f in Draft.__slots__},
+            "context": context,
+            "suggested_action": SUGGESTED[draft.category],
+        }
+    )
+
+
+def _id(*parts: str) -> str:
+    return "exc-" + hashlib.sha1("\x1f".join(parts).encode()).hexdigest()[:16]

@@ -1,0 +1,70 @@
+"""Key linking: union-find over identity keys and trace ids, one process at a time.
+
+A node is ``(key_type, value)``; trace ids are nodes of type ``trace``. Observations connect
+their nodes. A union that would give one transaction two different values of a root key type
+(two marketplace orders) is refused: that is how a batch trace spanning many orders, or a bad
+reference, never merges two orders. Attribute keys (SKU, customer) never become nodes at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+Node = tuple[str, str]
+TRACE = "trace"
+
+
+class Linker:
+    """Connected components of nodes with at most one value per root type each."""
+
+    def __init__(self, roots: Iterable[str]) -> None:
+        self.root_types = frozenset(roots)
+        self.parent: dict[Node, Node] = {}
+        self.roots_of: dict[Node, dict[str, str]] = {}
+        self.refused: list[tuple[Node, Node]] = []
+
+    def add(self, node: Node) -> None:
+        if node not in self.parent:
+            self.parent[node] = node
+            self.roots_of[node] = {node[0]: node[1]} if node[0] in self.root_types else {}
+
+    def find(self, node: Node) -> Node:
+        parent = self.parent
+        root = node
+        while parent[root] != root:
+            root = parent[root]
+        while parent[node] != root:
+            parent[node], node = root, parent[node]
+        return root
+
+    def union(self, a: Node, b: Node) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        roots_a, roots_b = self.roots_of[ra], self.roots_of[rb]
+        if any(roots_a.get(t, v) != v for t, v in roots_b.items()):
+            self.refused.append((a, b))
+            return False
+        if len(roots_a) < len(roots_b):
+            ra, rb, roots_a, roots_b = rb, ra, roots_b, roots_a
+        self.parent[rb] = ra
+        roots_a.update(roots_b)
+        del self.roots_of[rb]
+        return True
+
+    def link(self, nodes: list[Node]) -> None:
+        """Connect the nodes one observation carries (strong keys first, traces last)."""
+        for node in nodes:
+            self.add(node)
+        ordered = sorted(nodes, key=lambda n: n[0] == TRACE)
+        for other in ordered[1:]:
+            self.union(ordered[0], other)
+
+    def components(self) -> dict[Node, list[Node]]:
+        groups: dict[Node, list[Node]] = {}
+        for node in self.parent:
+            groups.setdefault(self.find(node), []).append(node)
+        return groups
+
+    def root_values(self, node: Node) -> dict[str, str]:
+        return self.roots_of[self.find(node)]

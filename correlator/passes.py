@@ -1,0 +1,298 @@
+"""The incremental correlator pass: read new observations, re-derive only what they touch.
+
+A pass links the new observations' keys with the stored transactions holding the same keys,
+then recomputes each touched transaction from all of its observations — so the result depends
+on the set of observations, never on the order they arrived in. The checkpoint advances in the
+same database transaction as the writes, so a crash repeats a batch instead of losing it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection
+
+from correlator.exceptions import Draft, derive
+from correlator.linking import TRACE, Linker, Node
+from correlator.processes import Member, Process, compile_processes
+from correlator.sla import SlaResult, evaluate
+from syncwatch.config import Config
+from syncwatch.model import ExceptionStatus, as_utc, utcnow
+from syncwatch.store import Checkpoint, Store
+from syncwatch.store import correlation as q
+from syncwatch.store.writes import read_checkpoint, save_checkpoint
+
+log = logging.getLogger(__name__)
+CHECKPOINT = "correlator"
+HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
+
+
+@dataclass
+class PassResult:
+    observations: int = 0
+    transactions: int = 0
+    exceptions: int = 0
+    refused_links: int = 0
+    seconds: float = 0.0
+
+
+@dataclass
+class Component:
+    """One transaction being recomputed: its process, nodes, and the stored ids it replaces."""
+
+    process: Process
+    nodes: set[Node]
+    roots: dict[str, str]
+    previous: set[str] = field(default_factory=set)
+    members: dict[int, Member] = field(default_factory=dict)
+
+    @property
+    def id(self) -> str:
+        root = sorted(self.roots.items())[0] if self.roots else min(n for n in self.nodes if n[0] != TRACE)
+        text = f"{self.process.name}:{root[1]}" if self.roots else f"{self.process.name}:~{root[0]}:{root[1]}"
+        return text if len(text) <= 64 else f"{self.process.name}:{hashlib.sha1(text.encode()).hexdigest()[:24]}"
+
+
+class Correlator:
+    def __init__(self, store: Store, config: Config, clock: Callable[[], datetime] = utcnow) -> None:
+        self.store = store
+        self.config = config
+        self.clock = clock
+        self.processes = compile_processes(config)
+
+    def run_pass(self, batch: int = 50_000) -> PassResult:
+        """Correlate every observation stored since the last pass, ``batch`` at a time."""
+        began, result = time.perf_counter(), PassResult()
+        while True:
+            with self.store.writing() as conn:
+                checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
+                rows = q.new_observations(conn, checkpoint.position, batch)
+                if not rows:
+                    break
+                self._apply(conn, rows, result)
+                save_checkpoint(conn, Checkpoint(CHECKPOINT, rows[-1].id))
+            result.observations += len(rows)
+        result.seconds = time.perf_counter() - began
+        return result
+
+    def reevaluate(self, limit: int = 10_000) -> int:
+        """Re-derive transactions whose SLA state changes with time alone (now past their check time)."""
+        with self.store.writing() as conn:
+            ids = q.due_for_sla_check(conn, self.clock(), limit)
+            keys = q.keys_of_transactions(conn, ids)
+            rows = [q.LinkRow(0, ((k, v),), None) for _, k, v in keys if k != TRACE]
+            result = PassResult()
+            self._apply(conn, rows, result)
+        return len(ids)
+
+    def _apply(self, conn: Connection, rows: Sequence[q.LinkRow], result: PassResult) -> None:
+        components = [c for p in self.processes for c in self._link(conn, p, rows, result)]
+        self._load_members(conn, components)
+        now = self.clock()
+        self._write(conn, components, now, result)
+
+    def _link(
+        self, conn: Connection, process: Process, rows: Sequence[q.LinkRow], result: PassResult
+    ) -> list[Component]:
+        linker = Linker(process.roots)
+        batch_nodes = [_nodes_of(process, row.keys, row.trace_id) for row in rows]
+        touched = {n for nodes in batch_nodes for n in nodes}
+        stored = self._stored_for(conn, process, touched)
+        for nodes in stored.values():
+            linker.link(sorted(nodes))
+        for nodes in batch_nodes:
+            if nodes:
+                linker.link(nodes)
+        result.refused_links += len(linker.refused)
+        return _components(process, linker, stored)
+
+    def _stored_for(self, conn: Connection, process: Process, nodes: set[Node]) -> dict[str, set[Node]]:
+        prefix = f"{process.name}:"
+        ids = {tid for tid, _, _ in q.transactions_of_nodes(conn, nodes) if tid.startswith(prefix)}
+        stored: dict[str, set[Node]] = defaultdict(set)
+        for tid, key_type, value in q.keys_of_transactions(conn, ids):
+            stored[tid].add((key_type, value))
+        return stored
+
+    def _load_members(self, conn: Connection, components: list[Component]) -> None:
+        owner: dict[tuple[str, Node], Component] = {}
+        for component in components:
+            for node in component.nodes:
+                owner[(component.process.name, node)] = component
+        for row in q.observations_of_nodes(conn, {node for c in components for node in c.nodes}):
+            member = _member(row)
+            nodes = [*member.keys, *([(TRACE, member.trace_id)] if member.trace_id else [])]
+            for process in self.processes:
+                for node in nodes:
+                    component = owner.get((process.name, node))
+                    if component is not None:
+                        component.members[member.id] = member
+                        break
+
+    def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
+        txn_rows, key_rows, drafts, retired = [], [], [], set()
+        for component in components:
+            if not component.members:
+                continue
+            sla, row = self._transaction_row(component, now)
+            txn_rows.append(row)
+            key_rows.extend({"transaction_id": row["id"], "key_type": t, "value": v} for t, v in component.nodes)
+            keys = [n for n in component.nodes if n[0] != TRACE]
+            drafts.extend(
+                (row["id"], d) for d in derive(row["id"], list(component.members.values()), sla, keys, _context(row))
+            )
+            retired |= component.previous
+        # Read the stored lifecycle before retiring merged transactions cascades their exceptions away.
+        exception_rows = _exception_rows(conn, drafts, now)
+        q.replace_transactions(conn, txn_rows, key_rows, retired)
+        q.upsert_exceptions(conn, exception_rows)
+        result.transactions += len(txn_rows)
+        result.exceptions += len(exception_rows)
+
+    def _transaction_row(self, component: Component, now: datetime) -> tuple[SlaResult, dict[str, Any]]:
+        process = component.process
+        members = sorted(component.members.values(), key=lambda m: (m.start, m.id))
+        reached: dict[str, Member] = {}
+        for stage in process.stages:
+            hit = next((m for m in members if stage.reached_by(m)), None)
+            if hit is not None:
+                reached[stage.name] = hit
+        deadlines = _deadlines(process, members)
+        sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, self.config.sla_at_risk_share)
+        first = reached.get(process.stages[0].name)
+        partner = reached.get(process.partner_stage) if process.partner_stage else None
+        context = _attribute_context(process, members)
+        return sla, {
+            "id": component.id,
+            "type": process.name,
+            "status": "complete" if sla.complete else "open",
+            "sla_state": sla.state.value,
+            "current_stage": sla.current_stage,
+            "stage_at_fault": sla.stage_at_fault,
+            "due_at": sla.due_at,
+            "channel": first.system if first else None,
+            "partner": partner.system if partner else None,
+            "customer": context.get("customer"),
+            "order_value": context.get("order_value"),
+            "promised_at": min(deadlines.values()) if deadlines else None,
+            "stages": [s.as_json() for s in sla.stages],
+            "started_at": members[0].start,
+            "last_seen_at": members[-1].start,
+            "observation_count": len(members),
+            "sla_check_at": sla.check_at,
+            "updated_at": now,
+        }
+
+
+def _nodes_of(process: Process, keys: Iterable[Node], trace_id: str | None) -> list[Node]:
+    nodes = [k for k in keys if process.owns(k[0])]
+    return [*nodes, (TRACE, trace_id)] if trace_id else nodes
+
+
+def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:
+    components = []
+    for nodes in linker.components().values():
+        if all(n[0] == TRACE for n in nodes):
+            continue
+        node_set = set(nodes)
+        component = Component(process, node_set, dict(linker.root_values(nodes[0])))
+        component.previous = {tid for tid, keys in stored.items() if keys & node_set}
+        components.append(component)
+    return components
+
+
+def _member(row: Any) -> Member:
+    return Member(
+        id=row.id,
+        natural_id=row.natural_id,
+        kind=row.kind,
+        system=row.system,
+        operation=row.operation,
+        start=as_utc(row.start_time),
+        outcome=row.outcome,
+        status_code=row.status_code,
+        error_message=row.error_message,
+        duplicates=row.duplicates,
+        attributes=row.attributes or {},
+        keys=tuple((k[0], k[1]) for k in row.extracted_keys if k[2]),
+        trace_id=row.trace_id,
+    )
+
+
+def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetime]:
+    found: dict[str, datetime] = {}
+    for name in {s.deadline_attribute for s in process.stages if s.deadline_attribute}:
+        value = next((m.attributes[name] for m in members if name in m.attributes), None)
+        try:
+            if value is not None:
+                found[name] = as_utc(datetime.fromisoformat(str(value)))
+        except ValueError:
+            log.warning("ignoring %s=%r: not an ISO-8601 time", name, value)
+    return found
+
+
+def _attribute_context(process: Process, members: Sequence[Member]) -> dict[str, str]:
+    context = {}
+    for name, attributes in process.context.items():
+        value = next((m.attributes[a] for m in members for a in attributes if a in m.attributes), None)
+        if value is not None:
+            context[name] = str(value)
+    return context
+
+
+def _context(row: dict[str, Any]) -> dict[str, Any]:
+    promised = row["promised_at"]
+    return {
+        "channel": row["channel"],
+        "partner": row["partner"],
+        "customer": row["customer"],
+        "order_value": row["order_value"],
+        "promised_at": promised.isoformat() if promised else None,
+    }
+
+
+def _exception_rows(conn: Connection, drafts: list[tuple[str, Draft]], now: datetime) -> list[dict[str, Any]]:
+    stored = q.stored_exceptions(conn, [d.id for _, d in drafts])
+    return [_exception_row(tid, draft, stored.get(draft.id), now) for tid, draft in drafts]
+
+
+def _exception_row(transaction_id: str, draft: Draft, stored: Any, now: datetime) -> dict[str, Any]:
+    status = draft.status.value
+    resolved_at = draft.resolved_by.start if draft.resolved_by else None
+    new_failure = stored is None or as_utc(stored.last_seen_at) < draft.last_seen_at
+    if (
+        stored is not None
+        and status == "open"
+        and not new_failure
+        and (
+            stored.status in HUMAN_STATES or (stored.status == "resolved" and stored.resolved_by_observation_id is None)
+        )
+    ):
+        status, resolved_at = stored.status, stored.resolved_at
+    return {
+        "id": draft.id,
+        "transaction_id": transaction_id,
+        "category": draft.category.value,
+        "status": status,
+        "system": draft.system,
+        "endpoint": draft.endpoint,
+        "stage": draft.stage,
+        "summary": draft.summary,
+        "suggested_action": draft.suggested_action.value if draft.suggested_action else None,
+        "assignee": stored.assignee if stored is not None else None,
+        "context": draft.context,
+        "observation_id": draft.observation_id,
+        "resolved_by_observation_id": draft.resolved_by.id if draft.resolved_by else None,
+        "attempts": draft.attempts,
+        "opened_at": draft.opened_at,
+        "last_seen_at": draft.last_seen_at,
+        "updated_at": now,
+        "resolved_at": resolved_at,
+    }

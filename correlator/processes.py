@@ -1,0 +1,99 @@
+"""Process definitions compiled from config: which keys make a transaction, which observations
+reach which stage, and each stage's SLA.
+
+Every identity key type belongs to one process; a transaction of that process is a connected
+set of its keys (and trace ids) holding at most one value of each ``starts_with`` type.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
+
+from syncwatch.config import Config
+from syncwatch.config.schema import Calendar, StageMatch
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """The facts about an observation that stages, SLAs and exceptions are computed from."""
+
+    id: int
+    natural_id: str
+    kind: str
+    system: str
+    operation: str
+    start: datetime
+    outcome: str
+    status_code: int | None
+    error_message: str | None
+    duplicates: int
+    attributes: dict
+    keys: tuple[tuple[str, str], ...] = ()
+    trace_id: str | None = None
+
+    @property
+    def subject(self) -> str:
+        """What an event is about: its identity key values, for spotting the same notice twice."""
+        return ",".join(sorted(value for _, value in self.keys))
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    name: str
+    matches: tuple[StageMatch, ...]
+    sla: timedelta | None
+    after: str | None
+    deadline_attribute: str | None
+
+    def reached_by(self, member: Member) -> bool:
+        return any(_matches(rule, member) for rule in self.matches)
+
+
+def _matches(rule: StageMatch, member: Member) -> bool:
+    return (
+        (rule.kind is None or rule.kind == member.kind)
+        and (rule.outcome is None or rule.outcome == member.outcome)
+        and fnmatchcase(member.system, rule.system)
+        and fnmatchcase(member.operation, _as_glob(rule.operation))
+    )
+
+
+def _as_glob(operation: str) -> str:
+    """A route template matches its own name and any concrete path: {erp_order} becomes *."""
+    return _PLACEHOLDER.sub("*", operation)
+
+
+_PLACEHOLDER = re.compile(r"\{[^}]*\}")
+
+
+@dataclass(frozen=True, slots=True)
+class Process:
+    name: str
+    roots: tuple[str, ...]
+    keys: frozenset[str]
+    stages: tuple[Stage, ...]
+    calendar: Calendar | None
+    partner_stage: str | None = None
+    context: dict[str, list[str]] = field(default_factory=dict)
+
+    def owns(self, key_type: str) -> bool:
+        return key_type in self.keys
+
+
+def compile_processes(config: Config) -> tuple[Process, ...]:
+    file = config.file
+    return tuple(
+        Process(
+            name=name,
+            roots=tuple(p.starts_with),
+            keys=frozenset([*p.starts_with, *p.keys]),
+            stages=tuple(Stage(s.name, tuple(s.match), s.sla, s.after, s.deadline_attribute) for s in p.stages),
+            calendar=file.calendars[p.calendar] if p.calendar else None,
+            partner_stage=p.partner_stage,
+            context=p.context,
+        )
+        for name, p in file.processes.items()
+    )

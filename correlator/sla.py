@@ -1,0 +1,150 @@
+"""SLA evaluation: a pure function of the stages reached, the deadlines carried, and ``now``.
+
+A stage's budget runs from the stage before it (or from ``after``). Budgets of a day or more
+count business days in the process calendar: an order captured after the cut-off, or on a
+non-working day, starts counting on the next business day, and is due at the end of its last
+business day. An absolute deadline carried on the order (the marketplace's promised ship-by)
+is the contract, so where the order carries one it replaces the relative budget. The result
+also says when the state would next change if nothing arrives, so the scheduled
+re-evaluation only touches transactions whose time has come.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from datetime import date, datetime, time, timedelta
+from zoneinfo import ZoneInfo
+
+from correlator.processes import Process, Stage
+from syncwatch.config.schema import Calendar
+from syncwatch.model import SlaState, as_utc
+
+DAY = timedelta(days=1)
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+
+
+@dataclass(frozen=True, slots=True)
+class StageState:
+    name: str
+    reached_at: datetime | None
+    due_at: datetime | None
+    state: SlaState | None  # None: not yet measurable (the stage before it is not reached)
+
+    def as_json(self) -> dict[str, str | None]:
+        return {
+            "name": self.name,
+            "reached_at": self.reached_at.isoformat() if self.reached_at else None,
+            "due_at": self.due_at.isoformat() if self.due_at else None,
+            "sla_state": self.state.value if self.state else None,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class SlaResult:
+    stages: tuple[StageState, ...]
+    state: SlaState
+    complete: bool
+    current_stage: str | None
+    stage_at_fault: str | None
+    due_at: datetime | None
+    check_at: datetime | None
+
+
+def evaluate(
+    process: Process, reached: dict[str, datetime], deadlines: dict[str, datetime], now: datetime, at_risk_share: float
+) -> SlaResult:
+    now = as_utc(now)
+    states: list[StageState] = []
+    checks: list[datetime] = []
+    for index, stage in enumerate(process.stages):
+        base = _base(process, index, reached)
+        due = _due(stage, base, deadlines, process.calendar)
+        state, check = _stage_state(reached.get(stage.name), base, due, now, at_risk_share)
+        states.append(StageState(stage.name, reached.get(stage.name), due, state))
+        checks.extend([check] if check else [])
+    return _summarise(tuple(states), process, checks)
+
+
+def _base(process: Process, index: int, reached: dict[str, datetime]) -> datetime | None:
+    """When the stage's budget starts: the stage before it, or ``after``. A stage before it that
+    was never observed but is passed (a later stage was reached) hands over to the one before."""
+    stage = process.stages[index]
+    if stage.after:
+        return reached.get(stage.after)
+    latest = max((i for i, s in enumerate(process.stages) if s.name in reached), default=-1)
+    if index - 1 > latest:
+        return None
+    earlier = (reached.get(s.name) for s in reversed(process.stages[:index]))
+    return next((t for t in earlier if t is not None), None)
+
+
+def _due(
+    stage: Stage, base: datetime | None, deadlines: dict[str, datetime], calendar: Calendar | None
+) -> datetime | None:
+    deadline = deadlines.get(stage.deadline_attribute) if stage.deadline_attribute else None
+    if deadline is not None:
+        return deadline
+    return add_budget(base, stage.sla, calendar) if base is not None and stage.sla else None
+
+
+def _stage_state(
+    reached_at: datetime | None, base: datetime | None, due: datetime | None, now: datetime, share: float
+) -> tuple[SlaState | None, datetime | None]:
+    if reached_at is not None:
+        return (SlaState.BREACHED if due is not None and reached_at > due else SlaState.MET), None
+    if due is None:
+        return None, None
+    if now >= due:
+        return SlaState.BREACHED, None
+    at_risk_from = due - (due - base) * (1 - share) if base is not None else due
+    if now >= at_risk_from:
+        return SlaState.AT_RISK, due
+    return SlaState.ON_TRACK, at_risk_from
+
+
+def _summarise(states: tuple[StageState, ...], process: Process, checks: list[datetime]) -> SlaResult:
+    reached = [s for s in states if s.reached_at is not None]
+    complete = states[-1].reached_at is not None
+    pending = [s for s in states if s.reached_at is None and s.due_at is not None]
+    breached = [s for s in states if s.state is SlaState.BREACHED]
+    at_risk = [s for s in states if s.state is SlaState.AT_RISK]
+    if complete:
+        state = SlaState.BREACHED if breached else SlaState.MET
+    else:
+        state = SlaState.BREACHED if breached else SlaState.AT_RISK if at_risk else SlaState.ON_TRACK
+    fault = (breached or at_risk or [None])[0]
+    return SlaResult(
+        stages=states,
+        state=state,
+        complete=complete,
+        current_stage=max(reached, key=lambda s: s.reached_at).name if reached else None,  # type: ignore[arg-type,return-value]
+        stage_at_fault=fault.name if fault else None,
+        due_at=pending[0].due_at if pending and not complete else None,
+        check_at=min(checks) if checks and not complete else None,
+    )
+
+
+def add_budget(start: datetime, budget: timedelta, calendar: Calendar | None) -> datetime:
+    """``start`` plus ``budget``; budgets of a day or more count business days after the cut-off."""
+    if calendar is None or budget < DAY:
+        return start + budget
+    zone = ZoneInfo(calendar.timezone)
+    local = as_utc(start).astimezone(zone)
+    day = local.date()
+    if local.time() > time.fromisoformat(calendar.cutoff) or not _working(day, calendar):
+        day = _next_working(day, calendar)
+    for _ in range(math.ceil(budget / DAY) - 1):
+        day = _next_working(day, calendar)
+    return as_utc(datetime.combine(day + DAY, time(0), zone))
+
+
+def _working(day: date, calendar: Calendar) -> bool:
+    return WEEKDAYS[day.weekday()] in calendar.workdays and day.isoformat() not in calendar.holidays
+
+
+def _next_working(day: date, calendar: Calendar) -> date:
+    day += DAY
+    while not _working(day, calendar):
+        day += DAY
+    return day

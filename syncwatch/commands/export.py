@@ -1,0 +1,54 @@
+"""`syncwatch export transactions|exceptions`: write them out as JSON lines or CSV."""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import nullcontext
+from typing import Any, TextIO
+
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.store.reads import iter_exceptions, iter_transactions
+
+WHAT = {"transactions": iter_transactions, "exceptions": iter_exceptions}
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_common_options(parser)
+    parser.add_argument("what", choices=sorted(WHAT), help="what to export")
+    parser.add_argument("--format", choices=("jsonl", "csv"), default="jsonl", help="output format (default jsonl)")
+    parser.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
+
+
+def _write(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
+    count = 0
+    writer: csv.DictWriter | None = None
+    for row in rows:
+        if fmt == "jsonl":
+            out.write(json.dumps(row, default=str) + "\n")
+        else:
+            flat = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(flat))
+                writer.writeheader()
+            writer.writerow(flat)
+        count += 1
+    return count
+
+
+def _run(args: argparse.Namespace) -> int:
+    store = open_store(config_from(args))
+    try:
+        target = open(args.out, "w", newline="") if args.out else nullcontext(sys.stdout)  # noqa: SIM115
+        with store.engine.connect() as conn, target as out:
+            count = _write(WHAT[args.what](conn), args.format, out)
+    finally:
+        store.close()
+    print(f"exported {count:,} {args.what}", file=sys.stderr)
+    return 0
+
+
+COMMAND = Command("export", "export transactions or exceptions as JSON lines or CSV", _add_arguments, _run)

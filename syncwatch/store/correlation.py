@@ -1,0 +1,175 @@
+"""Named reads and writes of the correlator: new observations, transaction keys, members,
+transactions and exceptions. The correlator holds no SQL of its own."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, and_, delete, or_, select, tuple_, update
+
+from syncwatch.store.bulk import chunks, insert_many
+from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
+from syncwatch.store.writes import upsert_insert
+
+Node = tuple[str, str]
+TRACE = "trace"
+MEMBER_COLUMNS = (
+    observations.c.id,
+    observations.c.natural_id,
+    observations.c.kind,
+    observations.c.system,
+    observations.c.operation,
+    observations.c.start_time,
+    observations.c.outcome,
+    observations.c.status_code,
+    observations.c.error_message,
+    observations.c.duplicates,
+    observations.c.attributes,
+    observations.c.extracted_keys,
+    observations.c.trace_id,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LinkRow:
+    """What linking needs of a new observation: its id, identity keys and trace id."""
+
+    id: int
+    keys: tuple[Node, ...]
+    trace_id: str | None
+
+
+def new_observations(conn: Connection, after_id: int, limit: int) -> list[LinkRow]:
+    stmt = (
+        select(observations.c.id, observations.c.extracted_keys, observations.c.trace_id)
+        .where(observations.c.id > after_id)
+        .order_by(observations.c.id)
+        .limit(limit)
+    )
+    return [LinkRow(row.id, _identity(row.extracted_keys), row.trace_id) for row in conn.execute(stmt)]
+
+
+def redelivered_since(conn: Connection, since: datetime) -> list[LinkRow]:
+    """Observations delivered again after ``since``: their duplicate count changed."""
+    stmt = select(observations.c.id, observations.c.extracted_keys, observations.c.trace_id).where(
+        observations.c.redelivered_at > since
+    )
+    return [LinkRow(row.id, _identity(row.extracted_keys), row.trace_id) for row in conn.execute(stmt)]
+
+
+def _identity(keys: list[list[Any]]) -> tuple[Node, ...]:
+    return tuple((k[0], k[1]) for k in keys if k[2])
+
+
+def transactions_of_nodes(conn: Connection, nodes: Iterable[Node]) -> list[tuple[str, str, str]]:
+    """(transaction id, key type, value) for every stored transaction holding one of ``nodes``."""
+    wanted = set(nodes)
+    found = []
+    c = transaction_keys.c
+    for chunk in chunks(sorted({value for _, value in wanted})):
+        rows = conn.execute(select(c.transaction_id, c.key_type, c.value).where(c.value.in_(chunk)))
+        found.extend(tuple(r) for r in rows if (r.key_type, r.value) in wanted)
+    return found
+
+
+def keys_of_transactions(conn: Connection, ids: Iterable[str]) -> list[tuple[str, str, str]]:
+    c = transaction_keys.c
+    found = []
+    for chunk in chunks(sorted(set(ids))):
+        found.extend(
+            tuple(r)
+            for r in conn.execute(select(c.transaction_id, c.key_type, c.value).where(c.transaction_id.in_(chunk)))
+        )
+    return found
+
+
+def observations_of_nodes(conn: Connection, nodes: Iterable[Node]) -> list[Any]:
+    """Every observation carrying one of the identity keys or trace ids in ``nodes``."""
+    keys = sorted({n for n in nodes if n[0] != TRACE})
+    traces = sorted({n[1] for n in nodes if n[0] == TRACE})
+    ids: set[int] = set()
+    bk = business_keys.c
+    for chunk in chunks(keys, 400):
+        ids.update(
+            conn.execute(
+                select(bk.observation_id).where(tuple_(bk.value, bk.key_type).in_([(v, t) for t, v in chunk]))
+            ).scalars()
+        )
+    rows: dict[int, Any] = {}
+    for chunk in chunks(traces):
+        rows.update((r.id, r) for r in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.trace_id.in_(chunk))))
+    for chunk in chunks(sorted(ids - rows.keys())):
+        rows.update((r.id, r) for r in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.id.in_(chunk))))
+    return list(rows.values())
+
+
+def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
+    found: dict[str, Any] = {}
+    for chunk in chunks(sorted(set(ids))):
+        found.update((r.id, r) for r in conn.execute(select(exceptions).where(exceptions.c.id.in_(chunk))))
+    return found
+
+
+def open_exceptions_of(conn: Connection, transaction_ids: Sequence[str]) -> list[str]:
+    found: list[str] = []
+    for chunk in chunks(sorted(set(transaction_ids))):
+        found.extend(
+            conn.execute(
+                select(exceptions.c.id).where(
+                    and_(exceptions.c.transaction_id.in_(chunk), exceptions.c.status.in_(("open", "retrying")))
+                )
+            ).scalars()
+        )
+    return found
+
+
+def replace_transactions(
+    conn: Connection, rows: list[dict[str, Any]], keys: list[dict[str, str]], retired: Iterable[str]
+) -> None:
+    """Write the recomputed transactions and their keys; drop the ones merged into others."""
+    ids = [row["id"] for row in rows]
+    for chunk in chunks(ids):
+        conn.execute(delete(transaction_keys).where(transaction_keys.c.transaction_id.in_(chunk)))
+    if rows:
+        stmt = upsert_insert(conn, transactions)
+        columns = {name: stmt.excluded[name] for name in rows[0] if name != "id"}
+        conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns), rows)
+    insert_many(conn, transaction_keys, keys, ignore_conflicts_on=("transaction_id", "key_type", "value"))
+    _retire(conn, sorted(set(retired) - set(ids)))
+
+
+def _retire(conn: Connection, ids: list[str]) -> None:
+    for chunk in chunks(ids):
+        conn.execute(delete(transactions).where(transactions.c.id.in_(chunk)))
+
+
+def upsert_exceptions(conn: Connection, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = upsert_insert(conn, exceptions)
+    columns = {name: stmt.excluded[name] for name in rows[0] if name != "id"}
+    conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns), rows)
+
+
+def drop_exceptions(conn: Connection, ids: Sequence[str]) -> None:
+    for chunk in chunks(sorted(set(ids))):
+        conn.execute(delete(exceptions).where(exceptions.c.id.in_(chunk)))
+
+
+def due_for_sla_check(conn: Connection, now: datetime, limit: int) -> list[str]:
+    c = transactions.c
+    stmt = (
+        select(c.id)
+        .where(and_(c.sla_check_at.is_not(None), c.sla_check_at <= now))
+        .order_by(c.sla_check_at)
+        .limit(limit)
+    )
+    return list(conn.execute(stmt).scalars())
+
+
+def clear_sla_check(conn: Connection, ids: Sequence[str]) -> None:
+    for chunk in chunks(list(ids)):
+        conn.execute(update(transactions).where(or_(transactions.c.id.in_(chunk))).values(sla_check_at=None))

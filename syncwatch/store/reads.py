@@ -1,0 +1,56 @@
+"""Named reads for export and reporting: transactions with their keys, exceptions."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+from sqlalchemy import Connection, select
+
+from syncwatch.store.schema import exceptions, transaction_keys, transactions
+
+EXCEPTION_FIELDS = (
+    "id",
+    "transaction_id",
+    "category",
+    "status",
+    "system",
+    "endpoint",
+    "stage",
+    "summary",
+    "suggested_action",
+    "assignee",
+    "attempts",
+    "opened_at",
+    "last_seen_at",
+    "resolved_at",
+)
+
+
+def iter_transactions(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Every transaction with its identity keys (trace ids left out), in id order."""
+    keys: dict[str, dict[str, list[str]]] = {}
+    c = transaction_keys.c
+    for tid, key_type, value in conn.execute(
+        select(c.transaction_id, c.key_type, c.value).where(c.key_type != "trace")
+    ):
+        keys.setdefault(tid, {}).setdefault(key_type, []).append(value)
+    for row in conn.execute(select(transactions).order_by(transactions.c.id)):
+        yield {
+            "id": row.id,
+            "type": row.type,
+            "status": row.status,
+            "sla_state": row.sla_state,
+            "stage_at_fault": row.stage_at_fault,
+            "due_at": row.due_at.isoformat() if row.due_at else None,
+            "channel": row.channel,
+            "partner": row.partner,
+            "keys": {t: sorted(v) for t, v in sorted(keys.get(row.id, {}).items())},
+            "stages": row.stages,
+        }
+
+
+def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
+    columns = [exceptions.c[name] for name in EXCEPTION_FIELDS]
+    for row in conn.execute(select(*columns).order_by(exceptions.c.opened_at, exceptions.c.id)):
+        yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
