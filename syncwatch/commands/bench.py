@@ -7,13 +7,15 @@ import json
 import sys
 
 from syncwatch.bench import Benchmark, Figures
+from syncwatch.bench import ingest as ingest_bench
 from syncwatch.bench import sim as sim_bench
 from syncwatch.bench import store as store_bench
 from syncwatch.commands.common import Command
 
-BENCHMARKS: dict[str, Benchmark] = {b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK)}
+BENCHMARKS: dict[str, Benchmark] = {
+    b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK, ingest_bench.BENCHMARK)
+}
 PENDING = {
-    "ingest": "the collectors",
     "correlate": "the correlator",
     "actions": "the actions",
     "dashboard": "the dashboard",

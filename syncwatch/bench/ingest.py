@@ -1,0 +1,228 @@
+"""`syncwatch bench ingest`: OTLP spans/s over HTTP into SQLite (protobuf and JSON), log lines/s
+from a file, CloudEvents/s, and the bare limit (decode + plain insert) on the same payloads.
+
+The server is a real `syncwatch serve` subprocess; the load generator pre-encodes every request
+so it measures the collector, not the client.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
+
+from syncwatch.bench import Benchmark, Figures
+from syncwatch.commands.ingest import import_file
+from syncwatch.config import load_config
+from syncwatch.store import Store
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--spans", type=int, default=100_000, help="spans per encoding (default 100000)")
+    parser.add_argument("--batch", type=int, default=1_000, help="spans per request (default 1000)")
+    parser.add_argument("--lines", type=int, default=200_000, help="access-log lines (default 200000)")
+    parser.add_argument("--events", type=int, default=20_000, help="CloudEvents (default 20000)")
+
+
+def _span(n: int, now: int) -> Span:
+    attrs = [
+        KeyValue(key="erp.sales_order", value=AnyValue(string_value=f"SO-{n}")),
+        KeyValue(key="http.request.method", value=AnyValue(string_value="POST")),
+        KeyValue(key="http.response.status_code", value=AnyValue(int_value=201)),
+    ]
+    return Span(
+        trace_id=(n + 1).to_bytes(16, "big"),
+        span_id=(n + 1).to_bytes(8, "big"),
+        name="POST /sales-orders",
+        kind=2,
+        start_time_unix_nano=now,
+        end_time_unix_nano=now + 20_000_000,
+        attributes=attrs,
+    )
+
+
+def _requests(total: int, size: int, offset: int) -> list[ExportTraceServiceRequest]:
+    now = time.time_ns() - 3_600 * 10**9
+    resource = {"attributes": [KeyValue(key="service.name", value=AnyValue(string_value="erp"))]}
+    return [
+        ExportTraceServiceRequest(
+            resource_spans=[
+                ResourceSpans(
+                    resource=resource,
+                    scope_spans=[ScopeSpans(spans=[_span(offset + i, now) for i in range(s, min(total, s + size))])],
+                )
+            ]
+        )
+        for s in range(0, total, size)
+    ]
+
+
+def _json_body(request: ExportTraceServiceRequest) -> bytes:
+    """OTLP JSON with hex ids, as an exporter sends it (json_format would write base64)."""
+    spans = [
+        {
+            "traceId": s.trace_id.hex(),
+            "spanId": s.span_id.hex(),
+            "name": s.name,
+            "kind": s.kind,
+            "startTimeUnixNano": str(s.start_time_unix_nano),
+            "endTimeUnixNano": str(s.end_time_unix_nano),
+            "attributes": [
+                {"key": "erp.sales_order", "value": {"stringValue": s.attributes[0].value.string_value}},
+                {"key": "http.response.status_code", "value": {"intValue": "201"}},
+            ],
+        }
+        for s in request.resource_spans[0].scope_spans[0].spans
+    ]
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "erp"}}]}
+    return json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}).encode()
+
+
+def _post_all(url: str, bodies: list[bytes], content_type: str) -> float:
+    with httpx.Client(timeout=120) as client:
+        began = time.perf_counter()
+        for body in bodies:
+            response = client.post(url, content=body, headers={"content-type": content_type})
+            response.raise_for_status()
+        return time.perf_counter() - began
+
+
+def _bare(bodies: list[bytes], path: Path) -> float:
+    """Decode + plain executemany INSERT into an unindexed table: the ceiling for this machine."""
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("CREATE TABLE s (trace TEXT, span TEXT, name TEXT, start INTEGER, end INTEGER, attrs TEXT)")
+    began = time.perf_counter()
+    for body in bodies:
+        request = ExportTraceServiceRequest.FromString(body)
+        rows = [
+            (
+                s.trace_id.hex(),
+                s.span_id.hex(),
+                s.name,
+                s.start_time_unix_nano,
+                s.end_time_unix_nano,
+                json.dumps({kv.key: kv.value.string_value for kv in s.attributes}),
+            )
+            for rs in request.resource_spans
+            for ss in rs.scope_spans
+            for s in ss.spans
+        ]
+        conn.execute("BEGIN")
+        conn.executemany("INSERT INTO s VALUES (?, ?, ?, ?, ?, ?)", rows)
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - began
+    conn.close()
+    return elapsed
+
+
+def _serve(db: str, port: int) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-m", "syncwatch", "serve", "--db", db, "--port", str(port)]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    while process.poll() is None:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/healthz").raise_for_status()
+            return process
+        except httpx.TransportError:
+            time.sleep(0.05)
+    raise RuntimeError("syncwatch serve did not start")
+
+
+def _peak_rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _lines_per_s(tmp: Path, count: int) -> float:
+    log = tmp / "gateway.log"
+    with log.open("w") as handle:
+        for n in range(count):
+            request = f"POST /sales-orders/SO-{n}/allocate HTTP/1.1"
+            handle.write(
+                f"10.0.0.{n % 250} - - [25/Nov/2026:10:{n // 60 % 60:02d}:{n % 60:02d} +0000] "
+                f'"{request}" 201 5 "-" "bench" 0.012\n'
+            )
+    config = load_config(None, {"db": f"sqlite:///{tmp / 'lines.db'}"})
+    store = Store.open(config.db)
+    store.upgrade()
+    from collectors.formats import FileSpec
+    from collectors.sink import Sink
+
+    began = time.perf_counter()
+    import_file(FileSpec(str(log), "combined", "bench"), Sink(store, config), lambda _done: None)
+    elapsed = time.perf_counter() - began
+    store.close()
+    return count / elapsed
+
+
+def _events(total: int) -> list[bytes]:
+    batches = []
+    for start in range(0, total, 500):
+        events = [
+            {
+                "specversion": "1.0",
+                "id": f"e-{n}",
+                "source": "3pl-fastship",
+                "type": "com.syncwatch.shipment.shipped",
+                "time": "2026-11-25T10:00:00Z",
+                "data": {"shipment_id": f"SH-{n}", "sales_order": f"SO-{n}"},
+            }
+            for n in range(start, min(total, start + 500))
+        ]
+        batches.append(json.dumps(events).encode())
+    return batches
+
+
+def _run(args: argparse.Namespace) -> Figures:
+    import socket
+
+    from collectors.server import JSON, PROTOBUF
+
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
+        proto = [r.SerializeToString() for r in _requests(args.spans, args.batch, 0)]
+        as_json = [_json_body(r) for r in _requests(args.spans, args.batch, args.spans)]
+        events = _events(args.events)
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        db = f"sqlite:///{tmp / 'bench.db'}"
+        Store.open(db).upgrade()
+        server = _serve(db, port)
+        try:
+            proto_s = _post_all(f"http://127.0.0.1:{port}/v1/traces", proto, PROTOBUF)
+            json_s = _post_all(f"http://127.0.0.1:{port}/v1/traces", as_json, JSON)
+            events_s = _post_all(f"http://127.0.0.1:{port}/v1/events", events, "application/cloudevents-batch+json")
+            rss = _peak_rss_mb(server.pid)
+        finally:
+            server.terminate()
+            server.wait()
+        bare_s = _bare(proto, tmp / "bare.db")
+        lines = _lines_per_s(tmp, args.lines)
+    return {
+        "spans": args.spans,
+        "otlp_protobuf_spans_per_s": round(args.spans / proto_s),
+        "otlp_json_spans_per_s": round(args.spans / json_s),
+        "bare_limit_spans_per_s": round(args.spans / bare_s),
+        "protobuf_to_bare_ratio": round(bare_s / proto_s, 3),
+        "log_lines_per_s": round(lines),
+        "events_per_s": round(args.events / events_s),
+        "server_peak_rss_mb": rss,
+    }
+
+
+BENCHMARK = Benchmark(
+    "ingest", "collector throughput end to end, and the bare limit on the same payloads", _add_arguments, _run
+)
