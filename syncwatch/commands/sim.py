@@ -1,16 +1,19 @@
-"""`syncwatch sim`: fast-forward the simulated distribution network into files (--generate)."""
+"""`syncwatch sim`: run the simulated distribution network live, or fast-forward it into files."""
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
+import logging
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
 from syncwatch.commands.common import Command
 from syncwatch.sim.clock import DEFAULT_START
-from syncwatch.sim.faults import FAULTS, PROFILES, FaultSpecError, build_profile
+from syncwatch.sim.driver import LiveOptions, run_live
+from syncwatch.sim.faults import FAULTS, PROFILES, FaultProfile, FaultSpecError, build_profile
 from syncwatch.sim.generate import Plan, generate
 
 
@@ -53,22 +56,44 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--generate", action="store_true", help="write the traffic to files instead of serving it")
     parser.add_argument("--out", type=Path, help="folder to write into (with --generate)")
     add_generate_options(parser)
+    live = parser.add_argument_group("live mode (without --generate)")
+    live.add_argument("--host", default="127.0.0.1", help="address the services listen on (default 127.0.0.1)")
+    live.add_argument("--base-port", type=int, default=8101, help="first port; the six systems take six (default 8101)")
+    live.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP base URL for spans, e.g. http://127.0.0.1:4318")
+    live.add_argument("--events-url", metavar="URL", help="where CloudEvents are POSTed (structured JSON)")
+    live.add_argument("--access-log-dir", type=Path, metavar="DIR", help="write gateway.log and edge.jsonl here")
+    live.add_argument("--orders-per-minute", type=float, default=6.0, help="orders started per minute (default 6)")
 
 
 def _run(args: argparse.Namespace) -> int:
-    if not args.generate:
-        print("syncwatch sim: live mode is not available yet; use --generate --out DIR.", file=sys.stderr)
-        return 2
-    if args.out is None:
-        print("syncwatch sim: --generate needs --out DIR.", file=sys.stderr)
-        return 2
     try:
-        plan = plan_from(args)
+        profile = plan_from(args).profile
     except FaultSpecError as err:
         print(f"syncwatch sim: {err}", file=sys.stderr)
         return 2
-    summary = generate(plan, args.out)
+    if not args.generate:
+        return _live(args, profile)
+    if args.out is None:
+        print("syncwatch sim: --generate needs --out DIR.", file=sys.stderr)
+        return 2
+    summary = generate(plan_from(args), args.out)
     print(json.dumps({**summary.counts, "faults": summary.faults}))
+    return 0
+
+
+def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
+    options = LiveOptions(
+        args.host,
+        args.base_port,
+        args.otlp_endpoint,
+        args.events_url,
+        args.access_log_dir,
+        args.orders_per_minute,
+        args.seed,
+    )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console
+    print(f"syncwatch sim: serving on {args.host}:{args.base_port}-{args.base_port + 5}; Ctrl-C stops", file=sys.stderr)
+    asyncio.run(run_live(options, profile))
     return 0
 
 

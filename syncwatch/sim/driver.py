@@ -1,0 +1,223 @@
+"""Carries the network's orders through the live services as real HTTP requests."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
+
+from syncwatch.sim import cloudevents
+from syncwatch.sim.catalog import WAREHOUSES
+from syncwatch.sim.clock import iso
+from syncwatch.sim.faults import FaultProfile
+from syncwatch.sim.flow import CAPTURE_ROUTE, SHIPPED, Network, Order
+from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
+
+
+class Delivery:
+    """POSTs CloudEvents to the events URL; what cannot be delivered goes to the ERP's dead letters."""
+
+    def __init__(self, client: httpx.AsyncClient, url: str | None) -> None:
+        self.client, self.url = client, url
+        self.delivered: list[dict[str, Any]] = []
+        self.dead_letters: dict[str, dict[str, Any]] | None = None
+
+    async def send(self, event: dict[str, Any]) -> bool:
+        if self.url:
+            try:
+                headers = {"content-type": "application/cloudevents+json"}
+                response = await self.client.post(self.url, content=json.dumps(event), headers=headers)
+                response.raise_for_status()
+            except httpx.HTTPError as err:
+                self.dead_letter(event, f"delivery failed: {err}")
+                return False
+        self.delivered.append(event)
+        return True
+
+    def dead_letter(self, event: dict[str, Any], reason: str) -> None:
+        if self.dead_letters is not None:
+            self.dead_letters[event["id"]] = {"id": event["id"], "reason": reason, "event": event}
+
+
+class Driver:
+    def __init__(self, network: LiveNetwork, flow: Network, urls: dict[str, str], delivery: Delivery) -> None:
+        self.network, self.flow, self.urls, self.delivery = network, flow, urls, delivery
+        self.client = delivery.client
+        delivery.dead_letters = network.erp.dead_letters
+
+    async def order(self, now_us: int) -> dict[str, Any]:
+        """One order from capture to invoice; returns its ids and how far it got."""
+        order = self.flow.new_order(now_us)
+        lines = [{"sku": item.sku, "qty": qty} for item, qty in order.lines]
+        if order.fault is not None and order.fault.name == "unknown_sku":
+            lines[0]["sku"] = self.flow.catalog.unknown_sku(self.flow.rng)
+        await self.client.post(
+            self.url(order.channel, CAPTURE_ROUTE[order.channel]), json=self.capture_body(order, lines)
+        )
+        erp = self.network.tracer("erp")
+        body = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
+        created = await post(
+            self.client,
+            self.network.tracer(order.channel),
+            self.url("erp", "/sales-orders"),
+            body,
+            {"Idempotency-Key": order.ref},
+        )
+        if created.status_code != 201:
+            return {"order": order.ref, "outcome": "rejected", "status": created.status_code}
+        order.erp_order = created.json()["sales_order"]
+        await post(self.client, erp, self.url("erp", f"/sales-orders/{order.erp_order}/allocate"), {})
+        return await self.fulfil(order)
+
+    def capture_body(self, order: Order, lines: list[dict[str, Any]]) -> dict[str, Any]:
+        return {
+            "id": order.ref,
+            "lines": lines,
+            "order.promised_ship_by": iso(order.promised),
+            "customer": order.customer,
+        }
+
+    def url(self, system: str, path: str) -> str:
+        return self.urls[system] + path
+
+    async def fulfil(self, order: Order) -> dict[str, Any]:
+        system = WAREHOUSES[self.flow.route(order)[1][0][0]]
+        fault = order.fault.name if order.fault else ""
+        released = await self.release(order, system, fault == "partner_down")
+        if released.status_code >= 400:
+            return {
+                "order": order.ref,
+                "sales_order": order.erp_order,
+                "outcome": "release_failed",
+                "status": released.status_code,
+            }
+        shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
+        await self.ship(order, system, shipment, tracking, fault)
+        if fault != "dead_letter":
+            await self.confirm(order, shipment, tracking, fault == "throttled")
+            invoice = {
+                "erp.sales_order": order.erp_order,
+                "erp.invoice": self.flow.ids.next("INV"),
+                "shipment.id": shipment,
+            }
+            await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice)
+        return {
+            "order": order.ref,
+            "sales_order": order.erp_order,
+            "shipment": shipment,
+            "tracking": tracking,
+            "outcome": fault or "ok",
+        }
+
+    async def release(self, order: Order, system: str, down: bool) -> httpx.Response:
+        erp = self.network.tracer("erp")
+        if system == "wms":
+            return await post(self.client, erp, self.url("wms", "/pick-orders"), {"wms.order_ref": order.erp_order})
+        self.network.partners[system].down = down
+        try:
+            return await post(
+                self.client, erp, self.url(system, "/fulfillment-orders"), {"tpl.client_order": order.erp_order}
+            )
+        finally:
+            self.network.partners[system].down = False
+
+    async def ship(self, order: Order, system: str, shipment: str, tracking: str, fault: str) -> None:
+        data = {
+            "order_id": order.ref,
+            "sales_order": order.erp_order,
+            "shipment_id": shipment,
+            "tracking_number": tracking,
+            "carrier": "UPS",
+        }
+        event = json.loads(cloudevents.event(self.flow.ids.event_id(), system, SHIPPED, time.time_ns() // 1000, data))
+        if fault == "dead_letter":
+            self.delivery.dead_letter(event, "consumer rejected the message 5 times")
+            return
+        await self.delivery.send(event)
+        if fault == "duplicate_notice":
+            await self.delivery.send(event)
+
+    async def confirm(self, order: Order, shipment: str, tracking: str, throttled: bool) -> None:
+        if throttled:
+            self.network.partners[order.channel].throttle = 1
+        url = self.url(order.channel, f"/orders/{order.ref}/shipment-confirmation")
+        body = {"shipment.id": shipment, "shipment.tracking_number": tracking}
+        response = await post(self.client, self.network.tracer("erp"), url, body)
+        if response.status_code == 429:
+            await asyncio.sleep(float(response.headers.get("retry-after", "1")))
+            await post(self.client, self.network.tracer("erp"), url, body)
+
+
+class Silent:
+    """The live driver's ``Emitter`` for the shared ``Network``: the services emit for real."""
+
+    def span(self, *_args: Any) -> None:
+        return None
+
+    def access(self, *_args: Any) -> None:
+        return None
+
+    def log(self, *_args: Any) -> None:
+        return None
+
+    def event(self, *_args: Any) -> None:
+        return None
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    host: str = "127.0.0.1"
+    base_port: int = 8101
+    otlp_endpoint: str | None = None
+    events_url: str | None = None
+    access_log_dir: Path | None = None
+    orders_per_minute: float = 6.0
+    seed: int = 1
+
+
+@asynccontextmanager
+async def running(
+    options: LiveOptions, profile: FaultProfile, exporter: Callable[[], SpanExporter | None]
+) -> AsyncIterator[Driver]:
+    """Serve the six systems until the block ends; yield the driver that sends orders through them."""
+    flow = Network(random.Random(options.seed), profile, Silent(), end=2**62)
+    client = httpx.AsyncClient(timeout=30)
+    delivery = Delivery(client, options.events_url)
+    network = build(flow.catalog, exporter, options.access_log_dir, delivery.send)
+    urls = {system: f"http://{options.host}:{options.base_port + i}" for i, system in enumerate(SYSTEMS)}
+    pool = servers(network, options.host, options.base_port)
+    tasks = [asyncio.create_task(server.serve()) for server in pool]
+    try:
+        while not all(server.started for server in pool):
+            await asyncio.sleep(0.02)
+        yield Driver(network, flow, urls, delivery)
+    finally:
+        for server in pool:
+            server.should_exit = True
+        await asyncio.gather(*tasks)
+        await client.aclose()
+        network.shutdown()
+
+
+def otlp_exporter(endpoint: str | None) -> Callable[[], SpanExporter | None]:
+    if endpoint is None:
+        return lambda: None
+    return lambda: OTLPSpanExporter(endpoint=endpoint.rstrip("/") + "/v1/traces")
+
+
+async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
+    """Run until cancelled, starting ``orders_per_minute`` orders a minute."""
+    async with running(options, profile, otlp_exporter(options.otlp_endpoint)) as driver:
+        while True:
+            await driver.order(time.time_ns() // 1000)
+            await asyncio.sleep(60 / options.orders_per_minute)

@@ -1,0 +1,185 @@
+"""The live network's HTTP services: one small Starlette app per system, state in memory.
+
+Handlers put the business attributes of what they did in ``request.state.attrs``; the telemetry
+middleware in ``live`` turns them into span attributes in each system's own names.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from syncwatch.sim.catalog import Catalog
+
+Handler = Callable[[Request], Any]
+
+
+@dataclass
+class ErpState:
+    """Master data, sales orders, idempotency results and the dead-letter list of the ERP."""
+
+    skus: set[str]
+    blocked: set[str]
+    orders: dict[str, dict[str, Any]] = field(default_factory=dict)
+    idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    dead_letters: dict[str, dict[str, Any]] = field(default_factory=dict)
+    numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(100_001))
+
+
+@dataclass
+class PartnerState:
+    """A marketplace, WMS or 3PL: its documents by id, and whether it is down or throttling."""
+
+    documents: dict[str, dict[str, Any]] = field(default_factory=dict)
+    down: bool = False
+    throttle: int = 0
+    numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+
+
+def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+def erp_app(state: ErpState, redeliver: Callable[[dict[str, Any]], Any]) -> Starlette:
+    async def create(request: Request) -> Response:
+        key = request.headers.get("idempotency-key")
+        if key and key in state.idempotent:
+            status, body = state.idempotent[key]
+            request.state.attrs = {"erp.sales_order": body.get("sales_order", ""), "erp.idempotent_replay": True}
+            return _json(status, body)
+        status, body = _sales_order(state, await request.json(), request)
+        if key:
+            state.idempotent[key] = (status, body)
+        return _json(status, body)
+
+    async def list_orders(request: Request) -> Response:
+        ref = request.query_params.get("external_ref")
+        found = [o for o in state.orders.values() if ref is None or o["external_ref"] == ref]
+        return _json(200, {"sales_orders": found, "count": len(found)})
+
+    async def get_order(request: Request) -> Response:
+        order = state.orders.get(request.path_params["erp_order"])
+        return _json(200, order) if order else _json(404, {"error": "no such sales order"})
+
+    async def allocate(request: Request) -> Response:
+        order = state.orders.get(request.path_params["erp_order"])
+        if order is None:
+            return _json(404, {"error": "no such sales order"})
+        order["status"] = "allocated"
+        request.state.attrs = {"erp.sales_order": order["sales_order"], "erp.allocation": "full"}
+        return _json(200, order)
+
+    async def add_sku(request: Request) -> Response:
+        sku = (await request.json())["sku"]
+        state.skus.add(sku)
+        request.state.attrs = {"item.sku": sku}
+        return _json(201, {"sku": sku})
+
+    async def document(request: Request) -> Response:
+        body = await request.json()
+        request.state.attrs = {k: v for k, v in body.items() if isinstance(v, str | int) and "." in k}
+        return _json(201, body)
+
+    async def dead_letters(_request: Request) -> Response:
+        return _json(200, {"dead_letters": list(state.dead_letters.values())})
+
+    async def redeliver_one(request: Request) -> Response:
+        letter = state.dead_letters.pop(request.path_params["letter"], None)
+        if letter is None:
+            return _json(404, {"error": "no such dead letter"})
+        await redeliver(letter["event"])
+        return _json(200, {"redelivered": letter["id"]})
+
+    return Starlette(
+        routes=[
+            Route("/sales-orders", create, methods=["POST"]),
+            Route("/sales-orders", list_orders, methods=["GET"]),
+            Route("/sales-orders/{erp_order}", get_order, methods=["GET"]),
+            Route("/sales-orders/{erp_order}/allocate", allocate, methods=["POST"]),
+            Route("/master-data/skus", add_sku, methods=["POST"]),
+            *(Route(p, document, methods=["POST"]) for p in ("/invoices", "/inventory", "/returns", "/credit-notes")),
+            Route("/dead-letters", dead_letters, methods=["GET"]),
+            Route("/dead-letters/{letter}/redeliver", redeliver_one, methods=["POST"]),
+        ]
+    )
+
+
+def _sales_order(state: ErpState, body: dict[str, Any], request: Request) -> tuple[int, dict[str, Any]]:
+    """Validate against master data as a real ERP does: unknown SKUs and blocked customers fail."""
+    request.state.attrs = {"erp.external_ref": body["external_ref"], "erp.customer": body["customer"]}
+    unknown = [line["sku"] for line in body["lines"] if line["sku"] not in state.skus]
+    if unknown:
+        request.state.error = f"SKU {unknown[0]} is not in the item master"
+        return 422, {"error": request.state.error, "sku": unknown[0]}
+    if body["customer"] in state.blocked:
+        request.state.error = f"customer {body['customer']} is on credit hold"
+        return 422, {"error": request.state.error, "customer": body["customer"]}
+    number = f"SO-{next(state.numbers)}"
+    order = {"sales_order": number, "status": "open", **body}
+    state.orders[number] = order
+    request.state.attrs["erp.sales_order"] = number
+    return 201, order
+
+
+def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
+    """The shared shape of marketplaces, WMS and 3PLs: create, get and cancel documents."""
+
+    async def create(request: Request) -> Response:
+        if state.down:
+            return _json(503, {"error": "service unavailable"})
+        if state.throttle > 0:
+            state.throttle -= 1
+            return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+        body = await request.json()
+        ident = body.get("id") or f"{system.upper()[:3]}-{next(state.numbers)}"
+        state.documents[ident] = {**body, "id": ident, "status": "open"}
+        request.state.attrs = {ref_attr: ident, **{k: v for k, v in body.items() if "." in k}}
+        return _json(201, state.documents[ident])
+
+    async def get(request: Request) -> Response:
+        found = state.documents.get(next(iter(request.path_params.values())))
+        return _json(200, found) if found else _json(404, {"error": "not found"})
+
+    async def act(request: Request) -> Response:
+        if state.throttle > 0:
+            state.throttle -= 1
+            return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+        found = state.documents.get(next(iter(request.path_params.values())))
+        if found is None:
+            return _json(404, {"error": "not found"})
+        found["status"] = request.url.path.rsplit("/", 1)[-1]
+        request.state.attrs = {ref_attr: found["id"], **{k: v for k, v in (await request.json()).items() if "." in k}}
+        return _json(200, found)
+
+    async def listing(request: Request) -> Response:
+        body = await request.json()
+        request.state.attrs = {"item.sku": request.path_params["sku"], **{k: v for k, v in body.items() if "." in k}}
+        return _json(200, {"sku": request.path_params["sku"], **body})
+
+    # Path parameters carry the key type names of defaults.toml, so span names are its templates.
+    collection = {"wms": "/pick-orders/{pick_order}", "3pl-fastship": "/fulfillment-orders/{fulfillment_order}"}
+    collection["3pl-parcelpro"] = collection["3pl-fastship"]
+    one = collection.get(system, "/orders/{marketplace_order}")
+    verb = "shipment-confirmation" if system.startswith("marketplace-") else "cancel"
+    routes = [Route(one.rsplit("/", 1)[0], create, methods=["POST"]), Route(one, get, methods=["GET"])]
+    routes.append(Route(f"{one}/{verb}", act, methods=["POST"]))
+    extra = {
+        "marketplace-b2b": ["/purchase-orders", "/returns"],
+        "marketplace-amz": ["/returns"],
+        "wms": ["/inventory-adjustments"],
+    }
+    routes += [Route(path, create, methods=["POST"]) for path in extra.get(system, [])]
+    if system.startswith("marketplace-"):
+        routes.append(Route("/listings/{sku}/quantity", listing, methods=["PUT"]))
+    return Starlette(routes=routes)
+
+
+def initial_erp(catalog: Catalog) -> ErpState:
+    return ErpState({item.sku for item in catalog.items}, set(catalog.blocked_customers))

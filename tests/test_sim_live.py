@@ -1,0 +1,127 @@
+"""Live mode: the six services on free ports, real OpenTelemetry SDK spans, one order by HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import socket
+from pathlib import Path
+from typing import Any
+
+import httpx
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from syncwatch.sim.driver import LiveOptions, running
+from syncwatch.sim.faults import build_profile
+
+NGINX = re.compile(r'^\S+ - \S+ \[[^\]]+\] "[A-Z]+ \S+ HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*" \d+\.\d{3}$')
+
+
+def free_base_port() -> int:
+    """A base port whose next five ports are free too (the services take six in a row)."""
+    for _ in range(50):
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            base = probe.getsockname()[1]
+        if base + 5 < 65536 and all(_free(base + i) for i in range(6)):
+            return base
+    raise RuntimeError("no six free ports in a row")
+
+
+def _free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+class Exporters:
+    """One in-memory exporter per system's provider (shutting a provider down stops its exporter)."""
+
+    def __init__(self) -> None:
+        self.made: list[InMemorySpanExporter] = []
+
+    def __call__(self) -> InMemorySpanExporter:
+        self.made.append(InMemorySpanExporter())
+        return self.made[-1]
+
+    def get_finished_spans(self) -> list[Any]:
+        return [span for exporter in self.made for span in exporter.get_finished_spans()]
+
+
+async def scenario(options: LiveOptions, exporter: Exporters, faults: list[str]) -> dict[str, Any]:
+    async with running(options, build_profile(["none"], faults), exporter) as driver:
+        result = await driver.order(0)
+        erp = f"http://127.0.0.1:{options.base_port + 2}"
+        async with httpx.AsyncClient(base_url=erp) as client:
+            again = await client.post(
+                "/sales-orders",
+                json={"external_ref": result["order"], "customer": "x", "lines": []},
+                headers={"Idempotency-Key": result["order"]},
+            )
+            listed = (await client.get("/sales-orders", params={"external_ref": result["order"]})).json()
+            letters = (await client.get("/dead-letters")).json()["dead_letters"]
+            redelivered = [(await client.post(f"/dead-letters/{d['id']}/redeliver")).status_code for d in letters]
+            left = (await client.get("/dead-letters")).json()["dead_letters"]
+            retried = await fix_master_data_and_retry(client, again.json(), result["order"])
+        return {
+            "result": result,
+            "again": again.json(),
+            "listed": listed,
+            "letters": letters,
+            "redelivered": redelivered,
+            "left": left,
+            "retried": retried,
+            "events": driver.delivery.delivered,
+        }
+
+
+async def fix_master_data_and_retry(client: httpx.AsyncClient, rejection: dict[str, Any], ref: str) -> int | None:
+    """What an agent does for a validation exception: add the SKU, then retry with a new key."""
+    if "sku" not in rejection:
+        return None
+    assert (await client.post("/master-data/skus", json={"sku": rejection["sku"]})).status_code == 201
+    body = {"external_ref": ref, "customer": "C-1", "lines": [{"sku": rejection["sku"], "qty": 1}]}
+    return (await client.post("/sales-orders", json=body, headers={"Idempotency-Key": f"{ref}-retry"})).status_code
+
+
+def test_one_order_flows_through_the_live_services(tmp_path: Path) -> None:
+    exporter = Exporters()
+    options = LiveOptions(base_port=free_base_port(), access_log_dir=tmp_path)
+    seen = asyncio.run(scenario(options, exporter, []))
+    result = seen["result"]
+    assert result["outcome"] == "ok"
+    # Idempotency-Key: the same key returns the same sales order and creates nothing new.
+    assert seen["again"]["sales_order"] == result["sales_order"] and seen["listed"]["count"] == 1
+    names = {(span.resource.attributes["service.name"], span.name) for span in exporter.get_finished_spans()}
+    assert ("erp", "POST /sales-orders") in names and ("erp", "POST /sales-orders/{erp_order}/allocate") in names
+    assert ("erp", "POST /invoices") in names
+    assert any(name == "POST /orders/{marketplace_order}/shipment-confirmation" for _, name in names)
+    assert [e["type"] for e in seen["events"]] == ["com.syncwatch.shipment.shipped"]
+    gateway = (tmp_path / "gateway.log").read_text(encoding="utf-8").splitlines()
+    assert gateway and all(NGINX.match(line) for line in gateway)
+
+
+def test_a_dead_lettered_notice_can_be_redelivered(tmp_path: Path) -> None:
+    exporter = Exporters()
+    options = LiveOptions(base_port=free_base_port(), access_log_dir=tmp_path)
+    seen = asyncio.run(scenario(options, exporter, ["dead_letter=1"]))
+    assert seen["result"]["outcome"] == "dead_letter"
+    assert len(seen["letters"]) == 1 and seen["redelivered"] == [200] and seen["left"] == []
+    assert [e["data"]["sales_order"] for e in seen["events"]] == [seen["result"]["sales_order"]]
+
+
+def test_the_erp_rejects_unknown_skus_until_master_data_has_them(tmp_path: Path) -> None:
+    exporter = Exporters()
+    options = LiveOptions(base_port=free_base_port())
+    seen = asyncio.run(scenario(options, exporter, ["unknown_sku=1"]))
+    assert seen["result"]["outcome"] == "rejected" and seen["result"]["status"] == 422
+    rejected = [
+        s
+        for s in exporter.get_finished_spans()
+        if s.name == "POST /sales-orders" and s.attributes.get("http.response.status_code") == 422
+    ]
+    assert any("item master" in (span.status.description or "") for span in rejected)
+    assert seen["retried"] == 201
