@@ -151,6 +151,7 @@ class Correlator:
             retired |= component.previous
         # Read the stored lifecycle before retiring merged transactions cascades their exceptions away.
         exception_rows = _exception_rows(conn, drafts, now)
+        q.drop_exceptions(conn, _stale(conn, [r["id"] for r in txn_rows], {r["id"] for r in exception_rows}))
         q.replace_transactions(conn, txn_rows, key_rows, retired)
         q.upsert_exceptions(conn, exception_rows)
         result.transactions += len(txn_rows)
@@ -256,6 +257,16 @@ def _context(row: dict[str, Any]) -> dict[str, Any]:
         "order_value": row["order_value"],
         "promised_at": promised.isoformat() if promised else None,
     }
+
+
+def _stale(conn: Connection, transaction_ids: list[str], derived: set[str]) -> list[str]:
+    """Exceptions no longer derived (a stage seen overdue before its observation arrived), unless a
+    person has taken them up."""
+    return [
+        row.id
+        for row in q.exceptions_of(conn, transaction_ids)
+        if row.id not in derived and row.assignee is None and row.status not in HUMAN_STATES
+    ]
 
 
 def _exception_rows(conn: Connection, drafts: list[tuple[str, Draft]], now: datetime) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, or_, select, tuple_, update
+from sqlalchemy import Connection, and_, delete, select, tuple_
 
 from syncwatch.store.bulk import chunks, insert_many
 from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
@@ -113,16 +113,12 @@ def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
     return found
 
 
-def open_exceptions_of(conn: Connection, transaction_ids: Sequence[str]) -> list[str]:
-    found: list[str] = []
+def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]:
+    """(id, status, assignee) of every stored exception of these transactions."""
+    c = exceptions.c
+    found: list[Any] = []
     for chunk in chunks(sorted(set(transaction_ids))):
-        found.extend(
-            conn.execute(
-                select(exceptions.c.id).where(
-                    and_(exceptions.c.transaction_id.in_(chunk), exceptions.c.status.in_(("open", "retrying")))
-                )
-            ).scalars()
-        )
+        found.extend(conn.execute(select(c.id, c.status, c.assignee).where(c.transaction_id.in_(chunk))))
     return found
 
 
@@ -168,8 +164,3 @@ def due_for_sla_check(conn: Connection, now: datetime, limit: int) -> list[str]:
         .limit(limit)
     )
     return list(conn.execute(stmt).scalars())
-
-
-def clear_sla_check(conn: Connection, ids: Sequence[str]) -> None:
-    for chunk in chunks(list(ids)):
-        conn.execute(update(transactions).where(or_(transactions.c.id.in_(chunk))).values(sla_check_at=None))
