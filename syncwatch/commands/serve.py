@@ -20,6 +20,7 @@ from collectors.formats import spec_from_tailer
 from collectors.server import create_app
 from collectors.sink import Sink
 from collectors.tailer import FileTailer
+from correlator.passes import Correlator
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
 from syncwatch.store import Store
@@ -50,6 +51,14 @@ def tailer_jobs(config: Config, store: Store) -> Iterable[Job]:
     for tailer in config.file.tailers:
         spec = spec_from_tailer(tailer, config.file)
         yield Job(f"tail:{spec.source}", _logged(FileTailer(spec, sink).poll, spec.source), config.tail_interval_s)
+
+
+@register_jobs
+def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
+    """Correlate what arrived, and re-evaluate SLAs that change with time alone."""
+    correlator = Correlator(store, config)
+    yield Job("correlate", _logged(correlator.run_pass, "correlate"), config.correlate_interval_s)
+    yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
 
 
 def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
