@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
+from correlator.kpis import kpi_table, partner_onboarding
 from correlator.linking import Linker
 from correlator.passes import Correlator
 from correlator.processes import compile_processes
@@ -190,3 +191,24 @@ def test_sla_state_moves_from_on_track_to_at_risk_to_breached_as_time_passes() -
     assert states[0].check_at == captured + timedelta(minutes=12)
     assert states[2].stage_at_fault == "accepted_by_erp"
     assert states[0].due_at == captured + timedelta(minutes=15)
+
+
+def test_kpis_aggregate_the_sample_by_day_and_channel(sample: tuple[Store, list[dict]]) -> None:
+    store, truth = sample
+    table = kpi_table(store, load_config(), AS_OF - timedelta(days=7), AS_OF, by="channel")
+    orders = table.dropna(subset=["transactions"])
+    assert orders["transactions"].sum() == sum(1 for r in truth if r["type"] == "order")
+    needing_person = {
+        r["id"] for r in truth if r["type"] == "order" and any(f["category"] != "duplicate_notice" for f in r["faults"])
+    }
+    assert orders["with_exception"].sum() == len(needing_person)
+    assert set(orders["group"]) == {"marketplace-amz", "marketplace-b2b"}
+    assert (orders["cycle_time_p50_h"] <= orders["cycle_time_p90_h"]).all()
+    assert 0 < table["inventory_latency_p50_min"].max() < 60
+
+
+def test_partner_onboarding_names_every_fulfilment_partner(sample: tuple[Store, list[dict]]) -> None:
+    store, _ = sample
+    onboarding = partner_onboarding(store)
+    assert set(onboarding["partner"]) == {"wms", "3pl-fastship", "3pl-parcelpro"}
+    assert (onboarding["days_to_first_success"] >= 0).all()

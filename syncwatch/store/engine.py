@@ -51,7 +51,8 @@ def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Eng
                 f"there is no database file at {url.database}; create it with `syncwatch db upgrade --db {raw_url}`"
             )
         return _sqlite_engine(url, **kwargs)
-    return create_engine(url, pool_pre_ping=True, **kwargs)
+    # Day boundaries and text renderings of times are UTC whatever the server's default zone.
+    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}, **kwargs)
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:

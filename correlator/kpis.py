@@ -1,0 +1,114 @@
+"""KPIs for the dashboard and for export: importable functions over the store's named queries.
+
+Order cycle time (captured → confirmed), shipment-confirmation lag (shipped → confirmed) and
+inventory latency (adjusted → listings updated) are durations between two stages; exception
+rate and SLA attainment are shares; partner onboarding is first seen → first order completed
+within its SLA. All by day or ISO week, and by channel, partner or overall.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import pandas as pd
+
+from correlator.processes import Process, compile_processes
+from syncwatch.config import Config
+from syncwatch.store import Store
+from syncwatch.store import kpis as q
+
+
+@dataclass(frozen=True, slots=True)
+class Duration:
+    """A KPI measured as the time between two stages of one process."""
+
+    name: str
+    label: str
+    process: str
+    begin: str
+    end: str
+    unit_s: float
+
+    def column(self, stat: str) -> str:
+        unit = {3600: "h", 60: "min"}.get(int(self.unit_s), "s")
+        return f"{self.name}_{stat}_{unit}"
+
+
+DURATIONS = (
+    Duration("cycle_time", "Order cycle time", "order", "captured", "confirmed", 3600),
+    Duration("confirmation_lag", "Shipment-confirmation lag", "order", "shipped", "confirmed", 60),
+    Duration("inventory_latency", "Inventory latency", "inventory_sync", "adjusted", "listings_updated", 60),
+)
+
+
+def kpi_table(
+    store: Store, config: Config, start: datetime, end: datetime, *, grain: str = "day", by: str | None = None
+) -> pd.DataFrame:
+    """One row per period (and group): volumes, shares and duration percentiles."""
+    processes = {p.name: p for p in compile_processes(config)}
+    with store.engine.connect() as conn:
+        counts = pd.DataFrame(q.outcome_counts(conn, start, end, by))
+        frames = [_durations(conn, processes, d, start, end, by) for d in DURATIONS]
+    table = _shares(counts, grain)
+    for duration, frame in zip(DURATIONS, frames, strict=True):
+        table = table.merge(_percentiles(frame, duration, grain), on=["period", "group"], how="outer")
+    return table.sort_values(["period", "group"]).reset_index(drop=True)
+
+
+def _durations(
+    conn,
+    processes: dict[str, Process],
+    d: Duration,
+    start: datetime,
+    end: datetime,  # type: ignore[no-untyped-def]
+    by: str | None,
+) -> pd.DataFrame:
+    names = [s.name for s in processes[d.process].stages] if d.process in processes else []
+    if d.begin not in names or d.end not in names:
+        return pd.DataFrame(columns=["day", "grp", "seconds"])
+    rows = q.stage_times(conn, d.process, names.index(d.begin), names.index(d.end), start, end, by)
+    frame = pd.DataFrame(rows, columns=["day", "grp", "begin", "finish"])
+    seconds = (
+        pd.to_datetime(frame["finish"], utc=True, format="ISO8601")
+        - pd.to_datetime(frame["begin"], utc=True, format="ISO8601")
+    ).dt.total_seconds()
+    return frame.assign(seconds=seconds)[["day", "grp", "seconds"]]
+
+
+def _period(days: pd.Series, grain: str) -> pd.Series:
+    dates = pd.to_datetime(days, format="%Y-%m-%d")
+    if grain == "week":
+        return (dates - pd.to_timedelta(dates.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+    if grain == "day":
+        return dates.dt.strftime("%Y-%m-%d")
+    raise ValueError(f"KPIs are by day or week, not {grain!r}")
+
+
+def _shares(counts: pd.DataFrame, grain: str) -> pd.DataFrame:
+    columns = ["transactions", "with_exception", "complete", "met"]
+    if counts.empty:
+        return pd.DataFrame(columns=["period", "group", *columns, "exception_rate", "sla_attainment"])
+    counts = counts.assign(period=_period(counts["day"], grain), group=counts["grp"])
+    table = counts.groupby(["period", "group"], as_index=False)[columns].sum()
+    table["exception_rate"] = table["with_exception"] / table["transactions"]
+    table["sla_attainment"] = (table["met"] / table["complete"]).where(table["complete"] > 0)
+    return table
+
+
+def _percentiles(frame: pd.DataFrame, d: Duration, grain: str) -> pd.DataFrame:
+    cols = [d.column("p50"), d.column("p90")]
+    if frame.empty:
+        return pd.DataFrame(columns=["period", "group", *cols])
+    frame = frame.assign(period=_period(frame["day"], grain), group=frame["grp"], value=frame["seconds"] / d.unit_s)
+    grouped = frame.groupby(["period", "group"])["value"]
+    return pd.DataFrame({cols[0]: grouped.quantile(0.5), cols[1]: grouped.quantile(0.9)}).reset_index()
+
+
+def partner_onboarding(store: Store) -> pd.DataFrame:
+    """Per partner: first seen, first order completed within its SLA, and the days in between."""
+    with store.engine.connect() as conn:
+        frame = pd.DataFrame(q.partner_firsts(conn), columns=["partner", "first_seen", "first_success", "transactions"])
+    first_seen = pd.to_datetime(frame["first_seen"], utc=True)
+    first_success = pd.to_datetime(frame["first_success"], utc=True)
+    return frame.assign(days_to_first_success=(first_success - first_seen).dt.total_seconds() / 86400)
