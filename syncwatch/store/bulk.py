@@ -2,23 +2,22 @@
 
 SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself, so the hot
 writes compile a Core ``insert()`` once per dialect and hand ready DBAPI values to the driver's
-executemany. Values must already be in driver form (see ``db_time`` and ``db_json``).
+executemany. Values must already be in driver form (text times on SQLite, JSON as text).
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator, Sequence
-from datetime import datetime
 from functools import cache
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
-from syncwatch.model import as_utc
-
 IN_CHUNK = 900  # stays under every engine's bound-parameter limit
+# SQLite assigns max(rowid) + 1 to a new row until the largest 64-bit id is taken; after that it
+# picks ids at random, and the ids of a batch can no longer be inferred from the last one.
+_MAX_ROWID = 2**63 - 1
 
 
 def insert_many(
@@ -30,6 +29,53 @@ def insert_many(
     sql, order = _compiled(conn.dialect, table, tuple(rows[0]), ignore_conflicts_on)
     params: Sequence[Any] = [tuple(row[c] for c in order) for row in rows] if order else rows
     conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
+
+
+def insert_tuples(
+    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: tuple[str, ...]
+) -> int:
+    """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows inserted."""
+    if not rows:
+        return 0
+    sql = insert_sql(conn.dialect, table, columns, conflict)
+    cursor = driver_cursor(conn)
+    try:
+        cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
+    finally:
+        cursor.close()
+
+
+@cache
+def insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...] = ()) -> str:
+    """The driver's positional INSERT for ``columns`` (``?`` on SQLite, ``%s`` on psycopg)."""
+    sql, order = _compiled(dialect, table, columns, conflict)
+    if order is not None and order != columns:
+        raise ValueError(f"{table.name}: compiled column order {order} differs from {columns}")
+    return sql if dialect.name == "sqlite" else _positional_pg(sql, columns)
+
+
+def _positional_pg(sql: str, columns: tuple[str, ...]) -> str:
+    """psycopg's compiled form uses named ``%(col)s`` markers; executemany of tuples wants ``%s``."""
+    for name in columns:
+        sql = sql.replace(f"%({name})s", "%s")
+    return sql
+
+
+def driver_cursor(conn: Connection) -> Any:
+    """A cursor on the DBAPI connection inside ``conn``'s transaction (the same BEGIN)."""
+    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+
+
+def sqlite_last_ids(conn: Connection, count: int) -> range | None:
+    """Ids of the ``count`` rows just inserted by one executemany under SQLite's write lock, or
+    None when SQLite may have chosen them at random (so the caller must select them)."""
+    cursor = driver_cursor(conn)
+    try:
+        last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
+    finally:
+        cursor.close()
+    return None if last >= _MAX_ROWID else range(last - count + 1, last + 1)
 
 
 @cache
@@ -48,25 +94,3 @@ def _compiled(
 def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
-
-
-def db_time(dialect: Dialect, value: datetime | None) -> Any:
-    """A datetime as the column type stores it: UTC text on SQLite, aware datetime elsewhere."""
-    if value is None:
-        return None
-    value = as_utc(value)
-    if dialect.name == "sqlite":
-        return value.replace(tzinfo=None).isoformat(sep=" ", timespec="microseconds")
-    return value
-
-
-_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
-
-
-def db_json(dialect: Dialect, value: Any) -> Any:
-    text = _encode(value)
-    if dialect.name == "postgresql":
-        from psycopg.types.json import Json
-
-        return Json(value, dumps=lambda v: text)
-    return text

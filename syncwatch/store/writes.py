@@ -1,24 +1,53 @@
 """Writes that collectors make: observations (deduplicated), quarantine and checkpoints.
 
-Bulk writes are executemany (``conn.execute(insert(t), rows)``), never one giant VALUES list.
-Deduplication is the database's job: ``ON CONFLICT (natural_id) DO NOTHING`` holds across
-processes, and re-deliveries bump the ``duplicates`` counter instead of storing twice.
+The observation path is the ingest hot path, so it builds DBAPI tuples directly and talks to the
+driver cursor: one SELECT finds the natural ids already stored, one executemany (SQLite) or a few
+multi-row ``INSERT … RETURNING`` statements (PostgreSQL) store the new ones, and re-deliveries bump
+``duplicates`` and stamp ``redelivered_at`` by primary key. ``ON CONFLICT (natural_id) DO NOTHING``
+keeps dedupe right across processes: a row another writer stored first counts as a duplicate.
 """
 
 from __future__ import annotations
 
+import json
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cache
+from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Insert, Table, bindparam, select, update
+from sqlalchemy import Connection, Insert, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncwatch.model import Observation, utcnow
-from syncwatch.store.bulk import chunks, db_json, db_time, insert_many
+from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples, sqlite_last_ids
 from syncwatch.store.schema import business_keys, checkpoints, observations, quarantine
+
+COLUMNS = (
+    "natural_id",
+    "kind",
+    "system",
+    "operation",
+    "start_time",
+    "end_time",
+    "outcome",
+    "status_code",
+    "error_message",
+    "trace_id",
+    "span_id",
+    "parent_id",
+    "source",
+    "extracted_keys",
+    "attributes",
+    "payload",
+    "received_at",
+)
+KEY_COLUMNS = ("value", "key_type", "observation_id")
+# Rows per multi-row INSERT on PostgreSQL: 17 parameters a row stays far below its 65,535 limit.
+PG_ROWS_PER_STATEMENT = 1000
+_encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,86 +87,147 @@ def upsert_insert(conn: Connection, table: Table) -> Insert:
 
 def write_observations(conn: Connection, batch: Sequence[Observation]) -> WriteResult:
     """Store each observation once; count the ones already stored (or repeated in the batch)."""
-    first_by_id: dict[str, Observation] = {}
+    fresh: dict[str, Observation] = {}
     repeats: Counter[str] = Counter()
     for obs in batch:
-        if obs.natural_id in first_by_id:
+        if obs.natural_id in fresh:
             repeats[obs.natural_id] += 1
         else:
-            first_by_id[obs.natural_id] = obs
-    for natural_id in _stored_ids(conn, list(first_by_id)):
+            fresh[obs.natural_id] = obs
+    ids = _existing_ids(conn, list(fresh))
+    for natural_id in ids:
         repeats[natural_id] += 1
-        del first_by_id[natural_id]
-    if first_by_id:
-        received_at = utcnow()
-        rows = [_observation_row(conn.dialect, obs, received_at) for obs in first_by_id.values()]
-        # On SQLite the write lock is held, so nothing can conflict; on PostgreSQL a concurrent
-        # writer may have stored the same observation since the check above.
-        insert_many(conn, observations, rows, ignore_conflicts_on=("natural_id",))
-        _write_identity_keys(conn, first_by_id)
-    _count_duplicates(conn, repeats)
-    return WriteResult(stored=len(first_by_id), duplicates=sum(repeats.values()))
+        del fresh[natural_id]
+    now = utcnow()
+    stored = _insert_new(conn, fresh, now)
+    for natural_id, row_id in _existing_ids(conn, [nid for nid in fresh if nid not in stored]).items():
+        # Another process stored it between our SELECT and INSERT (PostgreSQL only): a re-delivery.
+        repeats[natural_id] += 1
+        ids[natural_id] = row_id
+    ids.update(stored)
+    _write_identity_keys(conn, fresh, stored)
+    _count_duplicates(conn, {ids[nid]: n for nid, n in repeats.items()}, now)
+    return WriteResult(stored=len(stored), duplicates=sum(repeats.values()))
 
 
-def _stored_ids(conn: Connection, natural_ids: list[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in chunks(natural_ids):
-        found.update(
-            conn.execute(select(observations.c.natural_id).where(observations.c.natural_id.in_(chunk))).scalars()
+def _existing_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
+    """natural id → row id of those already stored, in one statement whatever the batch size."""
+    if not natural_ids:
+        return {}
+    cursor = driver_cursor(conn)
+    try:
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT natural_id, id FROM observations WHERE natural_id IN (SELECT value FROM json_each(?))"
+            cursor.execute(sql, (json.dumps(natural_ids),))
+        else:
+            cursor.execute("SELECT natural_id, id FROM observations WHERE natural_id = ANY(%s)", (natural_ids,))
+        return dict(cursor.fetchall())
+    finally:
+        cursor.close()
+
+
+def _insert_new(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
+    """Insert the new observations; natural id → row id of each row this call stored."""
+    if not fresh:
+        return {}
+    if conn.dialect.name == "sqlite":
+        return _insert_sqlite(conn, fresh, now)
+    return _insert_postgresql(conn, fresh, now)
+
+
+def _insert_sqlite(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
+    """Under SQLite's write lock (BEGIN IMMEDIATE, or the first write of any transaction) nobody
+    else inserts, so one executemany assigns consecutive ids that end at last_insert_rowid()."""
+    rows = _rows(fresh.values(), _sqlite_time, _sqlite_time(now))
+    inserted = insert_tuples(conn, observations, COLUMNS, rows, ("natural_id",))
+    ids = sqlite_last_ids(conn, inserted) if inserted == len(rows) else None
+    if ids is None:
+        return _existing_ids(conn, list(fresh))
+    return dict(zip(fresh, ids, strict=True))
+
+
+def _insert_postgresql(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
+    """Concurrent writers are possible, so RETURNING tells which rows this statement stored."""
+    rows = _rows(fresh.values(), _pg_time, now)
+    stored: dict[str, int] = {}
+    cursor = driver_cursor(conn)
+    try:
+        for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
+            cursor.execute(_pg_insert_returning(len(chunk)), list(chain.from_iterable(chunk)))
+            stored.update(cursor.fetchall())
+    finally:
+        cursor.close()
+    return stored
+
+
+@cache
+def _pg_insert_returning(count: int) -> str:
+    values = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
+    return (
+        f"INSERT INTO observations ({', '.join(COLUMNS)}) VALUES {', '.join([values] * count)} "
+        "ON CONFLICT (natural_id) DO NOTHING RETURNING natural_id, id"
+    )
+
+
+def _sqlite_time(value: datetime) -> str:
+    """The text SQLAlchemy's SQLite DateTime stores; observation times are already aware UTC."""
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _pg_time(value: datetime) -> datetime:
+    return value
+
+
+def _rows(batch: Iterable[Observation], to_db: Callable[[datetime], Any], received: Any) -> list[tuple[Any, ...]]:
+    """DBAPI tuples in COLUMNS order (no dicts: this runs once per stored observation)."""
+    encode = _encode
+    return [
+        (
+            o.natural_id,
+            o.kind.value,
+            o.system,
+            o.operation,
+            to_db(o.start),
+            None if o.end is None else to_db(o.end),
+            o.outcome.value,
+            o.status_code,
+            o.error_message,
+            o.trace_id,
+            o.span_id,
+            o.parent_id,
+            o.source,
+            encode([[k.type, k.value, k.identity] for k in o.keys]),
+            encode(o.attributes),
+            o.payload,
+            received,
         )
-    return found
-
-
-def _row_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
-    stmt = select(observations.c.natural_id, observations.c.id)
-    ids: dict[str, int] = {}
-    for chunk in chunks(natural_ids):
-        ids.update((nid, row_id) for nid, row_id in conn.execute(stmt.where(observations.c.natural_id.in_(chunk))))
-    return ids
-
-
-def _observation_row(dialect: Dialect, obs: Observation, received_at: datetime) -> dict[str, Any]:
-    return {
-        "natural_id": obs.natural_id,
-        "kind": obs.kind.value,
-        "system": obs.system,
-        "operation": obs.operation,
-        "start_time": db_time(dialect, obs.start),
-        "end_time": db_time(dialect, obs.end),
-        "outcome": obs.outcome.value,
-        "status_code": obs.status_code,
-        "error_message": obs.error_message,
-        "trace_id": obs.trace_id,
-        "span_id": obs.span_id,
-        "parent_id": obs.parent_id,
-        "source": obs.source,
-        "extracted_keys": db_json(dialect, [[k.type, k.value, k.identity] for k in obs.keys]),
-        "attributes": db_json(dialect, obs.attributes),
-        "payload": obs.payload,
-        "received_at": db_time(dialect, received_at),
-    }
-
-
-def _write_identity_keys(conn: Connection, new: dict[str, Observation]) -> None:
-    with_keys = [nid for nid, obs in new.items() if any(k.identity for k in obs.keys)]
-    ids = _row_ids(conn, with_keys)
-    rows = [
-        {"value": value, "key_type": key_type, "observation_id": ids[nid]}
-        for nid in with_keys
-        for key_type, value in {(k.type, k.value) for k in new[nid].keys if k.identity}
+        for o in batch
     ]
-    insert_many(conn, business_keys, rows, ignore_conflicts_on=("value", "key_type", "observation_id"))
 
 
-def _count_duplicates(conn: Connection, repeats: Counter[str]) -> None:
+def _write_identity_keys(conn: Connection, fresh: dict[str, Observation], stored: dict[str, int]) -> None:
+    rows = [
+        (value, key_type, row_id)
+        for nid, row_id in stored.items()
+        for key_type, value in {(k.type, k.value) for k in fresh[nid].keys if k.identity}
+    ]
+    insert_tuples(conn, business_keys, KEY_COLUMNS, rows, KEY_COLUMNS)
+
+
+def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) -> None:
+    """Add each row's re-deliveries to ``duplicates`` and stamp ``redelivered_at`` (the correlator
+    looks there to notice a notice sent twice)."""
     if not repeats:
         return
-    stmt = (
-        update(observations)
-        .where(observations.c.natural_id == bindparam("nid"))
-        .values(duplicates=observations.c.duplicates + bindparam("n"))
-    )
-    conn.execute(stmt, [{"nid": nid, "n": n} for nid, n in repeats.items()])
+    sqlite_db = conn.dialect.name == "sqlite"
+    mark = "?" if sqlite_db else "%s"
+    when = _sqlite_time(now) if sqlite_db else now
+    sql = f"UPDATE observations SET duplicates = duplicates + {mark}, redelivered_at = {mark} WHERE id = {mark}"
+    cursor = driver_cursor(conn)
+    try:
+        cursor.executemany(sql, [(n, when, row_id) for row_id, n in repeats.items()])
+    finally:
+        cursor.close()
 
 
 def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limit: int) -> int:
