@@ -390,6 +390,9 @@ class Network:
         """Ship, tell the ERP, confirm to the marketplace, invoice; maybe a return follows."""
         fault = order.fault.name if order.fault and first else ""
         shipped = released + self.between(2 * HOUR, 18 * HOUR if shipment.system == "wms" else 26 * HOUR)
+        if first and shipped > order.promised - HOUR:
+            # A healthy warehouse ships by the promise it was given; lateness is a fault of its own.
+            shipped = max(released + HOUR, order.promised - self.between(HOUR, 3 * HOUR))
         self.ship(order, shipment, shipped, fault)
         if fault == "dead_letter":
             self.dead_letter(order, shipment, shipped)

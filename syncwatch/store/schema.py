@@ -122,7 +122,7 @@ business_keys = Table(
         primary_key=True,
         comment="The observation the key was extracted from",
     ),
-    comment="Identity keys of observations, for lookup by any identifier (all keys are in observations.extracted_keys)",
+    comment="Identity keys of observations, for lookup by any identifier (all keys: observations.extracted_keys)",
     sqlite_with_rowid=False,
 )
 Index(None, business_keys.c.observation_id)

@@ -224,7 +224,7 @@ def upgrade() -> None:
             ondelete="CASCADE",
         ),
         sa.PrimaryKeyConstraint("value", "key_type", "observation_id", name=op.f("pk_business_keys")),
-        comment="Identity keys of observations, for lookup by any identifier (all keys are in observations.keys)",
+        comment="Identity keys of observations, for lookup by any identifier (all keys: observations.extracted_keys)",
         sqlite_with_rowid=False,
     )
     with op.batch_alter_table("business_keys", schema=None) as batch_op:
