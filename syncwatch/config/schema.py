@@ -132,6 +132,44 @@ class Partner(Strict):
     timeout_s: float = Field(10.0, gt=0)
     rate_limit_per_s: float = Field(50.0, gt=0)
     alternates: list[str] = []
+    hosts: list[str] = Field([], description="Other host names telemetry shows it under (url.full, server.address)")
+
+
+class Scope(Strict):
+    """What a user may act on: exceptions of these channels and partners (empty: all)."""
+
+    channels: list[str] = []
+    partners: list[str] = []
+
+
+class User(Strict):
+    """A person who may act: ``executive`` reads, ``agent`` fixes, ``lead`` also reroutes and runs bulk jobs."""
+
+    role: Literal["executive", "agent", "lead"]
+    scope: Scope = Scope()
+
+
+class RetryPolicy(Strict):
+    """Automatic retries of transient failures: exponential backoff with jitter, then a person."""
+
+    enabled: bool = True
+    categories: list[str] = ["throttled", "timeout", "partner_unavailable"]
+    max_attempts: int = Field(4, ge=1, description="Automatic attempts before the exception waits for a person")
+    backoff: Duration = Field(timedelta(seconds=30), description="Wait before the first automatic attempt")
+    backoff_max: Duration = Field(timedelta(minutes=30), description="Longest wait between attempts")
+    multiplier: float = Field(2.0, ge=1)
+    jitter: float = Field(0.2, ge=0, le=1, description="Share of each wait drawn at random, so retries spread out")
+    interval_s: float = Field(15.0, gt=0, description="Seconds between policy runs inside `serve`")
+
+
+class Actions(Strict):
+    """How actions run: where their spans go, how long a claimed action is held, the retry policy."""
+
+    otlp_endpoint: str | None = Field(
+        None, pattern=r"^https?://", description="Collector for action spans (default: stored in-process)"
+    )
+    lease: Duration = Field(timedelta(minutes=2), description="A running action older than this was interrupted")
+    policy: RetryPolicy = RetryPolicy()
 
 
 class Collectors(Strict):
@@ -213,6 +251,8 @@ class ConfigFile(Strict):
     tailers: list[Tailer] = []
     field_maps: dict[str, FieldMapDef] = {}
     webhooks: dict[str, Webhook] = {}
+    users: dict[str, User] = {}
+    actions: Actions = Actions()
 
     @model_validator(mode="after")
     def _references(self) -> ConfigFile:

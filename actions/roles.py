@@ -1,0 +1,63 @@
+"""Who may do what: roles from the config's [users], optionally scoped to channels and partners."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from syncwatch.config import Config
+
+EXECUTIVE, AGENT, LEAD, POLICY = "executive", "agent", "lead", "policy"
+POLICY_ACTOR = "policy:auto-retry"
+"""The actor automatic retries are recorded under; it may only retry."""
+
+EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign")
+RIGHTS: dict[str, frozenset[str]] = {
+    EXECUTIVE: frozenset(),
+    AGENT: frozenset({"retry", "replay", "resolve", "ignore", "assign"}),
+    LEAD: frozenset({*EXCEPTION_ACTIONS, "bulk", "policies"}),
+    POLICY: frozenset({"retry"}),
+}
+
+
+def role_of(config: Config, actor: str) -> str:
+    """The actor's role; unknown users are read-only executives, so a typo never grants rights."""
+    if actor == POLICY_ACTOR:
+        return POLICY
+    user = config.file.users.get(actor)
+    return user.role if user is not None else EXECUTIVE
+
+
+def is_known(config: Config, actor: str) -> bool:
+    return actor == POLICY_ACTOR or actor in config.file.users
+
+
+def may(config: Config, actor: str, action: str) -> bool:
+    return action in RIGHTS[role_of(config, actor)]
+
+
+def in_scope(config: Config, actor: str, exception_row: Any) -> bool:
+    """Whether the exception lies within the actor's channels and partners (no scope: everything)."""
+    user = config.file.users.get(actor)
+    if user is None:
+        return actor == POLICY_ACTOR
+    context = _field(exception_row, "context") or {}
+    channels, partners = user.scope.channels, user.scope.partners
+    if channels and context.get("channel") not in channels:
+        return False
+    systems = {_field(exception_row, "system"), context.get("partner")}
+    return not partners or bool(systems & set(partners))
+
+
+def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
+    """The exception actions this actor may take on this exception (empty for executives)."""
+    if not in_scope(config, actor, exception_row):
+        return set()
+    return {a for a in EXCEPTION_ACTIONS if a in RIGHTS[role_of(config, actor)]}
+
+
+def _field(row: Any, name: str) -> Any:
+    """Rows arrive as mappings (dicts, frames' records) or as SQLAlchemy rows."""
+    if isinstance(row, Mapping):
+        return row.get(name)
+    return getattr(row, name, None)
