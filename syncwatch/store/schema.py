@@ -239,9 +239,37 @@ actions = Table(
     Column("outcome", JSON, nullable=False, comment="What happened: status codes, partner ids, errors"),
     Column("requested_at", UTCDateTime, nullable=False, comment="When it was asked for (UTC)"),
     Column("finished_at", UTCDateTime, comment="When it finished (UTC)"),
+    Column(
+        "lease_until",
+        UTCDateTime,
+        comment="A running action holds its key until then (UTC); after it, a new request may take over",
+    ),
+    Column("job_id", String(64), comment="The bulk job that asked for it, if any"),
     comment="Retry, reroute, replay, resolve, ignore and assign requests and their outcomes",
 )
 Index(None, actions.c.exception_id)
+Index(None, actions.c.job_id)
+
+action_jobs = Table(
+    "action_jobs",
+    metadata,
+    Column("id", String(64), primary_key=True, comment="Stable job id"),
+    Column("kind", String(16), nullable=False, comment="The action applied to each exception: retry | resolve | …"),
+    Column("actor", String(128), nullable=False, comment="Who started it"),
+    Column("filters", JSON, nullable=False, comment="The filter the exceptions were selected by"),
+    Column("partners", JSON, nullable=False, comment="Exceptions per partner when it was planned"),
+    Column("exception_ids", JSON, nullable=False, comment="The exceptions planned, in order"),
+    Column("note", Text, comment="Note recorded with each action (resolve, ignore)"),
+    Column("status", String(16), nullable=False, comment="running | cancelling | cancelled | finished"),
+    Column("total", Integer, nullable=False, comment="Exceptions planned"),
+    Column("done", Integer, nullable=False, server_default=text("0"), comment="Exceptions acted on so far"),
+    Column("succeeded", Integer, nullable=False, server_default=text("0"), comment="Actions that succeeded"),
+    Column("failed", Integer, nullable=False, server_default=text("0"), comment="Actions that failed or were refused"),
+    Column("created_at", UTCDateTime, nullable=False, comment="When it was started (UTC)"),
+    Column("updated_at", UTCDateTime, nullable=False, comment="Last progress (UTC)"),
+    Column("finished_at", UTCDateTime, comment="When it finished or stopped (UTC)"),
+    comment="Bulk jobs: one action over every exception matching a filter, with progress",
+)
 
 audit_log = Table(
     "audit_log",
