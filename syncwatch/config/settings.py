@@ -38,6 +38,17 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("dashboard_port", 8501, "Port of the Streamlit dashboard"),
     Setting("dashboard_url", "http://127.0.0.1:8501", "Public address of the dashboard, used in alert links"),
     Setting(
+        "dashboard_users",
+        "",
+        "File of dashboard sign-ins (salted password hashes, made by `syncwatch dashboard --add-user`); "
+        "roles come from [users]",
+    ),
+    Setting(
+        "dashboard_demo_user",
+        "",
+        "Sign every visitor in as this [users] name, with a role switcher; only for `syncwatch demo`",
+    ),
+    Setting(
         "max_request_bytes",
         16 * 1024 * 1024,
         "Largest request body `serve` accepts (decompressed); larger ones get 413",

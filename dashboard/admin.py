@@ -1,0 +1,5 @@
+"""admin page (being built)."""
+
+import streamlit as st
+
+st.title("admin")

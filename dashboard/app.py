@@ -1,0 +1,36 @@
+"""The dashboard's entry point: sign-in, then the pages each role uses, the role's own page first."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import auth, context
+
+st.set_page_config(page_title="syncwatch", page_icon=":material/sync_problem:", layout="wide")
+
+LANDING = {"executive": "kpis", "agent": "exceptions", "lead": "operations"}
+PAGES = (
+    ("operations.py", "Operations", ":material/monitor_heart:", "operations"),
+    ("exceptions.py", "Exceptions", ":material/report:", "exceptions"),
+    ("endpoints.py", "Endpoints", ":material/lan:", "endpoints"),
+    ("search.py", "Transaction search", ":material/search:", "search"),
+    ("kpis.py", "KPIs", ":material/query_stats:", "kpis"),
+    ("admin.py", "Admin", ":material/admin_panel_settings:", "admin"),
+)
+LEADS_ONLY = {"admin"}
+
+
+def pages_for(role: str) -> list[st.Page]:
+    landing = LANDING.get(role, "operations")
+    return [
+        st.Page(path, title=title, icon=icon, url_path=url, default=url == landing)
+        for path, title, icon, url in PAGES
+        if url not in LEADS_ONLY or role == "lead"
+    ]
+
+
+viewer = auth.sign_in(context.config())
+if viewer is not None:
+    st.session_state["viewer"] = viewer
+    st.sidebar.caption(f"Signed in as **{viewer.label}**")
+    st.navigation(pages_for(viewer.role)).run()

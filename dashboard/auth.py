@@ -1,0 +1,96 @@
+"""Who is looking: OIDC through ``st.login`` when configured, else the local users file, else the demo user.
+
+Roles always come from the config's [users] through the action layer, which checks them again on
+every action: the pages only hide what a role may not use.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from actions.api import role_of
+from dashboard.context import Viewer
+from dashboard.users import verify
+from syncwatch.config import Config
+
+SIGNED_IN = "signed_in_as"
+
+
+def sign_in(config: Config) -> Viewer | None:
+    """The viewer for this session, or None after drawing the sign-in form or the how-to."""
+    if config.dashboard_demo_user:
+        return _demo(config, config.dashboard_demo_user)
+    if _oidc_configured():
+        return _oidc(config)
+    if config.dashboard_users:
+        return _local(config, Path(config.dashboard_users))
+    _no_sign_in(config)
+    return None
+
+
+def viewer_for(config: Config, actor: str) -> Viewer:
+    role = role_of(config, actor)
+    return Viewer(actor=actor, role=role, label=f"{actor} ({role})")
+
+
+def _demo(config: Config, default: str) -> Viewer:
+    """The demo signs in as a lead; a switcher shows the same screens as each configured user sees them."""
+    names = sorted(config.file.users, key=lambda n: (n != default, n))
+    if default not in names:
+        names.insert(0, default)
+    actor = st.sidebar.selectbox(
+        "Signed in as (demo role switcher)",
+        names,
+        format_func=lambda n: viewer_for(config, n).label,
+        key="demo_actor",
+    )
+    return viewer_for(config, actor)
+
+
+def _oidc_configured() -> bool:
+    try:
+        return "auth" in st.secrets
+    except FileNotFoundError:
+        return False
+
+
+def _oidc(config: Config) -> Viewer | None:
+    if not st.user.is_logged_in:
+        st.title("syncwatch")
+        st.button("Sign in", on_click=st.login, type="primary")
+        return None
+    actor = str(st.user.get("email") or st.user.get("name") or "unknown")
+    st.sidebar.button("Sign out", on_click=st.logout)
+    return viewer_for(config, actor)
+
+
+def _local(config: Config, path: Path) -> Viewer | None:
+    actor = st.session_state.get(SIGNED_IN)
+    if actor:
+        st.sidebar.button("Sign out", on_click=lambda: st.session_state.pop(SIGNED_IN, None))
+        return viewer_for(config, actor)
+    st.title("Sign in to syncwatch")
+    with st.form("sign_in"):
+        name = st.text_input("User name")
+        password = st.text_input("Password", type="password")
+        submitted = st.form_submit_button("Sign in", type="primary")
+    if submitted:
+        if verify(path, name, password):
+            st.session_state[SIGNED_IN] = name
+            st.rerun()
+        st.error("That user name and password do not match.")
+    return None
+
+
+def _no_sign_in(config: Config) -> None:
+    st.title("syncwatch")
+    st.warning("No sign-in is configured, so nobody can open the dashboard yet.")
+    st.markdown(
+        "Either configure an OIDC provider in `.streamlit/secrets.toml` (`[auth]`, see Streamlit's `st.login`), "
+        "or create local users:\n\n"
+        "```\nsyncwatch dashboard --add-user alex --users-file dashboard-users.txt\n"
+        "syncwatch dashboard --users-file dashboard-users.txt\n```\n\n"
+        "Each user's role comes from `[users]` in the config file."
+    )

@@ -1,0 +1,124 @@
+"""Plotly figures for the pages: small frames in, figures out; no queries here."""
+
+from __future__ import annotations
+
+import pandas as pd
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from dashboard.fmt import SLA_COLORS, SLA_LABELS, SLA_ORDER
+
+OUTCOME_COLORS = {"ok": "#4c78a8", "error": "#d62728"}
+KIND_SYMBOLS = {"event": "diamond", "log": "square"}
+
+
+def _layout(fig: go.Figure, height: int = 320) -> go.Figure:
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_orientation="h")
+    return fig
+
+
+def sla_bars(data: pd.DataFrame, group: str) -> go.Figure:
+    """Open transactions per channel or partner, stacked by SLA state, worst first."""
+    fig = go.Figure()
+    for state in SLA_ORDER:
+        part = data[data["sla_state"] == state]
+        if not part.empty:
+            fig.add_bar(
+                y=part[group],
+                x=part["transactions"],
+                name=SLA_LABELS[state],
+                orientation="h",
+                marker_color=SLA_COLORS[state],
+            )
+    fig.update_layout(barmode="stack", xaxis_title="open transactions")
+    return _layout(fig, 80 + 40 * max(1, data[group].nunique()))
+
+
+def stage_heatmap(data: pd.DataFrame) -> go.Figure:
+    """Late transactions per stage at fault (rows) and partner (columns)."""
+    grid = data.pivot_table(index="stage", columns="partner", values="transactions", aggfunc="sum", fill_value=0)
+    fig = go.Figure(
+        go.Heatmap(
+            z=grid.values,
+            x=list(grid.columns),
+            y=list(grid.index),
+            colorscale="Reds",
+            text=grid.values,
+            texttemplate="%{text}",
+            hovertemplate="%{y} at %{x}: %{z} late<extra></extra>",
+        )
+    )
+    return _layout(fig, 80 + 45 * len(grid.index))
+
+
+def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
+    """Started and completed per hour as bars, and the backlog those imply as a line."""
+    hours = pd.to_datetime(data["hour"], format="%Y-%m-%d %H")
+    # The backlog at the end of an hour is the open count now minus what changed after it.
+    net_after = (data["started"] - data["completed"])[::-1].cumsum()[::-1].shift(-1, fill_value=0)
+    backlog = open_now - net_after
+    fig = make_subplots(specs=[[{"secondary_y": True}]])
+    fig.add_bar(x=hours, y=data["started"], name="started", marker_color="#9ecae1")
+    fig.add_bar(x=hours, y=data["completed"], name="completed", marker_color="#3182bd")
+    fig.add_scatter(x=hours, y=backlog, name="backlog (open)", line_color="#d62728", secondary_y=True)
+    fig.update_yaxes(title_text="per hour", secondary_y=False)
+    fig.update_yaxes(title_text="open", secondary_y=True, rangemode="tozero")
+    return _layout(fig)
+
+
+def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
+    """The cross-system timeline: one row per system and operation, spans as bars, logs and events as marks."""
+    data = data.assign(
+        row=data["system"] + " · " + data["operation"].str.slice(0, 60),
+        start=pd.to_datetime(data["start_time"], utc=True),
+        end=pd.to_datetime(data["end_time"], utc=True),
+    )
+    fig = go.Figure()
+    spans = data[(data["kind"] == "span") & data["end"].notna()]
+    for outcome, part in spans.groupby("outcome"):
+        fig.add_bar(
+            y=part["row"],
+            x=(part["end"] - part["start"]).dt.total_seconds() * 1000,
+            base=part["start"],
+            orientation="h",
+            name=f"span {outcome}",
+            marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
+            marker_line_width=[3 if i == highlight else 0 for i in part["id"]],
+            customdata=part[["status_code", "error_message"]].fillna("").values,
+            hovertemplate="%{y}<br>%{base|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
+        )
+    marks = data[(data["kind"] != "span") | data["end"].isna()]
+    for (kind, outcome), part in marks.groupby(["kind", "outcome"]):
+        fig.add_scatter(
+            y=part["row"],
+            x=part["start"],
+            mode="markers",
+            name=f"{kind} {outcome}",
+            marker={"symbol": KIND_SYMBOLS.get(str(kind), "circle"), "size": 11},
+            marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
+            customdata=part[["status_code", "error_message"]].fillna("").values,
+            hovertemplate="%{y}<br>%{x|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
+        )
+    rows = list(dict.fromkeys(data.sort_values("start")["row"]))
+    fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1])
+    fig.update_xaxes(type="date")
+    return _layout(fig, 120 + 26 * len(rows))
+
+
+def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
+    fig = go.Figure()
+    fig.add_bar(x=data["bucket"], y=data["requests"] - data["errors"], name="ok", marker_color="#4c78a8")
+    fig.add_bar(x=data["bucket"], y=data["errors"], name="errors", marker_color="#d62728")
+    fig.update_layout(barmode="stack", yaxis_title="requests")
+    return _layout(fig, 260)
+
+
+def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False) -> go.Figure:
+    """One line per group over the periods."""
+    fig = go.Figure()
+    for group, part in data.groupby("group"):
+        fig.add_scatter(x=part["period"], y=part[column], name=str(group), mode="lines+markers")
+    fig.update_layout(title=title)
+    if percent:
+        fig.update_yaxes(tickformat=".0%")
+    return _layout(fig, 280)

@@ -1,0 +1,5 @@
+"""endpoints page (being built)."""
+
+import streamlit as st
+
+st.title("endpoints")

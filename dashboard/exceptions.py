@@ -1,0 +1,5 @@
+"""exceptions page (being built)."""
+
+import streamlit as st
+
+st.title("exceptions")

@@ -1,0 +1,57 @@
+"""Formatting shared by the pages: time left, ages, labels a person reads at a glance."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pandas as pd
+
+SLA_COLORS = {"breached": "#d62728", "at_risk": "#ff7f0e", "on_track": "#2ca02c", "met": "#1f77b4"}
+SLA_ORDER = ["breached", "at_risk", "on_track", "met"]
+SLA_LABELS = {"breached": "Breached", "at_risk": "At risk", "on_track": "On track", "met": "Met"}
+
+
+def duration(delta: timedelta) -> str:
+    """'3 d 4 h', '2 h 05 m', '12 m' — the two largest units are enough to act on."""
+    seconds = int(abs(delta.total_seconds()))
+    days, rest = divmod(seconds, 86400)
+    hours, rest = divmod(rest, 3600)
+    minutes = rest // 60
+    if days:
+        return f"{days} d {hours} h"
+    if hours:
+        return f"{hours} h {minutes:02d} m"
+    return f"{minutes} m"
+
+
+def time_left(due: datetime | None, now: datetime) -> str:
+    """'40 m left' or 'late by 2 h 10 m'; blank when nothing is due."""
+    if due is None or pd.isna(due):
+        return ""
+    delta = due - now
+    return f"{duration(delta)} left" if delta >= timedelta(0) else f"late by {duration(delta)}"
+
+
+def age(since: datetime | None, now: datetime) -> str:
+    if since is None or pd.isna(since):
+        return ""
+    return duration(now - since)
+
+
+def when(moment: datetime | None) -> str:
+    if moment is None or pd.isna(moment):
+        return ""
+    return pd.Timestamp(moment).strftime("%a %d %b %H:%M UTC")
+
+
+def money(value: str | None) -> str:
+    if value in (None, "") or pd.isna(value):
+        return ""
+    try:
+        return f"${float(value):,.2f}"
+    except ValueError:
+        return str(value)
+
+
+def sla_label(state: str | None) -> str:
+    return SLA_LABELS.get(state or "", state or "")

@@ -1,0 +1,5 @@
+"""kpis page (being built)."""
+
+import streamlit as st
+
+st.title("kpis")

@@ -1,0 +1,74 @@
+"""Personal data masked before a payload is shown: names, emails, phones and addresses never reach the screen.
+
+Keys that hold personal data are masked whole; any other string is scanned for email addresses
+and phone numbers. Business identifiers (order ids, SKUs, customer account numbers) stay readable,
+since that is what an agent searches by.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+MASK = "•••"
+PERSONAL_KEY = re.compile(
+    r"(^|[_.\-])(name|first_?name|last_?name|full_?name|email|e_?mail|phone|mobile|fax|address|address\d|"
+    r"street|street\d|line\d|city|zip|zip_?code|postal_?code|postcode|recipient|contact|buyer_?name|"
+    r"ship_?to|bill_?to)($|[_.\-])",
+    re.IGNORECASE,
+)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d(?![\w-])")
+# Keys whose values look like phone numbers but are identifiers an agent needs.
+IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
+
+
+def mask_value(key: str, value: Any) -> Any:
+    """Mask one value under ``key``: whole when the key names personal data, else by pattern."""
+    if PERSONAL_KEY.search(key) and not isinstance(value, dict | list):
+        return MASK if value not in (None, "") else value
+    if isinstance(value, dict):
+        return {k: mask_value(k, v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_value(key, v) for v in value]
+    if isinstance(value, str):
+        value = EMAIL.sub(_mask_email, value)
+        return value if IDENTIFIER_KEY.search(key) else PHONE.sub(MASK, value)
+    return value
+
+
+def _mask_email(match: re.Match[str]) -> str:
+    return f"{match.group(0)[0]}{MASK}@{MASK}"
+
+
+def mask(data: Any) -> Any:
+    """Mask a decoded JSON document (or attributes mapping)."""
+    return mask_value("", data)
+
+
+def masked_text(raw: bytes | str | None) -> str:
+    """A payload as it may be shown: JSON pretty-printed and masked, other text masked by pattern."""
+    if raw is None:
+        return ""
+    text = raw.decode("utf-8", errors="replace") if isinstance(raw, bytes) else raw
+    try:
+        return json.dumps(mask(json.loads(text)), indent=2, ensure_ascii=False)
+    except ValueError:
+        return PHONE.sub(MASK, EMAIL.sub(_mask_email, text))
+
+
+def apply_edits(original: Any, shown: Any, edited: Any) -> Any:
+    """The payload to re-send: the original, with only what the agent changed in the masked copy.
+
+    A field the agent left masked keeps its real value, so editing one field never sends '•••'
+    and never needed the personal data on screen.
+    """
+    if isinstance(original, dict) and isinstance(shown, dict) and isinstance(edited, dict):
+        merged = {k: apply_edits(original.get(k), shown.get(k), v) for k, v in edited.items()}
+        return merged
+    if isinstance(original, list) and isinstance(shown, list) and isinstance(edited, list):
+        if len(original) == len(edited) == len(shown):
+            return [apply_edits(a, b, c) for a, b, c in zip(original, shown, edited, strict=True)]
+        return edited
+    return original if edited == shown else edited

@@ -1,0 +1,115 @@
+"""Operations: what is late and who is failing, readable in five seconds and refreshing itself."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts
+from dashboard.fmt import SLA_LABELS, age, money, time_left
+from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.store import queries as q
+
+REFRESH_S = 30
+FAILING_AT = 3  # active exceptions on one system before it is called out as failing
+
+
+def render() -> None:
+    page = prepare("Operations", f"refreshes every {REFRESH_S} s")
+    if page is None:
+        return
+    st.fragment(run_every=REFRESH_S)(_live)(page)
+
+
+def _live(page: Page) -> None:
+    failing = q.failing_systems(page.store)
+    _headline(page, failing)
+    _callouts(page, failing)
+    left, right = st.columns(2)
+    with left:
+        _sla(page, "channel")
+    with right:
+        _sla(page, "partner")
+    _late(page)
+    left, right = st.columns(2)
+    with left:
+        _stage_delays(page)
+    with right:
+        _throughput(page)
+
+
+def _headline(page: Page, failing: pd.DataFrame) -> None:
+    by_state = q.sla_by(page.store, "channel").groupby("sla_state")["transactions"].sum()
+    cols = st.columns(5)
+    cols[0].metric("Open transactions", int(by_state.sum()))
+    cols[1].metric("Breached", int(by_state.get("breached", 0)))
+    cols[2].metric("At risk", int(by_state.get("at_risk", 0)))
+    cols[3].metric("Active exceptions", int(failing["exceptions"].sum()) if not failing.empty else 0)
+    cols[4].metric("Systems failing", int((failing["exceptions"] >= FAILING_AT).sum()) if not failing.empty else 0)
+
+
+def _callouts(page: Page, failing: pd.DataFrame) -> None:
+    for row in failing[failing["exceptions"] >= FAILING_AT].itertuples():
+        st.error(
+            f"**{row.system}** is failing: {row.exceptions} open exceptions, the oldest {age(row.oldest, page.now)} "
+            "old. See Exceptions, filtered by this system."
+        )
+
+
+def _sla(page: Page, group: str) -> None:
+    st.subheader(f"SLA by {group}")
+    data = q.sla_by(page.store, group)
+    if data.empty:
+        none_yet("No open transactions.")
+        return
+    st.plotly_chart(charts.sla_bars(data, group), key=f"sla_{group}")
+
+
+def _late(page: Page) -> None:
+    st.subheader("Late and at risk, least time left first")
+    data = q.late_transactions(page.store)
+    if data.empty:
+        st.success("Nothing is late or at risk.")
+        return
+    table = pd.DataFrame(
+        {
+            "transaction": data["id"],
+            "SLA": data["sla_state"].map(SLA_LABELS),
+            "time left": [time_left(d, page.now) for d in data["due_at"]],
+            "stage": data["stage_at_fault"],
+            "channel": data["channel"],
+            "partner": data["partner"],
+            "customer": data["customer"],
+            "value": data["order_value"].map(money),
+            "open": "search?key=" + data["id"],
+        }
+    )
+    st.dataframe(
+        table,
+        hide_index=True,
+        column_config={"open": st.column_config.LinkColumn("open", display_text="details")},
+    )
+
+
+def _stage_delays(page: Page) -> None:
+    st.subheader("Where orders are late (stage × partner, last 7 days)")
+    data = q.stage_delays(page.store, page.now - timedelta(days=7))
+    if data.empty:
+        none_yet("No late transactions in the last 7 days.")
+        return
+    st.plotly_chart(charts.stage_heatmap(data), key="heatmap")
+
+
+def _throughput(page: Page) -> None:
+    st.subheader("Throughput and backlog (last 48 h)")
+    data = q.throughput(page.store, page.now - timedelta(hours=48), page.now + timedelta(seconds=1))
+    if data.empty:
+        none_yet("No transactions started or completed in the last 48 hours.")
+        return
+    st.plotly_chart(charts.throughput(data, q.open_count(page.store)), key="throughput")
+
+
+if __name__ == "__main__":
+    render()

@@ -1,0 +1,5 @@
+"""search page (being built)."""
+
+import streamlit as st
+
+st.title("search")

@@ -1,0 +1,63 @@
+"""What every page starts with: the store, the viewer and the clock, or the empty state that says what to do."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import streamlit as st
+
+from dashboard import context
+from dashboard.context import Viewer
+from dashboard.fmt import when
+from syncwatch.config import Config
+from syncwatch.store import Store
+from syncwatch.store import queries as q
+
+
+@dataclass(frozen=True)
+class Page:
+    store: Store
+    config: Config
+    viewer: Viewer
+    now: datetime
+
+
+def prepare(title: str, caption: str = "") -> Page | None:
+    """Draw the title; return what the page needs, or None after showing how to get data in."""
+    st.title(title)
+    config = context.config()
+    store = context.store()
+    if store is None:
+        return None
+    if not q.has_data(store):
+        how_to_start(config)
+        return None
+    now = context.clock(store)
+    st.caption(" · ".join(filter(None, [f"Data as of {when(now)}", caption])))
+    return Page(store, config, context.viewer(), now)
+
+
+def how_to_start(config: Config) -> None:
+    """The empty state of every page on a fresh database: how to point a system at syncwatch."""
+    base = f"http://{config.host}:{config.port}"
+    st.info("Nothing has arrived yet: syncwatch fills this page from what your systems report.")
+    st.markdown(
+        f"""
+**Point a system at syncwatch**
+
+1. Start the collector and its scheduler: `syncwatch serve` (it listens on `{base}`).
+2. OpenTelemetry traces and logs: in each service set `OTEL_EXPORTER_OTLP_ENDPOINT={base}`
+   and `OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf` (or `http/json`).
+3. Business events: POST CloudEvents to `{base}/v1/events`; partner webhooks to `{base}/v1/webhooks/NAME`.
+4. Files (access logs, OTLP JSON, CloudEvents JSON lines): `syncwatch ingest PATH…` once,
+   or list them under `[[tailers]]` in the config for `serve` to follow.
+
+Just looking? `syncwatch demo` starts a simulated network with a week of sample data.
+"""
+    )
+
+
+def none_yet(message: str) -> None:
+    """An empty section on a page that has data elsewhere: say so in one line, not with an empty chart."""
+    st.caption(message)

@@ -1,0 +1,519 @@
+"""Named reads for the dashboard pages: the database aggregates, pages and limits; pages get small frames.
+
+Every query here is bounded: by an index (exceptions by status and age, transactions by SLA state,
+observations by system and time, keys by value), by a time window, or by a LIMIT. The hot ones are
+checked with EXPLAIN in tests/test_dashboard_queries.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, or_, select, union
+from sqlalchemy.sql import ColumnElement, Select
+
+from syncwatch.store.database import Store
+from syncwatch.store.schema import (
+    actions,
+    audit_log,
+    business_keys,
+    exceptions,
+    observations,
+    quarantine,
+    transaction_keys,
+    transactions,
+)
+
+t = transactions.c
+e = exceptions.c
+o = observations.c
+ACTIVE_EXCEPTION = ("open", "retrying")
+LATE = ("at_risk", "breached")
+OPEN_SLA = ("on_track", "at_risk", "breached")
+REQUEST_KINDS = ("span", "log")
+OBSERVATION_COLUMNS = (
+    "id",
+    "kind",
+    "system",
+    "operation",
+    "start_time",
+    "end_time",
+    "outcome",
+    "status_code",
+    "error_message",
+    "trace_id",
+    "span_id",
+    "parent_id",
+)
+
+
+def frame(store: Store, stmt: Any) -> pd.DataFrame:
+    """Run one statement and return its rows as a DataFrame with the statement's column names."""
+    with store.engine.connect() as conn:
+        result = conn.execute(stmt)
+        return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+
+
+def scalar(store: Store, stmt: Any) -> Any:
+    with store.engine.connect() as conn:
+        return conn.execute(stmt).scalar()
+
+
+def has_data(store: Store) -> bool:
+    """True once anything was collected: a fresh database gets the how-to-start page instead."""
+    return bool(scalar(store, select(exists().where(o.id.is_not(None)))))
+
+
+def as_of(store: Store) -> datetime | None:
+    """The correlator's clock: its latest change (indexed), so replayed history reads as of its own end."""
+    return scalar(store, select(func.max(t.updated_at)))
+
+
+# --- Operations -------------------------------------------------------------------------------
+
+
+def sla_by(store: Store, group: str) -> pd.DataFrame:
+    """Open transactions per SLA state and channel or partner."""
+    column = {"channel": t.channel, "partner": t.partner}[group]
+    label = func.coalesce(column, "unknown").label(group)
+    stmt = (
+        select(label, t.sla_state, func.count().label("transactions"))
+        .where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))
+        .group_by(label, t.sla_state)
+    )
+    return frame(store, stmt)
+
+
+def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
+    """Open at-risk and breached transactions, least time left first."""
+    stmt = (
+        select(
+            t.id,
+            t.type,
+            t.sla_state,
+            t.stage_at_fault,
+            t.due_at,
+            t.channel,
+            t.partner,
+            t.customer,
+            t.order_value,
+        )
+        .where(and_(t.sla_state.in_(LATE), t.status == "open"))
+        .order_by(t.due_at.is_(None), t.due_at, t.id)
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
+def stage_delays(store: Store, since: datetime) -> pd.DataFrame:
+    """Late transactions changed since ``since``, per stage at fault and partner."""
+    partner = func.coalesce(t.partner, "unknown").label("partner")
+    stage = func.coalesce(t.stage_at_fault, "unknown").label("stage")
+    stmt = (
+        select(stage, partner, func.count().label("transactions"))
+        .where(and_(t.sla_state.in_(LATE), t.updated_at >= since))
+        .group_by(stage, partner)
+    )
+    return frame(store, stmt)
+
+
+def throughput(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
+    """Per hour: transactions started and completed; the backlog is derived from the open count now."""
+    started = _hour(store, t.started_at)
+    done = _hour(store, t.last_seen_at)
+    begun = select(started.label("hour"), func.count().label("started"), literal(0).label("completed")).where(
+        and_(t.started_at >= since, t.started_at < until)
+    )
+    finished = select(done.label("hour"), literal(0).label("started"), func.count().label("completed")).where(
+        and_(t.status == "complete", t.last_seen_at >= since, t.last_seen_at < until)
+    )
+    both = union(begun.group_by(started), finished.group_by(done)).subquery()
+    stmt = (
+        select(both.c.hour, func.sum(both.c.started).label("started"), func.sum(both.c.completed).label("completed"))
+        .group_by(both.c.hour)
+        .order_by(both.c.hour)
+    )
+    return frame(store, stmt)
+
+
+def open_count(store: Store) -> int:
+    return int(scalar(store, select(func.count()).where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))) or 0)
+
+
+def failing_systems(store: Store) -> pd.DataFrame:
+    """Systems with active exceptions, most first: the partners to call out."""
+    stmt = (
+        select(e.system, func.count().label("exceptions"), func.min(e.opened_at).label("oldest"))
+        .where(e.status.in_(ACTIVE_EXCEPTION))
+        .group_by(e.system)
+        .order_by(func.count().desc())
+    )
+    return frame(store, stmt)
+
+
+# --- Exceptions ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """What the exception queue shows; empty tuples mean any."""
+
+    statuses: tuple[str, ...] = ACTIVE_EXCEPTION
+    categories: tuple[str, ...] = ()
+    partners: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    sla_states: tuple[str, ...] = ()
+    assignee: str | None = None
+    opened_after: datetime | None = None
+    opened_before: datetime | None = None
+    key: str | None = None
+
+
+def _queue_where(f: QueueFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    pairs = ((e.status, f.statuses), (e.category, f.categories), (t.partner, f.partners), (t.channel, f.channels))
+    conditions += [column.in_(values) for column, values in pairs if values]
+    if f.sla_states:
+        conditions.append(t.sla_state.in_(f.sla_states))
+    if f.assignee == "":
+        conditions.append(e.assignee.is_(None))
+    elif f.assignee:
+        conditions.append(e.assignee == f.assignee)
+    if f.opened_after:
+        conditions.append(e.opened_at >= f.opened_after)
+    if f.opened_before:
+        conditions.append(e.opened_at < f.opened_before)
+    if f.key:
+        conditions.append(e.transaction_id.in_(_transactions_with_key(f.key.strip())))
+    return conditions
+
+
+def _transactions_with_key(key: str) -> Select[Any]:
+    """Transactions that carry ``key`` as any identity key, or are named by it."""
+    tk = transaction_keys.c
+    return select(tk.transaction_id).where(or_(tk.value == key, tk.transaction_id == key))
+
+
+def _queue_base(f: QueueFilter) -> Select[Any]:
+    joined = exceptions.join(transactions, t.id == e.transaction_id)
+    return select(e.id).select_from(joined).where(and_(*_queue_where(f)))
+
+
+def exception_queue(store: Store, f: QueueFilter, limit: int = 200) -> pd.DataFrame:
+    """The queue: newest first, with the business context an agent sorts by."""
+    joined = exceptions.join(transactions, t.id == e.transaction_id)
+    stmt = (
+        select(
+            e.id,
+            e.opened_at,
+            e.category,
+            e.status,
+            e.system,
+            e.stage,
+            e.summary,
+            e.suggested_action,
+            e.assignee,
+            e.attempts,
+            e.transaction_id,
+            t.channel,
+            t.partner,
+            t.customer,
+            t.order_value,
+            t.sla_state,
+            t.due_at,
+        )
+        .select_from(joined)
+        .where(and_(*_queue_where(f)))
+        .order_by(e.opened_at.desc(), e.id)
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
+def exception_count(store: Store, f: QueueFilter) -> int:
+    return int(scalar(store, select(func.count()).select_from(_queue_base(f).subquery())) or 0)
+
+
+def exception_ids(store: Store, f: QueueFilter) -> list[str]:
+    """Every exception id matching the filter, for bulk plans (ids only, never whole rows)."""
+    with store.engine.connect() as conn:
+        return list(conn.execute(_queue_base(f)).scalars())
+
+
+def queue_options(store: Store) -> dict[str, list[str]]:
+    """The values each queue filter offers, from the active exceptions' small aggregates."""
+    joined = exceptions.join(transactions, t.id == e.transaction_id)
+    options: dict[str, list[str]] = {}
+    for name, column in (("category", e.category), ("partner", t.partner), ("channel", t.channel)):
+        stmt = select(column).select_from(joined).where(column.is_not(None)).group_by(column).order_by(column)
+        with store.engine.connect() as conn:
+            options[name] = list(conn.execute(stmt).scalars())
+    stmt = select(e.assignee).where(e.assignee.is_not(None)).group_by(e.assignee).order_by(e.assignee)
+    with store.engine.connect() as conn:
+        options["assignee"] = list(conn.execute(stmt).scalars())
+    return options
+
+
+def exception_row(store: Store, exception_id: str) -> dict[str, Any] | None:
+    """One exception with its transaction's SLA fields, as a plain dict (the action layer takes it too)."""
+    joined = exceptions.join(transactions, t.id == e.transaction_id)
+    stmt = (
+        select(
+            exceptions,
+            t.sla_state,
+            t.due_at,
+            t.stage_at_fault,
+            t.channel,
+            t.partner,
+            t.customer,
+            t.order_value,
+            t.promised_at,
+        )
+        .select_from(joined)
+        .where(e.id == exception_id)
+    )
+    with store.engine.connect() as conn:
+        row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
+def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
+    a = actions.c
+    stmt = (
+        select(a.id, a.kind, a.actor, a.status, a.attempts, a.requested_at, a.finished_at, a.outcome)
+        .where(a.exception_id == exception_id)
+        .order_by(a.requested_at.desc())
+        .limit(50)
+    )
+    return frame(store, stmt)
+
+
+def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
+    """One observation with its attributes and raw payload (what was sent)."""
+    with store.engine.connect() as conn:
+        row = conn.execute(select(observations).where(o.id == observation_id)).first()
+    return dict(row._mapping) if row else None
+
+
+# --- Transactions -------------------------------------------------------------------------------
+
+
+def find_transactions(store: Store, key: str, limit: int = 50) -> pd.DataFrame:
+    """Transactions carrying ``key`` (any identity key, or the transaction id itself)."""
+    matching = _transactions_with_key(key.strip()).subquery()
+    stmt = (
+        select(t.id, t.type, t.status, t.sla_state, t.current_stage, t.channel, t.partner, t.started_at)
+        .where(t.id.in_(select(matching.c.transaction_id)))
+        .order_by(t.started_at.desc())
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
+def transaction_row(store: Store, transaction_id: str) -> dict[str, Any] | None:
+    with store.engine.connect() as conn:
+        row = conn.execute(select(transactions).where(t.id == transaction_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def transaction_key_list(store: Store, transaction_id: str) -> pd.DataFrame:
+    tk = transaction_keys.c
+    stmt = (
+        select(tk.key_type, tk.value)
+        .where(and_(tk.transaction_id == transaction_id, tk.key_type != "trace"))
+        .order_by(tk.key_type, tk.value)
+    )
+    return frame(store, stmt)
+
+
+def transaction_exceptions(store: Store, transaction_id: str) -> pd.DataFrame:
+    stmt = (
+        select(e.id, e.opened_at, e.category, e.status, e.system, e.stage, e.summary, e.assignee, e.resolved_at)
+        .where(e.transaction_id == transaction_id)
+        .order_by(e.opened_at)
+    )
+    return frame(store, stmt)
+
+
+def transaction_actions(store: Store, transaction_id: str) -> pd.DataFrame:
+    a = actions.c
+    stmt = (
+        select(a.id, a.exception_id, a.kind, a.actor, a.status, a.requested_at, a.finished_at)
+        .select_from(actions.join(exceptions, e.id == a.exception_id))
+        .where(e.transaction_id == transaction_id)
+        .order_by(a.requested_at)
+        .limit(200)
+    )
+    return frame(store, stmt)
+
+
+def transaction_observations(store: Store, transaction_id: str, limit: int = 500) -> pd.DataFrame:
+    """Every observation of a transaction (sharing one of its keys or trace ids), in time order."""
+    tk, bk = transaction_keys.c, business_keys.c
+    by_key = (
+        select(bk.observation_id.label("id"))
+        .select_from(business_keys.join(transaction_keys, and_(tk.value == bk.value, tk.key_type == bk.key_type)))
+        .where(and_(tk.transaction_id == transaction_id, tk.key_type != "trace"))
+    )
+    traces = select(tk.value).where(and_(tk.transaction_id == transaction_id, tk.key_type == "trace"))
+    by_trace = select(o.id).where(o.trace_id.in_(traces))
+    ids = union(by_key, by_trace).subquery()
+    stmt = (
+        select(*(o[name] for name in OBSERVATION_COLUMNS))
+        .where(o.id.in_(select(ids.c.id)))
+        .order_by(o.start_time, o.id)
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
+# --- Endpoints ----------------------------------------------------------------------------------
+
+
+def systems(store: Store) -> list[str]:
+    """Distinct reporting systems by skipping along the (system, start_time) index: a few seeks, no scan."""
+    found: list[str] = []
+    with store.engine.connect() as conn:
+        current = conn.execute(select(func.min(o.system))).scalar()
+        while current is not None:
+            found.append(current)
+            current = conn.execute(select(func.min(o.system)).where(o.system > current)).scalar()
+    return found
+
+
+def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement[bool]:
+    return and_(o.system.in_(names), o.start_time >= since, o.start_time < until, o.kind.in_(REQUEST_KINDS))
+
+
+def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
+    """Per system and operation in the window: requests, errors, 429s, p50/p95 latency, last error."""
+    names = systems(store)
+    if not names:
+        return pd.DataFrame()
+    counts = frame(store, _endpoint_counts(names, since, until))
+    if counts.empty:
+        return counts
+    latency = frame(store, _endpoint_latency(store, names, since, until))
+    last = frame(store, _last_errors(names, since, until))
+    merged = counts.merge(latency, on=["system", "operation"], how="left")
+    return merged.merge(last, on=["system", "operation"], how="left")
+
+
+def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Select[Any]:
+    return (
+        select(
+            o.system,
+            o.operation,
+            func.count().label("requests"),
+            func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
+            func.sum(case((o.status_code == 429, 1), else_=0)).label("throttled"),
+        )
+        .where(_window(names, since, until))
+        .group_by(o.system, o.operation)
+    )
+
+
+def _duration_ms(store: Store) -> ColumnElement[Any]:
+    if store.dialect == "sqlite":
+        return (func.julianday(o.end_time) - func.julianday(o.start_time)) * 86_400_000.0
+    return func.extract("epoch", o.end_time - o.start_time) * 1000.0
+
+
+def _endpoint_latency(store: Store, names: list[str], since: datetime, until: datetime) -> Select[Any]:
+    """Nearest-rank p50 and p95 with window functions, so only one row per endpoint leaves the database."""
+    part = (o.system, o.operation)
+    duration = cast(_duration_ms(store), Float)
+    ranked = (
+        select(
+            o.system,
+            o.operation,
+            duration.label("ms"),
+            func.row_number().over(partition_by=part, order_by=duration).label("rn"),
+            func.count().over(partition_by=part).label("n"),
+        )
+        .where(and_(_window(names, since, until), o.end_time.is_not(None)))
+        .subquery()
+    )
+    r = ranked.c
+    return select(
+        r.system,
+        r.operation,
+        func.max(case((r.rn == (r.n * 50 + 99) // 100, r.ms))).label("p50_ms"),
+        func.max(case((r.rn == (r.n * 95 + 99) // 100, r.ms))).label("p95_ms"),
+    ).group_by(r.system, r.operation)
+
+
+def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[Any]:
+    part = (o.system, o.operation)
+    ranked = (
+        select(
+            o.system,
+            o.operation,
+            o.start_time.label("last_error_at"),
+            func.coalesce(o.error_message, literal("HTTP ") + cast(o.status_code, String)).label("last_error"),
+            func.row_number().over(partition_by=part, order_by=(o.start_time.desc(), o.id.desc())).label("rn"),
+        )
+        .where(and_(_window(names, since, until), o.outcome == "error"))
+        .subquery()
+    )
+    r = ranked.c
+    return select(r.system, r.operation, r.last_error_at, r.last_error).where(r.rn == 1)
+
+
+def endpoint_timeline(store: Store, system: str, operation: str, since: datetime, until: datetime) -> pd.DataFrame:
+    """Requests and errors per time bucket for one endpoint (minutes for a short window, else hours)."""
+    minutes = until - since <= timedelta(hours=2)
+    bucket = (_minute(store, o.start_time) if minutes else _hour(store, o.start_time)).label("bucket")
+    stmt = (
+        select(
+            bucket,
+            func.count().label("requests"),
+            func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
+        )
+        .where(and_(_window([system], since, until), o.operation == operation))
+        .group_by(bucket)
+        .order_by(bucket)
+    )
+    return frame(store, stmt)
+
+
+def _hour(store: Store, column: Any) -> ColumnElement[str]:
+    if store.dialect == "sqlite":
+        return func.substr(column, 1, 13)
+    return func.to_char(column, "YYYY-MM-DD HH24")
+
+
+def _minute(store: Store, column: Any) -> ColumnElement[str]:
+    if store.dialect == "sqlite":
+        return func.substr(column, 1, 16)
+    return func.to_char(column, "YYYY-MM-DD HH24:MI")
+
+
+# --- Admin --------------------------------------------------------------------------------------
+
+
+def quarantine_recent(store: Store, limit: int = 100) -> pd.DataFrame:
+    q = quarantine.c
+    stmt = (
+        select(q.id, q.received_at, q.source, q.position, q.reason, q.content_type, q.raw_size)
+        .order_by(q.received_at.desc(), q.id.desc())
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
+def quarantine_raw(store: Store, item_id: int) -> bytes | None:
+    return scalar(store, select(quarantine.c.raw).where(quarantine.c.id == item_id))
+
+
+def audit_recent(store: Store, limit: int = 200, actor: str | None = None) -> pd.DataFrame:
+    a = audit_log.c
+    stmt = select(a.id, a.at, a.actor, a.role, a.action, a.target, a.request_summary, a.result).order_by(
+        a.at.desc(), a.id.desc()
+    )
+    if actor:
+        stmt = stmt.where(a.actor == actor)
+    return frame(store, stmt.limit(limit))
