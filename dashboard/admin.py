@@ -1,5 +1,67 @@
-"""admin page (being built)."""
+"""Admin, for leads: what was rejected and why (with the raw bytes), who did what, and the active config."""
+
+from __future__ import annotations
 
 import streamlit as st
 
-st.title("admin")
+from dashboard.config_view import partners_table, settings_table
+from dashboard.masking import masked_text
+from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.store import queries as q
+
+
+def render() -> None:
+    page = prepare("Admin")
+    if page is None:
+        return
+    if page.viewer.role != "lead":
+        st.warning("Admin is for operations leads.")
+        return
+    quarantine, audit, config = st.tabs(["Quarantine", "Audit log", "Active config"])
+    with quarantine:
+        _quarantine(page)
+    with audit:
+        _audit(page)
+    with config:
+        _config(page)
+
+
+def _quarantine(page: Page) -> None:
+    items = q.quarantine_recent(page.store)
+    if items.empty:
+        st.success("Nothing was rejected: every input so far was understood.")
+        return
+    st.dataframe(items, hide_index=True)
+    chosen = st.selectbox("Show the raw bytes of", list(items["id"]), format_func=lambda i: f"#{i}")
+    raw = q.quarantine_raw(page.store, int(chosen)) or b""
+    st.caption(f"{len(raw)} bytes kept; personal data masked in the text view.")
+    st.code(masked_text(raw) or "(empty)", language="text")
+    with st.expander("Hex"):
+        st.code(raw[:4096].hex(" ", 16) or "(empty)", language="text")
+
+
+def _audit(page: Page) -> None:
+    log = q.audit_recent(page.store)
+    if log.empty:
+        none_yet("No action has been taken yet.")
+        return
+    st.dataframe(log, hide_index=True)
+
+
+def _config(page: Page) -> None:
+    st.caption(f"From {page.config.path or 'the packaged defaults'}. Secrets come from the environment; never shown.")
+    st.subheader("Settings")
+    st.dataframe(settings_table(page.config), hide_index=True)
+    st.subheader("Partners")
+    st.dataframe(partners_table(page.config), hide_index=True)
+    st.subheader("Users and roles")
+    st.dataframe(
+        [{"user": n, "role": u.role, "scope": u.scope.model_dump_json()} for n, u in page.config.file.users.items()],
+        hide_index=True,
+    )
+    st.subheader("Runbooks")
+    st.dataframe([{"category": k, "runbook": v} for k, v in page.config.file.runbooks.items()], hide_index=True)
+
+
+if __name__ == "__main__":
+    render()

@@ -1,5 +1,194 @@
-"""exceptions page (being built)."""
+"""Exceptions: the queue an agent works, and one broken order understood and fixed on one screen."""
 
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pandas as pd
 import streamlit as st
 
-st.title("exceptions")
+from dashboard import actions_panel, charts
+from dashboard.fmt import SLA_LABELS, age, money, sla_label, time_left, when
+from dashboard.masking import mask, masked_text
+from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.store import queries as q
+
+STATUSES = ("open", "retrying", "resolved", "ignored")
+AGES = {
+    "any time": (None, None),
+    "last hour": (timedelta(hours=1), None),
+    "last 24 h": (timedelta(hours=24), None),
+    "older than 24 h": (None, timedelta(hours=24)),
+    "older than 3 days": (None, timedelta(days=3)),
+}
+ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
+
+
+def render() -> None:
+    page = prepare("Exceptions")
+    if page is None:
+        return
+    filters = _filters(page)
+    queue = q.exception_queue(page.store, filters)
+    total = q.exception_count(page.store, filters)
+    _queue(page, queue, total)
+    if not queue.empty:
+        chosen = _choose(queue)
+        if chosen:
+            _detail(page, chosen)
+    actions_panel.bulk(page, filters, total)
+
+
+def _filters(page: Page) -> q.QueueFilter:
+    options = q.queue_options(page.store)
+    key = st.text_input(
+        "Search by any business key", placeholder="marketplace order, PO, SO-…, shipment, tracking number"
+    )
+    cols = st.columns(7)
+    statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"])
+    categories = cols[1].multiselect("Category", options["category"])
+    partners = cols[2].multiselect("Partner", options["partner"])
+    channels = cols[3].multiselect("Channel", options["channel"])
+    sla = cols[4].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
+    assignee = cols[5].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
+    opened = cols[6].selectbox("Opened", list(AGES))
+    newer, older = AGES[opened]
+    return q.QueueFilter(
+        statuses=tuple(statuses),
+        categories=tuple(categories),
+        partners=tuple(partners),
+        channels=tuple(channels),
+        sla_states=tuple(sla),
+        assignee={ANYONE: None, UNASSIGNED: "", ME: page.viewer.actor}.get(assignee, assignee),
+        opened_after=page.now - newer if newer else None,
+        opened_before=page.now - older if older else None,
+        key=key.strip() or None,
+    )
+
+
+def _queue(page: Page, queue: pd.DataFrame, total: int) -> None:
+    if queue.empty:
+        st.success("No exception matches these filters.")
+        return
+    shown = f"newest {len(queue)} of {total}" if total > len(queue) else f"{total}"
+    st.subheader(f"Queue: {shown} matching")
+    table = pd.DataFrame(
+        {
+            "age": [age(t, page.now) for t in queue["opened_at"]],
+            "category": queue["category"],
+            "status": queue["status"],
+            "system": queue["system"],
+            "summary": queue["summary"],
+            "SLA": queue["sla_state"].map(sla_label),
+            "time left": [time_left(d, page.now) for d in queue["due_at"]],
+            "channel": queue["channel"],
+            "partner": queue["partner"],
+            "customer": queue["customer"],
+            "value": queue["order_value"].map(money),
+            "assignee": queue["assignee"],
+            "attempts": queue["attempts"],
+        }
+    )
+    st.dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)))
+
+
+def _choose(queue: pd.DataFrame) -> str | None:
+    """The exception to open: picked here, or named in the link (?exception=ID) another page gave."""
+    labels = dict(zip(queue["id"], queue["category"] + " · " + queue["system"] + " · " + queue["summary"], strict=True))
+    wanted = st.query_params.get("exception")
+    ids = list(labels)
+    if wanted and wanted not in labels:
+        ids.insert(0, wanted)
+    index = ids.index(wanted) if wanted in ids else None
+    chosen = st.selectbox(
+        "Open an exception",
+        ids,
+        index=index,
+        format_func=lambda i: labels.get(i, i),
+        placeholder="Choose one from the queue",
+    )
+    if chosen:
+        st.query_params["exception"] = chosen
+    return chosen
+
+
+def _detail(page: Page, exception_id: str) -> None:
+    row = q.exception_row(page.store, exception_id)
+    if row is None:
+        st.warning(f"There is no exception {exception_id}.")
+        return
+    st.divider()
+    st.header(row["summary"])
+    left, right = st.columns(2)
+    with left:
+        _business_context(page, row)
+    with right:
+        _facts(page, row)
+    runbook = page.config.file.runbooks.get(row["category"], "No runbook for this category yet.")
+    st.info(f"**Runbook ({row['category']}).** {runbook}\n\n**Suggested action:** {row['suggested_action'] or '—'}")
+    actions_panel.panel(page, row)
+    _timeline(page, row)
+    _payload(page, row)
+    history = q.exception_actions(page.store, exception_id)
+    if not history.empty:
+        st.subheader("Actions taken")
+        st.dataframe(history.drop(columns=["outcome"]), hide_index=True)
+
+
+def _business_context(page: Page, row: dict) -> None:
+    context = row.get("context") or {}
+    st.markdown(
+        "\n".join(
+            [
+                f"- **Transaction:** [{row['transaction_id']}](search?key={row['transaction_id']})",
+                f"- **Channel:** {row['channel'] or context.get('channel') or '—'}",
+                f"- **Partner:** {row['partner'] or context.get('partner') or '—'}",
+                f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
+                f"- **Order value:** {money(row['order_value'] or context.get('order_value')) or '—'}",
+                f"- **Promised ship-by:** {when(row['promised_at']) or '—'}",
+                f"- **SLA:** {sla_label(row['sla_state'])}, {time_left(row['due_at'], page.now) or 'nothing due'}",
+            ]
+        )
+    )
+
+
+def _facts(page: Page, row: dict) -> None:
+    st.markdown(
+        "\n".join(
+            [
+                f"- **Status:** {row['status']}",
+                f"- **Category:** {row['category']}",
+                f"- **Failing:** {row['system']} {row['endpoint'] or ''} at stage {row['stage'] or '—'}",
+                f"- **Attempts seen:** {row['attempts']}",
+                f"- **Opened:** {when(row['opened_at'])} ({age(row['opened_at'], page.now)} ago)",
+                f"- **Last seen:** {when(row['last_seen_at'])}",
+                f"- **Assignee:** {row['assignee'] or 'nobody'}",
+            ]
+        )
+    )
+
+
+def _timeline(page: Page, row: dict) -> None:
+    st.subheader("Across systems")
+    data = q.transaction_observations(page.store, row["transaction_id"])
+    if data.empty:
+        none_yet("No observations are linked to this transaction.")
+        return
+    st.plotly_chart(charts.waterfall(data, row["observation_id"]), key="waterfall")
+
+
+def _payload(page: Page, row: dict) -> None:
+    failing = q.observation(page.store, row["observation_id"]) if row["observation_id"] else None
+    if failing is None:
+        return
+    st.subheader("What was sent (personal data masked)")
+    if failing["payload"]:
+        st.code(masked_text(failing["payload"]), language="json")
+    else:
+        st.caption("No request body was stored for this step; the attributes below describe it.")
+    with st.expander("Attributes of the failing observation"):
+        st.json(mask(failing["attributes"]))
+
+
+if __name__ == "__main__":
+    render()

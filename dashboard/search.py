@@ -1,5 +1,93 @@
-"""search page (being built)."""
+"""Transaction search: any business key to the whole story — stages, SLA, exceptions, actions, every observation."""
 
+from __future__ import annotations
+
+import pandas as pd
 import streamlit as st
 
-st.title("search")
+from dashboard import charts
+from dashboard.fmt import sla_label, time_left, when
+from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.store import queries as q
+
+
+def render() -> None:
+    page = prepare("Transaction search")
+    if page is None:
+        return
+    key = st.text_input(
+        "Any key",
+        value=st.query_params.get("key", ""),
+        placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA",
+    ).strip()
+    if not key:
+        st.caption("Type an identifier any system used for the order; the result shows what every system saw.")
+        return
+    st.query_params["key"] = key
+    found = q.find_transactions(page.store, key)
+    if found.empty:
+        st.warning(f"No transaction carries the key {key!r}. Keys are matched exactly, as the systems sent them.")
+        return
+    tid = found["id"].iloc[0]
+    if len(found) > 1:
+        tid = st.selectbox("Several transactions carry this key", list(found["id"]))
+    _transaction(page, tid)
+
+
+def _transaction(page: Page, tid: str) -> None:
+    row = q.transaction_row(page.store, tid)
+    if row is None:
+        return
+    st.header(tid)
+    cols = st.columns(4)
+    cols[0].metric("SLA", sla_label(row["sla_state"]), time_left(row["due_at"], page.now) or None)
+    cols[1].metric(
+        "Stage", row["current_stage"] or "—", f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
+    )
+    cols[2].metric("Channel", row["channel"] or "—")
+    cols[3].metric("Partner", row["partner"] or "—")
+    st.dataframe(q.transaction_key_list(page.store, tid), hide_index=True)
+    st.subheader("Stages")
+    st.dataframe(stage_table(row["stages"]), hide_index=True)
+    _exceptions(page, tid)
+    st.subheader("Every observation, across systems")
+    observations = q.transaction_observations(page.store, tid)
+    if observations.empty:
+        none_yet("No observations are linked.")
+    else:
+        st.plotly_chart(charts.waterfall(observations), key="search_waterfall")
+        with st.expander(f"{len(observations)} observations"):
+            st.dataframe(observations, hide_index=True)
+
+
+def stage_table(stages: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "stage": [s.get("name") for s in stages],
+            "reached": [when(pd.to_datetime(s.get("reached_at"))) if s.get("reached_at") else "" for s in stages],
+            "due": [when(pd.to_datetime(s.get("due_at"))) if s.get("due_at") else "" for s in stages],
+            "SLA": [sla_label(s.get("sla_state")) for s in stages],
+        }
+    )
+
+
+def _exceptions(page: Page, tid: str) -> None:
+    exceptions = q.transaction_exceptions(page.store, tid)
+    st.subheader(f"Exceptions ({len(exceptions)})")
+    if exceptions.empty:
+        none_yet("None: every step went through.")
+        return
+    links = "exceptions?exception=" + exceptions["id"]
+    st.dataframe(
+        exceptions.assign(open=links),
+        hide_index=True,
+        column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
+    )
+    actions = q.transaction_actions(page.store, tid)
+    if not actions.empty:
+        st.subheader("Actions")
+        st.dataframe(actions, hide_index=True)
+
+
+if __name__ == "__main__":
+    render()

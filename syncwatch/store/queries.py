@@ -33,7 +33,6 @@ o = observations.c
 ACTIVE_EXCEPTION = ("open", "retrying")
 LATE = ("at_risk", "breached")
 OPEN_SLA = ("on_track", "at_risk", "breached")
-REQUEST_KINDS = ("span", "log")
 OBSERVATION_COLUMNS = (
     "id",
     "kind",
@@ -385,7 +384,9 @@ def systems(store: Store) -> list[str]:
 
 
 def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement[bool]:
-    return and_(o.system.in_(names), o.start_time >= since, o.start_time < until, o.kind.in_(REQUEST_KINDS))
+    # Requests are spans and access-log lines (log records with an HTTP status); other log records are not.
+    request = or_(o.kind == "span", and_(o.kind == "log", o.status_code.is_not(None)))
+    return and_(o.system.in_(names), o.start_time >= since, o.start_time < until, request)
 
 
 def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFrame:

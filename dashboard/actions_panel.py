@@ -1,0 +1,147 @@
+"""The buttons under an exception and the bulk job over a filter; every click goes through the action layer.
+
+The page shows only what the viewer's role may use (``allowed_actions``); the action layer checks
+again, so a hidden button is a convenience, never the guard.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from typing import Any
+
+import streamlit as st
+
+from actions import api
+from dashboard.masking import apply_edits, mask
+from dashboard.widgets import Page
+from syncwatch.store import queries as q
+
+OUTCOME = "action_outcome"
+PLAN, JOB = "bulk_plan", "bulk_job"
+BUTTONS = (
+    ("retry", "Retry", "primary"),
+    ("reroute", "Reroute", "secondary"),
+    ("replay", "Replay", "secondary"),
+    ("resolve", "Resolve", "secondary"),
+    ("ignore", "Ignore", "secondary"),
+    ("assign", "Assign to me", "secondary"),
+)
+ACTIVE = ("open", "retrying")
+BULK_ACTIONS = ("retry", "replay", "resolve", "ignore")
+
+
+def panel(page: Page, row: dict[str, Any]) -> None:
+    """Outcome of the last click, then the actions this viewer may take on this exception."""
+    _outcome(row["id"])
+    allowed = api.allowed_actions(page.config, page.viewer.actor, row)
+    if not allowed:
+        st.caption(f"{page.viewer.label} can read this exception; agents and leads act on it.")
+        return
+    if row["status"] not in ACTIVE:
+        st.caption(f"This exception is {row['status']}; nothing left to do.")
+        return
+    note = st.text_input("Note (optional, kept in the audit log)", key=f"note_{row['id']}")
+    payload = _edited_payload(page, row) if "retry" in allowed else None
+    target = _reroute_target(page, row) if "reroute" in allowed else None
+    cols = st.columns(len(BUTTONS))
+    for col, (action, label, kind) in zip(cols, BUTTONS, strict=True):
+        if action in allowed and col.button(label, key=f"{action}_{row['id']}", type=kind):
+            _perform(page, row, action, note=note or None, payload=payload, target=target)
+
+
+def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> None:
+    if action != "reroute":
+        options.pop("target")
+    if action != "retry":
+        options.pop("payload")
+    with st.spinner(f"{action.capitalize()} in progress…"):
+        result = api.perform(
+            page.store, page.config, action=action, exception_id=row["id"], actor=page.viewer.actor, **options
+        )
+    st.session_state[OUTCOME] = {"exception": row["id"], "action": action, **asdict(result)}
+    st.rerun()
+
+
+def _outcome(exception_id: str) -> None:
+    """The result of the last action on this exception, where the buttons are."""
+    outcome = st.session_state.get(OUTCOME)
+    if not outcome or outcome["exception"] != exception_id:
+        return
+    text = f"**{outcome['action'].capitalize()}:** {outcome['message']} (the exception is now {outcome['status']})"
+    (st.success if outcome["ok"] else st.error)(text)
+
+
+def _edited_payload(page: Page, row: dict[str, Any]) -> dict[str, Any] | None:
+    """The payload to retry with, when the agent edits it; personal data stays masked on screen."""
+    failing = q.observation(page.store, row["observation_id"]) if row["observation_id"] else None
+    original = _json(failing["payload"]) if failing else None
+    if not isinstance(original, dict) or not st.toggle("Edit the payload before retrying", key=f"edit_{row['id']}"):
+        return None
+    shown = mask(original)
+    text = st.text_area("Payload to send", json.dumps(shown, indent=2), height=220, key=f"payload_{row['id']}")
+    edited = _json(text)
+    if not isinstance(edited, dict):
+        st.error("The edited payload is not a JSON object; Retry sends the original.")
+        return None
+    return apply_edits(original, shown, edited) if edited != shown else None
+
+
+def _json(raw: bytes | str | None) -> Any:
+    try:
+        return json.loads(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
+    partners = page.config.file.partners
+    current = row["partner"] or (row.get("context") or {}).get("partner")
+    alternates = list(partners[current].alternates) if current in partners else []
+    alternates = alternates or [n for n, p in partners.items() if p.kind in ("wms", "3pl") and n != current]
+    return st.selectbox("Reroute to", alternates, key=f"target_{row['id']}") if alternates else None
+
+
+def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
+    """Leads act on everything the filter matches: plan first (how many, which partners), then run."""
+    if page.viewer.role != "lead" or total == 0:
+        return
+    with st.expander(f"Bulk action on all {total} matching exceptions"):
+        action = st.selectbox("Action", BULK_ACTIONS, key="bulk_action")
+        if st.button("Plan", key="bulk_plan_button"):
+            st.session_state[PLAN] = api.plan_bulk(
+                page.store, page.config, action=action, filters=_filter_dict(filters), actor=page.viewer.actor
+            )
+        plan = st.session_state.get(PLAN)
+        if plan is not None and plan.action == action:
+            _show_plan(page, plan)
+        if st.session_state.get(JOB):
+            st.fragment(run_every=2)(_job_status)(page)
+
+
+def _filter_dict(filters: q.QueueFilter) -> dict[str, Any]:
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(filters).items() if v}
+
+
+def _show_plan(page: Page, plan: api.BulkPlan) -> None:
+    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions.** {plan.note or ''}")
+    if plan.partners:
+        st.dataframe(
+            [{"partner": p, "exceptions": n} for p, n in sorted(plan.partners.items(), key=lambda i: -i[1])],
+            hide_index=True,
+        )
+    if plan.count and st.button(f"Run {plan.action} on {plan.count} exceptions", type="primary", key="bulk_run"):
+        st.session_state[JOB] = api.start_bulk(page.store, page.config, plan, page.viewer.actor)
+        st.session_state.pop(PLAN, None)
+        st.rerun()
+
+
+def _job_status(page: Page) -> None:
+    job = st.session_state[JOB]
+    status = api.bulk_status(page.store, job)
+    st.write(f"Bulk job `{job}`: **{status.get('status', 'unknown')}**")
+    done, count = status.get("done", 0), status.get("count", 0) or 1
+    st.progress(min(1.0, done / count), text=f"{done} of {status.get('count', 0)} done")
+    if status.get("status") in ("pending", "running") and st.button("Cancel the job", key="bulk_cancel"):
+        result = api.cancel_bulk(page.store, job, page.viewer.actor)
+        st.info(result.message)
