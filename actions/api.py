@@ -2,37 +2,40 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Callable
 from typing import Any
 
-from actions import roles
+from actions import bulk, manual, replay, reroute, retry, roles
+from actions.results import ActionResult, BulkPlan
+from actions.runner import Request, entry_for, refusal, refuse, run_partner_action
+from actions.services import Services, services_for
 from syncwatch.config import Config
 from syncwatch.store import Store
+from syncwatch.store import actions as q
 
 ACTIONS = roles.EXCEPTION_ACTIONS
+Handler = Callable[[Services, Request, dict[str, Any]], ActionResult]
+HANDLERS: dict[str, Handler] = {
+    "retry": lambda s, r, e: run_partner_action(s, r, e, retry.prepare),
+    "reroute": lambda s, r, e: run_partner_action(s, r, e, reroute.prepare),
+    "replay": lambda s, r, e: run_partner_action(s, r, e, replay.prepare),
+    "resolve": manual.close,
+    "ignore": manual.close,
+    "assign": manual.assign,
+}
 
-
-@dataclass(frozen=True)
-class ActionResult:
-    """What happened, for the person who asked: ``status`` is the exception's status afterwards."""
-
-    ok: bool
-    status: str
-    message: str
-    action_id: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class BulkPlan:
-    """What a bulk job would touch: every matching exception, not just a visible page."""
-
-    action: str
-    filters: dict[str, Any]
-    count: int
-    partners: dict[str, int]
-    exception_ids: tuple[str, ...]
-    note: str | None = None
+__all__ = [
+    "ACTIONS",
+    "ActionResult",
+    "BulkPlan",
+    "allowed_actions",
+    "bulk_status",
+    "cancel_bulk",
+    "perform",
+    "plan_bulk",
+    "role_of",
+    "start_bulk",
+]
 
 
 def role_of(config: Config, actor: str) -> str:
@@ -55,20 +58,36 @@ def perform(
     target: str | None = None,
 ) -> ActionResult:
     """Run one action on one exception as ``actor``: checked, claimed, sent, audited."""
-    raise NotImplementedError("actions arrive in the next commit")
+    request = Request(action, exception_id, actor, note, payload, target)
+    return run(services_for(store, config), request)
+
+
+def run(services: Services, request: Request) -> ActionResult:
+    with services.store.engine.connect() as conn:
+        exception = q.exception_target(conn, request.exception_id)
+    reason = refusal(services, request, exception)
+    if reason is not None:
+        status = exception["status"] if exception else "unknown"
+        return refuse(services, entry_for(services, request), status, reason)
+    assert exception is not None
+    return HANDLERS[request.kind](services, request, exception)
 
 
 def plan_bulk(store: Store, config: Config, *, action: str, filters: dict[str, Any], actor: str) -> BulkPlan:
-    raise NotImplementedError("bulk jobs arrive in a later commit")
+    """Every exception the filter matches (not a page of them), counted by partner; nothing runs yet."""
+    return bulk.plan(services_for(store, config), action, filters, actor)
 
 
 def start_bulk(store: Store, config: Config, plan: BulkPlan, actor: str) -> str:
-    raise NotImplementedError("bulk jobs arrive in a later commit")
+    """Start the job in the background within the partners' rate limits; returns the job id.
+    Raises ``actions.bulk.Refused`` (audited) when the actor is not a lead."""
+    return bulk.start(services_for(store, config), plan, actor, run)
 
 
 def bulk_status(store: Store, job_id: str) -> dict[str, Any]:
-    raise NotImplementedError("bulk jobs arrive in a later commit")
+    return bulk.status(store, job_id)
 
 
-def cancel_bulk(store: Store, job_id: str, actor: str) -> ActionResult:
-    raise NotImplementedError("bulk jobs arrive in a later commit")
+def cancel_bulk(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
+    """Stop a job between items; with ``config``, only its starter or a lead may."""
+    return bulk.cancel(store, job_id, actor, config)

@@ -1,0 +1,144 @@
+"""Bulk jobs: one action over every exception a filter matches. First a plan (how many, which
+partners), then a background job that runs within each partner's rate limit (the partner clients
+share one limiter), records progress as it goes and stops between items when cancelled."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from actions import ledger, roles
+from actions.errors import ActionError
+from actions.ledger import Entry
+from actions.masking import summary
+from actions.results import ActionResult, BulkPlan
+from actions.runner import Request
+from actions.services import Services
+from correlator.passes import Correlator
+from syncwatch.config import Config
+from syncwatch.model import utcnow
+from syncwatch.store import Store
+from syncwatch.store import actions as q
+
+BULK_ACTIONS = ("retry", "replay", "resolve", "ignore", "assign")
+WORKERS = 8
+"""Items in flight at once: enough to keep a partner's rate limit busy while each waits on the store."""
+Runner = Callable[[Services, Request], ActionResult]
+
+
+class Refused(ActionError):
+    """The actor may not start or cancel this bulk job (it is audited all the same)."""
+
+
+def plan(services: Services, action: str, filters: dict[str, Any], actor: str) -> BulkPlan:
+    if action not in BULK_ACTIONS:
+        raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
+    with services.store.engine.connect() as conn:
+        rows = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
+        systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
+    partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
+    return BulkPlan(action, dict(filters), len(rows), dict(partners), tuple(r["id"] for r in rows))
+
+
+def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:
+    attrs = (observation or {}).get("attributes") or {}
+    address = attrs.get("url.full") or attrs.get("server.address")
+    return (services.partner_at(str(address)) if address else None) or row["system"]
+
+
+def start(services: Services, plan: BulkPlan, actor: str, run: Runner, note: str | None = None) -> str:
+    """Record the job and start it in a background thread; raises ``Refused`` for non-leads."""
+    now, job_id = services.clock(), f"job-{uuid.uuid4().hex[:16]}"
+    entry = Entry(
+        actor,
+        roles.role_of(services.config, actor),
+        f"bulk {plan.action}",
+        job_id,
+        summary(filters=plan.filters, count=plan.count, partners=plan.partners),
+    )
+    allowed = roles.may(services.config, actor, "bulk") and roles.may(services.config, actor, plan.action)
+    with services.store.writing() as conn:
+        if not allowed:
+            entry.result, entry.detail = "refused", {"reason": f"{actor} may not run bulk {plan.action}"}
+            ledger.audit(conn, entry, now)
+        else:
+            q.create_job(conn, _job_row(job_id, plan, actor, note or plan.note, now))
+            entry.detail = {"job_id": job_id}
+            ledger.audit(conn, entry, now)
+    if not allowed:
+        raise Refused(f"{actor} is {roles.role_of(services.config, actor)}; only a lead may run bulk jobs")
+    threading.Thread(
+        target=_work, args=(services, job_id, plan, actor, run, note or plan.note), daemon=True, name=job_id
+    ).start()
+    return job_id
+
+
+def _job_row(job_id: str, plan: BulkPlan, actor: str, note: str | None, now: Any) -> dict[str, Any]:
+    return {
+        "id": job_id,
+        "kind": plan.action,
+        "actor": actor,
+        "filters": plan.filters,
+        "partners": plan.partners,
+        "exception_ids": list(plan.exception_ids),
+        "note": note,
+        "status": "running",
+        "total": plan.count,
+        "created_at": now,
+        "updated_at": now,
+    }
+
+
+def _work(services: Services, job_id: str, plan: BulkPlan, actor: str, run: Runner, note: str | None) -> None:
+    stop = threading.Event()
+
+    def one(exception_id: str) -> None:
+        if stop.is_set():
+            return
+        result = run(services, Request(plan.action, exception_id, actor, note, job_id=job_id, settle=False))
+        with services.store.writing() as conn:
+            status = q.job_progress(conn, job_id, int(result.ok), int(not result.ok), services.clock())
+        if status != "running":
+            stop.set()
+
+    with ThreadPoolExecutor(WORKERS, thread_name_prefix=job_id) as pool:
+        list(pool.map(one, plan.exception_ids))
+    _close(services, job_id, "cancelled" if stop.is_set() else "finished")
+
+
+def _close(services: Services, job_id: str, status: str) -> None:
+    services.flush()
+    Correlator(services.store, services.config).run_pass()
+    with services.store.writing() as conn:
+        q.set_job_status(conn, job_id, status, services.clock())
+
+
+def status(store: Store, job_id: str) -> dict[str, Any]:
+    with store.engine.connect() as conn:
+        job = q.job(conn, job_id)
+    if job is None:
+        return {"id": job_id, "status": "unknown"}
+    job.pop("exception_ids")
+    job["progress"] = job["done"] / job["total"] if job["total"] else 1.0
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in job.items()}
+
+
+def cancel(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
+    """Ask a running job to stop between items; the items already sent stay done (and audited)."""
+    now = utcnow()
+    role = roles.role_of(config, actor) if config is not None else None
+    with store.writing() as conn:
+        job = q.job(conn, job_id)
+        allowed = job is not None and (config is None or actor == job["actor"] or role == roles.LEAD)
+        stopped = allowed and q.set_job_status(conn, job_id, "cancelling", now, only_from=("running",))
+        entry = Entry(actor, role or "", "bulk cancel", job_id, "", "succeeded" if stopped else "refused")
+        ledger.audit(conn, entry, now)
+    if not stopped:
+        return ActionResult(
+            False, job["status"] if job else "unknown", f"Job {job_id} is not running or not yours to stop."
+        )
+    return ActionResult(True, "cancelling", f"Job {job_id} stops after the items in flight.")

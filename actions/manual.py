@@ -1,0 +1,65 @@
+"""Resolve, ignore and assign: decisions of a person, recorded and audited; no partner is called."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions import ledger, roles
+from actions.results import ActionResult
+from actions.runner import Request, entry_for, refuse
+from actions.services import Services
+from syncwatch.store import actions as q
+
+CLOSING = {"resolve": "resolved", "ignore": "ignored"}
+
+
+def close(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
+    """Resolve or ignore with a note; the correlator keeps it so unless a new failure arrives."""
+    entry = entry_for(services, request)
+    if not (request.note or "").strip():
+        return refuse(services, entry, exception["status"], f"a note is required to {request.kind}", "failed")
+    status, now = CLOSING[request.kind], services.clock()
+    values = {"status": status, "resolved_at": now, "resolved_by_observation_id": None, "updated_at": now}
+    return _record(services, request, exception, entry, values, f"{request.kind.capitalize()}d with the note recorded")
+
+
+def assign(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
+    entry = entry_for(services, request)
+    assignee = request.target
+    if assignee is None or roles.role_of(services.config, assignee) == roles.EXECUTIVE:
+        reason = f"{assignee or 'nobody'} cannot work exceptions; assign an agent or a lead"
+        return refuse(services, entry, exception["status"], reason, "failed")
+    values = {"assignee": assignee, "updated_at": services.clock()}
+    return _record(services, request, exception, entry, values, f"Assigned to {assignee}")
+
+
+def _record(
+    services: Services,
+    request: Request,
+    exception: dict[str, Any],
+    entry: ledger.Entry,
+    values: dict[str, Any],
+    message: str,
+) -> ActionResult:
+    now = services.clock()
+    asked = {"note": request.note, "target": request.target}
+    with services.store.writing() as conn:
+        action_id = ledger.record_done(
+            conn, exception["id"], request.kind, request.actor, asked, values_json(values), now
+        )
+        q.set_exception(conn, exception["id"], values)
+        entry.result = "succeeded"
+        status = values.get("status", exception["status"])
+        entry.detail = {
+            "action_id": action_id,
+            "sla_before": exception["sla_state"],
+            "sla_after": exception["sla_state"],
+            "status_before": exception["status"],
+            "status_after": status,
+        }
+        ledger.audit(conn, entry, now)
+    return ActionResult(True, status, f"{message}; the exception is {status}.", action_id)
+
+
+def values_json(values: dict[str, Any]) -> dict[str, Any]:
+    return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in values.items()}

@@ -1,0 +1,30 @@
+"""Personal data out of what is shown and audited: names, emails, phones and addresses are masked."""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+PERSONAL_KEY = re.compile(r"(name|email|e_mail|phone|mobile|address|street|city|zip|postal|postcode|contact)", re.I)
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+PHONE = re.compile(r"\+?\d[\d ()./-]{7,}\d")
+MASK = "***"
+SUMMARY_LIMIT = 600
+
+
+def mask(value: Any) -> Any:
+    """A copy with personal fields replaced and emails and phone numbers blanked in free text."""
+    if isinstance(value, dict):
+        return {k: MASK if PERSONAL_KEY.search(str(k)) and v not in (None, "") else mask(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask(v) for v in value]
+    if isinstance(value, str):
+        return PHONE.sub(MASK, EMAIL.sub(MASK, value))
+    return value
+
+
+def summary(**parts: Any) -> str:
+    """One line for the audit log: the request's parts, masked, cut to a readable length."""
+    text = " ".join(f"{k}={json.dumps(mask(v), sort_keys=True)}" for k, v in parts.items() if v is not None)
+    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"

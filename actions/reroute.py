@@ -1,0 +1,99 @@
+"""Reroute: move a fulfilment to an alternate warehouse or 3PL, never leaving two live.
+
+Order of work: find the order's live fulfilments at the original, cancel each and read the cancel
+back; only then create at the alternate. A failure stops the work where it is, and the outcome
+says exactly what was done and what was not; running the reroute again picks up from there.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from actions.errors import NotActionable, PartnerError, PartnerRejected
+from actions.kinds import fulfilment
+from actions.ledger import Claim
+from actions.runner import Plan, Request
+from actions.services import Services
+from actions.steps import Step, failed_step
+from syncwatch.store import actions as q
+
+
+def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
+    with services.store.engine.connect() as conn:
+        observations = q.step_observations(conn, exception["observation_id"])
+        keys = q.transaction_keys_of(conn, exception["transaction_id"])
+    original = _original(services, exception, observations)
+    alternate = _alternate(services, original, request.target)
+    orders = keys.get("erp_order", [])
+    if not orders:
+        raise NotActionable("the transaction has no ERP sales order yet, so there is no fulfilment to move")
+    body = _original_body(services, observations)
+    summary = {"partner": original, "alternate": alternate, "sales_order": orders[0]}
+
+    def execute(services: Services, claim: Claim, outcome: dict[str, Any]) -> str:
+        return _move(services, (original, alternate), orders[0], body, claim, outcome)
+
+    first = observations[0] if observations else {}
+    return Plan(summary, execute, (first.get("trace_id"), first.get("span_id")))
+
+
+def _original(services: Services, exception: dict[str, Any], observations: list[dict[str, Any]]) -> str:
+    try:
+        partner = failed_step(services, observations, {}).partner if observations else None
+    except NotActionable:
+        partner = None
+    partner = partner if partner in _fulfilers(services) else exception.get("partner")
+    if partner not in _fulfilers(services):
+        raise NotActionable("the failed step was not sent to a warehouse or 3PL, so there is nothing to reroute")
+    return str(partner)
+
+
+def _alternate(services: Services, original: str, target: str | None) -> str:
+    alternates = services.config.file.partners[original].alternates
+    if target is None:
+        raise NotActionable(f"name the system to reroute to: {', '.join(alternates) or 'none configured'}")
+    if target not in alternates or target not in _fulfilers(services):
+        raise NotActionable(f"{target} is not an alternate of {original}; choose from {', '.join(alternates)}")
+    return target
+
+
+def _fulfilers(services: Services) -> set[str]:
+    return {n for n, p in services.config.file.partners.items() if p.kind in fulfilment.APIS}
+
+
+def _original_body(services: Services, observations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    try:
+        step: Step = failed_step(services, observations, None)
+    except NotActionable:
+        return None
+    return step.body
+
+
+def _move(
+    services: Services,
+    partners: tuple[str, str],
+    sales_order: str,
+    body: dict[str, Any] | None,
+    claim: Claim,
+    outcome: dict[str, Any],
+) -> str:
+    original, alternate = services.client(partners[0]), services.client(partners[1])
+    steps: list[str] = outcome["steps"]
+    outcome["done_at_alternate"] = False
+    for doc in fulfilment.live(original, sales_order):
+        if not fulfilment.cancel_confirmed(original, str(doc["id"]), f"{claim.key}.cancel.{doc['id']}"):
+            steps.append(f"nothing created at {alternate.name}")
+            raise PartnerRejected(f"{original.name} did not confirm the cancel of {doc['id']}", original.name)
+        steps.append(f"cancelled {doc['id']} at {original.name} (confirmed)")
+    if not steps:
+        steps.append(f"{original.name} holds no live fulfilment for {sales_order} (checked)")
+    outcome["original_clear"] = True
+    existing = fulfilment.live(alternate, sales_order)
+    try:
+        created = existing[0] if existing else fulfilment.create(alternate, sales_order, body, f"{claim.key}.create")
+    except PartnerError:
+        steps.append(f"nothing created at {alternate.name}: {sales_order} has no live fulfilment until this runs again")
+        raise
+    steps.append(f"{'found' if existing else 'created'} {created.get('id')} at {alternate.name}")
+    outcome.update({"done_at_alternate": True, "partner_ref": created.get("id")})
+    return f"Rerouted {sales_order} from {original.name} to {alternate.name} ({created.get('id')})"

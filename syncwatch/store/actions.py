@@ -1,0 +1,212 @@
+"""Named reads and writes of the action layer: the exception to act on and what to re-send, action
+claims keyed by idempotency key, the append-only audit log, exception status, and bulk jobs."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from syncwatch.store.schema import (
+    action_jobs,
+    actions,
+    audit_log,
+    exceptions,
+    observations,
+    transaction_keys,
+    transactions,
+)
+
+e, t, o, a = exceptions.c, transactions.c, observations.c, actions.c
+STEP_COLUMNS = (o.id, o.kind, o.system, o.operation, o.status_code, o.trace_id, o.span_id, o.attributes, o.payload)
+FILTERS = {
+    "status": e.status,
+    "category": e.category,
+    "system": e.system,
+    "suggested_action": e.suggested_action,
+    "assignee": e.assignee,
+    "channel": t.channel,
+    "partner": t.partner,
+    "sla_state": t.sla_state,
+}
+
+
+def exception_target(conn: Connection, exception_id: str) -> dict[str, Any] | None:
+    """The exception with what an action needs of its transaction (SLA state, channel, partner)."""
+    stmt = (
+        select(exceptions, t.sla_state, t.channel, t.partner, t.current_stage, t.status.label("transaction_status"))
+        .join(transactions, t.id == e.transaction_id)
+        .where(e.id == exception_id)
+    )
+    row = conn.execute(stmt).first()
+    return dict(row._mapping) if row else None
+
+
+def step_observations(conn: Connection, observation_id: int | None) -> list[dict[str, Any]]:
+    """The failing observation and the failures of the same operation in its trace (client, server,
+    gateway), failing one first: together they say where the request went and what it carried."""
+    if observation_id is None:
+        return []
+    first = conn.execute(select(*STEP_COLUMNS).where(o.id == observation_id)).first()
+    if first is None:
+        return []
+    found = [dict(first._mapping)]
+    if first.trace_id:
+        same = and_(o.trace_id == first.trace_id, o.operation == first.operation, o.id != first.id)
+        found += [dict(r._mapping) for r in conn.execute(select(*STEP_COLUMNS).where(same).order_by(o.id))]
+    return found
+
+
+def transaction_keys_of(conn: Connection, transaction_id: str) -> dict[str, list[str]]:
+    """Identity keys and trace ids of a transaction, by key type."""
+    c = transaction_keys.c
+    keys: dict[str, list[str]] = {}
+    for key_type, value in conn.execute(
+        select(c.key_type, c.value).where(c.transaction_id == transaction_id).order_by(c.key_type, c.value)
+    ):
+        keys.setdefault(key_type, []).append(value)
+    return keys
+
+
+def sla_state(conn: Connection, transaction_id: str) -> str | None:
+    return conn.execute(select(t.sla_state).where(t.id == transaction_id)).scalar()
+
+
+def actions_of(conn: Connection, exception_id: str, kind: str) -> list[dict[str, Any]]:
+    """Earlier actions of one kind on one exception, newest first."""
+    stmt = select(actions).where(a.exception_id == exception_id, a.kind == kind).order_by(a.requested_at.desc())
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def action(conn: Connection, action_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(actions).where(a.id == action_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def insert_action(conn: Connection, row: Mapping[str, Any]) -> bool:
+    """Claim an idempotency key; False when another request holds it already (unique key)."""
+    try:
+        with conn.begin_nested():
+            conn.execute(insert(actions).values(**row))
+    except IntegrityError:
+        return False
+    return True
+
+
+def take_over_action(conn: Connection, action_id: str, from_status: str, now: datetime, values: dict[str, Any]) -> bool:
+    """Re-claim an action that failed without a definite answer, or whose lease ran out (a crash)."""
+    free = a.lease_until.is_(None) | (a.lease_until < now) if from_status == "running" else a.status == from_status
+    stmt = (
+        update(actions)
+        .where(a.id == action_id, a.status == from_status, free)
+        .values(attempts=a.attempts + 1, **values)
+    )
+    return conn.execute(stmt).rowcount == 1
+
+
+def update_action(conn: Connection, action_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(update(actions).where(a.id == action_id).values(**values))
+
+
+def append_audit(conn: Connection, entry: Mapping[str, Any]) -> int:
+    """Add one audit entry (the table refuses updates and deletes); returns its sequence number."""
+    return int(conn.execute(insert(audit_log).values(**entry).returning(audit_log.c.id)).scalar_one())
+
+
+def audit_entries(conn: Connection, target: str | None = None) -> list[dict[str, Any]]:
+    stmt = select(audit_log).order_by(audit_log.c.id)
+    if target is not None:
+        stmt = stmt.where(audit_log.c.target == target)
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def set_exception(conn: Connection, exception_id: str, values: Mapping[str, Any]) -> None:
+    conn.execute(update(exceptions).where(e.id == exception_id).values(**values))
+
+
+def select_exceptions(conn: Connection, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every exception matching ``filters`` (column → value or list of values), oldest first."""
+    stmt = (
+        select(e.id, e.system, e.category, e.status, e.context, e.observation_id, t.channel, t.partner)
+        .join(transactions, t.id == e.transaction_id)
+        .where(*_conditions(filters))
+        .order_by(e.opened_at, e.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def _conditions(filters: Mapping[str, Any]) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    for name, value in filters.items():
+        if name == "ids":
+            conditions.append(e.id.in_(list(value)))
+            continue
+        if name not in FILTERS:
+            raise ValueError(f"unknown filter {name!r}; filter by ids or {', '.join(FILTERS)}")
+        column = FILTERS[name]
+        values = value if isinstance(value, list | tuple | set) else [value]
+        conditions.append(column.in_(list(values)))
+    return conditions
+
+
+def observation_systems(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:
+    """Where each observation was reported and to whom it was sent: the partner of a failed step."""
+    if not ids:
+        return {}
+    stmt = select(o.id, o.system, o.attributes).where(o.id.in_(ids))
+    return {row.id: {"system": row.system, "attributes": row.attributes or {}} for row in conn.execute(stmt)}
+
+
+def create_job(conn: Connection, row: Mapping[str, Any]) -> None:
+    conn.execute(insert(action_jobs).values(**row))
+
+
+def job(conn: Connection, job_id: str) -> dict[str, Any] | None:
+    row = conn.execute(select(action_jobs).where(action_jobs.c.id == job_id)).first()
+    return dict(row._mapping) if row else None
+
+
+def job_progress(conn: Connection, job_id: str, succeeded: int, failed: int, now: datetime) -> str:
+    """Count finished items; returns the job's status, so a worker sees a cancel request at once."""
+    j = action_jobs.c
+    conn.execute(
+        update(action_jobs)
+        .where(j.id == job_id)
+        .values(
+            done=j.done + succeeded + failed,
+            succeeded=j.succeeded + succeeded,
+            failed=j.failed + failed,
+            updated_at=now,
+        )
+    )
+    return str(conn.execute(select(j.status).where(j.id == job_id)).scalar_one())
+
+
+def set_job_status(
+    conn: Connection, job_id: str, status: str, now: datetime, *, only_from: tuple[str, ...] = ()
+) -> bool:
+    j = action_jobs.c
+    stmt = update(action_jobs).where(j.id == job_id)
+    if only_from:
+        stmt = stmt.where(j.status.in_(only_from))
+    finished = now if status in ("cancelled", "finished") else None
+    return conn.execute(stmt.values(status=status, updated_at=now, finished_at=finished)).rowcount == 1
+
+
+def open_exceptions_in(conn: Connection, categories: list[str]) -> list[dict[str, Any]]:
+    """Open exceptions of the given categories, with their automatic attempts so far (for the policy)."""
+    automatic = (
+        select(func.count())
+        .select_from(actions)
+        .where(a.exception_id == e.id, a.kind == "retry", a.actor.like("policy:%"))
+        .scalar_subquery()
+    )
+    stmt = (
+        select(e.id, e.category, e.last_seen_at, e.opened_at, automatic.label("automatic_attempts"))
+        .where(e.status == "open", e.category.in_(categories))
+        .order_by(e.last_seen_at)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
