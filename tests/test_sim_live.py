@@ -110,7 +110,9 @@ def test_a_dead_lettered_notice_can_be_redelivered(tmp_path: Path) -> None:
     seen = asyncio.run(scenario(options, exporter, ["dead_letter=1"]))
     assert seen["result"]["outcome"] == "dead_letter"
     assert len(seen["letters"]) == 1 and seen["redelivered"] == [200] and seen["left"] == []
-    assert [e["data"]["sales_order"] for e in seen["events"]] == [seen["result"]["sales_order"]]
+    shipped = [e for e in seen["events"] if e["type"] == "com.syncwatch.shipment.shipped"]
+    assert [e["data"]["sales_order"] for e in shipped] == [seen["result"]["sales_order"]]
+    assert [e["type"] for e in seen["events"]][0] == "com.syncwatch.message.dead_lettered"
 
 
 def test_the_erp_rejects_unknown_skus_until_master_data_has_them(tmp_path: Path) -> None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import threading
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -20,8 +21,10 @@ from syncwatch.sim import cloudevents
 from syncwatch.sim.catalog import WAREHOUSES
 from syncwatch.sim.clock import iso
 from syncwatch.sim.faults import FaultProfile
-from syncwatch.sim.flow import CAPTURE_ROUTE, SHIPPED, Network, Order
+from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, SHIPPED, Network, Order
 from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
+
+T = TypeVar("T")
 
 
 class Delivery:
@@ -54,6 +57,29 @@ class Driver:
         self.network, self.flow, self.urls, self.delivery = network, flow, urls, delivery
         self.client = delivery.client
         delivery.dead_letters = network.erp.dead_letters
+        self.unshipped: dict[str, Order] = {}
+        """Orders whose release failed, by sales order: a fulfilment created for one later ships."""
+        self.background: set[asyncio.Task[Any]] = set()
+        for system in WAREHOUSES.values():
+            network.partners[system].on_create = self._fulfilment_created(system)
+
+    def _fulfilment_created(self, system: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
+        """A warehouse ships what it receives: a fulfilment sent for a failed release (a reroute or a
+        retry) is shipped, confirmed to the marketplace and invoiced, once."""
+
+        async def created(document: dict[str, Any]) -> None:
+            order = self.unshipped.pop(str(document.get("tpl.client_order") or document.get("wms.order_ref")), None)
+            if order is not None:
+                task = asyncio.create_task(self.complete(order, system, ""))
+                self.background.add(task)
+                task.add_done_callback(self.background.discard)
+
+        return created
+
+    async def settle(self) -> None:
+        """Wait for shipments started in the background (tests call this instead of sleeping)."""
+        while self.background:
+            await asyncio.gather(*list(self.background))
 
     async def order(self, now_us: int) -> dict[str, Any]:
         """One order from capture to invoice; returns its ids and how far it got."""
@@ -93,14 +119,20 @@ class Driver:
     async def fulfil(self, order: Order) -> dict[str, Any]:
         system = WAREHOUSES[self.flow.route(order)[1][0][0]]
         fault = order.fault.name if order.fault else ""
-        released = await self.release(order, system, fault == "partner_down")
+        released = await self.release(order, system, fault)
         if released.status_code >= 400:
+            self.unshipped[order.erp_order] = order
             return {
                 "order": order.ref,
                 "sales_order": order.erp_order,
                 "outcome": "release_failed",
                 "status": released.status_code,
+                "system": system,
             }
+        return await self.complete(order, system, fault)
+
+    async def complete(self, order: Order, system: str, fault: str) -> dict[str, Any]:
+        """Ship, confirm to the marketplace and invoice a released order."""
         shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
         await self.ship(order, system, shipment, tracking, fault)
         if fault != "dead_letter":
@@ -119,17 +151,18 @@ class Driver:
             "outcome": fault or "ok",
         }
 
-    async def release(self, order: Order, system: str, down: bool) -> httpx.Response:
+    async def release(self, order: Order, system: str, fault: str) -> httpx.Response:
         erp = self.network.tracer("erp")
         if system == "wms":
             return await post(self.client, erp, self.url("wms", "/pick-orders"), {"wms.order_ref": order.erp_order})
-        self.network.partners[system].down = down
+        state = self.network.partners[system]
+        state.down, state.slow = state.down or fault == "partner_down", state.slow or fault == "partner_timeout"
         try:
             return await post(
                 self.client, erp, self.url(system, "/fulfillment-orders"), {"tpl.client_order": order.erp_order}
             )
         finally:
-            self.network.partners[system].down = False
+            state.down, state.slow = state.down and fault != "partner_down", state.slow and fault != "partner_timeout"
 
     async def ship(self, order: Order, system: str, shipment: str, tracking: str, fault: str) -> None:
         data = {
@@ -141,11 +174,19 @@ class Driver:
         }
         event = json.loads(cloudevents.event(self.flow.ids.event_id(), system, SHIPPED, time.time_ns() // 1000, data))
         if fault == "dead_letter":
-            self.delivery.dead_letter(event, "consumer rejected the message 5 times")
+            reason = "consumer rejected the message 5 times"
+            self.delivery.dead_letter(event, reason)
+            await self.delivery.send(self.dead_letter_notice(event, reason))
             return
         await self.delivery.send(event)
         if fault == "duplicate_notice":
             await self.delivery.send(event)
+
+    def dead_letter_notice(self, event: dict[str, Any], reason: str) -> dict[str, Any]:
+        """What the ERP's message bus announces when it gives up on a message, as the generator writes it."""
+        data = {"original_type": event["type"], "original_source": event["source"], **event["data"], "reason": reason}
+        at = time.time_ns() // 1000
+        return json.loads(cloudevents.event(self.flow.ids.event_id(), "erp", DEAD_LETTERED, at, data))
 
     async def confirm(self, order: Order, shipment: str, tracking: str, throttled: bool) -> None:
         if throttled:
@@ -221,3 +262,55 @@ async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
         while True:
             await driver.order(time.time_ns() // 1000)
             await asyncio.sleep(60 / options.orders_per_minute)
+
+
+class LiveThread:
+    """The live network on its own event loop in a background thread, for synchronous callers
+    (tests and benchmarks that act on it through syncwatch's own, synchronous, action layer)."""
+
+    def __init__(
+        self, options: LiveOptions, profile: FaultProfile, exporter: Callable[[], SpanExporter | None]
+    ) -> None:
+        self.options, self.profile, self.exporter = options, profile, exporter
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.thread = threading.Thread(target=self.loop.run_until_complete, args=(self._main(),), daemon=True)
+        self.driver: Driver | None = None
+        self.failure: BaseException | None = None
+
+    async def _main(self) -> None:
+        self.stop = asyncio.Event()
+        try:
+            async with running(self.options, self.profile, self.exporter) as driver:
+                self.driver = driver
+                self.ready.set()
+                await self.stop.wait()
+        except BaseException as err:  # handed to the caller's thread, which raises it
+            self.failure = err
+            self.ready.set()
+
+    def __enter__(self) -> Driver:
+        self.thread.start()
+        self.ready.wait()
+        if self.failure is not None or self.driver is None:
+            raise RuntimeError("the live network did not start") from self.failure
+        return self.driver
+
+    def call(self, coroutine: Awaitable[T]) -> T:
+        """Run a coroutine on the network's loop and wait for its result."""
+        return asyncio.run_coroutine_threadsafe(_awaited(coroutine), self.loop).result()
+
+    def flush(self) -> None:
+        """Export every span the services have ended, so the collector has them now."""
+        assert self.driver is not None
+        for provider in self.driver.network.providers.values():
+            provider.force_flush()
+
+    def __exit__(self, *_exc: object) -> None:
+        self.loop.call_soon_threadsafe(self.stop.set)
+        self.thread.join()
+        self.loop.close()
+
+
+async def _awaited(awaitable: Awaitable[T]) -> T:
+    return await awaitable

@@ -8,7 +8,9 @@ ERP validates master data, a 3PL marked down answers 503, a marketplace throttle
 
 from __future__ import annotations
 
+import json
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -77,9 +79,11 @@ class Telemetry(BaseHTTPMiddleware):
     """A SERVER span per request with HTTP semantic-convention attributes plus the handler's
     business attributes, and an access-log line. 3PLs drop incoming context (batch intake)."""
 
-    def __init__(self, app: Any, system: str, tracer: Tracer, access: AccessLog, routes: list[Any]) -> None:
+    def __init__(
+        self, app: Any, system: str, tracer: Tracer, access: AccessLog, routes: list[Any], calls: Counter[str]
+    ) -> None:
         super().__init__(app)
-        self.system, self.tracer, self.access, self.routes = system, tracer, access, routes
+        self.system, self.tracer, self.access, self.routes, self.calls = system, tracer, access, routes, calls
 
     def route(self, request: Request) -> str:
         for route in self.routes:
@@ -89,6 +93,7 @@ class Telemetry(BaseHTTPMiddleware):
 
     async def dispatch(self, request: Request, call_next: RequestResponseEndpoint) -> Response:
         route = self.route(request)
+        self.calls[f"{self.system} {request.method} {route}"] += 1
         context = None if self.system.startswith("3pl-") else extract(dict(request.headers))
         began = time.time_ns()
         with self.tracer.start_as_current_span(
@@ -118,6 +123,8 @@ class LiveNetwork:
     apps: dict[str, Starlette]
     access: AccessLog
     events: list[dict[str, Any]] = field(default_factory=list)
+    calls: Counter[str] = field(default_factory=Counter)
+    """Requests each system received, by "SYSTEM METHOD ROUTE": what tests count creates with."""
 
     def tracer(self, system: str) -> Tracer:
         return self.providers[system].get_tracer("syncwatch.sim")
@@ -144,6 +151,7 @@ def build(
         else partner_app(system, partners[system], REF_ATTR.get(system, "id"))
         for system in SYSTEMS
     }
+    network = LiveNetwork(erp, partners, providers, apps, access)
     for system, app in apps.items():
         app.add_middleware(
             Telemetry,
@@ -151,8 +159,9 @@ def build(
             tracer=providers[system].get_tracer("syncwatch.sim"),
             access=access,
             routes=list(app.routes),
+            calls=network.calls,
         )
-    return LiveNetwork(erp, partners, providers, apps, access)
+    return network
 
 
 def _provider(system: str, exporter: SpanExporter | None) -> TracerProvider:
@@ -183,7 +192,19 @@ async def post(
         carrier: dict[str, str] = dict(headers or {})
         inject(carrier)
         response = await client.post(url, json=body, headers=carrier)
+        # The body goes on the span so a failed call can be sent again as it was (syncwatch's retry).
         span.set_attributes(
-            {"http.request.method": "POST", "url.full": url, "http.response.status_code": response.status_code}
+            {
+                "http.request.method": "POST",
+                "url.full": url,
+                "http.response.status_code": response.status_code,
+                "http.request.body": json.dumps(body, sort_keys=True),
+            }
         )
+        if response.status_code >= 400:
+            span.set_status(Status(StatusCode.ERROR, response.json().get("error") if _is_json(response) else None))
         return response
+
+
+def _is_json(response: httpx.Response) -> bool:
+    return response.headers.get("content-type", "").startswith("application/json")

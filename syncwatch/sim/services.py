@@ -7,7 +7,7 @@ middleware in ``live`` turns them into span attributes in each system's own name
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,12 +35,21 @@ class ErpState:
 
 @dataclass
 class PartnerState:
-    """A marketplace, WMS or 3PL: its documents by id, and whether it is down or throttling."""
+    """A marketplace, WMS or 3PL: its documents by id, and how it is failing.
+
+    ``down`` fails intake (creates answer 503) while cancels and reads still work, as when a 3PL's
+    order API is out; ``unreachable`` fails everything; ``slow`` takes a create but answers 504,
+    as a gateway does when the partner's backend is too slow (the document exists all the same).
+    """
 
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
+    unreachable: bool = False
+    slow: bool = False
     throttle: int = 0
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
+    idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
+    on_create: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -91,10 +100,12 @@ def erp_app(state: ErpState, redeliver: Callable[[dict[str, Any]], Any]) -> Star
         return _json(200, {"dead_letters": list(state.dead_letters.values())})
 
     async def redeliver_one(request: Request) -> Response:
-        letter = state.dead_letters.pop(request.path_params["letter"], None)
+        letter = state.dead_letters.get(request.path_params["letter"])
         if letter is None:
             return _json(404, {"error": "no such dead letter"})
-        await redeliver(letter["event"])
+        if not await redeliver(letter["event"]):
+            return _json(502, {"error": "re-delivery failed; the message stays in the dead-letter list"})
+        state.dead_letters.pop(letter["id"], None)
         return _json(200, {"redelivered": letter["id"]})
 
     return Starlette(
@@ -129,32 +140,50 @@ def _sales_order(state: ErpState, body: dict[str, Any], request: Request) -> tup
 
 
 def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
-    """The shared shape of marketplaces, WMS and 3PLs: create, get and cancel documents."""
+    """The shared shape of marketplaces, WMS and 3PLs: create (honouring Idempotency-Key), list by a
+    field, get and cancel documents."""
 
     async def create(request: Request) -> Response:
-        if state.down:
-            return _json(503, {"error": "service unavailable"})
-        if state.throttle > 0:
-            state.throttle -= 1
-            return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+        refused = _refusal(state, request, intake=True)
+        if refused is not None:
+            return refused
+        key = request.headers.get("idempotency-key")
+        if key and key in state.idempotent:
+            return _json(*state.idempotent[key])
         body = await request.json()
         ident = body.get("id") or f"{system.upper()[:3]}-{next(state.numbers)}"
         state.documents[ident] = {**body, "id": ident, "status": "open"}
         request.state.attrs = {ref_attr: ident, **{k: v for k, v in body.items() if "." in k}}
+        if key:
+            state.idempotent[key] = (201, state.documents[ident])
+        if state.on_create is not None:
+            await state.on_create(state.documents[ident])
+        if state.slow:
+            request.state.error = "upstream timed out"
+            return _json(504, {"error": "gateway timeout: the partner took too long to answer"})
         return _json(201, state.documents[ident])
 
+    async def listing_of(request: Request) -> Response:
+        """Documents whose fields end with each query parameter's name and equal its value."""
+        wanted = dict(request.query_params)
+        found = [d for d in state.documents.values() if all(_field_is(d, k, v) for k, v in wanted.items())]
+        return _json(200, {"items": found, "count": len(found)})
+
     async def get(request: Request) -> Response:
+        if state.unreachable:
+            return _json(503, {"error": "service unavailable"})
         found = state.documents.get(next(iter(request.path_params.values())))
         return _json(200, found) if found else _json(404, {"error": "not found"})
 
     async def act(request: Request) -> Response:
-        if state.throttle > 0:
-            state.throttle -= 1
-            return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+        refused = _refusal(state, request, intake=False)
+        if refused is not None:
+            return refused
         found = state.documents.get(next(iter(request.path_params.values())))
         if found is None:
             return _json(404, {"error": "not found"})
-        found["status"] = request.url.path.rsplit("/", 1)[-1]
+        verb = request.url.path.rsplit("/", 1)[-1]
+        found["status"] = "cancelled" if verb == "cancel" else verb
         request.state.attrs = {ref_attr: found["id"], **{k: v for k, v in (await request.json()).items() if "." in k}}
         return _json(200, found)
 
@@ -168,7 +197,11 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
     collection["3pl-parcelpro"] = collection["3pl-fastship"]
     one = collection.get(system, "/orders/{marketplace_order}")
     verb = "shipment-confirmation" if system.startswith("marketplace-") else "cancel"
-    routes = [Route(one.rsplit("/", 1)[0], create, methods=["POST"]), Route(one, get, methods=["GET"])]
+    routes = [
+        Route(one.rsplit("/", 1)[0], create, methods=["POST"]),
+        Route(one.rsplit("/", 1)[0], listing_of, methods=["GET"]),
+        Route(one, get, methods=["GET"]),
+    ]
     routes.append(Route(f"{one}/{verb}", act, methods=["POST"]))
     extra = {
         "marketplace-b2b": ["/purchase-orders", "/returns"],
@@ -179,6 +212,22 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
     if system.startswith("marketplace-"):
         routes.append(Route("/listings/{sku}/quantity", listing, methods=["PUT"]))
     return Starlette(routes=routes)
+
+
+def _refusal(state: PartnerState, request: Request, *, intake: bool) -> Response | None:
+    """How a failing partner answers: 503 when down (intake) or unreachable, 429 while throttling."""
+    if state.unreachable or (intake and state.down):
+        request.state.error = "service unavailable"
+        return _json(503, {"error": "service unavailable"})
+    if state.throttle > 0:
+        state.throttle -= 1
+        request.state.error = "too many requests"
+        return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+    return None
+
+
+def _field_is(document: dict[str, Any], name: str, value: str) -> bool:
+    return any(k == name or k.endswith(f".{name}") for k, v in document.items() if str(v) == value)
 
 
 def initial_erp(catalog: Catalog) -> ErpState:
