@@ -1,0 +1,88 @@
+"""What the action tests share: the live simulator on free ports exporting to a real collector,
+a config whose partners point at those ports, and helpers to find an exception and count calls."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from correlator.passes import Correlator
+from syncwatch.config import Config, load_config
+from syncwatch.sim.driver import Driver, LiveOptions, LiveThread, otlp_exporter
+from syncwatch.sim.faults import build_profile
+from syncwatch.sim.live import SYSTEMS
+from syncwatch.store import Store
+from syncwatch.store.schema import audit_log, exceptions
+from tests.test_sim_live import free_base_port
+
+PARTNER_KINDS = {"marketplace-amz": "marketplace", "marketplace-b2b": "marketplace", "erp": "erp", "wms": "wms"}
+
+
+def partners_toml(base_port: int, rate: float = 50.0) -> str:
+    """[partners] pointing at the simulator's ports (alternates as in the packaged defaults)."""
+    blocks = []
+    for index, system in enumerate(SYSTEMS):
+        kind = PARTNER_KINDS.get(system, "3pl")
+        alternates = {"3pl-fastship": '["3pl-parcelpro", "wms"]', "3pl-parcelpro": '["3pl-fastship", "wms"]'}
+        blocks.append(
+            f'[partners.{system}]\nkind = "{kind}"\nbase_url = "http://127.0.0.1:{base_port + index}"\n'
+            f"timeout_s = 2\nrate_limit_per_s = {rate}\nalternates = {alternates.get(system, '[]')}\n"
+        )
+    return "\n".join(blocks)
+
+
+@dataclass
+class World:
+    """The simulator, the collector's store, and a config for acting on the simulator."""
+
+    sim: LiveThread
+    driver: Driver
+    store: Store
+    config: Config
+
+    def order(self) -> dict[str, Any]:
+        """One order through the live services, its spans stored, then correlated."""
+        result = self.sim.call(self.driver.order(0))
+        self.settle()
+        return result
+
+    def settle(self) -> None:
+        self.sim.call(self.driver.settle())
+        self.sim.flush()
+        Correlator(self.store, self.config).run_pass()
+
+    def exception(self, category: str) -> dict[str, Any]:
+        with self.store.engine.connect() as conn:
+            rows = [dict(r._mapping) for r in conn.execute(select(exceptions).where(exceptions.c.category == category))]
+        assert len(rows) == 1, f"expected one {category} exception, found {rows}"
+        return rows[0]
+
+    def status(self, exception_id: str) -> str:
+        with self.store.engine.connect() as conn:
+            return str(conn.execute(select(exceptions.c.status).where(exceptions.c.id == exception_id)).scalar_one())
+
+    def audit(self) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            return [dict(r._mapping) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))]
+
+    def calls(self, name: str) -> int:
+        return self.driver.network.calls[name]
+
+
+@contextmanager
+def world(run_collector: Any, tmp_path: Path, faults: list[str], extra: str = "") -> Iterator[World]:
+    base = free_base_port()
+    text = partners_toml(base) + extra
+    collector = run_collector(text)
+    config_path = tmp_path / "actions.toml"
+    config_path.write_text(text)
+    config = load_config(str(config_path), {"db": str(collector.store.engine.url)}, environ={})
+    options = LiveOptions(base_port=base, events_url=f"{collector.url}/v1/events")
+    sim = LiveThread(options, build_profile(["none"], faults), otlp_exporter(collector.url))
+    with sim as driver:
+        yield World(sim, driver, collector.store, config)
