@@ -19,7 +19,7 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
         raise NotActionable("no ERP is configured under [partners], so there is no dead-letter list to replay from")
     with services.store.engine.connect() as conn:
         keys = q.transaction_keys_of(conn, exception["transaction_id"])
-        observations = q.step_observations(conn, exception["observation_id"])
+        observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
 
     def execute(services: Services, claim: Claim, outcome: dict[str, Any]) -> str:
         client = services.client(holder)

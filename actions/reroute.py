@@ -20,7 +20,7 @@ from syncwatch.store import actions as q
 
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
     with services.store.engine.connect() as conn:
-        observations = q.step_observations(conn, exception["observation_id"])
+        observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
         keys = q.transaction_keys_of(conn, exception["transaction_id"])
     original = _original(services, exception, observations)
     alternate = _alternate(services, original, request.target)

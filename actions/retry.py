@@ -23,10 +23,10 @@ UNCERTAIN = {"timeout"}
 
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
     with services.store.engine.connect() as conn:
-        observations = q.step_observations(conn, exception["observation_id"])
+        observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
     step = failed_step(services, observations, request.payload)
     uncertain = exception["category"] in UNCERTAIN
-    summary = {"partner": step.partner, "request": f"{step.method} {step.path}", "body": step.body}
+    summary = {"partner": step.partner, "call": f"{step.method} {step.path}", "body": step.body}
 
     def execute(services: Services, claim: Claim, outcome: dict[str, Any]) -> str:
         return _send(services.client(step.partner), step, claim, outcome, uncertain)

@@ -3,6 +3,7 @@ a config whose partners point at those ports, and helpers to find an exception a
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,7 +48,7 @@ class World:
 
     def order(self) -> dict[str, Any]:
         """One order through the live services, its spans stored, then correlated."""
-        result = self.sim.call(self.driver.order(0))
+        result = self.sim.call(self.driver.order(time.time_ns() // 1000))
         self.settle()
         return result
 

@@ -4,6 +4,7 @@ a real SQLite store, and the correlator moving the transaction on."""
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -38,3 +39,87 @@ def test_unknown_sku_then_master_data_then_retry_creates_one_order_and_resolves(
         assert entries == [("sam", "retry", "allowed"), ("sam", "retry", "succeeded")]
         assert w.audit()[-1]["detail"]["status_after"] == "resolved"
     close_all()
+
+
+def add_missing_sku(w: World, exc: dict[str, Any]) -> None:
+    sku = re.search(r"SKU (\S+) is not in the item master", exc["summary"])
+    assert sku is not None, exc["summary"]
+    with erp(w) as client:
+        assert client.post("/master-data/skus", json={"sku": sku[1]}).status_code == 201
+
+
+def test_two_concurrent_retries_send_one_create(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        order = w.order()
+        exc = w.exception("validation")
+        add_missing_sku(w, exc)
+        before = w.calls("erp POST /sales-orders")
+        with ThreadPoolExecutor(2) as pool:
+            results = list(pool.map(lambda actor: retry(w, exc["id"], actor), ["sam", "alex"]))
+        w.settle()
+        assert w.calls("erp POST /sales-orders") == before + 1
+        assert any(r.ok for r in results) and w.status(exc["id"]) == "resolved"
+        with erp(w) as client:
+            assert client.get("/sales-orders", params={"external_ref": order["order"]}).json()["count"] == 1
+        again = retry(w, exc["id"], "sam")
+        assert again.ok and "already done" in again.message.lower() and w.calls("erp POST /sales-orders") == before + 1
+    close_all()
+
+
+def test_a_rejected_retry_leaves_the_exception_open_with_the_reason(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        result = retry(w, exc["id"], "sam")
+        w.settle()
+        assert not result.ok and "422" in result.message and "item master" in result.message
+        assert w.status(exc["id"]) == "open"
+        assert w.exception("validation")["attempts"] > exc["attempts"]
+        last = w.audit()[-1]
+        assert last["result"] == "failed" and last["detail"]["outcome"]["status_code"] == 422
+
+
+def test_a_partner_down_during_retry_records_the_attempt_and_resolves_nothing(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        for state in w.driver.network.partners.values():
+            state.unreachable = True
+        result = retry(w, exc["id"], "sam")
+        w.settle()
+        assert not result.ok and "503" in result.message and w.status(exc["id"]) == "open"
+        assert w.audit()[-1]["detail"]["outcome"]["definitive"] is True
+    close_all()
+
+
+def test_a_timeout_is_retried_with_a_lookup_and_never_creates_twice(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_timeout=1"]) as w:
+        order = w.order()
+        exc = w.exception("timeout")
+        creates = w.calls(f"{order['system']} POST /fulfillment-orders")
+        result = retry(w, exc["id"], "sam")
+        w.settle()
+        assert result.ok and "already holds" in result.message, result.message
+        assert w.calls(f"{order['system']} POST /fulfillment-orders") == creates
+        documents = w.driver.network.partners[order["system"]].documents.values()
+        assert [d["tpl.client_order"] for d in documents] == [order["sales_order"]]
+        assert w.status(exc["id"]) == "resolved"
+    close_all()
+
+
+def test_an_executive_is_refused_nothing_changes_and_the_refusal_is_audited(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        before = w.calls("erp POST /sales-orders")
+        result = retry(w, exc["id"], "kim")
+        assert not result.ok and "executive" in result.message and result.status == "open"
+        assert w.calls("erp POST /sales-orders") == before and w.status(exc["id"]) == "open"
+        assert [(e["actor"], e["role"], e["result"]) for e in w.audit()] == [("kim", "executive", "refused")]
+    close_all()
+
+
+def retry(w: World, exception_id: str, actor: str) -> Any:
+    return perform(w.store, w.config, action="retry", exception_id=exception_id, actor=actor)

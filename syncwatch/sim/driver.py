@@ -98,6 +98,7 @@ class Driver:
             self.url("erp", "/sales-orders"),
             body,
             {"Idempotency-Key": order.ref},
+            attrs=order.ref_attrs,
         )
         if created.status_code != 201:
             return {"order": order.ref, "outcome": "rejected", "status": created.status_code}
@@ -152,14 +153,20 @@ class Driver:
         }
 
     async def release(self, order: Order, system: str, fault: str) -> httpx.Response:
-        erp = self.network.tracer("erp")
+        erp, mine = self.network.tracer("erp"), {"erp.sales_order": order.erp_order}
         if system == "wms":
-            return await post(self.client, erp, self.url("wms", "/pick-orders"), {"wms.order_ref": order.erp_order})
+            return await post(
+                self.client, erp, self.url("wms", "/pick-orders"), {"wms.order_ref": order.erp_order}, attrs=mine
+            )
         state = self.network.partners[system]
         state.down, state.slow = state.down or fault == "partner_down", state.slow or fault == "partner_timeout"
         try:
             return await post(
-                self.client, erp, self.url(system, "/fulfillment-orders"), {"tpl.client_order": order.erp_order}
+                self.client,
+                erp,
+                self.url(system, "/fulfillment-orders"),
+                {"tpl.client_order": order.erp_order},
+                attrs=mine,
             )
         finally:
             state.down, state.slow = state.down and fault != "partner_down", state.slow and fault != "partner_timeout"
@@ -193,10 +200,11 @@ class Driver:
             self.network.partners[order.channel].throttle = 1
         url = self.url(order.channel, f"/orders/{order.ref}/shipment-confirmation")
         body = {"shipment.id": shipment, "shipment.tracking_number": tracking}
-        response = await post(self.client, self.network.tracer("erp"), url, body)
+        mine = {"erp.sales_order": order.erp_order, "shipment.id": shipment}
+        response = await post(self.client, self.network.tracer("erp"), url, body, attrs=mine)
         if response.status_code == 429:
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
-            await post(self.client, self.network.tracer("erp"), url, body)
+            await post(self.client, self.network.tracer("erp"), url, body, attrs=mine)
 
 
 class Silent:

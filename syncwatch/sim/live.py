@@ -184,9 +184,15 @@ def servers(network: LiveNetwork, host: str, base_port: int) -> list[uvicorn.Ser
 
 
 async def post(
-    client: httpx.AsyncClient, tracer: Tracer, url: str, body: dict[str, Any], headers: dict[str, str] | None = None
+    client: httpx.AsyncClient,
+    tracer: Tracer,
+    url: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+    attrs: dict[str, Any] | None = None,
 ) -> httpx.Response:
-    """A CLIENT span around the request, its context injected as ``traceparent``."""
+    """A CLIENT span around the request, its context injected as ``traceparent``; ``attrs`` are the
+    caller's own business attributes (its ids for the document, as the generator's caller spans carry)."""
     path = httpx.URL(url).path
     with tracer.start_as_current_span(f"POST {path}", kind=SpanKind.CLIENT) as span:
         carrier: dict[str, str] = dict(headers or {})
@@ -199,6 +205,7 @@ async def post(
                 "url.full": url,
                 "http.response.status_code": response.status_code,
                 "http.request.body": json.dumps(body, sort_keys=True),
+                **(attrs or {}),
             }
         )
         if response.status_code >= 400:

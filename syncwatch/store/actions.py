@@ -45,19 +45,19 @@ def exception_target(conn: Connection, exception_id: str) -> dict[str, Any] | No
     return dict(row._mapping) if row else None
 
 
-def step_observations(conn: Connection, observation_id: int | None) -> list[dict[str, Any]]:
-    """The failing observation and the failures of the same operation in its trace (client, server,
-    gateway), failing one first: together they say where the request went and what it carried."""
+def step_observations(conn: Connection, observation_id: int | None, transaction_id: str) -> list[dict[str, Any]]:
+    """The failing observation, then the other failures of the same operation in the transaction's
+    traces (client, server, gateway): together they say where the request went and what it carried."""
     if observation_id is None:
         return []
     first = conn.execute(select(*STEP_COLUMNS).where(o.id == observation_id)).first()
     if first is None:
         return []
-    found = [dict(first._mapping)]
-    if first.trace_id:
-        same = and_(o.trace_id == first.trace_id, o.operation == first.operation, o.id != first.id)
-        found += [dict(r._mapping) for r in conn.execute(select(*STEP_COLUMNS).where(same).order_by(o.id))]
-    return found
+    k = transaction_keys.c
+    traces = select(k.value).where(k.transaction_id == transaction_id, k.key_type == "trace")
+    same = and_(o.trace_id.in_(traces), o.operation == first.operation, o.outcome == "error", o.id != first.id)
+    rest = conn.execute(select(*STEP_COLUMNS).where(same).order_by(o.id.desc()))
+    return [dict(first._mapping), *(dict(r._mapping) for r in rest)]
 
 
 def transaction_keys_of(conn: Connection, transaction_id: str) -> dict[str, list[str]]:
