@@ -84,7 +84,7 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
             name=f"span {outcome}",
             marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
             marker_line_width=[3 if i == highlight else 0 for i in part["id"]],
-            customdata=part[["status_code", "error_message"]].fillna("").values,
+            customdata=_hover(part),
             hovertemplate="%{y}<br>%{base|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     marks = data[(data["kind"] != "span") | data["end"].isna()]
@@ -96,13 +96,21 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
             name=f"{kind} {outcome}",
             marker={"symbol": KIND_SYMBOLS.get(str(kind), "circle"), "size": 11},
             marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
-            customdata=part[["status_code", "error_message"]].fillna("").values,
+            customdata=_hover(part),
             hovertemplate="%{y}<br>%{x|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     rows = list(dict.fromkeys(data.sort_values("start")["row"]))
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1])
     fig.update_xaxes(type="date")
     return _layout(fig, 120 + 26 * len(rows))
+
+
+def _hover(part: pd.DataFrame) -> list[tuple[str, str]]:
+    """(HTTP status, error message) per mark, blank where absent."""
+    return [
+        ("" if pd.isna(code) else str(int(code)), "" if pd.isna(message) else str(message))
+        for code, message in zip(part["status_code"], part["error_message"], strict=True)
+    ]
 
 
 def endpoint_timeline(data: pd.DataFrame) -> go.Figure:

@@ -12,10 +12,6 @@ from syncwatch.config import Config, load_config
 from syncwatch.store import Store, StoreError
 from syncwatch.store import queries as q
 
-# Set by `syncwatch dashboard` and `syncwatch demo`; a bare `streamlit run` falls back to the defaults.
-DB_ENV = "SYNCWATCH_DB"
-CONFIG_ENV = "SYNCWATCH_CONFIG"
-
 
 @dataclass(frozen=True)
 class Viewer:
@@ -27,9 +23,9 @@ class Viewer:
 
 
 @st.cache_resource(show_spinner=False)
-def _config(path: str | None, db: str | None) -> Config:
-    # ``db`` is part of the cache key only: load_config reads SYNCWATCH_DB itself.
-    return load_config(path)
+def _config(environment: tuple[tuple[str, str], ...]) -> Config:
+    # Keyed by the SYNCWATCH_* variables, which load_config reads, so a changed variable is a new config.
+    return load_config(environ=dict(environment))
 
 
 @st.cache_resource(show_spinner=False)
@@ -40,8 +36,8 @@ def _store(url: str, raw_limit: int) -> Store:
 
 
 def config() -> Config:
-    """The active config; cached per config file and database so tests can point at their own."""
-    return _config(os.environ.get(CONFIG_ENV) or None, os.environ.get(DB_ENV) or None)
+    """The active config, from SYNCWATCH_CONFIG, SYNCWATCH_DB and the other SYNCWATCH_* variables."""
+    return _config(tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("SYNCWATCH_"))))
 
 
 def store() -> Store | None:

@@ -15,9 +15,11 @@ def render() -> None:
     page = prepare("Transaction search")
     if page is None:
         return
+    # A link from another page (?key=…) fills the box once; after that the box is the truth.
+    st.session_state.setdefault("search_key", st.query_params.get("key", ""))
     key = st.text_input(
         "Any key",
-        value=st.query_params.get("key", ""),
+        key="search_key",
         placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA",
     ).strip()
     if not key:

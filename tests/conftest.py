@@ -112,3 +112,28 @@ def run_collector(tmp_path: Path) -> Iterator[Callable[..., RunningCollector]]:
         server.should_exit = True
         thread.join(timeout=10)
         store.close()
+
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+
+
+@pytest.fixture(scope="session")
+def sample_db(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The committed sample_data/ week ingested and correlated as of its end, 2026-11-08T23:59Z (a URL)."""
+    import subprocess
+    import sys
+    from datetime import UTC, datetime
+
+    from correlator.passes import Correlator
+    from syncwatch.config import load_config
+
+    url = f"sqlite:///{tmp_path_factory.mktemp('sample') / 'sample.db'}"
+    files = sorted(str(p) for p in SAMPLE_DATA.rglob("*") if p.suffix in (".jsonl", ".log"))
+    files = [f for f in files if not f.endswith("ground_truth.jsonl")]
+    for args in (("db", "upgrade", "--db", url), ("ingest", "--db", url, *files)):
+        subprocess.run([sys.executable, "-m", "syncwatch", *args], check=True, capture_output=True, timeout=300)
+    store = Store.open(url)
+    as_of = datetime(2026, 11, 8, 23, 59, tzinfo=UTC)
+    Correlator(store, load_config(environ={}), clock=lambda: as_of).run_pass()
+    store.close()
+    return url

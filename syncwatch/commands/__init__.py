@@ -1,6 +1,6 @@
 """Every `syncwatch` sub-command, one module each."""
 
-from syncwatch.commands import bench, correlate, db, export, ingest, serve, sim, stats
+from syncwatch.commands import bench, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
 from syncwatch.commands.pending import PENDING_COMMANDS
 
 COMMANDS = (
@@ -11,6 +11,8 @@ COMMANDS = (
     ingest.COMMAND,
     correlate.COMMAND,
     export.COMMAND,
+    dashboard.COMMAND,
+    demo.COMMAND,
     *PENDING_COMMANDS,
     bench.COMMAND,
 )

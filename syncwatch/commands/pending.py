@@ -8,8 +8,6 @@ import sys
 from syncwatch.commands.common import Command
 
 PENDING = {
-    "dashboard": ("start the Streamlit dashboard", "the dashboard"),
-    "demo": ("start everything on a fresh SQLite file with the sample data", "the dashboard and demo"),
     "retry": ("retry the failed step of an exception", "the actions"),
 }
 

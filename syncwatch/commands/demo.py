@@ -1,0 +1,159 @@
+"""`syncwatch demo`: everything on a fresh SQLite file in one command; Ctrl-C stops all it started.
+
+The sample week is generated again, shifted so that it ends today (same seed, same shape as
+sample_data/), because with the committed dates every open order would read as breached weeks ago.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+
+from syncwatch.commands.common import Command
+from syncwatch.commands.dashboard import streamlit_command
+from syncwatch.config import load_config
+
+SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 120, "alex"
+READY_TIMEOUT_S = 60
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dir", type=Path, help="folder for the database and generated files (default: a new one)")
+    parser.add_argument("--port", type=int, default=4318, help="port of `serve` (default 4318)")
+    parser.add_argument("--dashboard-port", type=int, default=8501, help="port of the dashboard (default 8501)")
+    parser.add_argument("--sim-base-port", type=int, default=8101, help="first of the six simulator ports (8101)")
+    parser.add_argument("--orders-per-minute", type=float, default=6.0, help="live orders per minute (default 6)")
+    parser.add_argument("--profile", default="default", help="simulator fault profile (default: default)")
+
+
+def week_start(today: datetime) -> datetime:
+    """The Monday a week before this week's Monday: the sample week's weekday pattern, ending this week."""
+    monday = today.replace(hour=0, minute=0, second=0, microsecond=0) - timedelta(days=today.weekday())
+    return monday - timedelta(days=7)
+
+
+def history_days(start: datetime, today: datetime) -> int:
+    """Days from ``start`` up to today's midnight, so nothing generated lies in the future."""
+    return max(1, (today.replace(hour=0, minute=0, second=0, microsecond=0) - start).days)
+
+
+@dataclass
+class Processes:
+    """The long-running children, stopped in reverse order: SIGINT first, as Ctrl-C would."""
+
+    running: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
+
+    def start(self, name: str, argv: Sequence[str], env: dict[str, str] | None = None) -> None:
+        self.running.append((name, subprocess.Popen(list(argv), env=env, start_new_session=True)))
+
+    def dead(self) -> str | None:
+        return next((name for name, p in self.running if p.poll() is not None), None)
+
+    def stop(self) -> None:
+        for _, process in reversed(self.running):
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        for _, process in reversed(self.running):
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def syncwatch(*args: str) -> list[str]:
+    return [sys.executable, "-m", "syncwatch", *args]
+
+
+def _prepare(folder: Path, db: str, today: datetime) -> str:
+    """A new database with the sample week (shifted to end today) ingested and correlated as of now."""
+    start = week_start(today)
+    days = history_days(start, today)
+    out = folder / "history"
+    generate = ("--generate", "--out", str(out), "--seed", str(SEED), "--days", str(days))
+    shape = ("--orders-per-day", str(ORDERS_PER_DAY), "--start", start.date().isoformat())
+    _step("db", "upgrade", "--db", db)
+    _step("sim", *generate, *shape)
+    files = sorted(str(p) for p in out.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
+    _step("ingest", "--db", db, *files)
+    _step("correlate", "--db", db)
+    end = start + timedelta(days=days)
+    return (
+        f"history generated for {start:%a %d %b} to {end:%a %d %b %Y} with the sample_data/ command "
+        f"(seed {SEED}, {ORDERS_PER_DAY} orders a day, --start {start.date()} --days {days}), "
+        "ingested and correlated as of now"
+    )
+
+
+def _step(*args: str) -> None:
+    subprocess.run(syncwatch(*args), check=True, stdout=subprocess.DEVNULL)
+
+
+def _wait_ready(url: str, processes: Processes) -> bool:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline and processes.dead() is None:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return True
+        except httpx.TransportError:
+            time.sleep(0.3)
+    return False
+
+
+def _start(args: argparse.Namespace, db: str, processes: Processes) -> str:
+    otlp = f"http://127.0.0.1:{args.port}"
+    env = {**os.environ, "SYNCWATCH_DB": db, "SYNCWATCH_PORT": str(args.port)}
+    processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
+    sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
+    sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
+    processes.start("sim", syncwatch(*sim), env)
+    dashboard_env = {**env, "SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
+    processes.start("dashboard", streamlit_command(args.dashboard_port), dashboard_env)
+    url = f"http://127.0.0.1:{args.dashboard_port}"
+    if not _wait_ready(f"{url}/_stcore/health", processes):
+        raise RuntimeError(f"the {processes.dead() or 'dashboard'} did not start; see the messages above")
+    return url
+
+
+def _run(args: argparse.Namespace) -> int:
+    load_config()  # a broken SYNCWATCH_CONFIG is reported before anything starts
+    folder = args.dir or Path(tempfile.mkdtemp(prefix="syncwatch-demo-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    db = f"sqlite:///{folder / 'demo.db'}"
+    print(f"syncwatch demo: preparing {db} …", file=sys.stderr)
+    what = _prepare(folder, db, datetime.now(UTC))
+    processes = Processes()
+    try:
+        url = _start(args, db, processes)
+        print(f"syncwatch demo: {what}.")
+        print(
+            f"syncwatch demo: serve on http://127.0.0.1:{args.port}, simulator on ports {args.sim_base_port}-"
+            f"{args.sim_base_port + 5} with the '{args.profile}' fault profile, signed in as {DEMO_USER} (lead)."
+        )
+        print(f"syncwatch demo: dashboard at {url}  — Ctrl-C stops everything.", flush=True)
+        while (dead := processes.dead()) is None:
+            time.sleep(0.5)
+        print(f"syncwatch demo: {dead} stopped; stopping the rest.", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("\nsyncwatch demo: stopping …", file=sys.stderr)
+        return 0
+    except RuntimeError as err:
+        print(f"syncwatch demo: {err}", file=sys.stderr)
+        return 1
+    finally:
+        processes.stop()
+
+
+COMMAND = Command("demo", "start everything on a fresh SQLite file with the sample data", _add_arguments, _run)
