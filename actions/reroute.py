@@ -39,7 +39,7 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
 
 def _original(services: Services, exception: dict[str, Any], observations: list[dict[str, Any]]) -> str:
     try:
-        partner = failed_step(services, observations, {}).partner if observations else None
+        partner = failed_step(services, observations, None).partner if observations else None
     except NotActionable:
         partner = None
     partner = partner if partner in _fulfilers(services) else exception.get("partner")

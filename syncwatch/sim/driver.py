@@ -58,6 +58,8 @@ class Driver:
         self.client = delivery.client
         delivery.dead_letters = network.erp.dead_letters
         self.unshipped: dict[str, Order] = {}
+        self.unnoticed: dict[str, Order] = {}
+        """Orders whose shipment notice was dead-lettered, by sales order: a re-delivery moves them on."""
         """Orders whose release failed, by sales order: a fulfilment created for one later ships."""
         self.background: set[asyncio.Task[Any]] = set()
         for system in WAREHOUSES.values():
@@ -70,9 +72,7 @@ class Driver:
         async def created(document: dict[str, Any]) -> None:
             order = self.unshipped.pop(str(document.get("tpl.client_order") or document.get("wms.order_ref")), None)
             if order is not None:
-                task = asyncio.create_task(self.complete(order, system, ""))
-                self.background.add(task)
-                task.add_done_callback(self.background.discard)
+                self._background(self.complete(order, system, ""))
 
         return created
 
@@ -137,13 +137,7 @@ class Driver:
         shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
         await self.ship(order, system, shipment, tracking, fault)
         if fault != "dead_letter":
-            await self.confirm(order, shipment, tracking, fault == "throttled")
-            invoice = {
-                "erp.sales_order": order.erp_order,
-                "erp.invoice": self.flow.ids.next("INV"),
-                "shipment.id": shipment,
-            }
-            await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice)
+            await self.confirm_and_invoice(order, shipment, tracking, fault)
         return {
             "order": order.ref,
             "sales_order": order.erp_order,
@@ -151,6 +145,15 @@ class Driver:
             "tracking": tracking,
             "outcome": fault or "ok",
         }
+
+    async def confirm_and_invoice(self, order: Order, shipment: str, tracking: str, fault: str) -> None:
+        await self.confirm(order, shipment, tracking, fault == "throttled")
+        invoice = {
+            "erp.sales_order": order.erp_order,
+            "erp.invoice": self.flow.ids.next("INV"),
+            "shipment.id": shipment,
+        }
+        await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice)
 
     async def release(self, order: Order, system: str, fault: str) -> httpx.Response:
         erp, mine = self.network.tracer("erp"), {"erp.sales_order": order.erp_order}
@@ -181,6 +184,7 @@ class Driver:
         }
         event = json.loads(cloudevents.event(self.flow.ids.event_id(), system, SHIPPED, time.time_ns() // 1000, data))
         if fault == "dead_letter":
+            self.unnoticed[order.erp_order] = order
             reason = "consumer rejected the message 5 times"
             self.delivery.dead_letter(event, reason)
             await self.delivery.send(self.dead_letter_notice(event, reason))
@@ -188,6 +192,21 @@ class Driver:
         await self.delivery.send(event)
         if fault == "duplicate_notice":
             await self.delivery.send(event)
+
+    async def redelivered(self, event: dict[str, Any]) -> bool:
+        """The ERP re-delivers a dead letter: once it goes through, the ERP confirms and invoices."""
+        if not await self.delivery.send(event):
+            return False
+        order = self.unnoticed.pop(str(event.get("data", {}).get("sales_order")), None)
+        if order is not None:
+            data = event["data"]
+            self._background(self.confirm_and_invoice(order, data["shipment_id"], data["tracking_number"], ""))
+        return True
+
+    def _background(self, work: Awaitable[Any]) -> None:
+        task = asyncio.ensure_future(work)
+        self.background.add(task)
+        task.add_done_callback(self.background.discard)
 
     def dead_letter_notice(self, event: dict[str, Any], reason: str) -> dict[str, Any]:
         """What the ERP's message bus announces when it gives up on a message, as the generator writes it."""
@@ -242,14 +261,16 @@ async def running(
     flow = Network(random.Random(options.seed), profile, Silent(), end=2**62)
     client = httpx.AsyncClient(timeout=30)
     delivery = Delivery(client, options.events_url)
-    network = build(flow.catalog, exporter, options.access_log_dir, delivery.send)
+    drivers: list[Driver] = []
+    network = build(flow.catalog, exporter, options.access_log_dir, lambda event: drivers[0].redelivered(event))
     urls = {system: f"http://{options.host}:{options.base_port + i}" for i, system in enumerate(SYSTEMS)}
     pool = servers(network, options.host, options.base_port)
     tasks = [asyncio.create_task(server.serve()) for server in pool]
     try:
         while not all(server.started for server in pool):
             await asyncio.sleep(0.02)
-        yield Driver(network, flow, urls, delivery)
+        drivers.append(Driver(network, flow, urls, delivery))
+        yield drivers[0]
     finally:
         for server in pool:
             server.should_exit = True

@@ -1,0 +1,115 @@
+"""Reroute, replay, resolve and assign against the live simulator."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
+
+from actions.api import perform
+from actions.services import close_all
+from tests.actions_support import World, world
+
+
+def act(w: World, action: str, exception_id: str, actor: str, **kw: Any) -> Any:
+    return perform(w.store, w.config, action=action, exception_id=exception_id, actor=actor, **kw)
+
+
+def live_at(w: World, system: str) -> list[dict[str, Any]]:
+    return [d for d in w.driver.network.partners[system].documents.values() if d["status"] != "cancelled"]
+
+
+def test_3pl_down_reroute_ships_from_the_alternate_and_confirms_once(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        order = w.order()
+        exc = w.exception("partner_unavailable")
+        assert exc["suggested_action"] == "reroute" and order["system"] == "3pl-fastship"
+        w.driver.network.partners["3pl-fastship"].down = True
+        result = act(w, "reroute", exc["id"], "alex", target="3pl-parcelpro")
+        w.settle()
+        assert result.ok, result.message
+        assert live_at(w, "3pl-fastship") == [] and len(live_at(w, "3pl-parcelpro")) == 1
+        assert w.calls(f"{order_channel(order)} POST /orders/{{marketplace_order}}/shipment-confirmation") == 1
+        assert w.status(exc["id"]) == "resolved"
+    close_all()
+
+
+def test_reroute_cancels_the_fulfilment_the_slow_3pl_did_create(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_timeout=1"]) as w:
+        order = w.order()
+        exc = w.exception("timeout")
+        original = order["system"]
+        alternate = w.config.file.partners[original].alternates[0]
+        result = act(w, "reroute", exc["id"], "alex", target=alternate)
+        w.settle()
+        assert result.ok, result.message
+        assert [d["status"] for d in w.driver.network.partners[original].documents.values()] == ["cancelled"]
+        assert len(live_at(w, alternate)) == 1
+        assert w.calls(f"{order_channel(order)} POST /orders/{{marketplace_order}}/shipment-confirmation") == 1
+    close_all()
+
+
+def test_an_unreachable_original_stops_the_reroute_before_anything_is_created(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    with world(run_collector, tmp_path, ["partner_timeout=1"]) as w:
+        order = w.order()
+        exc = w.exception("timeout")
+        w.driver.network.partners[order["system"]].unreachable = True
+        alternate = w.config.file.partners[order["system"]].alternates[0]
+        result = act(w, "reroute", exc["id"], "alex", target=alternate)
+        assert not result.ok and "503" in result.message and result.status == "open"
+        assert live_at(w, alternate) == [] and len(live_at(w, order["system"])) == 1
+    close_all()
+
+
+def test_an_agent_may_not_reroute(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        result = act(w, "reroute", exc["id"], "sam", target="3pl-parcelpro")
+        assert not result.ok and "agent" in result.message
+        assert live_at(w, "3pl-parcelpro") == [] and w.audit()[-1]["result"] == "refused"
+    close_all()
+
+
+def test_replay_redelivers_the_dead_letter_and_resolves(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["dead_letter=1"]) as w:
+        w.order()
+        exc = w.exception("dead_lettered")
+        assert len(w.driver.network.erp.dead_letters) == 1
+        result = act(w, "replay", exc["id"], "sam")
+        w.settle()
+        assert result.ok, result.message
+        assert w.driver.network.erp.dead_letters == {} and w.status(exc["id"]) == "resolved"
+    close_all()
+
+
+def test_resolve_needs_a_note_then_stays_resolved_and_the_audit_cannot_be_changed(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        assert not act(w, "resolve", exc["id"], "sam").ok
+        assert act(w, "assign", exc["id"], "sam", target="pat").ok
+        done = act(w, "resolve", exc["id"], "sam", note="customer cancelled by phone +1 555 010 9999")
+        w.settle()
+        assert done.ok and w.status(exc["id"]) == "resolved"
+        assert [e["result"] for e in w.audit()] == ["failed", "succeeded", "succeeded"]
+        assert "555" not in (w.audit()[-1]["request_summary"] or "")
+        for statement in ("UPDATE audit_log SET result = 'refused'", "DELETE FROM audit_log"):
+            try:
+                with w.store.writing() as conn:
+                    conn.execute(text(statement))
+            except DBAPIError as err:
+                assert "append-only" in str(err)
+            else:
+                raise AssertionError(f"{statement} changed the audit log")
+    close_all()
+
+
+def order_channel(order: dict[str, Any]) -> str:
+    return "marketplace-b2b" if order["order"].startswith("PO-") else "marketplace-amz"
