@@ -1,0 +1,58 @@
+"""The automatic retry policy as a `serve` scheduler job: each run retries the open transient
+exceptions whose backoff has passed, within the partners' rate limits, as actor ``policy:auto-retry``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from datetime import datetime
+from typing import Any
+
+from actions import roles
+from actions.api import run
+from actions.policy import History, Policy, decide
+from actions.results import ActionResult
+from actions.runner import Request
+from actions.services import Services, services_for
+from syncwatch.commands.serve import Job, register_jobs
+from syncwatch.config import Config
+from syncwatch.store import Store
+from syncwatch.store import actions as q
+
+log = logging.getLogger(__name__)
+Runner = Callable[[Services, Request], ActionResult]
+
+
+def run_policy(services: Services, run: Runner, now: datetime | None = None) -> list[ActionResult]:
+    """One pass of the policy: decide for each open exception of a retried category, act on the due ones."""
+    policy = Policy.from_config(services.config.file.actions.policy)
+    now = now or services.clock()
+    with services.store.engine.connect() as conn:
+        candidates = q.open_exceptions_in(conn, sorted(policy.categories))
+        histories = [_history(conn, row) for row in candidates]
+    due = [h for h in histories if decide(policy, h, now).retry]
+    return [run(services, Request("retry", h.exception_id, roles.POLICY_ACTOR)) for h in due]
+
+
+def _history(conn: Any, row: dict[str, Any]) -> History:
+    automatic = [a for a in q.actions_of(conn, row["id"], "retry") if a["actor"] == roles.POLICY_ACTOR]
+    last = automatic[0] if automatic else None
+    last_failure = max([row["last_seen_at"], *([last["finished_at"]] if last and last["finished_at"] else [])])
+    retry_after = (last["outcome"] or {}).get("retry_after") if last else None
+    attempts = sum(a["attempts"] for a in automatic)
+    return History(row["id"], row["category"], last_failure, attempts, retry_after)
+
+
+@register_jobs
+def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
+    settings = config.file.actions.policy
+    if not settings.enabled:
+        return
+    services = services_for(store, config)
+    yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
+
+
+def _logged(services: Services, run: Runner) -> None:
+    results = run_policy(services, run)
+    if results:
+        log.info("automatic retries: %d sent, %d succeeded", len(results), sum(r.ok for r in results))

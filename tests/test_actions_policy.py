@@ -1,0 +1,85 @@
+"""The automatic retry policy (a pure decision under a fake clock), its scheduler job, and the CLI."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actions.api import run
+from actions.jobs import run_policy
+from actions.policy import History, Policy, decide, wait
+from actions.services import close_all, services_for
+from syncwatch.cli import main
+from syncwatch.commands.serve import build_scheduler
+from tests.actions_support import world
+
+T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
+POLICY = Policy(frozenset({"throttled", "timeout"}), 3, timedelta(seconds=30), timedelta(minutes=5), 2.0, 0.2)
+
+
+def history(attempts: int = 0, category: str = "throttled", retry_after: float | None = None) -> History:
+    return History("exc-1", category, T0, attempts, retry_after)
+
+
+def test_the_first_retry_waits_for_the_backoff_less_at_most_the_jitter() -> None:
+    waited = wait(POLICY, history())
+    assert timedelta(seconds=24) <= waited <= timedelta(seconds=30)
+    assert not decide(POLICY, history(), T0 + waited - timedelta(seconds=1)).retry
+    assert decide(POLICY, history(), T0 + waited).retry
+
+
+def test_backoff_grows_exponentially_up_to_its_maximum() -> None:
+    waits = [wait(POLICY, history(n)) for n in range(6)]
+    assert waits[1] > waits[0] and waits[2] > waits[1]
+    assert all(w <= POLICY.backoff_max for w in waits) and waits[5] >= POLICY.backoff_max * 0.8
+
+
+def test_retry_after_is_honoured_when_longer_than_the_backoff() -> None:
+    decision = decide(POLICY, history(retry_after=600), T0 + timedelta(seconds=300))
+    assert not decision.retry and decision.at == T0 + timedelta(seconds=600)
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [(history(3), "a person decides"), (history(category="validation"), "not retried automatically")],
+)
+def test_after_max_attempts_or_for_data_problems_a_person_decides(item: History, reason: str) -> None:
+    decision = decide(POLICY, item, T0 + timedelta(days=1))
+    assert not decision.retry and decision.at is None and reason in decision.reason
+
+
+def test_the_same_try_draws_the_same_jitter() -> None:
+    assert wait(POLICY, history(1)) == wait(POLICY, history(1))
+
+
+def test_the_policy_job_retries_a_transient_failure_once_its_backoff_passed(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"], "\n[actions.policy]\nmax_attempts = 1\n") as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        services = services_for(w.store, w.config)
+        assert run_policy(services, run, now=exc["last_seen_at"]) == []
+        later = exc["last_seen_at"] + timedelta(hours=1)
+        results = run_policy(services, run, now=later)
+        w.settle()
+        assert [r.ok for r in results] == [True] and w.status(exc["id"]) == "resolved"
+        assert w.audit()[0]["actor"] == "policy:auto-retry"
+        assert run_policy(services, run, now=later + timedelta(hours=1)) == []
+        assert "actions:auto-retry" in {job.id for job in build_scheduler(w.config, w.store).get_jobs()}
+    close_all()
+
+
+def test_the_cli_resolves_with_a_note_and_prints_json(
+    run_collector: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        where = ["--db", str(w.store.engine.url), "--config", str(tmp_path / "actions.toml")]
+        assert main(["resolve", exc["id"], "--as", "kim", "--note", "n", *where]) == 1
+        assert main(["resolve", exc["id"], "--as", "sam", "--note", "fixed in the ERP", "--json", *where]) == 0
+        printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+        assert printed["ok"] and printed["status"] == "resolved" and w.status(exc["id"]) == "resolved"
