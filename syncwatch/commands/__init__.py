@@ -1,6 +1,6 @@
 """Every `syncwatch` sub-command, one module each."""
 
-from syncwatch.commands import bench, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
+from syncwatch.commands import actions, bench, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
 from syncwatch.commands.pending import PENDING_COMMANDS
 
 COMMANDS = (
@@ -13,6 +13,7 @@ COMMANDS = (
     export.COMMAND,
     dashboard.COMMAND,
     demo.COMMAND,
+    *actions.COMMANDS,
     *PENDING_COMMANDS,
     bench.COMMAND,
 )

@@ -7,9 +7,7 @@ import sys
 
 from syncwatch.commands.common import Command
 
-PENDING = {
-    "retry": ("retry the failed step of an exception", "the actions"),
-}
+PENDING: dict[str, tuple[str, str]] = {}
 
 
 def _pending(name: str, help_text: str, arrives_with: str) -> Command:
