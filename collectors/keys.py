@@ -30,12 +30,32 @@ class PathTemplate:
 
 @dataclass(frozen=True, slots=True)
 class _Plan:
-    """The rules that apply to one system, split by where they look."""
+    """The rules that apply to one system, split by where they look. ``paths_by_head`` narrows the
+    templates to those a path's first segment can match (a literal first segment must equal it),
+    so a line tries two regexes instead of every template; ``paths`` serves unknown heads."""
 
     attributes: tuple[tuple[str, str], ...]
     paths: tuple[PathTemplate, ...]
     pointers: tuple[tuple[tuple[str, ...], str], ...]
     regexes: tuple[tuple[str | None, re.Pattern[str]], ...]
+    paths_by_head: dict[str, tuple[PathTemplate, ...]]
+
+
+def _head(path: str) -> str:
+    """The first segment of a path: ``/orders/17`` → ``orders``."""
+    return path.split("/", 2)[1] if path.startswith("/") else ""
+
+
+Templates = tuple[PathTemplate, ...]
+
+
+def _by_head(templates: Templates) -> tuple[dict[str, Templates], Templates]:
+    """(head → templates that may match a path with that head, in rule order; templates whose first
+    segment holds a placeholder, which may match any head)."""
+    wild = tuple(t for t in templates if "{" in _head(t.template) or not t.template.startswith("/"))
+    heads = {_head(t.template) for t in templates if t not in wild}
+    by_head = {head: tuple(t for t in templates if t in wild or _head(t.template) == head) for head in heads}
+    return by_head, wild
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,9 +70,7 @@ def compile_template(template: str, patterns: Mapping[str, str] | None = None) -
     patterns = patterns or {}
     parts = _PLACEHOLDER.split(template)
     # split() alternates literal text and placeholder names: even indexes are literal.
-    regex = "".join(
-        re.escape(p) if i % 2 == 0 else f"(?P<{p}>{patterns.get(p, '[^/]+')})" for i, p in enumerate(parts)
-    )
+    regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{patterns.get(p, '[^/]+')})" for i, p in enumerate(parts))
     return PathTemplate(template, re.compile(f"^{regex}/?$"))
 
 
@@ -112,11 +130,14 @@ class KeyExtractor:
 
     def _build_plan(self, system: str) -> _Plan:
         rules = [r for r in self._rules if fnmatchcase(system, r.system)]
+        paths = tuple(self._templates[r.path_template] for r in rules if r.path_template)
+        by_head, wild = _by_head(paths)
         return _Plan(
             attributes=tuple((r.attribute, r.key) for r in rules if r.attribute and r.key),
-            paths=tuple(self._templates[r.path_template] for r in rules if r.path_template),
+            paths=wild,
             pointers=tuple((parse_pointer(r.json_pointer), r.key) for r in rules if r.json_pointer and r.key),
             regexes=tuple((r.field, re.compile(r.regex)) for r in rules if r.regex),
+            paths_by_head=by_head,
         )
 
     def extract(
@@ -125,9 +146,17 @@ class KeyExtractor:
         plan = self._plan(system)
         found: dict[tuple[str, str], None] = {}
         for name, key_type in plan.attributes:
-            for value in _values(attributes.get(name)):
-                found[(key_type, value)] = None
-        route = self._from_path(plan, path, found) if path and plan.paths else None
+            value = attributes.get(name)
+            if value is None:
+                continue
+            if type(value) is str:  # the common case, without _values' generality
+                value = value.strip()
+                if value:
+                    found[(key_type, value)] = None
+                continue
+            for text in _values(value):
+                found[(key_type, text)] = None
+        route = self._from_path(plan, path, found) if path and (plan.paths or plan.paths_by_head) else None
         if data is not None:
             for tokens, key_type in plan.pointers:
                 for value in _values(resolve_pointer(data, tokens)):
@@ -139,7 +168,7 @@ class KeyExtractor:
     def _from_path(self, plan: _Plan, path: str, found: dict[tuple[str, str], None]) -> str | None:
         path = path.split("?", 1)[0]
         route = None
-        for template in plan.paths:
+        for template in plan.paths_by_head.get(_head(path), plan.paths):
             match = template.pattern.match(path)
             if match is None:
                 continue

@@ -34,6 +34,8 @@ from syncwatch.model import Observation
 
 def pb_value(value: AnyValue) -> Any:
     which = value.WhichOneof("value")
+    if which == "string_value":  # most attributes: skip the other checks
+        return value.string_value
     if which is None:
         return None
     if which == "array_value":

@@ -3,17 +3,29 @@
 Observations, their quarantined neighbours and (for files) the checkpoint that covers them are
 written in one transaction, so a crash at any moment leaves either all of a batch or none of it;
 that is what makes ``kill -9`` safe.
+
+Concurrent commits (several HTTP requests at once) are grouped: the first caller to find the
+store idle becomes the writer and commits everything queued so far in one transaction, while
+the others keep parsing. A single writer per process also keeps SQLite's write lock from being
+fought over by our own threads, whose busy-timeout sleeps would cost more than the writes.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+
+from sqlalchemy import Connection
 
 from collectors.base import ParseContext, Parsed, now_ns
 from collectors.keys import KeyExtractor
 from syncwatch.config import Config
 from syncwatch.store import Checkpoint, QuarantineItem, Store, WriteResult
 from syncwatch.store.writes import save_checkpoint, write_observations, write_quarantine
+
+# A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
+MAX_GROUP_OBSERVATIONS = 20_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -30,6 +42,19 @@ class Committed:
         )
 
 
+@dataclass(slots=True)
+class _Job:
+    """One caller's commit, waiting in the queue until a writer has done it."""
+
+    parsed: Parsed
+    source: str
+    content_type: str | None
+    checkpoint: Checkpoint | None
+    done: bool = False
+    result: Committed = field(default_factory=Committed)
+    error: BaseException | None = None
+
+
 class Sink:
     """Where parsed batches go: one store, one key extractor, the collectors' limits."""
 
@@ -40,6 +65,9 @@ class Sink:
         limits = config.file.collectors
         self._max_skew_ns = int(limits.max_clock_skew.total_seconds() * 1e9)
         self._max_attribute = limits.max_attribute_bytes
+        self._queue: deque[_Job] = deque()
+        self._changed = threading.Condition()
+        self._writing = False
 
     def context(self, source: str) -> ParseContext:
         """A parse context with the clock read now (parsers never read it themselves)."""
@@ -48,12 +76,73 @@ class Sink:
     def commit(
         self, parsed: Parsed, source: str, content_type: str | None = None, checkpoint: Checkpoint | None = None
     ) -> Committed:
-        items = parsed.quarantine_items(source, content_type)
+        """Store one parse result (with its checkpoint) atomically; returns once it is durable."""
+        job = _Job(parsed, source, content_type, checkpoint)
+        with self._changed:
+            self._queue.append(job)
+        while True:
+            group = self._lead_or_wait(job)
+            if group is None:
+                break
+            self._write_group(group)
+        if job.error is not None:
+            raise job.error
+        return job.result
+
+    def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
+        """The group to write when this caller becomes the writer; None once ``job`` is done."""
+        with self._changed:
+            while self._writing and not job.done:
+                self._changed.wait()
+            if job.done:
+                return None
+            self._writing = True
+            return self._take_group()
+
+    def _take_group(self) -> list[_Job]:
+        group = [self._queue.popleft()]
+        size = len(group[0].parsed.observations)
+        while self._queue and size + len(self._queue[0].parsed.observations) <= MAX_GROUP_OBSERVATIONS:
+            job = self._queue.popleft()
+            group.append(job)
+            size += len(job.parsed.observations)
+        return group
+
+    def _write_group(self, group: list[_Job]) -> None:
+        try:
+            self._write_together(group)
+        except Exception:
+            # One job's failure must not fail its neighbours: retry each alone, so the error
+            # reaches only the caller whose data caused it.
+            for job in group:
+                self._write_alone(job)
+        finally:
+            with self._changed:
+                for job in group:
+                    job.done = True
+                self._writing = False
+                self._changed.notify_all()
+
+    def _write_together(self, group: list[_Job]) -> None:
         with self.store.writing() as conn:
-            result = write_observations(conn, parsed.observations) if parsed.observations else WriteResult()
-            quarantined = write_quarantine(conn, items, self.store.raw_limit) if items else 0
-            if checkpoint is not None:
-                save_checkpoint(conn, checkpoint)
+            results = [self._write_job(conn, job) for job in group]
+        for job, result in zip(group, results, strict=True):
+            job.result = result
+
+    def _write_alone(self, job: _Job) -> None:
+        try:
+            with self.store.writing() as conn:
+                job.result = self._write_job(conn, job)
+        except Exception as err:  # handed to the caller's thread, which raises it
+            job.error = err
+
+    def _write_job(self, conn: Connection, job: _Job) -> Committed:
+        items = job.parsed.quarantine_items(job.source, job.content_type)
+        observations = job.parsed.observations
+        result = write_observations(conn, observations) if observations else WriteResult()
+        quarantined = write_quarantine(conn, items, self.store.raw_limit) if items else 0
+        if job.checkpoint is not None:
+            save_checkpoint(conn, job.checkpoint)
         return Committed(result.stored, result.duplicates, quarantined)
 
     def reject(

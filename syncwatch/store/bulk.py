@@ -9,12 +9,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from functools import cache
+from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
 
 IN_CHUNK = 900  # stays under every engine's bound-parameter limit
+ROWS_PER_STATEMENT = 100  # 17 columns x 100 rows stays under SQLite's 32,766 bound parameters
+PG_ROWS_PER_STATEMENT = 10_000  # bounds one statement's arrays (and the server's memory for them)
 # SQLite assigns max(rowid) + 1 to a new row until the largest 64-bit id is taken; after that it
 # picks ids at random, and the ids of a batch can no longer be inferred from the last one.
 _MAX_ROWID = 2**63 - 1
@@ -34,32 +37,70 @@ def insert_many(
 def insert_tuples(
     conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: tuple[str, ...]
 ) -> int:
-    """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows inserted."""
+    """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows inserted.
+
+    SQLite gets multi-row statements of ROWS_PER_STATEMENT rows: pysqlite releases the GIL around
+    every statement step, and executemany's step per row lets the parsing threads starve the
+    writer (each step waits a whole GIL switch interval to get the GIL back)."""
     if not rows:
         return 0
-    sql = insert_sql(conn.dialect, table, columns, conflict)
     cursor = driver_cursor(conn)
     try:
-        cursor.executemany(sql, rows)
-        return int(cursor.rowcount)
+        if conn.dialect.name != "sqlite":
+            return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1"))
+        inserted = 0
+        for chunk in chunks(rows, ROWS_PER_STATEMENT):
+            cursor.execute(_sqlite_multirow(table, columns, conflict, len(chunk)), list(chain.from_iterable(chunk)))
+            inserted += cursor.rowcount
+        return inserted
     finally:
         cursor.close()
 
 
+def pg_insert_unnest(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: tuple[str, ...],
+    returning: str,
+) -> list[tuple[Any, ...]]:
+    """INSERT … SELECT FROM unnest(one array per column) … RETURNING on PostgreSQL: one short
+    statement per chunk, where psycopg re-parses a long multi-row VALUES text on every call and
+    its pipelined executemany pays a round of protocol messages per row."""
+    cursor = driver_cursor(conn)
+    returned: list[tuple[Any, ...]] = []
+    try:
+        sql = _pg_unnest_sql(table, columns, conflict, returning)
+        for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
+            cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+            returned.extend(cursor.fetchall())
+    finally:
+        cursor.close()
+    return returned
+
+
 @cache
-def insert_sql(dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...] = ()) -> str:
-    """The driver's positional INSERT for ``columns`` (``?`` on SQLite, ``%s`` on psycopg)."""
-    sql, order = _compiled(dialect, table, columns, conflict)
-    if order is not None and order != columns:
-        raise ValueError(f"{table.name}: compiled column order {order} differs from {columns}")
-    return sql if dialect.name == "sqlite" else _positional_pg(sql, columns)
+def _pg_unnest_sql(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str) -> str:
+    arrays = ", ".join(f"%b::{_pg_type(table.c[name])}[]" for name in columns)  # %b: binary arrays, no escaping
+    on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    return (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){on_conflict}"
+        f" RETURNING {returning}"
+    )
 
 
-def _positional_pg(sql: str, columns: tuple[str, ...]) -> str:
-    """psycopg's compiled form uses named ``%(col)s`` markers; executemany of tuples wants ``%s``."""
-    for name in columns:
-        sql = sql.replace(f"%({name})s", "%s")
-    return sql
+def _pg_type(column: Any) -> str:
+    """The column's PostgreSQL type for the array cast (``VARCHAR(255)`` → ``text``: unnest needs no length)."""
+    compiled = column.type.compile(dialect=postgresql.dialect())
+    return "text" if compiled.startswith("VARCHAR") else compiled.lower()
+
+
+@cache
+def _sqlite_multirow(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], count: int) -> str:
+    row = "(" + ", ".join(["?"] * len(columns)) + ")"
+    on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([row] * count)}{on_conflict}"
 
 
 def driver_cursor(conn: Connection) -> Any:

@@ -14,15 +14,13 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import cache
-from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Insert, Table, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncwatch.model import Observation, utcnow
-from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples, sqlite_last_ids
+from syncwatch.store.bulk import driver_cursor, insert_tuples, pg_insert_unnest, sqlite_last_ids
 from syncwatch.store.schema import business_keys, checkpoints, observations, quarantine
 
 COLUMNS = (
@@ -45,8 +43,6 @@ COLUMNS = (
     "received_at",
 )
 KEY_COLUMNS = ("value", "key_type", "observation_id")
-# Rows per multi-row INSERT on PostgreSQL: 17 parameters a row stays far below its 65,535 limit.
-PG_ROWS_PER_STATEMENT = 1000
 _encode = json.JSONEncoder(separators=(",", ":"), default=str).encode
 
 
@@ -149,24 +145,7 @@ def _insert_sqlite(conn: Connection, fresh: dict[str, Observation], now: datetim
 def _insert_postgresql(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
     """Concurrent writers are possible, so RETURNING tells which rows this statement stored."""
     rows = _rows(fresh.values(), _pg_time, now)
-    stored: dict[str, int] = {}
-    cursor = driver_cursor(conn)
-    try:
-        for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
-            cursor.execute(_pg_insert_returning(len(chunk)), list(chain.from_iterable(chunk)))
-            stored.update(cursor.fetchall())
-    finally:
-        cursor.close()
-    return stored
-
-
-@cache
-def _pg_insert_returning(count: int) -> str:
-    values = "(" + ", ".join(["%s"] * len(COLUMNS)) + ")"
-    return (
-        f"INSERT INTO observations ({', '.join(COLUMNS)}) VALUES {', '.join([values] * count)} "
-        "ON CONFLICT (natural_id) DO NOTHING RETURNING natural_id, id"
-    )
+    return dict(pg_insert_unnest(conn, observations, COLUMNS, rows, ("natural_id",), "natural_id, id"))
 
 
 def _sqlite_time(value: datetime) -> str:
@@ -219,13 +198,18 @@ def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) 
     looks there to notice a notice sent twice)."""
     if not repeats:
         return
-    sqlite_db = conn.dialect.name == "sqlite"
-    mark = "?" if sqlite_db else "%s"
-    when = _sqlite_time(now) if sqlite_db else now
-    sql = f"UPDATE observations SET duplicates = duplicates + {mark}, redelivered_at = {mark} WHERE id = {mark}"
     cursor = driver_cursor(conn)
     try:
-        cursor.executemany(sql, [(n, when, row_id) for row_id, n in repeats.items()])
+        if conn.dialect.name == "sqlite":
+            sql = "UPDATE observations SET duplicates = duplicates + ?, redelivered_at = ? WHERE id = ?"
+            when = _sqlite_time(now)
+            cursor.executemany(sql, [(n, when, row_id) for row_id, n in repeats.items()])
+        else:
+            sql = (
+                "UPDATE observations AS o SET duplicates = o.duplicates + u.n, redelivered_at = %s "
+                "FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE o.id = u.id"
+            )
+            cursor.execute(sql, (now, list(repeats), list(repeats.values())))
     finally:
         cursor.close()
 

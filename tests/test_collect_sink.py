@@ -1,0 +1,75 @@
+"""The sink's write path on every engine: re-deliveries are counted and stamped, identity keys
+are linked to the right rows, and concurrent commits (grouped into shared transactions) store
+each observation once and tell every caller what its own batch did."""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from collectors.base import Parsed
+from collectors.sink import Committed, Sink
+from syncwatch.config import load_config
+from syncwatch.model import BusinessKey, Observation, ObservationKind
+from syncwatch.store import Store
+from syncwatch.store.schema import business_keys, observations
+
+T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+
+
+def span(n: int) -> Observation:
+    return Observation(
+        natural_id=f"{n:032x}:{n:016x}",
+        kind=ObservationKind.SPAN,
+        system="erp",
+        operation="POST /sales-orders",
+        start=T0 + timedelta(milliseconds=n),
+        trace_id=f"{n:032x}",
+        span_id=f"{n:016x}",
+        source="test",
+        keys=(BusinessKey("erp_order", f"SO-{n}"), BusinessKey("erp_order", f"SO-{n}"), BusinessKey("sku", "S", False)),
+    )
+
+
+def sink_for(store: Store) -> Sink:
+    return Sink(store, load_config(None, {"db": store.url}, environ={}))
+
+
+def stored(store: Store) -> dict[str, tuple[int, datetime | None]]:
+    query = select(observations.c.natural_id, observations.c.duplicates, observations.c.redelivered_at)
+    with store.engine.connect() as conn:
+        return {nid: (duplicates, at) for nid, duplicates, at in conn.execute(query)}
+
+
+def test_a_redelivery_is_counted_and_stamped(store: Store) -> None:
+    sink = sink_for(store)
+    assert sink.commit(Parsed([span(1), span(2)]), "test") == Committed(stored=2)
+    before = datetime.now(UTC)
+    assert sink.commit(Parsed([span(1), span(1), span(3)]), "test") == Committed(stored=1, duplicates=2)
+    rows = stored(store)
+    assert rows[span(2).natural_id] == (0, None) and rows[span(3).natural_id] == (0, None)
+    duplicates, redelivered_at = rows[span(1).natural_id]
+    assert duplicates == 2 and redelivered_at is not None and redelivered_at >= before - timedelta(seconds=1)
+
+
+def test_identity_keys_point_at_their_own_rows(store: Store) -> None:
+    sink_for(store).commit(Parsed([span(n) for n in range(1, 301)]), "test")
+    query = select(business_keys.c.value, observations.c.natural_id, business_keys.c.key_type).join(observations)
+    with store.engine.connect() as conn:
+        linked = list(conn.execute(query))
+    assert len(linked) == 300
+    assert all(value == f"SO-{int(nid.split(':')[1], 16)}" and kind == "erp_order" for value, nid, kind in linked)
+
+
+def test_concurrent_commits_store_once_and_report_per_caller(store: Store) -> None:
+    sink = sink_for(store)
+    # 40 overlapping batches: batch b holds spans b*50 .. b*50+99, so half of each is shared.
+    batches = [[span(n) for n in range(b * 50, b * 50 + 100)] for b in range(40)]
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(lambda batch: sink.commit(Parsed(batch), "test"), batches))
+    rows = stored(store)
+    assert len(rows) == 39 * 50 + 100
+    assert sum(r.stored for r in results) == len(rows)
+    assert sum(r.duplicates for r in results) == sum(d for d, _ in rows.values()) == 40 * 100 - len(rows)
