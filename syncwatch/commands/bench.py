@@ -7,17 +7,17 @@ import json
 import sys
 
 from syncwatch.bench import Benchmark, Figures
+from syncwatch.bench import actions as actions_bench
 from syncwatch.bench import ingest as ingest_bench
 from syncwatch.bench import sim as sim_bench
 from syncwatch.bench import store as store_bench
 from syncwatch.commands.common import Command
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK, ingest_bench.BENCHMARK)
+    b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK, ingest_bench.BENCHMARK, actions_bench.BENCHMARK)
 }
 PENDING = {
     "correlate": "the correlator",
-    "actions": "the actions",
     "dashboard": "the dashboard",
 }
 
