@@ -1,0 +1,64 @@
+"""Bulk jobs: a plan over everything a filter matches, a job within the rate limit, cancellation."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from actions import bulk
+from actions.api import bulk_status, cancel_bulk, plan_bulk, start_bulk
+from actions.bulk import Refused
+from actions.results import ActionResult, BulkPlan
+from actions.runner import Request
+from actions.services import Services, close_all, services_for
+from syncwatch.config import load_config
+from syncwatch.store import Store
+from tests.actions_support import world
+
+
+def wait_for(store: Store, job_id: str) -> dict[str, Any]:
+    """Until the job's thread is gone (joined, not slept on)."""
+    for thread in [t for t in threading.enumerate() if t.name == job_id]:
+        thread.join()
+    return bulk_status(store, job_id)
+
+
+def test_a_bulk_retry_plans_then_runs_every_matching_exception(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        for _ in range(3):
+            w.order()
+        w.driver.network.erp.skus.update(
+            f"{s}-{n:04d}" for s in ("CHR", "DSK", "LMP", "RUG", "SHF", "TBL", "CAB", "BED") for n in range(9000, 10000)
+        )
+        plan = plan_bulk(w.store, w.config, action="retry", filters={"category": "validation"}, actor="alex")
+        assert plan.count == 3 and plan.partners == {"erp": 3}
+        with pytest.raises(Refused):
+            start_bulk(w.store, w.config, plan, "sam")
+        status = wait_for(w.store, start_bulk(w.store, w.config, plan, "alex"))
+        assert (status["status"], status["done"], status["succeeded"]) == ("finished", 3, 3)
+        assert all(w.status(i) == "resolved" for i in plan.exception_ids)
+        assert [e["result"] for e in w.audit() if e["action"] == "bulk retry"] == ["refused", "allowed"]
+    close_all()
+
+
+def test_a_cancelled_job_stops_between_items_on_every_engine(store: Store) -> None:
+    config = load_config(environ={})
+    services = services_for(store, config)
+    release = threading.Event()
+
+    def blocked(_services: Services, request: Request) -> ActionResult:
+        release.wait()
+        return ActionResult(True, "resolved", "done", None)
+
+    plan = BulkPlan("resolve", {"status": "open"}, 40, {"erp": 40}, tuple(f"exc-{n}" for n in range(40)), "n")
+    job_id = bulk.start(services, plan, "alex", blocked)
+    assert bulk_status(store, job_id)["status"] == "running"
+    assert not cancel_bulk(store, job_id, "kim", config).ok
+    assert cancel_bulk(store, job_id, "alex", config).ok
+    release.set()
+    status = wait_for(store, job_id)
+    assert status["status"] == "cancelled" and 0 < status["done"] <= bulk.WORKERS
+    close_all()
