@@ -51,7 +51,9 @@ def panel(page: Page, row: dict[str, Any]) -> None:
 
 
 def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> None:
-    if action != "reroute":
+    if action == "assign":
+        options["target"] = page.viewer.actor  # "Assign to me": the assignee is the target
+    elif action != "reroute":
         options.pop("target")
     if action != "retry":
         options.pop("payload")

@@ -186,3 +186,29 @@ def test_admin_shows_settings_without_secrets(monkeypatch: pytest.MonkeyPatch, s
     at = open_app(monkeypatch, sample_db, "admin.py")
     rendered = "\n".join(d.value.to_csv() for d in at.dataframe)
     assert "SYNCWATCH_TOKEN_ERP" in rendered and "s3cr3t-token-value" not in rendered
+
+
+def audit_rows(url: str) -> list[tuple[str, str, str]]:
+    with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
+        return conn.execute("SELECT actor, action, result FROM audit_log ORDER BY id").fetchall()
+
+
+def test_retry_goes_through_the_action_layer_and_shows_the_outcome(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """No simulator answers here, so the ERP's retry fails: the page says why, and the audit log has it."""
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py"), "validation")
+    next(b for b in at.button if b.label == "Retry").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    outcome = [*at.success, *at.error]
+    assert len(outcome) == 1 and outcome[0].value.startswith("**Retry:**"), [o.value for o in outcome]
+    assert "the exception is now" in outcome[0].value
+    assert ("alex", "retry") in {(actor, action) for actor, action, _ in audit_rows(sample_copy)}
+
+
+def test_assign_to_me_shows_the_new_assignee(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
+    next(b for b in at.button if b.label == "Assign to me").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success and at.success[0].value.startswith("**Assign:**")
+    assert "**Assignee:** sam" in texts(at)

@@ -8,17 +8,24 @@ import sys
 
 from syncwatch.bench import Benchmark, Figures
 from syncwatch.bench import actions as actions_bench
+from syncwatch.bench import dashboard as dashboard_bench
 from syncwatch.bench import ingest as ingest_bench
 from syncwatch.bench import sim as sim_bench
 from syncwatch.bench import store as store_bench
 from syncwatch.commands.common import Command
 
 BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b for b in (store_bench.BENCHMARK, sim_bench.BENCHMARK, ingest_bench.BENCHMARK, actions_bench.BENCHMARK)
+    b.name: b
+    for b in (
+        store_bench.BENCHMARK,
+        sim_bench.BENCHMARK,
+        ingest_bench.BENCHMARK,
+        actions_bench.BENCHMARK,
+        dashboard_bench.BENCHMARK,
+    )
 }
 PENDING = {
     "correlate": "the correlator",
-    "dashboard": "the dashboard",
 }
 
 

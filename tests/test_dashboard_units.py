@@ -1,0 +1,63 @@
+"""The dashboard's pure parts: masking personal data, edits to a masked payload, local sign-ins, shown config."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from dashboard.config_view import settings_table, shown_value
+from dashboard.masking import MASK, apply_edits, mask, masked_text
+from dashboard.users import add_user, read_users, verify
+from syncwatch.config import load_config
+
+ORDER = {
+    "order_id": "113-1234567-1234567",
+    "ship_to": {"name": "Jane Doe", "address_line1": "1 Main St", "city": "Springfield", "postal_code": "62701"},
+    "buyer_email": "jane.doe@example.com",
+    "phone": "+1 (555) 010-2030",
+    "note": "call +1 555 010 2030 or mail jane.doe@example.com",
+    "tracking_number": "1ZF2EFB50429269536",
+    "lines": [{"sku": "CAB-6036", "qty": 38}],
+}
+
+
+def test_personal_data_is_masked_and_business_keys_stay_readable() -> None:
+    shown = masked_text(json.dumps(ORDER).encode())
+    for secret in ("Jane", "Doe", "Main St", "Springfield", "62701", "jane.doe@example.com", "555", "2030"):
+        assert secret not in shown
+    for kept in ("113-1234567-1234567", "1ZF2EFB50429269536", "CAB-6036", "38"):
+        assert kept in shown
+
+
+def test_masking_plain_text_hides_emails_and_phone_numbers() -> None:
+    assert masked_text(b"contact bob@shop.example, +44 20 7946 0958") == f"contact b{MASK}@{MASK}, {MASK}"
+
+
+def test_an_edit_to_the_masked_payload_keeps_the_hidden_values() -> None:
+    shown = mask(ORDER)
+    edited = json.loads(json.dumps(shown))
+    edited["lines"][0]["sku"] = "CAB-6037"
+    sent = apply_edits(ORDER, shown, edited)
+    assert sent["lines"][0]["sku"] == "CAB-6037"
+    assert sent["ship_to"] == ORDER["ship_to"] and sent["buyer_email"] == ORDER["buyer_email"]
+    assert apply_edits(ORDER, shown, shown) == ORDER
+
+
+def test_local_users_are_kept_as_salted_hashes(tmp_path: Path) -> None:
+    path = tmp_path / "users.txt"
+    add_user(path, "alex", "correct horse")
+    add_user(path, "sam", "correct horse")
+    assert "correct horse" not in path.read_text()
+    (alex_salt, alex_hash), (sam_salt, sam_hash) = read_users(path)["alex"], read_users(path)["sam"]
+    assert alex_salt != sam_salt and alex_hash != sam_hash, "the same password hashes differently per user"
+    assert verify(path, "alex", "correct horse")
+    assert not verify(path, "alex", "wrong horse")
+    assert not verify(path, "nobody", "correct horse")
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_shown_config_hides_the_database_password() -> None:
+    config = load_config(environ={"SYNCWATCH_DB": "postgresql://sync:hunter2@db.example:5432/syncwatch"})
+    assert "hunter2" not in settings_table(config).to_csv()
+    assert shown_value("api_token", "abc") == "(set)"
+    assert shown_value("alert_webhook_env", "SYNCWATCH_ALERT_WEBHOOK") == "SYNCWATCH_ALERT_WEBHOOK"
