@@ -94,12 +94,21 @@ def skew_seconds(ctx: ParseContext, ns: int) -> float | None:
     return round((ns - ctx.now_ns) / 1e9, 3) if ns > ctx.now_ns else None
 
 
+_SCALARS = (int, float, bool, type(None))
+
+
 def check_attribute_sizes(ctx: ParseContext, attributes: dict[str, Any]) -> None:
     limit = ctx.max_attribute_bytes
     for name, value in attributes.items():
-        if isinstance(value, str | bytes) and len(value) > limit:
+        kind = type(value)
+        if kind is str or kind is bytes:  # exact types first: this runs for every attribute of every item
+            if len(value) > limit:
+                raise ItemError(f"attribute '{name}' is {len(value):,} bytes, over the limit of {limit:,}")
+        elif kind in _SCALARS:
+            continue
+        elif isinstance(value, str | bytes) and len(value) > limit:
             raise ItemError(f"attribute '{name}' is {len(value):,} bytes, over the limit of {limit:,}")
-        if isinstance(value, list | dict) and len(compact_json(value)) > limit:
+        elif isinstance(value, list | dict) and len(compact_json(value)) > limit:
             raise ItemError(f"attribute '{name}' is over the limit of {limit:,} bytes")
 
 
