@@ -7,6 +7,7 @@ sample_data/), because with the committed dates every open order would read as b
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
 import subprocess
@@ -22,7 +23,8 @@ import httpx
 
 from syncwatch.commands.common import Command
 from syncwatch.commands.dashboard import streamlit_command
-from syncwatch.config import load_config
+from syncwatch.config import Config, load_config
+from syncwatch.sim.live import SYSTEMS
 
 SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 120, "alex"
 READY_TIMEOUT_S = 60
@@ -100,6 +102,19 @@ def _step(*args: str) -> None:
     subprocess.run(syncwatch(*args), check=True, stdout=subprocess.DEVNULL)
 
 
+def partners_config(config: Config, base_port: int) -> str:
+    """[partners] pointing at the simulator's ports, so actions reach the running network."""
+    blocks = []
+    for index, system in enumerate(SYSTEMS):
+        partner = config.file.partners.get(system)
+        if partner is None:
+            continue
+        fields = partner.model_dump(exclude_none=True) | {"base_url": f"http://127.0.0.1:{base_port + index}"}
+        lines = [f"{k} = {json.dumps(v)}" for k, v in fields.items()]
+        blocks.append(f'[partners."{system}"]\n' + "\n".join(lines))
+    return "\n\n".join(blocks) + "\n"
+
+
 def _wait_ready(url: str, processes: Processes) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and processes.dead() is None:
@@ -111,14 +126,16 @@ def _wait_ready(url: str, processes: Processes) -> bool:
     return False
 
 
-def _start(args: argparse.Namespace, db: str, processes: Processes) -> str:
+def _start(args: argparse.Namespace, db: str, config_path: Path, processes: Processes) -> str:
     otlp = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "SYNCWATCH_DB": db, "SYNCWATCH_PORT": str(args.port)}
+    env = {**os.environ, "SYNCWATCH_DB": db, "SYNCWATCH_PORT": str(args.port), "SYNCWATCH_CONFIG": str(config_path)}
     processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
     sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
     sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
     processes.start("sim", syncwatch(*sim), env)
-    dashboard_env = {**env, "SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
+    # With a users file configured the demo asks for a sign-in; without one it signs everyone in as a lead.
+    signed_in = {} if os.environ.get("SYNCWATCH_DASHBOARD_USERS") else {"SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
+    dashboard_env = {**env, **signed_in}
     processes.start("dashboard", streamlit_command(args.dashboard_port), dashboard_env)
     url = f"http://127.0.0.1:{args.dashboard_port}"
     if not _wait_ready(f"{url}/_stcore/health", processes):
@@ -126,20 +143,34 @@ def _start(args: argparse.Namespace, db: str, processes: Processes) -> str:
     return url
 
 
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def _run(args: argparse.Namespace) -> int:
-    load_config()  # a broken SYNCWATCH_CONFIG is reported before anything starts
+    # Ctrl-C and a plain `kill` both stop everything, even when started where SIGINT was ignored (nohup, &).
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
+    config = load_config()  # a broken SYNCWATCH_CONFIG is reported before anything starts
     folder = args.dir or Path(tempfile.mkdtemp(prefix="syncwatch-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{folder / 'demo.db'}"
+    config_path = folder / "demo.toml"
+    config_path.write_text(partners_config(config, args.sim_base_port), encoding="utf-8")
     print(f"syncwatch demo: preparing {db} …", file=sys.stderr)
     what = _prepare(folder, db, datetime.now(UTC))
     processes = Processes()
     try:
-        url = _start(args, db, processes)
+        url = _start(args, db, config_path, processes)
         print(f"syncwatch demo: {what}.")
+        who = (
+            "sign in with the users file"
+            if os.environ.get("SYNCWATCH_DASHBOARD_USERS")
+            else f"signed in as {DEMO_USER}"
+        )
         print(
             f"syncwatch demo: serve on http://127.0.0.1:{args.port}, simulator on ports {args.sim_base_port}-"
-            f"{args.sim_base_port + 5} with the '{args.profile}' fault profile, signed in as {DEMO_USER} (lead)."
+            f"{args.sim_base_port + 5} with the '{args.profile}' fault profile; {who}."
         )
         print(f"syncwatch demo: dashboard at {url}  — Ctrl-C stops everything.", flush=True)
         while (dead := processes.dead()) is None:
