@@ -81,6 +81,10 @@ def text(value: Any, what: str) -> str:
 
 
 def any_value(value: Any) -> Any:
+    if type(value) is dict and len(value) == 1:  # most attributes are one well-typed string
+        inner = value.get("stringValue")
+        if type(inner) is str:
+            return inner
     if not isinstance(value, dict):
         raise ItemError(f"an attribute value must be an AnyValue object, got {_show(value)}")
     if not value:

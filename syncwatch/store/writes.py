@@ -146,7 +146,8 @@ def _insert_new(conn: Connection, fresh: dict[str, Observation], now: datetime) 
 
 def _insert_sqlite(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
     """Under SQLite's write lock (BEGIN IMMEDIATE, or the first write of any transaction) nobody
-    else inserts, so one executemany assigns consecutive ids that end at last_insert_rowid()."""
+    else inserts, so the batch gets consecutive ids ending at last_insert_rowid(). Were a row ever
+    skipped, or the ids chosen at random, the ids are selected instead."""
     rows = _rows(fresh.values(), _sqlite_time, _sqlite_time(now))
     inserted = insert_tuples(conn, observations, COLUMNS, rows, ("natural_id",))
     ids = sqlite_last_ids(conn, inserted) if inserted == len(rows) else None
