@@ -122,19 +122,16 @@ class Correlator:
         return stored
 
     def _load_members(self, conn: Connection, components: list[Component]) -> None:
-        owner: dict[tuple[str, Node], Component] = {}
+        """Give each component every observation that shares one of its nodes (one per process)."""
+        owners: dict[Node, list[Component]] = defaultdict(list)
         for component in components:
             for node in component.nodes:
-                owner[(component.process.name, node)] = component
-        for row in q.observations_of_nodes(conn, {node for c in components for node in c.nodes}):
-            member = _member(row)
-            nodes = [*member.keys, *([(TRACE, member.trace_id)] if member.trace_id else [])]
-            for process in self.processes:
-                for node in nodes:
-                    component = owner.get((process.name, node))
-                    if component is not None:
-                        component.members[member.id] = member
-                        break
+                owners[node].append(component)
+        rows, links = q.observations_of_nodes(conn, owners.keys())
+        members = {row.id: _member(row) for row in rows}
+        for observation_id, node in links:
+            for component in owners[node]:
+                component.members[observation_id] = members[observation_id]
 
     def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
         txn_rows, key_rows, drafts, retired = [], [], [], set()
@@ -198,31 +195,32 @@ def _nodes_of(process: Process, keys: Iterable[Node], trace_id: str | None) -> l
 
 
 def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:
+    owner = {node: tid for tid, nodes in stored.items() for node in nodes}
     components = []
     for nodes in linker.components().values():
         if all(n[0] == TRACE for n in nodes):
             continue
-        node_set = set(nodes)
-        component = Component(process, node_set, dict(linker.root_values(nodes[0])))
-        component.previous = {tid for tid, keys in stored.items() if keys & node_set}
+        component = Component(process, set(nodes), dict(linker.root_values(nodes[0])))
+        component.previous = {owner[n] for n in nodes if n in owner}
         components.append(component)
     return components
 
 
 def _member(row: Any) -> Member:
+    start = row.start_time
     return Member(
         id=row.id,
         natural_id=row.natural_id,
         kind=row.kind,
         system=row.system,
         operation=row.operation,
-        start=as_utc(row.start_time),
+        start=as_utc(datetime.fromisoformat(start) if isinstance(start, str) else start),
         outcome=row.outcome,
         status_code=row.status_code,
         error_message=row.error_message,
         duplicates=row.duplicates,
-        attributes=row.attributes or {},
-        keys=tuple((k[0], k[1]) for k in row.extracted_keys if k[2]),
+        attributes_json=row.attributes,
+        keys=tuple(row.keys),
         trace_id=row.trace_id,
     )
 

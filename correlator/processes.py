@@ -7,6 +7,7 @@ set of its keys (and trace ids) holding at most one value of each ``starts_with`
 
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -16,23 +17,59 @@ from syncwatch.config import Config
 from syncwatch.config.schema import Calendar, StageMatch
 
 
-@dataclass(frozen=True, slots=True)
 class Member:
-    """The facts about an observation that stages, SLAs and exceptions are computed from."""
+    """The facts about an observation that stages, SLAs and exceptions are computed from.
 
-    id: int
-    natural_id: str
-    kind: str
-    system: str
-    operation: str
-    start: datetime
-    outcome: str
-    status_code: int | None
-    error_message: str | None
-    duplicates: int
-    attributes: dict
-    keys: tuple[tuple[str, str], ...] = ()
-    trace_id: str | None = None
+    Attributes stay JSON text until something asks for them: most members are only matched
+    against stages by system and operation, and decoding every attribute map dominated a pass.
+    """
+
+    __slots__ = (
+        "_attributes",
+        "attributes_json",
+        "duplicates",
+        "error_message",
+        "id",
+        "keys",
+        "kind",
+        "natural_id",
+        "operation",
+        "outcome",
+        "start",
+        "status_code",
+        "system",
+        "trace_id",
+    )
+
+    def __init__(
+        self,
+        *,
+        id: int,
+        natural_id: str,
+        kind: str,
+        system: str,
+        operation: str,
+        start: datetime,
+        outcome: str,
+        status_code: int | None,
+        error_message: str | None,
+        duplicates: int,
+        attributes_json: str | dict | None = None,
+        keys: tuple[tuple[str, str], ...] = (),
+        trace_id: str | None = None,
+    ) -> None:
+        self.id, self.natural_id, self.kind, self.system = id, natural_id, kind, system
+        self.operation, self.start, self.outcome, self.status_code = operation, start, outcome, status_code
+        self.error_message, self.duplicates, self.keys, self.trace_id = error_message, duplicates, keys, trace_id
+        self.attributes_json = attributes_json
+        self._attributes: dict | None = None
+
+    @property
+    def attributes(self) -> dict:
+        if self._attributes is None:
+            raw = self.attributes_json
+            self._attributes = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+        return self._attributes
 
     @property
     def subject(self) -> str:

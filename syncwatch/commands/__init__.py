@@ -1,7 +1,6 @@
 """Every `syncwatch` sub-command, one module each."""
 
 from syncwatch.commands import actions, bench, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
-from syncwatch.commands.pending import PENDING_COMMANDS
 
 COMMANDS = (
     db.COMMAND,
@@ -14,6 +13,5 @@ COMMANDS = (
     dashboard.COMMAND,
     demo.COMMAND,
     *actions.COMMANDS,
-    *PENDING_COMMANDS,
     bench.COMMAND,
 )

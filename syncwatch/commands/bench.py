@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 
 from syncwatch.bench import Benchmark, Figures
 from syncwatch.bench import actions as actions_bench
+from syncwatch.bench import correlate as correlate_bench
 from syncwatch.bench import dashboard as dashboard_bench
 from syncwatch.bench import ingest as ingest_bench
 from syncwatch.bench import sim as sim_bench
@@ -20,12 +20,10 @@ BENCHMARKS: dict[str, Benchmark] = {
         store_bench.BENCHMARK,
         sim_bench.BENCHMARK,
         ingest_bench.BENCHMARK,
+        correlate_bench.BENCHMARK,
         actions_bench.BENCHMARK,
         dashboard_bench.BENCHMARK,
     )
-}
-PENDING = {
-    "correlate": "the correlator",
 }
 
 
@@ -35,9 +33,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         sub = names.add_parser(bench.name, help=bench.help, description=bench.help)
         bench.add_arguments(sub)
         sub.add_argument("--json", action="store_true", help="print one JSON object of figures")
-    for name, arrives_with in PENDING.items():
-        sub = names.add_parser(name, help=f"(not available yet; arrives with {arrives_with})")
-        sub.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
 
 
 def render(name: str, figures: Figures) -> str:
@@ -50,13 +45,7 @@ def render(name: str, figures: Figures) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    bench = BENCHMARKS.get(args.benchmark)
-    if bench is None:
-        print(
-            f"syncwatch bench {args.benchmark}: not available yet; it arrives with {PENDING[args.benchmark]}.",
-            file=sys.stderr,
-        )
-        return 2
+    bench = BENCHMARKS[args.benchmark]
     figures = bench.run(args)
     print(json.dumps(figures) if args.json else render(bench.name, figures))
     return 0

@@ -6,9 +6,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, select, tuple_
+from sqlalchemy import Connection, String, Text, and_, delete, select, type_coerce
 
 from syncwatch.store.bulk import chunks, insert_many
 from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
@@ -16,19 +17,19 @@ from syncwatch.store.writes import upsert_insert
 
 Node = tuple[str, str]
 TRACE = "trace"
+# Times and attributes come back as the driver gives them: the correlator parses only what it uses.
 MEMBER_COLUMNS = (
     observations.c.id,
     observations.c.natural_id,
     observations.c.kind,
     observations.c.system,
     observations.c.operation,
-    observations.c.start_time,
+    type_coerce(observations.c.start_time, String).label("start_time"),
     observations.c.outcome,
     observations.c.status_code,
     observations.c.error_message,
     observations.c.duplicates,
-    observations.c.attributes,
-    observations.c.extracted_keys,
+    type_coerce(observations.c.attributes, Text).label("attributes"),
     observations.c.trace_id,
 )
 
@@ -86,24 +87,34 @@ def keys_of_transactions(conn: Connection, ids: Iterable[str]) -> list[tuple[str
     return found
 
 
-def observations_of_nodes(conn: Connection, nodes: Iterable[Node]) -> list[Any]:
-    """Every observation carrying one of the identity keys or trace ids in ``nodes``."""
+def observations_of_nodes(conn: Connection, nodes: Iterable[Node]) -> tuple[list[Any], list[tuple[int, Node]]]:
+    """The observations carrying any of ``nodes`` (identity keys or trace ids), and which node
+    each carries: (rows with a ``keys`` field of their identity keys, [(observation id, node)])."""
     keys = sorted({n for n in nodes if n[0] != TRACE})
     traces = sorted({n[1] for n in nodes if n[0] == TRACE})
-    ids: set[int] = set()
+    links: list[tuple[int, Node]] = []
     bk = business_keys.c
-    for chunk in chunks(keys, 400):
-        ids.update(
-            conn.execute(
-                select(bk.observation_id).where(tuple_(bk.value, bk.key_type).in_([(v, t) for t, v in chunk]))
-            ).scalars()
-        )
-    rows: dict[int, Any] = {}
+    wanted = set(keys)
+    # One-column IN: SQLite answers a row-value IN over (value, key_type) with a full scan.
+    for chunk in chunks(sorted({v for _, v in keys})):
+        stmt = select(bk.observation_id, bk.key_type, bk.value).where(bk.value.in_(chunk))
+        links.extend((oid, (t, v)) for oid, t, v in conn.execute(stmt) if (t, v) in wanted)
     for chunk in chunks(traces):
-        rows.update((r.id, r) for r in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.trace_id.in_(chunk))))
-    for chunk in chunks(sorted(ids - rows.keys())):
-        rows.update((r.id, r) for r in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.id.in_(chunk))))
-    return list(rows.values())
+        stmt = select(observations.c.id, observations.c.trace_id).where(observations.c.trace_id.in_(chunk))
+        links.extend((oid, (TRACE, trace)) for oid, trace in conn.execute(stmt))
+    keys_of: dict[int, list[Node]] = {}
+    for oid, node in links:
+        if node[0] != TRACE:
+            keys_of.setdefault(oid, []).append(node)
+    rows = []
+    for chunk in chunks(sorted({oid for oid, _ in links})):
+        for row in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.id.in_(chunk))):
+            rows.append(_with_keys(row, keys_of.get(row.id, [])))
+    return rows, links
+
+
+def _with_keys(row: Any, keys: list[Node]) -> Any:
+    return SimpleNamespace(**row._mapping, keys=keys)
 
 
 def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:

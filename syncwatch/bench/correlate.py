@@ -1,0 +1,76 @@
+"""`syncwatch bench correlate`: one pass from empty over a simulated backlog, then a small
+incremental pass on top of that history — the two costs the correlator must keep apart."""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from correlator.passes import CHECKPOINT, Correlator
+from syncwatch.bench import Benchmark, Figures
+from syncwatch.config import load_config
+from syncwatch.store import Checkpoint, Store
+
+DAYS = 7
+START = datetime(2026, 11, 2, tzinfo=UTC)
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--orders", type=int, default=100_000, help="orders to simulate (default 100000)")
+    parser.add_argument("--data", metavar="DIR", help="reuse files made by `syncwatch sim --generate` (7 days)")
+    parser.add_argument("--db", metavar="URL", help="an empty database to use (default: a new SQLite file)")
+    parser.add_argument("--incremental", type=int, default=1_000, help="observations in the incremental pass")
+
+
+def _syncwatch(*args: str) -> None:
+    subprocess.run([sys.executable, "-m", "syncwatch", *args], check=True, stdout=subprocess.DEVNULL)
+
+
+def _prepare(args: argparse.Namespace, tmp: Path) -> Store:
+    data = Path(args.data) if args.data else tmp / "data"
+    if not args.data:
+        per_day = max(1, args.orders // DAYS)
+        _syncwatch("sim", "--generate", "--days", str(DAYS), "--orders-per-day", str(per_day), "--out", str(data))
+    url = args.db or f"sqlite:///{tmp / 'bench.db'}"
+    store = Store.open(url)
+    store.upgrade()
+    if store.counts()["observations"]:
+        raise SystemExit("syncwatch bench correlate needs an empty database")
+    files = sorted(str(p) for p in data.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
+    _syncwatch("ingest", "--db", url, *files)
+    return store
+
+
+def _run(args: argparse.Namespace) -> Figures:
+    with tempfile.TemporaryDirectory() as folder:
+        store = _prepare(args, Path(folder))
+        try:
+            as_of = START + timedelta(days=DAYS)
+            correlator = Correlator(store, load_config(), clock=lambda: as_of)
+            full = correlator.run_pass()
+            # Replay the newest observations as if they had just arrived, on top of all history.
+            store.save_checkpoint(Checkpoint(CHECKPOINT, max(0, full.observations - args.incremental)))
+            began = time.perf_counter()
+            step = correlator.run_pass()
+            incremental_s = time.perf_counter() - began
+            return {
+                "engine": store.dialect,
+                "observations": full.observations,
+                "transactions": store.counts()["transactions"],
+                "from_empty_s": round(full.seconds, 2),
+                "observations_per_s": round(full.observations / full.seconds),
+                "incremental_observations": step.observations,
+                "incremental_s": round(incremental_s, 3),
+            }
+        finally:
+            store.close()
+
+
+BENCHMARK = Benchmark(
+    "correlate", "a correlator pass from empty, then an incremental one on its history", _add_arguments, _run
+)
