@@ -30,7 +30,9 @@ def pages_for(role: str) -> list[st.Page]:
 
 
 viewer = auth.sign_in(context.config())
+# Pages are registered (hidden) even before sign-in, so a link to a page survives the sign-in form.
+navigation = st.navigation(pages_for(viewer.role if viewer else "lead"), position="sidebar" if viewer else "hidden")
 if viewer is not None:
     st.session_state["viewer"] = viewer
     st.sidebar.caption(f"Signed in as **{viewer.label}**")
-    st.navigation(pages_for(viewer.role)).run()
+    navigation.run()

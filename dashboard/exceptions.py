@@ -44,14 +44,15 @@ def _filters(page: Page) -> q.QueueFilter:
     key = st.text_input(
         "Search by any business key", placeholder="marketplace order, PO, SO-…, shipment, tracking number"
     )
-    cols = st.columns(7)
+    cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"])
     categories = cols[1].multiselect("Category", options["category"])
     partners = cols[2].multiselect("Partner", options["partner"])
     channels = cols[3].multiselect("Channel", options["channel"])
-    sla = cols[4].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
-    assignee = cols[5].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
-    opened = cols[6].selectbox("Opened", list(AGES))
+    cols = st.columns(4)
+    sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
+    assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
+    opened = cols[2].selectbox("Opened", list(AGES))
     newer, older = AGES[opened]
     return q.QueueFilter(
         statuses=tuple(statuses),

@@ -34,7 +34,8 @@ def open_app(monkeypatch: pytest.MonkeyPatch, db: str, page: str | None = None, 
 def texts(at: AppTest) -> str:
     """Everything a person reads on the page, as one string."""
     kinds = ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error", "metric")
-    parts = [str(getattr(el, "value", "")) + str(getattr(el, "label", "")) for kind in kinds for el in getattr(at, kind)]
+    elements = [el for kind in kinds for el in getattr(at, kind)]
+    parts = [str(getattr(el, "value", "")) + str(getattr(el, "label", "")) for el in elements]
     return "\n".join(parts)
 
 

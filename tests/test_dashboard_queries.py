@@ -98,4 +98,4 @@ def test_hot_queries_use_indexes(store: Store, name: str) -> None:
 
 def test_the_check_finds_a_full_scan() -> None:
     assert full_scans("SCAN observations\nSEARCH exceptions USING INDEX ix_exceptions_status_opened_at (status=?)")
-    assert not full_scans("SEARCH observations USING INDEX ix_observations_system_start_time (system=? AND start_time>?)")
+    assert not full_scans("SEARCH observations USING INDEX ix_observations_system_start_time (system=?)")

@@ -52,6 +52,8 @@ def streamlit_command(port: int, address: str = ADDRESS) -> list[str]:
         "none",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
     ]
 
 
