@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy import Connection
 
+from correlator.alerts import endpoint_alerts, raise_alerts, transaction_alerts
 from correlator.exceptions import Draft, derive
 from correlator.linking import TRACE, Linker, Node
 from correlator.processes import Member, Process, compile_processes
@@ -40,6 +41,7 @@ class PassResult:
     transactions: int = 0
     exceptions: int = 0
     refused_links: int = 0
+    alerts: int = 0
     seconds: float = 0.0
 
 
@@ -52,6 +54,13 @@ class Component:
     roots: dict[str, str]
     previous: set[str] = field(default_factory=set)
     members: dict[int, Member] = field(default_factory=dict)
+
+    @property
+    def link_key(self) -> str:
+        """The identifier a person would search for: the root key, else the smallest key."""
+        if self.roots:
+            return sorted(self.roots.items())[0][1]
+        return min(n for n in self.nodes if n[0] != TRACE)[1]
 
     @property
     def id(self) -> str:
@@ -148,6 +157,10 @@ class Correlator:
             retired |= component.previous
         # Read the stored lifecycle before retiring merged transactions cascades their exceptions away.
         exception_rows = _exception_rows(conn, drafts, now)
+        before = q.sla_states(conn, [r["id"] for r in txn_rows])
+        link_keys = {c.id: c.link_key for c in components}
+        found = transaction_alerts(before, txn_rows, link_keys, self.config, now)
+        result.alerts += raise_alerts(conn, found + endpoint_alerts(exception_rows, self.config, now), self.config, now)
         q.drop_exceptions(conn, _stale(conn, [r["id"] for r in txn_rows], {r["id"] for r in exception_rows}))
         q.replace_transactions(conn, txn_rows, key_rows, retired)
         q.upsert_exceptions(conn, exception_rows)

@@ -20,6 +20,7 @@ from collectors.formats import spec_from_tailer
 from collectors.server import create_app
 from collectors.sink import Sink
 from collectors.tailer import FileTailer
+from correlator.alerts import deliver
 from correlator.passes import Correlator
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
@@ -59,6 +60,7 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     correlator = Correlator(store, config)
     yield Job("correlate", _logged(correlator.run_pass, "correlate"), config.correlate_interval_s)
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
+    yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
 
 
 def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:

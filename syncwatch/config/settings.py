@@ -56,6 +56,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quarantine_raw_limit", 64 * 1024, "Bytes of each rejected input kept in quarantine"),
     Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes"),
     Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`"),
+    Setting("alert_quiet_period_s", 1800, "Seconds before a still-failing partner endpoint is alerted again"),
     Setting("sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk"),
     Setting(
         "alert_webhook_env",

@@ -117,6 +117,14 @@ def _with_keys(row: Any, keys: list[Node]) -> Any:
     return SimpleNamespace(**row._mapping, keys=keys)
 
 
+def sla_states(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
+    found: dict[str, str] = {}
+    for chunk in chunks(sorted(set(ids))):
+        stmt = select(transactions.c.id, transactions.c.sla_state).where(transactions.c.id.in_(chunk))
+        found.update((tid, state) for tid, state in conn.execute(stmt))
+    return found
+
+
 def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for chunk in chunks(sorted(set(ids))):

@@ -287,6 +287,26 @@ audit_log = Table(
 )
 Index(None, audit_log.c.at)
 
+alerts = Table(
+    "alerts",
+    metadata,
+    Column("id", Id, primary_key=True, autoincrement=True, comment="Sequence"),
+    Column(
+        "dedupe_key", String(320), nullable=False, comment="Same key, same alert: sent once, or once per quiet period"
+    ),
+    Column("kind", String(32), nullable=False, comment="transaction_at_risk | transaction_breached | endpoint_failing"),
+    Column("transaction_id", String(64), comment="The transaction it names, if any"),
+    Column("text", Text, nullable=False, comment="The message as posted"),
+    Column("link", String(512), comment="Where it points in the dashboard"),
+    Column("created_at", UTCDateTime, nullable=False, comment="When the correlator raised it (UTC)"),
+    Column("sent_at", UTCDateTime, comment="When the webhook accepted it (UTC); null while pending"),
+    Column("attempts", Integer, nullable=False, server_default=text("0"), comment="Delivery attempts"),
+    Column("last_error", Text, comment="Why the last delivery attempt failed"),
+    comment="Alerts raised by the correlator and their delivery to the configured webhook",
+)
+Index(None, alerts.c.dedupe_key, alerts.c.created_at)
+Index(None, alerts.c.sent_at)
+
 checkpoints = Table(
     "checkpoints",
     metadata,
@@ -321,4 +341,5 @@ COUNTED_TABLES = (
     "audit_log",
     "checkpoints",
     "quarantine",
+    "alerts",
 )

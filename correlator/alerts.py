@@ -1,0 +1,142 @@
+"""Alerts: a transaction turning at risk or breached, or a partner endpoint starting to fail.
+
+Raised inside the correlator pass into an outbox table (so a slow webhook never holds the
+database), delivered after it by a scheduler job as Slack-compatible JSON to the URL held in
+the environment variable the config names. A transaction alerts once per state; an endpoint
+alerts again only after the quiet period. History being replayed (older than a day) is quiet.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import quote
+
+import httpx
+from sqlalchemy import Connection
+
+from syncwatch.config import Config
+from syncwatch.model import utcnow
+from syncwatch.store import Store
+from syncwatch.store import alerts as q
+
+log = logging.getLogger(__name__)
+FRESH = timedelta(days=1)
+MAX_ATTEMPTS = 5
+ALERTING_STATES = ("at_risk", "breached")
+FAILING = ("partner_unavailable", "timeout", "throttled")
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    dedupe_key: str
+    kind: str
+    text: str
+    link: str
+    transaction_id: str | None = None
+
+
+def transaction_alerts(
+    before: dict[str, str], rows: Iterable[dict[str, Any]], link_keys: dict[str, str], config: Config, now: datetime
+) -> list[Alert]:
+    """Transactions whose SLA state just became at risk or breached, and are not old history."""
+    found = []
+    for row in rows:
+        state = row["sla_state"]
+        happened = row["due_at"] or row["last_seen_at"]  # the breach (or the late completion) itself
+        if state not in ALERTING_STATES or before.get(row["id"]) == state or happened < now - FRESH:
+            continue
+        key = link_keys.get(row["id"], row["id"])
+        stage = row["stage_at_fault"] or "its next stage"
+        text = f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')} at {stage}"
+        if row["due_at"] is not None:
+            text += f" (due {row['due_at']:%Y-%m-%d %H:%M} UTC)"
+        found.append(
+            Alert(
+                f"transaction:{row['id']}:{state}",
+                f"transaction_{state}",
+                text,
+                _link(config, "search", "key", key),
+                row["id"],
+            )
+        )
+    return found
+
+
+def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, now: datetime) -> list[Alert]:
+    """One alert per partner endpoint with open, fresh transient failures in this pass."""
+    failing: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
+    for row in exception_rows:
+        if row["status"] == "open" and row["category"] in FAILING and row["last_seen_at"] >= now - FRESH:
+            failing[(row["system"], row["endpoint"])].append(row)
+    return [
+        Alert(
+            f"endpoint:{system}:{endpoint}",
+            "endpoint_failing",
+            f"{system} {endpoint} is failing: {len(rows)} open exception(s), latest: {rows[-1]['summary']}",
+            _link(config, "exceptions", "system", system),
+        )
+        for (system, endpoint), rows in sorted(failing.items())
+    ]
+
+
+def _link(config: Config, page: str, param: str, value: str) -> str:
+    return f"{config.dashboard_url.rstrip('/')}/{page}?{param}={quote(value, safe='')}"
+
+
+def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: datetime) -> int:
+    """Queue what is new: transaction alerts once ever, endpoint alerts once per quiet period."""
+    quiet = timedelta(seconds=config.alert_quiet_period_s)
+    once = q.keys_raised_since(conn, [x.dedupe_key for x in found if x.transaction_id], None)
+    recent = q.keys_raised_since(conn, [x.dedupe_key for x in found if not x.transaction_id], now - quiet)
+    new = [x for x in found if x.dedupe_key not in once | recent]
+    q.enqueue(
+        conn,
+        [
+            {
+                "dedupe_key": x.dedupe_key,
+                "kind": x.kind,
+                "transaction_id": x.transaction_id,
+                "text": x.text,
+                "link": x.link,
+                "created_at": now,
+            }
+            for x in new
+        ],
+    )
+    return len(new)
+
+
+def deliver(store: Store, config: Config, client: httpx.Client | None = None) -> int:
+    """Post pending alerts to the webhook; returns how many it accepted. No URL, no delivery."""
+    url = os.environ.get(config.alert_webhook_env)
+    if not url:
+        return 0
+    with store.engine.connect() as conn:
+        waiting = q.pending(conn, MAX_ATTEMPTS)
+    own = client is None
+    client = client or httpx.Client(timeout=10)
+    try:
+        return sum(_post(store, client, url, alert) for alert in waiting)
+    finally:
+        if own:
+            client.close()
+
+
+def _post(store: Store, client: httpx.Client, url: str, alert: Any) -> int:
+    try:
+        client.post(url, json={"text": f"{alert.text} <{alert.link}|open in syncwatch>"}).raise_for_status()
+        sent, error = utcnow(), None
+    except httpx.HTTPError as err:
+        # The webhook URL is a secret: log the failure without it.
+        status = f" {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else ""
+        sent, error = None, f"{type(err).__name__}{status}"
+        log.warning("alert %s not delivered (%s); it is tried again later", alert.id, error)
+    with store.writing() as conn:
+        q.record_attempt(conn, alert.id, sent, error)
+    return 1 if sent else 0

@@ -1,0 +1,157 @@
+"""Alerts: raised once per transaction state, once per quiet period per endpoint, delivered as
+Slack-compatible JSON to a real local webhook whose URL comes from the environment."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+from sqlalchemy import select
+
+from correlator.alerts import deliver
+from correlator.passes import Correlator
+from syncwatch.config import load_config
+from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
+from syncwatch.store import Store
+from syncwatch.store.schema import alerts
+
+T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+ORDER = "113-0000001-0000001"
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[Store]:
+    store = Store.open(f"sqlite:///{tmp_path / 'alerts.db'}")
+    store.upgrade()
+    yield store
+    store.close()
+
+
+def span(n: int, operation: str, system: str, at: datetime, status: int = 201, **keys: str) -> Observation:
+    return Observation(
+        natural_id=f"span-{n}",
+        kind=ObservationKind.SPAN,
+        system=system,
+        operation=operation,
+        start=at,
+        end=at + timedelta(milliseconds=80),
+        outcome=Outcome.OK if status < 400 else Outcome.ERROR,
+        status_code=status,
+        error_message=None if status < 400 else "upstream unavailable",
+        source="test",
+        keys=tuple(BusinessKey(t, v) for t, v in keys.items()),
+    )
+
+
+def raised(store: Store) -> list[tuple[str, str]]:
+    with store.engine.connect() as conn:
+        return [(r.kind, r.text) for r in conn.execute(select(alerts).order_by(alerts.c.id))]
+
+
+def test_a_transaction_alerts_once_when_at_risk_and_once_when_breached(store: Store) -> None:
+    clock = Clock()
+    correlator = Correlator(store, load_config(), clock=clock)
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
+    correlator.run_pass()
+    assert raised(store) == []
+    for minutes in (13, 14, 16, 20):
+        clock.now = T0 + timedelta(minutes=minutes)
+        correlator.reevaluate()
+    kinds = [kind for kind, _ in raised(store)]
+    assert kinds == ["transaction_at_risk", "transaction_breached"]
+    assert all(ORDER in text and "accepted_by_erp" in text for _, text in raised(store))
+
+
+def test_a_failing_endpoint_alerts_again_only_after_the_quiet_period(store: Store) -> None:
+    clock = Clock()
+    correlator = Correlator(store, load_config(), clock=clock)
+    keys = {"marketplace_order": ORDER}
+    store.write_observations(
+        [
+            span(1, "POST /orders", "marketplace-amz", T0, **keys),
+            span(2, "POST /sales-orders", "erp", T0 + timedelta(minutes=1), 503, **keys),
+        ]
+    )
+    correlator.run_pass()
+    store.write_observations([span(3, "POST /sales-orders", "erp", T0 + timedelta(minutes=2), 503, **keys)])
+    correlator.run_pass()
+    assert [kind for kind, _ in raised(store)] == ["endpoint_failing"]
+    clock.now = T0 + timedelta(minutes=40)
+    store.write_observations([span(4, "POST /sales-orders", "erp", clock.now, 503, **keys)])
+    correlator.run_pass()
+    assert [kind for kind, _ in raised(store)].count("endpoint_failing") == 2
+
+
+class Webhook(BaseHTTPRequestHandler):
+    received: ClassVar[list[dict]] = []
+    status: ClassVar[int] = 200
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).received.append(json.loads(body))
+        self.send_response(type(self).status)
+        self.end_headers()
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Webhook]]:
+    server = HTTPServer(("127.0.0.1", 0), Webhook)
+    Webhook.received, Webhook.status = [], 200
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("SYNCWATCH_ALERT_WEBHOOK", f"http://127.0.0.1:{server.server_port}/hooks/secret-token")
+    yield Webhook
+    server.shutdown()
+    server.server_close()
+
+
+def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: type[Webhook]) -> None:
+    clock = Clock()
+    config = load_config()
+    correlator = Correlator(store, config, clock=clock)
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
+    correlator.run_pass()
+    clock.now = T0 + timedelta(minutes=16)
+    correlator.reevaluate()
+    assert deliver(store, config) == 1
+    assert deliver(store, config) == 0
+    (message,) = webhook.received
+    assert ORDER in message["text"]
+    assert f"{config.dashboard_url}/search?key={ORDER}" in message["text"]
+
+
+def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
+    store: Store, webhook: type[Webhook], caplog: pytest.LogCaptureFixture
+) -> None:
+    webhook.status = 500
+    clock = Clock()
+    config = load_config()
+    correlator = Correlator(store, config, clock=clock)
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
+    correlator.run_pass()
+    clock.now = T0 + timedelta(minutes=16)
+    correlator.reevaluate()
+    assert deliver(store, config) == 0
+    with store.engine.connect() as conn:
+        (row,) = conn.execute(select(alerts))
+    assert (row.sent_at, row.attempts, row.last_error) == (None, 1, "HTTPStatusError 500")
+    assert "secret-token" not in caplog.text
+    webhook.status = 200
+    assert deliver(store, config) == 1
