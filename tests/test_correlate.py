@@ -11,6 +11,7 @@ import random
 import subprocess
 import sys
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -220,3 +221,19 @@ def test_partner_onboarding_names_every_fulfilment_partner(sample: tuple[Store, 
     onboarding = partner_onboarding(store)
     assert set(onboarding["partner"]) == {"wms", "3pl-fastship", "3pl-parcelpro"}
     assert (onboarding["days_to_first_success"] >= 0).all()
+
+
+@pytest.mark.postgres
+def test_postgresql_derives_the_same_transactions_and_exceptions(
+    sample: tuple[Store, list[dict]], pg_server: Callable[[], str]
+) -> None:
+    store, _ = sample
+    other = Store.open(pg_server())
+    other.upgrade()
+    items = reload_observations(store)
+    for start in range(0, len(items), 2000):
+        other.write_observations(items[start : start + 2000])
+    Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
+    assert sorted(groupings(other).values(), key=sorted) == sorted(groupings(store).values(), key=sorted)
+    assert categories(other) == categories(store)
+    other.close()
