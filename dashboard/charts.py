@@ -128,5 +128,5 @@ def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False
         fig.add_scatter(x=part["period"], y=part[column], name=str(group), mode="lines+markers")
     fig.update_layout(title=title)
     if percent:
-        fig.update_yaxes(tickformat=".0%")
+        fig.update_yaxes(tickformat=".1%")
     return _layout(fig, 280)

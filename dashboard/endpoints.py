@@ -52,7 +52,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "429s": stats["throttled"],
             "p50 ms": stats["p50_ms"],
             "p95 ms": stats["p95_ms"],
-            "last error": stats["last_error"],
+            "last error": stats["last_error"].astype("string").fillna(""),
             "last error ago": [age(t, page.now) for t in stats["last_error_at"]],
         }
     )

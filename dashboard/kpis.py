@@ -8,17 +8,19 @@ import pandas as pd
 import streamlit as st
 
 from correlator.kpis import kpi_table, partner_onboarding
-from dashboard import charts
+from dashboard import charts, context
 from dashboard.widgets import Page, prepare
 
+CACHE_S = 300  # KPIs are read by the week; five minutes old is fresh enough, and they are the costliest page
 RANGES = {"last 7 days": 7, "last 4 weeks": 28, "last 13 weeks": 91}
 TRENDS = (
     ("sla_attainment", "SLA attainment", True),
     ("exception_rate", "Exception rate", True),
-    ("cycle_time_p50_h", "Order cycle time, median (h)", False),
-    ("confirmation_lag_p50_min", "Shipment-confirmation lag, median (min)", False),
-    ("inventory_latency_p50_min", "Inventory latency, median (min)", False),
+    ("cycle_time_p50_h", "Cycle time p50 (h)", False),
+    ("confirmation_lag_p50_min", "Confirmation lag p50 (min)", False),
+    ("inventory_latency_p50_min", "Inventory latency p50 (min)", False),
 )
+HIGHER_IS_BETTER = {"sla_attainment"}
 
 
 def render() -> None:
@@ -31,7 +33,7 @@ def render() -> None:
     by = cols[2].segmented_control("By", ["overall", "channel", "partner"], default="overall") or "overall"
     end = _day_after(page.now)
     start = end - timedelta(days=days)
-    table = kpi_table(page.store, page.config, start, end, grain=grain, by=None if by == "overall" else by)
+    table = _kpis(page, start, end, grain, None if by == "overall" else by)
     if table.empty:
         st.info("No orders started in this range yet.")
         return
@@ -43,7 +45,26 @@ def render() -> None:
         "Download CSV", table.to_csv(index=False).encode(), f"syncwatch-kpis-{grain}-{by}.csv", "text/csv"
     )
     st.subheader("Partner onboarding")
-    st.dataframe(partner_onboarding(page.store), hide_index=True)
+    st.dataframe(_onboarding(page.config.db), hide_index=True)
+
+
+def _kpis(page: Page, start: datetime, end: datetime, grain: str, by: str | None) -> pd.DataFrame:
+    return _cached_kpis(page.config.db, start, end, grain, by)
+
+
+@st.cache_data(ttl=CACHE_S, show_spinner="Computing KPIs…")
+def _cached_kpis(db: str, start: datetime, end: datetime, grain: str, by: str | None) -> pd.DataFrame:
+    """One KPI table per database, window and grouping; ``db`` keys the cache."""
+    store = context.store()
+    if store is None:
+        return pd.DataFrame()
+    return kpi_table(store, context.config(), start, end, grain=grain, by=by)
+
+
+@st.cache_data(ttl=CACHE_S, show_spinner=False)
+def _onboarding(db: str) -> pd.DataFrame:
+    store = context.store()
+    return partner_onboarding(store) if store is not None else pd.DataFrame()
 
 
 def _day_after(now: datetime) -> datetime:
@@ -52,12 +73,13 @@ def _day_after(now: datetime) -> datetime:
 
 def _headline(page: Page, start: datetime, end: datetime) -> None:
     """This week against the week before, one number each."""
-    week = kpi_table(page.store, page.config, end - timedelta(days=14), end, grain="week")
+    week = _kpis(page, end - timedelta(days=14), end, "week", None)
     weekly = _last_two(week)
     cols = st.columns(len(TRENDS))
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
         now, before = weekly.get(column, (None, None))
-        col.metric(label, _show(now, percent), _delta(now, before, percent))
+        color = "normal" if column in HIGHER_IS_BETTER else "inverse"
+        col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color)
 
 
 def _last_two(table: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:

@@ -79,9 +79,9 @@ def _late(page: Page) -> None:
             "SLA": data["sla_state"].map(SLA_LABELS),
             "time left": [time_left(d, page.now) for d in data["due_at"]],
             "stage": data["stage_at_fault"],
-            "channel": data["channel"],
-            "partner": data["partner"],
-            "customer": data["customer"],
+            "channel": data["channel"].fillna("—"),
+            "partner": data["partner"].fillna("not released yet"),
+            "customer": data["customer"].fillna("—"),
             "value": data["order_value"].map(money),
             "open": "search?key=" + data["id"],
         }
