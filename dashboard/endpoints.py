@@ -21,7 +21,7 @@ def render() -> None:
     page = prepare("Endpoints")
     if page is None:
         return
-    window = WINDOWS[st.segmented_control("Window", list(WINDOWS), default="last 24 h") or "last 24 h"]
+    window = WINDOWS[st.segmented_control("Window", list(WINDOWS), default="last hour") or "last hour"]
     since, until = page.now - window, page.now + timedelta(seconds=1)
     stats = q.endpoint_stats(page.store, since, until)
     if stats.empty:

@@ -11,9 +11,11 @@ from dashboard import actions_panel, charts
 from dashboard.fmt import SLA_LABELS, age, money, sla_label, time_left, when
 from dashboard.masking import mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.config import Config
 from syncwatch.store import queries as q
 
 STATUSES = ("open", "retrying", "resolved", "ignored")
+CATEGORIES = ("validation", "partner_unavailable", "throttled", "timeout", "stuck", "duplicate_notice", "dead_lettered")
 AGES = {
     "any time": (None, None),
     "last hour": (timedelta(hours=1), None),
@@ -40,7 +42,7 @@ def render() -> None:
 
 
 def _filters(page: Page) -> q.QueueFilter:
-    options = q.queue_options(page.store)
+    options = filter_options(page.config)
     key = st.text_input(
         "Search by any business key", placeholder="marketplace order, PO, SO-…, shipment, tracking number"
     )
@@ -65,6 +67,17 @@ def _filters(page: Page) -> q.QueueFilter:
         opened_before=page.now - older if older else None,
         key=key.strip() or None,
     )
+
+
+def filter_options(config: Config) -> dict[str, list[str]]:
+    """What the filters offer, from the config: no query, and the same choices whatever the queue holds."""
+    partners = config.file.partners
+    return {
+        "category": list(CATEGORIES),
+        "partner": sorted(n for n, p in partners.items() if p.kind in ("wms", "3pl")),
+        "channel": sorted(n for n, p in partners.items() if p.kind == "marketplace"),
+        "assignee": sorted(n for n, u in config.file.users.items() if u.role != "executive"),
+    }
 
 
 def _queue(page: Page, queue: pd.DataFrame, total: int) -> None:

@@ -25,13 +25,14 @@ def render() -> None:
 
 def _live(page: Page) -> None:
     failing = q.failing_systems(page.store)
-    _headline(page, failing)
+    grid = q.open_by_sla(page.store)
+    _headline(grid, failing)
     _callouts(page, failing)
     left, right = st.columns(2)
     with left:
-        _sla(page, "channel")
+        _sla(grid, "channel")
     with right:
-        _sla(page, "partner")
+        _sla(grid, "partner")
     _late(page)
     left, right = st.columns(2)
     with left:
@@ -40,8 +41,8 @@ def _live(page: Page) -> None:
         _throughput(page)
 
 
-def _headline(page: Page, failing: pd.DataFrame) -> None:
-    by_state = q.sla_by(page.store, "channel").groupby("sla_state")["transactions"].sum()
+def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
+    by_state = grid.groupby("sla_state")["transactions"].sum()
     cols = st.columns(5)
     cols[0].metric("Open transactions", int(by_state.sum()))
     cols[1].metric("Breached", int(by_state.get("breached", 0)))
@@ -58,9 +59,9 @@ def _callouts(page: Page, failing: pd.DataFrame) -> None:
         )
 
 
-def _sla(page: Page, group: str) -> None:
+def _sla(grid: pd.DataFrame, group: str) -> None:
     st.subheader(f"SLA by {group}")
-    data = q.sla_by(page.store, group)
+    data = grid.groupby([group, "sla_state"], as_index=False)["transactions"].sum()
     if data.empty:
         none_yet("No open transactions.")
         return

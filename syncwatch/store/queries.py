@@ -74,14 +74,14 @@ def as_of(store: Store) -> datetime | None:
 # --- Operations -------------------------------------------------------------------------------
 
 
-def sla_by(store: Store, group: str) -> pd.DataFrame:
-    """Open transactions per SLA state and channel or partner."""
-    column = {"channel": t.channel, "partner": t.partner}[group]
-    label = func.coalesce(column, "unknown").label(group)
+def open_by_sla(store: Store) -> pd.DataFrame:
+    """Open transactions per channel, partner and SLA state: one small grid the page slices both ways."""
+    channel = func.coalesce(t.channel, "unknown").label("channel")
+    partner = func.coalesce(t.partner, "unknown").label("partner")
     stmt = (
-        select(label, t.sla_state, func.count().label("transactions"))
+        select(channel, partner, t.sla_state, func.count().label("transactions"))
         .where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))
-        .group_by(label, t.sla_state)
+        .group_by(channel, partner, t.sla_state)
     )
     return frame(store, stmt)
 
@@ -123,11 +123,14 @@ def throughput(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
     """Per hour: transactions started and completed; the backlog is derived from the open count now."""
     started = _hour(store, t.started_at)
     done = _hour(store, t.last_seen_at)
+    # The correlator changes a transaction after its observations arrive, so updated_at is never much older
+    # than started_at or last_seen_at (an hour covers allowed clock skew): a bound the updated_at index serves.
+    touched = t.updated_at >= since - timedelta(hours=1)
     begun = select(started.label("hour"), func.count().label("started"), literal(0).label("completed")).where(
-        and_(t.started_at >= since, t.started_at < until)
+        and_(touched, t.started_at >= since, t.started_at < until)
     )
     finished = select(done.label("hour"), literal(0).label("started"), func.count().label("completed")).where(
-        and_(t.status == "complete", t.last_seen_at >= since, t.last_seen_at < until)
+        and_(touched, t.status == "complete", t.last_seen_at >= since, t.last_seen_at < until)
     )
     both = union(begun.group_by(started), finished.group_by(done)).subquery()
     stmt = (
@@ -240,20 +243,6 @@ def exception_ids(store: Store, f: QueueFilter) -> list[str]:
     """Every exception id matching the filter, for bulk plans (ids only, never whole rows)."""
     with store.engine.connect() as conn:
         return list(conn.execute(_queue_base(f)).scalars())
-
-
-def queue_options(store: Store) -> dict[str, list[str]]:
-    """The values each queue filter offers, from the active exceptions' small aggregates."""
-    joined = exceptions.join(transactions, t.id == e.transaction_id)
-    options: dict[str, list[str]] = {}
-    for name, column in (("category", e.category), ("partner", t.partner), ("channel", t.channel)):
-        stmt = select(column).select_from(joined).where(column.is_not(None)).group_by(column).order_by(column)
-        with store.engine.connect() as conn:
-            options[name] = list(conn.execute(stmt).scalars())
-    stmt = select(e.assignee).where(e.assignee.is_not(None)).group_by(e.assignee).order_by(e.assignee)
-    with store.engine.connect() as conn:
-        options["assignee"] = list(conn.execute(stmt).scalars())
-    return options
 
 
 def exception_row(store: Store, exception_id: str) -> dict[str, Any] | None:
