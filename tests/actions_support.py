@@ -18,7 +18,7 @@ from syncwatch.sim.driver import Driver, LiveOptions, LiveThread, otlp_exporter
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.live import SYSTEMS
 from syncwatch.store import Store
-from syncwatch.store.schema import audit_log, exceptions
+from syncwatch.store.schema import audit_log, exceptions, observations, transactions
 from tests.test_sim_live import free_base_port
 
 PARTNER_KINDS = {"marketplace-amz": "marketplace", "marketplace-b2b": "marketplace", "erp": "erp", "wms": "wms"}
@@ -67,6 +67,16 @@ class World:
         with self.store.engine.connect() as conn:
             return str(conn.execute(select(exceptions.c.status).where(exceptions.c.id == exception_id)).scalar_one())
 
+    def transaction(self, exception: dict[str, Any]) -> dict[str, Any]:
+        with self.store.engine.connect() as conn:
+            query = select(transactions).where(transactions.c.id == exception["transaction_id"])
+            return dict(conn.execute(query).one()._mapping)
+
+    def observations(self, system: str) -> list[dict[str, Any]]:
+        with self.store.engine.connect() as conn:
+            query = select(observations).where(observations.c.system == system).order_by(observations.c.id)
+            return [dict(r._mapping) for r in conn.execute(query)]
+
     def audit(self) -> list[dict[str, Any]]:
         with self.store.engine.connect() as conn:
             return [dict(r._mapping) for r in conn.execute(select(audit_log).order_by(audit_log.c.id))]
@@ -76,12 +86,15 @@ class World:
 
 
 @contextmanager
-def world(run_collector: Any, tmp_path: Path, faults: list[str], extra: str = "") -> Iterator[World]:
+def world(
+    run_collector: Any, tmp_path: Path, faults: list[str], extra: str = "", *, over_otlp: bool = False
+) -> Iterator[World]:
+    """``over_otlp``: action spans go to the collector over OTLP/HTTP instead of in process."""
     base = free_base_port()
     text = partners_toml(base) + extra
     collector = run_collector(text)
     config_path = tmp_path / "actions.toml"
-    config_path.write_text(text)
+    config_path.write_text(text + (f'\n[actions]\notlp_endpoint = "{collector.url}"\n' if over_otlp else ""))
     config = load_config(str(config_path), {"db": str(collector.store.engine.url)}, environ={})
     options = LiveOptions(base_port=base, events_url=f"{collector.url}/v1/events")
     sim = LiveThread(options, build_profile(["none"], faults), otlp_exporter(collector.url))

@@ -22,7 +22,7 @@ def erp(w: World) -> httpx.Client:
 def test_unknown_sku_then_master_data_then_retry_creates_one_order_and_resolves(
     run_collector: Any, tmp_path: Path
 ) -> None:
-    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+    with world(run_collector, tmp_path, ["unknown_sku=1"], over_otlp=True) as w:
         order = w.order()
         exc = w.exception("validation")
         assert exc["status"] == "open" and exc["suggested_action"] == "retry"
@@ -35,6 +35,11 @@ def test_unknown_sku_then_master_data_then_retry_creates_one_order_and_resolves(
             assert result.ok, result.message
             assert result.status == "resolved" and w.status(exc["id"]) == "resolved"
             assert client.get("/sales-orders", params={"external_ref": order["order"]}).json()["count"] == 1
+        assert w.transaction(exc)["current_stage"] == "accepted_by_erp"
+        fixes = w.observations("syncwatch")
+        assert [(o["operation"], o["outcome"], o["source"]) for o in fixes if o["operation"].startswith("POST")] == [
+            ("POST /sales-orders", "ok", "otlp/traces")
+        ]
         entries = [(e["actor"], e["action"], e["result"]) for e in w.audit()]
         assert entries == [("sam", "retry", "allowed"), ("sam", "retry", "succeeded")]
         assert w.audit()[-1]["detail"]["status_after"] == "resolved"
