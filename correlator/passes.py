@@ -75,6 +75,7 @@ class Correlator:
         self.config = config
         self.clock = clock
         self.processes = compile_processes(config)
+        self._stage_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
 
     def run_pass(self, batch: int = 50_000) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
@@ -84,12 +85,23 @@ class Correlator:
                 checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
                 rows = q.new_observations(conn, checkpoint.position, batch)
                 if not rows:
+                    self._redelivered(conn, checkpoint, result)
                     break
-                self._apply(conn, rows, result)
-                save_checkpoint(conn, Checkpoint(CHECKPOINT, rows[-1].id))
+                self._apply(conn, rows, result, fresh=(checkpoint.position, rows[-1].id))
+                save_checkpoint(conn, Checkpoint(CHECKPOINT, rows[-1].id, checkpoint.state))
             result.observations += len(rows)
         result.seconds = time.perf_counter() - began
         return result
+
+    def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
+        """Re-derive the transactions of observations delivered again since the last look."""
+        now = utcnow()
+        since = checkpoint.state.get("redelivered_after")
+        rows = q.redelivered_since(conn, datetime.fromisoformat(since)) if since else []
+        if rows:
+            self._apply(conn, rows, result)
+        state = {**checkpoint.state, "redelivered_after": now.isoformat()}
+        save_checkpoint(conn, Checkpoint(CHECKPOINT, checkpoint.position, state))
 
     def reevaluate(self, limit: int = 10_000) -> int:
         """Re-derive transactions whose SLA state changes with time alone (now past their check time)."""
@@ -101,9 +113,13 @@ class Correlator:
             self._apply(conn, rows, result)
         return len(ids)
 
-    def _apply(self, conn: Connection, rows: Sequence[q.LinkRow], result: PassResult) -> None:
+    def _apply(
+        self, conn: Connection, rows: Sequence[q.LinkRow], result: PassResult, fresh: tuple[int, int] | None = None
+    ) -> None:
+        """Link ``rows`` and re-derive what they touch; ``fresh`` is the id range of a batch of
+        new observations, whose members are read by range instead of by key."""
         components = [c for p in self.processes for c in self._link(conn, p, rows, result)]
-        self._load_members(conn, components)
+        self._load_members(conn, components, rows, fresh)
         now = self.clock()
         self._write(conn, components, now, result)
 
@@ -130,17 +146,51 @@ class Correlator:
             stored[tid].add((key_type, value))
         return stored
 
-    def _load_members(self, conn: Connection, components: list[Component]) -> None:
+    def _load_members(
+        self, conn: Connection, components: list[Component], rows: Sequence[q.LinkRow], fresh: tuple[int, int] | None
+    ) -> None:
         """Give each component every observation that shares one of its nodes (one per process)."""
         owners: dict[Node, list[Component]] = defaultdict(list)
         for component in components:
             for node in component.nodes:
                 owners[node].append(component)
-        rows, links = q.observations_of_nodes(conn, owners.keys())
-        members = {row.id: _member(row) for row in rows}
-        for observation_id, node in links:
-            for component in owners[node]:
-                component.members[observation_id] = members[observation_id]
+        links: list[tuple[int, Node]] = []
+        member_rows: list[Any] = []
+        if fresh is not None:
+            member_rows.extend(q.member_rows(conn, *fresh))
+            links.extend((r.id, node) for r in rows for node in _all_nodes(r.keys, r.trace_id))
+        older = self._older_nodes(components, fresh)
+        if older:
+            old_rows, old_links = q.observations_of_nodes(conn, older, fresh[0] if fresh else None)
+            member_rows.extend(old_rows)
+            links.extend(old_links)
+        keys_of: dict[int, list[Node]] = defaultdict(list)
+        for oid, node in links:
+            if node[0] != TRACE:
+                keys_of[oid].append(node)
+        needed = {oid for oid, _ in links}
+        members = {row.id: _member(row, keys_of.get(row.id, ())) for row in member_rows if row.id in needed}
+        for oid, node in links:
+            for component in owners.get(node, ()):
+                component.members[oid] = members[oid]
+
+    def _stages_of(self, process: Process, member: Member) -> tuple[str, ...]:
+        """The stages a member reaches; cached, since a week has only a few hundred distinct shapes."""
+        shape = (process.name, member.system, member.operation, member.kind, member.outcome)
+        stages = self._stage_cache.get(shape)
+        if stages is None:
+            stages = self._stage_cache[shape] = tuple(s.name for s in process.stages if s.reached_by(member))
+        return stages
+
+    @staticmethod
+    def _older_nodes(components: list[Component], fresh: tuple[int, int] | None) -> set[Node]:
+        """Nodes whose earlier observations must be read: all of them outside a fresh batch; in a
+        batch, those of stored transactions, and trace ids (a trace-only span may precede them)."""
+        if fresh is None:
+            return {n for c in components for n in c.nodes}
+        if fresh[0] == 0:
+            return set()
+        return {n for c in components for n in c.nodes if c.previous or n[0] == TRACE}
 
     def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
         txn_rows, key_rows, drafts, retired = [], [], [], set()
@@ -171,10 +221,9 @@ class Correlator:
         process = component.process
         members = sorted(component.members.values(), key=lambda m: (m.start, m.id))
         reached: dict[str, Member] = {}
-        for stage in process.stages:
-            hit = next((m for m in members if stage.reached_by(m)), None)
-            if hit is not None:
-                reached[stage.name] = hit
+        for member in members:
+            for name in self._stages_of(process, member):
+                reached.setdefault(name, member)
         deadlines = _deadlines(process, members)
         sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, self.config.sla_at_risk_share)
         first = reached.get(process.stages[0].name)
@@ -219,7 +268,11 @@ def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) 
     return components
 
 
-def _member(row: Any) -> Member:
+def _all_nodes(keys: Iterable[Node], trace_id: str | None) -> list[Node]:
+    return [*keys, (TRACE, trace_id)] if trace_id else list(keys)
+
+
+def _member(row: Any, keys: Iterable[Node]) -> Member:
     start = row.start_time
     return Member(
         id=row.id,
@@ -233,7 +286,7 @@ def _member(row: Any) -> Member:
         error_message=row.error_message,
         duplicates=row.duplicates,
         attributes_json=row.attributes,
-        keys=tuple(row.keys),
+        keys=tuple(keys),
         trace_id=row.trace_id,
     )
 

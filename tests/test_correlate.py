@@ -237,3 +237,36 @@ def test_postgresql_derives_the_same_transactions_and_exceptions(
     assert sorted(groupings(other).values(), key=sorted) == sorted(groupings(store).values(), key=sorted)
     assert categories(other) == categories(store)
     other.close()
+
+
+def test_a_notice_delivered_again_after_its_pass_becomes_a_duplicate_notice(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'redelivered.db'}")
+    store.upgrade()
+    at = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    keys = (BusinessKey("marketplace_order", "113-0000001-0000001"), BusinessKey("shipment", "SH-1"))
+    capture = Observation(
+        natural_id="span-1",
+        kind=ObservationKind.SPAN,
+        system="marketplace-amz",
+        operation="POST /orders",
+        start=at,
+        source="test",
+        keys=keys[:1],
+    )
+    notice = Observation(
+        natural_id="event:3pl-fastship:n-1",
+        kind=ObservationKind.EVENT,
+        system="3pl-fastship",
+        operation="com.syncwatch.shipment.shipped",
+        start=at + timedelta(hours=3),
+        source="test",
+        keys=keys,
+    )
+    correlator = Correlator(store, load_config(), clock=lambda: at + timedelta(hours=4))
+    store.write_observations([capture, notice])
+    correlator.run_pass()
+    assert categories(store)["duplicate_notice"] == 0
+    store.write_observations([notice])
+    correlator.run_pass()
+    assert categories(store)["duplicate_notice"] == 1
+    store.close()

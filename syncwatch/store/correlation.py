@@ -3,10 +3,10 @@ transactions and exceptions. The correlator holds no SQL of its own."""
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from types import SimpleNamespace
 from typing import Any
 
 from sqlalchemy import Connection, String, Text, and_, delete, select, type_coerce
@@ -44,25 +44,40 @@ class LinkRow:
 
 
 def new_observations(conn: Connection, after_id: int, limit: int) -> list[LinkRow]:
-    stmt = (
-        select(observations.c.id, observations.c.extracted_keys, observations.c.trace_id)
-        .where(observations.c.id > after_id)
-        .order_by(observations.c.id)
-        .limit(limit)
+    """The next ``limit`` observations after ``after_id``: ids, trace ids and identity keys
+    (read from the business_keys index, so no JSON is decoded)."""
+    o = observations.c
+    heads = conn.execute(select(o.id, o.trace_id).where(o.id > after_id).order_by(o.id).limit(limit)).all()
+    if not heads:
+        return []
+    bk = business_keys.c
+    keys: dict[int, list[Node]] = defaultdict(list)
+    stmt = select(bk.observation_id, bk.key_type, bk.value).where(
+        and_(bk.observation_id > after_id, bk.observation_id <= heads[-1].id)
     )
-    return [LinkRow(row.id, _identity(row.extracted_keys), row.trace_id) for row in conn.execute(stmt)]
+    for oid, key_type, value in conn.execute(stmt):
+        keys[oid].append((key_type, value))
+    return [LinkRow(oid, tuple(keys.get(oid, ())), trace) for oid, trace in heads]
+
+
+def member_rows(conn: Connection, after_id: int, up_to_id: int) -> list[Any]:
+    """Member columns of every observation with an id in (after_id, up_to_id]."""
+    o = observations.c
+    return conn.execute(select(*MEMBER_COLUMNS).where(and_(o.id > after_id, o.id <= up_to_id))).all()
 
 
 def redelivered_since(conn: Connection, since: datetime) -> list[LinkRow]:
-    """Observations delivered again after ``since``: their duplicate count changed."""
-    stmt = select(observations.c.id, observations.c.extracted_keys, observations.c.trace_id).where(
-        observations.c.redelivered_at > since
-    )
-    return [LinkRow(row.id, _identity(row.extracted_keys), row.trace_id) for row in conn.execute(stmt)]
-
-
-def _identity(keys: list[list[Any]]) -> tuple[Node, ...]:
-    return tuple((k[0], k[1]) for k in keys if k[2])
+    """Observations delivered again after ``since``: their duplicate count changed since a pass
+    last saw them (a partner sending the same notice twice)."""
+    o, bk = observations.c, business_keys.c
+    heads = conn.execute(select(o.id, o.trace_id).where(o.redelivered_at > since)).all()
+    keys: dict[int, list[Node]] = defaultdict(list)
+    for chunk in chunks([oid for oid, _ in heads]):
+        for oid, key_type, value in conn.execute(
+            select(bk.observation_id, bk.key_type, bk.value).where(bk.observation_id.in_(chunk))
+        ):
+            keys[oid].append((key_type, value))
+    return [LinkRow(oid, tuple(keys.get(oid, ())), trace) for oid, trace in heads]
 
 
 def transactions_of_nodes(conn: Connection, nodes: Iterable[Node]) -> list[tuple[str, str, str]]:
@@ -87,34 +102,31 @@ def keys_of_transactions(conn: Connection, ids: Iterable[str]) -> list[tuple[str
     return found
 
 
-def observations_of_nodes(conn: Connection, nodes: Iterable[Node]) -> tuple[list[Any], list[tuple[int, Node]]]:
-    """The observations carrying any of ``nodes`` (identity keys or trace ids), and which node
-    each carries: (rows with a ``keys`` field of their identity keys, [(observation id, node)])."""
+def observations_of_nodes(
+    conn: Connection, nodes: Iterable[Node], up_to_id: int | None = None
+) -> tuple[list[Any], list[tuple[int, Node]]]:
+    """The observations (up to ``up_to_id``, when given) carrying any of ``nodes`` — identity keys
+    or trace ids — and which node each carries: (member rows, [(observation id, node)])."""
     keys = sorted({n for n in nodes if n[0] != TRACE})
     traces = sorted({n[1] for n in nodes if n[0] == TRACE})
     links: list[tuple[int, Node]] = []
-    bk = business_keys.c
+    bk, o = business_keys.c, observations.c
     wanted = set(keys)
     # One-column IN: SQLite answers a row-value IN over (value, key_type) with a full scan.
     for chunk in chunks(sorted({v for _, v in keys})):
         stmt = select(bk.observation_id, bk.key_type, bk.value).where(bk.value.in_(chunk))
+        if up_to_id is not None:
+            stmt = stmt.where(bk.observation_id <= up_to_id)
         links.extend((oid, (t, v)) for oid, t, v in conn.execute(stmt) if (t, v) in wanted)
     for chunk in chunks(traces):
-        stmt = select(observations.c.id, observations.c.trace_id).where(observations.c.trace_id.in_(chunk))
+        stmt = select(o.id, o.trace_id).where(o.trace_id.in_(chunk))
+        if up_to_id is not None:
+            stmt = stmt.where(o.id <= up_to_id)
         links.extend((oid, (TRACE, trace)) for oid, trace in conn.execute(stmt))
-    keys_of: dict[int, list[Node]] = {}
-    for oid, node in links:
-        if node[0] != TRACE:
-            keys_of.setdefault(oid, []).append(node)
     rows = []
     for chunk in chunks(sorted({oid for oid, _ in links})):
-        for row in conn.execute(select(*MEMBER_COLUMNS).where(observations.c.id.in_(chunk))):
-            rows.append(_with_keys(row, keys_of.get(row.id, [])))
+        rows.extend(conn.execute(select(*MEMBER_COLUMNS).where(o.id.in_(chunk))))
     return rows, links
-
-
-def _with_keys(row: Any, keys: list[Node]) -> Any:
-    return SimpleNamespace(**row._mapping, keys=keys)
 
 
 def sla_states(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
