@@ -99,14 +99,21 @@ class Demo:
             self.process.kill()
             self.process.wait()
 
-    def retryable_exception(self) -> str:
-        with sqlite3.connect(self.folder / "demo" / "demo.db") as conn:
-            row = conn.execute(
-                "SELECT id FROM exceptions WHERE status = 'open' AND category IN (?, ?) ORDER BY opened_at DESC",
-                RETRYABLE,
-            ).fetchone()
-        assert row, "the demo's history holds no open partner or timeout exception"
-        return str(row[0])
+    def retryable_exception(self, timeout: float = 240) -> str:
+        """An open partner or timeout exception from the live network, whose request body was stored
+        (the generated history keeps no bodies, so its exceptions cannot be re-sent as they are)."""
+        query = (
+            "SELECT e.id FROM exceptions e JOIN observations o ON o.id = e.observation_id "
+            "WHERE e.status = 'open' AND e.category IN (?, ?) AND o.payload IS NOT NULL ORDER BY e.opened_at"
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with sqlite3.connect(self.folder / "demo" / "demo.db") as conn:
+                row = conn.execute(query, RETRYABLE).fetchone()
+            if row:
+                return str(row[0])
+            time.sleep(5)
+        raise AssertionError(f"no retryable exception with a stored request appeared in {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -163,13 +170,18 @@ def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:
 def test_open_an_exception_retry_and_see_it_resolved(demo: Demo, page: Any) -> None:
     exception_id = demo.retryable_exception()
     sign_in(page, f"{demo.url}/exceptions?exception={exception_id}")
-    page.get_by_text("Runbook (").wait_for(timeout=60_000)
+    runbook = page.get_by_text("Runbook (")
+    runbook.wait_for(timeout=60_000)
     settle(page)
-    page.screenshot(path=str(SHOTS / "7-exception-detail.png"), full_page=True)
+    runbook.scroll_into_view_if_needed()
+    page.screenshot(path=str(SHOTS / "7-exception-detail.png"))
     page.get_by_role("button", name="Retry", exact=True).click()
-    outcome = page.get_by_text("Retry:").first
-    outcome.wait_for(timeout=90_000)
-    settle(page)
-    page.screenshot(path=str(SHOTS / "8-after-retry.png"), full_page=True)
-    text = page.get_by_test_id("stAlert").filter(has_text="Retry:").first.inner_text()
+    outcome = page.get_by_test_id("stAlert").filter(has_text="Retry:").first
+    try:
+        outcome.wait_for(timeout=90_000)
+        settle(page)
+    finally:
+        outcome.scroll_into_view_if_needed(timeout=1_000) if outcome.count() else None
+        page.screenshot(path=str(SHOTS / "8-after-retry.png"))
+    text = outcome.inner_text()
     assert "resolved" in text, text
