@@ -16,6 +16,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
+from urllib.parse import urlsplit
 
 from correlator.processes import Member
 from correlator.sla import SlaResult
@@ -54,8 +55,15 @@ class Draft:
 
 
 def derive(
-    identity: str, members: Sequence[Member], sla: SlaResult, keys: Iterable[tuple[str, str]], context: dict[str, Any]
+    identity: str,
+    members: Sequence[Member],
+    sla: SlaResult,
+    keys: Iterable[tuple[str, str]],
+    context: dict[str, Any],
+    hosts: dict[str, str] | None = None,
 ) -> list[Draft]:
+    """Every exception the transaction's observations show; ``hosts`` maps the host names a
+    caller's span shows for a partner to that partner, so a failed call blames the callee."""
     ordered = sorted(members, key=lambda m: (m.start, m.id))
     by_value = {value: key_type for key_type, value in keys}
     step = {m.id: step_of(m.operation, by_value) for m in ordered}
@@ -64,7 +72,7 @@ def derive(
     # Error log lines are evidence for a failed call, not a step of their own, unless they are all there is.
     for member in [m for m in errors if m.kind != "log"] or errors:
         failures[step[member.id]].append(member)
-    drafts = [_failure(identity, name, failed, ordered, step, sla) for name, failed in failures.items()]
+    drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
     drafts += _duplicates(identity, ordered)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         drafts += _stuck(identity, sla, ordered)
@@ -100,6 +108,7 @@ def _failure(
     ordered: Sequence[Member],
     step_of_id: dict[int, str],
     sla: SlaResult,
+    hosts: dict[str, str],
 ) -> Draft:
     first, last = failures[0], failures[-1]
     category = category_of(last)
@@ -109,7 +118,7 @@ def _failure(
         id=_id(identity, "step", step),
         category=category,
         status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
-        system=culprit.system,
+        system=_failing_system(culprit, hosts),
         endpoint=step,
         stage=_stage_at(sla, first.start),
         summary=_summary(category, culprit, len(failures)),
@@ -119,6 +128,13 @@ def _failure(
         observation_id=last.id,
         resolved_by=resolver,
     )
+
+
+def _failing_system(member: Member, hosts: dict[str, str]) -> str:
+    """The system that failed: the callee a client span names, else the system that reported it."""
+    attributes = member.attributes
+    host = attributes.get("server.address") or urlsplit(str(attributes.get("url.full", ""))).hostname
+    return hosts.get(str(host), member.system) if host else member.system
 
 
 def _resolver(

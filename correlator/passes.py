@@ -76,6 +76,7 @@ class Correlator:
         self.clock = clock
         self.processes = compile_processes(config)
         self._stage_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+        self.hosts = {host: name for name, p in config.file.partners.items() for host in [name, *p.hosts]}
 
     def run_pass(self, batch: int = 50_000) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
@@ -202,18 +203,21 @@ class Correlator:
             key_rows.extend({"transaction_id": row["id"], "key_type": t, "value": v} for t, v in component.nodes)
             keys = [n for n in component.nodes if n[0] != TRACE]
             drafts.extend(
-                (row["id"], d) for d in derive(row["id"], list(component.members.values()), sla, keys, _context(row))
+                (row["id"], d)
+                for d in derive(row["id"], list(component.members.values()), sla, keys, _context(row), self.hosts)
             )
             retired |= component.previous
-        # Read the stored lifecycle before retiring merged transactions cascades their exceptions away.
+        # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
+        # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)
         before = q.sla_states(conn, [r["id"] for r in txn_rows])
         link_keys = {c.id: c.link_key for c in components}
         found = transaction_alerts(before, txn_rows, link_keys, self.config, now)
         result.alerts += raise_alerts(conn, found + endpoint_alerts(exception_rows, self.config, now), self.config, now)
         q.drop_exceptions(conn, _stale(conn, [r["id"] for r in txn_rows], {r["id"] for r in exception_rows}))
-        q.replace_transactions(conn, txn_rows, key_rows, retired)
+        q.replace_transactions(conn, txn_rows, key_rows)
         q.upsert_exceptions(conn, exception_rows)
+        q.retire_transactions(conn, retired - {r["id"] for r in txn_rows})
         result.transactions += len(txn_rows)
         result.exceptions += len(exception_rows)
 
@@ -325,11 +329,11 @@ def _context(row: dict[str, Any]) -> dict[str, Any]:
 
 def _stale(conn: Connection, transaction_ids: list[str], derived: set[str]) -> list[str]:
     """Exceptions no longer derived (a stage seen overdue before its observation arrived), unless a
-    person has taken them up."""
+    person has taken them up or acted on them."""
     return [
         row.id
         for row in q.exceptions_of(conn, transaction_ids)
-        if row.id not in derived and row.assignee is None and row.status not in HUMAN_STATES
+        if row.id not in derived and row.assignee is None and row.status not in HUMAN_STATES and not row.acted_on
     ]
 
 

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, String, Text, and_, delete, select, type_coerce
+from sqlalchemy import Connection, String, Text, and_, delete, exists, select, type_coerce
 
 from syncwatch.store.bulk import chunks, insert_many
-from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
+from syncwatch.store.schema import actions, business_keys, exceptions, observations, transaction_keys, transactions
 from syncwatch.store.writes import upsert_insert
 
 Node = tuple[str, str]
@@ -145,18 +145,18 @@ def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
 
 
 def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]:
-    """(id, status, assignee) of every stored exception of these transactions."""
+    """(id, status, assignee, acted_on) of every stored exception of these transactions."""
     c = exceptions.c
+    acted = exists().where(actions.c.exception_id == c.id)
     found: list[Any] = []
     for chunk in chunks(sorted(set(transaction_ids))):
-        found.extend(conn.execute(select(c.id, c.status, c.assignee).where(c.transaction_id.in_(chunk))))
+        stmt = select(c.id, c.status, c.assignee, acted.label("acted_on")).where(c.transaction_id.in_(chunk))
+        found.extend(conn.execute(stmt))
     return found
 
 
-def replace_transactions(
-    conn: Connection, rows: list[dict[str, Any]], keys: list[dict[str, str]], retired: Iterable[str]
-) -> None:
-    """Write the recomputed transactions and their keys; drop the ones merged into others."""
+def replace_transactions(conn: Connection, rows: list[dict[str, Any]], keys: list[dict[str, str]]) -> None:
+    """Write the recomputed transactions and their keys."""
     ids = [row["id"] for row in rows]
     for chunk in chunks(ids):
         conn.execute(delete(transaction_keys).where(transaction_keys.c.transaction_id.in_(chunk)))
@@ -165,11 +165,11 @@ def replace_transactions(
         columns = {name: stmt.excluded[name] for name in rows[0] if name != "id"}
         conn.execute(stmt.on_conflict_do_update(index_elements=["id"], set_=columns), rows)
     insert_many(conn, transaction_keys, keys, ignore_conflicts_on=("transaction_id", "key_type", "value"))
-    _retire(conn, sorted(set(retired) - set(ids)))
 
 
-def _retire(conn: Connection, ids: list[str]) -> None:
-    for chunk in chunks(ids):
+def retire_transactions(conn: Connection, ids: Iterable[str]) -> None:
+    """Drop transactions merged into others (their exceptions must have moved first: they cascade)."""
+    for chunk in chunks(sorted(set(ids))):
         conn.execute(delete(transactions).where(transactions.c.id.in_(chunk)))
 
 
