@@ -53,6 +53,14 @@ def test_a_user_file_merges_named_tables_and_replaces_lists(tmp_path: Path) -> N
     assert "wms" in config.file.partners
 
 
+def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
+    path = write(tmp_path, "[users.dana]\nrole = 'lead'\n\n[collectors]\nmax_clock_skew = '2h'\n")
+    config = load_config(path, environ={})
+    assert set(config.file.users) == {"dana"}
+    assert "alex" in load_config(environ={}).file.users
+    assert config.file.collectors.max_clock_skew.total_seconds() == 7200
+
+
 @pytest.mark.parametrize(
     ("text", "fragment"),
     [

@@ -1,7 +1,9 @@
 """Load the one TOML config: packaged defaults, the user's file on top, settings resolved.
 
-A user file is merged over the defaults section by section: named tables (key_types,
-processes, calendars, partners, runbooks, settings) merge by name, lists (key_rules) replace.
+A user file is merged over the defaults section by section: tables merge one level deep (a
+named entry such as ``[partners.erp]``, or a field of ``[collectors]``, replaces the default's),
+lists (key_rules, tailers) replace, and ``[users]`` replaces the demo users whole, so a
+deployment never inherits the simulated network's sign-ins.
 Every problem becomes one ``ConfigError`` sentence naming the file, the field and what was
 expected; the CLI prints it and exits with 2.
 """
@@ -23,7 +25,7 @@ from syncwatch.config.settings import BY_NAME, SETTINGS, coerce
 
 DEFAULTS_NAME = "defaults.toml"
 CONFIG_ENV = "SYNCWATCH_CONFIG"
-MERGED_TABLES = ("settings", "key_types", "processes", "calendars", "partners", "runbooks")
+REPLACED_TABLES = ("users",)
 
 
 class ConfigError(ValueError):
@@ -65,8 +67,8 @@ def load_config(
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
     merged = dict(base)
     for section, value in override.items():
-        if section in MERGED_TABLES and isinstance(value, dict):
-            merged[section] = {**base.get(section, {}), **value}
+        if isinstance(value, dict) and isinstance(base.get(section), dict) and section not in REPLACED_TABLES:
+            merged[section] = {**base[section], **value}
         else:
             merged[section] = value
     return merged
