@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from sqlalchemy import Connection
 
@@ -51,7 +51,7 @@ class _Job:
     content_type: str | None
     checkpoint: Checkpoint | None
     done: bool = False
-    result: Committed = field(default_factory=Committed)
+    result: Committed | None = None
     error: BaseException | None = None
 
 
@@ -87,6 +87,8 @@ class Sink:
             self._write_group(group)
         if job.error is not None:
             raise job.error
+        if job.result is None:  # the writer was interrupted (the process is stopping): never claim success
+            raise RuntimeError("the batch was not stored: its writer stopped")
         return job.result
 
     def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
@@ -110,12 +112,16 @@ class Sink:
 
     def _write_group(self, group: list[_Job]) -> None:
         try:
-            self._write_together(group)
-        except Exception:
-            # One job's failure must not fail its neighbours: retry each alone, so the error
-            # reaches only the caller whose data caused it.
-            for job in group:
-                self._write_alone(job)
+            if len(group) == 1:
+                self._write_alone(group[0])
+                return
+            try:
+                self._write_together(group)
+            except Exception:
+                # One job's failure must not fail its neighbours: retry each alone, so the error
+                # reaches only the caller whose data caused it.
+                for job in group:
+                    self._write_alone(job)
         finally:
             with self._changed:
                 for job in group:

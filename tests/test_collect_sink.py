@@ -4,10 +4,13 @@ each observation once and tell every caller what its own batch did."""
 
 from __future__ import annotations
 
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 
+import pytest
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 
 from collectors.base import Parsed
 from collectors.sink import Committed, Sink
@@ -73,3 +76,14 @@ def test_concurrent_commits_store_once_and_report_per_caller(store: Store) -> No
     assert len(rows) == 39 * 50 + 100
     assert sum(r.stored for r in results) == len(rows)
     assert sum(r.duplicates for r in results) == sum(d for d, _ in rows.values()) == 40 * 100 - len(rows)
+
+
+def test_a_failing_batch_fails_only_its_caller_as_a_store_error(store: Store) -> None:
+    if store.dialect != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths, so nothing here makes a write fail")
+    sink = sink_for(store)
+    too_long = dataclasses.replace(span(1), natural_id="x" * 300)
+    with pytest.raises(SQLAlchemyError):  # what the server turns into 503 + Retry-After
+        sink.commit(Parsed([too_long]), "test")
+    assert sink.commit(Parsed([span(2)]), "test") == Committed(stored=1)
+    assert list(stored(store)) == [span(2).natural_id]

@@ -8,12 +8,14 @@ executemany. Values must already be in driver form (text times on SQLite, JSON a
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from functools import cache
 from itertools import chain
 from typing import Any
 
 from sqlalchemy import Connection, Dialect, Table
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 IN_CHUNK = 900  # stays under every engine's bound-parameter limit
 ROWS_PER_STATEMENT = 100  # 17 columns x 100 rows stays under SQLite's 32,766 bound parameters
@@ -44,17 +46,14 @@ def insert_tuples(
     writer (each step waits a whole GIL switch interval to get the GIL back)."""
     if not rows:
         return 0
-    cursor = driver_cursor(conn)
-    try:
-        if conn.dialect.name != "sqlite":
-            return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1"))
-        inserted = 0
+    if conn.dialect.name != "sqlite":
+        return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1"))
+    inserted = 0
+    with driver_cursor(conn) as cursor:
         for chunk in chunks(rows, ROWS_PER_STATEMENT):
             cursor.execute(_sqlite_multirow(table, columns, conflict, len(chunk)), list(chain.from_iterable(chunk)))
             inserted += cursor.rowcount
-        return inserted
-    finally:
-        cursor.close()
+    return inserted
 
 
 def pg_insert_unnest(
@@ -68,15 +67,12 @@ def pg_insert_unnest(
     """INSERT … SELECT FROM unnest(one array per column) … RETURNING on PostgreSQL: one short
     statement per chunk, where psycopg re-parses a long multi-row VALUES text on every call and
     its pipelined executemany pays a round of protocol messages per row."""
-    cursor = driver_cursor(conn)
     returned: list[tuple[Any, ...]] = []
-    try:
-        sql = _pg_unnest_sql(table, columns, conflict, returning)
+    sql = _pg_unnest_sql(table, columns, conflict, returning)
+    with driver_cursor(conn) as cursor:
         for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
             cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
             returned.extend(cursor.fetchall())
-    finally:
-        cursor.close()
     return returned
 
 
@@ -103,19 +99,26 @@ def _sqlite_multirow(table: Table, columns: tuple[str, ...], conflict: tuple[str
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([row] * count)}{on_conflict}"
 
 
-def driver_cursor(conn: Connection) -> Any:
-    """A cursor on the DBAPI connection inside ``conn``'s transaction (the same BEGIN)."""
-    return conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+@contextmanager
+def driver_cursor(conn: Connection) -> Iterator[Any]:
+    """A cursor on the DBAPI connection inside ``conn``'s transaction (the same BEGIN). Driver
+    errors leave as SQLAlchemy's DBAPIError subclasses, as from ``conn.execute``, so callers
+    (the server answers 503 on SQLAlchemyError) see one family of errors whichever path failed."""
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield cursor
+    except dbapi_error as err:
+        raise DBAPIError.instance(None, None, err, dbapi_error, dialect=conn.dialect) from err
+    finally:
+        cursor.close()
 
 
 def sqlite_last_ids(conn: Connection, count: int) -> range | None:
     """Ids of the ``count`` rows just inserted by one executemany under SQLite's write lock, or
     None when SQLite may have chosen them at random (so the caller must select them)."""
-    cursor = driver_cursor(conn)
-    try:
+    with driver_cursor(conn) as cursor:
         last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
-    finally:
-        cursor.close()
     return None if last >= _MAX_ROWID else range(last - count + 1, last + 1)
 
 

@@ -123,16 +123,13 @@ def _existing_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
     """natural id → row id of those already stored, in one statement whatever the batch size."""
     if not natural_ids:
         return {}
-    cursor = driver_cursor(conn)
-    try:
+    with driver_cursor(conn) as cursor:
         if conn.dialect.name == "sqlite":
             sql = "SELECT natural_id, id FROM observations WHERE natural_id IN (SELECT value FROM json_each(?))"
             cursor.execute(sql, (json.dumps(natural_ids),))
         else:
             cursor.execute("SELECT natural_id, id FROM observations WHERE natural_id = ANY(%s)", (natural_ids,))
         return dict(cursor.fetchall())
-    finally:
-        cursor.close()
 
 
 def _insert_new(conn: Connection, fresh: dict[str, Observation], now: datetime) -> dict[str, int]:
@@ -212,8 +209,7 @@ def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) 
     looks there to notice a notice sent twice)."""
     if not repeats:
         return
-    cursor = driver_cursor(conn)
-    try:
+    with driver_cursor(conn) as cursor:
         if conn.dialect.name == "sqlite":
             sql = "UPDATE observations SET duplicates = duplicates + ?, redelivered_at = ? WHERE id = ?"
             when = _sqlite_time(now)
@@ -224,8 +220,6 @@ def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) 
                 "FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE o.id = u.id"
             )
             cursor.execute(sql, (now, list(repeats), list(repeats.values())))
-    finally:
-        cursor.close()
 
 
 def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limit: int) -> int:
