@@ -70,7 +70,9 @@ def _outcome(exception_id: str) -> None:
     outcome = st.session_state.get(OUTCOME)
     if not outcome or outcome["exception"] != exception_id:
         return
-    text = f"**{outcome['action'].capitalize()}:** {outcome['message']} (the exception is now {outcome['status']})"
+    text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
+    if f"is {outcome['status']}" not in outcome["message"]:
+        text += f" (the exception is now {outcome['status']})"
     (st.success if outcome["ok"] else st.error)(text)
 
 

@@ -7,6 +7,7 @@ either the test skips and says which. Screenshots of every page go to test-outpu
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import sqlite3
@@ -17,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
 from dashboard.users import add_user
@@ -32,7 +34,6 @@ FLAGS = [
 ]
 SHOTS = Path(__file__).resolve().parents[1] / "test-output"
 PAGES = ("Operations", "Exceptions", "Endpoints", "Transaction search", "KPIs", "Admin")
-RETRYABLE = ("partner_unavailable", "timeout")
 PASSWORD = "demo-password-1"
 
 pytestmark = pytest.mark.slow
@@ -99,14 +100,23 @@ class Demo:
             self.process.kill()
             self.process.wait()
 
-    def retryable_exception(self) -> str:
+    def unknown_sku_exception(self) -> tuple[str, str]:
+        """An order the ERP rejected for an unknown SKU (transient failures the demo's automatic
+        retries fix on their own; this one waits for a person)."""
         with sqlite3.connect(self.folder / "demo" / "demo.db") as conn:
             row = conn.execute(
-                "SELECT id FROM exceptions WHERE status = 'open' AND category IN (?, ?) ORDER BY opened_at",
-                RETRYABLE,
+                "SELECT id, summary FROM exceptions WHERE status = 'open' AND category = 'validation' "
+                "AND summary LIKE '%is not in the item master%' ORDER BY opened_at DESC"
             ).fetchone()
-        assert row, "the demo's history holds no open partner or timeout exception"
-        return str(row[0])
+        assert row, "the demo's history holds no order rejected for an unknown SKU"
+        match = re.search(r"SKU (\S+) is not in the item master", row[1])
+        assert match, row[1]
+        return str(row[0]), match[1]
+
+    def add_sku_to_erp(self, sku: str) -> None:
+        """What the agent does outside syncwatch first: fix the master data in the (simulated) ERP."""
+        erp = f"http://127.0.0.1:{self.sim + 2}"  # the ERP is the third system of the simulator
+        httpx.post(f"{erp}/master-data/skus", json={"sku": sku}, timeout=10).raise_for_status()
 
 
 @pytest.fixture(scope="module")
@@ -160,10 +170,11 @@ def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:
         page.screenshot(path=str(SHOTS / f"{number}-{title.lower().replace(' ', '-')}.png"), full_page=True)
 
 
-def test_open_an_exception_retry_and_see_the_outcome_in_place(demo: Demo, page: Any) -> None:
-    """The generated history stores no request bodies, so the action layer answers that it needs one;
-    reaching 'resolved' from the browser needs an exception whose request was recorded (see the report)."""
-    exception_id = demo.retryable_exception()
+def test_open_an_exception_retry_and_see_it_resolved(demo: Demo, page: Any) -> None:
+    """The rejected order's request was recorded; once the SKU exists in the live simulated ERP,
+    Retry sends it again, the correlator sees the ERP accept it, and the page shows it resolved."""
+    exception_id, sku = demo.unknown_sku_exception()
+    demo.add_sku_to_erp(sku)
     sign_in(page, f"{demo.url}/exceptions?exception={exception_id}")
     runbook = page.get_by_text("Runbook (")
     runbook.wait_for(timeout=60_000)
@@ -179,4 +190,4 @@ def test_open_an_exception_retry_and_see_the_outcome_in_place(demo: Demo, page: 
         outcome.scroll_into_view_if_needed(timeout=1_000) if outcome.count() else None
         page.screenshot(path=str(SHOTS / "8-after-retry.png"))
     text = outcome.inner_text()
-    assert text.startswith("Retry:") and "the exception is now" in text, text
+    assert text.startswith("Retry:") and re.search(r"the exception is (now )?resolved", text), text

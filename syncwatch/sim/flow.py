@@ -7,6 +7,7 @@ one seeded ``random.Random`` so the same seed tells the same story.
 
 from __future__ import annotations
 
+import json
 import random
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -31,6 +32,12 @@ RETURN_RECEIVED = "com.syncwatch.return.received"
 DEAD_LETTERED = "com.syncwatch.message.dead_lettered"
 RETURN_SHARE = 0.06
 BACKORDER_SHARE = 0.04
+
+
+def request_body(body: dict[str, Any]) -> Attrs:
+    """The request a caller sent, on its client span of a failed call, as the live network records
+    it: what an agent's Retry sends again."""
+    return {"http.request.body": json.dumps(body, sort_keys=True)}
 
 
 @dataclass
@@ -226,6 +233,9 @@ class Network:
         if rejection:
             sku_or_customer, message = rejection
             attrs.update(sku_or_customer)
+            lines = [{"sku": item.sku, "qty": qty} for item, qty in order.lines]
+            lines[0]["sku"] = str(sku_or_customer.get("item.sku", lines[0]["sku"]))
+            sent = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
             hop = self.hop(
                 order.channel,
                 "erp",
@@ -233,7 +243,7 @@ class Network:
                 "/sales-orders",
                 at,
                 attrs,
-                caller_attrs=order.ref_attrs,
+                caller_attrs={**order.ref_attrs, **request_body(sent)},
                 status=422,
                 error=message,
             )
@@ -354,7 +364,7 @@ class Network:
         attempts = (0, 2 * MINUTE, 10 * MINUTE, 30 * MINUTE) if fault.name == "partner_down" else (0,)
         status, took = (503, 15_000) if fault.name == "partner_down" else (504, 30 * SECOND)
         message = "upstream unavailable" if status == 503 else "upstream timed out after 30 s"
-        caller = {"erp.sales_order": order.erp_order}
+        caller = {"erp.sales_order": order.erp_order, **request_body({"tpl.client_order": order.erp_order})}
         for offset in attempts:
             hop = Hop(
                 "erp",

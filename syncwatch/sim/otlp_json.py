@@ -26,6 +26,9 @@ def _value(value: AttrValue) -> str:
         return f'{{"intValue":"{value}"}}'
     if isinstance(value, float):
         return f'{{"doubleValue":{value!r}}}'
+    if '"' in value or "\\" in value or not value.isprintable():
+        # Rare (a recorded request body): escape properly; plain ids and names take the fast path.
+        return f'{{"stringValue":{json.dumps(value)}}}'
     return f'{{"stringValue":"{value}"}}'
 
 
