@@ -79,7 +79,7 @@ def _durations(
 def _period(days: pd.Series, grain: str) -> pd.Series:
     dates = pd.to_datetime(days, format="%Y-%m-%d")
     if grain == "week":
-        return (dates - pd.to_timedelta(dates.dt.weekday, unit="D")).dt.strftime("%Y-%m-%d")
+        return (dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
     if grain == "day":
         return dates.dt.strftime("%Y-%m-%d")
     raise ValueError(f"KPIs are by day or week, not {grain!r}")

@@ -13,8 +13,6 @@ from syncwatch.store import Store
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PAGES = ("operations.py", "exceptions.py", "endpoints.py", "search.py", "kpis.py", "admin.py")
-# correlator/kpis.py (not this code) uses Series.dt.weekday, deprecated in this pandas; KPI pages call it.
-pytestmark = pytest.mark.filterwarnings("ignore:Series.dt.weekday is deprecated")
 TITLES = dict(zip(PAGES, ("Operations", "Exceptions", "Endpoints", "Transaction search", "KPIs", "Admin"), strict=True))
 
 

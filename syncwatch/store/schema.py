@@ -153,6 +153,7 @@ transactions = Table(
 Index(None, transactions.c.sla_state, transactions.c.updated_at)
 Index(None, transactions.c.updated_at)
 Index(None, transactions.c.sla_check_at)
+Index(None, transactions.c.type, transactions.c.started_at)
 
 transaction_keys = Table(
     "transaction_keys",
