@@ -112,7 +112,7 @@ def test_a_dead_lettered_notice_can_be_redelivered(tmp_path: Path) -> None:
     assert len(seen["letters"]) == 1 and seen["redelivered"] == [200] and seen["left"] == []
     shipped = [e for e in seen["events"] if e["type"] == "com.syncwatch.shipment.shipped"]
     assert [e["data"]["sales_order"] for e in shipped] == [seen["result"]["sales_order"]]
-    assert [e["type"] for e in seen["events"]][0] == "com.syncwatch.message.dead_lettered"
+    assert next(e["type"] for e in seen["events"]) == "com.syncwatch.message.dead_lettered"
 
 
 def test_the_erp_rejects_unknown_skus_until_master_data_has_them(tmp_path: Path) -> None:
