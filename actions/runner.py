@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from actions import ledger, roles
@@ -16,6 +17,7 @@ from actions.results import ActionResult
 from actions.services import Services
 from actions.telemetry import continuing
 from correlator.passes import Correlator
+from syncwatch.model import as_utc
 from syncwatch.store import actions as q
 
 
@@ -78,6 +80,9 @@ def run_partner_action(
     services: Services, request: Request, exception: dict[str, Any], prepare: Prepare
 ) -> ActionResult:
     entry = entry_for(services, request)
+    waiting = _retry_after_pending(services, request, exception)
+    if waiting:
+        return refuse(services, entry, exception["status"], waiting)
     try:
         plan = prepare(services, request, exception)
     except (NotActionable, InvalidEdit) as err:
@@ -90,6 +95,22 @@ def run_partner_action(
     if not isinstance(claimed, Claim):
         return _already_done(services, entry, exception, claimed)
     return _run(services, request, exception, entry, plan, claimed)
+
+
+def _retry_after_pending(services: Services, request: Request, exception: dict[str, Any]) -> str | None:
+    """The partner's Retry-After from the last attempt of this action, while it still runs: a
+    person clicking again must not hammer a partner that asked for a pause."""
+    with services.store.engine.connect() as conn:
+        earlier = q.actions_of(conn, exception["id"], request.kind)
+    last = earlier[0] if earlier else None
+    outcome = (last or {}).get("outcome") or {}
+    if not last or not outcome.get("retry_after") or not last.get("finished_at"):
+        return None
+    until = as_utc(last["finished_at"]) + timedelta(seconds=float(outcome["retry_after"]))
+    if services.clock() >= until:
+        return None
+    partner = outcome.get("partner") or "the partner"
+    return f"{partner} asked to wait until {until:%H:%M:%S} UTC (Retry-After); nothing was sent, try again then"
 
 
 def _claim(

@@ -99,6 +99,22 @@ def test_a_partner_down_during_retry_records_the_attempt_and_resolves_nothing(
     close_all()
 
 
+def test_a_second_click_within_the_partners_retry_after_sends_nothing(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        order = w.order()
+        exc = w.exception("partner_unavailable")
+        partner = w.driver.network.partners[order["system"]]
+        partner.down, partner.throttle, partner.retry_after_s = False, 1, 120
+        first = retry(w, exc["id"], "sam")
+        creates = w.calls(f"{order['system']} POST /fulfillment-orders")
+        second = retry(w, exc["id"], "sam")
+        assert not first.ok and "429" in first.message, first.message
+        assert not second.ok and "Retry-After" in second.message and "nothing was sent" in second.message
+        assert w.calls(f"{order['system']} POST /fulfillment-orders") == creates
+        assert [e["result"] for e in w.audit()][-1] == "refused"
+    close_all()
+
+
 def test_a_timeout_is_retried_with_a_lookup_and_never_creates_twice(run_collector: Any, tmp_path: Path) -> None:
     with world(run_collector, tmp_path, ["partner_timeout=1"]) as w:
         order = w.order()

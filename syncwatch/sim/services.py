@@ -39,7 +39,8 @@ class PartnerState:
 
     ``down`` fails intake (creates answer 503) while cancels and reads still work, as when a 3PL's
     order API is out; ``unreachable`` fails everything; ``slow`` takes a create but answers 504,
-    as a gateway does when the partner's backend is too slow (the document exists all the same).
+    as a gateway does when the partner's backend is too slow (the document exists all the same);
+    ``throttle`` answers that many requests with 429 and ``Retry-After: retry_after_s``.
     """
 
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
@@ -47,6 +48,7 @@ class PartnerState:
     unreachable: bool = False
     slow: bool = False
     throttle: int = 0
+    retry_after_s: int = 1
     numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     on_create: Callable[[dict[str, Any]], Awaitable[None]] | None = None
@@ -222,7 +224,7 @@ def _refusal(state: PartnerState, request: Request, *, intake: bool) -> Response
     if state.throttle > 0:
         state.throttle -= 1
         request.state.error = "too many requests"
-        return _json(429, {"error": "too many requests"}, {"Retry-After": "1"})
+        return _json(429, {"error": "too many requests"}, {"Retry-After": str(state.retry_after_s)})
     return None
 
 
