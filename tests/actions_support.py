@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from test_sim_live import free_base_port
 
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
@@ -19,7 +20,6 @@ from syncwatch.sim.faults import build_profile
 from syncwatch.sim.live import SYSTEMS
 from syncwatch.store import Store
 from syncwatch.store.schema import audit_log, exceptions, observations, transactions
-from tests.test_sim_live import free_base_port
 
 PARTNER_KINDS = {"marketplace-amz": "marketplace", "marketplace-b2b": "marketplace", "erp": "erp", "wms": "wms"}
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from actions_support import world
 
 from actions import bulk
 from actions.api import bulk_status, cancel_bulk, plan_bulk, start_bulk
@@ -16,7 +17,6 @@ from actions.runner import Request
 from actions.services import Services, close_all, services_for
 from syncwatch.config import load_config
 from syncwatch.store import Store
-from tests.actions_support import world
 
 
 def wait_for(store: Store, job_id: str) -> dict[str, Any]:

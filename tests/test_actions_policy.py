@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from actions_support import world
 
 from actions.api import run
 from actions.jobs import run_policy
@@ -15,7 +16,6 @@ from actions.policy import History, Policy, decide, wait
 from actions.services import close_all, services_for
 from syncwatch.cli import main
 from syncwatch.commands.serve import build_scheduler
-from tests.actions_support import world
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 POLICY = Policy(frozenset({"throttled", "timeout"}), 3, timedelta(seconds=30), timedelta(minutes=5), 2.0, 0.2)

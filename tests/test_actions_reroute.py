@@ -5,12 +5,12 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from actions_support import World, world
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from actions.api import perform
 from actions.services import close_all
-from tests.actions_support import World, world
 
 
 def act(w: World, action: str, exception_id: str, actor: str, **kw: Any) -> Any:

@@ -9,10 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from actions_support import World, world
 
 from actions.api import perform
 from actions.services import close_all
-from tests.actions_support import World, world
 
 
 def erp(w: World) -> httpx.Client:
