@@ -11,13 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
-from test_sim_live import free_base_port
 
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
 from syncwatch.sim.driver import Driver, LiveOptions, LiveThread, otlp_exporter
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.live import SYSTEMS
+from syncwatch.sim.ports import free_port_run
 from syncwatch.store import Store
 from syncwatch.store.schema import audit_log, exceptions, observations, transactions
 
@@ -90,7 +90,7 @@ def world(
     run_collector: Any, tmp_path: Path, faults: list[str], extra: str = "", *, over_otlp: bool = False
 ) -> Iterator[World]:
     """``over_otlp``: action spans go to the collector over OTLP/HTTP instead of in process."""
-    base = free_base_port()
+    base = free_port_run(6)
     text = partners_toml(base) + extra
     collector = run_collector(text)
     config_path = tmp_path / "actions.toml"

@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import socket
 import sqlite3
 import subprocess
 import sys
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from dashboard.users import add_user
+from syncwatch.sim.ports import free_port_run
 
 CHROMIUM = Path("/usr/bin/chromium")
 FLAGS = [
@@ -49,29 +49,9 @@ def _playwright() -> Any:
     return sync_playwright
 
 
-def free_ports(count: int) -> int:
-    """The first of ``count`` consecutive free ports on 127.0.0.1."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + count < 65535 and all(_free(base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no run of free ports")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
 class Demo:
     def __init__(self, folder: Path) -> None:
-        base = free_ports(9)
+        base = free_port_run(9)
         self.port, self.dashboard, self.sim = base, base + 1, base + 3
         self.folder, self.log = folder, folder / "demo.log"
         users = folder / "users.txt"

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import socket
 from pathlib import Path
 from typing import Any
 
@@ -13,28 +12,9 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from syncwatch.sim.driver import LiveOptions, running
 from syncwatch.sim.faults import build_profile
+from syncwatch.sim.ports import free_port_run
 
 NGINX = re.compile(r'^\S+ - \S+ \[[^\]]+\] "[A-Z]+ \S+ HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*" \d+\.\d{3}$')
-
-
-def free_base_port() -> int:
-    """A base port whose next five ports are free too (the services take six in a row)."""
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = probe.getsockname()[1]
-        if base + 5 < 65536 and all(_free(base + i) for i in range(6)):
-            return base
-    raise RuntimeError("no six free ports in a row")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 class Exporters:
@@ -89,7 +69,7 @@ async def fix_master_data_and_retry(client: httpx.AsyncClient, rejection: dict[s
 
 def test_one_order_flows_through_the_live_services(tmp_path: Path) -> None:
     exporter = Exporters()
-    options = LiveOptions(base_port=free_base_port(), access_log_dir=tmp_path)
+    options = LiveOptions(base_port=free_port_run(6), access_log_dir=tmp_path)
     seen = asyncio.run(scenario(options, exporter, []))
     result = seen["result"]
     assert result["outcome"] == "ok"
@@ -106,7 +86,7 @@ def test_one_order_flows_through_the_live_services(tmp_path: Path) -> None:
 
 def test_a_dead_lettered_notice_can_be_redelivered(tmp_path: Path) -> None:
     exporter = Exporters()
-    options = LiveOptions(base_port=free_base_port(), access_log_dir=tmp_path)
+    options = LiveOptions(base_port=free_port_run(6), access_log_dir=tmp_path)
     seen = asyncio.run(scenario(options, exporter, ["dead_letter=1"]))
     assert seen["result"]["outcome"] == "dead_letter"
     assert len(seen["letters"]) == 1 and seen["redelivered"] == [200] and seen["left"] == []
@@ -117,7 +97,7 @@ def test_a_dead_lettered_notice_can_be_redelivered(tmp_path: Path) -> None:
 
 def test_the_erp_rejects_unknown_skus_until_master_data_has_them(tmp_path: Path) -> None:
     exporter = Exporters()
-    options = LiveOptions(base_port=free_base_port())
+    options = LiveOptions(base_port=free_port_run(6))
     seen = asyncio.run(scenario(options, exporter, ["unknown_sku=1"]))
     assert seen["result"]["outcome"] == "rejected" and seen["result"]["status"] == 422
     rejected = [

@@ -8,7 +8,6 @@ both sides stored through the collectors' own parser, the correlator moving tran
 from __future__ import annotations
 
 import argparse
-import socket
 import tempfile
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from syncwatch.sim.catalog import FAMILIES
 from syncwatch.sim.driver import Driver, LiveOptions, LiveThread
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.live import SYSTEMS
+from syncwatch.sim.ports import free_port_run
 from syncwatch.store import Store
 from syncwatch.store.schema import exceptions, observations
 
@@ -38,25 +38,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--single", type=int, default=100, help="single retries timed one by one (default 100)")
     parser.add_argument("--bulk", type=int, default=1000, help="exceptions retried by one bulk job (default 1000)")
     parser.add_argument("--rate", type=float, default=50.0, help="the ERP's rate limit in requests/s (default 50)")
-
-
-def _free_base_port() -> int:
-    for _ in range(50):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            base = int(probe.getsockname()[1])
-        if base + len(SYSTEMS) < 65536 and all(_free(base + i) for i in range(len(SYSTEMS))):
-            return base
-    raise RuntimeError("no six free ports in a row")
-
-
-def _free(port: int) -> bool:
-    with socket.socket() as probe:
-        try:
-            probe.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-        return True
 
 
 def _config(folder: Path, base_port: int, rate: float) -> Config:
@@ -136,7 +117,7 @@ def _peak_rate(store: Store) -> int:
 
 def _run(args: argparse.Namespace) -> Figures:
     with tempfile.TemporaryDirectory(prefix="syncwatch-bench-actions-") as folder:
-        base = _free_base_port()
+        base = free_port_run(len(SYSTEMS))
         config = _config(Path(folder), base, args.rate)
         store = Store.open(config.db)
         store.upgrade()
