@@ -42,6 +42,7 @@ class PassResult:
     exceptions: int = 0
     refused_links: int = 0
     alerts: int = 0
+    busy: bool = False  # another instance held the correlator lock; nothing was done
     seconds: float = 0.0
 
 
@@ -83,6 +84,9 @@ class Correlator:
         began, result = time.perf_counter(), PassResult()
         while True:
             with self.store.writing() as conn:
+                if not q.claim_correlation(conn):
+                    result.busy = True
+                    break
                 checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
                 rows = q.new_observations(conn, checkpoint.position, batch)
                 if not rows:
@@ -107,6 +111,8 @@ class Correlator:
     def reevaluate(self, limit: int = 10_000) -> int:
         """Re-derive transactions whose SLA state changes with time alone (now past their check time)."""
         with self.store.writing() as conn:
+            if not q.claim_correlation(conn):
+                return 0
             ids = q.due_for_sla_check(conn, self.clock(), limit)
             keys = q.keys_of_transactions(conn, ids)
             rows = [q.LinkRow(0, ((k, v),), None) for _, k, v in keys if k != TRACE]

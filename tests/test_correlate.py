@@ -26,6 +26,7 @@ from correlator.sla import add_budget, evaluate
 from syncwatch.config import load_config
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, SlaState
 from syncwatch.store import Store
+from syncwatch.store.correlation import CORRELATOR_LOCK
 from syncwatch.store.schema import exceptions, observations, transaction_keys
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -270,3 +271,21 @@ def test_a_notice_delivered_again_after_its_pass_becomes_a_duplicate_notice(tmp_
     correlator.run_pass()
     assert categories(store)["duplicate_notice"] == 1
     store.close()
+
+
+@pytest.mark.postgres
+def test_only_one_instance_correlates_a_postgresql_database_at_a_time(
+    sample: tuple[Store, list[dict]], pg_server: Callable[[], str]
+) -> None:
+    store, _ = sample
+    url = pg_server()
+    other = Store.open(url)
+    other.upgrade()
+    other.write_observations(reload_observations(store)[:500])
+    with other.engine.connect() as holder, holder.begin():
+        holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CORRELATOR_LOCK})")
+        blocked = Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
+    assert blocked.busy and blocked.observations == 0
+    done = Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
+    assert not done.busy and done.observations == 500
+    other.close()

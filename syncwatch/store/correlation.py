@@ -43,6 +43,18 @@ class LinkRow:
     trace_id: str | None
 
 
+CORRELATOR_LOCK = 7_164_020_812  # arbitrary, constant: held by the one instance correlating now
+
+
+def claim_correlation(conn: Connection) -> bool:
+    """Whether this transaction may correlate: on PostgreSQL, several `serve` instances share the
+    database and only the one holding the advisory lock runs a batch; SQLite's write lock (BEGIN
+    IMMEDIATE) already lets one writer in at a time."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({CORRELATOR_LOCK})").scalar())
+
+
 def new_observations(conn: Connection, after_id: int, limit: int) -> list[LinkRow]:
     """The next ``limit`` observations after ``after_id``: ids, trace ids and identity keys
     (read from the business_keys index, so no JSON is decoded)."""
