@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from correlator.alerts import deliver
 from correlator.passes import Correlator
-from syncwatch.config import load_config
+from syncwatch.config import Config, load_config
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
 from syncwatch.store import Store
 from syncwatch.store.schema import alerts
@@ -122,7 +122,8 @@ def webhook(monkeypatch: pytest.MonkeyPatch) -> Iterator[type[Webhook]]:
     server.server_close()
 
 
-def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: type[Webhook]) -> None:
+def breach_one_order(store: Store) -> Config:
+    """An order captured and then left 16 minutes without the ERP accepting it: one breached alert."""
     clock = Clock()
     config = load_config()
     correlator = Correlator(store, config, clock=clock)
@@ -130,6 +131,11 @@ def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: 
     correlator.run_pass()
     clock.now = T0 + timedelta(minutes=16)
     correlator.reevaluate()
+    return config
+
+
+def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: type[Webhook]) -> None:
+    config = breach_one_order(store)
     assert deliver(store, config) == 1
     assert deliver(store, config) == 0
     (message,) = webhook.received
@@ -141,13 +147,7 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
     store: Store, webhook: type[Webhook], caplog: pytest.LogCaptureFixture
 ) -> None:
     webhook.status = 500
-    clock = Clock()
-    config = load_config()
-    correlator = Correlator(store, config, clock=clock)
-    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
-    correlator.run_pass()
-    clock.now = T0 + timedelta(minutes=16)
-    correlator.reevaluate()
+    config = breach_one_order(store)
     assert deliver(store, config) == 0
     with store.engine.connect() as conn:
         (row,) = conn.execute(select(alerts))
