@@ -223,7 +223,10 @@ actions = Table(
     metadata,
     Column("id", String(64), primary_key=True, comment="Stable action id"),
     Column(
-        "exception_id", String(64), ForeignKey("exceptions.id", ondelete="CASCADE"), comment="The exception acted on"
+        "exception_id",
+        String(64),
+        ForeignKey("exceptions.id", ondelete="SET NULL"),
+        comment="The exception acted on",
     ),
     Column("kind", String(16), nullable=False, comment="retry | reroute | replay | resolve | ignore | assign"),
     Column("actor", String(128), nullable=False, comment="User or policy that asked for it"),
