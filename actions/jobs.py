@@ -14,7 +14,7 @@ from actions.policy import History, Policy, decide
 from actions.results import ActionResult
 from actions.runner import Request
 from actions.services import Services, services_for
-from syncwatch.commands.serve import Job, register_jobs
+from syncwatch.commands.serve import Job
 from syncwatch.config import Config
 from syncwatch.store import Store
 from syncwatch.store import actions as q
@@ -43,7 +43,6 @@ def _history(conn: Any, row: dict[str, Any]) -> History:
     return History(row["id"], row["category"], last_failure, attempts, retry_after)
 
 
-@register_jobs
 def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
     settings = config.file.actions.policy
     if not settings.enabled:

@@ -19,7 +19,9 @@ from syncwatch.store import StoreError
 EXIT_USAGE = 2
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The full parser of the command named in ``argv``, and name and help of the others."""
+    words = [word for word in (sys.argv[1:] if argv is None else argv) if not word.startswith("-")]
     parser = argparse.ArgumentParser(
         prog="syncwatch",
         description="Observability and exception management for the syncs of a distribution business.",
@@ -27,12 +29,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"syncwatch {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for command in COMMANDS:
-        command.register(subparsers)
+        command.register(subparsers, chosen=bool(words) and words[0] == command.name)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser(argv).parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("alembic", "apscheduler", "httpx"):
         logging.getLogger(noisy).setLevel(logging.WARNING)

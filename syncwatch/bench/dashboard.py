@@ -20,7 +20,6 @@ from typing import Any
 
 from syncwatch.bench import Benchmark, Figures, percentile
 from syncwatch.store import Store
-from syncwatch.store import queries as q
 from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
 
 NOW = datetime(2026, 11, 30, 12, tzinfo=UTC)
@@ -196,6 +195,7 @@ def render_times(url: str, runs: int) -> dict[str, list[float]]:
     from streamlit.testing.v1 import AppTest
 
     from syncwatch.commands.dashboard import app_path
+    from syncwatch.store import queries as q
 
     os.environ.update({"SYNCWATCH_DB": url, "SYNCWATCH_DASHBOARD_DEMO_USER": "alex"})
     store = Store.open(url)

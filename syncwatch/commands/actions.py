@@ -10,9 +10,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import actions.jobs  # noqa: F401  (registers the automatic retry policy with `serve`)
-from actions.api import perform
-from actions.services import close_all
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 
 HELP = {
@@ -51,6 +48,9 @@ def _payload(text: str | None) -> dict[str, Any] | None:
 
 def _handler(action: str) -> Any:
     def run(args: argparse.Namespace) -> int:
+        from actions.api import perform
+        from actions.services import close_all
+
         config = config_from(args)
         store = open_store(config)
         try:

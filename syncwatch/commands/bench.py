@@ -4,32 +4,25 @@ from __future__ import annotations
 
 import argparse
 import json
+from functools import cache
+from importlib import import_module
 
 from syncwatch.bench import Benchmark, Figures
-from syncwatch.bench import actions as actions_bench
-from syncwatch.bench import correlate as correlate_bench
-from syncwatch.bench import dashboard as dashboard_bench
-from syncwatch.bench import ingest as ingest_bench
-from syncwatch.bench import sim as sim_bench
-from syncwatch.bench import store as store_bench
 from syncwatch.commands.common import Command
 
-BENCHMARKS: dict[str, Benchmark] = {
-    b.name: b
-    for b in (
-        store_bench.BENCHMARK,
-        sim_bench.BENCHMARK,
-        ingest_bench.BENCHMARK,
-        correlate_bench.BENCHMARK,
-        actions_bench.BENCHMARK,
-        dashboard_bench.BENCHMARK,
-    )
-}
+MODULES = ("store", "sim", "ingest", "correlate", "actions", "dashboard")
+
+
+@cache
+def benchmarks() -> dict[str, Benchmark]:
+    """Every benchmark by name; imported only for `syncwatch bench`, as they load the whole stack."""
+    loaded = (import_module(f"syncwatch.bench.{module}").BENCHMARK for module in MODULES)
+    return {bench.name: bench for bench in loaded}
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     names = parser.add_subparsers(dest="benchmark", metavar="NAME", required=True)
-    for bench in BENCHMARKS.values():
+    for bench in benchmarks().values():
         sub = names.add_parser(bench.name, help=bench.help, description=bench.help)
         bench.add_arguments(sub)
         sub.add_argument("--json", action="store_true", help="print one JSON object of figures")
@@ -45,7 +38,7 @@ def render(name: str, figures: Figures) -> str:
 
 
 def _run(args: argparse.Namespace) -> int:
-    bench = BENCHMARKS[args.benchmark]
+    bench = benchmarks()[args.benchmark]
     figures = bench.run(args)
     print(json.dumps(figures) if args.json else render(bench.name, figures))
     return 0

@@ -24,10 +24,16 @@ class Command:
     handler: Handler
     description: str | None = None
 
-    def register(self, subparsers: Any) -> argparse.ArgumentParser:
+    def register(self, subparsers: Any, *, chosen: bool = True) -> argparse.ArgumentParser:
+        """Add the sub-command; its options only when it is the one being run (``chosen``).
+
+        Some commands' options need heavy modules (every benchmark's, say); a command that is
+        not run only needs its name and help line in ``syncwatch --help``.
+        """
         parser = subparsers.add_parser(self.name, help=self.help, description=self.description or self.help)
-        self.add_arguments(parser)
-        parser.set_defaults(handler=self.handler)
+        if chosen:
+            self.add_arguments(parser)
+            parser.set_defaults(handler=self.handler)
         return parser
 
 

@@ -6,7 +6,6 @@ import argparse
 import json
 from datetime import datetime
 
-from correlator.passes import Correlator
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.model import as_utc, utcnow
 
@@ -31,6 +30,8 @@ def _time(text: str) -> datetime:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from correlator.passes import Correlator
+
     config = config_from(args)
     store = open_store(config)
     now = args.now

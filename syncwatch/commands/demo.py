@@ -24,7 +24,6 @@ import httpx
 from syncwatch.commands.common import Command
 from syncwatch.commands.dashboard import streamlit_command
 from syncwatch.config import Config, load_config
-from syncwatch.sim.live import SYSTEMS
 
 SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 120, "alex"
 READY_TIMEOUT_S = 60
@@ -104,6 +103,8 @@ def _step(*args: str) -> None:
 
 def partners_config(config: Config, base_port: int) -> str:
     """[partners] pointing at the simulator's ports, so actions reach the running network."""
+    from syncwatch.sim.live import SYSTEMS
+
     blocks = []
     for index, system in enumerate(SYSTEMS):
         partner = config.file.partners.get(system)

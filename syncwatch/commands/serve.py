@@ -1,8 +1,9 @@
 """`syncwatch serve`: the collectors' HTTP endpoints under uvicorn, and a scheduler for the jobs
-that run beside them (file tailers now; the correlator and SLA evaluation register theirs).
+that run beside them: file tailers, the correlator, SLA re-evaluation, alerts, automatic retries.
 
-Other modules add jobs with ``register_jobs(factory)``: a factory gets the config and the store
-and returns ``Job``s; each runs on an interval, never twice at once, late runs coalesced.
+A job factory gets the config and the store and returns ``Job``s; each runs on an interval,
+never twice at once, late runs coalesced. The server, the collectors and the jobs are imported
+when `serve` runs, not when the CLI starts: every other command would pay for them otherwise.
 """
 
 from __future__ import annotations
@@ -12,19 +13,14 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
-import uvicorn
-from apscheduler.schedulers.background import BackgroundScheduler
-
-from collectors.formats import spec_from_tailer
-from collectors.server import create_app
-from collectors.sink import Sink
-from collectors.tailer import FileTailer
-from correlator.alerts import deliver
-from correlator.passes import Correlator
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
 from syncwatch.store import Store
+
+if TYPE_CHECKING:
+    from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
 
@@ -37,26 +33,24 @@ class Job:
 
 
 JobFactory = Callable[[Config, Store], Iterable[Job]]
-_FACTORIES: list[JobFactory] = []
 
 
-def register_jobs(factory: JobFactory) -> JobFactory:
-    """Add a job factory to every `serve` started from now on (usable as a decorator)."""
-    _FACTORIES.append(factory)
-    return factory
-
-
-@register_jobs
 def tailer_jobs(config: Config, store: Store) -> Iterable[Job]:
+    from collectors.formats import spec_from_tailer
+    from collectors.sink import Sink
+    from collectors.tailer import FileTailer
+
     sink = Sink(store, config)
     for tailer in config.file.tailers:
         spec = spec_from_tailer(tailer, config.file)
         yield Job(f"tail:{spec.source}", _logged(FileTailer(spec, sink).poll, spec.source), config.tail_interval_s)
 
 
-@register_jobs
 def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     """Correlate what arrived, and re-evaluate SLAs that change with time alone."""
+    from correlator.alerts import deliver
+    from correlator.passes import Correlator
+
     correlator = Correlator(store, config)
     yield Job("correlate", _logged(correlator.run_pass, "correlate"), config.correlate_interval_s)
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
@@ -75,9 +69,17 @@ def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
     return run
 
 
+def job_factories() -> tuple[JobFactory, ...]:
+    from actions.jobs import policy_jobs
+
+    return (tailer_jobs, correlator_jobs, policy_jobs)
+
+
 def build_scheduler(config: Config, store: Store) -> BackgroundScheduler:
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     scheduler = BackgroundScheduler(timezone=UTC)
-    for factory in _FACTORIES:
+    for factory in job_factories():
         for job in factory(config, store):
             scheduler.add_job(
                 job.func,
@@ -98,6 +100,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from collectors.server import create_app
+    from collectors.sink import Sink
+
     config = config_from(args, host=args.host, port=args.port)
     store = open_store(config, require_schema=False)
     store.upgrade()

@@ -12,7 +12,6 @@ from pathlib import Path
 
 from syncwatch.commands.common import Command
 from syncwatch.sim.clock import DEFAULT_START
-from syncwatch.sim.driver import LiveOptions, run_live
 from syncwatch.sim.faults import FAULTS, PROFILES, FaultProfile, FaultSpecError, build_profile
 from syncwatch.sim.generate import Plan, generate
 
@@ -82,6 +81,8 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
+    from syncwatch.sim.driver import LiveOptions, run_live
+
     options = LiveOptions(
         args.host,
         args.base_port,
