@@ -2,8 +2,9 @@
 that run beside them: file tailers, the correlator, SLA re-evaluation, alerts, automatic retries.
 
 A job factory gets the config and the store and returns ``Job``s; each runs on an interval,
-never twice at once, late runs coalesced. The server, the collectors and the jobs are imported
-when `serve` runs, not when the CLI starts: every other command would pay for them otherwise.
+never twice at once (not even in two `serve` instances on one PostgreSQL database), late runs
+coalesced. The server, the collectors and the jobs are imported when `serve` runs, not when the
+CLI starts: every other command would pay for them otherwise.
 """
 
 from __future__ import annotations
@@ -69,6 +70,19 @@ def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
     return run
 
 
+def one_at_a_time(store: Store, job: Job) -> Callable[[], None]:
+    """The job, skipped while another `serve` on the same database runs it (it runs next time)."""
+
+    def run() -> None:
+        with store.exclusive(f"job:{job.id}") as held:
+            if held:
+                job.func()
+            else:
+                log.debug("job %s runs in another serve instance; skipped", job.id)
+
+    return run
+
+
 def job_factories() -> tuple[JobFactory, ...]:
     from actions.jobs import policy_jobs
 
@@ -82,7 +96,7 @@ def build_scheduler(config: Config, store: Store) -> BackgroundScheduler:
     for factory in job_factories():
         for job in factory(config, store):
             scheduler.add_job(
-                job.func,
+                one_at_a_time(store, job),
                 "interval",
                 seconds=job.interval_s,
                 id=job.id,

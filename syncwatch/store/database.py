@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 
 from sqlalchemy import Connection, Engine, func, select
 
 from syncwatch.model import Observation
-from syncwatch.store import migrate, writes
+from syncwatch.store import locks, migrate, writes
 from syncwatch.store.engine import check_connection, describe, make_engine
 from syncwatch.store.schema import COUNTED_TABLES, metadata
 from syncwatch.store.writes import Checkpoint, QuarantineItem, WriteResult
@@ -46,6 +46,10 @@ class Store:
 
     def require_schema(self) -> None:
         migrate.require_current(self.engine)
+
+    def exclusive(self, name: str) -> AbstractContextManager[bool]:
+        """Whether this process may run the job ``name`` now (see ``locks.exclusive``)."""
+        return locks.exclusive(self.engine, name)
 
     @contextmanager
     def writing(self) -> Iterator[Connection]:
