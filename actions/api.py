@@ -6,6 +6,7 @@ from collections.abc import Callable
 from typing import Any
 
 from actions import bulk, manual, replay, reroute, retry, roles
+from actions.bulk import BULK_ACTIONS
 from actions.results import ActionResult, BulkPlan
 from actions.runner import Request, entry_for, refusal, refuse, run_partner_action
 from actions.services import Services, services_for
@@ -26,6 +27,7 @@ HANDLERS: dict[str, Handler] = {
 
 __all__ = [
     "ACTIONS",
+    "BULK_ACTIONS",
     "ActionResult",
     "BulkPlan",
     "allowed_actions",
@@ -73,9 +75,12 @@ def run(services: Services, request: Request) -> ActionResult:
     return HANDLERS[request.kind](services, request, exception)
 
 
-def plan_bulk(store: Store, config: Config, *, action: str, filters: dict[str, Any], actor: str) -> BulkPlan:
-    """Every exception the filter matches (not a page of them), counted by partner; nothing runs yet."""
-    return bulk.plan(services_for(store, config), action, filters, actor)
+def plan_bulk(
+    store: Store, config: Config, *, action: str, filters: dict[str, Any], actor: str, target: str | None = None
+) -> BulkPlan:
+    """Every exception the filter matches (not a page of them), counted by partner; nothing runs yet.
+    ``target`` is the assignee of a bulk assign. Raises ValueError for an unknown action or filter."""
+    return bulk.plan(services_for(store, config), action, filters, actor, target)
 
 
 def start_bulk(store: Store, config: Config, plan: BulkPlan, actor: str) -> str:

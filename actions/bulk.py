@@ -34,14 +34,19 @@ class Refused(ActionError):
     """The actor may not start or cancel this bulk job (it is audited all the same)."""
 
 
-def plan(services: Services, action: str, filters: dict[str, Any], actor: str) -> BulkPlan:
+def plan(services: Services, action: str, filters: dict[str, Any], actor: str, target: str | None = None) -> BulkPlan:
     if action not in BULK_ACTIONS:
         raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
+    if action == "assign" and not roles.may(services.config, target or "", "resolve"):
+        raise ValueError(f"{target or 'nobody'} cannot work exceptions; assign an agent or a lead")
     with services.store.engine.connect() as conn:
         rows = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
         systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
     partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
-    return BulkPlan(action, dict(filters), len(rows), dict(partners), tuple(r["id"] for r in rows))
+    ids = tuple(r["id"] for r in rows)
+    return BulkPlan(
+        action, dict(filters), len(rows), dict(partners), ids, target=target if action == "assign" else None
+    )
 
 
 def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:
@@ -58,7 +63,7 @@ def start(services: Services, plan: BulkPlan, actor: str, run: Runner, note: str
         roles.role_of(services.config, actor),
         f"bulk {plan.action}",
         job_id,
-        summary(filters=plan.filters, count=plan.count, partners=plan.partners),
+        summary(filters=plan.filters, count=plan.count, partners=plan.partners, target=plan.target),
     )
     allowed = roles.may(services.config, actor, "bulk") and roles.may(services.config, actor, plan.action)
     with services.store.writing() as conn:
@@ -99,7 +104,8 @@ def _work(services: Services, job_id: str, plan: BulkPlan, actor: str, run: Runn
     def one(exception_id: str) -> None:
         if stop.is_set():
             return
-        result = run(services, Request(plan.action, exception_id, actor, note, job_id=job_id, settle=False))
+        request = Request(plan.action, exception_id, actor, note, target=plan.target, job_id=job_id, settle=False)
+        result = run(services, request)
         with services.store.writing() as conn:
             status = q.job_progress(conn, job_id, int(result.ok), int(not result.ok), services.clock())
         if status != "running":

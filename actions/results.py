@@ -26,3 +26,5 @@ class BulkPlan:
     partners: dict[str, int]
     exception_ids: tuple[str, ...]
     note: str | None = None
+    target: str | None = None
+    """The assignee of a bulk assign."""

@@ -28,7 +28,6 @@ BUTTONS = (
     ("assign", "Assign to me", "secondary"),
 )
 ACTIVE = ("open", "retrying")
-BULK_ACTIONS = ("retry", "replay", "resolve", "ignore")
 
 
 def panel(page: Page, row: dict[str, Any]) -> None:
@@ -111,24 +110,33 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
     if page.viewer.role != "lead" or total == 0:
         return
     with st.expander(f"Bulk action on all {total} matching exceptions"):
-        action = st.selectbox("Action", BULK_ACTIONS, key="bulk_action")
+        action = st.selectbox("Action", api.BULK_ACTIONS, key="bulk_action")
+        target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee") if action == "assign" else None
         if st.button("Plan", key="bulk_plan_button"):
             st.session_state[PLAN] = api.plan_bulk(
-                page.store, page.config, action=action, filters=_filter_dict(filters), actor=page.viewer.actor
+                page.store,
+                page.config,
+                action=action,
+                filters=filters.as_mapping(),
+                actor=page.viewer.actor,
+                target=target,
             )
         plan = st.session_state.get(PLAN)
-        if plan is not None and plan.action == action:
+        if plan is not None and (plan.action, plan.target) == (action, target):
             _show_plan(page, plan)
         if st.session_state.get(JOB):
             st.fragment(run_every=2)(_job_status)(page)
 
 
-def _filter_dict(filters: q.QueueFilter) -> dict[str, Any]:
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in asdict(filters).items() if v}
+def _assignees(page: Page) -> list[str]:
+    """The people who can work exceptions (agents and leads), the viewer first."""
+    people = sorted(name for name, user in page.config.file.users.items() if user.role in ("agent", "lead"))
+    return sorted(people, key=lambda name: name != page.viewer.actor)
 
 
 def _show_plan(page: Page, plan: api.BulkPlan) -> None:
-    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions.** {plan.note or ''}")
+    to = f" to {plan.target}" if plan.target else ""
+    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {plan.note or ''}")
     if plan.partners:
         st.dataframe(
             [{"partner": p, "exceptions": n} for p, n in sorted(plan.partners.items(), key=lambda i: -i[1])],

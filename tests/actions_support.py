@@ -7,10 +7,11 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
@@ -20,6 +21,24 @@ from syncwatch.sim.live import SYSTEMS
 from syncwatch.sim.ports import free_port_run
 from syncwatch.store import Store
 from syncwatch.store.schema import audit_log, exceptions, observations, transactions
+
+SEEDED_AT = datetime(2026, 11, 26, 12, tzinfo=UTC)
+
+
+def seed_exceptions(store: Store, count: int, category: str = "timeout") -> list[str]:
+    """``count`` open exceptions on one order, written straight to the store (no partner involved)."""
+    ids = [f"exc-{n}" for n in range(count)]
+    times = {"last_seen_at": SEEDED_AT, "updated_at": SEEDED_AT}
+    order = {"id": "txn-1", "type": "order", "sla_state": "on_track", "stages": [], "observation_count": 1}
+    failure = {"transaction_id": "txn-1", "category": category, "status": "open", "system": "erp", "context": {}}
+    with store.engine.begin() as conn:
+        conn.execute(insert(transactions).values(**order, **times, started_at=SEEDED_AT))
+        conn.execute(
+            insert(exceptions),
+            [{"id": i, **failure, **times, "summary": "ERP timed out", "opened_at": SEEDED_AT} for i in ids],
+        )
+    return ids
+
 
 PARTNER_KINDS = {"marketplace-amz": "marketplace", "marketplace-b2b": "marketplace", "erp": "erp", "wms": "wms"}
 

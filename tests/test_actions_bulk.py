@@ -7,7 +7,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actions_support import world
+from actions_support import SEEDED_AT, seed_exceptions, world
+from sqlalchemy import select
 
 from actions import bulk
 from actions.api import bulk_status, cancel_bulk, plan_bulk, start_bulk
@@ -17,6 +18,8 @@ from actions.runner import Request
 from actions.services import Services, close_all, services_for
 from syncwatch.config import load_config
 from syncwatch.store import Store
+from syncwatch.store.filters import QueueFilter
+from syncwatch.store.schema import exceptions
 
 
 def wait_for(store: Store, job_id: str) -> dict[str, Any]:
@@ -62,3 +65,32 @@ def test_a_cancelled_job_stops_between_items_on_every_engine(store: Store) -> No
     status = wait_for(store, job_id)
     assert status["status"] == "cancelled" and 0 < status["done"] <= bulk.WORKERS
     close_all()
+
+
+def test_a_bulk_assign_gives_every_matching_exception_to_the_chosen_agent(store: Store) -> None:
+    config = load_config(environ={})
+    ids = seed_exceptions(store, 5)
+    with pytest.raises(ValueError, match="kim cannot work exceptions"):
+        plan_bulk(store, config, action="assign", filters={"status": "open"}, actor="alex", target="kim")
+    plan = plan_bulk(store, config, action="assign", filters={"status": "open"}, actor="alex", target="sam")
+    assert (plan.count, plan.target) == (5, "sam")
+    status = wait_for(store, start_bulk(store, config, plan, "alex"))
+    with store.engine.connect() as conn:
+        assignees = dict(conn.execute(select(exceptions.c.id, exceptions.c.assignee)).all())
+    assert (status["status"], status["succeeded"]) == ("finished", 5)
+    assert assignees == dict.fromkeys(ids, "sam")
+    close_all()
+
+
+def test_a_bulk_plan_takes_the_queue_filter_as_the_page_records_it(store: Store) -> None:
+    config = load_config(environ={})
+    ids = seed_exceptions(store, 3)
+    every_kind = QueueFilter(categories=("timeout",), assignee="", opened_after=SEEDED_AT, key="SO-1")
+    assert QueueFilter.from_mapping(every_kind.as_mapping()) == every_kind
+    shown = QueueFilter(categories=("timeout",), opened_after=SEEDED_AT)
+    plan = plan_bulk(store, config, action="resolve", filters=shown.as_mapping(), actor="alex")
+    assert plan.exception_ids == tuple(ids)
+    none = plan_bulk(store, config, action="resolve", filters={"category": "validation"}, actor="alex")
+    assert none.count == 0
+    with pytest.raises(ValueError, match="unknown filter 'colour'; filter by ids or statuses, categories"):
+        plan_bulk(store, config, action="resolve", filters={"colour": "red"}, actor="alex")

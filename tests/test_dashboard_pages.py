@@ -211,3 +211,16 @@ def test_assign_to_me_shows_the_new_assignee(monkeypatch: pytest.MonkeyPatch, sa
     assert not at.exception, [e.value for e in at.exception]
     assert at.success and at.success[0].value.startswith("**Assign:**")
     assert "**Assignee:** sam" in texts(at)
+
+
+def test_a_lead_plans_a_bulk_assign_to_an_agent(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(s for s in at.selectbox if s.label == "Action").select("assign").run()
+    assignee = next(s for s in at.selectbox if s.label == "Assign to")
+    assert assignee.options[0] == "alex" and "kim" not in assignee.options
+    assignee.select("sam").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    plan = next(w.value for w in at.warning if w.value.startswith("**Assign"))
+    assert " exceptions to sam.**" in plan
+    assert any(b.label.startswith("Run assign on ") for b in at.button)

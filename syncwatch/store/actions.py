@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from syncwatch.store.filters import QueueFilter, conditions
 from syncwatch.store.schema import (
     action_jobs,
     actions,
@@ -22,16 +23,6 @@ from syncwatch.store.schema import (
 
 e, t, o, a = exceptions.c, transactions.c, observations.c, actions.c
 STEP_COLUMNS = (o.id, o.kind, o.system, o.operation, o.status_code, o.trace_id, o.span_id, o.attributes, o.payload)
-FILTERS = {
-    "status": e.status,
-    "category": e.category,
-    "system": e.system,
-    "suggested_action": e.suggested_action,
-    "assignee": e.assignee,
-    "channel": t.channel,
-    "partner": t.partner,
-    "sla_state": t.sla_state,
-}
 
 
 def exception_target(conn: Connection, exception_id: str) -> dict[str, Any] | None:
@@ -139,17 +130,10 @@ def select_exceptions(conn: Connection, filters: Mapping[str, Any]) -> list[dict
 
 
 def _conditions(filters: Mapping[str, Any]) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    for name, value in filters.items():
-        if name == "ids":
-            conditions.append(e.id.in_(list(value)))
-            continue
-        if name not in FILTERS:
-            raise ValueError(f"unknown filter {name!r}; filter by ids or {', '.join(FILTERS)}")
-        column = FILTERS[name]
-        values = value if isinstance(value, list | tuple | set) else [value]
-        conditions.append(column.in_(list(values)))
-    return conditions
+    """Explicit ``ids``, or the queue's filter (see ``QueueFilter.from_mapping``)."""
+    rest = {name: value for name, value in filters.items() if name != "ids"}
+    where = conditions(QueueFilter.from_mapping(rest))
+    return [*where, e.id.in_(list(filters["ids"]))] if "ids" in filters else where
 
 
 def observation_systems(conn: Connection, ids: list[int]) -> dict[int, dict[str, Any]]:

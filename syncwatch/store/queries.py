@@ -7,7 +7,6 @@ checked with EXPLAIN in tests/test_dashboard_queries.py.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,6 +15,7 @@ from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, o
 from sqlalchemy.sql import ColumnElement, Select
 
 from syncwatch.store.database import Store
+from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
 from syncwatch.store.schema import (
     actions,
     audit_log,
@@ -30,7 +30,6 @@ from syncwatch.store.schema import (
 t = transactions.c
 e = exceptions.c
 o = observations.c
-ACTIVE_EXCEPTION = ("open", "retrying")
 LATE = ("at_risk", "breached")
 OPEN_SLA = ("on_track", "at_risk", "breached")
 OBSERVATION_COLUMNS = (
@@ -159,49 +158,9 @@ def failing_systems(store: Store) -> pd.DataFrame:
 # --- Exceptions ---------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class QueueFilter:
-    """What the exception queue shows; empty tuples mean any."""
-
-    statuses: tuple[str, ...] = ACTIVE_EXCEPTION
-    categories: tuple[str, ...] = ()
-    partners: tuple[str, ...] = ()
-    channels: tuple[str, ...] = ()
-    sla_states: tuple[str, ...] = ()
-    assignee: str | None = None
-    opened_after: datetime | None = None
-    opened_before: datetime | None = None
-    key: str | None = None
-
-
-def _queue_where(f: QueueFilter) -> list[ColumnElement[bool]]:
-    conditions: list[ColumnElement[bool]] = []
-    pairs = ((e.status, f.statuses), (e.category, f.categories), (t.partner, f.partners), (t.channel, f.channels))
-    conditions += [column.in_(values) for column, values in pairs if values]
-    if f.sla_states:
-        conditions.append(t.sla_state.in_(f.sla_states))
-    if f.assignee == "":
-        conditions.append(e.assignee.is_(None))
-    elif f.assignee:
-        conditions.append(e.assignee == f.assignee)
-    if f.opened_after:
-        conditions.append(e.opened_at >= f.opened_after)
-    if f.opened_before:
-        conditions.append(e.opened_at < f.opened_before)
-    if f.key:
-        conditions.append(e.transaction_id.in_(_transactions_with_key(f.key.strip())))
-    return conditions
-
-
-def _transactions_with_key(key: str) -> Select[Any]:
-    """Transactions that carry ``key`` as any identity key, or are named by it."""
-    tk = transaction_keys.c
-    return select(tk.transaction_id).where(or_(tk.value == key, tk.transaction_id == key))
-
-
 def _queue_base(f: QueueFilter) -> Select[Any]:
     joined = exceptions.join(transactions, t.id == e.transaction_id)
-    return select(e.id).select_from(joined).where(and_(*_queue_where(f)))
+    return select(e.id).select_from(joined).where(and_(*conditions(f)))
 
 
 def exception_queue(store: Store, f: QueueFilter, limit: int = 200) -> pd.DataFrame:
@@ -228,7 +187,7 @@ def exception_queue(store: Store, f: QueueFilter, limit: int = 200) -> pd.DataFr
             t.due_at,
         )
         .select_from(joined)
-        .where(and_(*_queue_where(f)))
+        .where(and_(*conditions(f)))
         .order_by(e.opened_at.desc(), e.id)
         .limit(limit)
     )
@@ -291,7 +250,7 @@ def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
 
 def find_transactions(store: Store, key: str, limit: int = 50) -> pd.DataFrame:
     """Transactions carrying ``key`` (any identity key, or the transaction id itself)."""
-    matching = _transactions_with_key(key.strip()).subquery()
+    matching = transactions_with_key(key.strip()).subquery()
     stmt = (
         select(t.id, t.type, t.status, t.sla_state, t.current_stage, t.channel, t.partner, t.started_at)
         .where(t.id.in_(select(matching.c.transaction_id)))

@@ -1,0 +1,100 @@
+"""Which exceptions a person means: the queue's filter, shared by the Exceptions page and bulk jobs,
+so a bulk action touches exactly what the page listed (every match, not only the visible page)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, Select, or_, select
+
+from syncwatch.store.schema import exceptions, transaction_keys, transactions
+
+e, t = exceptions.c, transactions.c
+ACTIVE_EXCEPTION = ("open", "retrying")
+SINGULAR = {
+    "status": "statuses",
+    "category": "categories",
+    "system": "systems",
+    "suggested_action": "suggested_actions",
+    "partner": "partners",
+    "channel": "channels",
+    "sla_state": "sla_states",
+}
+
+
+@dataclass(frozen=True)
+class QueueFilter:
+    """Empty tuples and None mean any; ``assignee=""`` means unassigned."""
+
+    statuses: tuple[str, ...] = ACTIVE_EXCEPTION
+    categories: tuple[str, ...] = ()
+    systems: tuple[str, ...] = ()
+    suggested_actions: tuple[str, ...] = ()
+    partners: tuple[str, ...] = ()
+    channels: tuple[str, ...] = ()
+    sla_states: tuple[str, ...] = ()
+    assignee: str | None = None
+    opened_after: datetime | None = None
+    opened_before: datetime | None = None
+    key: str | None = None
+
+    @classmethod
+    def from_mapping(cls, given: Mapping[str, Any]) -> QueueFilter:
+        """From JSON-friendly values (a bulk job's recorded filter, an API call): plural or singular
+        names, one value or a list, ISO times. Raises ValueError naming the filters there are."""
+        known = {f.name: f for f in fields(cls)}
+        values: dict[str, Any] = {}
+        for name, value in given.items():
+            field_name = SINGULAR.get(name, name)
+            if field_name not in known:
+                raise ValueError(f"unknown filter {name!r}; filter by ids or {', '.join(known)}")
+            if known[field_name].type.startswith("tuple"):
+                value = tuple(value) if isinstance(value, list | tuple | set) else (value,)
+            elif field_name.startswith("opened_") and isinstance(value, str):
+                value = datetime.fromisoformat(value)
+            values[field_name] = value
+        return cls(**values)
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The filters that narrow anything, JSON-friendly (what a bulk job records)."""
+        return {name: _json(value) for name, value in asdict(self).items() if value not in ((), None)}
+
+
+def _json(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return list(value) if isinstance(value, tuple) else value
+
+
+def conditions(f: QueueFilter) -> list[ColumnElement[bool]]:
+    """WHERE clauses over exceptions joined to their transaction."""
+    pairs = (
+        (e.status, f.statuses),
+        (e.category, f.categories),
+        (e.system, f.systems),
+        (e.suggested_action, f.suggested_actions),
+        (t.partner, f.partners),
+        (t.channel, f.channels),
+        (t.sla_state, f.sla_states),
+    )
+    where: list[ColumnElement[bool]] = [column.in_(values) for column, values in pairs if values]
+    if f.assignee == "":
+        where.append(e.assignee.is_(None))
+    elif f.assignee:
+        where.append(e.assignee == f.assignee)
+    if f.opened_after:
+        where.append(e.opened_at >= f.opened_after)
+    if f.opened_before:
+        where.append(e.opened_at < f.opened_before)
+    if f.key:
+        where.append(e.transaction_id.in_(transactions_with_key(f.key.strip())))
+    return where
+
+
+def transactions_with_key(key: str) -> Select[Any]:
+    """Transactions that carry ``key`` as any identity key, or are named by it."""
+    tk = transaction_keys.c
+    return select(tk.transaction_id).where(or_(tk.value == key, tk.transaction_id == key))
