@@ -1,6 +1,6 @@
 """Every `syncwatch` sub-command, one module each."""
 
-from syncwatch.commands import actions, bench, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
+from syncwatch.commands import actions, bench, bulk, correlate, dashboard, db, demo, export, ingest, serve, sim, stats
 
 COMMANDS = (
     db.COMMAND,
@@ -13,5 +13,6 @@ COMMANDS = (
     dashboard.COMMAND,
     demo.COMMAND,
     *actions.COMMANDS,
+    bulk.COMMAND,
     bench.COMMAND,
 )

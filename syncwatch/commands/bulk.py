@@ -1,0 +1,113 @@
+"""`syncwatch bulk ACTION --as LEAD [filters]`: one action over every exception a filter matches,
+as the Exceptions page's bulk panel does. Without --yes it only prints the plan (how many, which
+partners); with --yes it runs the job within the partners' rate limits and shows its progress.
+Ctrl-C cancels the job between items."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from typing import Any
+
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.store.filters import QueueFilter
+
+EXIT_USAGE = 2
+LIST_FILTERS = ("status", "category", "system", "partner", "channel", "sla_state")
+
+
+def _add_arguments(parser: argparse.ArgumentParser) -> None:
+    from actions.bulk import BULK_ACTIONS
+
+    add_common_options(parser)
+    parser.add_argument("action", choices=BULK_ACTIONS, help="what to do to each exception")
+    parser.add_argument("--as", dest="actor", required=True, metavar="USER", help="who acts (a lead)")
+    parser.add_argument("--to", dest="target", metavar="USER", help="the assignee (assign only)")
+    parser.add_argument("--note", help="why (recorded with every item; required for resolve and ignore)")
+    parser.add_argument("--yes", action="store_true", help="run the plan (without it, only print the plan)")
+    parser.add_argument("--json", action="store_true", help="print the plan or the finished job as JSON")
+    which = parser.add_argument_group("which exceptions (default: every open or retrying one)")
+    for name in LIST_FILTERS:
+        flag, helps = f"--{name.replace('_', '-')}", f"{name.replace('_', ' ')} is VALUE (repeat for several)"
+        which.add_argument(flag, dest=name, action="append", metavar="VALUE", help=helps)
+    which.add_argument("--assignee", help="assigned to USER ('' for unassigned)")
+    which.add_argument("--key", help="of the transaction carrying this business key")
+    which.add_argument("--opened-after", metavar="ISO", help="opened at or after this time")
+    which.add_argument("--opened-before", metavar="ISO", help="opened before this time")
+    which.add_argument("--ids", help="only these exception ids (comma-separated)")
+
+
+def _filters(args: argparse.Namespace) -> dict[str, Any]:
+    given = {name: getattr(args, name) for name in (*LIST_FILTERS, "assignee", "key", "opened_after", "opened_before")}
+    filters = QueueFilter.from_mapping({k: v for k, v in given.items() if v is not None}).as_mapping()
+    return filters | ({"ids": args.ids.split(",")} if args.ids else {})
+
+
+def _run(args: argparse.Namespace) -> int:
+    from actions.api import plan_bulk
+    from actions.services import close_all
+
+    if args.action in ("resolve", "ignore") and not args.note:
+        print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
+        return EXIT_USAGE
+    config = config_from(args)
+    store = open_store(config)
+    try:
+        try:
+            plan = plan_bulk(
+                store, config, action=args.action, filters=_filters(args), actor=args.actor, target=args.target
+            )
+        except ValueError as err:
+            print(f"syncwatch bulk: {err}.", file=sys.stderr)
+            return EXIT_USAGE
+        if not args.yes or plan.count == 0:
+            print(json.dumps(_plan_json(plan)) if args.json else _plan_text(plan))
+            return 0
+        return _execute(store, config, plan, args)
+    finally:
+        close_all()
+        store.close()
+
+
+def _plan_json(plan: Any) -> dict[str, Any]:
+    return {"action": plan.action, "count": plan.count, "partners": plan.partners, "filters": plan.filters}
+
+
+def _plan_text(plan: Any) -> str:
+    to = f" to {plan.target}" if plan.target else ""
+    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}."]
+    lines += [f"  {partner}: {count}" for partner, count in sorted(plan.partners.items(), key=lambda i: -i[1])]
+    lines.append("Run again with --yes to start." if plan.count else "Nothing matches; nothing to do.")
+    return "\n".join(lines)
+
+
+def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from actions.api import bulk_status, cancel_bulk, start_bulk
+    from actions.bulk import Refused
+
+    try:
+        job_id = start_bulk(store, config, replace(plan, note=args.note), args.actor)
+    except Refused as err:
+        print(f"syncwatch bulk: {err}", file=sys.stderr)
+        return 1
+    print(f"Job {job_id}: {plan.action} on {plan.count} exceptions (Ctrl-C cancels).", file=sys.stderr)
+    status, shown = bulk_status(store, job_id), -1
+    while status["status"] not in ("finished", "cancelled"):
+        try:
+            time.sleep(1)
+        except KeyboardInterrupt:
+            print(cancel_bulk(store, job_id, args.actor, config).message, file=sys.stderr)
+        status = bulk_status(store, job_id)
+        if status["done"] != shown:
+            shown = status["done"]
+            print(f"  {shown} of {status['total']} done, {status['failed']} failed", file=sys.stderr)
+    summary = f"Job {job_id} {status['status']}: {status['succeeded']} succeeded, {status['failed']} failed."
+    print(json.dumps(status) if args.json else summary)
+    return 0 if status["status"] == "finished" and not status["failed"] else 1
+
+
+COMMAND = Command("bulk", "run one action on every exception a filter matches (plan first)", _add_arguments, _run)

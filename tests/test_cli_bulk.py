@@ -1,0 +1,69 @@
+"""`syncwatch bulk`: the plan first, then the job with --yes; bad input gets one sentence."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from actions_support import seed_exceptions
+from sqlalchemy import select
+
+from actions.services import close_all
+from syncwatch.cli import main
+from syncwatch.store import Store
+from syncwatch.store.schema import exceptions
+
+
+@pytest.fixture
+def seeded(tmp_path: Path) -> str:
+    url = f"sqlite:///{tmp_path / 'bulk.db'}"
+    store = Store.open(url)
+    store.upgrade()
+    seed_exceptions(store, 4)
+    store.close()
+    return url
+
+
+def statuses(url: str) -> list[str]:
+    store = Store.open(url)
+    with store.engine.connect() as conn:
+        found = list(conn.execute(select(exceptions.c.status).order_by(exceptions.c.id)).scalars())
+    store.close()
+    return found
+
+
+def test_without_yes_it_only_plans(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bulk", "resolve", "--as", "alex", "--note", "n", "--category", "timeout", "--db", seeded]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Plan: resolve 4 exceptions.",
+        "  erp: 4",
+        "Run again with --yes to start.",
+    ]
+    assert statuses(seeded) == ["open"] * 4
+
+
+def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    args = ["bulk", "resolve", "--as", "alex", "--note", "fixed upstream", "--ids", "exc-1,exc-2", "--yes", "--json"]
+    assert main([*args, "--db", seeded]) == 0
+    close_all()
+    job = json.loads(capsys.readouterr().out)
+    assert (job["status"], job["succeeded"], job["failed"], job["note"]) == ("finished", 2, 0, "fixed upstream")
+    assert statuses(seeded) == ["open", "resolved", "resolved", "open"]
+
+
+@pytest.mark.parametrize(
+    ("args", "code", "message"),
+    [
+        (["resolve", "--as", "alex"], 2, "resolve needs --note"),
+        (["assign", "--as", "alex", "--to", "kim"], 2, "kim cannot work exceptions; assign an agent or a lead."),
+        (["retry", "--as", "alex", "--opened-after", "yesterday"], 2, "Invalid isoformat string: 'yesterday'."),
+        (["ignore", "--as", "sam", "--note", "n", "--yes"], 1, "sam is agent; only a lead may run bulk jobs"),
+    ],
+)
+def test_bad_requests_get_one_sentence_and_change_nothing(
+    seeded: str, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str
+) -> None:
+    assert main(["bulk", *args, "--db", seeded]) == code
+    assert message in capsys.readouterr().err
+    assert statuses(seeded) == ["open"] * 4
