@@ -16,8 +16,8 @@ from datetime import UTC, datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
-from collectors.base import ItemError, ParseContext, Parsed, Rejection, check_time, from_ns, skew_seconds, to_ns
-from syncwatch.model import Observation, ObservationKind, Outcome
+from collectors.base import LOG, ItemError, ParseContext, Parsed, Rejection, check_time, row, skew_seconds, to_ns
+from syncwatch.store.writes import Row
 
 COMBINED = "combined"
 JSON_ACCESS = "json_access"
@@ -248,7 +248,7 @@ def parse_lines(data: bytes, ctx: ParseContext, fmt: LineFormat, base_offset: in
         try:
             request = reader(_decode_line(line), fmt)
             nid = line_ids(ctx.source, identity, offset, line)
-            parsed.observations.append(_observation(ctx, request, nid))
+            parsed.rows.append(_row(ctx, request, nid))
         except ItemError as err:
             parsed.rejections.append(Rejection(str(err), line, f"offset {offset}"))
     return parsed
@@ -261,7 +261,7 @@ def _decode_line(line: bytes) -> str:
         raise ItemError(f"line is not valid UTF-8 (byte {err.start}: {err.reason})") from None
 
 
-def _observation(ctx: ParseContext, request: _Request, natural_id: str) -> Observation:
+def _row(ctx: ParseContext, request: _Request, natural_id: str) -> Row:
     end_ns = check_time(ctx, request.end_ns, "request time")
     start_ns = end_ns - request.duration_ns if request.duration_ns else end_ns
     path = request.target.split("?", 1)[0]
@@ -276,19 +276,18 @@ def _observation(ctx: ParseContext, request: _Request, natural_id: str) -> Obser
     skew = skew_seconds(ctx, end_ns)
     if skew is not None:
         attrs["syncwatch.clock_skew_s"] = skew
-    extracted = ctx.keys.extract(request.system, attrs, path)
+    keys, route = ctx.keys.extract(request.system, attrs, path)
     failed = request.status >= 400
-    return Observation(
-        natural_id=natural_id,
-        kind=ObservationKind.LOG,
-        system=request.system,
-        operation=f"{request.method} {extracted.route or path}",
-        start=from_ns(start_ns),
-        end=from_ns(end_ns),
-        outcome=Outcome.ERROR if failed else Outcome.OK,
-        status_code=request.status,
-        error_message=f"HTTP {request.status}" if failed else None,
-        source=ctx.source,
-        keys=extracted.keys,
-        attributes=attrs,
+    return row(
+        ctx,
+        natural_id,
+        LOG,
+        request.system,
+        f"{request.method} {route or path}",
+        (start_ns, end_ns),
+        failed,
+        (request.status, f"HTTP {request.status}" if failed else None),
+        (None, None, None),
+        keys,
+        attrs,
     )

@@ -1,6 +1,8 @@
 """What every parser returns, and the checks they share (timestamps, sizes, natural ids).
 
-A parser is pure: bytes in, ``Parsed`` out. Items it cannot use become ``Rejection``s with a
+A parser is pure: bytes in, ``Parsed`` out. It builds the store's rows directly (``row``), not
+``Observation`` objects: this runs for every span and line, and a frozen dataclass plus its
+datetimes cost as much as the rest of the parse. Items it cannot use become ``Rejection``s with a
 reason and a position, which the driver hands to the store's quarantine with the source name.
 """
 
@@ -12,15 +14,17 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from collectors.keys import KeyExtractor
-from syncwatch.model import Observation
+from collectors.keys import Key, KeyExtractor
+from syncwatch.model import EPOCH, ObservationKind, Outcome, from_ns
 from syncwatch.store import QuarantineItem
+from syncwatch.store.writes import DriverForm, Row, json_text
 
-EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # Earlier than this is a clock that was never set (or a value in the wrong unit), not an event.
 MIN_TIME_NS = 946_684_800 * 10**9  # 2000-01-01T00:00:00Z
 DEFAULT_MAX_SKEW_NS = 3600 * 10**9
 DEFAULT_MAX_ATTRIBUTE_BYTES = 256 * 1024
+SPAN, LOG, EVENT = ObservationKind.SPAN.value, ObservationKind.LOG.value, ObservationKind.EVENT.value
+_OK, _ERROR = Outcome.OK.value, Outcome.ERROR.value
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,13 +38,13 @@ class Rejection:
 
 @dataclass(slots=True)
 class Parsed:
-    """A parser's answer: the observations, and what it rejected with reasons."""
+    """A parser's answer: the observations (as store rows), and what it rejected with reasons."""
 
-    observations: list[Observation] = field(default_factory=list)
+    rows: list[Row] = field(default_factory=list)
     rejections: list[Rejection] = field(default_factory=list)
 
     def extend(self, other: Parsed) -> None:
-        self.observations.extend(other.observations)
+        self.rows.extend(other.rows)
         self.rejections.extend(other.rejections)
 
     def quarantine_items(self, source: str, content_type: str | None = None) -> list[QuarantineItem]:
@@ -54,6 +58,7 @@ class ParseContext:
     source: str
     keys: KeyExtractor
     now_ns: int
+    form: DriverForm
     max_skew_ns: int = DEFAULT_MAX_SKEW_NS
     max_attribute_bytes: int = DEFAULT_MAX_ATTRIBUTE_BYTES
 
@@ -66,8 +71,42 @@ def now_ns() -> int:
     return int(datetime.now(UTC).timestamp() * 10**9)
 
 
-def from_ns(ns: int) -> datetime:
-    return EPOCH + timedelta(microseconds=ns // 1000)
+def row(
+    ctx: ParseContext,
+    natural_id: str,
+    kind: str,
+    system: str,
+    operation: str,
+    times: tuple[int, int],
+    failed: bool,
+    status: tuple[int | None, str | None],
+    ids: tuple[str | None, str | None, str | None],
+    keys: tuple[Key, ...],
+    attributes: dict[str, Any],
+    payload: bytes | None = None,
+) -> Row:
+    """One observation as the store's Row: ``times`` are (start, end) ns, end 0 when instantaneous;
+    ``status`` is (HTTP status, error message), ``ids`` (trace, span, parent)."""
+    time = ctx.form.ns
+    return (
+        natural_id,
+        kind,
+        system,
+        operation,
+        time(times[0]),
+        time(times[1]) if times[1] else None,
+        _ERROR if failed else _OK,
+        status[0],
+        status[1],
+        ids[0],
+        ids[1],
+        ids[2],
+        ctx.source,
+        json_text(keys),
+        json_text(attributes),
+        payload,
+        tuple([(key_type, value) for key_type, value, identity in keys if identity]),
+    )
 
 
 def to_ns(value: datetime) -> int:

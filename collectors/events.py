@@ -16,6 +16,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from collectors.base import (
+    EVENT,
     ItemError,
     ParseContext,
     Parsed,
@@ -23,14 +24,14 @@ from collectors.base import (
     check_attribute_sizes,
     check_time,
     digest,
-    from_ns,
     raw_json,
+    row,
     skew_seconds,
     to_ns,
 )
 from collectors.errors import MalformedInput, UnsupportedContentType
 from collectors.otlp_json import decode_chunk, documents, load
-from syncwatch.model import Observation, ObservationKind, Outcome
+from syncwatch.store.writes import Row
 
 STRUCTURED = "application/cloudevents+json"
 BATCH = "application/cloudevents-batch+json"
@@ -95,8 +96,8 @@ def _json_or_none(raw: bytes, content_type: Any) -> Any:
         return None
 
 
-def observation(event: Mapping[str, Any], ctx: ParseContext) -> Observation:
-    """One structured event (a JSON object) as an observation."""
+def observation(event: Mapping[str, Any], ctx: ParseContext) -> Row:
+    """One structured event (a JSON object) as an observation row."""
     check_required(event)
     time_ns = check_time(ctx, event_time_ns(event.get("time"), ctx), "event time")
     data, payload = _data(event)
@@ -108,22 +109,22 @@ def observation(event: Mapping[str, Any], ctx: ParseContext) -> Observation:
     source, event_type = event["source"], event["type"]
     system = system_of(source)
     plain = {k: v for k, v in event.items() if k not in CONTEXT and k not in ("data", "data_base64")}
-    extracted = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data)
+    keys, _route = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data)
     failed = event_type.rsplit(".", 1)[-1].lower() in FAILED_TYPES
     natural_id = f"event:{source}:{event['id']}"
-    return Observation(
-        natural_id=natural_id if len(natural_id) <= MAX_NATURAL_ID else f"event:{digest(source, event['id'])}",
-        kind=ObservationKind.EVENT,
-        system=system,
-        operation=event_type,
-        start=from_ns(time_ns),
-        outcome=Outcome.ERROR if failed else Outcome.OK,
-        error_message=event_type if failed else None,
-        trace_id=_trace_id(event.get("traceparent")),
-        source=ctx.source,
-        keys=extracted.keys,
-        attributes=attrs,
-        payload=payload,
+    return row(
+        ctx,
+        natural_id if len(natural_id) <= MAX_NATURAL_ID else f"event:{digest(source, event['id'])}",
+        EVENT,
+        system,
+        event_type,
+        (time_ns, 0),
+        failed,
+        (None, event_type if failed else None),
+        (_trace_id(event.get("traceparent")), None, None),
+        keys,
+        attrs,
+        payload,
     )
 
 
@@ -140,7 +141,7 @@ def parse_events(events: list[Any], ctx: ParseContext, position: str = "event") 
         try:
             if not isinstance(event, dict):
                 raise ItemError(f"a CloudEvent must be a JSON object, got {type(event).__name__}")
-            parsed.observations.append(observation(event, ctx))
+            parsed.rows.append(observation(event, ctx))
         except ItemError as err:
             parsed.rejections.append(Rejection(str(err), raw_json(event), f"{position} {i}"))
     return parsed
@@ -169,7 +170,7 @@ def parse_binary(body: bytes, headers: Mapping[str, str], content_type: str | No
         event["data_base64"] = base64.b64encode(body).decode()
     parsed = Parsed()
     try:
-        parsed.observations.append(observation(event, ctx))
+        parsed.rows.append(observation(event, ctx))
     except ItemError as err:
         parsed.rejections.append(Rejection(str(err), body, "event 0"))
     return parsed

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import unquote
 
 from syncwatch.config.schema import ConfigFile, KeyRule, KeyType
-from syncwatch.model import BusinessKey
 
 _PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -58,10 +57,10 @@ def _by_head(templates: Templates) -> tuple[dict[str, Templates], Templates]:
     return by_head, wild
 
 
-@dataclass(frozen=True, slots=True)
-class Extracted:
-    keys: tuple[BusinessKey, ...]
-    route: str | None
+# (key type, value, identity): a BusinessKey as a plain tuple, which is what the store writes.
+Key = tuple[str, str, bool]
+# (the keys found, the path template the URL path matched)
+Extracted = tuple[tuple[Key, ...], str | None]
 
 
 def compile_template(template: str, patterns: Mapping[str, str] | None = None) -> PathTemplate:
@@ -163,7 +162,8 @@ class KeyExtractor:
                     found[(key_type, value)] = None
         if plan.regexes:
             self._from_regexes(plan, attributes, path, found)
-        return Extracted(tuple(BusinessKey(t, v, self._identity.get(t, True)) for t, v in found), route)
+        identity = self._identity
+        return tuple([(t, v, identity.get(t, True)) for t, v in found]), route
 
     def _from_path(self, plan: _Plan, path: str, found: dict[tuple[str, str], None]) -> str | None:
         path = path.split("?", 1)[0]

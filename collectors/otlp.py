@@ -29,7 +29,7 @@ from collectors import otlp_json
 from collectors.base import ItemError, ParseContext, Parsed, Rejection
 from collectors.errors import MalformedInput
 from collectors.otlp_model import INVALID_ARGUMENT, LOGS, TRACES, log_record, span, system_of
-from syncwatch.model import Observation
+from syncwatch.store.writes import Row
 
 
 def pb_value(value: AnyValue) -> Any:
@@ -68,13 +68,13 @@ def parse_traces_protobuf(body: bytes, ctx: ParseContext) -> Parsed:
         for s, scope_spans in enumerate(resource_spans.scope_spans):
             for i, item in enumerate(scope_spans.spans):
                 try:
-                    parsed.observations.append(_pb_span(ctx, system, resource, item))
+                    parsed.rows.append(_pb_span(ctx, system, resource, item))
                 except ItemError as err:
                     parsed.rejections.append(Rejection(str(err), item.SerializeToString(), f"span {r}.{s}.{i}"))
     return parsed
 
 
-def _pb_span(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any) -> Observation:
+def _pb_span(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any) -> Row:
     ids = (
         pb_id(item.trace_id, 16, "trace id"),
         pb_id(item.span_id, 8, "span id"),
@@ -114,15 +114,13 @@ def parse_logs_protobuf(body: bytes, ctx: ParseContext) -> Parsed:
         for s, scope_logs in enumerate(resource_logs.scope_logs):
             for i, item in enumerate(scope_logs.log_records):
                 try:
-                    parsed.observations.append(_pb_log(ctx, system, resource, item, occurrences))
+                    parsed.rows.append(_pb_log(ctx, system, resource, item, occurrences))
                 except ItemError as err:
                     parsed.rejections.append(Rejection(str(err), item.SerializeToString(), f"log {r}.{s}.{i}"))
     return parsed
 
 
-def _pb_log(
-    ctx: ParseContext, system: str, resource: dict[str, Any], item: Any, occurrences: dict[str, int]
-) -> Observation:
+def _pb_log(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any, occurrences: dict[str, int]) -> Row:
     ids = (
         pb_id(item.trace_id, 16, "trace id", optional=True),
         pb_id(item.span_id, 8, "span id", optional=True),

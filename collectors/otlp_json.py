@@ -18,7 +18,7 @@ from opentelemetry.proto.trace.v1.trace_pb2 import Span, Status
 from collectors.base import ItemError, ParseContext, Parsed, Rejection, raw_json
 from collectors.errors import MalformedInput
 from collectors.otlp_model import log_record, span, system_of
-from syncwatch.model import Observation
+from syncwatch.store.writes import Row
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
 _INT = re.compile(r"^-?\d+$")
@@ -159,28 +159,26 @@ def _containers(document: Any, top: str, scope_key: str, items_key: str) -> Iter
         raise MalformedInput(f"{top}: {err}") from None
 
 
-def _walk(
-    document: Any, top: str, scope_key: str, items_key: str, build: Callable[..., Observation], label: str
-) -> Parsed:
+def _walk(document: Any, top: str, scope_key: str, items_key: str, build: Callable[..., Row], label: str) -> Parsed:
     parsed = Parsed()
     occurrences: dict[str, int] = {}
     for system, resource, items, where in _containers(document, top, scope_key, items_key):
         for i, item in enumerate(items):
             try:
-                parsed.observations.append(build(system, resource, _dict(item, label), occurrences))
+                parsed.rows.append(build(system, resource, _dict(item, label), occurrences))
             except ItemError as err:
                 parsed.rejections.append(Rejection(str(err), raw_json(item), f"{label} {where}.{i}"))
     return parsed
 
 
 def traces_document(document: Any, ctx: ParseContext) -> Parsed:
-    def build(system: str, resource: dict[str, Any], item: dict[str, Any], _occ: dict[str, int]) -> Observation:
+    def build(system: str, resource: dict[str, Any], item: dict[str, Any], _occ: dict[str, int]) -> Row:
         return _span(ctx, system, resource, item)
 
     return _walk(document, "resourceSpans", "scopeSpans", "spans", build, "span")
 
 
-def _span(ctx: ParseContext, system: str, resource: dict[str, Any], item: dict[str, Any]) -> Observation:
+def _span(ctx: ParseContext, system: str, resource: dict[str, Any], item: dict[str, Any]) -> Row:
     ids = (
         hex_id(item.get("traceId"), 16, "traceId"),
         hex_id(item.get("spanId"), 8, "spanId"),
@@ -208,7 +206,7 @@ def _exception_message(events: Any) -> str:
 
 
 def logs_document(document: Any, ctx: ParseContext) -> Parsed:
-    def build(system: str, resource: dict[str, Any], item: dict[str, Any], occ: dict[str, int]) -> Observation:
+    def build(system: str, resource: dict[str, Any], item: dict[str, Any], occ: dict[str, int]) -> Row:
         return _log(ctx, system, resource, item, occ)
 
     return _walk(document, "resourceLogs", "scopeLogs", "logRecords", build, "log")
@@ -216,7 +214,7 @@ def logs_document(document: Any, ctx: ParseContext) -> Parsed:
 
 def _log(
     ctx: ParseContext, system: str, resource: dict[str, Any], item: dict[str, Any], occurrences: dict[str, int]
-) -> Observation:
+) -> Row:
     ids = (
         hex_id(item.get("traceId"), 16, "traceId", optional=True),
         hex_id(item.get("spanId"), 8, "spanId", optional=True),

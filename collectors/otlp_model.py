@@ -1,4 +1,4 @@
-"""The shared half of OTLP: spans and log records become observations the same way, whichever
+"""The shared half of OTLP: spans and log records become observation rows the same way, whichever
 encoding (protobuf or JSON) carried them, so the two walkers cannot drift apart."""
 
 from __future__ import annotations
@@ -6,8 +6,18 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import urlsplit
 
-from collectors.base import ItemError, ParseContext, check_attribute_sizes, check_time, digest, from_ns, skew_seconds
-from syncwatch.model import Observation, ObservationKind, Outcome
+from collectors.base import (
+    LOG,
+    SPAN,
+    ItemError,
+    ParseContext,
+    check_attribute_sizes,
+    check_time,
+    digest,
+    row,
+    skew_seconds,
+)
+from syncwatch.store.writes import Row
 
 TRACES = "traces"
 LOGS = "logs"
@@ -50,9 +60,9 @@ def span(
     times: tuple[int, int],
     attributes: dict[str, Any],
     status: tuple[int, str],
-) -> Observation:
-    """One span as an observation; ``ids`` are (trace, span, parent) hex, ``times`` (start, end) ns."""
-    trace_id, span_id, parent_id = ids
+) -> Row:
+    """One span as an observation row; ``ids`` are (trace, span, parent) hex, ``times`` (start, end) ns."""
+    trace_id, span_id, _parent = ids
     start_ns = check_time(ctx, times[0], "span start time")
     end_ns = check_time(ctx, times[1], "span end time") if times[1] else 0
     if end_ns and end_ns < start_ns:
@@ -64,25 +74,21 @@ def span(
     skew = skew_seconds(ctx, end_ns or start_ns)
     if skew is not None:
         attrs["syncwatch.clock_skew_s"] = skew
-    extracted = ctx.keys.extract(system, attrs, url_path(attrs))
+    keys, route = ctx.keys.extract(system, attrs, url_path(attrs))
     code = http_status(attrs)
     failed = status[0] == STATUS_ERROR or (code is not None and code >= 400)
-    return Observation(
-        natural_id=f"{trace_id}:{span_id}",
-        kind=ObservationKind.SPAN,
-        system=system,
-        operation=_operation(name, attrs, extracted.route),
-        start=from_ns(start_ns),
-        end=from_ns(end_ns) if end_ns else None,
-        outcome=Outcome.ERROR if failed else Outcome.OK,
-        status_code=code,
-        error_message=(status[1] or _error_text(attrs))[:MAX_MESSAGE] if failed else None,
-        trace_id=trace_id,
-        span_id=span_id,
-        parent_id=parent_id,
-        source=ctx.source,
-        keys=extracted.keys,
-        attributes=attrs,
+    return row(
+        ctx,
+        f"{trace_id}:{span_id}",
+        SPAN,
+        system,
+        _operation(name, attrs, route),
+        (start_ns, end_ns),
+        failed,
+        (code, (status[1] or _error_text(attrs))[:MAX_MESSAGE] if failed else None),
+        ids,
+        keys,
+        attrs,
     )
 
 
@@ -109,7 +115,7 @@ def log_record(
     attributes: dict[str, Any],
     ids: tuple[str | None, str | None, str],
     occurrences: dict[str, int],
-) -> Observation:
+) -> Row:
     """One log record; ``ids`` are (trace, span, event name); ``occurrences`` counts identical
     records within one request, so a re-delivered request dedupes but two equal lines do not."""
     time_ns = times[0] or times[1]
@@ -127,19 +133,17 @@ def log_record(
     content = digest(system, times, severity, body, attributes, trace_id, span_id, event_name)
     seen = occurrences[content] = occurrences.get(content, -1) + 1
     failed = severity[0] >= SEVERITY_ERROR
-    extracted = ctx.keys.extract(system, attrs, url_path(attrs), body if isinstance(body, dict) else None)
-    return Observation(
-        natural_id=f"log:{content}" + (f"#{seen}" if seen else ""),
-        kind=ObservationKind.LOG,
-        system=system,
-        operation=event_name or str(attributes.get("event.name") or "log"),
-        start=from_ns(time_ns),
-        outcome=Outcome.ERROR if failed else Outcome.OK,
-        status_code=http_status(attrs),
-        error_message=str(body)[:MAX_MESSAGE] if failed and body is not None else None,
-        trace_id=trace_id,
-        span_id=span_id,
-        source=ctx.source,
-        keys=extracted.keys,
-        attributes=attrs,
+    keys, _route = ctx.keys.extract(system, attrs, url_path(attrs), body if isinstance(body, dict) else None)
+    return row(
+        ctx,
+        f"log:{content}" + (f"#{seen}" if seen else ""),
+        LOG,
+        system,
+        event_name or str(attributes.get("event.name") or "log"),
+        (time_ns, 0),
+        failed,
+        (http_status(attrs), str(body)[:MAX_MESSAGE] if failed and body is not None else None),
+        (trace_id, span_id, None),
+        keys,
+        attrs,
     )

@@ -248,7 +248,7 @@ def _summary(committed: Committed, parsed: Parsed) -> dict[str, object]:
 
 def _json_answer(committed: Committed, parsed: Parsed, _source: str) -> Response:
     """200 when anything was accepted; 400 when every item was rejected (CloudEvents binding)."""
-    status = 400 if parsed.rejections and not parsed.observations else 200
+    status = 400 if parsed.rejections and not parsed.rows else 200
     return JSONResponse(_summary(committed, parsed), status)
 
 

@@ -22,7 +22,7 @@ from collectors.base import ParseContext, Parsed, now_ns
 from collectors.keys import KeyExtractor
 from syncwatch.config import Config
 from syncwatch.store import Checkpoint, QuarantineItem, Store, WriteResult
-from syncwatch.store.writes import save_checkpoint, write_observations, write_quarantine
+from syncwatch.store.writes import driver_form, save_checkpoint, write_quarantine, write_rows
 
 # A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
 MAX_GROUP_OBSERVATIONS = 20_000
@@ -65,13 +65,14 @@ class Sink:
         limits = config.file.collectors
         self._max_skew_ns = int(limits.max_clock_skew.total_seconds() * 1e9)
         self._max_attribute = limits.max_attribute_bytes
+        self._form = driver_form(store.dialect)
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._writing = False
 
     def context(self, source: str) -> ParseContext:
         """A parse context with the clock read now (parsers never read it themselves)."""
-        return ParseContext(source, self.keys, now_ns(), self._max_skew_ns, self._max_attribute)
+        return ParseContext(source, self.keys, now_ns(), self._form, self._max_skew_ns, self._max_attribute)
 
     def commit(
         self, parsed: Parsed, source: str, content_type: str | None = None, checkpoint: Checkpoint | None = None
@@ -103,11 +104,11 @@ class Sink:
 
     def _take_group(self) -> list[_Job]:
         group = [self._queue.popleft()]
-        size = len(group[0].parsed.observations)
-        while self._queue and size + len(self._queue[0].parsed.observations) <= MAX_GROUP_OBSERVATIONS:
+        size = len(group[0].parsed.rows)
+        while self._queue and size + len(self._queue[0].parsed.rows) <= MAX_GROUP_OBSERVATIONS:
             job = self._queue.popleft()
             group.append(job)
-            size += len(job.parsed.observations)
+            size += len(job.parsed.rows)
         return group
 
     def _write_group(self, group: list[_Job]) -> None:
@@ -144,8 +145,8 @@ class Sink:
 
     def _write_job(self, conn: Connection, job: _Job) -> Committed:
         items = job.parsed.quarantine_items(job.source, job.content_type)
-        observations = job.parsed.observations
-        result = write_observations(conn, observations) if observations else WriteResult()
+        rows = job.parsed.rows
+        result = write_rows(conn, rows) if rows else WriteResult()
         quarantined = write_quarantine(conn, items, self.store.raw_limit) if items else 0
         if job.checkpoint is not None:
             save_checkpoint(conn, job.checkpoint)

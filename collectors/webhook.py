@@ -56,7 +56,7 @@ def parse(body: bytes, headers: Mapping[str, str], mapping: Webhook, name: str, 
         raise MalformedInput(f"webhook {name}: the body must be a JSON object")
     parsed = Parsed()
     try:
-        parsed.observations.append(observation(as_event(document, headers, mapping, name), ctx))
+        parsed.rows.append(observation(as_event(document, headers, mapping, name), ctx))
     except ItemError as err:
         parsed.rejections.append(Rejection(str(err), body, "body"))
     return parsed

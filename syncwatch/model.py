@@ -1,7 +1,8 @@
 """The canonical model: what every collector produces and every later stage reads.
 
 Plain frozen dataclasses with UTC-aware datetimes, so the types carry no storage or UI concerns.
-``as_utc`` is the one converter every boundary uses; naive datetimes are taken as UTC.
+``as_utc`` is the one converter every boundary uses; naive datetimes are taken as UTC, and
+``from_ns`` reads the nanoseconds since the epoch that wire formats carry.
 """
 
 from __future__ import annotations
@@ -17,6 +18,14 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def from_ns(ns: int) -> datetime:
+    """Nanoseconds since the epoch as an aware UTC datetime (to the microsecond)."""
+    return EPOCH + timedelta(microseconds=ns // 1000)
 
 
 def utcnow() -> datetime:

@@ -18,6 +18,7 @@ from syncwatch.config import load_config
 from syncwatch.model import BusinessKey, Observation, ObservationKind
 from syncwatch.store import Store
 from syncwatch.store.schema import business_keys, observations
+from syncwatch.store.writes import driver_form, observation_row
 
 T0 = datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
 
@@ -36,6 +37,12 @@ def span(n: int) -> Observation:
     )
 
 
+def parsed(store: Store, batch: list[Observation]) -> Parsed:
+    """What a parser would hand the sink for ``batch``."""
+    form = driver_form(store.dialect)
+    return Parsed([observation_row(o, form) for o in batch])
+
+
 def sink_for(store: Store) -> Sink:
     return Sink(store, load_config(None, {"db": store.url}, environ={}))
 
@@ -48,9 +55,9 @@ def stored(store: Store) -> dict[str, tuple[int, datetime | None]]:
 
 def test_a_redelivery_is_counted_and_stamped(store: Store) -> None:
     sink = sink_for(store)
-    assert sink.commit(Parsed([span(1), span(2)]), "test") == Committed(stored=2)
+    assert sink.commit(parsed(store, [span(1), span(2)]), "test") == Committed(stored=2)
     before = datetime.now(UTC)
-    assert sink.commit(Parsed([span(1), span(1), span(3)]), "test") == Committed(stored=1, duplicates=2)
+    assert sink.commit(parsed(store, [span(1), span(1), span(3)]), "test") == Committed(stored=1, duplicates=2)
     rows = stored(store)
     assert rows[span(2).natural_id] == (0, None) and rows[span(3).natural_id] == (0, None)
     duplicates, redelivered_at = rows[span(1).natural_id]
@@ -58,7 +65,7 @@ def test_a_redelivery_is_counted_and_stamped(store: Store) -> None:
 
 
 def test_identity_keys_point_at_their_own_rows(store: Store) -> None:
-    sink_for(store).commit(Parsed([span(n) for n in range(1, 301)]), "test")
+    sink_for(store).commit(parsed(store, [span(n) for n in range(1, 301)]), "test")
     query = select(business_keys.c.value, observations.c.natural_id, business_keys.c.key_type).join(observations)
     with store.engine.connect() as conn:
         linked = list(conn.execute(query))
@@ -71,7 +78,7 @@ def test_concurrent_commits_store_once_and_report_per_caller(store: Store) -> No
     # 40 overlapping batches: batch b holds spans b*50 .. b*50+99, so half of each is shared.
     batches = [[span(n) for n in range(b * 50, b * 50 + 100)] for b in range(40)]
     with ThreadPoolExecutor(8) as pool:
-        results = list(pool.map(lambda batch: sink.commit(Parsed(batch), "test"), batches))
+        results = list(pool.map(lambda batch: sink.commit(parsed(store, batch), "test"), batches))
     rows = stored(store)
     assert len(rows) == 39 * 50 + 100
     assert sum(r.stored for r in results) == len(rows)
@@ -84,6 +91,6 @@ def test_a_failing_batch_fails_only_its_caller_as_a_store_error(store: Store) ->
     sink = sink_for(store)
     too_long = dataclasses.replace(span(1), natural_id="x" * 300)
     with pytest.raises(SQLAlchemyError):  # what the server turns into 503 + Retry-After
-        sink.commit(Parsed([too_long]), "test")
-    assert sink.commit(Parsed([span(2)]), "test") == Committed(stored=1)
+        sink.commit(parsed(store, [too_long]), "test")
+    assert sink.commit(parsed(store, [span(2)]), "test") == Committed(stored=1)
     assert list(stored(store)) == [span(2).natural_id]

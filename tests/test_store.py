@@ -9,9 +9,10 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
 
-from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
+from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
 from syncwatch.store import Checkpoint, QuarantineItem, Store
 from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
+from syncwatch.store.writes import SQLITE_FORM, json_text
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -89,6 +90,23 @@ def test_every_field_survives_the_round_trip(store: Store) -> None:
     assert row.start_time == original.start and row.end_time == original.end
     assert row.attributes == original.attributes
     assert row.extracted_keys == [["erp_order", "SO-3", True], ["sku", "SKU-1", False]]
+
+
+def test_attributes_orjson_refuses_are_stored_all_the_same(store: Store) -> None:
+    awkward = {"big": 2**70, "lone": "\ud800", "nested": {"n": [1.5, None, True]}, "when": T0}
+    store.write_observations([span(5, attributes=awkward)])
+    (row,) = rows(store)
+    assert row.attributes == {**awkward, "when": str(T0)}
+
+
+def test_json_text_is_compact_json_either_way() -> None:
+    assert json_text({"a": [1, "é"], "b": None}) == '{"a":[1,"é"],"b":null}'
+    assert json_text({"a": 2**70}) == '{"a":1180591620717411303424}'
+
+
+def test_sqlite_times_from_nanoseconds_match_the_datetime_path() -> None:
+    for ns in (946_684_800 * 10**9, 1_764_150_000_123_456_789, 1_764_150_059_999_999_999, 1_764_150_060_000_000_999):
+        assert SQLITE_FORM.ns(ns) == SQLITE_FORM.moment(from_ns(ns))
 
 
 def test_only_identity_keys_go_to_the_lookup_table(store: Store) -> None:
