@@ -9,10 +9,11 @@ same database transaction as the writes, so a crash repeats a batch instead of l
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ from syncwatch.store.writes import read_checkpoint, save_checkpoint
 
 log = logging.getLogger(__name__)
 CHECKPOINT = "correlator"
+BACKLOG = 2_000_000  # observations per database transaction: a whole backlog of 1M+ in one pass
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
 
@@ -78,8 +80,13 @@ class Correlator:
         self.processes = compile_processes(config)
         self._stage_cache: dict[tuple[str, ...], tuple[str, ...]] = {}
         self.hosts = {host: name for name, p in config.file.partners.items() for host in [name, *p.hosts]}
+        # What a healthy member's attributes are read for: deadlines and business context. A
+        # failed member's are read whole (error type, the host it called).
+        names = {s.deadline_attribute for p in self.processes for s in p.stages if s.deadline_attribute}
+        names.update(a for p in self.processes for attributes in p.context.values() for a in attributes)
+        self._read_attributes = tuple(json.dumps(name) for name in sorted(names))
 
-    def run_pass(self, batch: int = 50_000) -> PassResult:
+    def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
         began, result = time.perf_counter(), PassResult()
         while True:
@@ -92,8 +99,8 @@ class Correlator:
                 if not rows:
                     self._redelivered(conn, checkpoint, result)
                     break
-                self._apply(conn, rows, result, fresh=(checkpoint.position, rows[-1].id))
-                save_checkpoint(conn, Checkpoint(CHECKPOINT, rows[-1].id, checkpoint.state))
+                self._apply(conn, rows, result, fresh=(checkpoint.position, rows[-1][0]))
+                save_checkpoint(conn, Checkpoint(CHECKPOINT, rows[-1][0], checkpoint.state))
             result.observations += len(rows)
         result.seconds = time.perf_counter() - began
         return result
@@ -115,7 +122,7 @@ class Correlator:
                 return 0
             ids = q.due_for_sla_check(conn, self.clock(), limit)
             keys = q.keys_of_transactions(conn, ids)
-            rows = [q.LinkRow(0, ((k, v),), None) for _, k, v in keys if k != TRACE]
+            rows = [(0, (node,)) for nodes in keys.values() for node in sorted(nodes) if node[0] != TRACE]
             result = PassResult()
             self._apply(conn, rows, result)
         return len(ids)
@@ -125,33 +132,33 @@ class Correlator:
     ) -> None:
         """Link ``rows`` and re-derive what they touch; ``fresh`` is the id range of a batch of
         new observations, whose members are read by range instead of by key."""
-        components = [c for p in self.processes for c in self._link(conn, p, rows, result)]
+        stored = q.transactions_holding(conn, {n for _, nodes in rows for n in nodes})
+        components = [c for p in self.processes for c in self._link(p, rows, stored, result)]
         self._load_members(conn, components, rows, fresh)
         now = self.clock()
         self._write(conn, components, now, result)
 
+    @staticmethod
     def _link(
-        self, conn: Connection, process: Process, rows: Sequence[q.LinkRow], result: PassResult
+        process: Process, rows: Sequence[q.LinkRow], stored: dict[str, set[Node]], result: PassResult
     ) -> list[Component]:
-        linker = Linker(process.roots)
-        batch_nodes = [_nodes_of(process, row.keys, row.trace_id) for row in rows]
-        touched = {n for nodes in batch_nodes for n in nodes}
-        stored = self._stored_for(conn, process, touched)
-        for nodes in stored.values():
-            linker.link(sorted(nodes))
-        for nodes in batch_nodes:
-            if nodes:
-                linker.link(nodes)
-        result.refused_links += len(linker.refused)
-        return _components(process, linker, stored)
-
-    def _stored_for(self, conn: Connection, process: Process, nodes: set[Node]) -> dict[str, set[Node]]:
+        """The process's components: stored transactions the rows touch first, then the rows in
+        arrival order. A row with none of the process's keys adds nothing: its trace alone
+        links no key of the process, and stored transactions holding that trace were read."""
         prefix = f"{process.name}:"
-        ids = {tid for tid, _, _ in q.transactions_of_nodes(conn, nodes) if tid.startswith(prefix)}
-        stored: dict[str, set[Node]] = defaultdict(set)
-        for tid, key_type, value in q.keys_of_transactions(conn, ids):
-            stored[tid].add((key_type, value))
-        return stored
+        mine = {tid: nodes for tid, nodes in stored.items() if tid.startswith(prefix)}
+        linker = Linker(process.roots)
+        for nodes in mine.values():
+            linker.link(sorted(nodes))
+        owned = process.keys
+        for _, nodes in rows:
+            own = [n for n in nodes if n[0] in owned]
+            if own:
+                if nodes[-1][0] == TRACE:
+                    own.append(nodes[-1])
+                linker.link(own)
+        result.refused_links += len(linker.refused)
+        return _components(process, linker, mine)
 
     def _load_members(
         self, conn: Connection, components: list[Component], rows: Sequence[q.LinkRow], fresh: tuple[int, int] | None
@@ -161,25 +168,54 @@ class Correlator:
         for component in components:
             for node in component.nodes:
                 owners[node].append(component)
-        links: list[tuple[int, Node]] = []
-        member_rows: list[Any] = []
+        strings: dict[str, str] = {}
         if fresh is not None:
-            member_rows.extend(q.member_rows(conn, *fresh))
-            links.extend((r.id, node) for r in rows for node in _all_nodes(r.keys, r.trace_id))
+            links = iter(rows)
+            oid, nodes = next(links)
+            for row in q.member_rows(conn, *fresh):
+                while oid < row[0]:
+                    oid, nodes = next(links)
+                if oid == row[0]:
+                    self._assign(row, nodes, owners, strings)
         older = self._older_nodes(components, fresh)
         if older:
             old_rows, old_links = q.observations_of_nodes(conn, older, fresh[0] if fresh else None)
-            member_rows.extend(old_rows)
-            links.extend(old_links)
-        keys_of: dict[int, list[Node]] = defaultdict(list)
-        for oid, node in links:
-            if node[0] != TRACE:
-                keys_of[oid].append(node)
-        needed = {oid for oid, _ in links}
-        members = {row.id: _member(row, keys_of.get(row.id, ())) for row in member_rows if row.id in needed}
-        for oid, node in links:
+            nodes_of: dict[int, list[Node]] = defaultdict(list)
+            for oid, node in old_links:
+                nodes_of[oid].append(node)
+            for row in old_rows:
+                self._assign(row, sorted(nodes_of[row[0]], key=lambda n: n[0] == TRACE), owners, strings)
+
+    def _assign(
+        self, row: q.MemberRow, nodes: Sequence[Node], owners: dict[Node, list[Component]], strings: dict[str, str]
+    ) -> None:
+        """Make ``row`` a member of every component owning one of its ``nodes`` (trace last)."""
+        member = None
+        for node in nodes:
             for component in owners.get(node, ()):
-                component.members[oid] = members[oid]
+                if member is None:
+                    member = self._member(row, nodes, strings)
+                component.members[member.id] = member
+
+    def _member(self, row: q.MemberRow, nodes: Sequence[Node], strings: dict[str, str]) -> Member:
+        """A member from its row; equal strings are shared, and attribute text nothing will read is dropped."""
+        oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, attributes = row
+        if outcome != "error" and not any(name in attributes for name in self._read_attributes):
+            attributes = None
+        keys = nodes[:-1] if nodes and nodes[-1][0] == TRACE else nodes
+        return Member(
+            oid,
+            strings.setdefault(kind, kind),
+            strings.setdefault(system, system),
+            strings.setdefault(operation, operation),
+            q.as_time(start),
+            strings.setdefault(outcome, outcome),
+            status_code,
+            error_message,
+            duplicates,
+            attributes,
+            tuple(keys),
+        )
 
     def _stages_of(self, process: Process, member: Member) -> tuple[str, ...]:
         """The stages a member reaches; cached, since a week has only a few hundred distinct shapes."""
@@ -206,7 +242,7 @@ class Correlator:
                 continue
             sla, row = self._transaction_row(component, now)
             txn_rows.append(row)
-            key_rows.extend({"transaction_id": row["id"], "key_type": t, "value": v} for t, v in component.nodes)
+            key_rows.extend((row["id"], t, v) for t, v in component.nodes)
             keys = [n for n in component.nodes if n[0] != TRACE]
             drafts.extend(
                 (row["id"], d)
@@ -234,11 +270,12 @@ class Correlator:
         for member in members:
             for name in self._stages_of(process, member):
                 reached.setdefault(name, member)
-        deadlines = _deadlines(process, members)
+        described = [m for m in members if m.attributes_json is not None]
+        deadlines = _deadlines(process, described)
         sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, self.config.sla_at_risk_share)
         first = reached.get(process.stages[0].name)
         partner = reached.get(process.partner_stage) if process.partner_stage else None
-        context = _attribute_context(process, members)
+        context = _attribute_context(process, described)
         return sla, {
             "id": component.id,
             "type": process.name,
@@ -261,11 +298,6 @@ class Correlator:
         }
 
 
-def _nodes_of(process: Process, keys: Iterable[Node], trace_id: str | None) -> list[Node]:
-    nodes = [k for k in keys if process.owns(k[0])]
-    return [*nodes, (TRACE, trace_id)] if trace_id else nodes
-
-
 def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:
     owner = {node: tid for tid, nodes in stored.items() for node in nodes}
     components = []
@@ -276,29 +308,6 @@ def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) 
         component.previous = {owner[n] for n in nodes if n in owner}
         components.append(component)
     return components
-
-
-def _all_nodes(keys: Iterable[Node], trace_id: str | None) -> list[Node]:
-    return [*keys, (TRACE, trace_id)] if trace_id else list(keys)
-
-
-def _member(row: Any, keys: Iterable[Node]) -> Member:
-    start = row.start_time
-    return Member(
-        id=row.id,
-        natural_id=row.natural_id,
-        kind=row.kind,
-        system=row.system,
-        operation=row.operation,
-        start=as_utc(datetime.fromisoformat(start) if isinstance(start, str) else start),
-        outcome=row.outcome,
-        status_code=row.status_code,
-        error_message=row.error_message,
-        duplicates=row.duplicates,
-        attributes_json=row.attributes,
-        keys=tuple(keys),
-        trace_id=row.trace_id,
-    )
 
 
 def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetime]:

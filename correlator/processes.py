@@ -22,6 +22,8 @@ class Member:
 
     Attributes stay JSON text until something asks for them: most members are only matched
     against stages by system and operation, and decoding every attribute map dominated a pass.
+    A pass keeps the text only where something may read it (see ``Correlator``), so a whole
+    backlog of members fits in memory.
     """
 
     __slots__ = (
@@ -32,20 +34,16 @@ class Member:
         "id",
         "keys",
         "kind",
-        "natural_id",
         "operation",
         "outcome",
         "start",
         "status_code",
         "system",
-        "trace_id",
     )
 
     def __init__(
         self,
-        *,
         id: int,
-        natural_id: str,
         kind: str,
         system: str,
         operation: str,
@@ -56,12 +54,10 @@ class Member:
         duplicates: int,
         attributes_json: str | dict | None = None,
         keys: tuple[tuple[str, str], ...] = (),
-        trace_id: str | None = None,
     ) -> None:
-        self.id, self.natural_id, self.kind, self.system = id, natural_id, kind, system
-        self.operation, self.start, self.outcome, self.status_code = operation, start, outcome, status_code
-        self.error_message, self.duplicates, self.keys, self.trace_id = error_message, duplicates, keys, trace_id
-        self.attributes_json = attributes_json
+        self.id, self.kind, self.system, self.operation = id, kind, system, operation
+        self.start, self.outcome, self.status_code, self.error_message = start, outcome, status_code, error_message
+        self.duplicates, self.attributes_json, self.keys = duplicates, attributes_json, keys
         self._attributes: dict | None = None
 
     @property

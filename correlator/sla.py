@@ -57,8 +57,9 @@ def evaluate(
     now = as_utc(now)
     states: list[StageState] = []
     checks: list[datetime] = []
+    latest = max((i for i, s in enumerate(process.stages) if s.name in reached), default=-1)
     for index, stage in enumerate(process.stages):
-        base = _base(process, index, reached)
+        base = _base(process, index, reached, latest)
         due = _due(stage, base, deadlines, process.calendar)
         state, check = _stage_state(reached.get(stage.name), base, due, now, at_risk_share)
         states.append(StageState(stage.name, reached.get(stage.name), due, state))
@@ -66,13 +67,13 @@ def evaluate(
     return _summarise(tuple(states), process, checks)
 
 
-def _base(process: Process, index: int, reached: dict[str, datetime]) -> datetime | None:
+def _base(process: Process, index: int, reached: dict[str, datetime], latest: int) -> datetime | None:
     """When the stage's budget starts: the stage before it, or ``after``. A stage before it that
-    was never observed but is passed (a later stage was reached) hands over to the one before."""
+    was never observed but is passed (a later stage, up to index ``latest``, was reached) hands
+    over to the one before."""
     stage = process.stages[index]
     if stage.after:
         return reached.get(stage.after)
-    latest = max((i for i, s in enumerate(process.stages) if s.name in reached), default=-1)
     if index - 1 > latest:
         return None
     earlier = (reached.get(s.name) for s in reversed(process.stages[:index]))
