@@ -51,10 +51,13 @@ def pb_attributes(attributes: Any) -> dict[str, Any]:
     return {kv.key: pb_value(kv.value) for kv in attributes}
 
 
+_ZEROS = {16: bytes(16), 8: bytes(8)}
+
+
 def pb_id(raw: bytes, size: int, what: str, *, optional: bool = False) -> str | None:
     if optional and not raw:
         return None
-    if len(raw) != size or not any(raw):
+    if len(raw) != size or raw == _ZEROS[size]:
         raise ItemError(f"{what} must be {size} bytes and not all zero, got {len(raw)} bytes")
     return raw.hex()
 
@@ -81,7 +84,8 @@ def _pb_span(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any
         pb_id(item.parent_span_id, 8, "parent span id", optional=True),
     )
     attributes = pb_attributes(item.attributes)
-    message = item.status.message or _pb_exception_message(item.events)
+    status = item.status
+    message = status.message or _pb_exception_message(item.events)
     return span(
         ctx,
         system,
@@ -91,7 +95,7 @@ def _pb_span(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any
         item.kind,
         (item.start_time_unix_nano, item.end_time_unix_nano),
         attributes,
-        (item.status.code, message),
+        (status.code, message),
     )
 
 

@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
 from syncwatch.store import Checkpoint, QuarantineItem, Store
+from syncwatch.store.bulk import statement_sizes
 from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
 from syncwatch.store.writes import SQLITE_FORM, json_text
 
@@ -107,6 +108,16 @@ def test_json_text_is_compact_json_either_way() -> None:
 def test_sqlite_times_from_nanoseconds_match_the_datetime_path() -> None:
     for ns in (946_684_800 * 10**9, 1_764_150_000_123_456_789, 1_764_150_059_999_999_999, 1_764_150_060_000_000_999):
         assert SQLITE_FORM.ns(ns) == SQLITE_FORM.moment(from_ns(ns))
+
+
+def test_inserts_are_cut_into_few_statements_of_few_distinct_sizes() -> None:
+    assert statement_sizes(0, 1927) == []
+    assert statement_sizes(1000, 1927) == [960, 40]
+    assert statement_sizes(4000, 1927) == [1927, 1927, 128, 18]
+    assert statement_sizes(130, 58) == [58, 58, 14]
+    for total in range(0, 5000, 37):
+        sizes = statement_sizes(total, 1927)
+        assert sum(sizes) == total and all(0 < size <= 1927 for size in sizes) and len(sizes) <= total // 1927 + 2
 
 
 def test_only_identity_keys_go_to_the_lookup_table(store: Store) -> None:

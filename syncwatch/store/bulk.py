@@ -7,6 +7,7 @@ executemany. Values must already be in driver form (text times on SQLite, JSON a
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
@@ -18,7 +19,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import DBAPIError
 
 IN_CHUNK = 900  # stays under every engine's bound-parameter limit
-ROWS_PER_STATEMENT = 100  # 17 columns x 100 rows stays under SQLite's 32,766 bound parameters
+# Rows in one SQLite INSERT: as many as its bound-parameter limit allows, up to this many (which
+# bounds the prepared statements pysqlite caches). A tail shorter than that is sent as one multiple
+# of TAIL_STEP rows and one shorter statement, so only a few dozen distinct statements get prepared.
+MAX_ROWS_PER_STATEMENT = 2048
+TAIL_STEP = 64
 PG_ROWS_PER_STATEMENT = 10_000  # bounds one statement's arrays (and the server's memory for them)
 # SQLite assigns max(rowid) + 1 to a new row until the largest 64-bit id is taken; after that it
 # picks ids at random, and the ids of a batch can no longer be inferred from the last one.
@@ -41,19 +46,34 @@ def insert_tuples(
 ) -> int:
     """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows inserted.
 
-    SQLite gets multi-row statements of ROWS_PER_STATEMENT rows: pysqlite releases the GIL around
-    every statement step, and executemany's step per row lets the parsing threads starve the
-    writer (each step waits a whole GIL switch interval to get the GIL back)."""
+    SQLite gets multi-row statements as long as its parameter limit allows: pysqlite releases the
+    GIL around every statement step, and each step of the writer waits up to a whole GIL switch
+    interval to get it back from the parsing threads, so the fewer statements the better."""
     if not rows:
         return 0
     if conn.dialect.name != "sqlite":
         return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1"))
-    inserted = 0
+    inserted = start = 0
     with driver_cursor(conn) as cursor:
-        for chunk in chunks(rows, ROWS_PER_STATEMENT):
-            cursor.execute(_sqlite_multirow(table, columns, conflict, len(chunk)), list(chain.from_iterable(chunk)))
+        limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)
+        for size in statement_sizes(len(rows), min(limit, MAX_ROWS_PER_STATEMENT)):
+            chunk = rows[start : start + size]
+            cursor.execute(_sqlite_multirow(table, columns, conflict, size), list(chain.from_iterable(chunk)))
             inserted += cursor.rowcount
+            start += size
     return inserted
+
+
+def statement_sizes(total: int, per_statement: int) -> list[int]:
+    """Rows per INSERT for ``total`` rows: full statements, then the tail in at most two."""
+    full, tail = divmod(total, per_statement)
+    sizes = [per_statement] * full
+    step = min(TAIL_STEP, per_statement)
+    if tail >= step:
+        sizes.append(tail - tail % step)
+    if tail % step:
+        sizes.append(tail % step)
+    return sizes
 
 
 def pg_insert_unnest(

@@ -15,7 +15,6 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from functools import lru_cache
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from time import gmtime
 from typing import Any
@@ -78,17 +77,25 @@ def json_text(value: Any) -> str:
         return _stdlib_json(value)
 
 
-@lru_cache(maxsize=4096)
-def _sqlite_second(seconds: int) -> str:
+_SECONDS: dict[int, str] = {}  # whole seconds → their text; a batch's times share a few seconds
+_MAX_SECONDS = 4096
+
+
+def _second_text(seconds: int) -> str:
+    if len(_SECONDS) >= _MAX_SECONDS:
+        _SECONDS.clear()
     year, month, day, hour, minute, second = gmtime(seconds)[:6]
-    return f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+    text = _SECONDS[seconds] = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+    return text
 
 
 def sqlite_time_ns(ns: int) -> str:
     """Nanoseconds since the epoch as the text SQLAlchemy's SQLite DateTime stores (to the
-    microsecond), without building a datetime: a batch's times share a few seconds."""
+    microsecond), without a datetime, and the seconds' text cached in a plain dict (a lru_cache
+    call costs as much as the formatting)."""
     seconds, rest = divmod(ns, 1_000_000_000)
-    return f"{_sqlite_second(seconds)}.{rest // 1000:06d}"
+    text = _SECONDS.get(seconds) or _second_text(seconds)
+    return f"{text}.{rest // 1000:06d}"
 
 
 def _sqlite_time(value: datetime) -> str:
