@@ -8,7 +8,7 @@ reference, never merges two orders. Attribute keys (SKU, customer) never become 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 Node = tuple[str, str]
 TRACE = "trace"
@@ -20,13 +20,14 @@ class Linker:
     def __init__(self, roots: Iterable[str]) -> None:
         self.root_types = frozenset(roots)
         self.parent: dict[Node, Node] = {}
-        self.roots_of: dict[Node, dict[str, str]] = {}
+        self.roots_of: dict[Node, dict[str, str]] = {}  # root values of each component that has any
         self.refused: list[tuple[Node, Node]] = []
 
     def add(self, node: Node) -> None:
         if node not in self.parent:
             self.parent[node] = node
-            self.roots_of[node] = {node[0]: node[1]} if node[0] in self.root_types else {}
+            if node[0] in self.root_types:
+                self.roots_of[node] = {node[0]: node[1]}
 
     def find(self, node: Node) -> Node:
         parent = self.parent
@@ -41,15 +42,16 @@ class Linker:
         ra, rb = self.find(a), self.find(b)
         if ra == rb:
             return True
-        roots_a, roots_b = self.roots_of[ra], self.roots_of[rb]
-        if any(roots_a.get(t, v) != v for t, v in roots_b.items()):
+        roots_a, roots_b = self.roots_of.get(ra), self.roots_of.get(rb)
+        if roots_a and roots_b and any(roots_a.get(t, v) != v for t, v in roots_b.items()):
             self.refused.append((a, b))
             return False
-        if len(roots_a) < len(roots_b):
+        if len(roots_a or ()) < len(roots_b or ()):
             ra, rb, roots_a, roots_b = rb, ra, roots_b, roots_a
         self.parent[rb] = ra
-        roots_a.update(roots_b)
-        del self.roots_of[rb]
+        if roots_b:
+            roots_a.update(roots_b)  # type: ignore[union-attr]
+            del self.roots_of[rb]
         return True
 
     def link(self, nodes: list[Node]) -> None:
@@ -60,6 +62,21 @@ class Linker:
         for other in ordered[1:]:
             self.union(ordered[0], other)
 
+    def link_row(self, keys: Sequence[Node], trace: Node | None) -> None:
+        """``link(keys + [trace])`` for one observation whose keys and trace id are apart already:
+        the same unions, without sorting, for a pass's once-per-observation loop."""
+        parent = self.parent
+        for node in keys:
+            if node not in parent:
+                self.add(node)
+        center = keys[0]
+        for other in keys[1:]:
+            self.union(center, other)
+        if trace is not None:
+            if trace not in parent:
+                self.add(trace)
+            self.union(center, trace)
+
     def components(self) -> dict[Node, list[Node]]:
         groups: dict[Node, list[Node]] = {}
         for node in self.parent:
@@ -67,4 +84,4 @@ class Linker:
         return groups
 
     def root_values(self, node: Node) -> dict[str, str]:
-        return self.roots_of[self.find(node)]
+        return self.roots_of.get(self.find(node), {})

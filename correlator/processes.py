@@ -22,8 +22,8 @@ class Member:
 
     Attributes stay JSON text until something asks for them: most members are only matched
     against stages by system and operation, and decoding every attribute map dominated a pass.
-    A pass keeps the text only where something may read it (see ``Correlator``), so a whole
-    backlog of members fits in memory.
+    A pass keeps the text only where something may read it (see ``correlator.members``), so a
+    whole backlog of members fits in memory. ``nodes`` are its identity keys, then its trace id.
     """
 
     __slots__ = (
@@ -32,8 +32,8 @@ class Member:
         "duplicates",
         "error_message",
         "id",
-        "keys",
         "kind",
+        "nodes",
         "operation",
         "outcome",
         "start",
@@ -53,11 +53,11 @@ class Member:
         error_message: str | None,
         duplicates: int,
         attributes_json: str | dict | None = None,
-        keys: tuple[tuple[str, str], ...] = (),
+        nodes: tuple[tuple[str, str], ...] = (),
     ) -> None:
         self.id, self.kind, self.system, self.operation = id, kind, system, operation
         self.start, self.outcome, self.status_code, self.error_message = start, outcome, status_code, error_message
-        self.duplicates, self.attributes_json, self.keys = duplicates, attributes_json, keys
+        self.duplicates, self.attributes_json, self.nodes = duplicates, attributes_json, nodes
         self._attributes: dict | None = None
 
     @property
@@ -70,7 +70,7 @@ class Member:
     @property
     def subject(self) -> str:
         """What an event is about: its identity key values, for spotting the same notice twice."""
-        return ",".join(sorted(value for _, value in self.keys))
+        return ",".join(sorted(value for key_type, value in self.nodes if key_type != "trace"))
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
+from itertools import count
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, select
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import DBAPIError
 
 from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples
 from syncwatch.store.schema import actions, exceptions, transaction_keys, transactions
@@ -24,13 +27,13 @@ from syncwatch.store.writes import upsert_insert
 
 Node = tuple[str, str]
 TRACE = "trace"
-# An observation as linking sees it: its id and its nodes, identity keys first, its trace id last.
-LinkRow = tuple[int, tuple[Node, ...]]
 # id, kind, system, operation, start (aware UTC), outcome, status_code, error_message, duplicates,
 # attributes (JSON text).
-MemberRow = tuple[int, str, str, str, datetime, str, int | None, str | None, int, str]
-SCAN_FROM = 50_000  # nodes from which counting the stored keys is worth it
+MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str]
+NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, str | None]  # + trace id
+SCAN_FROM = 50_000  # observations from which counting the stored keys is worth it
 FETCH = 20_000  # rows per fetchmany: bounds the driver's buffers on a whole-backlog read
+_cursors = count()
 _MEMBER_COLUMNS = (
     "id, kind, system, operation, start_time, outcome, status_code, error_message, duplicates, {attributes}"
 )
@@ -57,6 +60,28 @@ def _fetch(conn: Connection, text: str, params: Sequence[Any] = ()) -> Iterator[
         cursor.execute(_sql(conn, text), params)
         while batch := cursor.fetchmany(FETCH):
             yield from batch
+
+
+def _stream(conn: Connection, text: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
+    """``_fetch`` for a whole backlog: on PostgreSQL a server-side cursor, since a client-side one
+    holds the entire result in memory."""
+    if conn.dialect.name != "postgresql":
+        yield from _fetch(conn, text, params)
+        return
+    with _pg_errors(conn), conn.connection.driver_connection.cursor(name=f"correlate_{next(_cursors)}") as cursor:  # type: ignore[union-attr]
+        cursor.execute(_sql(conn, text), params)
+        while batch := cursor.fetchmany(FETCH):
+            yield from batch
+
+
+@contextmanager
+def _pg_errors(conn: Connection) -> Iterator[None]:
+    """Driver errors leave as SQLAlchemy's DBAPIError subclasses, as from ``driver_cursor``."""
+    dbapi_error = conn.dialect.loaded_dbapi.Error
+    try:
+        yield
+    except dbapi_error as err:
+        raise DBAPIError.instance(None, None, err, dbapi_error, dialect=conn.dialect) from err
 
 
 def _fetch_in(conn: Connection, text: str, values: Iterable[Any], params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
@@ -86,60 +111,53 @@ def claim_correlation(conn: Connection) -> bool:
     return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({CORRELATOR_LOCK})").scalar())
 
 
-def new_observations(conn: Connection, after_id: int, limit: int) -> list[LinkRow]:
-    """The next ``limit`` observations after ``after_id``, as link rows (identity keys are read
-    from the business_keys index, so no JSON is decoded)."""
-    heads = list(
-        _fetch(conn, "SELECT id, trace_id FROM observations WHERE id > ? ORDER BY id LIMIT ?", (after_id, limit))
+def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[tuple[NewRow, list[Node]]]:
+    """The next ``limit`` observations after ``after_id`` in id order: member columns and trace id,
+    with their identity keys (read from the business_keys index, so no JSON is decoded)."""
+    rows = _stream(
+        conn,
+        f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? ORDER BY id LIMIT ?",
+        (after_id, limit),
     )
-    if not heads:
-        return []
-    sql = "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id > ? AND observation_id <= ?"
-    return _link_rows(heads, _fetch(conn, sql, (after_id, heads[-1][0])))
+    keys = _stream(
+        conn,
+        "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id > ? ORDER BY observation_id",
+        (after_id,),
+    )
+    pending = next(keys, None)
+    for row in rows:
+        oid, own = row[0], []
+        while pending is not None and pending[0] <= oid:
+            if pending[0] == oid:
+                own.append((pending[1], pending[2]))
+            pending = next(keys, None)
+        yield row, own  # type: ignore[misc]
+    keys.close()
 
 
-def redelivered_since(conn: Connection, since: datetime) -> list[LinkRow]:
-    """Observations delivered again after ``since``: their duplicate count changed since a pass
-    last saw them (a partner sending the same notice twice)."""
+def redelivered_since(conn: Connection, since: datetime) -> list[tuple[int, list[Node], str | None]]:
+    """(id, identity keys, trace id) of observations delivered again after ``since``: their
+    duplicate count changed since a pass last saw them (a partner sending the same notice twice)."""
     heads = list(
         _fetch(conn, "SELECT id, trace_id FROM observations WHERE redelivered_at > ?", (_db_time(conn, since),))
     )
+    keys: dict[int, list[Node]] = defaultdict(list)
     sql = "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id {in}"
-    return _link_rows(heads, _fetch_in(conn, sql, [oid for oid, _ in heads]))
+    for oid, key_type, value in _fetch_in(conn, sql, [oid for oid, _ in heads]):
+        keys[oid].append((key_type, value))
+    return [(oid, keys[oid], trace) for oid, trace in heads]
 
 
-def _link_rows(heads: Iterable[tuple[int, str | None]], keys: Iterable[tuple[int, str, str]]) -> list[LinkRow]:
-    """Link rows from (id, trace id) and (id, key type, value); equal nodes are one tuple, to spare memory."""
-    nodes: dict[Node, Node] = {}
-    by_id: dict[int, list[Node]] = defaultdict(list)
-    for oid, key_type, value in keys:
-        node = (key_type, value)
-        by_id[oid].append(nodes.setdefault(node, node))
-    rows = []
-    for oid, trace in heads:
-        own = by_id.pop(oid, [])
-        if trace:
-            node = (TRACE, trace)
-            own.append(nodes.setdefault(node, node))
-        rows.append((oid, tuple(own)))
-    return rows
-
-
-def member_rows(conn: Connection, after_id: int, up_to_id: int) -> Iterator[MemberRow]:
-    """Member columns of every observation with an id in (after_id, up_to_id], in id order."""
-    sql = f"SELECT {_MEMBER_COLUMNS} FROM observations WHERE id > ? AND id <= ? ORDER BY id"
-    return _fetch(conn, sql, (after_id, up_to_id))  # type: ignore[return-value]
-
-
-def transactions_holding(conn: Connection, nodes: set[Node]) -> dict[str, set[Node]]:
-    """Every stored transaction holding one of ``nodes``, with all of its nodes. A backlog larger
-    than the stored keys reads them whole instead of asking for each node."""
-    stored = next(_fetch(conn, "SELECT count(*) FROM transaction_keys"))[0] if len(nodes) > SCAN_FROM else None
-    if not nodes or stored == 0:
+def transactions_holding(conn: Connection, rows: Sequence[Sequence[Node]]) -> dict[str, set[Node]]:
+    """Every stored transaction holding one of the nodes of ``rows``, with all of its nodes. A
+    backlog with more nodes than are stored reads the stored keys whole instead of asking for each."""
+    stored = next(_fetch(conn, "SELECT count(*) FROM transaction_keys"))[0] if len(rows) > SCAN_FROM else None
+    if not rows or stored == 0:
         return {}
+    nodes = {n for row in rows for n in row}
     if stored is not None and stored <= len(nodes):
-        rows = _fetch(conn, "SELECT transaction_id, key_type, value FROM transaction_keys")
-        ids = {tid for tid, key_type, value in rows if (key_type, value) in nodes}
+        found = _fetch(conn, "SELECT transaction_id, key_type, value FROM transaction_keys")
+        ids = {tid for tid, key_type, value in found if (key_type, value) in nodes}
     else:
         sql = "SELECT transaction_id, key_type, value FROM transaction_keys WHERE value {in}"
         ids = {tid for tid, t, v in _fetch_in(conn, sql, [v for _, v in nodes]) if (t, v) in nodes}
@@ -198,40 +216,54 @@ def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]
 
 
 TRANSACTION_COLUMNS = tuple(c.name for c in transactions.c)
+_KEY_COLUMNS = ("transaction_id", "key_type", "value")
 
 
 def replace_transactions(conn: Connection, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]]) -> None:
     """Write the recomputed transactions and their (transaction id, key type, value) keys."""
     sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
-    for chunk in chunks(sorted({row["id"] for row in rows})):
-        with driver_cursor(conn) as cursor:
+    with driver_cursor(conn) as cursor:
+        for chunk in chunks(sorted({row["id"] for row in rows})):
             cursor.execute(_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk))
-    if rows:
-        values = [_transaction_values(conn, row) for row in rows]
-        with driver_cursor(conn) as cursor:
-            cursor.executemany(_upsert_sql(conn.dialect.name), values)
-    insert_tuples(
-        conn, transaction_keys, ("transaction_id", "key_type", "value"), keys, ("transaction_id", "key_type", "value")
+        if rows:
+            time = _sqlite_time if conn.dialect.name == "sqlite" else _same
+            cursor.executemany(_upsert_sql(conn.dialect.name), [_transaction_values(row, time) for row in rows])
+    # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
+    keys.sort()
+    if conn.dialect.name != "sqlite":
+        insert_tuples(conn, transaction_keys, _KEY_COLUMNS, keys, _KEY_COLUMNS)
+        return
+    with driver_cursor(conn) as cursor:
+        cursor.executemany(_insert_keys_sql(), keys)
+
+
+def _transaction_values(row: dict[str, Any], time: Callable[[datetime | None], Any]) -> tuple[Any, ...]:
+    """The row in ``TRANSACTION_COLUMNS`` order (the table's, as the compiled upsert binds them), as
+    the driver takes it."""
+    return tuple(
+        json.dumps(row[name]) if name == "stages" else time(row[name]) if name in _TIMES else row[name]
+        for name in TRANSACTION_COLUMNS
     )
 
 
-def _transaction_values(conn: Connection, row: dict[str, Any]) -> tuple[Any, ...]:
-    values = []
-    for name in TRANSACTION_COLUMNS:
-        value = row[name]
-        if name == "stages":
-            value = json.dumps(value)
-        elif isinstance(value, datetime):
-            value = _db_time(conn, value)
-        values.append(value)
-    return tuple(values)
+_TIMES = frozenset(("due_at", "promised_at", "started_at", "last_seen_at", "sla_check_at", "updated_at"))
+
+
+def _sqlite_time(value: datetime | None) -> str | None:
+    """A time as SQLAlchemy stores it on SQLite: naive UTC ISO text with microseconds."""
+    if value is None:
+        return None
+    if value.utcoffset():
+        value = value.astimezone(UTC)
+    return value.isoformat(" ", "microseconds")[:26]
+
+
+def _same(value: datetime | None) -> datetime | None:
+    return value
 
 
 def _db_time(conn: Connection, value: datetime) -> str | datetime:
-    """A time as the driver stores it: ISO text on SQLite (as SQLAlchemy writes it), else aware."""
-    if conn.dialect.name == "sqlite":
-        return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
-    return value
+    return _sqlite_time(value) if conn.dialect.name == "sqlite" else value  # type: ignore[return-value]
 
 
 @cache
@@ -241,8 +273,17 @@ def _upsert_sql(dialect: str) -> str:
     stmt = stmt.on_conflict_do_update(
         index_elements=["id"], set_={name: stmt.excluded[name] for name in TRANSACTION_COLUMNS if name != "id"}
     )
-    compiled = stmt.compile(dialect=module.dialect(paramstyle="qmark" if dialect == "sqlite" else "format"))
+    compiled = stmt.compile(
+        dialect=module.dialect(paramstyle="qmark" if dialect == "sqlite" else "format"),
+        column_keys=list(TRANSACTION_COLUMNS),
+    )
     return compiled.string
+
+
+@cache
+def _insert_keys_sql() -> str:
+    columns = ", ".join(_KEY_COLUMNS)
+    return f"INSERT INTO transaction_keys ({columns}) VALUES (?, ?, ?) ON CONFLICT ({columns}) DO NOTHING"
 
 
 def retire_transactions(conn: Connection, ids: Iterable[str]) -> None:

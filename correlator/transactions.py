@@ -1,0 +1,99 @@
+"""One transaction row from a component's members: stages reached, SLA state, business context."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from correlator.components import Component
+from correlator.processes import Member, Process
+from correlator.sla import SlaResult, evaluate
+from syncwatch.model import as_utc
+
+log = logging.getLogger(__name__)
+
+
+class Stager:
+    """The stages a member reaches; cached, since a week has only a few hundred distinct shapes."""
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
+
+    def stages_of(self, process: Process, member: Member) -> tuple[str, ...]:
+        shape = (process.name, member.system, member.operation, member.kind, member.outcome)
+        stages = self._cache.get(shape)
+        if stages is None:
+            stages = self._cache[shape] = tuple(s.name for s in process.stages if s.reached_by(member))
+        return stages
+
+
+def transaction_row(
+    component: Component, members: Sequence[Member], stager: Stager, now: datetime, at_risk_share: float
+) -> tuple[SlaResult, dict[str, Any]]:
+    """The transaction of ``component``, whose ``members`` are in (start, id) order."""
+    process = component.process
+    reached: dict[str, Member] = {}
+    for member in members:
+        for name in stager.stages_of(process, member):
+            reached.setdefault(name, member)
+    described = [m for m in members if m.attributes_json is not None]
+    deadlines = _deadlines(process, described)
+    sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, at_risk_share)
+    first = reached.get(process.stages[0].name)
+    partner = reached.get(process.partner_stage) if process.partner_stage else None
+    context = _attribute_context(process, described)
+    return sla, {
+        "id": component.id,
+        "type": process.name,
+        "status": "complete" if sla.complete else "open",
+        "sla_state": sla.state.value,
+        "current_stage": sla.current_stage,
+        "stage_at_fault": sla.stage_at_fault,
+        "due_at": sla.due_at,
+        "channel": first.system if first else None,
+        "partner": partner.system if partner else None,
+        "customer": context.get("customer"),
+        "order_value": context.get("order_value"),
+        "promised_at": min(deadlines.values()) if deadlines else None,
+        "stages": [s.as_json() for s in sla.stages],
+        "started_at": members[0].start,
+        "last_seen_at": members[-1].start,
+        "observation_count": len(members),
+        "sla_check_at": sla.check_at,
+        "updated_at": now,
+    }
+
+
+def business_context(row: dict[str, Any]) -> dict[str, Any]:
+    """What an exception of the transaction carries for the person working it."""
+    promised = row["promised_at"]
+    return {
+        "channel": row["channel"],
+        "partner": row["partner"],
+        "customer": row["customer"],
+        "order_value": row["order_value"],
+        "promised_at": promised.isoformat() if promised else None,
+    }
+
+
+def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetime]:
+    found: dict[str, datetime] = {}
+    for name in {s.deadline_attribute for s in process.stages if s.deadline_attribute}:
+        value = next((m.attributes[name] for m in members if name in m.attributes), None)
+        try:
+            if value is not None:
+                found[name] = as_utc(datetime.fromisoformat(str(value)))
+        except ValueError:
+            log.warning("ignoring %s=%r: not an ISO-8601 time", name, value)
+    return found
+
+
+def _attribute_context(process: Process, members: Sequence[Member]) -> dict[str, str]:
+    context = {}
+    for name, attributes in process.context.items():
+        value = next((m.attributes[a] for m in members for a in attributes if a in m.attributes), None)
+        if value is not None:
+            context[name] = str(value)
+    return context
