@@ -21,7 +21,7 @@ from syncwatch.store.writes import Row
 
 COMBINED = "combined"
 JSON_ACCESS = "json_access"
-_Q = r'"((?:[^"\\]|\\.)*)"'
+_Q = r'"([^"\\]*(?:\\.[^"\\]*)*)"'  # a quoted field, escapes allowed: runs of plain characters, not one at a time
 _COMBINED = re.compile(
     r"^(?:(?P<vhost>\S+) (?=\S+ \S+ \S+ \[))?(?P<client>\S+) \S+ (?P<user>\S+) \[(?P<time>[^\]]+)\] "
     rf"{_Q.replace('(', '(?P<request>', 1)} (?P<status>\d{{3}}) (?P<size>\d+|-)"
