@@ -101,8 +101,10 @@ observations = Table(
     ),
     comment="One thing a system reported: a span, an access-log line or a business event",
 )
-Index(None, observations.c.trace_id)
-Index(None, observations.c.redelivered_at)
+# Partial: only rows that have the value are indexed, since the queries look values up. A log
+# line or an event without trace context, and every row never delivered twice, costs no index entry.
+for _column in (observations.c.trace_id, observations.c.redelivered_at):
+    Index(None, _column, sqlite_where=_column.isnot(None), postgresql_where=_column.isnot(None))
 Index(None, observations.c.system, observations.c.start_time)
 
 business_keys = Table(
