@@ -65,10 +65,11 @@ def derive(
     """Every exception the transaction's observations show; ``hosts`` maps the host names a
     caller's span shows for a partner to that partner, so a failed call blames the callee."""
     ordered = sorted(members, key=lambda m: (m.start, m.id))
-    by_value = {value: key_type for key_type, value in keys}
-    step = {m.id: step_of(m.operation, by_value) for m in ordered}
-    failures: dict[str, list[Member]] = defaultdict(list)
     errors = [m for m in ordered if m.outcome == "error"]
+    by_value = {value: key_type for key_type, value in keys}
+    # Steps matter only where something failed: most transactions need none.
+    step = {m.id: step_of(m.operation, by_value) for m in ordered} if errors else {}
+    failures: dict[str, list[Member]] = defaultdict(list)
     # Error log lines are evidence for a failed call, not a step of their own, unless they are all there is.
     for member in [m for m in errors if m.kind != "log"] or errors:
         failures[step[member.id]].append(member)

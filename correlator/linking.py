@@ -15,7 +15,8 @@ TRACE = "trace"
 
 
 class Linker:
-    """Connected components of nodes with at most one value per root type each."""
+    """Connected components of nodes with at most one value per root type each. A component is
+    known by its root node object: parents are compared by identity."""
 
     def __init__(self, roots: Iterable[str]) -> None:
         self.root_types = frozenset(roots)
@@ -32,17 +33,19 @@ class Linker:
     def find(self, node: Node) -> Node:
         parent = self.parent
         root = node
-        while parent[root] != root:
+        while parent[root] is not root:
             root = parent[root]
-        while parent[node] != root:
+        while parent[node] is not root:
             parent[node], node = root, parent[node]
         return root
 
     def union(self, a: Node, b: Node) -> bool:
-        ra, rb = self.find(a), self.find(b)
-        if ra == rb:
+        find = self.find
+        ra, rb = find(a), find(b)
+        if ra is rb:
             return True
-        roots_a, roots_b = self.roots_of.get(ra), self.roots_of.get(rb)
+        roots_of = self.roots_of
+        roots_a, roots_b = roots_of.get(ra), roots_of.get(rb)
         if roots_a and roots_b and any(roots_a.get(t, v) != v for t, v in roots_b.items()):
             self.refused.append((a, b))
             return False
@@ -51,7 +54,7 @@ class Linker:
         self.parent[rb] = ra
         if roots_b:
             roots_a.update(roots_b)  # type: ignore[union-attr]
-            del self.roots_of[rb]
+            del roots_of[rb]
         return True
 
     def link(self, nodes: list[Node]) -> None:

@@ -25,12 +25,24 @@ class MemberReader:
         self._strings: dict[str, str] = {}
         self._nodes: dict[Node, Node] = {}
 
-    def new(self, rows: Iterable[tuple[q.NewRow, list[Node]]]) -> list[Member]:
-        """Members of new observations (member columns and trace id, identity keys)."""
+    def new(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> tuple[list[Member], int, int]:
+        """Members of new observations (member columns and trace id, identity keys), how many
+        observations were read, and the last one's id. An observation with neither an identity
+        key nor a trace id shares no node with anything, so it is a member of nothing."""
+        found: list[Member] = []
+        count = last = 0
+        for batch in batches:
+            count, last = count + len(batch), batch[-1][0][0]
+            self._new(batch, found)
+        self._nodes.clear()  # the members hold their nodes; a backlog's index of them is large
+        return found, count, last
+
+    def _new(self, batch: list[tuple[q.NewRow, list[Node]]], found: list[Member]) -> None:
         strings, nodes, read, as_time = self._strings, self._nodes, self._read, q.as_time
-        found = []
-        for row, keys in rows:
+        for row, keys in batch:
             oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text, trace = row
+            if not keys and not trace:
+                continue
             own = [nodes.setdefault(k, k) for k in keys]
             if trace:
                 node = (TRACE, trace)
@@ -50,7 +62,6 @@ class MemberReader:
                     tuple(own),
                 )
             )
-        return found
 
     def stored(self, rows: Iterable[q.MemberRow], links: Iterable[tuple[int, Node]]) -> list[Member]:
         """Members of earlier observations, from their rows and (observation id, node) links."""

@@ -18,11 +18,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
+from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection
 
-from correlator.alerts import endpoint_alerts, raise_alerts, transaction_alerts
+from correlator.alerts import Alert, endpoint_alerts, raise_alerts, transaction_alerts
 from correlator.components import Component, Nodes, add_members, link, older_nodes, owners
 from correlator.exceptions import Draft, derive
 from correlator.linking import TRACE
@@ -38,6 +39,8 @@ from syncwatch.store.writes import read_checkpoint, save_checkpoint
 log = logging.getLogger(__name__)
 CHECKPOINT = "correlator"
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
+_START = attrgetter("start", "id")
+WRITE_EVERY = 5_000  # transactions handed to the writer thread at a time
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
 
@@ -65,30 +68,40 @@ class Correlator:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
         began, result = time.perf_counter(), PassResult()
         while True:
-            with self.store.writing() as conn, _without_cycle_collection():
+            with self.store.writing() as conn, _without_cycle_collection(), q.roomy_cache(conn):
                 if not q.claim_correlation(conn):
                     result.busy = True
                     break
                 checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
-                reader = MemberReader(self.processes)
-                members = reader.new(q.new_observations(conn, checkpoint.position, batch))
-                if not members:
-                    self._redelivered(conn, checkpoint, reader, result)
+                count, last = self._new(conn, checkpoint.position, batch, result)
+                if not count:
+                    self._redelivered(conn, checkpoint, result)
                     break
-                self._apply(conn, [m.nodes for m in members], reader, result, members, checkpoint.position)
-                save_checkpoint(conn, Checkpoint(CHECKPOINT, members[-1].id, checkpoint.state))
-            result.observations += len(members)
+                save_checkpoint(conn, Checkpoint(CHECKPOINT, last, checkpoint.state))
+            result.observations += count
         result.seconds = time.perf_counter() - began
         return result
 
-    def _redelivered(self, conn: Connection, checkpoint: Checkpoint, reader: MemberReader, result: PassResult) -> None:
+    def _new(self, conn: Connection, after: int, batch: int, result: PassResult) -> tuple[int, int]:
+        """Correlate the next ``batch`` observations after id ``after``: how many there were, and
+        the last one's id. Only observations up to ``after`` are read besides them."""
+        reader = MemberReader(self.processes)
+        members, count, last = reader.new(q.new_observations(conn, after, batch))
+        if count:
+            components = self._link(conn, [m.nodes for m in members], result)
+            self._gather(conn, components, reader, members, after)
+            del members  # the components hold them now, and let each go once it is written
+            self._write(conn, components, self.clock(), result)
+        return count, last
+
+    def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
         """Re-derive the transactions of observations delivered again since the last look."""
         now = utcnow()
         since = checkpoint.state.get("redelivered_after")
         found = q.redelivered_since(conn, datetime.fromisoformat(since)) if since else []
         rows = [(*keys, *([(TRACE, trace)] if trace else [])) for _, keys, trace in found]
         if rows:
-            self._apply(conn, rows, reader, result)
+            self._apply(conn, rows, result)
         state = {**checkpoint.state, "redelivered_after": now.isoformat()}
         save_checkpoint(conn, Checkpoint(CHECKPOINT, checkpoint.position, state))
 
@@ -100,62 +113,72 @@ class Correlator:
             ids = q.due_for_sla_check(conn, self.clock(), limit)
             keys = q.keys_of_transactions(conn, ids)
             rows = [(node,) for nodes in keys.values() for node in sorted(nodes) if node[0] != TRACE]
-            self._apply(conn, rows, MemberReader(self.processes), PassResult())
+            self._apply(conn, rows, PassResult())
         return len(ids)
 
-    def _apply(
-        self,
-        conn: Connection,
-        rows: Sequence[Nodes],
-        reader: MemberReader,
-        result: PassResult,
-        members: Sequence[Member] = (),
-        fresh_after: int | None = None,
-    ) -> None:
-        """Link ``rows`` (each an observation's nodes) and re-derive what they touch. A batch of new
-        observations comes with their ``members`` and the checkpoint they follow, ``fresh_after``:
-        only observations up to it are read."""
-        stored = q.transactions_holding(conn, rows)
-        components, refused = link(self.processes, rows, stored)
+    def _apply(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> None:
+        """Re-derive the transactions holding any of the nodes of ``rows``, from all their observations."""
+        components = self._link(conn, rows, result)
+        self._gather(conn, components, MemberReader(self.processes), (), None)
+        self._write(conn, components, self.clock(), result)
+
+    def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> list[Component]:
+        """The components of ``rows`` (each an observation's nodes) and of the stored transactions they touch."""
+        components, refused = link(self.processes, rows, q.transactions_holding(conn, rows))
         result.refused_links += refused
+        return components
+
+    @staticmethod
+    def _gather(
+        conn: Connection,
+        components: list[Component],
+        reader: MemberReader,
+        members: Sequence[Member],
+        fresh_after: int | None,
+    ) -> None:
+        """Give each component its members: of the batch, then of earlier observations."""
         owned = owners(components)
         add_members(owned, members)
         older = older_nodes(components, fresh_after)
         if older:
             add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
-        self._write(conn, components, self.clock(), result)
 
     def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
-        txn_rows, key_rows, drafts, retired = [], [], [], set()
-        share = self.config.sla_at_risk_share
-        for component in components:
-            if not component.members:
-                continue
-            members = sorted(component.members.values(), key=_start)
-            sla, row = transaction_row(component, members, self.stager, now, share)
-            tid = row["id"]
-            txn_rows.append(row)
-            key_rows.extend((tid, t, v) for t, v in component.nodes)
-            keys = [n for n in component.nodes if n[0] != TRACE]
-            drafts.extend((tid, d) for d in derive(tid, members, sla, keys, business_context(row), self.hosts))
-            retired |= component.previous
+        # In id order, the writes append to the tables' b-trees; the stored states are read
+        # before the writer thread takes the connection.
+        live = sorted(((c.id, c) for c in components if c.members), key=lambda pair: pair[0])
+        ids = [tid for tid, _ in live]
+        before = q.sla_states(conn, ids)
+        stored = q.exceptions_of(conn, ids)
+        drafts: list[tuple[str, Draft]] = []
+        retired: set[str] = set()
+        found: list[Alert] = []
+        share, written = self.config.sla_at_risk_share, 0
+        link_keys = {tid: c.link_key for tid, c in live}
+        with q.transaction_writer(conn) as write:
+            for start in range(0, len(live), WRITE_EVERY):
+                rows, keys = [], []
+                for tid, component in live[start : start + WRITE_EVERY]:
+                    members = sorted(component.members.values(), key=_START)
+                    component.members.clear()  # a backlog's members go as their transactions are derived
+                    sla, row = transaction_row(component, members, self.stager, now, share)
+                    rows.append(row)
+                    keys.extend((tid, t, v) for t, v in component.nodes)
+                    own = [n for n in component.nodes if n[0] != TRACE]
+                    drafts.extend((tid, d) for d in derive(tid, members, sla, own, business_context(row), self.hosts))
+                    retired |= component.previous
+                found.extend(transaction_alerts(before, rows, link_keys, self.config, now))
+                write(rows, keys)
+                written += len(rows)
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)
-        before = q.sla_states(conn, [r["id"] for r in txn_rows])
-        link_keys = {c.id: c.link_key for c in components}
-        found = transaction_alerts(before, txn_rows, link_keys, self.config, now)
         result.alerts += raise_alerts(conn, found + endpoint_alerts(exception_rows, self.config, now), self.config, now)
-        q.drop_exceptions(conn, _stale(conn, [r["id"] for r in txn_rows], {r["id"] for r in exception_rows}))
-        q.replace_transactions(conn, txn_rows, key_rows)
+        q.drop_exceptions(conn, _stale(stored, {r["id"] for r in exception_rows}))
         q.upsert_exceptions(conn, exception_rows)
-        q.retire_transactions(conn, retired - {r["id"] for r in txn_rows})
-        result.transactions += len(txn_rows)
+        q.retire_transactions(conn, retired - set(ids))
+        result.transactions += written
         result.exceptions += len(exception_rows)
-
-
-def _start(member: Member) -> tuple[datetime, int]:
-    return member.start, member.id
 
 
 @contextmanager
@@ -171,12 +194,12 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-def _stale(conn: Connection, transaction_ids: list[str], derived: set[str]) -> list[str]:
-    """Exceptions no longer derived (a stage seen overdue before its observation arrived), unless a
-    person has taken them up or acted on them."""
+def _stale(stored: list[Any], derived: set[str]) -> list[str]:
+    """Stored exceptions no longer derived (a stage seen overdue before its observation arrived),
+    unless a person has taken them up or acted on them."""
     return [
         row.id
-        for row in q.exceptions_of(conn, transaction_ids)
+        for row in stored
         if row.id not in derived and row.assignee is None and row.status not in HUMAN_STATES and not row.acted_on
     ]
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
 from correlator.processes import Process, Stage
@@ -24,8 +25,7 @@ DAY = timedelta(days=1)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
-@dataclass(frozen=True, slots=True)
-class StageState:
+class StageState(NamedTuple):  # a tuple, not a frozen dataclass: seven per transaction, cheaply made
     name: str
     reached_at: datetime | None
     due_at: datetime | None

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -57,7 +58,7 @@ def transaction_row(
         "customer": context.get("customer"),
         "order_value": context.get("order_value"),
         "promised_at": min(deadlines.values()) if deadlines else None,
-        "stages": [s.as_json() for s in sla.stages],
+        "stages": json.dumps([s.as_json() for s in sla.stages]),  # as text: a backlog holds 100k+ rows
         "started_at": members[0].start,
         "last_seen_at": members[-1].start,
         "observation_count": len(members),

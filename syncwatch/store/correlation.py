@@ -8,21 +8,22 @@ with plain tuples: SQLAlchemy's per-row processing cost more than the whole corr
 
 from __future__ import annotations
 
-import json
+import threading
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
-from itertools import count
+from itertools import chain, count
+from queue import Queue
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, select
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples
-from syncwatch.store.schema import actions, exceptions, transaction_keys, transactions
+from syncwatch.store.bulk import chunks, driver_cursor
+from syncwatch.store.schema import actions, exceptions, transactions
 from syncwatch.store.writes import upsert_insert
 
 Node = tuple[str, str]
@@ -32,6 +33,7 @@ TRACE = "trace"
 MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str]
 NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, str | None]  # + trace id
 SCAN_FROM = 50_000  # observations from which counting the stored keys is worth it
+ROOMY_CACHE_KIB = -262_144  # 256 MiB, as PRAGMA cache_size takes it
 FETCH = 20_000  # rows per fetchmany: bounds the driver's buffers on a whole-backlog read
 _cursors = count()
 _MEMBER_COLUMNS = (
@@ -56,22 +58,24 @@ def _in_params(conn: Connection, values: Sequence[Any]) -> list[Any]:
 
 
 def _fetch(conn: Connection, text: str, params: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    for batch in _batches(conn, text, params):
+        yield from batch
+
+
+def _batches(conn: Connection, text: str, params: Sequence[Any], stream: bool = False) -> Iterator[list[Any]]:
+    """The rows of ``text``, ``FETCH`` at a time. ``stream`` (for a whole backlog) takes a
+    server-side cursor on PostgreSQL, where a client-side one holds the entire result in memory."""
+    if stream and conn.dialect.name == "postgresql":
+        name = f"correlate_{next(_cursors)}"
+        with _pg_errors(conn), conn.connection.driver_connection.cursor(name=name) as cursor:  # type: ignore[union-attr]
+            cursor.execute(_sql(conn, text), params)
+            while batch := cursor.fetchmany(FETCH):
+                yield batch
+        return
     with driver_cursor(conn) as cursor:
         cursor.execute(_sql(conn, text), params)
         while batch := cursor.fetchmany(FETCH):
-            yield from batch
-
-
-def _stream(conn: Connection, text: str, params: Sequence[Any]) -> Iterator[tuple[Any, ...]]:
-    """``_fetch`` for a whole backlog: on PostgreSQL a server-side cursor, since a client-side one
-    holds the entire result in memory."""
-    if conn.dialect.name != "postgresql":
-        yield from _fetch(conn, text, params)
-        return
-    with _pg_errors(conn), conn.connection.driver_connection.cursor(name=f"correlate_{next(_cursors)}") as cursor:  # type: ignore[union-attr]
-        cursor.execute(_sql(conn, text), params)
-        while batch := cursor.fetchmany(FETCH):
-            yield from batch
+            yield batch
 
 
 @contextmanager
@@ -111,27 +115,32 @@ def claim_correlation(conn: Connection) -> bool:
     return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({CORRELATOR_LOCK})").scalar())
 
 
-def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[tuple[NewRow, list[Node]]]:
-    """The next ``limit`` observations after ``after_id`` in id order: member columns and trace id,
-    with their identity keys (read from the business_keys index, so no JSON is decoded)."""
-    rows = _stream(
-        conn,
-        f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? ORDER BY id LIMIT ?",
-        (after_id, limit),
-    )
-    keys = _stream(
+def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+    """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
+    and trace id, with their identity keys (from the business_keys index: no JSON is decoded)."""
+    sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? ORDER BY id LIMIT ?"
+    keys = _batches(
         conn,
         "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id > ? ORDER BY observation_id",
         (after_id,),
+        stream=True,
     )
-    pending = next(keys, None)
-    for row in rows:
-        oid, own = row[0], []
-        while pending is not None and pending[0] <= oid:
-            if pending[0] == oid:
-                own.append((pending[1], pending[2]))
-            pending = next(keys, None)
-        yield row, own  # type: ignore[misc]
+    pending, at = next(keys, []), 0
+    for rows in _batches(conn, sql, (after_id, limit), stream=True):
+        found = []
+        for row in rows:
+            oid, own = row[0], []
+            while pending:
+                key = pending[at]
+                if key[0] > oid:
+                    break
+                if key[0] == oid:
+                    own.append((key[1], key[2]))
+                at += 1
+                if at == len(pending):
+                    pending, at = next(keys, []), 0
+            found.append((row, own))
+        yield found
     keys.close()
 
 
@@ -216,34 +225,134 @@ def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]
 
 
 TRANSACTION_COLUMNS = tuple(c.name for c in transactions.c)
-_KEY_COLUMNS = ("transaction_id", "key_type", "value")
+KeyRow = tuple[str, str, str]  # transaction id, key type, value
 
 
-def replace_transactions(conn: Connection, rows: list[dict[str, Any]], keys: list[tuple[str, str, str]]) -> None:
-    """Write the recomputed transactions and their (transaction id, key type, value) keys."""
-    sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
-    with driver_cursor(conn) as cursor:
-        for chunk in chunks(sorted({row["id"] for row in rows})):
-            cursor.execute(_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk))
-        if rows:
-            time = _sqlite_time if conn.dialect.name == "sqlite" else _same
-            cursor.executemany(_upsert_sql(conn.dialect.name), [_transaction_values(row, time) for row in rows])
-    # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
-    keys.sort()
+@contextmanager
+def roomy_cache(conn: Connection) -> Iterator[None]:
+    """A page cache the size of a backlog's indexes on SQLite while the block runs: inserting 1M
+    transaction keys in random order into the value index otherwise spills and rereads pages."""
     if conn.dialect.name != "sqlite":
-        insert_tuples(conn, transaction_keys, _KEY_COLUMNS, keys, _KEY_COLUMNS)
+        yield
         return
     with driver_cursor(conn) as cursor:
-        cursor.executemany(_insert_keys_sql(), keys)
+        previous = cursor.execute("PRAGMA cache_size").fetchone()[0]
+        cursor.execute(f"PRAGMA cache_size = {ROOMY_CACHE_KIB}")
+    try:
+        yield
+    finally:
+        with driver_cursor(conn) as cursor:
+            cursor.execute(f"PRAGMA cache_size = {int(previous)}")
+
+
+Statement = tuple[str, Sequence[Any]]
+
+
+@contextmanager
+def transaction_writer(conn: Connection) -> Iterator[Callable[[list[dict[str, Any]], list[KeyRow]], None]]:
+    """``replace_transactions`` whose statements run on a second thread while the caller derives
+    the next transactions: the drivers release the GIL while the database works, so most of the
+    writing costs no wall time. The caller leaves ``conn`` alone until the block ends; the block
+    waits for the last statement, and raises the first error one raised."""
+    work: Queue[list[Statement] | None] = Queue(maxsize=2)
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        while (statements := work.get()) is not None:
+            if not errors:
+                try:
+                    _execute(conn, statements)
+                except BaseException as err:  # re-raised in the caller's thread
+                    errors.append(err)
+
+    def write(rows: list[dict[str, Any]], keys: list[KeyRow]) -> None:
+        if errors:
+            raise errors[0]
+        work.put(_replace_statements(conn, rows, keys))
+
+    thread = threading.Thread(target=run, name="correlator-writer", daemon=True)
+    thread.start()
+    try:
+        yield write
+    finally:
+        work.put(None)
+        thread.join()
+    if errors:
+        raise errors[0]
+
+
+def replace_transactions(conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow]) -> None:
+    """Write the recomputed transactions and their (transaction id, key type, value) keys."""
+    _execute(conn, _replace_statements(conn, rows, keys))
+
+
+def _execute(conn: Connection, statements: list[Statement]) -> None:
+    with driver_cursor(conn) as cursor:
+        for sql, params in statements:
+            cursor.execute(sql, params)
+
+
+def _replace_statements(conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow]) -> list[Statement]:
+    """The statements that replace the transactions and their keys, with parameters ready for the
+    driver: few statements of many rows each, since a writer thread waits for the GIL after each."""
+    statements: list[Statement] = []
+    sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
+    for chunk in chunks(sorted({row["id"] for row in rows})):
+        statements.append((_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk)))
+    # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
+    keys.sort()
+    if conn.dialect.name == "sqlite":
+        values = [_transaction_values(row, _sqlite_time) for row in rows]
+        for chunk in chunks(values, UPSERT_ROWS):
+            statements.append((_sqlite_upsert(len(chunk)), list(chain.from_iterable(chunk))))
+        for chunk in chunks(keys, KEY_ROWS):
+            statements.append((_sqlite_keys(len(chunk)), list(chain.from_iterable(chunk))))
+    elif rows:
+        values = [_transaction_values(row, _same) for row in rows]
+        statements.append((_pg_upsert(), [list(column) for column in zip(*values, strict=True)]))
+        statements.append((_PG_KEYS, [list(column) for column in zip(*keys, strict=True)]))
+    return statements
 
 
 def _transaction_values(row: dict[str, Any], time: Callable[[datetime | None], Any]) -> tuple[Any, ...]:
-    """The row in ``TRANSACTION_COLUMNS`` order (the table's, as the compiled upsert binds them), as
-    the driver takes it."""
-    return tuple(
-        json.dumps(row[name]) if name == "stages" else time(row[name]) if name in _TIMES else row[name]
-        for name in TRANSACTION_COLUMNS
+    """The row in ``TRANSACTION_COLUMNS`` order, as the driver takes it (stages are JSON text already)."""
+    return tuple(time(row[name]) if name in _TIMES else row[name] for name in TRANSACTION_COLUMNS)
+
+
+@cache
+def _sqlite_upsert(count: int) -> str:
+    row = "(" + ", ".join("?" * len(TRANSACTION_COLUMNS)) + ")"
+    return (
+        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES {', '.join([row] * count)}"
+        f" ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
     )
+
+
+@cache
+def _sqlite_keys(count: int) -> str:
+    values = ", ".join(["(?, ?, ?)"] * count)
+    return f"INSERT INTO transaction_keys ({_KEYS}) VALUES {values} ON CONFLICT ({_KEYS}) DO NOTHING"
+
+
+@cache
+def _pg_upsert() -> str:
+    """INSERT … SELECT FROM unnest(one array per column): one statement for all the rows."""
+    types = [c.type.compile(dialect=postgresql.dialect()) for c in transactions.c]
+    arrays = ", ".join(f"%s::{'text' if t.startswith('VARCHAR') else t.lower()}[]" for t in types)
+    return (
+        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) SELECT * FROM unnest({arrays})"
+        f" ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
+    )
+
+
+_KEYS = "transaction_id, key_type, value"
+_PG_KEYS = (
+    f"INSERT INTO transaction_keys ({_KEYS}) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+    f" ON CONFLICT ({_KEYS}) DO NOTHING"
+)
+_UPDATES = ", ".join(f"{name} = excluded.{name}" for name in TRANSACTION_COLUMNS if name != "id")
+UPSERT_ROWS = 1_000  # x 18 columns stays under SQLite's 32,766 bound parameters
+KEY_ROWS = 10_000  # x 3 columns, likewise
 
 
 _TIMES = frozenset(("due_at", "promised_at", "started_at", "last_seen_at", "sla_check_at", "updated_at"))
@@ -264,26 +373,6 @@ def _same(value: datetime | None) -> datetime | None:
 
 def _db_time(conn: Connection, value: datetime) -> str | datetime:
     return _sqlite_time(value) if conn.dialect.name == "sqlite" else value  # type: ignore[return-value]
-
-
-@cache
-def _upsert_sql(dialect: str) -> str:
-    module = postgresql if dialect == "postgresql" else sqlite
-    stmt = module.insert(transactions)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["id"], set_={name: stmt.excluded[name] for name in TRANSACTION_COLUMNS if name != "id"}
-    )
-    compiled = stmt.compile(
-        dialect=module.dialect(paramstyle="qmark" if dialect == "sqlite" else "format"),
-        column_keys=list(TRANSACTION_COLUMNS),
-    )
-    return compiled.string
-
-
-@cache
-def _insert_keys_sql() -> str:
-    columns = ", ".join(_KEY_COLUMNS)
-    return f"INSERT INTO transaction_keys ({columns}) VALUES (?, ?, ?) ON CONFLICT ({columns}) DO NOTHING"
 
 
 def retire_transactions(conn: Connection, ids: Iterable[str]) -> None:
