@@ -1,0 +1,97 @@
+"""A whole backlog correlated in one pass derives what small incremental passes derive, and a pass
+that fails midway leaves the store as it was.
+
+The fixture ingests the committed sample_data/ week once; each test correlates its own copy.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+
+from correlator import passes
+from correlator.passes import CHECKPOINT, Correlator
+from syncwatch.config import load_config
+from syncwatch.store import Store
+from syncwatch.store.schema import exceptions, transaction_keys, transactions
+
+SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
+AS_OF = datetime(2026, 11, 8, 23, 59, tzinfo=UTC)
+
+
+@pytest.fixture(scope="module")
+def ingested(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """sample_data/ ingested into a SQLite file, not yet correlated."""
+    path = tmp_path_factory.mktemp("backlog") / "ingested.db"
+    files = sorted(
+        str(p) for p in SAMPLE_DATA.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl"
+    )
+    for args in (("db", "upgrade"), ("ingest", *files)):
+        subprocess.run([sys.executable, "-m", "syncwatch", *args, "--db", f"sqlite:///{path}"], check=True, timeout=300)
+    return path
+
+
+def copy_of(ingested: Path, folder: Path) -> Store:
+    folder.mkdir()
+    target = folder / "copy.db"
+    with sqlite3.connect(ingested) as source, sqlite3.connect(target) as copy:
+        source.backup(copy)
+    return Store.open(f"sqlite:///{target}")
+
+
+def derived(store: Store) -> tuple[list[tuple[Any, ...]], ...]:
+    """Every transaction, key and exception, without the time the pass wrote them."""
+    tables = (transactions, transaction_keys, exceptions)
+    with store.engine.connect() as conn:
+        return tuple(
+            sorted((tuple(r) for r in conn.execute(select(*(c for c in t.c if c.name != "updated_at")))), key=repr)
+            for t in tables
+        )
+
+
+def test_one_pass_over_the_backlog_derives_what_small_passes_derive(ingested: Path, tmp_path: Path) -> None:
+    whole = copy_of(ingested, tmp_path / "whole")
+    steps = copy_of(ingested, tmp_path / "steps")
+    one = Correlator(whole, load_config(), clock=lambda: AS_OF).run_pass()
+    assert one.observations == whole.counts()["observations"]
+    Correlator(steps, load_config(), clock=lambda: AS_OF).run_pass(batch=400)
+    expected = derived(whole)
+    assert all(expected), "the sample should derive transactions, keys and exceptions"
+    assert derived(steps) == expected
+
+
+def test_a_pass_failing_midway_leaves_the_store_as_it_was(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = copy_of(ingested, tmp_path / "failed")
+    derive, calls = passes.derive, []
+
+    def failing(*args: Any, **kwargs: Any) -> Any:
+        calls.append(1)
+        if len(calls) > passes.WRITE_EVERY * 3 // 2:  # after a chunk went to the writer thread
+            raise RuntimeError("interrupted")
+        return derive(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "WRITE_EVERY", 200)
+    monkeypatch.setattr(passes, "derive", failing)
+    with pytest.raises(RuntimeError, match="interrupted"):
+        Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    counts = store.counts()
+    assert (counts["transactions"], counts["exceptions"], store.checkpoint(CHECKPOINT)) == (0, 0, None)
+    assert not any(derived(store))
+    monkeypatch.setattr(passes, "derive", derive)
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert derived(store) == derived(copy_of_correlated(ingested, tmp_path))
+
+
+def copy_of_correlated(ingested: Path, tmp_path: Path) -> Store:
+    store = copy_of(ingested, tmp_path / "reference")
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    return store
