@@ -8,7 +8,6 @@ tuples, skip observations that link nothing new, and call as little as they can 
 from __future__ import annotations
 
 import hashlib
-from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
@@ -92,20 +91,25 @@ def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) 
 
 def owners(components: Iterable[Component]) -> dict[Node, list[Component]]:
     """The components holding each node (a trace id may be in one of each process)."""
-    found: dict[Node, list[Component]] = defaultdict(list)
+    found: dict[Node, list[Component]] = {}
     for component in components:
         for node in component.nodes:
-            found[node].append(component)
+            held = found.get(node)
+            if held is None:
+                found[node] = [component]
+            else:
+                held.append(component)
     return found
 
 
 def add_members(owned: dict[Node, list[Component]], members: Iterable[Member]) -> None:
     """Make each member a member of every component holding one of its nodes."""
+    get = owned.get
     for member in members:
         oid = member.id
         for node in member.nodes:
-            found = owned.get(node)
-            if found:
+            found = get(node)
+            if found is not None:
                 for component in found:
                     component.members[oid] = member
 

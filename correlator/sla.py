@@ -11,9 +11,12 @@ re-evaluation only touches transactions whose time has come.
 
 from __future__ import annotations
 
+import json
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -31,13 +34,30 @@ class StageState(NamedTuple):  # a tuple, not a frozen dataclass: seven per tran
     due_at: datetime | None
     state: SlaState | None  # None: not yet measurable (the stage before it is not reached)
 
-    def as_json(self) -> dict[str, str | None]:
-        return {
-            "name": self.name,
-            "reached_at": self.reached_at.isoformat() if self.reached_at else None,
-            "due_at": self.due_at.isoformat() if self.due_at else None,
-            "sla_state": self.state.value if self.state else None,
-        }
+
+def stages_json(stages: Iterable[StageState]) -> str:
+    """The stage timeline as the transactions table stores it: what ``json.dumps`` makes of
+    [{name, reached_at, due_at, sla_state}], written directly (a backlog has 100k+ of them)."""
+    return (
+        "["
+        + ", ".join(
+            _STAGE_JSON.format(_quoted(s.name), _json_time(s.reached_at), _json_time(s.due_at), _json_state(s.state))
+            for s in stages
+        )
+        + "]"
+    )
+
+
+_STAGE_JSON = '{{"name": {}, "reached_at": {}, "due_at": {}, "sla_state": {}}}'
+_quoted = cache(json.dumps)
+
+
+def _json_time(value: datetime | None) -> str:
+    return f'"{value.isoformat()}"' if value is not None else "null"
+
+
+def _json_state(state: SlaState | None) -> str:
+    return f'"{state.value}"' if state is not None else "null"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from datetime import datetime
@@ -10,7 +9,7 @@ from typing import Any
 
 from correlator.components import Component
 from correlator.processes import Member, Process
-from correlator.sla import SlaResult, evaluate
+from correlator.sla import SlaResult, evaluate, stages_json
 from syncwatch.model import as_utc
 
 log = logging.getLogger(__name__)
@@ -58,7 +57,7 @@ def transaction_row(
         "customer": context.get("customer"),
         "order_value": context.get("order_value"),
         "promised_at": min(deadlines.values()) if deadlines else None,
-        "stages": json.dumps([s.as_json() for s in sla.stages]),  # as text: a backlog holds 100k+ rows
+        "stages": stages_json(sla.stages),  # as text: a backlog holds 100k+ rows
         "started_at": members[0].start,
         "last_seen_at": members[-1].start,
         "observation_count": len(members),

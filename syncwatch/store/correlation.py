@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
 from itertools import chain, count
+from operator import itemgetter
 from queue import Queue
 from typing import Any
 
@@ -225,6 +226,7 @@ def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]
 
 
 TRANSACTION_COLUMNS = tuple(c.name for c in transactions.c)
+_ordered = itemgetter(*TRANSACTION_COLUMNS)
 KeyRow = tuple[str, str, str]  # transaction id, key type, value
 
 
@@ -316,7 +318,10 @@ def _replace_statements(conn: Connection, rows: list[dict[str, Any]], keys: list
 
 def _transaction_values(row: dict[str, Any], time: Callable[[datetime | None], Any]) -> tuple[Any, ...]:
     """The row in ``TRANSACTION_COLUMNS`` order, as the driver takes it (stages are JSON text already)."""
-    return tuple(time(row[name]) if name in _TIMES else row[name] for name in TRANSACTION_COLUMNS)
+    values = list(_ordered(row))
+    for index in _TIME_INDEXES:
+        values[index] = time(values[index])
+    return tuple(values)
 
 
 @cache
@@ -356,6 +361,7 @@ KEY_ROWS = 10_000  # x 3 columns, likewise
 
 
 _TIMES = frozenset(("due_at", "promised_at", "started_at", "last_seen_at", "sla_check_at", "updated_at"))
+_TIME_INDEXES = tuple(i for i, name in enumerate(TRANSACTION_COLUMNS) if name in _TIMES)
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
