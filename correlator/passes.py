@@ -12,7 +12,6 @@ batches of a large backlog each touch nearly every transaction and reload all it
 from __future__ import annotations
 
 import gc
-import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -36,7 +35,6 @@ from syncwatch.store import Checkpoint, Store
 from syncwatch.store import correlation as q
 from syncwatch.store.writes import read_checkpoint, save_checkpoint
 
-log = logging.getLogger(__name__)
 CHECKPOINT = "correlator"
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
 _START = attrgetter("start", "id")
@@ -86,7 +84,7 @@ class Correlator:
         """Correlate the next ``batch`` observations after id ``after``: how many there were, and
         the last one's id. Only observations up to ``after`` are read besides them."""
         reader = MemberReader(self.processes)
-        members, count, last = reader.new(q.new_observations(conn, after, batch))
+        members, count, last = reader.new(q.new_observations(conn, after, batch, reader.mentioning))
         if count:
             components = self._link(conn, [m.nodes for m in members], result)
             self._gather(conn, components, reader, members, after)

@@ -18,7 +18,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="evaluate SLAs as of this ISO-8601 time (default: now); "
         "for replaying historical data such as sample_data/",
     )
-    parser.add_argument("--batch", type=int, default=50_000, help="observations per database transaction")
+    parser.add_argument(
+        "--batch",
+        type=int,
+        help="observations per database transaction (default: the whole backlog, up to the correlator's limit)",
+    )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
 
 
@@ -30,13 +34,13 @@ def _time(text: str) -> datetime:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from correlator.passes import Correlator
+    from correlator.passes import BACKLOG, Correlator
 
     config = config_from(args)
     store = open_store(config)
     now = args.now
     try:
-        result = Correlator(store, config, clock=(lambda: now) if now else utcnow).run_pass(args.batch)
+        result = Correlator(store, config, clock=(lambda: now) if now else utcnow).run_pass(args.batch or BACKLOG)
     finally:
         store.close()
     summary = {
