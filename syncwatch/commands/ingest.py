@@ -7,12 +7,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
+from collectors.base import Parsed
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
-from collectors.sink import Committed, Sink
+from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from collectors.tailer import first_line_identity, read_items
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
@@ -41,8 +42,26 @@ def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
 
 
 def import_file(spec: FileSpec, sink: Sink, progress: Callable[[int], None]) -> Committed:
+    """Store every item of one file. Chunks are committed together, up to the sink's largest
+    group: as the table grows, SQLite's cost per row is set by how many index pages each commit
+    rewrites (ids are random), so fewer, larger transactions store the same rows faster."""
+    total, pending, end = Committed(), Parsed(), 0
+    for parsed, end in _parsed_chunks(spec, sink):
+        pending.extend(parsed)
+        if len(pending.rows) + len(pending.rejections) >= MAX_GROUP_OBSERVATIONS:
+            total += sink.commit(pending, spec.source)
+            pending = Parsed()
+            progress(end)
+    if pending.rows or pending.rejections:
+        total += sink.commit(pending, spec.source)
+    progress(end)
+    return total
+
+
+def _parsed_chunks(spec: FileSpec, sink: Sink) -> Iterator[tuple[Parsed, int]]:
+    """(parsed chunk, offset just past it) for each chunk of complete items in the file."""
     parser = spec.parser()
-    total, offset = Committed(), 0
+    offset = 0
     with open(spec.path, "rb") as handle:
         identity = f"{first_line_identity(handle) or ''}:0"
         while True:
@@ -50,10 +69,9 @@ def import_file(spec: FileSpec, sink: Sink, progress: Callable[[int], None]) -> 
                 handle, offset, spec.documents, eof=True
             )
             if not data:
-                return total
-            total += sink.commit(parser(data, sink.context(spec.source), offset, identity), spec.source)
+                return
+            yield parser(data, sink.context(spec.source), offset, identity), offset + len(data)
             offset += len(data)
-            progress(offset)
 
 
 def _progress(path: str) -> Callable[[int], None]:
