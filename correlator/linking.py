@@ -67,7 +67,7 @@ class Linker:
 
     def link_row(self, keys: Sequence[Node], trace: Node | None) -> None:
         """``link(keys + [trace])`` for one observation whose keys and trace id are apart already:
-        the same unions, without sorting, for a pass's once-per-observation loop."""
+        the same components, without sorting, for a pass's once-per-observation loop."""
         parent = self.parent
         for node in keys:
             if node not in parent:
@@ -75,10 +75,12 @@ class Linker:
         center = keys[0]
         for other in keys[1:]:
             self.union(center, other)
-        if trace is not None:
-            if trace not in parent:
-                self.add(trace)
+        if trace is None:
+            return
+        if trace in parent:
             self.union(center, trace)
+        else:  # a trace seen first holds no root value: it joins the center's component as is
+            parent[trace] = center
 
     def components(self) -> dict[Node, list[Node]]:
         groups: dict[Node, list[Node]] = {}

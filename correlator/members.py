@@ -21,14 +21,12 @@ class MemberReader:
         names = {s.deadline_attribute for p in processes for s in p.stages if s.deadline_attribute}
         names.update(a for p in processes for attributes in p.context.values() for a in attributes)
         # The names as JSON writes them; a match only keeps the text, so a false one costs memory, not results.
-        self.mentioning = tuple(json.dumps(name) for name in sorted(names))
-        self._read = re.compile("|".join(map(re.escape, self.mentioning)) or "(?!)").search
+        self._read = re.compile("|".join(re.escape(json.dumps(name)) for name in sorted(names)) or "(?!)").search
         self._strings: dict[str, str] = {}
         self._nodes: dict[Node, Node] = {}
 
     def new(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> tuple[list[Member], int, int]:
-        """Members of new observations (member columns and trace id, identity keys; attributes
-        read only where they mention one of ``mentioning``, or failed), how many
+        """Members of new observations (member columns and trace id, identity keys), how many
         observations were read, and the last one's id. An observation with neither an identity
         key nor a trace id shares no node with anything, so it is a member of nothing."""
         found: list[Member] = []
@@ -40,7 +38,7 @@ class MemberReader:
         return found, count, last
 
     def _new(self, batch: list[tuple[q.NewRow, list[Node]]], found: list[Member]) -> None:
-        strings, nodes, as_time = self._strings, self._nodes, q.as_time
+        strings, nodes, read, as_time = self._strings, self._nodes, self._read, q.as_time
         for row, keys in batch:
             oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text, trace = row
             if not keys and not trace:
@@ -60,7 +58,7 @@ class MemberReader:
                     status_code,
                     error_message,
                     duplicates,
-                    text,
+                    text if outcome == "error" or read(text) else None,
                     tuple(own),
                 )
             )

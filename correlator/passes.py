@@ -84,7 +84,7 @@ class Correlator:
         """Correlate the next ``batch`` observations after id ``after``: how many there were, and
         the last one's id. Only observations up to ``after`` are read besides them."""
         reader = MemberReader(self.processes)
-        members, count, last = reader.new(q.new_observations(conn, after, batch, reader.mentioning))
+        members, count, last = reader.new(q.new_observations(conn, after, batch))
         if count:
             components = self._link(conn, [m.nodes for m in members], result)
             self._gather(conn, components, reader, members, after)

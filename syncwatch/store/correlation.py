@@ -30,7 +30,7 @@ from syncwatch.store.writes import upsert_insert
 Node = tuple[str, str]
 TRACE = "trace"
 # id, kind, system, operation, start (text on SQLite), outcome, status_code, error_message,
-# duplicates, attributes (JSON text, or None where not read).
+# duplicates, attributes (JSON text).
 MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str]
 NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, str | None]  # + trace id
 SCAN_FROM = 50_000  # observations from which counting the stored keys is worth it
@@ -116,26 +116,29 @@ def claim_correlation(conn: Connection) -> bool:
     return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({CORRELATOR_LOCK})").scalar())
 
 
-def new_observations(
-    conn: Connection, after_id: int, limit: int, mentioning: Sequence[str]
-) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
     """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
-    and trace id, with their identity keys (from the business_keys index: no JSON is decoded).
-    Attributes are read only for failures and where the text holds one of ``mentioning``; the
-    database searches the text, so the rest never leaves it."""
-    text = "attributes::text" if conn.dialect.name == "postgresql" else "attributes"
-    search = "strpos" if conn.dialect.name == "postgresql" else "instr"
-    wanted = "".join(f" OR {search}({text}, ?) > 0" for _ in mentioning)
-    columns = _MEMBER_COLUMNS.replace("{attributes}", f"CASE WHEN outcome = 'error'{wanted} THEN {text} END")
-    sql = f"SELECT {columns}, trace_id FROM observations WHERE id > ? ORDER BY id LIMIT ?"
+    and trace id, with their identity keys (from the business_keys index: no JSON is decoded)."""
+    last = next(
+        _fetch(
+            conn,
+            "SELECT max(id) FROM (SELECT id FROM observations WHERE id > ? ORDER BY id LIMIT ?) batch",
+            (after_id, limit),
+        )
+    )[0]
+    if last is None:
+        return
+    # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
+    sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
     keys = _batches(
         conn,
-        "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id > ? ORDER BY observation_id",
-        (after_id,),
+        "SELECT observation_id, key_type, value FROM business_keys"
+        " WHERE observation_id > ? AND observation_id <= ? ORDER BY observation_id",
+        (after_id, last),
         stream=True,
     )
     pending, at = next(keys, []), 0
-    for rows in _batches(conn, sql, (*mentioning, after_id, limit), stream=True):
+    for rows in _batches(conn, sql, (after_id, last), stream=True):
         found = []
         for row in rows:
             oid, own = row[0], []
