@@ -106,7 +106,9 @@ def test_json_text_is_compact_json_either_way() -> None:
 
 
 def test_sqlite_times_from_nanoseconds_match_the_datetime_path() -> None:
-    for ns in (946_684_800 * 10**9, 1_764_150_000_123_456_789, 1_764_150_059_999_999_999, 1_764_150_060_000_000_999):
+    edges = [946_684_800 * 10**9, 1_764_150_000_123_456_789, 1_764_150_059_999_999_999, 1_764_150_060_000_000_999]
+    spread = [946_684_800 * 10**9 + n * 1_577_000_000_123_457 for n in range(2000)]  # 2000 to 2100, odd offsets
+    for ns in edges + spread:
         assert SQLITE_FORM.ns(ns) == SQLITE_FORM.moment(from_ns(ns))
 
 

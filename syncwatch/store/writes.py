@@ -77,7 +77,7 @@ def json_text(value: Any) -> str:
         return _stdlib_json(value)
 
 
-_SECONDS: dict[int, str] = {}  # whole seconds → their text; a batch's times share a few seconds
+_SECONDS: dict[int, str] = {}  # whole seconds → "YYYY-MM-DD HH:MM:SS."; a batch's times share a few
 _MAX_SECONDS = 4096
 
 
@@ -85,17 +85,17 @@ def _second_text(seconds: int) -> str:
     if len(_SECONDS) >= _MAX_SECONDS:
         _SECONDS.clear()
     year, month, day, hour, minute, second = gmtime(seconds)[:6]
-    text = _SECONDS[seconds] = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}"
+    text = _SECONDS[seconds] = f"{year:04d}-{month:02d}-{day:02d} {hour:02d}:{minute:02d}:{second:02d}."
     return text
 
 
 def sqlite_time_ns(ns: int) -> str:
     """Nanoseconds since the epoch as the text SQLAlchemy's SQLite DateTime stores (to the
-    microsecond), without a datetime, and the seconds' text cached in a plain dict (a lru_cache
-    call costs as much as the formatting)."""
-    seconds, rest = divmod(ns, 1_000_000_000)
-    text = _SECONDS.get(seconds) or _second_text(seconds)
-    return f"{text}.{rest // 1000:06d}"
+    microsecond), without a datetime: the seconds' text comes from a plain dict (a lru_cache call
+    costs as much as the formatting), the microseconds are padded by adding a million."""
+    micros = ns // 1000
+    seconds = micros // 1_000_000
+    return (_SECONDS.get(seconds) or _second_text(seconds)) + str(micros - seconds * 1_000_000 + 1_000_000)[1:]
 
 
 def _sqlite_time(value: datetime) -> str:
