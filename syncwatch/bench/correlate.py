@@ -4,6 +4,7 @@ incremental pass on top of that history — the two costs the correlator must ke
 from __future__ import annotations
 
 import argparse
+import resource
 import subprocess
 import sys
 import tempfile
@@ -52,7 +53,9 @@ def _run(args: argparse.Namespace) -> Figures:
         try:
             as_of = START + timedelta(days=DAYS)
             correlator = Correlator(store, load_config(), clock=lambda: as_of)
+            cpu = time.process_time()
             full = correlator.run_pass()
+            full_cpu_s = time.process_time() - cpu  # every thread of this process; the database server's apart
             # Replay the newest observations as if they had just arrived, on top of all history.
             store.save_checkpoint(Checkpoint(CHECKPOINT, max(0, full.observations - args.incremental)))
             began = time.perf_counter()
@@ -63,6 +66,8 @@ def _run(args: argparse.Namespace) -> Figures:
                 "observations": full.observations,
                 "transactions": store.counts()["transactions"],
                 "from_empty_s": round(full.seconds, 2),
+                "from_empty_cpu_s": round(full_cpu_s, 2),
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 "observations_per_s": round(full.observations / full.seconds),
                 "incremental_observations": step.observations,
                 "incremental_s": round(incremental_s, 3),

@@ -1,9 +1,10 @@
 """Named reads and writes of the correlator: new observations, transaction keys, members,
 transactions and exceptions. The correlator holds no SQL of its own.
 
-The reads that scale with the backlog (link rows, member rows, stored transaction keys) and the
-writes that scale with the transactions (transactions, their keys) run on the driver's cursor
-with plain tuples: SQLAlchemy's per-row processing cost more than the whole correlation.
+The reads that scale with the backlog (new observations with their keys, stored transaction
+keys) and the writes that scale with the transactions (transactions, their keys) run on the
+driver's cursor with plain tuples: SQLAlchemy's per-row processing cost more than the whole
+correlation.
 """
 
 from __future__ import annotations
@@ -49,9 +50,9 @@ def _sql(conn: Connection, text: str) -> str:
     return text.replace("{attributes}", "attributes")
 
 
-def _in(conn: Connection, count: int) -> str:
+def _in(conn: Connection, size: int) -> str:
     """The membership test for a list parameter: ``= ANY(%s)`` on PostgreSQL, ``IN (?, …)`` on SQLite."""
-    return "= ANY(?)" if conn.dialect.name == "postgresql" else f"IN ({', '.join('?' * count)})"
+    return "= ANY(?)" if conn.dialect.name == "postgresql" else f"IN ({', '.join('?' * size)})"
 
 
 def _in_params(conn: Connection, values: Sequence[Any]) -> list[Any]:
