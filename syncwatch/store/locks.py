@@ -1,6 +1,6 @@
-"""Named locks that let several `serve` instances share one PostgreSQL database: a scheduled
-job runs in one of them at a time, the others skip that run instead of repeating its work
-(an alert sent twice, a policy retry racing another)."""
+"""Named locks for processes that share one PostgreSQL database: a scheduled job runs in one
+`serve` instance at a time (the others skip that run instead of repeating its work: an alert
+sent twice, a policy retry racing another), and ingest transactions commit one after another."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, text
 
 
 def lock_id(name: str) -> int:
@@ -36,3 +36,10 @@ def exclusive(engine: Engine, name: str) -> Iterator[bool]:
             if held:
                 conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": lock_id(name)})
                 conn.commit()
+
+
+def hold_until_commit(conn: Connection, name: str) -> None:
+    """Wait for ``name`` and hold it until ``conn``'s transaction ends, so transactions that take it
+    commit one after another. PostgreSQL only: SQLite's write lock (BEGIN IMMEDIATE) already does."""
+    if conn.dialect.name == "postgresql":
+        conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id(name)})

@@ -25,8 +25,10 @@ from sqlalchemy.dialects import postgresql, sqlite
 
 from syncwatch.model import Observation, from_ns, utcnow
 from syncwatch.store.bulk import driver_cursor, insert_tuples, pg_insert_unnest, sqlite_last_ids
+from syncwatch.store.locks import hold_until_commit
 from syncwatch.store.schema import business_keys, checkpoints, observations, quarantine
 
+INGEST_LOCK = "ingest"
 COLUMNS = (
     "natural_id",
     "kind",
@@ -188,7 +190,12 @@ def write_observations(conn: Connection, batch: Sequence[Observation]) -> WriteR
 
 
 def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
-    """``write_observations`` for Rows built in the driver form of ``conn``'s engine."""
+    """``write_observations`` for Rows built in the driver form of ``conn``'s engine.
+
+    Observation ids must follow commit order: the correlator reads past its checkpoint by id, and
+    on PostgreSQL an id taken by a transaction that commits later would fall behind it for good.
+    """
+    hold_until_commit(conn, INGEST_LOCK)
     fresh: dict[str, Row] = {}
     repeats: Counter[str] = Counter()
     for row in batch:
