@@ -11,6 +11,7 @@ figures measure the rest.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import os
 import sqlite3
@@ -20,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -41,15 +43,21 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--concurrency", type=int, default=4, help="requests in flight (default 4)")
 
 
+def _id(label: str, n: int, size: int) -> bytes:
+    """A random-looking id, as SDKs make them (sequential ids would only ever append to the indexes)."""
+    return hashlib.blake2b(f"{label}{n}".encode(), digest_size=size).digest()
+
+
 def _span(n: int, now: int) -> Span:
+    """The n-th span: ten spans a trace, ids spread like an SDK's."""
     attrs = [
         KeyValue(key="erp.sales_order", value=AnyValue(string_value=f"SO-{n}")),
         KeyValue(key="http.request.method", value=AnyValue(string_value="POST")),
         KeyValue(key="http.response.status_code", value=AnyValue(int_value=201)),
     ]
     return Span(
-        trace_id=(n + 1).to_bytes(16, "big"),
-        span_id=(n + 1).to_bytes(8, "big"),
+        trace_id=_id("trace", n // 10, 16),
+        span_id=_id("span", n, 8),
         name="POST /sales-orders",
         kind=2,
         start_time_unix_nano=now,
@@ -165,14 +173,12 @@ def _peak_rss_mb(pid: int) -> float:
 
 
 def _lines_per_s(tmp: Path, count: int) -> float:
-    log = tmp / "gateway.log"
+    log, first = tmp / "gateway.log", datetime(2026, 11, 25, tzinfo=UTC)
     with log.open("w") as handle:
         for n in range(count):
             request = f"POST /sales-orders/SO-{n}/allocate HTTP/1.1"
-            handle.write(
-                f"10.0.0.{n % 250} - - [25/Nov/2026:10:{n // 60 % 60:02d}:{n % 60:02d} +0000] "
-                f'"{request}" 201 5 "-" "bench" 0.012\n'
-            )
+            at = (first + timedelta(seconds=n // 10)).strftime("%d/%b/%Y:%H:%M:%S +0000")  # ten lines a second
+            handle.write(f'10.0.0.{n % 250} - - [{at}] "{request}" 201 5 "-" "bench" 0.012\n')
     config = load_config(None, {"db": f"sqlite:///{tmp / 'lines.db'}"})
     store = Store.open(config.db)
     store.upgrade()
