@@ -153,7 +153,7 @@ class Correlator:
         found: list[Alert] = []
         share, written = self.config.sla_at_risk_share, 0
         link_keys = {tid: c.link_key for tid, c in live}
-        with q.transaction_writer(conn) as write:
+        with q.transaction_writer(conn, before.keys()) as write:
             for start in range(0, len(live), WRITE_EVERY):
                 rows, keys = [], []
                 for tid, component in live[start : start + WRITE_EVERY]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from functools import cache
@@ -263,11 +263,15 @@ Statement = tuple[str, Sequence[Any]]
 
 
 @contextmanager
-def transaction_writer(conn: Connection) -> Iterator[Callable[[list[dict[str, Any]], list[KeyRow]], None]]:
-    """``replace_transactions`` whose statements run on a second thread while the caller derives
-    the next transactions: the drivers release the GIL while the database works, so most of the
-    writing costs no wall time. The caller leaves ``conn`` alone until the block ends; the block
-    waits for the last statement, and raises the first error one raised."""
+def transaction_writer(
+    conn: Connection, stored: Collection[str]
+) -> Iterator[Callable[[list[dict[str, Any]], list[KeyRow]], None]]:
+    """A writer of recomputed transactions and their (transaction id, key type, value) keys whose
+    statements run on a second thread while the caller derives the next transactions: the
+    drivers release the GIL while the database works, so most of the writing costs no wall time.
+    ``stored`` are the ids already in the database, whose old keys go first. The caller leaves
+    ``conn`` alone until the block ends; the block waits for the last statement, and raises the
+    first error one raised."""
     work: Queue[list[Statement] | None] = Queue(maxsize=2)
     errors: list[BaseException] = []
 
@@ -282,7 +286,7 @@ def transaction_writer(conn: Connection) -> Iterator[Callable[[list[dict[str, An
     def write(rows: list[dict[str, Any]], keys: list[KeyRow]) -> None:
         if errors:
             raise errors[0]
-        work.put(_replace_statements(conn, rows, keys))
+        work.put(_replace_statements(conn, rows, keys, stored))
 
     thread = threading.Thread(target=run, name="correlator-writer", daemon=True)
     thread.start()
@@ -295,23 +299,22 @@ def transaction_writer(conn: Connection) -> Iterator[Callable[[list[dict[str, An
         raise errors[0]
 
 
-def replace_transactions(conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow]) -> None:
-    """Write the recomputed transactions and their (transaction id, key type, value) keys."""
-    _execute(conn, _replace_statements(conn, rows, keys))
-
-
 def _execute(conn: Connection, statements: list[Statement]) -> None:
     with driver_cursor(conn) as cursor:
         for sql, params in statements:
             cursor.execute(sql, params)
 
 
-def _replace_statements(conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow]) -> list[Statement]:
+def _replace_statements(
+    conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow], stored: Collection[str]
+) -> list[Statement]:
     """The statements that replace the transactions and their keys, with parameters ready for the
-    driver: few statements of many rows each, since a writer thread waits for the GIL after each."""
+    driver: few statements of many rows each, since a writer thread waits for the GIL after each.
+    Only stored transactions have keys to delete: on PostgreSQL a delete by id from a key table
+    growing in the same transaction, before it has statistics, scans it whole."""
     statements: list[Statement] = []
     sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
-    for chunk in chunks(sorted({row["id"] for row in rows})):
+    for chunk in chunks(sorted({row["id"] for row in rows} & set(stored))):
         statements.append((_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk)))
     # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
     keys.sort()
