@@ -202,11 +202,13 @@ def observations_of_nodes(
     [(observation id, node)])."""
     wanted = set(nodes)
     bound = up_to_id if up_to_id is not None else 2**63 - 1
-    # One-column IN: SQLite answers a row-value IN over (value, key_type) with a full scan.
-    sql = "SELECT observation_id, key_type, value FROM business_keys WHERE value {in} AND observation_id <= ?"
-    ids = {oid for oid, t, v in _fetch_in(conn, sql, [v for t, v in wanted if t != TRACE], [bound]) if (t, v) in wanted}
-    sql = "SELECT id FROM observations WHERE trace_id {in} AND id <= ?"
-    ids.update(oid for (oid,) in _fetch_in(conn, sql, [v for t, v in wanted if t == TRACE], [bound]))
+    # One-column IN: SQLite answers a row-value IN over (value, key_type) with a full scan. The
+    # bound is applied here: asked in SQL, a planner without statistics scans the id range.
+    sql = "SELECT observation_id, key_type, value FROM business_keys WHERE value {in}"
+    keys = [v for t, v in wanted if t != TRACE]
+    ids = {oid for oid, t, v in _fetch_in(conn, sql, keys) if oid <= bound and (t, v) in wanted}
+    sql = "SELECT id FROM observations WHERE trace_id {in}"
+    ids.update(oid for (oid,) in _fetch_in(conn, sql, [v for t, v in wanted if t == TRACE]) if oid <= bound)
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id {{in}}"
     rows = _fetch_in(conn, sql, ids)
     links = [(row[0], (TRACE, row[-1])) for row in rows if row[-1]]
