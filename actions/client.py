@@ -45,7 +45,12 @@ def partner_time() -> Iterator[list[float]]:
 
 
 class RateLimiter:
-    """At most ``rate`` calls a second per partner, shared by every thread (bulk jobs, policies)."""
+    """At most ``rate`` calls a second per partner, shared by every thread (bulk jobs, policies).
+
+    Calls are spaced ``1/rate`` apart, measured when each is let through, not when it was
+    scheduled: a thread that wakes late from its wait (the interpreter was busy) would otherwise
+    go out together with the next one, and the partner would see more than ``rate`` in a second.
+    """
 
     def __init__(
         self,
@@ -58,15 +63,17 @@ class RateLimiter:
         self.lock = threading.Lock()
 
     def acquire(self) -> float:
-        """Take the next slot; returns the seconds waited for it."""
-        with self.lock:
-            now = self.clock()
-            slot = max(now, self.next_slot)
-            self.next_slot = slot + self.interval
-        wait = slot - now
-        if wait > 0:
+        """Wait for the next free slot and take it; returns the seconds waited."""
+        waited = 0.0
+        while True:
+            with self.lock:
+                now = self.clock()
+                if now >= self.next_slot:
+                    self.next_slot = now + self.interval
+                    return waited
+                wait = self.next_slot - now
             self.sleep(wait)
-        return wait
+            waited += wait
 
 
 class PartnerClient:
