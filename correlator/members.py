@@ -43,6 +43,8 @@ class MemberReader:
             oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text, trace = row
             if not keys and not trace:
                 continue
+            if len(keys) > 1:
+                keys.sort()  # the engine returns them in any order; which link is refused must not depend on it
             own = [nodes.setdefault(k, k) for k in keys]
             if trace:
                 node = (TRACE, trace)
