@@ -39,6 +39,7 @@ CHECKPOINT = "correlator"
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
 _START = attrgetter("start", "id")
 WRITE_EVERY = 5_000  # transactions handed to the writer thread at a time
+LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
 
@@ -77,6 +78,9 @@ class Correlator:
                     break
                 save_checkpoint(conn, Checkpoint(CHECKPOINT, last, checkpoint.state))
             result.observations += count
+        if result.observations >= LARGE_PASS:
+            with self.store.writing() as conn:
+                q.refresh_statistics(conn)
         result.seconds = time.perf_counter() - began
         return result
 

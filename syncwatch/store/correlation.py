@@ -244,6 +244,14 @@ _ordered = itemgetter(*TRANSACTION_COLUMNS)
 KeyRow = tuple[str, str, str]  # transaction id, key type, value
 
 
+def refresh_statistics(conn: Connection) -> None:
+    """After a large pass, tell PostgreSQL's planner how big the tables have grown. Without fresh
+    statistics (a bulk load, a server without autovacuum) it scans all of ``observations`` for
+    each lookup of the next small pass: 4.8 s instead of 0.4 s for 1,000 new observations."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql("ANALYZE observations, business_keys, transaction_keys, transactions, exceptions")
+
+
 @contextmanager
 def roomy_cache(conn: Connection) -> Iterator[None]:
     """A page cache the size of a backlog's indexes on SQLite while the block runs: inserting 1M
