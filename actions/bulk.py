@@ -43,10 +43,9 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         rows = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
         systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
     partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
-    ids = tuple(r["id"] for r in rows)
-    return BulkPlan(
-        action, dict(filters), len(rows), dict(partners), ids, target=target if action == "assign" else None
-    )
+    ids, assignee = tuple(r["id"] for r in rows), target if action == "assign" else None
+    suggested = dict(Counter(r["suggested_action"] for r in rows))
+    return BulkPlan(action, dict(filters), len(rows), dict(partners), ids, target=assignee, suggested=suggested)
 
 
 def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 
@@ -28,3 +28,18 @@ class BulkPlan:
     note: str | None = None
     target: str | None = None
     """The assignee of a bulk assign."""
+    suggested: dict[str, int] = field(default_factory=dict)
+    """How many of them suggest each action (retry, reroute, replay, resolve)."""
+
+    @property
+    def caveat(self) -> str | None:
+        """For retry and replay: the matched exceptions that suggest something else (a stuck
+        stage has no failed request to send again), which the job would most likely fail on."""
+        if self.action not in ("retry", "replay"):
+            return None
+        others = {a or "none": n for a, n in self.suggested.items() if a != self.action}
+        if not others:
+            return None
+        listed = ", ".join(f"{action} {n}" for action, n in sorted(others.items(), key=lambda i: -i[1]))
+        count = sum(others.values())
+        return f"Another action is suggested for {count} of them ({listed}); {self.action} will likely fail there."

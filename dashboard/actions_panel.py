@@ -136,7 +136,7 @@ def _assignees(page: Page) -> list[str]:
 
 def _show_plan(page: Page, plan: api.BulkPlan) -> None:
     to = f" to {plan.target}" if plan.target else ""
-    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {plan.note or ''}")
+    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {plan.note or ''} {plan.caveat or ''}")
     if plan.partners:
         st.dataframe(
             [{"partner": p, "exceptions": n} for p, n in sorted(plan.partners.items(), key=lambda i: -i[1])],

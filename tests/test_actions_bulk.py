@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 from actions_support import SEEDED_AT, seed_exceptions, world
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from actions import bulk
 from actions.api import bulk_status, cancel_bulk, plan_bulk, start_bulk
@@ -90,6 +90,12 @@ def test_a_bulk_plan_takes_the_queue_filter_as_the_page_records_it(store: Store)
     shown = QueueFilter(categories=("timeout",), opened_after=SEEDED_AT)
     plan = plan_bulk(store, config, action="resolve", filters=shown.as_mapping(), actor="alex")
     assert plan.exception_ids == tuple(ids)
+    with store.engine.begin() as conn:
+        conn.execute(update(exceptions).values(suggested_action="retry"))
+        conn.execute(update(exceptions).where(exceptions.c.id == ids[0]).values(suggested_action="resolve"))
+    retry = plan_bulk(store, config, action="retry", filters=shown.as_mapping(), actor="alex")
+    assert retry.caveat == "Another action is suggested for 1 of them (resolve 1); retry will likely fail there."
+    assert plan.caveat is None
     none = plan_bulk(store, config, action="resolve", filters={"category": "validation"}, actor="alex")
     assert none.count == 0
     with pytest.raises(ValueError, match="unknown filter 'colour'; filter by ids or statuses, categories"):

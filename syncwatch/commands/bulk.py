@@ -77,7 +77,7 @@ def _plan_json(plan: Any) -> dict[str, Any]:
 
 def _plan_text(plan: Any) -> str:
     to = f" to {plan.target}" if plan.target else ""
-    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}."]
+    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}.", *([plan.caveat] if plan.caveat else [])]
     lines += [f"  {partner}: {count}" for partner, count in sorted(plan.partners.items(), key=lambda i: -i[1])]
     lines.append("Run again with --yes to start." if plan.count else "Nothing matches; nothing to do.")
     return "\n".join(lines)

@@ -121,7 +121,9 @@ def set_exception(conn: Connection, exception_id: str, values: Mapping[str, Any]
 def select_exceptions(conn: Connection, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
     """Every exception matching ``filters`` (column → value or list of values), oldest first."""
     stmt = (
-        select(e.id, e.system, e.category, e.status, e.context, e.observation_id, t.channel, t.partner)
+        select(
+            e.id, e.system, e.category, e.status, e.suggested_action, e.context, e.observation_id, t.channel, t.partner
+        )
         .join(transactions, t.id == e.transaction_id)
         .where(*_conditions(filters))
         .order_by(e.opened_at, e.id)
