@@ -16,7 +16,11 @@ log = logging.getLogger(__name__)
 
 
 class Stager:
-    """The stages a member reaches; cached, since a week has only a few hundred distinct shapes."""
+    """The stages a member reaches; cached, since a week has only a few hundred distinct shapes.
+    An access log's paths that no template names stay concrete (``GET /products/123``), so a
+    long-running `serve` starts the cache afresh once it holds ``LIMIT`` shapes."""
+
+    LIMIT = 50_000
 
     def __init__(self) -> None:
         self._cache: dict[tuple[str, ...], tuple[str, ...]] = {}
@@ -25,6 +29,8 @@ class Stager:
         shape = (process.name, member.system, member.operation, member.kind, member.outcome)
         stages = self._cache.get(shape)
         if stages is None:
+            if len(self._cache) >= self.LIMIT:
+                self._cache.clear()
             stages = self._cache[shape] = tuple(s.name for s in process.stages if s.reached_by(member))
         return stages
 
