@@ -12,12 +12,12 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
+from observation_support import span
 from sqlalchemy import select
 
 from correlator.alerts import deliver
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
-from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
 from syncwatch.store import Store
 from syncwatch.store.schema import alerts
 
@@ -39,22 +39,6 @@ def store(tmp_path: Path) -> Iterator[Store]:
     store.upgrade()
     yield store
     store.close()
-
-
-def span(n: int, operation: str, system: str, at: datetime, status: int = 201, **keys: str) -> Observation:
-    return Observation(
-        natural_id=f"span-{n}",
-        kind=ObservationKind.SPAN,
-        system=system,
-        operation=operation,
-        start=at,
-        end=at + timedelta(milliseconds=80),
-        outcome=Outcome.OK if status < 400 else Outcome.ERROR,
-        status_code=status,
-        error_message=None if status < 400 else "upstream unavailable",
-        source="test",
-        keys=tuple(BusinessKey(t, v) for t, v in keys.items()),
-    )
 
 
 def raised(store: Store) -> list[tuple[str, str]]:

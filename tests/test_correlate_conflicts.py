@@ -3,40 +3,26 @@ whatever order the database returns its keys in, so SQLite and PostgreSQL agree.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from observation_support import span
 from sqlalchemy import select
 
 from correlator.passes import Correlator
 from syncwatch.config import load_config
-from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
 from syncwatch.store import Store
 from syncwatch.store.schema import transaction_keys
 
 AT = datetime(2026, 11, 26, 9, tzinfo=UTC)
-
-
-def span(n: int, **keys: str) -> Observation:
-    return Observation(
-        natural_id=f"span-{n}",
-        kind=ObservationKind.SPAN,
-        system="erp",
-        operation="POST /sales-orders",
-        start=AT + timedelta(minutes=n),
-        end=AT + timedelta(minutes=n, milliseconds=80),
-        outcome=Outcome.OK,
-        status_code=201,
-        source="test",
-        keys=tuple(BusinessKey(t, v) for t, v in keys.items()),
-    )
+SALES_ORDER = ("POST /sales-orders", "erp")
 
 
 def test_a_bad_reference_links_the_same_way_on_every_engine(store: Store) -> None:
     store.write_observations(
         [
-            span(1, marketplace_order="111-0000000-0000001", erp_order="SO-1"),
-            span(2, marketplace_order="111-0000000-0000002", erp_order="SO-2"),
-            span(3, marketplace_order="111-0000000-0000002", erp_order="SO-1", shipment="SH-9"),
+            span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001", erp_order="SO-1"),
+            span(2, *SALES_ORDER, AT, marketplace_order="111-0000000-0000002", erp_order="SO-2"),
+            span(3, *SALES_ORDER, AT, marketplace_order="111-0000000-0000002", erp_order="SO-1", shipment="SH-9"),
         ]
     )
     result = Correlator(store, load_config(environ={})).run_pass()

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
+from observation_support import span
 from sqlalchemy import select
 
 from correlator.passes import Correlator
 from syncwatch.config import load_config
-from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome
+from syncwatch.model import Observation
 from syncwatch.store import Store
 from syncwatch.store.schema import transaction_keys
 from syncwatch.store.writes import write_observations
@@ -21,18 +22,7 @@ AT = datetime(2026, 11, 26, 9, tzinfo=UTC)
 
 
 def capture(order: str) -> Observation:
-    return Observation(
-        natural_id=f"capture-{order}",
-        kind=ObservationKind.SPAN,
-        system="marketplace-amz",
-        operation="POST /orders",
-        start=AT,
-        end=AT + timedelta(milliseconds=40),
-        outcome=Outcome.OK,
-        status_code=201,
-        source="test",
-        keys=(BusinessKey("marketplace_order", order),),
-    )
+    return span(int(order[-1]), "POST /orders", "marketplace-amz", AT, marketplace_order=order)
 
 
 def test_an_observation_that_commits_late_is_still_correlated(pg_server: Callable[[], str]) -> None:
