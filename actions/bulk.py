@@ -44,7 +44,7 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
     partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
     ids, assignee = tuple(r["id"] for r in rows), target if action == "assign" else None
-    suggested = dict(Counter(r["suggested_action"] for r in rows))
+    suggested = dict(Counter(r["suggested_action"] or "none" for r in rows))
     return BulkPlan(action, dict(filters), len(rows), dict(partners), ids, target=assignee, suggested=suggested)
 
 

@@ -29,7 +29,7 @@ class BulkPlan:
     target: str | None = None
     """The assignee of a bulk assign."""
     suggested: dict[str, int] = field(default_factory=dict)
-    """How many of them suggest each action (retry, reroute, replay, resolve)."""
+    """How many of them suggest each action (retry, reroute, replay, resolve, or none)."""
 
     @property
     def caveat(self) -> str | None:
@@ -37,7 +37,7 @@ class BulkPlan:
         stage has no failed request to send again), which the job would most likely fail on."""
         if self.action not in ("retry", "replay"):
             return None
-        others = {a or "none": n for a, n in self.suggested.items() if a != self.action}
+        others = {a: n for a, n in self.suggested.items() if a != self.action}
         if not others:
             return None
         listed = ", ".join(f"{action} {n}" for action, n in sorted(others.items(), key=lambda i: -i[1]))

@@ -72,7 +72,14 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _plan_json(plan: Any) -> dict[str, Any]:
-    return {"action": plan.action, "count": plan.count, "partners": plan.partners, "filters": plan.filters}
+    return {
+        "action": plan.action,
+        "count": plan.count,
+        "partners": plan.partners,
+        "suggested": plan.suggested,
+        "caveat": plan.caveat,
+        "filters": plan.filters,
+    }
 
 
 def _plan_text(plan: Any) -> str:
