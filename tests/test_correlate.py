@@ -27,6 +27,7 @@ from syncwatch.config import load_config
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, SlaState
 from syncwatch.store import Store
 from syncwatch.store.correlation import CORRELATOR_LOCK
+from syncwatch.store.locks import hold_until_commit
 from syncwatch.store.schema import exceptions, observations, transaction_keys
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -283,7 +284,7 @@ def test_only_one_instance_correlates_a_postgresql_database_at_a_time(
     other.upgrade()
     other.write_observations(reload_observations(store)[:500])
     with other.engine.connect() as holder, holder.begin():
-        holder.exec_driver_sql(f"SELECT pg_advisory_xact_lock({CORRELATOR_LOCK})")
+        hold_until_commit(holder, CORRELATOR_LOCK)
         blocked = Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
     assert blocked.busy and blocked.observations == 0
     done = Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()

@@ -25,6 +25,7 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 from syncwatch.store.bulk import chunks, driver_cursor
+from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import actions, exceptions, transactions
 from syncwatch.store.writes import upsert_insert
 
@@ -105,16 +106,14 @@ def as_time(value: str | datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-CORRELATOR_LOCK = 7_164_020_812  # arbitrary, constant: held by the one instance correlating now
+CORRELATOR_LOCK = "correlator"  # held by the one instance correlating now
 
 
 def claim_correlation(conn: Connection) -> bool:
     """Whether this transaction may correlate: on PostgreSQL, several `serve` instances share the
     database and only the one holding the advisory lock runs a batch; SQLite's write lock (BEGIN
     IMMEDIATE) already lets one writer in at a time."""
-    if conn.dialect.name != "postgresql":
-        return True
-    return bool(conn.exec_driver_sql(f"SELECT pg_try_advisory_xact_lock({CORRELATOR_LOCK})").scalar())
+    return try_hold_until_commit(conn, CORRELATOR_LOCK)
 
 
 def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:

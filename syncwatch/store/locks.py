@@ -43,3 +43,10 @@ def hold_until_commit(conn: Connection, name: str) -> None:
     commit one after another. PostgreSQL only: SQLite's write lock (BEGIN IMMEDIATE) already does."""
     if conn.dialect.name == "postgresql":
         conn.execute(text("SELECT pg_advisory_xact_lock(:id)"), {"id": lock_id(name)})
+
+
+def try_hold_until_commit(conn: Connection, name: str) -> bool:
+    """``hold_until_commit`` without waiting: whether ``name`` is now held (always, on SQLite)."""
+    if conn.dialect.name != "postgresql":
+        return True
+    return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id(name)}).scalar())

@@ -209,10 +209,6 @@ def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
         del fresh[natural_id]
     now = utcnow()
     stored = _insert_new(conn, fresh, now)
-    for natural_id, row_id in _existing_ids(conn, [nid for nid in fresh if nid not in stored]).items():
-        # Another process stored it between our SELECT and INSERT (PostgreSQL only): a re-delivery.
-        repeats[natural_id] += 1
-        ids[natural_id] = row_id
     ids.update(stored)
     _write_identity_keys(conn, fresh, stored)
     _count_duplicates(conn, {ids[nid]: n for nid, n in repeats.items()}, now)
@@ -254,7 +250,7 @@ def _insert_sqlite(conn: Connection, fresh: dict[str, Row], received: str) -> di
 
 
 def _insert_postgresql(conn: Connection, fresh: dict[str, Row], now: datetime) -> dict[str, int]:
-    """Concurrent writers are possible, so RETURNING tells which rows this statement stored."""
+    """RETURNING gives each stored row's id (a sequence's, so not consecutive across sessions)."""
     rows = _with_received(fresh.values(), now)
     return dict(pg_insert_unnest(conn, observations, COLUMNS, rows, ("natural_id",), "natural_id, id"))
 
