@@ -130,8 +130,8 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
 
 def _assignees(page: Page) -> list[str]:
     """The people who can work exceptions (agents and leads), the viewer first."""
-    people = sorted(name for name, user in page.config.file.users.items() if user.role in ("agent", "lead"))
-    return sorted(people, key=lambda name: name != page.viewer.actor)
+    people = [name for name, user in page.config.file.users.items() if user.role in ("agent", "lead")]
+    return sorted(people, key=lambda name: (name != page.viewer.actor, name))
 
 
 def _show_plan(page: Page, plan: api.BulkPlan) -> None:

@@ -51,7 +51,7 @@ class QueueFilter:
             field_name = SINGULAR.get(name, name)
             if field_name not in known:
                 raise ValueError(f"unknown filter {name!r}; filter by ids or {', '.join(known)}")
-            if known[field_name].type.startswith("tuple"):
+            if isinstance(known[field_name].default, tuple):
                 value = tuple(value) if isinstance(value, list | tuple | set) else (value,)
             elif field_name.startswith("opened_") and isinstance(value, str):
                 value = datetime.fromisoformat(value)
