@@ -76,12 +76,6 @@ def services_for(store: Store, config: Config) -> Services:
         return by_config[id(config)]
 
 
-def install(services: Services) -> None:
-    """Use these services for their store and config (tests inject a transport or a clock)."""
-    with _LOCK:
-        _BY_STORE.setdefault(services.store, {})[id(services.config)] = services
-
-
 def close_all() -> None:
     with _LOCK:
         for by_config in list(_BY_STORE.values()):

@@ -21,7 +21,6 @@ from syncwatch.store.writes import Row
 
 TRACES = "traces"
 LOGS = "logs"
-SIGNALS = (TRACES, LOGS)
 UNKNOWN_SERVICE = "unknown_service"
 STATUS_ERROR = 2
 SEVERITY_ERROR = 17  # SEVERITY_NUMBER_ERROR and above count as failures

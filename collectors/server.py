@@ -13,7 +13,6 @@ import logging
 import os
 import zlib
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -41,15 +40,6 @@ PROTOBUF = "application/x-protobuf"
 JSON = "application/json"
 OTLP_ENCODINGS = {PROTOBUF: "protobuf", JSON: "json"}
 UNAVAILABLE = 14  # google.rpc.Code
-
-
-@dataclass(frozen=True, slots=True)
-class Refusal:
-    """A request answered without storing: its status, message and whether to quarantine it."""
-
-    status: int
-    message: str
-    quarantine: bool = True
 
 
 def load_tokens(sources: Mapping[str, str], environ: Mapping[str, str]) -> dict[str, bytes]:

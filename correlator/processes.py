@@ -112,9 +112,6 @@ class Process:
     partner_stage: str | None = None
     context: dict[str, list[str]] = field(default_factory=dict)
 
-    def owns(self, key_type: str) -> bool:
-        return key_type in self.keys
-
 
 def compile_processes(config: Config) -> tuple[Process, ...]:
     file = config.file

@@ -107,19 +107,13 @@ def append_audit(conn: Connection, entry: Mapping[str, Any]) -> int:
     return int(conn.execute(insert(audit_log).values(**entry).returning(audit_log.c.id)).scalar_one())
 
 
-def audit_entries(conn: Connection, target: str | None = None) -> list[dict[str, Any]]:
-    stmt = select(audit_log).order_by(audit_log.c.id)
-    if target is not None:
-        stmt = stmt.where(audit_log.c.target == target)
-    return [dict(r._mapping) for r in conn.execute(stmt)]
-
-
 def set_exception(conn: Connection, exception_id: str, values: Mapping[str, Any]) -> None:
     conn.execute(update(exceptions).where(e.id == exception_id).values(**values))
 
 
 def select_exceptions(conn: Connection, filters: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """Every exception matching ``filters`` (column → value or list of values), oldest first."""
+    """Every exception matching ``filters`` (explicit ``ids``, and the queue's filters as
+    ``QueueFilter.from_mapping`` reads them), oldest first."""
     stmt = (
         select(
             e.id, e.system, e.category, e.status, e.suggested_action, e.context, e.observation_id, t.channel, t.partner

@@ -1,8 +1,9 @@
-"""Fast executemany for the ingest path.
+"""Fast inserts for the ingest and correlator write paths.
 
 SQLAlchemy's per-row parameter processing costs more than SQLite's insert itself, so the hot
-writes compile a Core ``insert()`` once per dialect and hand ready DBAPI values to the driver's
-executemany. Values must already be in driver form (text times on SQLite, JSON as text).
+writes hand ready DBAPI values to the driver's cursor: multi-row INSERT statements on SQLite,
+``unnest`` arrays on PostgreSQL. Values must already be in driver form (text times on SQLite,
+JSON as text).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ from functools import cache
 from itertools import chain
 from typing import Any
 
-from sqlalchemy import Connection, Dialect, Table
-from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy import Connection, Table
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
 IN_CHUNK = 900  # stays under every engine's bound-parameter limit
@@ -28,17 +29,6 @@ PG_ROWS_PER_STATEMENT = 10_000  # bounds one statement's arrays (and the server'
 # SQLite assigns max(rowid) + 1 to a new row until the largest 64-bit id is taken; after that it
 # picks ids at random, and the ids of a batch can no longer be inferred from the last one.
 _MAX_ROWID = 2**63 - 1
-
-
-def insert_many(
-    conn: Connection, table: Table, rows: Sequence[dict[str, Any]], *, ignore_conflicts_on: tuple[str, ...] = ()
-) -> None:
-    """INSERT rows with one executemany; rows sharing a unique key are skipped when asked."""
-    if not rows:
-        return
-    sql, order = _compiled(conn.dialect, table, tuple(rows[0]), ignore_conflicts_on)
-    params: Sequence[Any] = [tuple(row[c] for c in order) for row in rows] if order else rows
-    conn.exec_driver_sql(sql, params)  # type: ignore[arg-type]
 
 
 def insert_tuples(
@@ -135,24 +125,11 @@ def driver_cursor(conn: Connection) -> Iterator[Any]:
 
 
 def sqlite_last_ids(conn: Connection, count: int) -> range | None:
-    """Ids of the ``count`` rows just inserted by one executemany under SQLite's write lock, or
+    """Ids of the ``count`` rows just inserted by one ``insert_tuples`` under SQLite's write lock, or
     None when SQLite may have chosen them at random (so the caller must select them)."""
     with driver_cursor(conn) as cursor:
         last = int(cursor.execute("SELECT last_insert_rowid()").fetchone()[0])
     return None if last >= _MAX_ROWID else range(last - count + 1, last + 1)
-
-
-@cache
-def _compiled(
-    dialect: Dialect, table: Table, columns: tuple[str, ...], conflict: tuple[str, ...]
-) -> tuple[str, tuple[str, ...] | None]:
-    module = postgresql if dialect.name == "postgresql" else sqlite
-    stmt = module.insert(table)
-    if conflict:
-        stmt = stmt.on_conflict_do_nothing(index_elements=list(conflict))
-    compiled = stmt.compile(dialect=dialect, column_keys=list(columns))
-    positional = tuple(compiled.positiontup) if compiled.positional and compiled.positiontup else None
-    return compiled.string, positional
 
 
 def chunks(items: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:

@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy import Connection, String, and_, case, cast, exists, func, literal, select
 
-from syncwatch.store.schema import exceptions, observations, transactions
+from syncwatch.store.schema import exceptions, transactions
 
 t = transactions.c
 GROUPS = {"channel": t.channel, "partner": t.partner, None: literal("all")}
@@ -76,12 +76,5 @@ def partner_firsts(conn: Connection) -> list[Any]:
         )
         .where(t.partner.is_not(None))
         .group_by(t.partner)
-    )
-    return list(conn.execute(stmt))
-
-
-def systems_first_seen(conn: Connection) -> list[Any]:
-    stmt = select(observations.c.system, func.min(observations.c.start_time).label("first_seen")).group_by(
-        observations.c.system
     )
     return list(conn.execute(stmt))
