@@ -32,6 +32,9 @@ RETURN_RECEIVED = "com.syncwatch.return.received"
 DEAD_LETTERED = "com.syncwatch.message.dead_lettered"
 RETURN_SHARE = 0.06
 BACKORDER_SHARE = 0.04
+BACKORDER_LEAD = 5 * DAY
+"""When the ERP promises a backordered line: the supplier's restock lead time (at most three
+days) plus time to release, pick and ship it."""
 
 
 def request_body(body: dict[str, Any]) -> Attrs:
@@ -63,6 +66,11 @@ class Record:
         when = iso(at)
         if at < self.end and (name not in self.stages or when < self.stages[name]):
             self.stages[name] = when
+
+    def shipped(self, shipment: str, lines: list[dict[str, Any]], at: int) -> None:
+        """Which lines each shipment carried: an order is complete only when all of them shipped."""
+        if at < self.end:
+            self.extra.setdefault("shipments", {})[shipment] = lines
 
     def fault(self, fault: Fault, at: int, system: str, stage: str, detail: str) -> None:
         if at < self.end:
@@ -281,12 +289,17 @@ class Network:
             late = lines.pop()
             groups = [g for g in groups if g[1]] + [(warehouse, [late])]
         allocation = "backorder" if backorder else "split" if len(groups) > 1 else "full"
-        attrs = {
+        attrs: Attrs = {
             "erp.sales_order": order.erp_order,
             "erp.allocation": allocation,
             "erp.routing_rule": rule,
             "warehouse.id": groups[0][0],
         }
+        if backorder:
+            skus = tuple(item.sku for item, _ in groups[-1][1])
+            expected = iso(at + BACKORDER_LEAD)
+            attrs.update({"erp.backorder.skus": skus, "erp.backorder.expected_by": expected})
+            order.record.extra["backorder"] = {"skus": list(skus), "expected_by": expected}
         path = f"/sales-orders/{order.erp_order}/allocate"
         server = self.call(
             self.hop("", "erp", "POST /sales-orders/{erp_order}/allocate", path, at, attrs, status=200, ms=80), ctx
@@ -434,6 +447,7 @@ class Network:
         event_id = self.ids.event_id()
         self.emit.event(shipment.system, SHIPPED, at, data, shipment.ctx, event_id)
         order.record.stage("shipped", at)
+        order.record.shipped(shipment.id, data["lines"], at)  # type: ignore[arg-type]
         if fault == "duplicate_notice":
             self.duplicate(order, shipment, at, data, event_id)
 

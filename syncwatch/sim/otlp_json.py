@@ -16,10 +16,12 @@ STATUS_ERROR = 2
 SEVERITY = {"INFO": 9, "WARN": 13, "ERROR": 17}
 SCOPE = '{"name":"syncwatch.sim","version":"1.0.0"}'
 
-AttrValue = str | int | float | bool
+AttrValue = str | int | float | bool | tuple[str, ...]
 
 
 def _value(value: AttrValue) -> str:
+    if isinstance(value, tuple):
+        return f'{{"arrayValue":{{"values":[{",".join(map(_value, value))}]}}}}'
     if isinstance(value, bool):
         return f'{{"boolValue":{"true" if value else "false"}}}'
     if isinstance(value, int):
