@@ -18,6 +18,7 @@ from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
+from correlator.lines import LineCheck
 from correlator.processes import Member
 from correlator.sla import SlaResult
 from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
@@ -77,6 +78,7 @@ def derive(
     drafts += _duplicates(identity, ordered)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         drafts += _stuck(identity, sla, ordered)
+        drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
 
 
@@ -211,6 +213,41 @@ def _stuck_draft(identity: str, stage: str, due: datetime, last: Member, resolve
         observation_id=last.id,
         resolved_by=resolver,
     )
+
+
+def _short_shipped(identity: str, check: LineCheck | None) -> list[Draft]:
+    """Lines still outstanding when they were due (or shipped after it): the order went out in
+    part, and the rest is late — a backordered line past the date the ERP promised for it."""
+    if check is None or check.state is not SlaState.BREACHED or check.due_at is None:
+        return []
+    lines, resolver = check.lines, check.completed_by
+    shipped = lines.shipped
+    waiting = [sku for sku in lines.backordered if sku not in shipped]
+    last = lines.shipments[-1]
+    if resolver is not None:
+        summary = f"The last of {lines.ordered} lines shipped late: it was due {check.due_at:%Y-%m-%d %H:%M} UTC."
+    else:
+        held = f"; backordered {', '.join(waiting)}" if waiting else ""
+        summary = (
+            f"Shipped {len(shipped)} of {lines.ordered} lines{held}: the rest was due"
+            f" {check.due_at:%Y-%m-%d %H:%M} UTC and has not shipped."
+        )
+    return [
+        Draft(
+            id=_id(identity, "stuck", check.stage, "lines"),
+            category=Cat.STUCK,
+            status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
+            system=last.system,
+            endpoint=f"{check.stage} (all lines)",
+            stage=check.stage,
+            summary=summary,
+            opened_at=check.due_at,
+            last_seen_at=resolver.start if resolver else check.due_at,
+            attempts=1,
+            observation_id=last.member.id,
+            resolved_by=resolver,
+        )
+    ]
 
 
 def _stage_at(sla: SlaResult, when: datetime) -> str | None:

@@ -2,7 +2,8 @@
 
 A whole backlog of members is held at once, so equal strings and nodes are shared, and
 attribute text is kept only where something reads it: a failure's (error type, the host it
-called) and the deadline and context attributes the processes name.
+called) and the deadline, context and line attributes the processes name. A payload is kept
+only where it may ship lines.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
+from datetime import UTC, datetime
 
 from correlator.linking import TRACE, Node
 from correlator.processes import Member, Process
@@ -18,12 +20,24 @@ from syncwatch.store import correlation as q
 
 class MemberReader:
     def __init__(self, processes: Sequence[Process]) -> None:
-        names = {s.deadline_attribute for p in processes for s in p.stages if s.deadline_attribute}
-        names.update(a for p in processes for attributes in p.context.values() for a in attributes)
+        names = set().union(*(p.attribute_names for p in processes))
         # The names as JSON writes them; a match only keeps the text, so a false one costs memory, not results.
         self._read = re.compile("|".join(re.escape(json.dumps(name)) for name in sorted(names)) or "(?!)").search
+        self._shipping = [s for p in processes if (s := p.lines_stage)]
+        self._ships: dict[tuple[str, str, str, str], bool] = {}
         self._strings: dict[str, str] = {}
         self._nodes: dict[Node, Node] = {}
+
+    def _ships_lines(self, kind: str, system: str, operation: str, outcome: str, payload: bytes | None) -> bool:
+        """Whether an observation's payload may say which lines shipped (cached by its shape)."""
+        if payload is None or not self._shipping:
+            return False
+        shape = (kind, system, operation, outcome)
+        ships = self._ships.get(shape)
+        if ships is None:
+            probe = Member(0, kind, system, operation, _EPOCH, outcome, None, None, 0)
+            ships = self._ships[shape] = any(stage.reached_by(probe) for stage in self._shipping)
+        return ships
 
     def new(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> tuple[list[Member], int, int]:
         """Members of new observations (member columns and trace id, identity keys), how many
@@ -40,7 +54,7 @@ class MemberReader:
     def _new(self, batch: list[tuple[q.NewRow, list[Node]]], found: list[Member]) -> None:
         strings, nodes, read, as_time = self._strings, self._nodes, self._read, q.as_time
         for row, keys in batch:
-            oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text, trace = row
+            oid, kind, system, operation, start, outcome, status, error, duplicates, text, payload, trace = row
             if not keys and not trace:
                 continue
             if len(keys) > 1:
@@ -57,11 +71,12 @@ class MemberReader:
                     strings.setdefault(operation, operation),
                     as_time(start),
                     strings.setdefault(outcome, outcome),
-                    status_code,
-                    error_message,
+                    status,
+                    error,
                     duplicates,
                     text if outcome == "error" or read(text) else None,
                     tuple(own),
+                    payload if self._ships_lines(kind, system, operation, outcome, payload) else None,
                 )
             )
 
@@ -72,9 +87,10 @@ class MemberReader:
             nodes_of.setdefault(oid, []).append(node)
         found = []
         for row in rows:
-            oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text = row
+            oid, kind, system, operation, start, outcome, status_code, error_message, duplicates, text, payload = row
             nodes = tuple(sorted(nodes_of.get(oid, ()), key=lambda n: n[0] == TRACE))
             attributes = text if outcome == "error" or self._read(text) else None
+            shipped = payload if self._ships_lines(kind, system, operation, outcome, payload) else None
             found.append(
                 Member(
                     oid,
@@ -88,6 +104,10 @@ class MemberReader:
                     duplicates,
                     attributes,
                     nodes,
+                    shipped,
                 )
             )
         return found
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

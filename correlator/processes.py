@@ -14,7 +14,7 @@ from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 
 from syncwatch.config import Config
-from syncwatch.config.schema import Calendar, StageMatch
+from syncwatch.config.schema import Calendar, LinesDef, StageMatch
 
 
 class Member:
@@ -23,7 +23,8 @@ class Member:
     Attributes stay JSON text until something asks for them: most members are only matched
     against stages by system and operation, and decoding every attribute map dominated a pass.
     A pass keeps the text only where something may read it (see ``correlator.members``), so a
-    whole backlog of members fits in memory. ``nodes`` are its identity keys, then its trace id.
+    whole backlog of members fits in memory; likewise the payload (event data) only where it
+    ships lines. ``nodes`` are its identity keys, then its trace id.
     """
 
     __slots__ = (
@@ -36,6 +37,7 @@ class Member:
         "nodes",
         "operation",
         "outcome",
+        "payload",
         "start",
         "status_code",
         "system",
@@ -54,10 +56,12 @@ class Member:
         duplicates: int,
         attributes_json: str | dict | None = None,
         nodes: tuple[tuple[str, str], ...] = (),
+        payload: bytes | None = None,
     ) -> None:
         self.id, self.kind, self.system, self.operation = id, kind, system, operation
         self.start, self.outcome, self.status_code, self.error_message = start, outcome, status_code, error_message
         self.duplicates, self.attributes_json, self.nodes = duplicates, attributes_json, nodes
+        self.payload = payload
         self._attributes: dict | None = None
 
     @property
@@ -111,6 +115,22 @@ class Process:
     calendar: Calendar | None
     partner_stage: str | None = None
     context: dict[str, list[str]] = field(default_factory=dict)
+    lines: LinesDef | None = None
+
+    @property
+    def lines_stage(self) -> Stage | None:
+        """The stage whose observations ship lines, where the process tracks lines."""
+        return next((s for s in self.stages if s.name == self.lines.stage), None) if self.lines else None
+
+    @property
+    def attribute_names(self) -> set[str]:
+        """Every attribute the process reads: deadlines, business context, line counts."""
+        names = {s.deadline_attribute for s in self.stages if s.deadline_attribute}
+        names.update(a for attributes in self.context.values() for a in attributes)
+        if self.lines:
+            found = (self.lines.count_attribute, self.lines.backordered_attribute, self.lines.backorder_due_attribute)
+            names.update(a for a in found if a)
+        return names
 
 
 def compile_processes(config: Config) -> tuple[Process, ...]:
@@ -124,6 +144,7 @@ def compile_processes(config: Config) -> tuple[Process, ...]:
             calendar=file.calendars[p.calendar] if p.calendar else None,
             partner_stage=p.partner_stage,
             context=p.context,
+            lines=p.lines,
         )
         for name, p in file.processes.items()
     )

@@ -17,12 +17,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
-from typing import NamedTuple
+from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
 from correlator.processes import Process, Stage
 from syncwatch.config.schema import Calendar
 from syncwatch.model import SlaState, as_utc
+
+if TYPE_CHECKING:
+    from correlator.lines import LineCheck
 
 DAY = timedelta(days=1)
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -69,6 +72,7 @@ class SlaResult:
     stage_at_fault: str | None
     due_at: datetime | None
     check_at: datetime | None
+    lines: LineCheck | None = None  # where the process tracks lines and the order shipped in parts
 
 
 def evaluate(
@@ -81,7 +85,7 @@ def evaluate(
     for index, stage in enumerate(process.stages):
         base = _base(process, index, reached, latest)
         due = _due(stage, base, deadlines, process.calendar)
-        state, check = _stage_state(reached.get(stage.name), base, due, now, at_risk_share)
+        state, check = stage_state(reached.get(stage.name), base, due, now, at_risk_share)
         states.append(StageState(stage.name, reached.get(stage.name), due, state))
         checks.extend([check] if check else [])
     return _summarise(tuple(states), process, checks)
@@ -109,7 +113,7 @@ def _due(
     return add_budget(base, stage.sla, calendar) if base is not None and stage.sla else None
 
 
-def _stage_state(
+def stage_state(
     reached_at: datetime | None, base: datetime | None, due: datetime | None, now: datetime, share: float
 ) -> tuple[SlaState | None, datetime | None]:
     if reached_at is not None:

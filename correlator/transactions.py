@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from correlator.components import Component
+from correlator.lines import check_lines, read_lines, with_lines
 from correlator.processes import Member, Process
 from correlator.sla import SlaResult, evaluate, stages_json
 from syncwatch.model import as_utc
@@ -41,12 +42,20 @@ def transaction_row(
     """The transaction of ``component``, whose ``members`` are in (start, id) order."""
     process = component.process
     reached: dict[str, Member] = {}
+    shipping: list[Member] = []
+    ships = process.lines.stage if process.lines else None
     for member in members:
         for name in stager.stages_of(process, member):
             reached.setdefault(name, member)
+            if name == ships:
+                shipping.append(member)
     described = [m for m in members if m.attributes_json is not None]
     deadlines = _deadlines(process, described)
     sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, at_risk_share)
+    lines = read_lines(process.lines, shipping, described) if process.lines else None
+    if lines is not None and ships is not None:
+        stage_due = next(s.due_at for s in sla.stages if s.name == ships)
+        sla = with_lines(sla, check_lines(ships, lines, stage_due, now, at_risk_share))
     first = reached.get(process.stages[0].name)
     partner = reached.get(process.partner_stage) if process.partner_stage else None
     context = _attribute_context(process, described)
@@ -64,6 +73,7 @@ def transaction_row(
         "order_value": context.get("order_value"),
         "promised_at": min(deadlines.values()) if deadlines else None,
         "stages": stages_json(sla.stages),  # as text: a backlog holds 100k+ rows
+        "lines": lines.as_json() if lines is not None and (lines.ordered or lines.shipments) else None,
         "started_at": members[0].start,
         "last_seen_at": members[-1].start,
         "observation_count": len(members),

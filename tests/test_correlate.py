@@ -28,7 +28,7 @@ from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, 
 from syncwatch.store import Store
 from syncwatch.store.correlation import CORRELATOR_LOCK
 from syncwatch.store.locks import hold_until_commit
-from syncwatch.store.schema import exceptions, observations, transaction_keys
+from syncwatch.store.schema import exceptions, observations, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 # As of the last thing the files know: later than that, the simulated network simply stops.
@@ -99,6 +99,34 @@ def test_every_injected_fault_is_an_exception_of_its_category_and_healthy_orders
         assert set(got) == {f["category"] for f in record["faults"]}, record["id"]
 
 
+def stored_lines(store: Store) -> dict[str, tuple[str, dict | None]]:
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(transactions.c.id, transactions.c.status, transactions.c.lines))
+        return {tid: (status, json.loads(lines) if isinstance(lines, str) else lines) for tid, status, lines in rows}
+
+
+def test_every_order_knows_which_lines_shipped_and_is_complete_only_when_all_did(
+    sample: tuple[Store, list[dict]],
+) -> None:
+    store, truth = sample
+    by_keys = {keys: tid for tid, keys in groupings(store).items()}
+    found = stored_lines(store)
+    orders = [r for r in truth if r["type"] == "order"]
+    partly = 0
+    for record in orders:
+        status, lines = found[by_keys[truth_keys(record)]]
+        shipped = {line["sku"] for carried in record.get("shipments", {}).values() for line in carried}
+        backordered = record.get("backorder", {}).get("skus", [])
+        assert lines is not None, record["id"]
+        assert (lines["ordered"], lines["shipped"]) == (len(record["lines"]), len(shipped)), record["id"]
+        assert {s["reference"] for s in lines["shipments"]} == set(record.get("shipments", {})), record["id"]
+        assert lines["backordered"] == [sku for sku in backordered if sku not in shipped], record["id"]
+        done = "invoiced" in record["stages"] and len(shipped) == len(record["lines"])
+        assert status == ("complete" if done else "open"), record["id"]
+        partly += bool(shipped) and len(shipped) < len(record["lines"])
+    assert partly, "the sample should hold orders shipped in part at the end of its week"
+
+
 def reload_observations(store: Store) -> list[Observation]:
     with store.engine.connect() as conn:
         rows = list(conn.execute(select(observations)))
@@ -119,6 +147,7 @@ def reload_observations(store: Store) -> list[Observation]:
             source=r.source,
             keys=tuple(BusinessKey(*k) for k in r.extracted_keys),
             attributes=r.attributes,
+            payload=r.payload,
         )
         for r in rows
         for _ in range(1 + r.duplicates)

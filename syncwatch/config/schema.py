@@ -10,7 +10,7 @@ import re
 from datetime import timedelta
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -91,6 +91,29 @@ class StageDef(Strict):
     deadline_attribute: str | None = Field(None, description="Absolute deadline carried on the order")
 
 
+class LinesDef(Strict):
+    """Line-level fulfilment: which observations ship which lines, and how many lines an order
+    has. With it, an order is complete only when every line has shipped, and a line still
+    outstanding when it is due (a backordered line by its promised date, any other by the
+    order's) is an exception."""
+
+    stage: str = Field(description="The stage whose observations ship lines; the first one reaches it")
+    shipped: str = Field("/lines", description="JSON pointer into such an observation's payload: [{sku, qty}]")
+    sku: str = Field("sku", description="Field of a shipped line naming the item")
+    quantity: str = Field("qty", description="Field of a shipped line giving the quantity")
+    shipment_key: str = Field("shipment", description="Identity key type naming a shipment")
+    count_attribute: str | None = Field(None, description="Attribute carrying how many lines the order has")
+    backordered_attribute: str | None = Field(None, description="Attribute listing the SKUs allocated later")
+    backorder_due_attribute: str | None = Field(None, description="Attribute: when backordered lines should ship")
+
+    @field_validator("shipped")
+    @classmethod
+    def _pointer(cls, value: str) -> str:
+        if value and not value.startswith("/"):
+            raise ValueError(f"'{value}' is not a JSON pointer: it must start with '/'")
+        return value
+
+
 class ProcessDef(Strict):
     """A process definition: its stages in order, each with a matching rule and an SLA."""
 
@@ -100,12 +123,15 @@ class ProcessDef(Strict):
     calendar: str | None = None
     partner_stage: str | None = Field(None, description="The stage whose system is the transaction's partner")
     context: dict[str, list[str]] = Field({}, description="Business context field -> attribute names to read it from")
+    lines: LinesDef | None = None
 
     @model_validator(mode="after")
     def _stage_refs(self) -> ProcessDef:
         names = [s.name for s in self.stages]
         if self.partner_stage and self.partner_stage not in names:
             raise ValueError(f"partner_stage '{self.partner_stage}' is not one of the stages")
+        if self.lines and self.lines.stage not in names:
+            raise ValueError(f"lines.stage '{self.lines.stage}' is not one of the stages")
         for stage in self.stages:
             if stage.after and stage.after not in names:
                 raise ValueError(f"stage '{stage.name}' is 'after' unknown stage '{stage.after}'")

@@ -32,15 +32,15 @@ from syncwatch.store.writes import upsert_insert
 Node = tuple[str, str]
 TRACE = "trace"
 # id, kind, system, operation, start (text on SQLite), outcome, status_code, error_message,
-# duplicates, attributes (JSON text).
-MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str]
-NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, str | None]  # + trace id
+# duplicates, attributes (JSON text), payload.
+MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, bytes | None]
+NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, bytes | None, str | None]
 SCAN_FROM = 50_000  # observations from which counting the stored keys is worth it
 ROOMY_CACHE_KIB = -262_144  # 256 MiB, as PRAGMA cache_size takes it
 FETCH = 20_000  # rows per fetchmany: bounds the driver's buffers on a whole-backlog read
 _cursors = count()
 _MEMBER_COLUMNS = (
-    "id, kind, system, operation, start_time, outcome, status_code, error_message, duplicates, {attributes}"
+    "id, kind, system, operation, start_time, outcome, status_code, error_message, duplicates, {attributes}, payload"
 )
 
 
@@ -380,7 +380,7 @@ _PG_KEYS = (
     f" ON CONFLICT ({_KEYS}) DO NOTHING"
 )
 _UPDATES = ", ".join(f"{name} = excluded.{name}" for name in TRANSACTION_COLUMNS if name != "id")
-UPSERT_ROWS = 1_000  # x 18 columns stays under SQLite's 32,766 bound parameters
+UPSERT_ROWS = 1_000  # x 19 columns stays under SQLite's 32,766 bound parameters
 KEY_ROWS = 10_000  # x 3 columns, likewise
 
 

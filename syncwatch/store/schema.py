@@ -150,6 +150,11 @@ transactions = Table(
     Column("observation_count", Integer, nullable=False, comment="Observations that belong to it"),
     Column("sla_check_at", UTCDateTime, comment="When its SLA state changes next if nothing arrives (UTC)"),
     Column("updated_at", UTCDateTime, nullable=False, comment="Last change by the correlator (UTC)"),
+    Column(
+        "lines",
+        JSON,
+        comment="Line-level fulfilment: {ordered, shipped, outstanding, backordered, backorder_due, shipments}",
+    ),
     comment="End-to-end business transactions derived by the correlator",
 )
 Index(None, transactions.c.sla_state, transactions.c.updated_at)
