@@ -51,6 +51,8 @@ def _transaction(page: Page, tid: str) -> None:
     st.dataframe(q.transaction_key_list(page.store, tid), hide_index=True)
     st.subheader("Stages")
     st.dataframe(stage_table(row["stages"]), hide_index=True)
+    if row.get("lines"):
+        _lines(row["lines"])
     _exceptions(page, tid)
     st.subheader("Every observation, across systems")
     observations = q.transaction_observations(page.store, tid)
@@ -69,6 +71,53 @@ def stage_table(stages: list[dict]) -> pd.DataFrame:
             "reached": [when(pd.to_datetime(s.get("reached_at"))) if s.get("reached_at") else "" for s in stages],
             "due": [when(pd.to_datetime(s.get("due_at"))) if s.get("due_at") else "" for s in stages],
             "SLA": [sla_label(s.get("sla_state")) for s in stages],
+        }
+    )
+
+
+def _lines(lines: dict) -> None:
+    """Which lines went in which shipment: a split or backordered order ships in parts."""
+    st.subheader("Lines")
+    st.caption(lines_summary(lines))
+    if lines.get("shipments"):
+        st.dataframe(shipment_table(lines["shipments"]), hide_index=True)
+
+
+def lines_summary(lines: dict) -> str:
+    ordered, shipped, outstanding = lines.get("ordered"), lines.get("shipped", 0), lines.get("outstanding")
+    if ordered is None:
+        return f"{_lines_count(shipped)} shipped; the order does not say how many it has."
+    if outstanding is None:
+        return f"{_lines_count(ordered)} ordered; a shipment did not say which lines it carried."
+    said = f"{shipped} of {_lines_count(ordered)} shipped"
+    if not outstanding:
+        return said + "."
+    backordered = lines.get("backordered") or []
+    due = lines.get("backorder_due")
+    if backordered:
+        verb = "is" if len(backordered) == 1 else "are"
+        expected = f", expected by {when(pd.to_datetime(due))}" if due else ""
+        said += f"; {', '.join(backordered)} {verb} backordered{expected}"
+    rest = outstanding - len(backordered)
+    if rest > 0:
+        said += f"; {rest} {'more ' if backordered else ''}not shipped yet"
+    return said + "."
+
+
+def _lines_count(count: int) -> str:
+    return f"{count} line" if count == 1 else f"{count} lines"
+
+
+def shipment_table(shipments: list[dict]) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "shipped": [when(pd.to_datetime(s.get("at"))) for s in shipments],
+            "shipment": [s.get("reference") for s in shipments],
+            "from": [s.get("system") for s in shipments],
+            "lines": [
+                ", ".join(f"{line['sku']} × {line['qty']}" for line in s["lines"]) if s.get("lines") else "not stated"
+                for s in shipments
+            ],
         }
     )
 

@@ -161,6 +161,17 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     assert "No transaction carries the key" in texts(at)
 
 
+def test_a_backordered_order_shows_which_lines_shipped_and_which_wait(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "search.py")
+    at.text_input[0].input("134-5657108-4762385").run()
+    assert not at.exception
+    assert "1 of 2 lines shipped; RUG-3530 is backordered, expected by Wed 11 Nov 20:58 UTC." in texts(at)
+    shipments = next(d.value for d in at.dataframe if "shipment" in d.value.columns)
+    assert list(shipments["shipment"]) == ["SH-5083312"] and list(shipments["lines"]) == ["BED-3907 × 1"]
+
+
 def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "endpoints.py")
     table = at.dataframe[0].value

@@ -47,6 +47,7 @@ def iter_transactions(conn: Connection) -> Iterator[dict[str, Any]]:
             "partner": row.partner,
             "keys": {t: sorted(v) for t, v in sorted(keys.get(row.id, {}).items())},
             "stages": row.stages,
+            "lines": row.lines,
         }
 
 
