@@ -11,12 +11,14 @@ many lines it has, or a shipment does not say what it carried, nothing is conclu
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
+from functools import cache
 from typing import Any, NamedTuple
+
+import orjson
 
 from collectors.keys import parse_pointer, resolve_pointer
 from correlator.processes import Member
@@ -25,6 +27,7 @@ from syncwatch.config.schema import LinesDef
 from syncwatch.model import SlaState, as_utc
 
 log = logging.getLogger(__name__)
+_pointer = cache(parse_pointer)
 
 
 class Shipment(NamedTuple):
@@ -65,16 +68,16 @@ class Lines:
     def as_json(self) -> str:
         """What the transactions table stores and the transaction page shows."""
         shipped = self.shipped
-        return json.dumps(
+        return orjson.dumps(
             {
                 "ordered": self.ordered,
                 "shipped": len(shipped),
                 "outstanding": self.outstanding,
                 "backordered": [sku for sku in self.backordered if sku not in shipped],
-                "backorder_due": self.backorder_due.isoformat() if self.backorder_due else None,
+                "backorder_due": self.backorder_due,
                 "shipments": [
                     {
-                        "at": s.at.isoformat(),
+                        "at": s.at,
                         "system": s.system,
                         "reference": s.reference,
                         "lines": [{"sku": sku, "qty": qty} for sku, qty in s.lines] if s.lines is not None else None,
@@ -82,7 +85,7 @@ class Lines:
                     for s in self.shipments
                 ],
             }
-        )
+        ).decode()
 
 
 class LineCheck(NamedTuple):
@@ -100,7 +103,7 @@ class LineCheck(NamedTuple):
 def read_lines(rule: LinesDef, shipping: Sequence[Member], described: Sequence[Member]) -> Lines:
     """The lines of one order: ``shipping`` are the members that reached the shipping stage, in
     time order; ``described`` those whose attributes were kept."""
-    tokens = parse_pointer(rule.shipped)
+    tokens = _pointer(rule.shipped)
     shipments: dict[str, Shipment] = {}
     for member in shipping:
         named = [value for key_type, value in member.nodes if key_type == rule.shipment_key]
@@ -168,8 +171,8 @@ def with_lines(sla: SlaResult, check: LineCheck | None) -> SlaResult:
 
 def _shipped_lines(rule: LinesDef, tokens: tuple[str, ...], member: Member) -> tuple[tuple[str, float], ...] | None:
     try:
-        found = resolve_pointer(json.loads(member.payload or b"null"), tokens)
-    except ValueError:
+        found = resolve_pointer(orjson.loads(member.payload or b"null"), tokens)
+    except orjson.JSONDecodeError:
         log.warning("observation %s: payload is not JSON; its shipped lines are unknown", member.id)
         return None
     if not isinstance(found, list):
