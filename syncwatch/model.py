@@ -1,6 +1,9 @@
 """The canonical model: what every collector produces and every later stage reads.
 
 Plain frozen dataclasses with UTC-aware datetimes, so the types carry no storage or UI concerns.
+Transactions, exceptions and actions are derived rows, not types: their contract is the schema
+(``syncwatch.store.schema``, documented in the README), which the correlator writes in bulk and
+the dashboard and actions read as rows.
 ``as_utc`` is the one converter every boundary uses; naive datetimes are taken as UTC, and
 ``from_ns`` reads the nanoseconds since the epoch that wire formats carry.
 """
@@ -119,67 +122,3 @@ class Observation:
     @property
     def duration(self) -> timedelta | None:
         return None if self.end is None else self.end - self.start
-
-
-@dataclass(frozen=True, slots=True)
-class Stage:
-    """One stage of a transaction's timeline, as the correlator derived it."""
-
-    name: str
-    reached_at: datetime | None = None
-    due_at: datetime | None = None
-    sla_state: SlaState = SlaState.ON_TRACK
-
-
-@dataclass(frozen=True, slots=True)
-class Transaction:
-    """An end-to-end business transaction: one order, return or inventory sync."""
-
-    id: str
-    type: str
-    keys: tuple[BusinessKey, ...]
-    stages: tuple[Stage, ...]
-    sla_state: SlaState
-    started_at: datetime
-    updated_at: datetime
-    stage_at_fault: str | None = None
-    due_at: datetime | None = None
-
-    def time_left(self, now: datetime) -> timedelta | None:
-        return None if self.due_at is None else self.due_at - as_utc(now)
-
-
-@dataclass(frozen=True, slots=True)
-class ExceptionRecord:
-    """A transaction step that needs a person or a policy.
-
-    Named ``ExceptionRecord`` so it never shadows Python's ``Exception``.
-    """
-
-    id: str
-    transaction_id: str
-    category: ExceptionCategory
-    status: ExceptionStatus
-    system: str
-    opened_at: datetime
-    summary: str
-    endpoint: str | None = None
-    stage: str | None = None
-    suggested_action: ActionKind | None = None
-    assignee: str | None = None
-    context: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True, slots=True)
-class Action:
-    """A request by a person or a policy to change the state of an exception."""
-
-    id: str
-    exception_id: str
-    kind: ActionKind
-    actor: str
-    idempotency_key: str
-    requested_at: datetime
-    attempts: int = 0
-    status: str = "pending"
-    outcome: dict[str, Any] = field(default_factory=dict)
