@@ -33,6 +33,7 @@ from collectors.errors import (
 )
 from collectors.otlp_model import LOGS, TRACES
 from collectors.sink import Committed, Sink
+from collectors.workers import ParsePool, Parser
 from syncwatch.config.schema import Webhook
 
 log = logging.getLogger(__name__)
@@ -87,10 +88,13 @@ def gunzip(body: bytes, limit: int) -> bytes:
 class Receiver:
     """The request handlers, bound to one sink and its limits."""
 
-    def __init__(self, sink: Sink, environ: Mapping[str, str] | None = None) -> None:
+    def __init__(
+        self, sink: Sink, environ: Mapping[str, str] | None = None, parse_pool: ParsePool | None = None
+    ) -> None:
         environ = os.environ if environ is None else environ
         config = sink.config
         self.sink = sink
+        self.parse_pool = parse_pool
         self.max_bytes: int = config.max_request_bytes
         self.max_inflight = config.file.collectors.max_inflight_writes
         self.retry_after = str(max(1, round(config.file.collectors.retry_after.total_seconds())))
@@ -101,6 +105,12 @@ class Receiver:
             {n: w.token_env for n, w in self.webhooks.items() if w.token_env is not None}, environ
         )
         self.inflight = 0
+
+    def run_parser(self, parser: Parser, args: tuple[object, ...], source: str) -> Parsed:
+        """``parser(*args, ctx)``: in a worker process when the receiver has a pool, else here."""
+        if self.parse_pool is not None:
+            return self.parse_pool.parse(parser, args, source)
+        return parser(*args, self.sink.context(source))
 
     def source_for(self, request: Request, default: str) -> str:
         if not self.auth_required:
@@ -199,7 +209,7 @@ def otlp_endpoint(receiver: Receiver, signal: str) -> Callable[[Request], Awaita
             return await _unsupported_otlp(receiver, request, media, signal)
 
         def parse(body: bytes, source: str) -> Parsed:
-            return otlp.parse(signal, encoding, body, receiver.sink.context(source))
+            return receiver.run_parser(otlp.parse, (signal, encoding, body), source)
 
         def answer(_committed: Committed, parsed: Parsed, _source: str) -> Response:
             message = "; ".join(sorted({r.reason for r in parsed.rejections}))[:1000]
@@ -251,7 +261,7 @@ def events_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respons
         headers = {k.lower(): v for k, v in request.headers.items()}
 
         def parse(body: bytes, source: str) -> Parsed:
-            return events.parse_http(body, headers, receiver.sink.context(source))
+            return receiver.run_parser(events.parse_http, (body, headers), source)
 
         return await receiver.handle(request, "events", parse, _json_answer, _json_refuse)
 
@@ -267,7 +277,7 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
         headers = {k.lower(): v for k, v in request.headers.items()}
 
         def parse(body: bytes, source: str) -> Parsed:
-            return webhook.parse(body, headers, mapping, name, receiver.sink.context(source))
+            return receiver.run_parser(webhook.parse, (body, headers, mapping, name), source)
 
         def token_source(req: Request, default: str) -> str:
             if mapping.token_env is None:
@@ -283,8 +293,9 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def create_app(sink: Sink, environ: Mapping[str, str] | None = None) -> Starlette:
-    receiver = Receiver(sink, environ)
+def create_app(sink: Sink, environ: Mapping[str, str] | None = None, parse_pool: ParsePool | None = None) -> Starlette:
+    """The app; with ``parse_pool`` request bodies are parsed in its worker processes."""
+    receiver = Receiver(sink, environ, parse_pool)
     routes = [
         Route("/v1/traces", otlp_endpoint(receiver, TRACES), methods=["POST"]),
         Route("/v1/logs", otlp_endpoint(receiver, LOGS), methods=["POST"]),

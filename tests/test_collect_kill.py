@@ -67,6 +67,27 @@ def send_until_stored(url: str, body: bytes) -> bool:
     return response.status_code == 200
 
 
+def children(pid: int) -> set[int]:
+    """The processes ``pid`` started (its parse workers, their resource tracker)."""
+    tasks = Path(f"/proc/{pid}/task")
+    return {int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()}
+
+
+def gone(pids: set[int], timeout_s: float = 10) -> bool:
+    """Whether every one of ``pids`` has exited (a zombie awaiting its reaper counts as exited)."""
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except FileNotFoundError:
+            return False
+
+    deadline = time.monotonic() + timeout_s
+    while any(running(pid) for pid in pids) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    return not any(running(pid) for pid in pids)
+
+
 def counts(db: str) -> tuple[int, int]:
     store = Store.open(db)
     try:
@@ -99,9 +120,12 @@ def test_kill_9_then_restart_stores_every_line_and_span_once(tmp_path: Path) -> 
             if n % 150 == 0 and pending and send_until_stored(url, pending[0]):
                 pending.pop(0)
         if round_ == 0:
+            workers = children(process.pid)
+            assert workers, "serve parses in worker processes by default"
             os.kill(process.pid, signal.SIGKILL)
             process.wait()
             process = start(db, config, port)
+            assert gone(workers), "the killed server's parse workers outlived it"
     while pending:
         if send_until_stored(url, pending[0]):
             pending.pop(0)

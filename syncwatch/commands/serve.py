@@ -111,6 +111,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_options(parser)
     parser.add_argument("--host", help="address to listen on (default: setting host, 127.0.0.1)")
     parser.add_argument("--port", type=int, help="port to listen on (default: setting port, 4318)")
+    parser.add_argument(
+        "--parse-workers",
+        type=int,
+        help="processes that parse request bodies (default: one per core beyond the first, 1 to 4; "
+        "0 parses in the request threads)",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -118,25 +124,35 @@ def _run(args: argparse.Namespace) -> int:
 
     from collectors.server import create_app
     from collectors.sink import Sink
+    from collectors.workers import ParsePool, default_workers
 
     config = config_from(args, host=args.host, port=args.port)
     store = open_store(config, require_schema=False)
     store.upgrade()
-    scheduler = build_scheduler(config, store)
-    server = uvicorn.Server(
-        uvicorn.Config(
-            create_app(Sink(store, config)),
-            host=config.host,
-            port=config.port,
-            log_level=config.log_level,
-            access_log=False,
-        )
-    )
-    scheduler.start()
+    sink = Sink(store, config)
+    workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
+    parse_pool = ParsePool(sink, workers) if workers else None
     try:
-        server.run()
+        if parse_pool is not None:
+            parse_pool.wait_ready()
+        scheduler = build_scheduler(config, store)
+        server = uvicorn.Server(
+            uvicorn.Config(
+                create_app(sink, parse_pool=parse_pool),
+                host=config.host,
+                port=config.port,
+                log_level=config.log_level,
+                access_log=False,
+            )
+        )
+        scheduler.start()
+        try:
+            server.run()
+        finally:
+            scheduler.shutdown(wait=True)
     finally:
-        scheduler.shutdown(wait=True)
+        if parse_pool is not None:
+            parse_pool.close()
         store.close()
     return 0
 

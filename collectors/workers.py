@@ -1,0 +1,108 @@
+"""Parsing in worker processes, so the server's request threads and its one store writer do not
+share one GIL with the parsers.
+
+A parser is a pure function (bytes in, ``Parsed`` out) whose last argument is its ``ParseContext``;
+a worker builds that context from what it was given at start (the key rules and limits) and what
+each call carries (the source and the receiver's clock, read when the request was taken). Results
+come back pickled: rows are plain tuples, rejections small dataclasses, and a parser's
+``MalformedInput`` is raised in the caller's thread as if the parse had run there.
+
+Workers are spawned (never forked from a threaded server), ignore SIGINT (the server stops them),
+and exit by themselves once the server's process is gone, ``kill -9`` included. A worker that dies
+fails only the calls it held; those are parsed in the caller's thread and the pool is started again.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+from collectors.base import ParseContext, Parsed, now_ns
+from collectors.keys import KeyExtractor
+from collectors.sink import Sink
+from syncwatch.store.writes import DriverForm
+
+Parser = Callable[..., Parsed]
+_PARENT_POLL_S = 0.5
+_setup: tuple[KeyExtractor, DriverForm, int, int] | None = None
+
+
+def default_workers() -> int:
+    """One worker per core the server's own threads leave free, at least one, at most four."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        cores = os.cpu_count() or 1
+    return max(1, min(4, cores - 1))
+
+
+def _start_worker(keys: KeyExtractor, form: DriverForm, max_skew_ns: int, max_attribute: int, parent: int) -> None:
+    global _setup
+    _setup = (keys, form, max_skew_ns, max_attribute)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
+
+
+def _exit_with(parent: int) -> None:
+    """Leave once the server is gone: a worker re-parented after ``kill -9`` must not linger."""
+    while os.getppid() == parent:
+        time.sleep(_PARENT_POLL_S)
+    os._exit(0)
+
+
+def _parse_in_worker(parser: Parser, args: tuple[Any, ...], source: str, clock_ns: int) -> Parsed:
+    if _setup is None:
+        raise RuntimeError("parse worker was not set up")
+    keys, form, max_skew_ns, max_attribute = _setup
+    return parser(*args, ParseContext(source, keys, clock_ns, form, max_skew_ns, max_attribute))
+
+
+def _ready() -> bool:
+    return _setup is not None
+
+
+class ParsePool:
+    """``workers`` processes that run parsers for one sink's key rules and limits."""
+
+    def __init__(self, sink: Sink, workers: int) -> None:
+        self.sink = sink
+        self.workers = workers
+        self._lock = threading.Lock()
+        self._pool = self._start()
+
+    def _start(self) -> ProcessPoolExecutor:
+        sink = self.sink
+        setup = (sink.keys, sink.form, sink.max_skew_ns, sink.max_attribute, os.getpid())
+        context = multiprocessing.get_context("spawn")
+        return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=setup)
+
+    def wait_ready(self) -> None:
+        """Block until the workers have started and imported the parsers (spawning takes a second)."""
+        for done in [self._pool.submit(_ready) for _ in range(self.workers)]:
+            done.result()
+
+    def parse(self, parser: Parser, args: tuple[Any, ...], source: str) -> Parsed:
+        """``parser(*args, ctx)`` in a worker, with the clock read now; in this thread if the pool broke."""
+        clock_ns = now_ns()
+        pool = self._pool
+        try:
+            return pool.submit(_parse_in_worker, parser, args, source, clock_ns).result()
+        except BrokenProcessPool:
+            self._restart(pool)
+        return parser(*args, self.sink.context(source))
+
+    def _restart(self, broken: ProcessPoolExecutor) -> None:
+        with self._lock:
+            if self._pool is broken:
+                self._pool = self._start()
+        broken.shutdown(wait=False, cancel_futures=True)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=True, cancel_futures=True)

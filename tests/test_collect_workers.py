@@ -1,0 +1,143 @@
+"""Parsing in worker processes (what `syncwatch serve` does by default): the same answers,
+rejections and quarantine as parsing in the request threads; a dead worker costs no request; and
+workers do not outlive the server, not even its ``kill -9``."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from sqlalchemy import select
+from test_collect_corpus import CASES, CONFIG, PB, TOKEN, cloud_event, good_span, js_span, js_traces
+from test_collect_kill import gone
+
+from collectors.server import create_app
+from collectors.sink import Sink
+from collectors.workers import ParsePool, default_workers
+from syncwatch.config import load_config
+from syncwatch.store import Store
+from syncwatch.store.schema import observations, quarantine
+
+AUTH = {"authorization": f"Bearer {TOKEN}"}
+
+
+class Collector:
+    def __init__(self, url: str, store: Store, pool: ParsePool) -> None:
+        self.url, self.store, self.pool = url, store, pool
+
+
+@pytest.fixture(scope="module")
+def collector(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Collector]:
+    import socket
+
+    tmp = tmp_path_factory.mktemp("workers")
+    (tmp / "collector.toml").write_text(CONFIG)
+    config = load_config(str(tmp / "collector.toml"), {"db": f"sqlite:///{tmp / 'workers.db'}"}, environ={})
+    store = Store.open(config.db, raw_limit=config.quarantine_raw_limit)
+    store.upgrade()
+    sink = Sink(store, config)
+    pool = ParsePool(sink, 1)
+    pool.wait_ready()
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    app = create_app(sink, {"PARTNER_TOKEN": TOKEN}, pool)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started and thread.is_alive():
+        time.sleep(0.01)
+    yield Collector(f"http://127.0.0.1:{port}", store, pool)
+    server.should_exit = True
+    thread.join(timeout=10)
+    pool.close()
+    store.close()
+
+
+def stored_ids(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(observations.c.natural_id)).scalars())
+
+
+def reasons(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        return list(conn.execute(select(quarantine.c.reason)).scalars())
+
+
+def test_default_workers_leave_a_core_to_the_server() -> None:
+    assert 1 <= default_workers() <= 4
+
+
+@pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())
+def test_every_bad_input_gets_the_same_answer_and_quarantine_as_in_process(collector: Collector, case) -> None:  # type: ignore[no-untyped-def]
+    headers = {**case.headers, **({"content-type": case.content_type} if case.content_type else {})}
+    if case.auth:
+        headers["authorization"] = case.auth
+    response = httpx.post(f"{collector.url}{case.path}", content=case.body, headers=headers, timeout=60)
+    assert response.status_code == case.status
+    assert case.message in response.content.decode("utf-8", "replace")
+    assert any(case.message in reason for reason in reasons(collector.store))
+
+
+def test_spans_json_and_events_are_stored_once(collector: Collector) -> None:
+    before = set(stored_ids(collector.store))
+    with httpx.Client(base_url=collector.url, headers=AUTH, timeout=60) as client:
+        for _ in range(2):
+            assert client.post("/v1/traces", content=good_span(7), headers={"content-type": PB}).status_code == 200
+        body = js_traces(js_span(spanId="00000000000000AB"), js_span(spanId="00000000000000AC", startTimeUnixNano="0"))
+        response = client.post("/v1/traces", content=body, headers={"content-type": "application/json"})
+        assert response.json()["partialSuccess"]["rejectedSpans"] == "1"
+        event = cloud_event(id="evt-workers")
+        answer = client.post("/v1/events", content=event, headers={"content-type": "application/cloudevents+json"})
+        assert answer.json()["stored"] == 1
+    new = set(stored_ids(collector.store)) - before
+    assert len(new) == 3 and any(nid.endswith("00000000000000ab") for nid in new)
+
+
+def test_a_killed_worker_costs_no_request_and_is_replaced(collector: Collector) -> None:
+    killed = set(collector.pool._pool._processes)  # type: ignore[union-attr]
+    for pid in killed:
+        os.kill(pid, signal.SIGKILL)
+    time.sleep(0.2)
+    before = len(stored_ids(collector.store))
+    with httpx.Client(base_url=collector.url, headers=AUTH, timeout=60) as client:
+        for n in (8, 9, 10):
+            assert client.post("/v1/traces", content=good_span(n), headers={"content-type": PB}).status_code == 200
+    assert len(stored_ids(collector.store)) == before + 3
+    assert set(collector.pool._pool._processes).isdisjoint(killed)  # type: ignore[union-attr]
+
+
+WATCHED = """
+import sys
+from collectors.sink import Sink
+from collectors.workers import ParsePool
+from syncwatch.config import load_config
+from syncwatch.store import Store
+
+config = load_config(None, {"db": sys.argv[1]})
+store = Store.open(config.db)
+store.upgrade()
+pool = ParsePool(Sink(store, config), 1)
+pool.wait_ready()
+print(*pool._pool._processes, flush=True)
+sys.stdin.read()
+"""
+
+
+def test_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", WATCHED, f"sqlite:///{tmp_path / 'watched.db'}"]
+    pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE, "stderr": subprocess.DEVNULL}
+    with subprocess.Popen(command, cwd=Path(__file__).parents[1], **pipes) as parent:  # type: ignore[call-overload]
+        workers = [int(pid) for pid in parent.stdout.readline().split()]
+        assert workers
+        parent.kill()
+    assert gone(set(workers))
