@@ -189,7 +189,7 @@ def _shipped_lines(rule: LinesDef, tokens: tuple[str, ...], member: Member) -> t
 def _attribute(members: Sequence[Member], name: str | None) -> Any:
     if name is None:
         return None
-    return next((m.attributes[name] for m in members if name in m.attributes), None)
+    return next((value for m in members if (value := m.attribute(name)) is not None), None)
 
 
 def _count(value: Any) -> int | None:

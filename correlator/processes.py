@@ -12,6 +12,8 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
+from functools import cache
+from typing import Any
 
 from syncwatch.config import Config
 from syncwatch.config.schema import Calendar, LinesDef, StageMatch
@@ -71,10 +73,20 @@ class Member:
             self._attributes = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
         return self._attributes
 
+    def attribute(self, name: str) -> Any:
+        """One attribute's value (None where absent); text that cannot hold it is not decoded."""
+        raw = self.attributes_json
+        if raw is None or (isinstance(raw, str) and _quoted(name) not in raw):
+            return None
+        return self.attributes.get(name)
+
     @property
     def subject(self) -> str:
         """What an event is about: its identity key values, for spotting the same notice twice."""
         return ",".join(sorted(value for key_type, value in self.nodes if key_type != "trace"))
+
+
+_quoted = cache(json.dumps)  # an attribute name as JSON text writes it
 
 
 @dataclass(frozen=True, slots=True)

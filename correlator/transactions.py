@@ -97,7 +97,7 @@ def business_context(row: dict[str, Any]) -> dict[str, Any]:
 def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetime]:
     found: dict[str, datetime] = {}
     for name in {s.deadline_attribute for s in process.stages if s.deadline_attribute}:
-        value = next((m.attributes[name] for m in members if name in m.attributes), None)
+        value = next((v for m in members if (v := m.attribute(name)) is not None), None)
         try:
             if value is not None:
                 found[name] = as_utc(datetime.fromisoformat(str(value)))
@@ -109,7 +109,7 @@ def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetim
 def _attribute_context(process: Process, members: Sequence[Member]) -> dict[str, str]:
     context = {}
     for name, attributes in process.context.items():
-        value = next((m.attributes[a] for m in members for a in attributes if a in m.attributes), None)
+        value = next((v for m in members for a in attributes if (v := m.attribute(a)) is not None), None)
         if value is not None:
             context[name] = str(value)
     return context
