@@ -53,6 +53,7 @@ class Draft:
     resolved_by: Member | None = None
     suggested_action: ActionKind | None = None
     context: dict[str, Any] = field(default_factory=dict)
+    actionable: bool = True  # False: no request to send again or move, a person follows it up
 
 
 def derive(
@@ -230,7 +231,7 @@ def _short_shipped(identity: str, check: LineCheck | None) -> list[Draft]:
         held = f"; backordered {', '.join(waiting)}" if waiting else ""
         summary = (
             f"Shipped {len(shipped)} of {lines.ordered} lines{held}: the rest was due"
-            f" {check.due_at:%Y-%m-%d %H:%M} UTC and has not shipped."
+            f" {check.due_at:%Y-%m-%d %H:%M} UTC and has not shipped; ask {last.system} when it will."
         )
     return [
         Draft(
@@ -246,6 +247,7 @@ def _short_shipped(identity: str, check: LineCheck | None) -> list[Draft]:
             attempts=1,
             observation_id=last.member.id,
             resolved_by=resolver,
+            actionable=False,  # part of the order shipped: nothing to send again, nothing whole to move
         )
     ]
 
@@ -267,7 +269,7 @@ def _with_context(draft: Draft, context: dict[str, Any]) -> Draft:
         **{
             **{f: getattr(draft, f) for f in Draft.__slots__},
             "context": context,
-            "suggested_action": SUGGESTED[draft.category],
+            "suggested_action": SUGGESTED[draft.category] if draft.actionable else None,
         }
     )
 
