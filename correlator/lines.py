@@ -33,7 +33,7 @@ _pointer = cache(parse_pointer)
 class Shipment(NamedTuple):
     at: datetime
     system: str
-    reference: str  # the shipment's identity key values, so a notice sent twice counts once
+    reference: str  # the shipment id (else the notice's identity keys): a notice sent twice counts once
     lines: tuple[tuple[str, float], ...] | None  # (sku, quantity); None: the notice did not say
     member: Member
 
