@@ -85,7 +85,7 @@ def _pb_span(ctx: ParseContext, system: str, resource: dict[str, Any], item: Any
     )
     attributes = pb_attributes(item.attributes)
     status = item.status
-    message = status.message or _pb_exception_message(item.events)
+    message = status.message or (_pb_exception_message(item.events) if item.events else "")
     return span(
         ctx,
         system,
