@@ -12,7 +12,8 @@ import hmac
 import logging
 import os
 import zlib
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -293,8 +294,20 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
+def _closing(parse_pool: ParsePool | None) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+    @asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        if parse_pool is not None:
+            await run_in_threadpool(parse_pool.close)
+
+    return lifespan
+
+
 def create_app(sink: Sink, environ: Mapping[str, str] | None = None, parse_pool: ParsePool | None = None) -> Starlette:
-    """The app; with ``parse_pool`` request bodies are parsed in its worker processes."""
+    """The app; with ``parse_pool`` request bodies are parsed in its worker processes, and the pool
+    is closed when the app shuts down (uvicorn re-raises SIGTERM once it has stopped, so code
+    after ``Server.run`` would not run, and the workers would be left to notice on their own)."""
     receiver = Receiver(sink, environ, parse_pool)
     routes = [
         Route("/v1/traces", otlp_endpoint(receiver, TRACES), methods=["POST"]),
@@ -303,6 +316,6 @@ def create_app(sink: Sink, environ: Mapping[str, str] | None = None, parse_pool:
         Route("/v1/webhooks/{name}", webhook_endpoint(receiver), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, lifespan=_closing(parse_pool))
     app.state.receiver = receiver
     return app

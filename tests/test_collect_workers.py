@@ -141,3 +141,26 @@ def test_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
         assert workers
         parent.kill()
     assert gone(set(workers))
+
+
+def test_the_app_closes_its_pool_when_it_shuts_down(tmp_path: Path) -> None:
+    import asyncio
+
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'closing.db'}"}, environ={})
+    store = Store.open(config.db)
+    store.upgrade()
+    pool = ParsePool(Sink(store, config), 1)
+    pool.wait_ready()
+    workers = set(pool._pool._processes)  # type: ignore[union-attr]
+    app = create_app(pool.sink, {}, pool)
+
+    async def start_and_stop() -> None:
+        async with app.router.lifespan_context(app):
+            assert not gone(workers, timeout_s=0)
+
+    try:
+        asyncio.run(start_and_stop())
+        assert gone(workers, timeout_s=0)
+    finally:
+        pool.close()
+        store.close()
