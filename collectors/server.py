@@ -12,7 +12,7 @@ import hmac
 import logging
 import os
 import zlib
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from sqlalchemy.exc import SQLAlchemyError
@@ -294,20 +294,26 @@ async def health(_request: Request) -> Response:
     return JSONResponse({"status": "ok"})
 
 
-def _closing(parse_pool: ParsePool | None) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
+def _closing(steps: Sequence[Callable[[], object]]) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
-        if parse_pool is not None:
-            await run_in_threadpool(parse_pool.close)
+        for step in steps:
+            await run_in_threadpool(step)
 
     return lifespan
 
 
-def create_app(sink: Sink, environ: Mapping[str, str] | None = None, parse_pool: ParsePool | None = None) -> Starlette:
-    """The app; with ``parse_pool`` request bodies are parsed in its worker processes, and the pool
-    is closed when the app shuts down (uvicorn re-raises SIGTERM once it has stopped, so code
-    after ``Server.run`` would not run, and the workers would be left to notice on their own)."""
+def create_app(
+    sink: Sink,
+    environ: Mapping[str, str] | None = None,
+    parse_pool: ParsePool | None = None,
+    on_shutdown: Sequence[Callable[[], object]] = (),
+) -> Starlette:
+    """The app; with ``parse_pool`` request bodies are parsed in its worker processes. When the
+    app shuts down it runs ``on_shutdown`` and then closes the pool: uvicorn re-raises SIGTERM once
+    it has stopped, so code after ``Server.run`` would not run, and the scheduler's jobs would be
+    cut off and the workers left to notice on their own."""
     receiver = Receiver(sink, environ, parse_pool)
     routes = [
         Route("/v1/traces", otlp_endpoint(receiver, TRACES), methods=["POST"]),
@@ -316,6 +322,7 @@ def create_app(sink: Sink, environ: Mapping[str, str] | None = None, parse_pool:
         Route("/v1/webhooks/{name}", webhook_endpoint(receiver), methods=["POST"]),
         Route("/healthz", health, methods=["GET"]),
     ]
-    app = Starlette(routes=routes, lifespan=_closing(parse_pool))
+    steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
+    app = Starlette(routes=routes, lifespan=_closing(steps))
     app.state.receiver = receiver
     return app

@@ -29,9 +29,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-def start(db: str, config: Path, port: int) -> subprocess.Popen[bytes]:
+def start(db: str, config: Path, port: int, stderr: int = subprocess.DEVNULL) -> subprocess.Popen[bytes]:
     command = [sys.executable, "-m", "syncwatch", "serve", "--db", db, "--config", str(config), "--port", str(port)]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr)
     while process.poll() is None:
         try:
             if httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200:
@@ -135,3 +135,14 @@ def test_kill_9_then_restart_stores_every_line_and_span_once(tmp_path: Path) -> 
     process.send_signal(signal.SIGINT)
     process.wait(timeout=30)
     assert counts(db) == (lines, 40 * 50)
+
+
+def test_sigterm_lets_the_scheduled_jobs_finish_and_stops_the_parse_workers(tmp_path: Path) -> None:
+    config = tmp_path / "serve.toml"
+    config.write_text("[settings]\ncorrelate_interval_s = 0.2\n")
+    process = start(f"sqlite:///{tmp_path / 'term.db'}", config, free_port(), stderr=subprocess.PIPE)
+    workers = children(process.pid)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert "scheduled jobs stopped" in err.decode(), err.decode()[-2000:]
+    assert workers and gone(workers)

@@ -152,24 +152,26 @@ def _run(args: argparse.Namespace) -> int:
     sink = Sink(store, config)
     workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
+    scheduler = build_scheduler(config, store)
+
+    def stop_jobs() -> None:
+        """Let a running job (a correlator pass, an action) finish; start no more."""
+        if scheduler.running:
+            scheduler.shutdown(wait=True)
+            log.info("serve: scheduled jobs stopped")
+
     try:
         if parse_pool is not None:
             parse_pool.wait_ready()
-        scheduler = build_scheduler(config, store)
+        app = create_app(sink, parse_pool=parse_pool, on_shutdown=(stop_jobs,))
         server = uvicorn.Server(
-            uvicorn.Config(
-                create_app(sink, parse_pool=parse_pool),
-                host=config.host,
-                port=config.port,
-                log_level=config.log_level,
-                access_log=False,
-            )
+            uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level, access_log=False)
         )
         scheduler.start()
         try:
             server.run()
         finally:
-            scheduler.shutdown(wait=True)
+            stop_jobs()
     finally:
         if parse_pool is not None:
             parse_pool.close()
