@@ -37,6 +37,10 @@ class FileSpec:
             return lambda data, ctx, offset, _identity: otlp_json.parse_file(data, ctx, offset)
         return lambda data, ctx, offset, _identity: events.parse_file(data, ctx, offset)
 
+    def parse(self, data: bytes, offset: int, identity: str, ctx: ParseContext) -> Parsed:
+        """One chunk of the file, the context last, as a parse worker calls it."""
+        return self.parser()(data, ctx, offset, identity)
+
     @property
     def documents(self) -> bool:
         """JSON document formats may span lines (pretty-printed); line formats never do."""

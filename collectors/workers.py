@@ -19,9 +19,11 @@ import os
 import signal
 import threading
 import time
-from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from itertools import islice
 from typing import Any
 
 from collectors.base import ParseContext, Parsed, now_ns
@@ -97,6 +99,35 @@ class ParsePool:
         except BrokenProcessPool:
             self._restart(pool)
         return parser(*args, self.sink.context(source))
+
+    def parse_ahead(self, calls: Iterable[tuple[Parser, tuple[Any, ...], str]], ahead: int) -> Iterator[Parsed]:
+        """Each call's ``parser(*args, ctx)`` in order, with up to ``ahead`` more being parsed in
+        the workers meanwhile: a file's next chunks are parsed while the caller stores this one.
+        A call the pool could not run (a worker died) is parsed in this thread."""
+        pending: deque[tuple[ProcessPoolExecutor, Future[Parsed] | None, Parser, tuple[Any, ...], str]] = deque()
+        remaining = iter(calls)
+
+        def submit() -> None:
+            for parser, args, source in islice(remaining, 1):
+                pool = self._pool
+                try:
+                    future: Future[Parsed] | None = pool.submit(_parse_in_worker, parser, args, source, now_ns())
+                except BrokenProcessPool:
+                    future = None
+                pending.append((pool, future, parser, args, source))
+
+        for _ in range(max(1, ahead)):
+            submit()
+        while pending:
+            pool, future, parser, args, source = pending.popleft()
+            submit()
+            try:
+                if future is None:
+                    raise BrokenProcessPool("the pool was broken when the call was made")
+                yield future.result()
+            except BrokenProcessPool:
+                self._restart(pool)
+                yield parser(*args, self.sink.context(source))
 
     def _restart(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

@@ -161,3 +161,50 @@ def test_ingest_reads_caddy_logs_through_a_field_map(tmp_path: Path, capsys: pyt
     assert main(["ingest", "--db", db, "--json", "--field-map", "caddy", path]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["files"][path]["format"] == "json_access" and summary["stored"] == 4
+
+
+def stored(db: str) -> tuple[set[str], int]:
+    store = Store.open(db)
+    with store.engine.connect() as conn:
+        ids = set(conn.execute(select(observations.c.natural_id)).scalars())
+    rejected = count(store, quarantine)
+    store.close()
+    return ids, rejected
+
+
+def test_ingest_parsing_ahead_in_a_worker_stores_what_parsing_in_process_does(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "big.log"
+    write(path, *range(30_000))  # about 3 MB: several chunks in flight at once
+    with path.open("a") as handle:
+        handle.write("this is not an access log line\n")
+    write(path, *range(30_000, 30_010))
+    summaries = {}
+    for workers in ("1", "0"):
+        db = f"sqlite:///{tmp_path / f'workers-{workers}.db'}"
+        assert main(["db", "upgrade", "--db", db]) == 0
+        capsys.readouterr()
+        assert main(["ingest", "--db", db, "--json", "--parse-workers", workers, str(path)]) == 0
+        summaries[workers] = json.loads(capsys.readouterr().out)
+        summaries[workers]["rows"] = stored(db)
+    ids, rejected = summaries["1"].pop("rows")
+    assert (len(ids), rejected) == (30_010, 1)
+    assert summaries["1"]["stored"] == 30_010 and summaries["1"]["quarantined"] == 1
+    assert summaries["0"].pop("rows") == (ids, rejected)
+    assert summaries["0"] == summaries["1"]
+
+
+def test_ingest_names_a_missing_file_and_a_directory_and_stores_nothing(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    db = f"sqlite:///{tmp_path / 'nothing.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    present = tmp_path / "present.log"
+    write(present, 1, 2)
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, str(present), str(tmp_path / "absent.log"), str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path / 'absent.log'}: no such file" in err
+    assert f"{tmp_path} is a directory; name the files in it" in err
+    assert stored(db) == (set(), 0)

@@ -164,3 +164,34 @@ def test_the_app_closes_its_pool_when_it_shuts_down(tmp_path: Path) -> None:
     finally:
         pool.close()
         store.close()
+
+
+def test_parsing_ahead_keeps_the_order_and_survives_a_dead_worker(tmp_path: Path) -> None:
+    from collectors.formats import FileSpec
+
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'ahead.db'}"}, environ={})
+    store = Store.open(config.db)
+    store.upgrade()
+    pool = ParsePool(Sink(store, config), 1)
+    pool.wait_ready()
+    spec = FileSpec(str(tmp_path / "unused.log"), "combined", "ahead")
+    line = '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /orders/{n} HTTP/1.1" 200 5 "-" "t" 0.010\n'
+    chunks = [line.format(n=n).encode() for n in range(12)]
+
+    def calls():  # type: ignore[no-untyped-def]
+        for n, data in enumerate(chunks):
+            if n == 5:
+                for pid in list(pool._pool._processes):  # type: ignore[union-attr]
+                    os.kill(pid, signal.SIGKILL)
+                time.sleep(0.2)
+            yield spec.parse, (data, n * 1000, "id:0"), "ahead"
+
+    try:
+        routes = [parsed.rows[0] for parsed in pool.parse_ahead(calls(), ahead=3)]
+    finally:
+        pool.close()
+        store.close()
+    assert len(routes) == 12
+    assert [next(v for v in row if isinstance(v, str) and v.startswith("GET /orders/")) for row in routes] == [
+        f"GET /orders/{n}" for n in range(12)
+    ]

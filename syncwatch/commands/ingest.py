@@ -7,14 +7,17 @@ import argparse
 import json
 import os
 import sys
+from collections import deque
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import BinaryIO
 
 from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
 from collectors.base import Parsed
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
 from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from collectors.tailer import first_line_identity, read_items
+from collectors.workers import ParsePool, Parser, default_workers
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
 
@@ -26,6 +29,17 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default="gateway", help="system of access-log lines (default: gateway)")
     parser.add_argument("--field-map", default="kong", help="json_access field map (default: kong)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument(
+        "--parse-workers",
+        type=int,
+        help="processes that parse ahead while the store writes (default: one per core beyond the first, "
+        f"for imports of {POOL_FROM_BYTES >> 20} MB or more; 0 parses in this process)",
+    )
+
+
+EXIT_USAGE = 2
+PARSE_AHEAD = 4  # chunks (of up to 1 MiB) parsed in the workers while one is stored
+POOL_FROM_BYTES = 16 << 20  # smaller imports finish before worker processes would have started
 
 
 def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
@@ -41,12 +55,15 @@ def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
     return FileSpec(path, fmt, path, LineFormat(kind=kind, system=args.system, fields=fields))
 
 
-def import_file(spec: FileSpec, sink: Sink, progress: Callable[[int], None]) -> Committed:
+def import_file(
+    spec: FileSpec, sink: Sink, progress: Callable[[int], None], pool: ParsePool | None = None
+) -> Committed:
     """Store every item of one file. Chunks are committed together, up to the sink's largest
     group: as the table grows, SQLite's cost per row is set by how many index pages each commit
-    rewrites (ids are random), so fewer, larger transactions store the same rows faster."""
+    rewrites (ids are random), so fewer, larger transactions store the same rows faster. With a
+    ``pool``, the next chunks are parsed in its workers while this one is stored."""
     total, pending, end = Committed(), Parsed(), 0
-    for parsed, end in _parsed_chunks(spec, sink):
+    for parsed, end in _parsed_chunks(spec, sink, pool):
         pending.extend(parsed)
         if len(pending.rows) + len(pending.rejections) >= MAX_GROUP_OBSERVATIONS:
             total += sink.commit(pending, spec.source)
@@ -58,20 +75,27 @@ def import_file(spec: FileSpec, sink: Sink, progress: Callable[[int], None]) -> 
     return total
 
 
-def _parsed_chunks(spec: FileSpec, sink: Sink) -> Iterator[tuple[Parsed, int]]:
+def _parsed_chunks(spec: FileSpec, sink: Sink, pool: ParsePool | None) -> Iterator[tuple[Parsed, int]]:
     """(parsed chunk, offset just past it) for each chunk of complete items in the file."""
-    parser = spec.parser()
-    offset = 0
+    ends: deque[int] = deque()  # of the chunks read so far; a pool reads a few ahead of the results
+
+    def calls(handle: BinaryIO, identity: str) -> Iterator[tuple[Parser, tuple[bytes, int, str], str]]:
+        offset = 0
+        while data := read_items(handle, offset, spec.documents, eof=False) or read_items(
+            handle, offset, spec.documents, eof=True
+        ):
+            ends.append(offset + len(data))
+            yield spec.parse, (data, offset, identity), spec.source
+            offset += len(data)
+
     with open(spec.path, "rb") as handle:
         identity = f"{first_line_identity(handle) or ''}:0"
-        while True:
-            data = read_items(handle, offset, spec.documents, eof=False) or read_items(
-                handle, offset, spec.documents, eof=True
-            )
-            if not data:
-                return
-            yield parser(data, sink.context(spec.source), offset, identity), offset + len(data)
-            offset += len(data)
+        if pool is None:
+            results = (parser(*args, sink.context(source)) for parser, args, source in calls(handle, identity))
+        else:
+            results = pool.parse_ahead(calls(handle, identity), PARSE_AHEAD)
+        for parsed in results:
+            yield parsed, ends.popleft()
 
 
 def _progress(path: str) -> Callable[[int], None]:
@@ -87,22 +111,48 @@ def _progress(path: str) -> Callable[[int], None]:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from(args)
+    unreadable = [_unreadable(path) for path in args.paths]
+    if any(unreadable):
+        print("\n".join(f"syncwatch ingest: {reason}" for reason in unreadable if reason), file=sys.stderr)
+        return EXIT_USAGE
     store = open_store(config)
     sink = Sink(store, config)
     per_file: dict[str, dict[str, object]] = {}
     total = Committed()
+    pool = _parse_pool(sink, args)
     try:
         for path in args.paths:
             spec = spec_for(path, args, config)
-            done = import_file(spec, sink, _progress(path))
+            done = import_file(spec, sink, _progress(path), pool)
             total += done
             per_file[path] = {"format": spec.format, **_figures(done)}
             if sys.stderr.isatty():
                 print(file=sys.stderr)
     finally:
+        if pool is not None:
+            pool.close()
         store.close()
     _print_summary(per_file, total, args.json)
     return 0
+
+
+def _unreadable(path: str) -> str | None:
+    """Why ``path`` cannot be imported, checked before anything is stored."""
+    if os.path.isdir(path):
+        return f"{path} is a directory; name the files in it (for example {path.rstrip('/')}/*/*.jsonl)"
+    if not os.path.isfile(path):
+        return f"{path}: no such file"
+    if not os.access(path, os.R_OK):
+        return f"{path}: not readable (permission denied)"
+    return None
+
+
+def _parse_pool(sink: Sink, args: argparse.Namespace) -> ParsePool | None:
+    workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
+    size = sum(os.path.getsize(path) for path in args.paths if os.path.isfile(path))
+    if not workers or (args.parse_workers is None and size < POOL_FROM_BYTES):
+        return None
+    return ParsePool(sink, workers)
 
 
 def _figures(done: Committed) -> dict[str, int]:
