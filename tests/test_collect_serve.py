@@ -1,17 +1,17 @@
-"""`syncwatch serve`'s SQLite tuning: its connections checkpoint the WAL less often."""
+"""`syncwatch serve` and `ingest` write in bulk: their SQLite connections checkpoint the WAL less often."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from syncwatch.commands.serve import WAL_AUTOCHECKPOINT_PAGES, checkpoint_less_often
 from syncwatch.store import Store
+from syncwatch.store.database import WAL_AUTOCHECKPOINT_PAGES
 
 
 def test_serve_connections_checkpoint_the_wal_less_often(tmp_path: Path) -> None:
     store = Store.open(f"sqlite:///{tmp_path / 'serve.db'}")
     store.upgrade()
-    checkpoint_less_often(store)
+    store.checkpoint_less_often()
     try:
         with store.writing() as conn:
             pages = conn.exec_driver_sql("PRAGMA wal_autocheckpoint").scalar()

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
@@ -24,12 +24,6 @@ if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
 
 log = logging.getLogger(__name__)
-# WAL pages after which a commit copies the log back into the database file (SQLite's default is
-# 1,000). Spans' ids are random, so each commit rewrites hundreds of index pages, and at 1,000
-# nearly every commit also paid a checkpoint (a copy and two fsyncs); at 10,000 (40 MB with 4 KiB
-# pages) a page rewritten by ten commits is copied once. Durability is unchanged for a killed
-# process; on power loss, synchronous=NORMAL already allows the latest commits to roll back.
-WAL_AUTOCHECKPOINT_PAGES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -113,19 +107,6 @@ def build_scheduler(config: Config, store: Store) -> BackgroundScheduler:
     return scheduler
 
 
-def checkpoint_less_often(store: Store) -> None:
-    """Set WAL_AUTOCHECKPOINT_PAGES on the connections of a SQLite store (no-op on PostgreSQL)."""
-    if store.dialect != "sqlite":
-        return
-    from sqlalchemy import event
-
-    @event.listens_for(store.engine, "connect")
-    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
-
-    store.engine.dispose()  # the connections already pooled (the upgrade's) are opened again with it
-
-
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_options(parser)
     parser.add_argument("--host", help="address to listen on (default: setting host, 127.0.0.1)")
@@ -148,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from(args, host=args.host, port=args.port)
     store = open_store(config, require_schema=False)
     store.upgrade()
-    checkpoint_less_often(store)
+    store.checkpoint_less_often()
     sink = Sink(store, config)
     workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
