@@ -1,4 +1,4 @@
-"""`syncwatch serve` and `ingest` write in bulk: their SQLite connections checkpoint the WAL less often."""
+"""`syncwatch serve`'s SQLite tuning: its connections checkpoint the WAL less often."""
 
 from __future__ import annotations
 

@@ -188,7 +188,6 @@ def _lines_per_s(tmp: Path, count: int) -> float:
     config = load_config(None, {"db": f"sqlite:///{tmp / 'lines.db'}"})
     store = Store.open(config.db)
     store.upgrade()
-    store.checkpoint_less_often()  # as `syncwatch ingest` writes
     from collectors.formats import FileSpec
     from collectors.sink import Sink
     from collectors.workers import ParsePool, default_workers

@@ -116,7 +116,6 @@ def _run(args: argparse.Namespace) -> int:
         print("\n".join(f"syncwatch ingest: {reason}" for reason in unreadable if reason), file=sys.stderr)
         return EXIT_USAGE
     store = open_store(config)
-    store.checkpoint_less_often()
     sink = Sink(store, config)
     per_file: dict[str, dict[str, object]] = {}
     total = Committed()
