@@ -143,37 +143,37 @@ def test_workers_exit_when_the_server_is_killed(tmp_path: Path) -> None:
     assert gone(set(workers))
 
 
-def test_the_app_closes_its_pool_when_it_shuts_down(tmp_path: Path) -> None:
-    import asyncio
-
-    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'closing.db'}"}, environ={})
+@pytest.fixture
+def own_pool(tmp_path: Path) -> Iterator[ParsePool]:
+    """A started one-worker pool on an empty store, for tests that stop or break it."""
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'own.db'}"}, environ={})
     store = Store.open(config.db)
     store.upgrade()
     pool = ParsePool(Sink(store, config), 1)
     pool.wait_ready()
-    workers = set(pool._pool._processes)  # type: ignore[union-attr]
-    app = create_app(pool.sink, {}, pool)
+    yield pool
+    pool.close()
+    store.close()
+
+
+def test_the_app_closes_its_pool_when_it_shuts_down(own_pool: ParsePool) -> None:
+    import asyncio
+
+    workers = set(own_pool._pool._processes)  # type: ignore[union-attr]
+    app = create_app(own_pool.sink, {}, own_pool)
 
     async def start_and_stop() -> None:
         async with app.router.lifespan_context(app):
             assert not gone(workers, timeout_s=0)
 
-    try:
-        asyncio.run(start_and_stop())
-        assert gone(workers, timeout_s=0)
-    finally:
-        pool.close()
-        store.close()
+    asyncio.run(start_and_stop())
+    assert gone(workers, timeout_s=0)
 
 
-def test_parsing_ahead_keeps_the_order_and_survives_a_dead_worker(tmp_path: Path) -> None:
+def test_parsing_ahead_keeps_the_order_and_survives_a_dead_worker(own_pool: ParsePool, tmp_path: Path) -> None:
     from collectors.formats import FileSpec
 
-    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'ahead.db'}"}, environ={})
-    store = Store.open(config.db)
-    store.upgrade()
-    pool = ParsePool(Sink(store, config), 1)
-    pool.wait_ready()
+    pool = own_pool
     spec = FileSpec(str(tmp_path / "unused.log"), "combined", "ahead")
     line = '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /orders/{n} HTTP/1.1" 200 5 "-" "t" 0.010\n'
     chunks = [line.format(n=n).encode() for n in range(12)]
@@ -186,11 +186,7 @@ def test_parsing_ahead_keeps_the_order_and_survives_a_dead_worker(tmp_path: Path
                 time.sleep(0.2)
             yield spec.parse, (data, n * 1000, "id:0"), "ahead"
 
-    try:
-        routes = [parsed.rows[0] for parsed in pool.parse_ahead(calls(), ahead=3)]
-    finally:
-        pool.close()
-        store.close()
+    routes = [parsed.rows[0] for parsed in pool.parse_ahead(calls(), ahead=3)]
     assert len(routes) == 12
     assert [next(v for v in row if isinstance(v, str) and v.startswith("GET /orders/")) for row in routes] == [
         f"GET /orders/{n}" for n in range(12)
