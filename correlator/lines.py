@@ -21,10 +21,10 @@ from typing import Any, NamedTuple
 import orjson
 
 from collectors.keys import parse_pointer, resolve_pointer
-from correlator.processes import Member
+from correlator.processes import Member, first_attribute, time_attribute
 from correlator.sla import SlaResult, stage_state
 from syncwatch.config.schema import LinesDef
-from syncwatch.model import SlaState, as_utc
+from syncwatch.model import SlaState
 
 log = logging.getLogger(__name__)
 _pointer = cache(parse_pointer)
@@ -113,10 +113,10 @@ def read_lines(rule: LinesDef, shipping: Sequence[Member], described: Sequence[M
                 member.start, member.system, reference, _shipped_lines(rule, tokens, member), member
             )
     return Lines(
-        ordered=_count(_attribute(described, rule.count_attribute)),
+        ordered=_count(first_attribute(described, rule.count_attribute)),
         shipments=tuple(shipments.values()),
-        backordered=_skus(_attribute(described, rule.backordered_attribute)),
-        backorder_due=_time(_attribute(described, rule.backorder_due_attribute)),
+        backordered=_skus(first_attribute(described, rule.backordered_attribute)),
+        backorder_due=time_attribute(described, rule.backorder_due_attribute),
     )
 
 
@@ -186,12 +186,6 @@ def _shipped_lines(rule: LinesDef, tokens: tuple[str, ...], member: Member) -> t
     return tuple(lines)
 
 
-def _attribute(members: Sequence[Member], name: str | None) -> Any:
-    if name is None:
-        return None
-    return next((value for m in members if (value := m.attribute(name)) is not None), None)
-
-
 def _count(value: Any) -> int | None:
     try:
         count = int(value) if value is not None and not isinstance(value, bool) else None
@@ -206,11 +200,3 @@ def _skus(value: Any) -> tuple[str, ...]:
     if isinstance(value, list):
         return tuple(str(v) for v in value)
     return ()
-
-
-def _time(value: Any) -> datetime | None:
-    try:
-        return as_utc(datetime.fromisoformat(str(value))) if value is not None else None
-    except ValueError:
-        log.warning("ignoring backorder due %r: not an ISO-8601 time", value)
-        return None

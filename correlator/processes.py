@@ -8,7 +8,9 @@ set of its keys (and trace ids) holding at most one value of each ``starts_with`
 from __future__ import annotations
 
 import json
+import logging
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -17,6 +19,9 @@ from typing import Any
 
 from syncwatch.config import Config
 from syncwatch.config.schema import Calendar, LinesDef, StageMatch
+from syncwatch.model import as_utc
+
+log = logging.getLogger(__name__)
 
 
 class Member:
@@ -87,6 +92,22 @@ class Member:
 
 
 _quoted = cache(json.dumps)  # an attribute name as JSON text writes it
+
+
+def first_attribute(members: Sequence[Member], *names: str | None) -> Any:
+    """The first value any of ``members`` (in order) carries under one of ``names``, else None."""
+    wanted = [name for name in names if name]
+    return next((v for m in members for name in wanted if (v := m.attribute(name)) is not None), None)
+
+
+def time_attribute(members: Sequence[Member], name: str | None) -> datetime | None:
+    """``first_attribute`` read as an ISO-8601 time in UTC; a value that is not one is logged and ignored."""
+    value = first_attribute(members, name)
+    try:
+        return as_utc(datetime.fromisoformat(str(value))) if value is not None else None
+    except ValueError:
+        log.warning("ignoring %s=%r: not an ISO-8601 time", name, value)
+        return None
 
 
 @dataclass(frozen=True, slots=True)

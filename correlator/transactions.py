@@ -2,18 +2,14 @@
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from correlator.components import Component
 from correlator.lines import check_lines, read_lines, with_lines
-from correlator.processes import Member, Process
+from correlator.processes import Member, Process, first_attribute, time_attribute
 from correlator.sla import SlaResult, evaluate, stages_json
-from syncwatch.model import as_utc
-
-log = logging.getLogger(__name__)
 
 
 class Stager:
@@ -52,10 +48,11 @@ def transaction_row(
     described = [m for m in members if m.attributes_json is not None]
     deadlines = _deadlines(process, described)
     sla = evaluate(process, {k: m.start for k, m in reached.items()}, deadlines, now, at_risk_share)
-    lines = read_lines(process.lines, shipping, described) if process.lines else None
-    if lines is not None and ships is not None:
-        stage_due = next(s.due_at for s in sla.stages if s.name == ships)
-        sla = with_lines(sla, check_lines(ships, lines, stage_due, now, at_risk_share))
+    lines = None
+    if process.lines is not None:
+        lines = read_lines(process.lines, shipping, described)
+        stage_due = next(s.due_at for s in sla.stages if s.name == process.lines.stage)
+        sla = with_lines(sla, check_lines(process.lines.stage, lines, stage_due, now, at_risk_share))
     first = reached.get(process.stages[0].name)
     partner = reached.get(process.partner_stage) if process.partner_stage else None
     context = _attribute_context(process, described)
@@ -97,19 +94,16 @@ def business_context(row: dict[str, Any]) -> dict[str, Any]:
 def _deadlines(process: Process, members: Sequence[Member]) -> dict[str, datetime]:
     found: dict[str, datetime] = {}
     for name in {s.deadline_attribute for s in process.stages if s.deadline_attribute}:
-        value = next((v for m in members if (v := m.attribute(name)) is not None), None)
-        try:
-            if value is not None:
-                found[name] = as_utc(datetime.fromisoformat(str(value)))
-        except ValueError:
-            log.warning("ignoring %s=%r: not an ISO-8601 time", name, value)
+        deadline = time_attribute(members, name)
+        if deadline is not None:
+            found[name] = deadline
     return found
 
 
 def _attribute_context(process: Process, members: Sequence[Member]) -> dict[str, str]:
     context = {}
     for name, attributes in process.context.items():
-        value = next((v for m in members for a in attributes if (v := m.attribute(a)) is not None), None)
+        value = first_attribute(members, *attributes)
         if value is not None:
             context[name] = str(value)
     return context
