@@ -45,6 +45,11 @@ def default_workers() -> int:
     return max(1, min(4, cores - 1))
 
 
+def workers_for(asked: int | None) -> int:
+    """The pool size a ``--parse-workers`` flag asks for: its value (0: parse in process), else the default."""
+    return default_workers() if asked is None else max(0, asked)
+
+
 def _start_worker(keys: KeyExtractor, form: DriverForm, max_skew_ns: int, max_attribute: int, parent: int) -> None:
     global _setup
     _setup = (keys, form, max_skew_ns, max_attribute)

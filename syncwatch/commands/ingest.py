@@ -17,7 +17,7 @@ from collectors.base import Parsed
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
 from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from collectors.tailer import first_line_identity, read_items
-from collectors.workers import ParsePool, Parser, default_workers
+from collectors.workers import ParsePool, Parser, workers_for
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
 
@@ -148,8 +148,8 @@ def _unreadable(path: str) -> str | None:
 
 
 def _parse_pool(sink: Sink, args: argparse.Namespace) -> ParsePool | None:
-    workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
-    size = sum(os.path.getsize(path) for path in args.paths if os.path.isfile(path))
+    workers = workers_for(args.parse_workers)
+    size = sum(os.path.getsize(path) for path in args.paths)  # every path was checked to be a readable file
     if not workers or (args.parse_workers is None and size < POOL_FROM_BYTES):
         return None
     return ParsePool(sink, workers)

@@ -124,14 +124,14 @@ def _run(args: argparse.Namespace) -> int:
 
     from collectors.server import create_app
     from collectors.sink import Sink
-    from collectors.workers import ParsePool, default_workers
+    from collectors.workers import ParsePool, workers_for
 
     config = config_from(args, host=args.host, port=args.port)
     store = open_store(config, require_schema=False)
     store.upgrade()
     store.checkpoint_less_often()
     sink = Sink(store, config)
-    workers = default_workers() if args.parse_workers is None else max(0, args.parse_workers)
+    workers = workers_for(args.parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
     scheduler = build_scheduler(config, store)
 
