@@ -20,6 +20,7 @@ from syncwatch.store.schema import (
     transaction_keys,
     transactions,
 )
+from syncwatch.store.traces import in_traces
 
 e, t, o, a = exceptions.c, transactions.c, observations.c, actions.c
 STEP_COLUMNS = (o.id, o.kind, o.system, o.operation, o.status_code, o.trace_id, o.span_id, o.attributes, o.payload)
@@ -46,7 +47,12 @@ def step_observations(conn: Connection, observation_id: int | None, transaction_
         return []
     k = transaction_keys.c
     traces = select(k.value).where(k.transaction_id == transaction_id, k.key_type == "trace")
-    same = and_(o.trace_id.in_(traces), o.operation == first.operation, o.outcome == "error", o.id != first.id)
+    same = and_(
+        o.id.in_(in_traces(conn.dialect.name, traces)),
+        o.operation == first.operation,
+        o.outcome == "error",
+        o.id != first.id,
+    )
     rest = conn.execute(select(*STEP_COLUMNS).where(same).order_by(o.id.desc()))
     return [dict(first._mapping), *(dict(r._mapping) for r in rest)]
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import DBAPIError
 from syncwatch.store.bulk import chunks, driver_cursor
 from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import actions, exceptions, transactions
+from syncwatch.store.traces import trace_observation_ids
 from syncwatch.store.writes import upsert_insert
 
 Node = tuple[str, str]
@@ -206,8 +207,7 @@ def observations_of_nodes(
     sql = "SELECT observation_id, key_type, value FROM business_keys WHERE value {in}"
     keys = [v for t, v in wanted if t != TRACE]
     ids = {oid for oid, t, v in _fetch_in(conn, sql, keys) if oid <= bound and (t, v) in wanted}
-    sql = "SELECT id FROM observations WHERE trace_id {in}"
-    ids.update(oid for (oid,) in _fetch_in(conn, sql, [v for t, v in wanted if t == TRACE]) if oid <= bound)
+    ids.update(oid for oid in trace_observation_ids(conn, [v for t, v in wanted if t == TRACE]) if oid <= bound)
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id {{in}}"
     rows = _fetch_in(conn, sql, ids)
     links = [(row[0], (TRACE, row[-1])) for row in rows if row[-1]]

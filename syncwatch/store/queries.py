@@ -26,6 +26,7 @@ from syncwatch.store.schema import (
     transaction_keys,
     transactions,
 )
+from syncwatch.store.traces import in_traces
 
 t = transactions.c
 e = exceptions.c
@@ -306,7 +307,7 @@ def transaction_observations(store: Store, transaction_id: str, limit: int = 500
         .where(and_(tk.transaction_id == transaction_id, tk.key_type != "trace"))
     )
     traces = select(tk.value).where(and_(tk.transaction_id == transaction_id, tk.key_type == "trace"))
-    by_trace = select(o.id).where(o.trace_id.in_(traces))
+    by_trace = in_traces(store.dialect, traces)
     ids = union(by_key, by_trace).subquery()
     stmt = (
         select(*(o[name] for name in OBSERVATION_COLUMNS))
