@@ -12,16 +12,22 @@ import glob
 import hashlib
 import logging
 import os
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from collectors.base import Parsed
 from collectors.formats import FileSpec, safe_end
 from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from syncwatch.store import Checkpoint
 
+if TYPE_CHECKING:
+    from collectors.workers import ParsePool, Parser
+
 log = logging.getLogger(__name__)
 CHUNK_BYTES = 1 << 20
+PARSE_AHEAD = 4  # chunks parsed in a pool's workers while one is stored
 MAX_ITEM_BYTES = 16 << 20
 FIRST_LINE_MAX = 64 * 1024
 
@@ -68,14 +74,70 @@ def read_items(handle: BinaryIO, offset: int, documents: bool, eof: bool, chunk:
         size *= 2
 
 
+def parsed_chunks(
+    handle: BinaryIO,
+    spec: FileSpec,
+    sink: Sink,
+    start: tuple[int, str],
+    final: bool,
+    pool: ParsePool | None = None,
+    chunk: int = CHUNK_BYTES,
+) -> Iterator[tuple[Parsed, int]]:
+    """(parsed chunk, offset just past it) for each chunk of complete items from ``start`` (offset,
+    line identity). With ``final`` (the file grows no more: an import, a rotated file) a last item
+    without its newline is taken too. With a ``pool``, the next chunks are parsed in its workers
+    while the caller stores this one; a chunk the pool could not parse is parsed here."""
+    offset, identity = start
+    ends: deque[int] = deque()  # of the chunks read so far; a pool reads a few ahead of the results
+
+    def calls() -> Iterator[tuple[Parser, tuple[Any, ...], str]]:
+        at = offset
+        while data := read_items(handle, at, spec.documents, False, chunk) or (
+            read_items(handle, at, spec.documents, True, chunk) if final else b""
+        ):
+            ends.append(at + len(data))
+            yield spec.parse, (data, at, identity), spec.source
+            at += len(data)
+
+    if pool is None:
+        results: Iterable[Parsed] = (parser(*args, sink.context(source)) for parser, args, source in calls())
+    else:
+        results = pool.parse_ahead(calls(), PARSE_AHEAD)
+    for parsed in results:
+        yield parsed, ends.popleft()
+
+
+def commit_chunks(
+    sink: Sink,
+    source: str,
+    chunks: Iterable[tuple[Parsed, int]],
+    checkpoint: Callable[[int], Checkpoint | None],
+    committed: Callable[[int], None],
+) -> Committed:
+    """Commit parsed chunks a sink's largest group at a time: as the table grows, SQLite's cost per
+    row is set by how many index pages each commit rewrites, so fewer, larger transactions store
+    the same rows faster. Each group goes with ``checkpoint(end)``; ``committed(end)`` follows."""
+    total, pending, end, stored_to = Committed(), Parsed(), None, None
+    for parsed, end in chunks:
+        pending.extend(parsed)
+        if len(pending.rows) + len(pending.rejections) >= MAX_GROUP_OBSERVATIONS:
+            total += sink.commit(pending, source, checkpoint=checkpoint(end))
+            pending, stored_to = Parsed(), end
+            committed(end)
+    if end is not None and end != stored_to:
+        total += sink.commit(pending, source, checkpoint=checkpoint(end))
+        committed(end)
+    return total
+
+
 class FileTailer:
     """One tailed file; ``poll`` reads what is new and commits it with the checkpoint."""
 
-    def __init__(self, spec: FileSpec, sink: Sink, chunk: int = CHUNK_BYTES) -> None:
+    def __init__(self, spec: FileSpec, sink: Sink, chunk: int = CHUNK_BYTES, pool: ParsePool | None = None) -> None:
         self.spec = spec
         self.sink = sink
         self.chunk = chunk
-        self._parser = spec.parser()
+        self.pool = pool
         self._position: _Position | None = None
 
     def poll(self) -> Committed:
@@ -112,25 +174,21 @@ class FileTailer:
         elif identity != position.identity or size < position.offset:
             log.info("%s was truncated or replaced; reading it from the start", self.spec.path)
             position.offset, position.identity, position.generation = 0, identity, position.generation + 1
-        return self._read_to_end(handle, position, eof=False)
+        return self._read_to_end(handle, position, final=False)
 
-    def _read_to_end(self, handle: BinaryIO, position: _Position, eof: bool) -> Committed:
-        """Everything new, committed with its checkpoint a sink's largest group at a time: a
-        backlog stores faster in fewer, larger transactions (see `syncwatch ingest`)."""
-        total = Committed()
-        while True:
-            pending, end = Parsed(), position.offset
-            while len(pending.rows) + len(pending.rejections) < MAX_GROUP_OBSERVATIONS:
-                data = read_items(handle, end, self.spec.documents, eof, self.chunk)
-                if not data:
-                    break
-                pending.extend(self._parser(data, self.sink.context(self.spec.source), end, position.line_identity))
-                end += len(data)
-            if end == position.offset:
-                return total
-            checkpoint = Checkpoint(self.spec.source, end, position.state())
-            total += self.sink.commit(pending, self.spec.source, checkpoint=checkpoint)
+    def _read_to_end(self, handle: BinaryIO, position: _Position, final: bool) -> Committed:
+        """Everything new, committed with its checkpoint (see ``commit_chunks``); a large backlog
+        is parsed ahead in the pool's workers, when the tailer has a pool."""
+        start = (position.offset, position.line_identity)
+        chunks = parsed_chunks(handle, self.spec, self.sink, start, final, self.pool, self.chunk)
+
+        def checkpoint(end: int) -> Checkpoint:
+            return Checkpoint(self.spec.source, end, position.state())
+
+        def committed(end: int) -> None:
             position.offset = end
+
+        return commit_chunks(self.sink, self.spec.source, chunks, checkpoint, committed)
 
     def _drain_rotated(self, position: _Position) -> Committed:
         """The rest of the file we were reading, now under a rotated name (path.1, path-DATE…)."""
@@ -142,7 +200,7 @@ class FileTailer:
                     if first_line_identity(handle) != position.identity:
                         continue
                     log.info("%s was rotated to %s; reading its last lines", self.spec.path, candidate)
-                    return self._read_to_end(handle, position, eof=True)
+                    return self._read_to_end(handle, position, final=True)
             except OSError:
                 continue
         return Committed()

@@ -96,6 +96,19 @@ def test_rotation_reads_the_rest_of_the_old_file_then_the_new_one(sink: Sink, tm
     assert count(sink.store) == 10
 
 
+def test_rotation_with_more_unread_than_one_read_splits_no_line(sink: Sink, tmp_path: Path) -> None:
+    """The rotated file's rest is read in chunks too: each ends at a line, not mid-line."""
+    log = tmp_path / "gateway.log"
+    write(log, 0)
+    follow = FileTailer(FileSpec(str(log), "combined", "gateway-log"), sink, chunk=200)  # two lines a read
+    follow.poll()
+    write(log, *range(1, 12))
+    log.rename(tmp_path / "gateway.log.1")
+    write(log, 12, mode="w")
+    follow.poll()
+    assert count(sink.store) == 13 and count(sink.store, quarantine) == 0
+
+
 def test_rotation_while_stopped_is_caught_up_from_the_checkpoint(sink: Sink, tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
     write(log, *range(5))

@@ -4,6 +4,7 @@ workers do not outlive the server, not even its ``kill -9``."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -191,3 +192,39 @@ def test_parsing_ahead_keeps_the_order_and_survives_a_dead_worker(own_pool: Pars
     assert [next(v for v in row if isinstance(v, str) and v.startswith("GET /orders/")) for row in routes] == [
         f"GET /orders/{n}" for n in range(12)
     ]
+
+
+def test_a_tailer_catches_up_a_backlog_through_the_pool(own_pool: ParsePool, tmp_path: Path) -> None:
+    """A file tailed by `serve` that grew (and rotated) while nobody read it: its chunks are parsed
+    in the workers, in order, one commit per group, each line stored once, even when a worker dies."""
+    from collectors.formats import FileSpec
+    from collectors.tailer import FileTailer
+
+    log = tmp_path / "gateway.log"
+    line = '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /orders/SO-{n} HTTP/1.1" 200 5 "-" "t" 0.010\n'
+    log.write_text(line.format(n=0))
+    follow = FileTailer(FileSpec(str(log), "combined", "backlog"), own_pool.sink, chunk=300, pool=own_pool)
+    assert follow.poll().stored == 1
+    asked = []
+    parse_ahead = own_pool.parse_ahead
+
+    def counted(calls, ahead):  # type: ignore[no-untyped-def]
+        asked.append(ahead)
+        yield from parse_ahead(calls, ahead)
+
+    own_pool.parse_ahead = counted  # type: ignore[method-assign]
+    with log.open("a") as handle:
+        handle.writelines(line.format(n=n) for n in range(1, 30))
+    log.rename(tmp_path / "gateway.log.1")
+    log.write_text("".join(line.format(n=n) for n in range(30, 60)))
+    for pid in list(own_pool._pool._processes):  # type: ignore[union-attr]
+        os.kill(pid, signal.SIGKILL)
+    assert follow.poll().stored == 59
+    assert asked  # the rotated file's rest and the new file both went through the pool
+    with own_pool.sink.store.engine.connect() as conn:
+        paths = [
+            json.loads(a)["url.path"]
+            for (a,) in conn.exec_driver_sql("SELECT attributes FROM observations ORDER BY id")
+        ]
+        quarantined = conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar_one()
+    assert paths == [f"/orders/SO-{n}" for n in range(60)] and quarantined == 0

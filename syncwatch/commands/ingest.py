@@ -7,17 +7,14 @@ import argparse
 import json
 import os
 import sys
-from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
-from typing import BinaryIO
 
 from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
-from collectors.base import Parsed
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
-from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
-from collectors.tailer import first_line_identity, read_items
-from collectors.workers import ParsePool, Parser, workers_for
+from collectors.sink import Committed, Sink
+from collectors.tailer import commit_chunks, first_line_identity, parsed_chunks
+from collectors.workers import ParsePool, workers_for
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
 
@@ -38,7 +35,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 EXIT_USAGE = 2
-PARSE_AHEAD = 4  # chunks (of up to 1 MiB) parsed in the workers while one is stored
 POOL_FROM_BYTES = 16 << 20  # smaller imports finish before worker processes would have started
 
 
@@ -58,44 +54,14 @@ def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
 def import_file(
     spec: FileSpec, sink: Sink, progress: Callable[[int], None], pool: ParsePool | None = None
 ) -> Committed:
-    """Store every item of one file. Chunks are committed together, up to the sink's largest
-    group: as the table grows, SQLite's cost per row is set by how many index pages each commit
-    rewrites (ids are random), so fewer, larger transactions store the same rows faster. With a
-    ``pool``, the next chunks are parsed in its workers while this one is stored."""
-    total, pending, end = Committed(), Parsed(), 0
-    for parsed, end in _parsed_chunks(spec, sink, pool):
-        pending.extend(parsed)
-        if len(pending.rows) + len(pending.rejections) >= MAX_GROUP_OBSERVATIONS:
-            total += sink.commit(pending, spec.source)
-            pending = Parsed()
-            progress(end)
-    if pending.rows or pending.rejections:
-        total += sink.commit(pending, spec.source)
-    progress(end)
-    return total
-
-
-def _parsed_chunks(spec: FileSpec, sink: Sink, pool: ParsePool | None) -> Iterator[tuple[Parsed, int]]:
-    """(parsed chunk, offset just past it) for each chunk of complete items in the file."""
-    ends: deque[int] = deque()  # of the chunks read so far; a pool reads a few ahead of the results
-
-    def calls(handle: BinaryIO, identity: str) -> Iterator[tuple[Parser, tuple[bytes, int, str], str]]:
-        offset = 0
-        while data := read_items(handle, offset, spec.documents, eof=False) or read_items(
-            handle, offset, spec.documents, eof=True
-        ):
-            ends.append(offset + len(data))
-            yield spec.parse, (data, offset, identity), spec.source
-            offset += len(data)
-
+    """Store every item of one file, a sink's largest group per transaction; with a ``pool``, the
+    next chunks are parsed in its workers while this one is stored."""
     with open(spec.path, "rb") as handle:
         identity = f"{first_line_identity(handle) or ''}:0"
-        if pool is None:
-            results = (parser(*args, sink.context(source)) for parser, args, source in calls(handle, identity))
-        else:
-            results = pool.parse_ahead(calls(handle, identity), PARSE_AHEAD)
-        for parsed in results:
-            yield parsed, ends.popleft()
+        chunks = parsed_chunks(handle, spec, sink, (0, identity), True, pool)
+        done = commit_chunks(sink, spec.source, chunks, lambda _end: None, progress)
+    progress(os.path.getsize(spec.path))
+    return done
 
 
 def _progress(path: str) -> Callable[[int], None]:

@@ -14,6 +14,7 @@ import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import partial
 from typing import TYPE_CHECKING
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
@@ -22,6 +23,9 @@ from syncwatch.store import Store
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
+
+    from collectors.sink import Sink
+    from collectors.workers import ParsePool
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +40,18 @@ class Job:
 JobFactory = Callable[[Config, Store], Iterable[Job]]
 
 
-def tailer_jobs(config: Config, store: Store) -> Iterable[Job]:
+def tailer_jobs(config: Config, store: Store, sink: Sink | None = None, pool: ParsePool | None = None) -> Iterable[Job]:
+    """One job per tailed file. Given the server's sink and parse pool, tailers share its one
+    writer, and a backlog (a file caught up after downtime) is parsed in the pool's workers."""
     from collectors.formats import spec_from_tailer
     from collectors.sink import Sink
     from collectors.tailer import FileTailer
 
-    sink = Sink(store, config)
+    sink = sink or Sink(store, config)
     for tailer in config.file.tailers:
         spec = spec_from_tailer(tailer, config.file)
-        yield Job(f"tail:{spec.source}", _logged(FileTailer(spec, sink).poll, spec.source), config.tail_interval_s)
+        follow = FileTailer(spec, sink, pool=pool)
+        yield Job(f"tail:{spec.source}", _logged(follow.poll, spec.source), config.tail_interval_s)
 
 
 def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
@@ -83,17 +90,19 @@ def one_at_a_time(store: Store, job: Job) -> Callable[[], None]:
     return run
 
 
-def job_factories() -> tuple[JobFactory, ...]:
+def job_factories(sink: Sink | None = None, pool: ParsePool | None = None) -> tuple[JobFactory, ...]:
     from actions.jobs import policy_jobs
 
-    return (tailer_jobs, correlator_jobs, policy_jobs)
+    return (partial(tailer_jobs, sink=sink, pool=pool), correlator_jobs, policy_jobs)
 
 
-def build_scheduler(config: Config, store: Store) -> BackgroundScheduler:
+def build_scheduler(
+    config: Config, store: Store, sink: Sink | None = None, pool: ParsePool | None = None
+) -> BackgroundScheduler:
     from apscheduler.schedulers.background import BackgroundScheduler
 
     scheduler = BackgroundScheduler(timezone=UTC)
-    for factory in job_factories():
+    for factory in job_factories(sink, pool):
         for job in factory(config, store):
             scheduler.add_job(
                 one_at_a_time(store, job),
@@ -133,7 +142,7 @@ def _run(args: argparse.Namespace) -> int:
     sink = Sink(store, config)
     workers = workers_for(args.parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
-    scheduler = build_scheduler(config, store)
+    scheduler = build_scheduler(config, store, sink, parse_pool)
 
     def stop_jobs() -> None:
         """Let a running job (a correlator pass, an action) finish; start no more."""
