@@ -1,8 +1,12 @@
 """API access logs into observations: nginx/Apache combined (optionally with request time) and
 JSON-lines gateway logs read through a field map (Kong, Envoy, Caddy, AWS API Gateway, or custom).
 
-A line's natural id is its source, the file's identity and the line's offset, so the same line
-read twice dedupes while two identical lines at different offsets stay two lines.
+A line's natural id is its source, the file's identity, the line's offset and its content, so the
+same line read twice dedupes while two identical lines at different offsets stay two lines. The id
+sorts by file and offset (``line/FILE/OFFSET/CONTENT``): a file's new lines append to the unique
+index, where hashed ids landed on random pages and made each commit rewrite most of the index.
+Databases that stored lines under the earlier hashed ids (``line:HASH``) keep them (see
+``ParseContext.ordered_line_ids``), so a file read again there still dedupes.
 """
 
 from __future__ import annotations
@@ -137,9 +141,18 @@ def clf_time_ns(value: str) -> int:
     return to_ns(moment)
 
 
-def line_ids(source: str, identity: str, offset: int, line: bytes) -> str:
-    head = f"{source}\0{identity}\0{offset}\0".encode()
-    return "line:" + hashlib.blake2b(head + line, digest_size=16).hexdigest()
+def line_ids(ctx: ParseContext, identity: str) -> Callable[[int, bytes], str]:
+    """The natural id of each line (offset, bytes) of one file, the file part hashed once."""
+    source = ctx.source
+    if not ctx.ordered_line_ids:
+
+        def hashed(offset: int, line: bytes) -> str:
+            head = f"{source}\0{identity}\0{offset}\0".encode()
+            return "line:" + hashlib.blake2b(head + line, digest_size=16).hexdigest()
+
+        return hashed
+    file = "line/" + hashlib.blake2b(f"{source}\0{identity}".encode(), digest_size=8).hexdigest()
+    return lambda offset, line: f"{file}/{offset:012x}/{hashlib.blake2b(line, digest_size=8).hexdigest()}"
 
 
 def parse_combined(text: str, fmt: LineFormat) -> _Request:
@@ -242,13 +255,13 @@ def parse_lines(data: bytes, ctx: ParseContext, fmt: LineFormat, base_offset: in
     """Every complete line of ``data`` (which starts at ``base_offset`` in the file)."""
     parsed = Parsed()
     reader = _READERS[fmt.kind]
+    natural_id = line_ids(ctx, identity)
     for offset, line in split_lines(data, base_offset):
         if not line.strip():
             continue
         try:
             request = reader(_decode_line(line), fmt)
-            nid = line_ids(ctx.source, identity, offset, line)
-            parsed.rows.append(_row(ctx, request, nid))
+            parsed.rows.append(_row(ctx, request, natural_id(offset, line)))
         except ItemError as err:
             parsed.rejections.append(Rejection(str(err), line, f"offset {offset}"))
     return parsed

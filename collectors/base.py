@@ -61,6 +61,7 @@ class ParseContext:
     form: DriverForm
     max_skew_ns: int = DEFAULT_MAX_SKEW_NS
     max_attribute_bytes: int = DEFAULT_MAX_ATTRIBUTE_BYTES
+    ordered_line_ids: bool = True  # False where the database already holds lines under hashed ids
 
 
 class ItemError(ValueError):

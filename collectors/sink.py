@@ -66,13 +66,16 @@ class Sink:
         self.max_skew_ns = int(limits.max_clock_skew.total_seconds() * 1e9)
         self.max_attribute = limits.max_attribute_bytes
         self.form = driver_form(store.dialect)
+        self.ordered_line_ids = store.ordered_line_ids()
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._writing = False
 
     def context(self, source: str) -> ParseContext:
         """A parse context with the clock read now (parsers never read it themselves)."""
-        return ParseContext(source, self.keys, now_ns(), self.form, self.max_skew_ns, self.max_attribute)
+        return ParseContext(
+            source, self.keys, now_ns(), self.form, self.max_skew_ns, self.max_attribute, self.ordered_line_ids
+        )
 
     def commit(
         self, parsed: Parsed, source: str, content_type: str | None = None, checkpoint: Checkpoint | None = None

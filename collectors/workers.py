@@ -33,7 +33,7 @@ from syncwatch.store.writes import DriverForm
 
 Parser = Callable[..., Parsed]
 _PARENT_POLL_S = 0.5
-_setup: tuple[KeyExtractor, DriverForm, int, int] | None = None
+_setup: tuple[KeyExtractor, DriverForm, int, int, bool] | None = None
 
 
 def default_workers() -> int:
@@ -50,9 +50,11 @@ def workers_for(asked: int | None) -> int:
     return default_workers() if asked is None else max(0, asked)
 
 
-def _start_worker(keys: KeyExtractor, form: DriverForm, max_skew_ns: int, max_attribute: int, parent: int) -> None:
+def _start_worker(
+    keys: KeyExtractor, form: DriverForm, max_skew_ns: int, max_attribute: int, ordered_line_ids: bool, parent: int
+) -> None:
     global _setup
-    _setup = (keys, form, max_skew_ns, max_attribute)
+    _setup = (keys, form, max_skew_ns, max_attribute, ordered_line_ids)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     threading.Thread(target=_exit_with, args=(parent,), daemon=True, name="parent-watch").start()
 
@@ -67,8 +69,8 @@ def _exit_with(parent: int) -> None:
 def _parse_in_worker(parser: Parser, args: tuple[Any, ...], source: str, clock_ns: int) -> Parsed:
     if _setup is None:
         raise RuntimeError("parse worker was not set up")
-    keys, form, max_skew_ns, max_attribute = _setup
-    return parser(*args, ParseContext(source, keys, clock_ns, form, max_skew_ns, max_attribute))
+    keys, form, max_skew_ns, max_attribute, ordered_line_ids = _setup
+    return parser(*args, ParseContext(source, keys, clock_ns, form, max_skew_ns, max_attribute, ordered_line_ids))
 
 
 def _ready() -> bool:
@@ -86,7 +88,7 @@ class ParsePool:
 
     def _start(self) -> ProcessPoolExecutor:
         sink = self.sink
-        setup = (sink.keys, sink.form, sink.max_skew_ns, sink.max_attribute, os.getpid())
+        setup = (sink.keys, sink.form, sink.max_skew_ns, sink.max_attribute, sink.ordered_line_ids, os.getpid())
         context = multiprocessing.get_context("spawn")
         return ProcessPoolExecutor(self.workers, mp_context=context, initializer=_start_worker, initargs=setup)
 

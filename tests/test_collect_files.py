@@ -221,3 +221,44 @@ def test_ingest_names_a_missing_file_and_a_directory_and_stores_nothing(
     assert f"{tmp_path / 'absent.log'}: no such file" in err
     assert f"{tmp_path} is a directory; name the files in it" in err
     assert stored(db) == (set(), 0)
+
+
+def _import(store: Store, path: Path) -> tuple[int, int]:
+    from syncwatch.commands.ingest import import_file
+
+    config = load_config(None, {"db": store.url}, environ={})
+    done = import_file(FileSpec(str(path), "combined", "gateway-log"), Sink(store, config), lambda _done: None)
+    return done.stored, done.duplicates
+
+
+def test_a_files_lines_get_ids_in_file_order(store: Store, tmp_path: Path) -> None:
+    """Ordered ids append to the natural-id index; and the same file read again stores nothing."""
+    log = tmp_path / "gateway.log"
+    write(log, *range(300), 7)
+    assert _import(store, log) == (301, 0)
+    with store.engine.connect() as conn:
+        ids = [nid for (nid,) in conn.execute(select(observations.c.natural_id).order_by(observations.c.id))]
+    assert ids == sorted(ids) and all(nid.startswith("line/") for nid in ids)
+    assert _import(store, log) == (0, 301)
+
+
+def test_a_database_with_hashed_line_ids_keeps_them_so_a_file_read_again_dedupes(store: Store, tmp_path: Path) -> None:
+    """Lines stored by an earlier version (hashed ids, no recorded choice) are not stored again."""
+    from dataclasses import replace
+
+    from collectors.access_log import LineFormat, parse_lines
+    from collectors.tailer import first_line_identity
+    from syncwatch.store.writes import LINE_IDS
+
+    log = tmp_path / "gateway.log"
+    write(log, *range(20))
+    config = load_config(None, {"db": store.url}, environ={})
+    earlier = Sink(store, config)
+    with open(log, "rb") as handle:
+        identity = f"{first_line_identity(handle) or ''}:0"
+    context = replace(earlier.context("gateway-log"), ordered_line_ids=False)
+    earlier.commit(parse_lines(log.read_bytes(), context, LineFormat(system="gateway"), 0, identity), "gateway-log")
+    with store.engine.begin() as conn:  # as before this version: no choice recorded
+        conn.exec_driver_sql(f"DELETE FROM checkpoints WHERE source = '{LINE_IDS}'")
+    assert _import(store, log) == (0, 20)
+    assert count(store) == 20

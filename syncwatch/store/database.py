@@ -85,6 +85,11 @@ class Store:
         with self.writing() as conn:
             return writes.write_quarantine(conn, items, self.raw_limit)
 
+    def ordered_line_ids(self) -> bool:
+        """Whether access-log lines get ordered natural ids here (see ``writes.ordered_line_ids``)."""
+        with self.writing() as conn:
+            return writes.ordered_line_ids(conn)
+
     def checkpoint(self, source: str) -> Checkpoint | None:
         with self.engine.connect() as conn:
             return writes.read_checkpoint(conn, source)

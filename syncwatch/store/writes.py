@@ -20,7 +20,7 @@ from time import gmtime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Insert, Table, select
+from sqlalchemy import Connection, Insert, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncwatch.model import Observation, from_ns, utcnow
@@ -301,6 +301,27 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
     if rows:
         conn.execute(quarantine.insert(), rows)
     return len(rows)
+
+
+LINE_IDS = "syncwatch:line-ids"  # the checkpoints row that records which form of line ids the database uses
+
+
+def ordered_line_ids(conn: Connection) -> bool:
+    """Whether access-log lines are stored under ordered natural ids here. Decided the first time
+    a collector asks, and kept: a database that already holds lines under the hashed ids of earlier
+    versions (``line:HASH``) keeps that form, so a file read again there still dedupes."""
+    saved = read_checkpoint(conn, LINE_IDS)
+    if saved is None:
+        o = observations.c
+        # SQLite: one probe of the natural-id index (';' follows ':'). PostgreSQL's index follows the
+        # collation, so it is a scan there, which stops at the first hashed id and runs once per database.
+        if conn.dialect.name == "sqlite":
+            hashed = and_(o.natural_id >= "line:", o.natural_id < "line;")
+        else:
+            hashed = o.natural_id.like("line:%")
+        saved = Checkpoint(LINE_IDS, 0, {"ordered": conn.execute(select(o.id).where(hashed).limit(1)).first() is None})
+        save_checkpoint(conn, saved)
+    return bool(saved.state.get("ordered", True))
 
 
 def read_checkpoint(conn: Connection, source: str) -> Checkpoint | None:
