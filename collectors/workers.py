@@ -23,6 +23,7 @@ from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
@@ -77,6 +78,24 @@ def _ready() -> bool:
     return _setup is not None
 
 
+@dataclass(slots=True)
+class _Call:
+    """One call of ``parse_ahead``: its future once a worker (``pool``) or the caller took it."""
+
+    parser: Parser
+    args: tuple[Any, ...]
+    source: str
+    pool: ProcessPoolExecutor | None = None
+    future: Future[Parsed] | None = None
+
+    def done(self) -> bool:
+        return self.future is not None and self.future.done()
+
+    def result(self) -> Parsed:
+        assert self.future is not None
+        return self.future.result()
+
+
 class ParsePool:
     """``workers`` processes that run parsers for one sink's key rules and limits."""
 
@@ -108,33 +127,57 @@ class ParsePool:
         return parser(*args, self.sink.context(source))
 
     def parse_ahead(self, calls: Iterable[tuple[Parser, tuple[Any, ...], str]], ahead: int) -> Iterator[Parsed]:
-        """Each call's ``parser(*args, ctx)`` in order, with up to ``ahead`` more being parsed in
-        the workers meanwhile: a file's next chunks are parsed while the caller stores this one.
-        A call the pool could not run (a worker died) is parsed in this thread."""
-        pending: deque[tuple[ProcessPoolExecutor, Future[Parsed] | None, Parser, tuple[Any, ...], str]] = deque()
+        """Each call's ``parser(*args, ctx)`` in order, reading up to ``ahead`` calls ahead: a
+        file's next chunks are parsed while the caller stores this one. The workers get as many
+        as keep each busy; while the caller would wait for the next result, it parses the furthest
+        call not handed out itself (when the workers set the pace, as in a file import whose writes
+        leave the caller idle half the time, its wait becomes parsing). Results, and errors, keep
+        their places. A call the pool could not run (a worker died) is parsed in this thread."""
         remaining = iter(calls)
+        queue: deque[_Call] = deque()
+        at_once = self.workers + 1  # one running in each worker, one waiting
 
-        def submit() -> None:
-            for parser, args, source in islice(remaining, 1):
-                pool = self._pool
-                try:
-                    future: Future[Parsed] | None = pool.submit(_parse_in_worker, parser, args, source, now_ns())
-                except BrokenProcessPool:
-                    future = None
-                pending.append((pool, future, parser, args, source))
+        def read_and_hand_out() -> None:
+            queue.extend(_Call(*call) for call in islice(remaining, max(1, ahead) - len(queue)))
+            out = sum(1 for call in queue if call.pool is not None and not call.done())
+            for call in queue:
+                if out >= at_once:
+                    break
+                if call.future is None:
+                    self._hand_out(call)
+                    out += 1
 
-        for _ in range(max(1, ahead)):
-            submit()
-        while pending:
-            pool, future, parser, args, source = pending.popleft()
-            submit()
+        read_and_hand_out()
+        while queue:
+            call = queue.popleft()
+            read_and_hand_out()
+            if call.future is None:
+                self._parse_here(call)
+            elif not call.done():
+                unsent = [later for later in queue if later.future is None]
+                if unsent:
+                    self._parse_here(unsent[-1])
             try:
-                if future is None:
-                    raise BrokenProcessPool("the pool was broken when the call was made")
-                yield future.result()
+                yield call.result()
             except BrokenProcessPool:
-                self._restart(pool)
-                yield parser(*args, self.sink.context(source))
+                if call.pool is not None:
+                    self._restart(call.pool)
+                yield call.parser(*call.args, self.sink.context(call.source))
+
+    def _hand_out(self, call: _Call) -> None:
+        call.pool = self._pool
+        try:
+            call.future = call.pool.submit(_parse_in_worker, call.parser, call.args, call.source, now_ns())
+        except BrokenProcessPool as err:
+            call.future = Future()
+            call.future.set_exception(err)
+
+    def _parse_here(self, call: _Call) -> None:
+        call.future = Future()
+        try:
+            call.future.set_result(call.parser(*call.args, self.sink.context(call.source)))
+        except Exception as err:  # raised where the caller reads this result, as from a worker
+            call.future.set_exception(err)
 
     def _restart(self, broken: ProcessPoolExecutor) -> None:
         with self._lock:

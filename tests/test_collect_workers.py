@@ -228,3 +228,16 @@ def test_a_tailer_catches_up_a_backlog_through_the_pool(own_pool: ParsePool, tmp
         ]
         quarantined = conn.exec_driver_sql("SELECT count(*) FROM quarantine").scalar_one()
     assert paths == [f"/orders/SO-{n}" for n in range(60)] and quarantined == 0
+
+
+def test_the_caller_parses_a_queued_call_while_the_workers_are_busy(own_pool: ParsePool, tmp_path: Path) -> None:
+    """The worker holds the first call until the caller has parsed a later one itself: results
+    still come in call order, and the caller's share is parsed in the caller's process."""
+    from parse_support import flagged
+
+    flag = str(tmp_path / "caller-parsed")
+    calls = [(flagged, (n, flag), "steal") for n in range(6)]
+    results = [parsed.rows[0] for parsed in own_pool.parse_ahead(iter(calls), ahead=4)]
+    assert [index for index, _pid in results] == list(range(6))
+    assert os.getpid() in {pid for _index, pid in results}
+    assert {pid for _index, pid in results} - {os.getpid()}  # and the rest in the worker
