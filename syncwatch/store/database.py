@@ -86,7 +86,12 @@ class Store:
             return writes.write_quarantine(conn, items, self.raw_limit)
 
     def ordered_line_ids(self) -> bool:
-        """Whether access-log lines get ordered natural ids here (see ``writes.ordered_line_ids``)."""
+        """Whether access-log lines get ordered natural ids here (see ``writes.ordered_line_ids``);
+        the write lock is taken only while the choice is still to be made."""
+        with self.engine.connect() as conn:
+            recorded = writes.recorded_line_ids(conn)
+        if recorded is not None:
+            return recorded
         with self.writing() as conn:
             return writes.ordered_line_ids(conn)
 

@@ -310,8 +310,8 @@ def ordered_line_ids(conn: Connection) -> bool:
     """Whether access-log lines are stored under ordered natural ids here. Decided the first time
     a collector asks, and kept: a database that already holds lines under the hashed ids of earlier
     versions (``line:HASH``) keeps that form, so a file read again there still dedupes."""
-    saved = read_checkpoint(conn, LINE_IDS)
-    if saved is None:
+    recorded = recorded_line_ids(conn)
+    if recorded is None:
         o = observations.c
         # SQLite: one probe of the natural-id index (';' follows ':'). PostgreSQL's index follows the
         # collation, so it is a scan there, which stops at the first hashed id and runs once per database.
@@ -319,9 +319,15 @@ def ordered_line_ids(conn: Connection) -> bool:
             hashed = and_(o.natural_id >= "line:", o.natural_id < "line;")
         else:
             hashed = o.natural_id.like("line:%")
-        saved = Checkpoint(LINE_IDS, 0, {"ordered": conn.execute(select(o.id).where(hashed).limit(1)).first() is None})
-        save_checkpoint(conn, saved)
-    return bool(saved.state.get("ordered", True))
+        recorded = conn.execute(select(o.id).where(hashed).limit(1)).first() is None
+        save_checkpoint(conn, Checkpoint(LINE_IDS, 0, {"ordered": recorded}))
+    return recorded
+
+
+def recorded_line_ids(conn: Connection) -> bool | None:
+    """The recorded choice of ``ordered_line_ids``, or None before a collector first asked."""
+    saved = read_checkpoint(conn, LINE_IDS)
+    return None if saved is None else bool(saved.state.get("ordered", True))
 
 
 def read_checkpoint(conn: Connection, source: str) -> Checkpoint | None:
