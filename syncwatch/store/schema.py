@@ -68,7 +68,10 @@ observations = Table(
         String(255),
         nullable=False,
         unique=True,
-        comment="Deduplication id: trace+span id, source+event id, or source+line hash",
+        comment=(
+            "Deduplication id: trace:span for a span, event:source:id for an event,"
+            " line/file/offset/content for a log line"
+        ),
     ),
     Column("kind", String(16), nullable=False, comment="span | log | event"),
     Column("system", String(128), nullable=False, comment="Reporting system (service.name, gateway, event source)"),
