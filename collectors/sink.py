@@ -12,6 +12,7 @@ fought over by our own threads, whose busy-timeout sleeps would cost more than t
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from syncwatch.config import Config
 from syncwatch.store import Checkpoint, QuarantineItem, Store, WriteResult
 from syncwatch.store.writes import driver_form, save_checkpoint, write_quarantine, write_rows
 
+log = logging.getLogger(__name__)
 # A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
 MAX_GROUP_OBSERVATIONS = 20_000
 
@@ -67,6 +69,11 @@ class Sink:
         self.max_attribute = limits.max_attribute_bytes
         self.form = driver_form(store.dialect)
         self.ordered_line_ids = store.ordered_line_ids()
+        if not self.ordered_line_ids:
+            log.info(
+                "this database holds access-log lines stored by an earlier version; new lines keep their "
+                "hashed natural ids so that a file read again dedupes (a new database imports large logs faster)"
+            )
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._writing = False
