@@ -10,8 +10,9 @@ from sqlalchemy import literal, select
 
 from syncwatch.model import ObservationKind
 from syncwatch.store import Store
+from syncwatch.store.correlation import trace_observation_ids
 from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX
-from syncwatch.store.traces import in_traces, trace_observation_ids
+from syncwatch.store.traces import in_traces
 
 AT = datetime(2026, 11, 20, 9, 0, tzinfo=UTC)
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"

@@ -26,9 +26,9 @@ from sqlalchemy.exc import DBAPIError
 
 from syncwatch.store.bulk import chunks, driver_cursor
 from syncwatch.store.locks import try_hold_until_commit
-from syncwatch.store.schema import actions, exceptions, transactions
-from syncwatch.store.traces import trace_observation_ids
-from syncwatch.store.writes import upsert_insert
+from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, actions, exceptions, transactions
+from syncwatch.store.traces import SPANS_OF_TRACES
+from syncwatch.store.writes import json_text, upsert_insert
 
 Node = tuple[str, str]
 TRACE = "trace"
@@ -214,6 +214,18 @@ def observations_of_nodes(
     sql = "SELECT observation_id, key_type, value FROM business_keys WHERE observation_id {in}"
     links.extend((oid, (t, v)) for oid, t, v in _fetch_in(conn, sql, ids))
     return [row[:-1] for row in rows], links  # type: ignore[misc]
+
+
+def trace_observation_ids(conn: Connection, traces: Collection[str]) -> list[int]:
+    """Ids of every observation in ``traces``, through the indexes the schema keeps for them
+    (``store.traces``): on SQLite, other traced rows by trace id and spans by natural id."""
+    sql = "SELECT id FROM observations WHERE trace_id {in}"
+    if conn.dialect.name != "sqlite":
+        return [oid for (oid,) in _fetch_in(conn, sql, traces)]
+    found = [oid for (oid,) in _fetch_in(conn, f"{sql} AND {NOT_OWN_TRACE_PREFIX}", traces)]
+    if traces:
+        found.extend(oid for (oid,) in _fetch(conn, SPANS_OF_TRACES, (json_text(sorted(set(traces))),)))
+    return found
 
 
 def sla_states(conn: Connection, ids: Iterable[str]) -> dict[str, str]:

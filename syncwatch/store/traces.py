@@ -7,38 +7,16 @@ those (see ``schema.NOT_OWN_TRACE_PREFIX``). On PostgreSQL the trace-id index ho
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from sqlalchemy import Select, and_, select, text, union_all
 
-from sqlalchemy import Connection, Select, and_, select, text, union_all
-
-from syncwatch.store.bulk import chunks, driver_cursor
 from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, observations
-from syncwatch.store.writes import json_text
 
-# The rows of each trace (a JSON array parameter) whose natural id begins with it: ':' and ';' are
-# adjacent, so "T:" ≤ id < "T;" is every id that starts with "T:".
-_PREFIXED = (
+# SQLite: the rows of each trace (a JSON array parameter) whose natural id begins with it: ':' and
+# ';' are adjacent, so "T:" <= id < "T;" is every id that starts with "T:".
+SPANS_OF_TRACES = (
     "SELECT o.id FROM json_each(?) AS t JOIN observations AS o"
     " ON o.natural_id > t.value || ':' AND o.natural_id < t.value || ';' AND o.trace_id = t.value"
 )
-
-
-def trace_observation_ids(conn: Connection, traces: Collection[str]) -> list[int]:
-    """Ids of every observation in ``traces``."""
-    if not traces:
-        return []
-    wanted = sorted(set(traces))
-    with driver_cursor(conn) as cursor:
-        if conn.dialect.name != "sqlite":
-            cursor.execute("SELECT id FROM observations WHERE trace_id = ANY(%s)", (wanted,))
-            return [oid for (oid,) in cursor.fetchall()]
-        found: list[int] = []
-        for chunk in chunks(wanted):
-            marks = ", ".join("?" * len(chunk))
-            sql = f"SELECT id FROM observations WHERE trace_id IN ({marks}) AND {NOT_OWN_TRACE_PREFIX}"
-            found.extend(oid for (oid,) in cursor.execute(sql, chunk))
-        found.extend(oid for (oid,) in cursor.execute(_PREFIXED, (json_text(wanted),)))
-        return found
 
 
 def in_traces(dialect: str, traces: Select) -> Select:
