@@ -310,8 +310,8 @@ def ordered_line_ids(conn: Connection) -> bool:
     """Whether access-log lines are stored under ordered natural ids here. Decided the first time
     a collector asks, and kept: a database that already holds lines under the hashed ids of earlier
     versions (``line:HASH``) keeps that form, so a file read again there still dedupes."""
-    recorded = recorded_line_ids(conn)
-    if recorded is None:
+    ordered = recorded_line_ids(conn)
+    if ordered is None:
         o = observations.c
         # SQLite: one probe of the natural-id index (';' follows ':'). PostgreSQL's index follows the
         # collation, so it is a scan there, which stops at the first hashed id and runs once per database.
@@ -319,9 +319,9 @@ def ordered_line_ids(conn: Connection) -> bool:
             hashed = and_(o.natural_id >= "line:", o.natural_id < "line;")
         else:
             hashed = o.natural_id.like("line:%")
-        recorded = conn.execute(select(o.id).where(hashed).limit(1)).first() is None
-        save_checkpoint(conn, Checkpoint(LINE_IDS, 0, {"ordered": recorded}))
-    return recorded
+        ordered = conn.execute(select(o.id).where(hashed).limit(1)).first() is None
+        save_checkpoint(conn, Checkpoint(LINE_IDS, 0, {"ordered": ordered}))
+    return ordered
 
 
 def recorded_line_ids(conn: Connection) -> bool | None:
