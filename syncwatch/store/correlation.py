@@ -21,10 +21,9 @@ from queue import Queue
 from typing import Any
 
 from sqlalchemy import Connection, and_, delete, exists, select
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.exc import DBAPIError
 
-from syncwatch.store.bulk import chunks, driver_cursor
+from syncwatch.store.bulk import chunks, driver_cursor, pg_array
 from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, actions, exceptions, transactions
 from syncwatch.store.traces import SPANS_OF_TRACES
@@ -53,8 +52,9 @@ def _sql(conn: Connection, text: str) -> str:
 
 
 def _in(conn: Connection, size: int) -> str:
-    """The membership test for a list parameter: ``= ANY(%s)`` on PostgreSQL, ``IN (?, …)`` on SQLite."""
-    return "= ANY(?)" if conn.dialect.name == "postgresql" else f"IN ({', '.join('?' * size)})"
+    """The membership test for a list parameter: ``= ANY(%b)`` on PostgreSQL (a binary array, see
+    ``bulk.pg_array``), ``IN (?, …)`` on SQLite."""
+    return "= ANY(%b)" if conn.dialect.name == "postgresql" else f"IN ({', '.join('?' * size)})"
 
 
 def _in_params(conn: Connection, values: Sequence[Any]) -> list[Any]:
@@ -378,8 +378,7 @@ def _sqlite_keys(count: int) -> str:
 @cache
 def _pg_upsert() -> str:
     """INSERT … SELECT FROM unnest(one array per column): one statement for all the rows."""
-    types = [c.type.compile(dialect=postgresql.dialect()) for c in transactions.c]
-    arrays = ", ".join(f"%s::{'text' if t.startswith('VARCHAR') else t.lower()}[]" for t in types)
+    arrays = ", ".join(pg_array(transactions.c[name]) for name in TRANSACTION_COLUMNS)
     return (
         f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) SELECT * FROM unnest({arrays})"
         f" ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
@@ -388,7 +387,7 @@ def _pg_upsert() -> str:
 
 _KEYS = "transaction_id, key_type, value"
 _PG_KEYS = (
-    f"INSERT INTO transaction_keys ({_KEYS}) SELECT * FROM unnest(%s::text[], %s::text[], %s::text[])"
+    f"INSERT INTO transaction_keys ({_KEYS}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])"
     f" ON CONFLICT ({_KEYS}) DO NOTHING"
 )
 _UPDATES = ", ".join(f"{name} = excluded.{name}" for name in TRANSACTION_COLUMNS if name != "id")

@@ -224,7 +224,7 @@ def _existing_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
             sql = "SELECT natural_id, id FROM observations WHERE natural_id IN (SELECT value FROM json_each(?))"
             cursor.execute(sql, (json_text(natural_ids),))
         else:
-            cursor.execute("SELECT natural_id, id FROM observations WHERE natural_id = ANY(%s)", (natural_ids,))
+            cursor.execute("SELECT natural_id, id FROM observations WHERE natural_id = ANY(%b)", (natural_ids,))
         return dict(cursor.fetchall())
 
 
@@ -279,7 +279,7 @@ def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) 
         else:
             sql = (
                 "UPDATE observations AS o SET duplicates = o.duplicates + u.n, redelivered_at = %s "
-                "FROM unnest(%s::bigint[], %s::int[]) AS u(id, n) WHERE o.id = u.id"
+                "FROM unnest(%b::bigint[], %b::int[]) AS u(id, n) WHERE o.id = u.id"
             )
             cursor.execute(sql, (now, list(repeats), list(repeats.values())))
 
