@@ -98,9 +98,9 @@ def _pg_unnest_sql(table: Table, columns: tuple[str, ...], conflict: tuple[str, 
 
 def pg_array(column: Any) -> str:
     """The placeholder of an array parameter holding ``column``'s values, for unnest: sent in
-    binary (``%b``), since psycopg escapes every element of a text array with a regex, which cost
-    the correlator's writer thread more than PostgreSQL took to insert the rows. ``VARCHAR(255)``
-    becomes ``text``: unnest needs no length."""
+    binary (``%b``), since psycopg escapes every element of a text array with a regex (most of the
+    correlator's writer thread in a large pass, holding the GIL). ``VARCHAR(255)`` becomes
+    ``text``: unnest needs no length."""
     compiled = column.type.compile(dialect=postgresql.dialect())
     return f"%b::{'text' if compiled.startswith('VARCHAR') else compiled.lower()}[]"
 
