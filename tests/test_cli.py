@@ -129,3 +129,12 @@ def test_bench_store_prints_figures_with_units_as_json(tmp_path: Path) -> None:
     figures = json.loads(result.stdout)
     assert figures["observations"] == 2000
     assert figures["observations_per_s"] > 0 and figures["batch_p95_ms"] > 0
+
+
+def test_bench_dashboard_renders_every_page_without_streamlit_noise() -> None:
+    result = syncwatch("bench", "dashboard", "--transactions", "600", "--runs", "1", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["transactions"] == 600
+    assert all(figures[f"{page}_p95_ms"] > 0 for page in ("operations", "exception_detail", "kpis", "admin"))
+    assert "ScriptRunContext" not in result.stderr, result.stderr
