@@ -136,6 +136,13 @@ def sign_in(page: Any, url: str) -> None:
     settle(page)
 
 
+def test_the_demo_starts_without_tracebacks_or_retry_warnings(demo: Demo) -> None:
+    """What the person who just typed `syncwatch demo` reads before opening the dashboard."""
+    log = demo.log.read_text()
+    for noise in ("Traceback", "Transient error", "Connection refused"):
+        assert noise not in log, log
+
+
 def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.goto(demo.url)

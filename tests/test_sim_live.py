@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from syncwatch.sim.driver import LiveOptions, running
+from syncwatch.sim.driver import LiveOptions, run_live, running, wait_for_collectors
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.ports import free_port_run
 
@@ -107,3 +109,76 @@ def test_the_erp_rejects_unknown_skus_until_master_data_has_them(tmp_path: Path)
     ]
     assert any("item master" in (span.status.description or "") for span in rejected)
     assert seen["retried"] == 201
+
+
+def test_live_orders_wait_until_the_collector_accepts_connections() -> None:
+    port = free_port_run(1)
+    opened: list[float] = []
+
+    async def open_later() -> asyncio.Server:
+        await asyncio.sleep(0.6)
+        server = await asyncio.start_server(lambda _r, w: w.close(), "127.0.0.1", port)
+        opened.append(time.monotonic())
+        return server
+
+    async def main() -> tuple[bool, float]:
+        later = asyncio.create_task(open_later())
+        ready = await wait_for_collectors([f"http://127.0.0.1:{port}", None], timeout_s=10)
+        returned = time.monotonic()
+        (await later).close()
+        return ready, returned
+
+    ready, returned = asyncio.run(main())
+    assert ready and opened and returned >= opened[0]
+
+
+def test_a_collector_that_never_answers_is_named_once_and_the_network_goes_on(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    port = free_port_run(1)
+    assert asyncio.run(wait_for_collectors([f"http://127.0.0.1:{port}/v1/events"], timeout_s=0.5)) is False
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "sending anyway" in err
+
+
+async def _otlp_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A collector that accepts every export (an empty ExportTraceServiceResponse) until the
+    client hangs up, as the simulator's connection probe does at once."""
+    try:
+        while head := await reader.readuntil(b"\r\n\r\n"):
+            length = re.search(rb"content-length: *(\d+)", head, re.IGNORECASE)
+            await reader.readexactly(int(length[1]) if length else 0)
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nContent-Length: 0\r\n\r\n")
+            await writer.drain()
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+def test_the_live_network_sends_no_order_before_its_collector_listens(tmp_path: Path) -> None:
+    collector = free_port_run(1)
+    options = LiveOptions(
+        base_port=free_port_run(6),
+        otlp_endpoint=f"http://127.0.0.1:{collector}",
+        access_log_dir=tmp_path,
+        orders_per_minute=600,
+    )
+    log = tmp_path / "gateway.log"
+
+    async def main() -> tuple[str, str]:
+        live = asyncio.create_task(run_live(options, build_profile(["none"], [])))
+        await asyncio.sleep(1.5)
+        before = log.read_text() if log.exists() else ""
+        server = await asyncio.start_server(_otlp_ok, "127.0.0.1", collector)
+        await asyncio.sleep(1.5)
+        after = log.read_text() if log.exists() else ""
+        live.cancel()
+        await asyncio.gather(live, return_exceptions=True)
+        server.close()
+        await server.wait_closed()
+        return before, after
+
+    before, after = asyncio.run(main())
+    assert before == "", before
+    assert "POST /sales-orders" in after, after

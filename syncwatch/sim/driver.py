@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
 import httpx
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -25,6 +27,7 @@ from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, SHIPPED, Network, O
 from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
 
 T = TypeVar("T")
+COLLECTOR_WAIT_S = 30.0  # how long live orders wait for the collectors to accept connections
 
 
 class Delivery:
@@ -286,11 +289,44 @@ def otlp_exporter(endpoint: str | None) -> Callable[[], SpanExporter | None]:
 
 
 async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
-    """Run until cancelled, starting ``orders_per_minute`` orders a minute."""
+    """Run until cancelled, starting ``orders_per_minute`` orders a minute; the services answer at
+    once, the orders start when the collectors accept connections."""
     async with running(options, profile, otlp_exporter(options.otlp_endpoint)) as driver:
+        await wait_for_collectors([options.otlp_endpoint, options.events_url])
         while True:
             await driver.order(time.time_ns() // 1000)
             await asyncio.sleep(60 / options.orders_per_minute)
+
+
+async def wait_for_collectors(urls: Sequence[str | None], timeout_s: float = COLLECTOR_WAIT_S) -> bool:
+    """Whether every URL's host accepted a connection within ``timeout_s``. Started beside its
+    collector (as the demo does), the network's first spans would otherwise meet a refused
+    connection, and the exporter would print its retry warnings on the first screen. Still
+    refused after the wait, it says so once and goes on: the exporter keeps retrying."""
+    waiting = {
+        (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
+        for parts in map(urlsplit, filter(None, urls))
+    }
+    deadline = time.monotonic() + timeout_s
+    while waiting:
+        for host, port in sorted(waiting, key=str):
+            try:  # a host that drops packets must not hold the wait past its deadline
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
+            except OSError:  # refused, unreachable, or timed out (TimeoutError is an OSError)
+                continue
+            writer.close()
+            await writer.wait_closed()
+            waiting.discard((host, port))
+        if waiting and time.monotonic() >= deadline:
+            names = ", ".join(f"{host}:{port}" for host, port in sorted(waiting, key=str))
+            print(
+                f"syncwatch sim: nothing accepts connections at {names} after {timeout_s:.0f} s; sending anyway",
+                file=sys.stderr,
+            )
+            return False
+        if waiting:
+            await asyncio.sleep(0.2)
+    return True
 
 
 class LiveThread:
