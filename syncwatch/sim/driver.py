@@ -9,7 +9,7 @@ import sys
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -314,13 +314,14 @@ async def wait_for_collectors(urls: Sequence[str | None], timeout_s: float = COL
                 _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
             except OSError:  # refused, unreachable, or timed out (TimeoutError is an OSError)
                 continue
-            writer.close()
-            await writer.wait_closed()
             waiting.discard((host, port))
+            writer.close()
+            with suppress(OSError):  # a reset on hang-up still means it listens
+                await writer.wait_closed()
         if waiting and time.monotonic() >= deadline:
             names = ", ".join(f"{host}:{port}" for host, port in sorted(waiting, key=str))
             print(
-                f"syncwatch sim: nothing accepts connections at {names} after {timeout_s:.0f} s; sending anyway",
+                f"syncwatch sim: nothing accepts connections at {names} after {timeout_s:g} s; sending anyway",
                 file=sys.stderr,
             )
             return False
