@@ -137,8 +137,9 @@ def test_a_collector_that_never_answers_is_named_once_and_the_network_goes_on(
 ) -> None:
     port = free_port_run(1)
     assert asyncio.run(wait_for_collectors([f"http://127.0.0.1:{port}/v1/events"], timeout_s=0.5)) is False
-    err = capsys.readouterr().err
-    assert err.count("\n") == 1 and f"127.0.0.1:{port}" in err and "sending anyway" in err
+    waiting, gave_up = capsys.readouterr().err.splitlines()
+    assert waiting == f"syncwatch sim: waiting for 127.0.0.1:{port} to accept connections before sending orders"
+    assert f"127.0.0.1:{port}" in gave_up and "after 0.5 s; sending anyway" in gave_up
 
 
 async def _otlp_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

@@ -301,32 +301,41 @@ async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
 async def wait_for_collectors(urls: Sequence[str | None], timeout_s: float = COLLECTOR_WAIT_S) -> bool:
     """Whether every URL's host accepted a connection within ``timeout_s``. Started beside its
     collector (as the demo does), the network's first spans would otherwise meet a refused
-    connection, and the exporter would print its retry warnings on the first screen. Still
-    refused after the wait, it says so once and goes on: the exporter keeps retrying."""
+    connection, and the exporter would print its retry warnings on the first screen. It says
+    once that it waits, and once if it gives up and goes on (the exporter keeps retrying)."""
     waiting = {
         (parts.hostname, parts.port or (443 if parts.scheme == "https" else 80))
         for parts in map(urlsplit, filter(None, urls))
     }
-    deadline = time.monotonic() + timeout_s
+    deadline, said = time.monotonic() + timeout_s, False
     while waiting:
-        for host, port in sorted(waiting, key=str):
-            try:  # a host that drops packets must not hold the wait past its deadline
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
-            except OSError:  # refused, unreachable, or timed out (TimeoutError is an OSError)
-                continue
-            waiting.discard((host, port))
-            writer.close()
-            with suppress(OSError):  # a reset on hang-up still means it listens
-                await writer.wait_closed()
-        if waiting and time.monotonic() >= deadline:
-            names = ", ".join(f"{host}:{port}" for host, port in sorted(waiting, key=str))
+        for address in sorted(waiting, key=str):
+            if await _accepts(*address):
+                waiting.discard(address)
+        if not waiting:
+            break
+        names = ", ".join(f"{host}:{port}" for host, port in sorted(waiting, key=str))
+        if time.monotonic() >= deadline:
             print(
                 f"syncwatch sim: nothing accepts connections at {names} after {timeout_s:g} s; sending anyway",
                 file=sys.stderr,
             )
             return False
-        if waiting:
-            await asyncio.sleep(0.2)
+        if not said:
+            print(f"syncwatch sim: waiting for {names} to accept connections before sending orders", file=sys.stderr)
+            said = True
+        await asyncio.sleep(0.2)
+    return True
+
+
+async def _accepts(host: str | None, port: int) -> bool:
+    try:  # a host that drops packets must not hold the wait past its deadline
+        _, writer = await asyncio.wait_for(asyncio.open_connection(host, port), timeout=2)
+    except OSError:  # refused, unreachable, or timed out (TimeoutError is an OSError)
+        return False
+    writer.close()
+    with suppress(OSError):  # a reset on hang-up still means it listens
+        await writer.wait_closed()
     return True
 
 
