@@ -158,9 +158,10 @@ async def _otlp_ok(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -
 
 
 def test_the_live_network_sends_no_order_before_its_collector_listens(tmp_path: Path) -> None:
-    collector = free_port_run(1)
+    base = free_port_run(7)  # one run: the six services, then the collector, so none can take another's port
+    collector = base + 6
     options = LiveOptions(
-        base_port=free_port_run(6),
+        base_port=base,
         otlp_endpoint=f"http://127.0.0.1:{collector}",
         access_log_dir=tmp_path,
         orders_per_minute=600,
