@@ -12,8 +12,12 @@ OUTCOME_COLORS = {"ok": "#4c78a8", "error": "#d62728"}
 KIND_SYMBOLS = {"event": "diamond", "log": "square"}
 
 
+# Above the plot: a horizontal legend below it lands on the x axis's ticks and title.
+_LEGEND = {"orientation": "h", "x": 0, "xanchor": "left", "y": 1.0, "yanchor": "bottom"}
+
+
 def _layout(fig: go.Figure, height: int = 320) -> go.Figure:
-    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 30, "b": 10}, legend_orientation="h")
+    fig.update_layout(height=height, margin={"l": 10, "r": 10, "t": 40, "b": 10}, legend=_LEGEND)
     return fig
 
 

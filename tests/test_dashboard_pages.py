@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -86,6 +87,16 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     assert metrics["Breached"] == "23" and metrics["Active exceptions"] == "24"
     late = at.dataframe[0].value
     assert len(late) == 23 and set(late["SLA"]) == {"Breached"}
+
+
+def test_operations_names_orders_not_yet_with_a_partner_as_such(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db)
+    by_partner = at.get("plotly_chart")[1].proto.spec  # SLA by channel, then by partner
+    partners = {label for trace in json.loads(by_partner)["data"] for label in trace["y"]}
+    assert "not released yet" in partners and "unknown" not in partners, partners
+    assert "not released yet" in set(at.dataframe[0].value["partner"]), "the late table says the same"
 
 
 def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:

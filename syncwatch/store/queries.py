@@ -73,11 +73,16 @@ def as_of(store: Store) -> datetime | None:
 
 # --- Operations -------------------------------------------------------------------------------
 
+# What a transaction without a channel or partner shows: its first stage was not seen (the order
+# came in through the ERP, say), or it has not reached the stage that hands it to a partner.
+NO_CHANNEL = "channel not seen"
+NO_PARTNER = "not released yet"
+
 
 def open_by_sla(store: Store) -> pd.DataFrame:
     """Open transactions per channel, partner and SLA state: one small grid the page slices both ways."""
-    channel = func.coalesce(t.channel, "unknown").label("channel")
-    partner = func.coalesce(t.partner, "unknown").label("partner")
+    channel = func.coalesce(t.channel, NO_CHANNEL).label("channel")
+    partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stmt = (
         select(channel, partner, t.sla_state, func.count().label("transactions"))
         .where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))
@@ -109,7 +114,7 @@ def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
 
 def stage_delays(store: Store, since: datetime) -> pd.DataFrame:
     """Late transactions changed since ``since``, per stage at fault and partner."""
-    partner = func.coalesce(t.partner, "unknown").label("partner")
+    partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stage = func.coalesce(t.stage_at_fault, "unknown").label("stage")
     stmt = (
         select(stage, partner, func.count().label("transactions"))
