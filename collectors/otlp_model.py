@@ -73,7 +73,8 @@ def span(
     skew = skew_seconds(ctx, end_ns or start_ns)
     if skew is not None:
         attrs["syncwatch.clock_skew_s"] = skew
-    keys, route = ctx.keys.extract(system, attrs, url_path(attrs))
+    path = url_path(attrs)
+    keys, route = ctx.keys.extract(system, attrs, path)
     code = http_status(attrs)
     failed = status[0] == STATUS_ERROR or (code is not None and code >= 400)
     return row(
@@ -81,7 +82,7 @@ def span(
         f"{trace_id}:{span_id}",
         SPAN,
         system,
-        _operation(name, attrs, route),
+        _operation(name, attrs, route, path),
         (start_ns, end_ns),
         failed,
         (code, (status[1] or _error_text(attrs))[:MAX_MESSAGE] if failed else None),
@@ -91,10 +92,12 @@ def span(
     )
 
 
-def _operation(name: str, attrs: dict[str, Any], route: str | None) -> str:
-    """The span name, unless it is a bare HTTP method and the path matched a template."""
+def _operation(name: str, attrs: dict[str, Any], route: str | None, path: str | None) -> str:
+    """The span name, unless the path matched a template and the name is the bare HTTP method or
+    the method with that very path: instrumentation that names client spans ``POST /orders/113-…``
+    would otherwise make every order an endpoint of its own."""
     method = attrs.get("http.request.method") or attrs.get("http.method")
-    if route and " " not in name and name == method:
+    if route and method and (name == method or (path and name == f"{method} {path.split('?', 1)[0]}")):
         return f"{method} {route}"
     return name or "(unnamed span)"
 

@@ -131,3 +131,30 @@ def test_a_gzipped_protobuf_from_the_simple_processor_is_stored(run_collector) -
     provider.shutdown()
     [row] = stored(collector.store)
     assert row.system == "3pl-fastship" and ["fulfillment_order", "FO-1", True] in keys_of(row)
+
+
+def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """Client instrumentation that names spans ``POST /orders/113-…/…`` must not make each order an endpoint."""
+    collector = run_collector()
+    provider = TracerProvider(resource=Resource.create({"service.name": "erp"}))
+    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces")))
+    tracer = provider.get_tracer("test")
+    for path in (
+        "/orders/113-0000001-0000001/shipment-confirmation",
+        "/orders/113-0000002-0000001/shipment-confirmation",
+    ):
+        with tracer.start_as_current_span(f"POST {path}") as span:
+            span.set_attributes({"http.request.method": "POST", "url.full": f"https://marketplace.example{path}?v=2"})
+    with tracer.start_as_current_span("POST /reports/2026-11") as span:  # no template names this path
+        span.set_attributes({"http.request.method": "POST", "url.path": "/reports/2026-11"})
+    with tracer.start_as_current_span("confirm shipment") as span:  # a name of its own stays
+        span.set_attributes({"http.request.method": "POST", "url.path": "/orders/113-0000003-0000001"})
+    provider.shutdown()
+    rows = stored(collector.store)
+    assert [r.operation for r in rows] == [
+        "POST /orders/{marketplace_order}/shipment-confirmation",
+        "POST /orders/{marketplace_order}/shipment-confirmation",
+        "POST /reports/2026-11",
+        "confirm shipment",
+    ]
+    assert ["marketplace_order", "113-0000002-0000001", True] in keys_of(rows[1])
