@@ -71,6 +71,7 @@ def exception_categories(store: Store) -> dict[str, Counter]:
     return found
 
 
+CONTEXT = ("channel", "customer", "order_value", "promised_at")
 OWNED = {p.name: p.keys for p in compile_processes(load_config())}
 
 
@@ -103,6 +104,18 @@ def stored_lines(store: Store) -> dict[str, tuple[str, dict | None]]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(transactions.c.id, transactions.c.status, transactions.c.lines))
         return {tid: (status, json.loads(lines) if isinstance(lines, str) else lines) for tid, status, lines in rows}
+
+
+def test_every_exception_of_an_order_carries_its_business_context(sample: tuple[Store, list[dict]]) -> None:
+    """An agent deciding what to fix first sees channel, customer, value and promised date on every
+    order's exception, not only on orders that got as far as an invoice."""
+    store, _ = sample
+    query = select(exceptions.c.id, exceptions.c.context).join(transactions).where(transactions.c.type == "order")
+    with store.engine.connect() as conn:
+        contexts = dict(conn.execute(query).all())
+    assert len(contexts) > 20
+    missing = {eid: ctx for eid, ctx in contexts.items() if None in (ctx.get(k) for k in CONTEXT)}
+    assert not missing, missing
 
 
 def test_every_order_knows_which_lines_shipped_and_is_complete_only_when_all_did(

@@ -114,6 +114,7 @@ class Driver:
             "id": order.ref,
             "lines": lines,
             "order.promised_ship_by": iso(order.promised),
+            "order.total": order.total,
             "customer": order.customer,
         }
 

@@ -112,6 +112,11 @@ class Order:
     def ref_attrs(self) -> Attrs:
         return {ORDER_ATTR[self.channel]: self.ref}
 
+    @property
+    def total(self) -> float:
+        """What the buyer pays, as the marketplace reports it with the order (SP-API's OrderTotal)."""
+        return sum(item.price_cents * qty for item, qty in self.lines) / 100
+
 
 @dataclass
 class Shipment:
@@ -226,6 +231,7 @@ class Network:
             **order.ref_attrs,
             "order.promised_ship_by": iso(order.promised),
             "order.line_count": len(order.lines),
+            "order.total": order.total,
             "item.sku": order.lines[0][0].sku,
         }
         if order.channel == "marketplace-b2b":
