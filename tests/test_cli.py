@@ -138,3 +138,36 @@ def test_bench_dashboard_renders_every_page_without_streamlit_noise() -> None:
     assert figures["transactions"] == 600
     assert all(figures[f"{page}_p95_ms"] > 0 for page in ("operations", "exception_detail", "kpis", "admin"))
     assert "ScriptRunContext" not in result.stderr, result.stderr
+
+
+def test_export_transactions_as_json_lines_holds_keys_stages_and_sla(sample_db: str, tmp_path: Path) -> None:
+    out = tmp_path / "transactions.jsonl"
+    result = syncwatch("export", "transactions", "--db", sample_db, "--out", str(out))
+    assert result.returncode == 0, result.stderr
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    assert result.stderr.strip().endswith(f"exported {len(rows):,} transactions")
+    orders = [r for r in rows if r["type"] == "order"]
+    assert len(orders) >= 800 and len({r["id"] for r in rows}) == len(rows)
+    first = orders[0]
+    assert first["sla_state"] in ("met", "on_track", "at_risk", "breached")
+    assert {"erp_order"} <= set(first["keys"]) and "trace" not in first["keys"]
+    reached = [s for s in first["stages"] if s["reached_at"]]
+    assert reached and {"name", "reached_at", "due_at", "sla_state"} <= set(reached[0])
+
+
+def test_export_exceptions_as_csv_names_transaction_category_and_status(sample_db: str, tmp_path: Path) -> None:
+    import csv
+
+    out = tmp_path / "exceptions.csv"
+    assert syncwatch("export", "exceptions", "--db", sample_db, "--format", "csv", "--out", str(out)).returncode == 0
+    with out.open(newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    assert len(rows) > 20
+    assert all(r["id"] and r["transaction_id"] and r["category"] and r["status"] for r in rows)
+    assert {r["category"] for r in rows} >= {"validation", "partner_unavailable"}
+
+
+def test_export_to_a_folder_that_does_not_exist_gets_one_sentence(sample_db: str, tmp_path: Path) -> None:
+    target = tmp_path / "missing" / "x.csv"
+    result = syncwatch("export", "exceptions", "--db", sample_db, "--out", str(target))
+    assert_one_clear_sentence(result, f"cannot write {target}", "No such file or directory")

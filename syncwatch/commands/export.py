@@ -42,7 +42,11 @@ def _write(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
 def _run(args: argparse.Namespace) -> int:
     store = open_store(config_from(args))
     try:
-        target = open(args.out, "w", newline="") if args.out else nullcontext(sys.stdout)  # noqa: SIM115
+        try:  # before any row is read: a wrong path should not cost a scan of the database
+            target = open(args.out, "w", newline="") if args.out else nullcontext(sys.stdout)  # noqa: SIM115
+        except OSError as err:
+            print(f"syncwatch export: cannot write {args.out}: {err.strerror}", file=sys.stderr)
+            return 1
         with store.engine.connect() as conn, target as out:
             count = _write(WHAT[args.what](conn), args.format, out)
     finally:
