@@ -39,7 +39,9 @@ _UNITS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
 
 @dataclass(frozen=True, slots=True)
 class FieldMap:
-    """Where a JSON gateway line keeps each field: dotted paths, first present wins."""
+    """Where a JSON gateway line keeps each field: dotted paths, first present wins. ``time_is``
+    says whether the time is when the request began (Kong's started_at, Envoy's START_TIME, API
+    Gateway's requestTime) or when it ended and was logged (Caddy's ts, nginx's $time_local)."""
 
     time: tuple[str, ...]
     method: tuple[str, ...]
@@ -47,6 +49,7 @@ class FieldMap:
     status: tuple[str, ...]
     duration: tuple[str, ...] = ()
     duration_unit: str = "ms"
+    time_is: str = "end"
     system: tuple[str, ...] = ()
     client: tuple[str, ...] = ()
     user_agent: tuple[str, ...] = ()
@@ -60,6 +63,7 @@ FIELD_MAPS = {
         path=("request.uri", "request.url"),
         status=("response.status",),
         duration=("latencies.request",),
+        time_is="start",
         system=("service.name", "route.name"),
         client=("client_ip",),
         user_agent=("request.headers.user-agent",),
@@ -71,6 +75,7 @@ FIELD_MAPS = {
         path=("path", "x-envoy-original-path", "request_path"),
         status=("response_code", "status"),
         duration=("duration",),
+        time_is="start",
         system=("upstream_cluster", "route_name"),
         client=("downstream_remote_address", "client_ip"),
         user_agent=("user_agent", "user-agent"),
@@ -93,6 +98,7 @@ FIELD_MAPS = {
         path=("path", "resourcePath"),
         status=("status",),
         duration=("responseLatency", "integrationLatency"),
+        time_is="start",
         system=("apiId", "domainName"),
         client=("ip", "sourceIp"),
         user_agent=("userAgent",),
@@ -229,6 +235,8 @@ def parse_json_access(text: str, fmt: LineFormat) -> _Request:
     attributes = {k: v for k, v in attributes.items() if v is not None}
     system_name = str(system) if system else fmt.system
     end_ns = json_time_ns(values["time"])
+    if fields.time_is == "start" and duration_ns:
+        end_ns += duration_ns
     method, path = str(values["method"]), str(values["path"])
     return _Request(end_ns, method, path, int(status), duration_ns, system_name, attributes)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -174,6 +175,63 @@ def test_ingest_reads_caddy_logs_through_a_field_map(tmp_path: Path, capsys: pyt
     assert main(["ingest", "--db", db, "--json", "--field-map", "caddy", path]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary["files"][path]["format"] == "json_access" and summary["stored"] == 4
+
+
+# No public Envoy or API Gateway access-log files exist (both are user-defined formats): these lines
+# follow Envoy's documented JSON keys (as Istio and Envoy Gateway configure them) and an API Gateway
+# $context template with the variables AWS documents. Both stamp the time the request began.
+ENVOY_LINE = {
+    "start_time": "2026-11-25T10:00:00.000Z",
+    "method": "GET",
+    "path": "/orders/113-0000001-0000001",
+    "response_code": 504,
+    "duration": 30000,
+    "upstream_cluster": "marketplace-amz",
+    "request_id": "5b3c0d1e-0000-4000-8000-000000000001",
+}
+APIGW_LINE = {
+    "requestId": "c6af9ac6-7b61-11e6-9a41-93e8deadbeef",
+    "ip": "203.0.113.7",
+    "requestTimeEpoch": 1795600800000,
+    "httpMethod": "POST",
+    "path": "/purchase-orders/PO-451001",
+    "status": "201",
+    "responseLatency": 250,
+    "apiId": "marketplace-b2b",
+}
+
+
+@pytest.mark.parametrize(
+    ("field_map", "document", "operation", "key", "seconds"),
+    [
+        (
+            "envoy",
+            ENVOY_LINE,
+            "GET /orders/{marketplace_order}",
+            ["marketplace_order", "113-0000001-0000001", True],
+            30,
+        ),
+        ("aws_apigw", APIGW_LINE, "POST /purchase-orders/{po_number}", ["po_number", "PO-451001", True], 0.25),
+    ],
+)
+def test_gateways_that_stamp_the_start_of_a_request_end_it_after_its_duration(
+    tmp_path: Path, field_map: str, document: dict, operation: str, key: list, seconds: float
+) -> None:
+    """A request that hung for 30 s ended 30 s after the time its gateway logged: read as the end, it
+    would seem to have finished before it began."""
+    path = tmp_path / f"{field_map}.jsonl"
+    path.write_text(json.dumps(document) + "\n")
+    db = f"sqlite:///{tmp_path / 'gateways.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["ingest", "--db", db, "--field-map", field_map, str(path)]) == 0
+    store = Store.open(db)
+    with store.engine.connect() as conn:
+        [row] = conn.execute(select(observations))
+    store.close()
+    assert (row.system, row.operation) == (document.get("upstream_cluster") or document["apiId"], operation)
+    assert row.start_time == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert (row.end_time - row.start_time).total_seconds() == seconds
+    assert key in row.extracted_keys
 
 
 def stored(db: str) -> tuple[set[str], int]:

@@ -225,6 +225,9 @@ class FieldMapDef(Strict):
     status: list[str] = Field(min_length=1)
     duration: list[str] = []
     duration_unit: Literal["s", "ms", "us", "ns"] = "ms"
+    time_is: Literal["start", "end"] = Field(
+        "end", description="Whether the time field is when the request began (Kong, Envoy) or when it was logged"
+    )
     system: list[str] = []
     client: list[str] = []
     user_agent: list[str] = []
