@@ -148,7 +148,7 @@ def add_budget(start: datetime, budget: timedelta, calendar: Calendar | None) ->
 
 
 def _working(day: date, calendar: Calendar) -> bool:
-    return WEEKDAYS[day.weekday()] in calendar.workdays and day.isoformat() not in calendar.holidays
+    return WEEKDAYS[day.weekday()] in calendar.workdays and day not in calendar.holidays
 
 
 def _next_working(day: date, calendar: Calendar) -> date:

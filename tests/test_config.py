@@ -72,6 +72,8 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[partners.erp]\nkind = 'erp'\nbase_url = 'http://x'\ntoken_env = 'lower-case'", "partners.erp.token_env"),
         ("[partners.wms]\nkind = 'wms'\nbase_url = 'http://x'\nalternates = ['ghost']", "unknown partners ['ghost']"),
         ("[calendars.x]\ncutoff = '25:00'", "calendars.x.cutoff"),
+        ("[calendars.x]\ntimezone = 'America/Chicgo'", "calendars.x.timezone: unknown time zone 'America/Chicgo'"),
+        ("[calendars.x]\nholidays = ['26/11/2026']", "calendars.x.holidays.0"),
     ],
 )
 def test_invalid_values_name_the_field(tmp_path: Path, text: str, fragment: str) -> None:

@@ -236,6 +236,16 @@ def test_an_order_after_the_cutoff_on_friday_is_due_at_the_end_of_monday() -> No
     )
 
 
+def test_a_holiday_is_no_business_day_whether_toml_writes_it_as_a_date_or_as_text(tmp_path: Path) -> None:
+    config = tmp_path / "holidays.toml"
+    config.write_text('[calendars.us_central]\ntimezone = "America/Chicago"\nholidays = [2026-11-09, "2026-11-26"]\n')
+    calendar = compile_processes(load_config(str(config), environ={}))[0].calendar
+    friday_after_cutoff = datetime(2026, 11, 6, 21, 0, tzinfo=UTC)
+    assert add_budget(friday_after_cutoff, timedelta(days=1), calendar) == datetime(2026, 11, 11, 6, 0, tzinfo=UTC)
+    wednesday_after_cutoff = datetime(2026, 11, 25, 21, 0, tzinfo=UTC)  # Thanksgiving follows
+    assert add_budget(wednesday_after_cutoff, timedelta(days=1), calendar) == datetime(2026, 11, 28, 6, 0, tzinfo=UTC)
+
+
 def test_sla_state_moves_from_on_track_to_at_risk_to_breached_as_time_passes() -> None:
     order = compile_processes(load_config())[0]
     captured = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)

@@ -7,8 +7,9 @@ appear here: a partner's token is given as the *name* of an environment variable
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
@@ -146,7 +147,17 @@ class Calendar(Strict):
     workdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = Field(
         ["mon", "tue", "wed", "thu", "fri"], min_length=1
     )
-    holidays: list[str] = []
+    holidays: frozenset[date] = Field(frozenset(), description="Days off: TOML dates or 'YYYY-MM-DD'")
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        """Checked here, not when the first SLA is computed: a typo would stop every correlator pass."""
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {value!r}; use an IANA name such as 'America/Chicago'") from None
+        return value
 
 
 class Partner(Strict):
