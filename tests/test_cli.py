@@ -40,7 +40,26 @@ def test_upgrade_then_stats_prints_zero_counts(db_url: str) -> None:
     assert syncwatch("db", "upgrade", "--db", db_url).returncode == 0
     result = syncwatch("stats", "--json", "--db", db_url)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == dict.fromkeys(COUNTED_TABLES, 0)
+    assert json.loads(result.stdout) == {**dict.fromkeys(COUNTED_TABLES, 0), "redeliveries": 0, "quarantined_by": []}
+
+
+def test_stats_count_re_deliveries_and_say_where_quarantined_items_came_from_and_why(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'stats.db'}"
+    log = tmp_path / "gateway.log"
+    good = (
+        '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "GET /orders/113-000000{n}-0000001 HTTP/1.1" 200 5 "-" "t" 0.01\n'
+    )
+    log.write_text(good.format(n=1) + "not an access log line\n" + good.format(n=2))
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    for _ in range(2):
+        assert syncwatch("ingest", "--db", db, str(log)).returncode == 0
+    figures = json.loads(syncwatch("stats", "--json", "--db", db).stdout)
+    assert (figures["observations"], figures["redeliveries"]) == (2, 2)
+    [reason] = figures["quarantined_by"]
+    assert reason["source"] == str(log) and reason["items"] == figures["quarantine"] >= 1
+    text = syncwatch("stats", "--db", db).stdout
+    assert "re-deliveries stored once: 2" in text
+    assert f"{figures['quarantine']:>10,}  {log}: {reason['reason']}" in text
 
 
 def test_the_database_url_comes_from_the_environment_when_no_flag_is_given(tmp_path: Path) -> None:

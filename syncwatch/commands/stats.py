@@ -1,4 +1,5 @@
-"""`syncwatch stats`: row counts per table, quarantine included, as a table or JSON."""
+"""`syncwatch stats`: row counts per table, how many deliveries were duplicates, and what was
+quarantined from where and why: the figures that show a collector's day at a glance."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import json
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.store.reads import quarantine_reasons, redeliveries
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,15 +19,27 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(config_from(args))
     try:
         counts = store.counts()
+        with store.engine.connect() as conn:
+            repeated = redeliveries(conn)
+            reasons = quarantine_reasons(conn) if counts["quarantine"] else []
     finally:
         store.close()
     if args.json:
-        print(json.dumps(counts))
-    else:
-        width = max(map(len, counts))
-        for table, count in counts.items():
-            print(f"{table:<{width}}  {count:>12,}")
+        print(json.dumps({**counts, "redeliveries": repeated, "quarantined_by": reasons}))
+        return 0
+    width = max(map(len, counts))
+    for table, count in counts.items():
+        print(f"{table:<{width}}  {count:>12,}")
+    print(f"\nre-deliveries stored once: {repeated:,} (a partner sending the same thing twice shows here)")
+    if reasons:
+        shown = sum(r["items"] for r in reasons)
+        more = f", {counts['quarantine'] - shown:,} more under other reasons" if counts["quarantine"] > shown else ""
+        print(f"\nquarantined, most frequent first{more}:")
+        for r in reasons:
+            print(f"{r['items']:>10,}  {r['source']}: {r['reason']}")
     return 0
 
 
-COMMAND = Command("stats", "count what is stored, quarantine included", _add_arguments, _run)
+COMMAND = Command(
+    "stats", "count what is stored, re-delivered and quarantined (with sources and reasons)", _add_arguments, _run
+)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, func, select
 
-from syncwatch.store.schema import exceptions, transaction_keys, transactions
+from syncwatch.store.schema import exceptions, observations, quarantine, transaction_keys, transactions
 
 EXCEPTION_FIELDS = (
     "id",
@@ -55,3 +55,19 @@ def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
     columns = [exceptions.c[name] for name in EXCEPTION_FIELDS]
     for row in conn.execute(select(*columns).order_by(exceptions.c.opened_at, exceptions.c.id)):
         yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+
+
+def redeliveries(conn: Connection) -> int:
+    """Deliveries beyond the first, over every observation: read from the rows stamped
+    ``redelivered_at``, which the partial index holds, so it costs nothing on a large store."""
+    o = observations.c
+    query = select(func.coalesce(func.sum(o.duplicates), 0)).where(o.redelivered_at.isnot(None))
+    return int(conn.execute(query).scalar_one())
+
+
+def quarantine_reasons(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """The most frequent (source, reason) pairs of quarantined items, most first."""
+    q = quarantine.c
+    items = func.count().label("items")
+    stmt = select(q.source, q.reason, items).group_by(q.source, q.reason).order_by(items.desc(), q.source, q.reason)
+    return [dict(row._mapping) for row in conn.execute(stmt.limit(limit))]
