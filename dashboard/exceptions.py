@@ -55,10 +55,14 @@ def _filters(page: Page) -> q.QueueFilter:
     sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
     assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
     opened = cols[2].selectbox("Opened", list(AGES))
+    # A link from Operations' callout or an endpoint alert names the failing system: ?system=erp.
+    linked = [name for name in st.query_params.get_all("system") if name]
+    systems = cols[3].multiselect("Failing system", sorted({*options["system"], *linked}), default=linked)
     newer, older = AGES[opened]
     return q.QueueFilter(
         statuses=tuple(statuses),
         categories=tuple(categories),
+        systems=tuple(systems),
         partners=tuple(partners),
         channels=tuple(channels),
         sla_states=tuple(sla),
@@ -74,6 +78,7 @@ def filter_options(config: Config) -> dict[str, list[str]]:
     partners = config.file.partners
     return {
         "category": list(CATEGORIES),
+        "system": sorted(partners),
         "partner": sorted(n for n, p in partners.items() if p.kind in ("wms", "3pl")),
         "channel": sorted(n for n, p in partners.items() if p.kind == "marketplace"),
         "assignee": sorted(n for n, u in config.file.users.items() if u.role != "executive"),
@@ -154,7 +159,7 @@ def _business_context(page: Page, row: dict) -> None:
     st.markdown(
         "\n".join(
             [
-                f"- **Transaction:** [{row['transaction_id']}](search?key={row['transaction_id']})",
+                f"- **Transaction:** {row['transaction_id']}",
                 f"- **Channel:** {row['channel'] or context.get('channel') or '—'}",
                 f"- **Partner:** {row['partner'] or context.get('partner') or '—'}",
                 f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
@@ -163,6 +168,12 @@ def _business_context(page: Page, row: dict) -> None:
                 f"- **SLA:** {sla_label(row['sla_state'])}, {time_left(row['due_at'], page.now) or 'nothing due'}",
             ]
         )
+    )
+    st.page_link(
+        "search.py",
+        label="Open the transaction: every system's view of it",
+        icon=":material/arrow_forward:",
+        query_params={"key": row["transaction_id"]},
     )
 
 

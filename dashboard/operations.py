@@ -9,7 +9,7 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.fmt import SLA_LABELS, age, money, time_left
-from dashboard.widgets import Page, none_yet, prepare
+from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
 REFRESH_S = 30
@@ -53,9 +53,13 @@ def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
 
 def _callouts(page: Page, failing: pd.DataFrame) -> None:
     for row in failing[failing["exceptions"] >= FAILING_AT].itertuples():
-        st.error(
-            f"**{row.system}** is failing: {row.exceptions} open exceptions, the oldest {age(row.oldest, page.now)} "
-            "old. See Exceptions, filtered by this system."
+        oldest = age(row.oldest, page.now)
+        st.error(f"**{row.system}** is failing: {row.exceptions} open exceptions, the oldest {oldest} old.")
+        st.page_link(
+            "exceptions.py",
+            label=f"Open {row.system}'s exceptions",
+            icon=":material/arrow_forward:",
+            query_params={"system": row.system},
         )
 
 
@@ -84,14 +88,9 @@ def _late(page: Page) -> None:
             "partner": data["partner"].fillna(q.NO_PARTNER),
             "customer": data["customer"].fillna("—"),
             "value": data["order_value"].map(money),
-            "open": "search?key=" + data["id"],
         }
     )
-    st.dataframe(
-        table,
-        hide_index=True,
-        column_config={"open": st.column_config.LinkColumn("open", display_text="details")},
-    )
+    open_on_select(table, list(data["id"]), "search.py", "key", key="late")
 
 
 def _stage_delays(page: Page) -> None:

@@ -7,25 +7,30 @@ import streamlit as st
 
 from dashboard import charts
 from dashboard.fmt import sla_label, time_left, when
-from dashboard.widgets import Page, none_yet, prepare
+from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
+
+LINKED_KEY = "search_key_in_link"  # the ?key= this page last saw or wrote
 
 
 def render() -> None:
     page = prepare("Transaction search")
     if page is None:
         return
-    # A link from another page (?key=…) fills the box once; after that the box is the truth.
-    st.session_state.setdefault("search_key", st.query_params.get("key", ""))
+    # A key another page or a link brings (?key=…) fills the box when it is new; what is typed
+    # after that wins, until another page brings a different key.
+    linked = st.query_params.get("key", "")
+    if linked != st.session_state.get(LINKED_KEY):
+        st.session_state["search_key"] = st.session_state[LINKED_KEY] = linked
     key = st.text_input(
         "Any key",
         key="search_key",
         placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA",
     ).strip()
+    st.query_params["key"] = st.session_state[LINKED_KEY] = key
     if not key:
         st.caption("Type an identifier any system used for the order; the result shows what every system saw.")
         return
-    st.query_params["key"] = key
     found = q.find_transactions(page.store, key)
     if found.empty:
         st.warning(f"No transaction carries the key {key!r}. Keys are matched exactly, as the systems sent them.")
@@ -128,12 +133,7 @@ def _exceptions(page: Page, tid: str) -> None:
     if exceptions.empty:
         none_yet("None: every step went through.")
         return
-    links = "exceptions?exception=" + exceptions["id"]
-    st.dataframe(
-        exceptions.assign(open=links),
-        hide_index=True,
-        column_config={"open": st.column_config.LinkColumn("open", display_text="open")},
-    )
+    open_on_select(exceptions, list(exceptions["id"]), "exceptions.py", "exception", key="transaction_exceptions")
     actions = q.transaction_actions(page.store, tid)
     if not actions.empty:
         st.subheader("Actions")

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from dashboard import context
@@ -61,3 +64,16 @@ Just looking? `syncwatch demo` starts a simulated network with a week of sample 
 def none_yet(message: str) -> None:
     """An empty section on a page that has data elsewhere: say so in one line, not with an empty chart."""
     st.caption(message)
+
+
+def open_on_select(
+    table: pd.DataFrame, targets: Sequence[str], page: str, param: str, key: str, **options: Any
+) -> None:
+    """A table whose row, once selected, opens ``page`` with ``?param=`` that row's target. In-app
+    navigation keeps the session: a plain link loads the app afresh (a new tab, for a table's link
+    column) and a signed-in person would have to sign in again."""
+    event = st.dataframe(table, hide_index=True, on_select="rerun", selection_mode="single-row", key=key, **options)
+    st.caption("Select a row to open it.")
+    rows = event.selection.rows  # type: ignore[attr-defined]
+    if rows:
+        st.switch_page(page, query_params={param: targets[rows[0]]})

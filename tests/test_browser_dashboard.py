@@ -178,3 +178,32 @@ def test_open_an_exception_retry_and_see_it_resolved(demo: Demo, page: Any) -> N
         page.screenshot(path=str(SHOTS / "8-after-retry.png"))
     text = outcome.inner_text()
     assert text.startswith("Retry:") and re.search(r"the exception is (now )?resolved", text), text
+
+
+def test_a_failing_system_callout_opens_its_exceptions(demo: Demo, page: Any) -> None:
+    """The lead sees 'erp is failing' on Operations and one click lists what is failing there."""
+    sign_in(page, demo.url)
+    callout = page.get_by_test_id("stAlert").filter(has_text="is failing").first
+    callout.wait_for(timeout=60_000)
+    system = callout.locator("strong").first.inner_text()
+    page.get_by_role("link", name=f"Open {system}'s exceptions").click()
+    page.get_by_role("heading", name="Exceptions").first.wait_for(timeout=60_000)
+    settle(page)
+    assert page.url.endswith(f"/exceptions?system={system}"), page.url
+    assert page.get_by_text("Signed in as").count(), "the same session: nobody has to sign in again"
+    chosen = page.get_by_test_id("stMultiSelect").filter(has_text="Failing system")
+    assert system in chosen.inner_text()
+    page.screenshot(path=str(SHOTS / "9-failing-system.png"))
+
+
+def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: Any) -> None:
+    sign_in(page, demo.url)
+    late = page.get_by_test_id("stDataFrame").first
+    late.wait_for(timeout=60_000)
+    box = late.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box, under the header
+    page.get_by_role("heading", name="Transaction search").wait_for(timeout=60_000)
+    settle(page)
+    assert "/search?key=" in page.url, page.url
+    assert page.get_by_text("Signed in as").count()
+    assert page.get_by_role("heading", name=re.compile(r"^(order|return|inventory_sync):")).count()

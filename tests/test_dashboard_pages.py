@@ -83,6 +83,8 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     at = open_app(monkeypatch, sample_db)
     assert at.title[0].value == "Operations", "a lead lands on Operations"
     assert any("**erp** is failing" in e.value for e in at.error)
+    links = {p.proto.label: (p.proto.page, p.proto.query_string) for p in at.get("page_link")}
+    assert links["Open erp's exceptions"] == ("exceptions", "system=erp"), "in the app: a plain link would sign out"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Breached"] == "23" and metrics["Active exceptions"] == "24"
     late = at.dataframe[0].value
@@ -109,6 +111,18 @@ def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sam
     status = next(m for m in at.multiselect if m.label == "Status")
     status.set_value([]).run()
     assert len(at.dataframe[0].value) == 7, "no status chosen means any status"
+
+
+def test_a_link_naming_a_failing_system_opens_its_exceptions(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
+    """Operations' callout and an endpoint alert link to exceptions?system=NAME."""
+    at = open_app(monkeypatch, sample_db, "exceptions.py")
+    everything = at.dataframe[0].value
+    at.query_params["system"] = "erp"
+    at.run()
+    chosen = next(m for m in at.multiselect if m.label == "Failing system")
+    assert chosen.value == ["erp"]
+    queue = at.dataframe[0].value
+    assert set(queue["system"]) == {"erp"} and len(queue) == (everything["system"] == "erp").sum() < len(everything)
 
 
 def test_the_queue_searches_by_any_business_key(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
@@ -170,6 +184,21 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     assert list(stages["stage"])[:2] == ["captured", "accepted_by_erp"] and set(stages["SLA"]) == {"Met"}
     at.text_input[0].input("nothing-like-this").run()
     assert "No transaction carries the key" in texts(at)
+
+
+def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "search.py")
+    at.query_params["key"] = "944139036750"
+    at.run()
+    assert at.header[0].value == "order:215-2680494-0958771"
+    at.text_input[0].input("nothing-like-this").run()
+    assert at.text_input[0].value == "nothing-like-this", "what the person typed is not replaced by the old link"
+    at.query_params["key"] = "order:215-2680494-0958771"  # another page opens a transaction in this session
+    at.run()
+    assert at.text_input[0].value == "order:215-2680494-0958771"
+    assert at.header[0].value == "order:215-2680494-0958771"
 
 
 def test_a_backordered_order_shows_which_lines_shipped_and_which_wait(
