@@ -30,10 +30,10 @@ def render() -> None:
     page = prepare("Exceptions")
     if page is None:
         return
-    filters = _filters(page)
-    queue = q.exception_queue(page.store, filters)
+    filters, order = _filters(page)
+    queue = q.exception_queue(page.store, filters, order=order)
     total = q.exception_count(page.store, filters)
-    _queue(page, queue, total)
+    _queue(page, queue, total, order)
     if not queue.empty:
         chosen = _choose(queue)
         if chosen:
@@ -41,11 +41,14 @@ def render() -> None:
     actions_panel.bulk(page, filters, total)
 
 
-def _filters(page: Page) -> q.QueueFilter:
+def _filters(page: Page) -> tuple[q.QueueFilter, str]:
+    """The queue's filter (bulk actions take the same) and the order its first rows come in."""
     options = filter_options(page.config)
-    key = st.text_input(
+    search, sort = st.columns([3, 1])
+    key = search.text_input(
         "Search by any business key", placeholder="marketplace order, PO, SO-…, shipment, tracking number"
     )
+    order = sort.selectbox("Order", list(q.QUEUE_ORDERS), help="Sorted by the database: the queue lists its first rows")
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"])
     categories = cols[1].multiselect("Category", options["category"])
@@ -59,7 +62,7 @@ def _filters(page: Page) -> q.QueueFilter:
     linked = [name for name in st.query_params.get_all("system") if name]
     systems = cols[3].multiselect("Failing system", sorted({*options["system"], *linked}), default=linked)
     newer, older = AGES[opened]
-    return q.QueueFilter(
+    filters = q.QueueFilter(
         statuses=tuple(statuses),
         categories=tuple(categories),
         systems=tuple(systems),
@@ -71,6 +74,7 @@ def _filters(page: Page) -> q.QueueFilter:
         opened_before=page.now - older if older else None,
         key=key.strip() or None,
     )
+    return filters, order
 
 
 def filter_options(config: Config) -> dict[str, list[str]]:
@@ -85,11 +89,11 @@ def filter_options(config: Config) -> dict[str, list[str]]:
     }
 
 
-def _queue(page: Page, queue: pd.DataFrame, total: int) -> None:
+def _queue(page: Page, queue: pd.DataFrame, total: int, order: str) -> None:
     if queue.empty:
         st.success("No exception matches these filters.")
         return
-    shown = f"newest {len(queue)} of {total}" if total > len(queue) else f"{total}"
+    shown = f"{len(queue)} of {total} ({order})" if total > len(queue) else f"{total}"
     st.subheader(f"Queue: {shown} matching")
     table = pd.DataFrame(
         {

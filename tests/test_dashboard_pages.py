@@ -10,7 +10,9 @@ from pathlib import Path
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard.fmt import money
 from syncwatch.store import Store
+from syncwatch.store import queries as q
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
 PAGES = ("operations.py", "exceptions.py", "endpoints.py", "search.py", "kpis.py", "admin.py")
@@ -111,6 +113,26 @@ def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sam
     status = next(m for m in at.multiselect if m.label == "Status")
     status.set_value([]).run()
     assert len(at.dataframe[0].value) == 7, "no status chosen means any status"
+
+
+def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "exceptions.py")
+    order = next(s for s in at.selectbox if s.label == "Order")
+    assert order.value == "newest first"
+    store = Store.open(sample_db)
+    try:
+        everything = q.exception_queue(store, q.QueueFilter(), limit=10_000)
+    finally:
+        store.close()
+    order.set_value("oldest first").run()
+    first = at.dataframe[0].value.iloc[0]
+    oldest = everything.sort_values(["opened_at", "id"]).iloc[0]
+    assert first["summary"] == oldest["summary"] and first["system"] == oldest["system"]
+    next(s for s in at.selectbox if s.label == "Order").set_value("highest order value first").run()
+    values = everything["order_value"].dropna().sort_values(ascending=False)
+    assert at.dataframe[0].value["value"].iloc[0] == money(values.iloc[0])
 
 
 def test_a_link_naming_a_failing_system_opens_its_exceptions(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:

@@ -25,6 +25,10 @@ HOT: dict[str, Callable[[Store], Any]] = {
     "failing systems": q.failing_systems,
     "exception queue": lambda s: q.exception_queue(s, q.QueueFilter()),
     "queue count": lambda s: q.exception_count(s, q.QueueFilter()),
+    **{
+        f"queue, {order}": lambda s, order=order: q.exception_queue(s, q.QueueFilter(), order=order)
+        for order in q.QUEUE_ORDERS
+    },
     "queue by key": lambda s: q.exception_queue(s, q.QueueFilter(key="SO-109458")),
     "exception": lambda s: q.exception_row(s, "exc-8830ade68e815d71"),
     "find by key": lambda s: q.find_transactions(s, "944139036750"),

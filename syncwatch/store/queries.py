@@ -169,8 +169,18 @@ def _queue_base(f: QueueFilter) -> Select[Any]:
     return select(e.id).select_from(joined).where(and_(*conditions(f)))
 
 
-def exception_queue(store: Store, f: QueueFilter, limit: int = 200) -> pd.DataFrame:
-    """The queue: newest first, with the business context an agent sorts by."""
+# How the queue can be ordered: each needs the database, since only the first rows are fetched.
+QUEUE_ORDERS = {
+    "newest first": (e.opened_at.desc(), e.id),
+    "oldest first": (e.opened_at, e.id),
+    "least time left first": (t.due_at.is_(None), t.due_at, e.opened_at, e.id),
+    "highest order value first": (t.order_value.is_(None), t.order_value.desc(), e.opened_at, e.id),
+}
+
+
+def exception_queue(store: Store, f: QueueFilter, limit: int = 200, order: str = "newest first") -> pd.DataFrame:
+    """The queue's first ``limit`` rows in ``order`` (one of QUEUE_ORDERS), with the business
+    context an agent sorts by."""
     joined = exceptions.join(transactions, t.id == e.transaction_id)
     stmt = (
         select(
@@ -194,7 +204,7 @@ def exception_queue(store: Store, f: QueueFilter, limit: int = 200) -> pd.DataFr
         )
         .select_from(joined)
         .where(and_(*conditions(f)))
-        .order_by(e.opened_at.desc(), e.id)
+        .order_by(*QUEUE_ORDERS[order])
         .limit(limit)
     )
     return frame(store, stmt)
