@@ -21,6 +21,7 @@ from functools import lru_cache
 from typing import Any
 
 from collectors.base import LOG, ItemError, ParseContext, Parsed, Rejection, check_time, row, skew_seconds, to_ns
+from collectors.routes import generic_route
 from syncwatch.store.writes import Row
 
 COMBINED = "combined"
@@ -304,7 +305,7 @@ def _row(ctx: ParseContext, request: _Request, natural_id: str) -> Row:
         natural_id,
         LOG,
         request.system,
-        f"{request.method} {route or path}",
+        f"{request.method} {route or generic_route(path)}",
         (start_ns, end_ns),
         failed,
         (request.status, f"HTTP {request.status}" if failed else None),

@@ -17,6 +17,7 @@ from collectors.base import (
     row,
     skew_seconds,
 )
+from collectors.routes import generic_route
 from syncwatch.store.writes import Row
 
 TRACES = "traces"
@@ -93,12 +94,15 @@ def span(
 
 
 def _operation(name: str, attrs: dict[str, Any], route: str | None, path: str | None) -> str:
-    """The span name, unless the path matched a template and the name is the bare HTTP method or
-    the method with that very path: instrumentation that names client spans ``POST /orders/113-…``
-    would otherwise make every order an endpoint of its own."""
+    """The span name, unless it is the bare HTTP method or the method with the span's own path:
+    then the method and the template the path matched, else the path with its ids as ``{id}``.
+    Instrumentation that names client spans ``POST /orders/113-…`` would otherwise make every
+    order an endpoint of its own."""
     method = attrs.get("http.request.method") or attrs.get("http.method")
-    if route and method and (name == method or (path and name == f"{method} {path.split('?', 1)[0]}")):
-        return f"{method} {route}"
+    if method and path:
+        path = path.split("?", 1)[0]
+        if name == method or name == f"{method} {path}":
+            return f"{method} {route or generic_route(path)}"
     return name or "(unnamed span)"
 
 

@@ -14,8 +14,8 @@ from correlator.sla import SlaResult, evaluate, stages_json
 
 class Stager:
     """The stages a member reaches; cached, since a week has only a few hundred distinct shapes.
-    An access log's paths that no template names stay concrete (``GET /products/123``), so a
-    long-running `serve` starts the cache afresh once it holds ``LIMIT`` shapes."""
+    Paths no template names have their ids folded (``GET /products/{id}``), but a span may carry
+    any name, so a long-running `serve` starts the cache afresh once it holds ``LIMIT`` shapes."""
 
     LIMIT = 50_000
 

@@ -324,3 +324,41 @@ def test_a_database_with_hashed_line_ids_keeps_them_so_a_file_read_again_dedupes
         assert _import(store, log) == (0, 20)
     assert count(store) == 20
     assert "stored by an earlier version" in caplog.text  # the operator learns why imports stay slower
+
+
+@pytest.mark.parametrize(
+    ("path", "route"),
+    [
+        ("/listings/RUG-3116/quantity", "/listings/{id}/quantity"),
+        ("/v1/users/42", "/v1/users/{id}"),
+        ("/files/3f2504e0-4f89-11d3-9a0c-0305e82c3301", "/files/{id}"),
+        ("/parcels/1Z999AA10123456784/events", "/parcels/{id}/events"),
+        ("/api/v2/items", "/api/v2/items"),
+        ("/oauth2/token", "/oauth2/token"),
+        ("/healthz", "/healthz"),
+    ],
+)
+def test_a_path_no_template_names_is_grouped_by_its_words_not_its_ids(path: str, route: str) -> None:
+    from collectors.routes import generic_route
+
+    assert generic_route(path) == route
+
+
+def test_access_log_lines_for_different_skus_are_one_endpoint(tmp_path: Path) -> None:
+    log = tmp_path / "edge.log"
+    text = '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "PUT {path} HTTP/1.1" 200 5 "-" "t" 0.01\n'
+    paths = ("/listings/RUG-3116/quantity", "/listings/CAB-1515/quantity", "/api/v2/healthz")
+    log.write_text("".join(text.format(n=n, path=path) for n, path in enumerate(paths)))
+    db = f"sqlite:///{tmp_path / 'routes.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["ingest", "--db", db, str(log)]) == 0
+    store = Store.open(db)
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(observations.c.operation, observations.c.attributes).order_by(observations.c.id))
+        stored = [(operation, attributes["url.path"]) for operation, attributes in rows]
+    store.close()
+    assert stored == [
+        ("PUT /listings/{id}/quantity", "/listings/RUG-3116/quantity"),
+        ("PUT /listings/{id}/quantity", "/listings/CAB-1515/quantity"),
+        ("PUT /api/v2/healthz", "/api/v2/healthz"),
+    ]

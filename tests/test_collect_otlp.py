@@ -134,7 +134,8 @@ def test_a_gzipped_protobuf_from_the_simple_processor_is_stored(run_collector) -
 
 
 def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_collector) -> None:  # type: ignore[no-untyped-def]
-    """Client instrumentation that names spans ``POST /orders/113-…/…`` must not make each order an endpoint."""
+    """Client instrumentation that names spans ``POST /orders/113-…/…`` must not make each order an
+    endpoint: the path's template where one matches, else its ids as {id}."""
     collector = run_collector()
     provider = TracerProvider(resource=Resource.create({"service.name": "erp"}))
     provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=f"{collector.url}/v1/traces")))
@@ -145,8 +146,10 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
     ):
         with tracer.start_as_current_span(f"POST {path}") as span:
             span.set_attributes({"http.request.method": "POST", "url.full": f"https://marketplace.example{path}?v=2"})
-    with tracer.start_as_current_span("POST /reports/2026-11") as span:  # no template names this path
-        span.set_attributes({"http.request.method": "POST", "url.path": "/reports/2026-11"})
+    with tracer.start_as_current_span("POST /reports/2026-11/print") as span:  # no template names this path
+        span.set_attributes({"http.request.method": "POST", "url.path": "/reports/2026-11/print"})
+    with tracer.start_as_current_span("GET") as span:  # the bare method, as the conventions name it
+        span.set_attributes({"http.request.method": "GET", "url.path": "/healthz"})
     with tracer.start_as_current_span("confirm shipment") as span:  # a name of its own stays
         span.set_attributes({"http.request.method": "POST", "url.path": "/orders/113-0000003-0000001"})
     provider.shutdown()
@@ -154,7 +157,8 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
     assert [r.operation for r in rows] == [
         "POST /orders/{marketplace_order}/shipment-confirmation",
         "POST /orders/{marketplace_order}/shipment-confirmation",
-        "POST /reports/2026-11",
+        "POST /reports/{id}/print",
+        "GET /healthz",
         "confirm shipment",
     ]
     assert ["marketplace_order", "113-0000002-0000001", True] in keys_of(rows[1])
