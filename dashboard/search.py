@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.fmt import sla_label, time_left, when
+from dashboard.fmt import money, sla_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
@@ -41,18 +41,36 @@ def render() -> None:
     _transaction(page, tid)
 
 
+def _context(row: dict) -> list[tuple[str, str]]:
+    """Who and what the transaction is about, in one line under its state."""
+    partner = row["partner"] or (q.NO_PARTNER if row["type"] == "order" else "—")
+    return [
+        ("Channel", row["channel"] or q.NO_CHANNEL),
+        ("Partner", partner),
+        ("Customer", row["customer"] or "—"),
+        ("Value", money(row["order_value"]) or "—"),
+        ("Promised", when(row["promised_at"]) or "—"),
+    ]
+
+
 def _transaction(page: Page, tid: str) -> None:
     row = q.transaction_row(page.store, tid)
     if row is None:
         return
     st.header(tid)
-    cols = st.columns(4)
-    cols[0].metric("SLA", sla_label(row["sla_state"]), time_left(row["due_at"], page.now) or None)
-    cols[1].metric(
-        "Stage", row["current_stage"] or "—", f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
+    # Late reads red, on time green; an arrow would say "up", which lateness is not.
+    late = "inverse" if row["sla_state"] in ("breached", "at_risk") else "normal"
+    cols = st.columns(2)
+    cols[0].metric(
+        "SLA",
+        sla_label(row["sla_state"]),
+        time_left(row["due_at"], page.now) or None,
+        delta_color=late,
+        delta_arrow="off",
     )
-    cols[2].metric("Channel", row["channel"] or "—")
-    cols[3].metric("Partner", row["partner"] or "—")
+    fault = f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
+    cols[1].metric("Stage", row["current_stage"] or "—", fault, delta_color="inverse", delta_arrow="off")
+    st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row)))
     st.dataframe(q.transaction_key_list(page.store, tid), hide_index=True)
     st.subheader("Stages")
     st.dataframe(stage_table(row["stages"]), hide_index=True)

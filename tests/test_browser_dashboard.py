@@ -207,3 +207,4 @@ def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: A
     assert "/search?key=" in page.url, page.url
     assert page.get_by_text("Signed in as").count()
     assert page.get_by_role("heading", name=re.compile(r"^(order|return|inventory_sync):")).count()
+    page.screenshot(path=str(SHOTS / "10-transaction.png"), full_page=True)

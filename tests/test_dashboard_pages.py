@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -202,6 +203,8 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     at.text_input[0].input("944139036750").run()
     assert not at.exception
     assert at.header[0].value == "order:215-2680494-0958771"
+    context = next(m.value for m in at.markdown if m.value.startswith("**Channel**"))
+    assert "**Customer** AMZ-RETAIL" in context and re.search(r"\*\*Value\*\* \$[\d,]+\.\d\d", context), context
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert list(stages["stage"])[:2] == ["captured", "accepted_by_erp"] and set(stages["SLA"]) == {"Met"}
     at.text_input[0].input("nothing-like-this").run()
