@@ -117,6 +117,7 @@ class LineFormat:
     fields: FieldMap = FIELD_MAPS["kong"]
     request_time_unit: str = "s"
     system_from_host: bool = False
+    time_is: str = "end"  # combined lines: nginx logs when a request ended, Apache when it arrived
 
 
 @dataclass(slots=True)
@@ -180,7 +181,10 @@ def parse_combined(text: str, fmt: LineFormat) -> _Request:
     if vhost:
         attributes["server.address"] = vhost
     system = vhost if fmt.system_from_host and vhost else fmt.system
-    return _Request(clf_time_ns(match["time"]), parts[0], parts[1], int(match["status"]), duration, system, attributes)
+    end_ns = clf_time_ns(match["time"])
+    if fmt.time_is == "start" and duration:
+        end_ns += duration
+    return _Request(end_ns, parts[0], parts[1], int(match["status"]), duration, system, attributes)
 
 
 def _lookup(document: dict[str, Any], paths: tuple[str, ...]) -> Any:

@@ -63,6 +63,7 @@ def spec_from_tailer(tailer: Tailer, file: ConfigFile) -> FileSpec:
         fields=field_map(tailer.field_map, file) if tailer.format == access_log.JSON_ACCESS else FIELD_MAPS["kong"],
         request_time_unit=tailer.request_time_unit,
         system_from_host=tailer.system_from_host,
+        time_is=tailer.time_is,
     )
     return FileSpec(tailer.path, tailer.format, tailer.source or tailer.path, line_format)
 

@@ -347,7 +347,7 @@ def test_a_path_no_template_names_is_grouped_by_its_words_not_its_ids(path: str,
 def test_access_log_lines_for_different_skus_are_one_endpoint(tmp_path: Path) -> None:
     log = tmp_path / "edge.log"
     text = '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "PUT {path} HTTP/1.1" 200 5 "-" "t" 0.01\n'
-    paths = ("/listings/RUG-3116/quantity", "/listings/CAB-1515/quantity", "/api/v2/healthz")
+    paths = ("/products/RUG-3116/images", "/products/CAB-1515/images", "/api/v2/healthz")
     log.write_text("".join(text.format(n=n, path=path) for n, path in enumerate(paths)))
     db = f"sqlite:///{tmp_path / 'routes.db'}"
     assert main(["db", "upgrade", "--db", db]) == 0
@@ -358,7 +358,27 @@ def test_access_log_lines_for_different_skus_are_one_endpoint(tmp_path: Path) ->
         stored = [(operation, attributes["url.path"]) for operation, attributes in rows]
     store.close()
     assert stored == [
-        ("PUT /listings/{id}/quantity", "/listings/RUG-3116/quantity"),
-        ("PUT /listings/{id}/quantity", "/listings/CAB-1515/quantity"),
+        ("PUT /products/{id}/images", "/products/RUG-3116/images"),
+        ("PUT /products/{id}/images", "/products/CAB-1515/images"),
         ("PUT /api/v2/healthz", "/api/v2/healthz"),
     ]
+
+
+def test_an_apache_log_stamps_arrival_so_a_tailer_says_time_is_start(tmp_path: Path) -> None:
+    """nginx's $time_local is when the line was written, Apache's %t when the request arrived: the
+    same combined line means two different starts, so the tailer's config says which it is."""
+    log = tmp_path / "apache.log"
+    log.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 5 "-" "t" 2500000\n')
+    config = tmp_path / "syncwatch.toml"
+    config.write_text(
+        f'[[tailers]]\npath = "{log}"\nformat = "combined"\nrequest_time_unit = "us"\ntime_is = "start"\n'
+    )
+    db = f"sqlite:///{tmp_path / 'apache.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    assert main(["ingest", "--db", db, "--config", str(config), str(log)]) == 0
+    store = Store.open(db)
+    with store.engine.connect() as conn:
+        [row] = conn.execute(select(observations))
+    store.close()
+    assert row.start_time == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
+    assert (row.end_time - row.start_time).total_seconds() == 2.5

@@ -255,6 +255,11 @@ class Tailer(Strict):
     system_from_host: bool = False
     field_map: str = Field("kong", description="json_access: kong, envoy, caddy, aws_apigw or a [field_maps] name")
     request_time_unit: Literal["s", "ms", "us"] = "s"
+    time_is: Literal["start", "end"] = Field(
+        "end",
+        description="combined: 'end' for nginx ($time_local is when the line was written), "
+        "'start' for Apache (%t is when the request arrived)",
+    )
 
 
 class Webhook(Strict):
