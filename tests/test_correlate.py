@@ -26,8 +26,10 @@ from correlator.sla import add_budget, evaluate
 from syncwatch.config import load_config
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, SlaState
 from syncwatch.store import Store
+from syncwatch.store import queries as q
 from syncwatch.store.correlation import CORRELATOR_LOCK
 from syncwatch.store.locks import hold_until_commit
+from syncwatch.store.reads import redeliveries
 from syncwatch.store.schema import exceptions, observations, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -290,6 +292,11 @@ def test_postgresql_derives_the_same_transactions_and_exceptions(
     Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
     assert sorted(groupings(other).values(), key=sorted) == sorted(groupings(store).values(), key=sorted)
     assert categories(other) == categories(store)
+    for order in q.QUEUE_ORDERS:  # the queue's orders, and stats' sum, read the same on both engines
+        queue = q.exception_queue(other, q.QueueFilter(), order=order)
+        assert list(queue["id"]) == list(q.exception_queue(store, q.QueueFilter(), order=order)["id"]), order
+    with other.engine.connect() as theirs, store.engine.connect() as ours:
+        assert redeliveries(theirs) == redeliveries(ours)
     other.close()
 
 
