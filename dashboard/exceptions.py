@@ -158,6 +158,11 @@ def _detail(page: Page, exception_id: str) -> None:
         st.dataframe(history.drop(columns=["outcome"]), hide_index=True)
 
 
+def _no_partner(row: dict) -> str:
+    """An order without a partner has not been handed to a warehouse yet; other processes have none."""
+    return q.NO_PARTNER if str(row["transaction_id"]).startswith("order:") else "—"
+
+
 def _business_context(page: Page, row: dict) -> None:
     context = row.get("context") or {}
     st.markdown(
@@ -165,7 +170,7 @@ def _business_context(page: Page, row: dict) -> None:
             [
                 f"- **Transaction:** {row['transaction_id']}",
                 f"- **Channel:** {row['channel'] or context.get('channel') or '—'}",
-                f"- **Partner:** {row['partner'] or context.get('partner') or '—'}",
+                f"- **Partner:** {row['partner'] or context.get('partner') or _no_partner(row)}",
                 f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
                 f"- **Order value:** {money(row['order_value'] or context.get('order_value')) or '—'}",
                 f"- **Promised ship-by:** {when(row['promised_at']) or '—'}",

@@ -178,6 +178,16 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     assert {"Retry", "Reroute", "Replay", "Resolve", "Ignore", "Assign to me"} <= labels
 
 
+def test_an_order_the_erp_rejected_reads_not_released_yet_for_its_partner(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "validation")
+    assert "**Partner:** not released yet" in texts(at)
+    links = {p.proto.label: (p.proto.page, p.proto.query_string) for p in at.get("page_link")}
+    page, query = links["Open the transaction: every system's view of it"]
+    assert page == "search" and query.startswith("key=order%3A")
+
+
 def test_an_executive_sees_kpis_first_and_no_buttons_or_admin(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, user="kim")
     assert at.title[0].value == "KPIs"
