@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import Connection
@@ -28,6 +30,43 @@ from syncwatch.store.writes import driver_form, save_checkpoint, write_quarantin
 log = logging.getLogger(__name__)
 # A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
 MAX_GROUP_OBSERVATIONS = 20_000
+REJECTION_LOG_INTERVAL_S = 60.0  # at most one warning per source in this long
+
+
+class RejectionLog:
+    """A warning naming the source, position and reason of what was quarantined: at most one per
+    source per interval, counting the rest, so a partner sending garbage all day cannot flood the
+    log, yet whoever reads it learns where to look and why."""
+
+    def __init__(self, interval_s: float = REJECTION_LOG_INTERVAL_S, clock: Callable[[], float] = time.monotonic):
+        self.interval_s = interval_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._last: dict[str, tuple[float, int]] = {}  # source → (when last reported, quarantined since)
+
+    def report(self, items: Sequence[QuarantineItem]) -> None:
+        by_source: dict[str, list[QuarantineItem]] = {}
+        for item in items:
+            by_source.setdefault(item.source, []).append(item)
+        for source, quarantined in by_source.items():
+            with self._lock:
+                now = self.clock()
+                last, since = self._last.get(source, (None, 0))
+                if last is not None and now - last < self.interval_s:
+                    self._last[source] = (last, since + len(quarantined))
+                    continue
+                self._last[source] = (now, 0)
+            first = quarantined[0]
+            more = [f"{len(quarantined) - 1} more with it"] if len(quarantined) > 1 else []
+            if since:
+                more.append(f"{since} more since the last report")
+            log.warning(
+                "quarantined from %s at %s: %s%s",
+                source,
+                first.position or "its whole body",
+                first.reason,
+                f" ({'; '.join(more)}; `syncwatch stats` lists them)" if more else "",
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -77,6 +116,7 @@ class Sink:
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._writing = False
+        self.rejections = RejectionLog()
 
     def context(self, source: str) -> ParseContext:
         """A parse context with the clock read now (parsers never read it themselves)."""
@@ -100,6 +140,8 @@ class Sink:
             raise job.error
         if job.result is None:  # the writer was interrupted (the process is stopping): never claim success
             raise RuntimeError("the batch was not stored: its writer stopped")
+        if job.result.quarantined:
+            self.rejections.report(parsed.quarantine_items(source, content_type))
         return job.result
 
     def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
@@ -166,4 +208,6 @@ class Sink:
         self, source: str, reason: str, raw: bytes, position: str | None = None, content_type: str | None = None
     ) -> None:
         """Quarantine a whole input (an undecodable body, a refused request)."""
-        self.store.quarantine([QuarantineItem(source, reason, raw, position, content_type)])
+        item = QuarantineItem(source, reason, raw, position, content_type)
+        self.store.quarantine([item])
+        self.rejections.report([item])

@@ -94,3 +94,30 @@ def test_a_failing_batch_fails_only_its_caller_as_a_store_error(store: Store) ->
         sink.commit(parsed(store, [too_long]), "test")
     assert sink.commit(parsed(store, [span(2)]), "test") == Committed(stored=1)
     assert list(stored(store)) == [span(2).natural_id]
+
+
+def test_quarantined_input_is_logged_with_source_position_and_reason_at_most_once_a_minute(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    from collectors.base import Rejection
+    from collectors.sink import RejectionLog
+
+    sink = sink_for(store)
+    now = [0.0]
+    sink.rejections = RejectionLog(interval_s=60, clock=lambda: now[0])
+    bad = [Rejection("line is not in the combined log format", b"garbage", f"offset {n}") for n in (0, 8)]
+    with caplog.at_level("WARNING", logger="collectors.sink"):
+        assert sink.commit(Parsed([], bad), "/var/log/edge.log").quarantined == 2
+        now[0] = 30
+        sink.commit(Parsed([], bad[:1]), "/var/log/edge.log")
+        sink.reject("partner-x", "body is not valid JSON", b"{", content_type="application/json")
+        now[0] = 61
+        sink.commit(Parsed([], bad[1:]), "/var/log/edge.log")
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "quarantined from /var/log/edge.log at offset 0: line is not in the combined log format"
+        " (1 more with it; `syncwatch stats` lists them)",
+        "quarantined from partner-x at its whole body: body is not valid JSON",
+        "quarantined from /var/log/edge.log at offset 8: line is not in the combined log format"
+        " (1 more since the last report; `syncwatch stats` lists them)",
+    ]
