@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 # A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
 MAX_GROUP_OBSERVATIONS = 20_000
 REJECTION_LOG_INTERVAL_S = 60.0  # at most one warning per source in this long
+REJECTION_LOG_REASON_CHARS = 300  # a reason may quote the input; the log gets its start
 
 
 class RejectionLog:
@@ -57,6 +58,9 @@ class RejectionLog:
                     continue
                 self._last[source] = (now, 0)
             first = quarantined[0]
+            reason = first.reason[:REJECTION_LOG_REASON_CHARS] + (
+                "…" if len(first.reason) > REJECTION_LOG_REASON_CHARS else ""
+            )
             more = [f"{len(quarantined) - 1} more with it"] if len(quarantined) > 1 else []
             if since:
                 more.append(f"{since} more since the last report")
@@ -64,7 +68,7 @@ class RejectionLog:
                 "quarantined from %s at %s: %s%s",
                 source,
                 first.position or "its whole body",
-                first.reason,
+                reason,
                 f" ({'; '.join(more)}; `syncwatch stats` lists them)" if more else "",
             )
 
