@@ -146,6 +146,12 @@ def test_quarantine_keeps_reason_and_bounded_raw_bytes(store: Store) -> None:
     assert store.counts()["quarantine"] == 1
 
 
+def test_a_reason_quoting_a_huge_input_is_cut_like_the_raw_bytes(store: Store) -> None:
+    store.quarantine([QuarantineItem("edge.log", f"status {'9' * 10_000_000!r} is not a number", b"{}", "offset 0")])
+    (item,) = rows(store, metadata.tables["quarantine"])
+    assert len(item.reason) == 1_000 and item.reason.startswith("status '999") and item.reason.endswith("…")
+
+
 def test_checkpoints_advance_in_place(store: Store) -> None:
     assert store.checkpoint("file:/var/log/nginx/access.log") is None
     store.save_checkpoint(Checkpoint("file:/var/log/nginx/access.log", 100, {"inode": 7}))

@@ -284,6 +284,9 @@ def _count_duplicates(conn: Connection, repeats: dict[int, int], now: datetime) 
             cursor.execute(sql, (now, list(repeats), list(repeats.values())))
 
 
+REASON_LIMIT = 1_000  # characters of a reason kept: one may quote the input, which ``raw`` already holds (cut)
+
+
 def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limit: int) -> int:
     now = utcnow()
     rows = [
@@ -291,7 +294,7 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
             "received_at": now,
             "source": item.source,
             "position": item.position,
-            "reason": item.reason,
+            "reason": item.reason if len(item.reason) <= REASON_LIMIT else item.reason[: REASON_LIMIT - 1] + "…",
             "content_type": item.content_type,
             "raw": item.raw[:raw_limit],
             "raw_size": len(item.raw),
