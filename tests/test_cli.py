@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -190,3 +191,22 @@ def test_export_to_a_folder_that_does_not_exist_gets_one_sentence(sample_db: str
     target = tmp_path / "missing" / "x.csv"
     result = syncwatch("export", "exceptions", "--db", sample_db, "--out", str(target))
     assert_one_clear_sentence(result, f"cannot write {target}", "No such file or directory")
+
+
+def test_correlate_says_what_it_did_then_that_nothing_is_new(tmp_path: Path) -> None:
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    files = sorted(str(p) for p in sample.rglob("*") if p.suffix in (".jsonl", ".log") and p.stem != "ground_truth")
+    db = f"sqlite:///{tmp_path / 'correlate.db'}"
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    assert syncwatch("ingest", "--db", db, *files).returncode == 0
+    first = syncwatch("correlate", "--db", db, "--now", "2026-11-08T23:59:00Z")
+    assert first.returncode == 0, first.stderr
+    assert re.fullmatch(
+        r"correlated [\d,]+ new observations in [\d.]+ s: [\d,]+ transactions recomputed, "
+        r"[\d,]+ exceptions derived, [\d,]+ alerts raised\n",
+        first.stdout,
+    ), first.stdout
+    again = syncwatch("correlate", "--db", db, "--now", "2026-11-08T23:59:00Z", "--json")
+    summary = json.loads(again.stdout)
+    assert (summary["observations"], summary["transactions"], summary["busy"]) == (0, 0, False)
+    assert syncwatch("correlate", "--db", db).stdout.startswith("nothing new to correlate")

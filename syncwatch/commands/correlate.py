@@ -5,9 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.model import as_utc, utcnow
+
+if TYPE_CHECKING:
+    from correlator.passes import PassResult
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -47,11 +51,32 @@ def _run(args: argparse.Namespace) -> int:
         "observations": result.observations,
         "transactions": result.transactions,
         "exceptions": result.exceptions,
+        "alerts": result.alerts,
         "refused_links": result.refused_links,
+        "busy": result.busy,
         "seconds": round(result.seconds, 3),
     }
-    print(json.dumps(summary) if args.json else ", ".join(f"{k}: {v:,}" for k, v in summary.items()))
+    print(json.dumps(summary) if args.json else "\n".join(_sentences(result)))
     return 0
+
+
+def _sentences(result: PassResult) -> list[str]:
+    """The pass in words: what it read, what it recomputed, and anything to look into."""
+    if result.busy:
+        return ["another syncwatch process is correlating this database right now; this pass did nothing"]
+    if not result.observations and not result.transactions:
+        return [f"nothing new to correlate ({result.seconds:.1f} s)"]
+    lines = [
+        f"correlated {result.observations:,} new observations in {result.seconds:.1f} s: "
+        f"{result.transactions:,} transactions recomputed, {result.exceptions:,} exceptions derived, "
+        f"{result.alerts:,} alerts raised"
+    ]
+    if result.refused_links:
+        lines.append(
+            f"{result.refused_links:,} links refused: they would have merged two transactions that each have "
+            "their own identifying key (a trace or an attribute shared by two orders)"
+        )
+    return lines
 
 
 COMMAND = Command(
