@@ -67,16 +67,20 @@ def _sentences(result: PassResult) -> list[str]:
     if not result.observations and not result.transactions:
         return [f"nothing new to correlate ({result.seconds:.1f} s)"]
     lines = [
-        f"correlated {result.observations:,} new observations in {result.seconds:.1f} s: "
-        f"{result.transactions:,} transactions recomputed, {result.exceptions:,} exceptions derived, "
-        f"{result.alerts:,} alerts raised"
+        f"correlated {_count(result.observations, 'new observation')} in {result.seconds:.1f} s: "
+        f"{_count(result.transactions, 'transaction')} recomputed, {_count(result.exceptions, 'exception')} "
+        f"derived, {_count(result.alerts, 'alert')} raised"
     ]
     if result.refused_links:
         lines.append(
-            f"{result.refused_links:,} links refused: they would have merged two transactions that each have "
-            "their own identifying key (a trace or an attribute shared by two orders)"
+            f"{_count(result.refused_links, 'link')} refused: each would have merged two transactions that have "
+            "their own identifying keys (a trace or an attribute shared by two orders)"
         )
     return lines
+
+
+def _count(number: int, noun: str) -> str:
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 COMMAND = Command(
