@@ -139,6 +139,7 @@ class FileTailer:
         self.chunk = chunk
         self.pool = pool
         self._position: _Position | None = None
+        self._said_missing = False
 
     def poll(self) -> Committed:
         position = self._position or self._load()
@@ -146,7 +147,15 @@ class FileTailer:
         try:
             stat = os.stat(self.spec.path)
         except FileNotFoundError:
+            # Said once, for a file never seen: a misspelt path must not pass in silence. A file
+            # seen before is briefly missing in every rotation, which is no news.
+            if position.inode is None and not self._said_missing:
+                log.warning("%s does not exist (yet); it is tailed from its first line once it does", self.spec.path)
+                self._said_missing = True
             return Committed()
+        if self._said_missing:
+            log.info("%s appeared; tailing it", self.spec.path)
+            self._said_missing = False
         total = Committed()
         if position.inode is not None and position.inode != stat.st_ino:
             total += self._drain_rotated(position)

@@ -382,3 +382,19 @@ def test_an_apache_log_stamps_arrival_so_a_tailer_says_time_is_start(tmp_path: P
     store.close()
     assert row.start_time == datetime(2026, 11, 25, 10, 0, tzinfo=UTC)
     assert (row.end_time - row.start_time).total_seconds() == 2.5
+
+
+def test_a_tailed_path_that_does_not_exist_is_named_once_and_read_once_it_appears(
+    sink: Sink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "acces.log"
+    tailer = FileTailer(FileSpec(str(path), "combined", "edge"), sink)
+    with caplog.at_level("INFO", logger="collectors.tailer"):
+        for _ in range(3):
+            assert tailer.poll().stored == 0
+        write(path, 1, 2)
+        assert tailer.poll().stored == 2
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{path} does not exist (yet); it is tailed from its first line once it does",
+        f"{path} appeared; tailing it",
+    ]

@@ -1,6 +1,9 @@
-"""Several `serve` instances on one PostgreSQL database run each scheduled job one at a time."""
+"""`serve`'s scheduled jobs: several instances on one PostgreSQL database run each one at a time,
+and a job that keeps failing the same way says so once, not every second."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 
@@ -41,3 +44,29 @@ def test_a_lock_is_released_when_the_job_fails(store: Store) -> None:
             assert held
     finally:
         other_instance.close()
+
+
+def test_a_job_failing_the_same_way_every_second_logs_it_once_then_that_it_works_again(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from syncwatch.commands.serve import _logged
+
+    locked = tmp_path / "access.log"
+    locked.write_text("")
+
+    def poll() -> None:
+        if outcomes.pop(0):
+            raise PermissionError(13, "Permission denied", str(locked))
+
+    outcomes = [True, True, True, False, True]
+    job = _logged(poll, "tail:access.log")
+    with caplog.at_level("INFO", logger="syncwatch.commands.serve"):
+        for _ in range(5):
+            job()
+    said = [(r.levelname, r.getMessage()) for r in caplog.records]
+    denied = f"[Errno 13] Permission denied: '{locked}'"
+    assert said == [
+        ("WARNING", f"job tail:access.log cannot read its file: {denied}; it tries again at every interval"),
+        ("INFO", "job tail:access.log works again"),
+        ("WARNING", f"job tail:access.log cannot read its file: {denied}; it tries again at every interval"),
+    ]

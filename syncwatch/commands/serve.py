@@ -66,13 +66,28 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
 
 
 def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
-    """A job that logs its failure and runs again next time, instead of dying with the scheduler."""
+    """A job that logs its failure and runs again next time, instead of dying with the scheduler.
+    The same failure again (an unreadable file, every second) is not logged again until the job
+    has worked in between; that it works again is said once."""
+    failing: list[str] = []  # the failure last logged, while it lasts
 
     def run() -> None:
         try:
             poll()
-        except Exception:  # a job must never take the scheduler down; the next run retries
-            log.exception("job %s failed; it runs again at the next interval", name)
+        except Exception as err:  # a job must never take the scheduler down; the next run retries
+            text = f"{type(err).__name__}: {err}"
+            if failing == [text]:
+                log.debug("job %s failed again: %s", name, text)
+                return
+            failing[:] = [text]
+            if isinstance(err, OSError):
+                log.warning("job %s cannot read its file: %s; it tries again at every interval", name, err)
+            else:
+                log.exception("job %s failed; it runs again at the next interval", name)
+            return
+        if failing:
+            log.info("job %s works again", name)
+            failing.clear()
 
     return run
 
