@@ -60,7 +60,10 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     opened = cols[2].selectbox("Opened", list(AGES))
     # A link from Operations' callout or an endpoint alert names the failing system: ?system=erp.
     linked = [name for name in st.query_params.get_all("system") if name]
-    systems = cols[3].multiselect("Failing system", sorted({*options["system"], *linked}), default=linked)
+    # The configured partners, and any other system with active exceptions (a service no partner names).
+    failing = q.failing_systems(page.store)["system"].dropna()
+    offered = sorted({*options["system"], *failing, *linked})
+    systems = cols[3].multiselect("Failing system", offered, default=linked)
     newer, older = AGES[opened]
     filters = q.QueueFilter(
         statuses=tuple(statuses),

@@ -148,6 +148,17 @@ def test_a_link_naming_a_failing_system_opens_its_exceptions(monkeypatch: pytest
     assert set(queue["system"]) == {"erp"} and len(queue) == (everything["system"] == "erp").sum() < len(everything)
 
 
+def test_a_failing_system_no_partner_names_can_be_chosen_too(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        first_open = "SELECT min(id) FROM exceptions WHERE status = 'open'"
+        conn.execute(f"UPDATE exceptions SET system = 'pricing-service' WHERE id = ({first_open})")
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    chooser = next(m for m in at.multiselect if m.label == "Failing system")
+    assert "pricing-service" in chooser.options and "erp" in chooser.options
+    chooser.set_value(["pricing-service"]).run()
+    assert set(at.dataframe[0].value["system"]) == {"pricing-service"}
+
+
 def test_the_queue_searches_by_any_business_key(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "exceptions.py")
     at.text_input[0].input("SO-109458").run()
