@@ -5,7 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboard.config_view import partners_table, settings_table
-from dashboard.masking import masked_text
+from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.store import queries as q
 
@@ -34,10 +34,10 @@ def _quarantine(page: Page) -> None:
     st.dataframe(items, hide_index=True)
     chosen = st.selectbox("Show the raw bytes of", list(items["id"]), format_func=lambda i: f"#{i}")
     raw = q.quarantine_raw(page.store, int(chosen)) or b""
-    st.caption(f"{len(raw)} bytes kept; personal data masked in the text view.")
+    st.caption(f"{len(raw)} bytes kept; personal data masked in both views.")
     st.code(masked_text(raw) or "(empty)", language="text")
     with st.expander("Hex"):
-        st.code(raw[:4096].hex(" ", 16) or "(empty)", language="text")
+        st.code(masked_bytes(raw)[:4096].hex(" ", 16) or "(empty)", language="text")
 
 
 def _audit(page: Page) -> None:

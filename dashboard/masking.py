@@ -58,6 +58,22 @@ def masked_text(raw: bytes | str | None) -> str:
         return PHONE.sub(MASK, EMAIL.sub(_mask_email, text))
 
 
+_EMAIL_BYTES = re.compile(EMAIL.pattern.encode())
+_PHONE_BYTES = re.compile(PHONE.pattern.encode())
+
+
+def masked_bytes(raw: bytes) -> bytes:
+    """Bytes as the hex view may show them, masked as the text view is: a JSON body as its masked
+    text; anything else (a truncated protobuf, invalid UTF-8) byte for byte, emails and phone
+    numbers overwritten with ``*`` of the same length, so offsets still point at the damage."""
+    try:
+        json.loads(raw)
+    except ValueError:
+        star = lambda match: b"*" * len(match.group(0))  # noqa: E731
+        return _PHONE_BYTES.sub(star, _EMAIL_BYTES.sub(star, raw))
+    return masked_text(raw).encode()
+
+
 def apply_edits(original: Any, shown: Any, edited: Any) -> Any:
     """The payload to re-send: the original, with only what the agent changed in the masked copy.
 

@@ -12,7 +12,7 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from dashboard.fmt import money
-from syncwatch.store import Store
+from syncwatch.store import QuarantineItem, Store
 from syncwatch.store import queries as q
 
 APP = Path(__file__).resolve().parents[1] / "dashboard" / "app.py"
@@ -282,6 +282,19 @@ def test_admin_shows_settings_without_secrets(monkeypatch: pytest.MonkeyPatch, s
     at = open_app(monkeypatch, sample_db, "admin.py")
     rendered = "\n".join(d.value.to_csv() for d in at.dataframe)
     assert "SYNCWATCH_TOKEN_ERP" in rendered and "s3cr3t-token-value" not in rendered
+
+
+def test_quarantined_bytes_are_masked_in_the_text_and_the_hex_view(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    store = Store.open(sample_copy)
+    raw = b"\x0a\x0c" + b"reach jane.doe@example.com" + b"\xff"  # half a protobuf, with an email in it
+    store.quarantine([QuarantineItem("otlp:/v1/traces", "truncated protobuf", raw, None, "application/x-protobuf")])
+    store.close()
+    at = open_app(monkeypatch, sample_copy, "admin.py")
+    shown = "\n".join(c.value for c in at.code)
+    assert "jane.doe" not in shown and b"jane.doe".hex() not in shown.replace(" ", "").replace("\n", "")
+    assert "0a0c7265616368202a2a" in shown, "the bytes around it stay readable in hex, the email starred"
 
 
 def audit_rows(url: str) -> list[tuple[str, str, str]]:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from dashboard.config_view import settings_table, shown_value
-from dashboard.masking import MASK, apply_edits, mask, masked_text
+from dashboard.masking import MASK, apply_edits, mask, masked_bytes, masked_text
 from dashboard.users import add_user, read_users, verify
 from syncwatch.config import load_config
 
@@ -31,6 +31,16 @@ def test_personal_data_is_masked_and_business_keys_stay_readable() -> None:
 
 def test_masking_plain_text_hides_emails_and_phone_numbers() -> None:
     assert masked_text(b"contact bob@shop.example, +44 20 7946 0958") == f"contact b{MASK}@{MASK}, {MASK}"
+
+
+def test_the_hex_view_is_masked_like_the_text_view() -> None:
+    shown = masked_bytes(json.dumps(ORDER).encode())
+    for secret in (b"Jane", b"Springfield", b"jane.doe@example.com", b"2030"):
+        assert secret not in shown
+    truncated = b"\x0a\x12\x0a\x10" + b"mail bob@shop.example now" + b"\xff\xfe"  # a cut protobuf, not UTF-8
+    cut = masked_bytes(truncated)
+    assert len(cut) == len(truncated) and b"bob@" not in cut
+    assert cut.startswith(b"\x0a\x12\x0a\x10mail ") and cut.endswith(b" now\xff\xfe")
 
 
 def test_an_edit_to_the_masked_payload_keeps_the_hidden_values() -> None:
