@@ -22,6 +22,7 @@ from correlator.lines import LineCheck
 from correlator.processes import Member
 from correlator.sla import SlaResult
 from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
+from syncwatch.redact import mask_emails
 
 Cat = ExceptionCategory
 SUGGESTED = {
@@ -259,7 +260,7 @@ def _stage_at(sla: SlaResult, when: datetime) -> str | None:
 
 def _summary(category: ExceptionCategory, member: Member, attempts: int) -> str:
     status = f" {member.status_code}" if member.status_code else ""
-    reason = member.error_message or member.attributes.get("error.type") or "failed"
+    reason = mask_emails(str(member.error_message or member.attributes.get("error.type") or "failed"))
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
     return f"{member.system} {member.operation}{status}: {reason}{tries}"
 

@@ -7,6 +7,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dashboard.fmt import SLA_COLORS, SLA_LABELS, SLA_ORDER
+from syncwatch.redact import mask_emails
 
 OUTCOME_COLORS = {"ok": "#4c78a8", "error": "#d62728"}
 KIND_SYMBOLS = {"event": "diamond", "log": "square"}
@@ -112,7 +113,7 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
 def _hover(part: pd.DataFrame) -> list[tuple[str, str]]:
     """(HTTP status, error message) per mark, blank where absent."""
     return [
-        ("" if pd.isna(code) else str(int(code)), "" if pd.isna(message) else str(message))
+        ("" if pd.isna(code) else str(int(code)), "" if pd.isna(message) else mask_emails(str(message)))
         for code, message in zip(part["status_code"], part["error_message"], strict=True)
     ]
 

@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.fmt import age
 from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 
 WINDOWS = {"last hour": timedelta(hours=1), "last 6 h": timedelta(hours=6), "last 24 h": timedelta(hours=24)}
@@ -52,7 +53,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "429s": stats["throttled"],
             "p50 ms": stats["p50_ms"],
             "p95 ms": stats["p95_ms"],
-            "last error": stats["last_error"].astype("string").fillna(""),
+            "last error": stats["last_error"].astype("string").fillna("").map(mask_emails),
             "last error ago": [age(t, page.now) for t in stats["last_error_at"]],
         }
     )

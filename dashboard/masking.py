@@ -11,14 +11,14 @@ import json
 import re
 from typing import Any
 
-MASK = "•••"
+from syncwatch.redact import EMAIL, MASK, mask_email
+
 PERSONAL_KEY = re.compile(
     r"(^|[_.\-])(name|first_?name|last_?name|full_?name|email|e_?mail|phone|mobile|fax|address|address\d|"
     r"street|street\d|line\d|city|zip|zip_?code|postal_?code|postcode|recipient|contact|buyer_?name|"
     r"ship_?to|bill_?to)($|[_.\-])",
     re.IGNORECASE,
 )
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d(?![\w-])")
 # Keys whose values look like phone numbers but are identifiers an agent needs.
 IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
@@ -33,13 +33,9 @@ def mask_value(key: str, value: Any) -> Any:
     if isinstance(value, list):
         return [mask_value(key, v) for v in value]
     if isinstance(value, str):
-        value = EMAIL.sub(_mask_email, value)
+        value = EMAIL.sub(mask_email, value)
         return value if IDENTIFIER_KEY.search(key) else PHONE.sub(MASK, value)
     return value
-
-
-def _mask_email(match: re.Match[str]) -> str:
-    return f"{match.group(0)[0]}{MASK}@{MASK}"
 
 
 def mask(data: Any) -> Any:
@@ -55,7 +51,7 @@ def masked_text(raw: bytes | str | None) -> str:
     try:
         return json.dumps(mask(json.loads(text)), indent=2, ensure_ascii=False)
     except ValueError:
-        return PHONE.sub(MASK, EMAIL.sub(_mask_email, text))
+        return PHONE.sub(MASK, EMAIL.sub(mask_email, text))
 
 
 _EMAIL_BYTES = re.compile(EMAIL.pattern.encode())

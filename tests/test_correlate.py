@@ -333,6 +333,33 @@ def test_a_notice_delivered_again_after_its_pass_becomes_a_duplicate_notice(tmp_
     store.close()
 
 
+def test_an_email_in_a_partner_error_is_masked_in_the_exception_summary(tmp_path: Path) -> None:
+    """The summary reaches the queue, exports and the alert channel; the raw message stays stored."""
+    store = Store.open(f"sqlite:///{tmp_path / 'masked.db'}")
+    store.upgrade()
+    at = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
+    order = (BusinessKey("marketplace_order", "113-0000001-0000001"),)
+    capture = Observation("span-1", ObservationKind.SPAN, "marketplace-amz", "POST /orders", at, source="t", keys=order)
+    rejected = Observation(
+        "span-2",
+        ObservationKind.SPAN,
+        "erp",
+        "POST /sales-orders",
+        at + timedelta(minutes=1),
+        outcome=Outcome.ERROR,
+        status_code=422,
+        error_message="customer jane.doe@example.com is blocked for order 113-0000001-0000001",
+        source="t",
+        keys=order,
+    )
+    store.write_observations([capture, rejected])
+    Correlator(store, load_config(), clock=lambda: at + timedelta(hours=1)).run_pass()
+    with store.engine.connect() as conn:
+        [summary] = conn.execute(select(exceptions.c.summary)).scalars()
+    store.close()
+    assert "jane.doe" not in summary and "j•••@•••" in summary and "113-0000001-0000001" in summary
+
+
 @pytest.mark.postgres
 def test_only_one_instance_correlates_a_postgresql_database_at_a_time(
     sample: tuple[Store, list[dict]], pg_server: Callable[[], str]

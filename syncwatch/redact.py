@@ -1,0 +1,20 @@
+"""Email addresses masked in free text that leaves the database: a partner's error message may
+name the buyer ("customer jane@… is blocked"), and its summary reaches the queue, exports and the
+alert channel. Only emails: a free-text pattern for phone numbers would also hide the order
+numbers agents search by. The dashboard's payload masking builds on these."""
+
+from __future__ import annotations
+
+import re
+
+MASK = "•••"
+EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
+
+
+def mask_email(match: re.Match[str]) -> str:
+    """``j•••@•••``: whose address it was stays guessable to someone who knows, not to a reader."""
+    return f"{match.group(0)[0]}{MASK}@{MASK}"
+
+
+def mask_emails(text: str) -> str:
+    return EMAIL.sub(mask_email, text)
