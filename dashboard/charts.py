@@ -9,6 +9,7 @@ from plotly.subplots import make_subplots
 from dashboard.fmt import SLA_COLORS, SLA_LABELS, SLA_ORDER
 from syncwatch.redact import mask_emails
 
+_PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 OUTCOME_COLORS = {"ok": "#4c78a8", "error": "#d62728"}
 KIND_SYMBOLS = {"event": "diamond", "log": "square"}
 
@@ -126,11 +127,21 @@ def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
     return _layout(fig, 260)
 
 
-def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False) -> go.Figure:
-    """One line per group over the periods."""
+def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False, tail: str | None = None) -> go.Figure:
+    """One line per group over the periods; with ``tail`` (a p90 beside a p50), a dashed line of it
+    in the same colour, so the slow orders show next to the typical one."""
     fig = go.Figure()
-    for group, part in data.groupby("group"):
-        fig.add_scatter(x=part["period"], y=part[column], name=str(group), mode="lines+markers")
+    for index, (group, part) in enumerate(data.groupby("group")):
+        color = _PALETTE[index % len(_PALETTE)]
+        fig.add_scatter(x=part["period"], y=part[column], name=str(group), mode="lines+markers", line_color=color)
+        if tail is not None:
+            fig.add_scatter(
+                x=part["period"],
+                y=part[tail],
+                name=f"{group} p90",
+                mode="lines",
+                line={"color": color, "dash": "dash"},
+            )
     fig.update_layout(title=title)
     if percent:
         fig.update_yaxes(tickformat=".1%")

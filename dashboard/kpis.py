@@ -108,8 +108,11 @@ def _trends(table: pd.DataFrame) -> None:
     left, right = st.columns(2)
     for i, (column, label, percent) in enumerate(TRENDS):
         if column in table and table[column].notna().any():
+            tail = column.replace("_p50_", "_p90_")
+            tail = tail if tail != column and tail in table else None
+            title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
             (left if i % 2 == 0 else right).plotly_chart(
-                charts.kpi_trend(table, column, label, percent), key=f"trend_{column}"
+                charts.kpi_trend(table, column, title, percent, tail), key=f"trend_{column}"
             )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
@@ -275,6 +277,22 @@ def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, s
     table = next(d.value for d in at.dataframe if "sla_attainment" in d.value.columns)
     assert set(table["group"]) >= {"marketplace-amz", "marketplace-b2b"}
     assert at.get("download_button")
+
+
+def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
+    at = open_app(monkeypatch, sample_db, "kpis.py")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    cycle = next(s for s in specs if s["layout"]["title"]["text"].startswith("Cycle time"))
+    assert cycle["layout"]["title"]["text"] == "Cycle time p50 and p90 (dashed) (h)"
+    p50, p90 = (plotted({t["name"]: t["y"] for t in cycle["data"]}[name]) for name in ("all", "all p90"))
+    assert len(p50) == len(p90) >= 5 and all(slow >= typical for slow, typical in zip(p90, p50, strict=True))
+
+
+def plotted(values: list | dict) -> list[float]:
+    """A trace's values as a figure's JSON holds them: a list, or plotly's base64 typed array."""
+    if isinstance(values, list):
+        return values
+    return list(np.frombuffer(base64.b64decode(values["bdata"]), dtype=values["dtype"]))
 
 
 def test_admin_shows_settings_without_secrets(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
