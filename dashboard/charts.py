@@ -145,4 +145,6 @@ def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False
     fig.update_layout(title=title)
     if percent:
         fig.update_yaxes(tickformat=".1%")
-    return _layout(fig, 280)
+    fig = _layout(fig, 300)
+    fig.update_layout(margin_t=70)  # the title above the legend above the plot
+    return fig
