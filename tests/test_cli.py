@@ -210,3 +210,16 @@ def test_correlate_says_what_it_did_then_that_nothing_is_new(tmp_path: Path) -> 
     summary = json.loads(again.stdout)
     assert (summary["observations"], summary["transactions"], summary["busy"]) == (0, 0, False)
     assert syncwatch("correlate", "--db", db).stdout.startswith("nothing new to correlate")
+
+
+def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'wrong.db'}"
+    notes = tmp_path / "notes.txt"
+    notes.write_text("call the carrier on monday\nask about the pallet\n")
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    result = syncwatch("ingest", "--db", db, str(notes))
+    assert result.returncode == 0 and "0 stored, 0 duplicates, 2 quarantined" in result.stdout
+    assert f"nothing in {notes} was understood as combined" in result.stderr and "--format (" in result.stderr
+    good = tmp_path / "good.log"
+    good.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 5 "-" "t" 0.01\nbad\n')
+    assert "was understood" not in syncwatch("ingest", "--db", db, str(good)).stderr, "a partly good file needs no hint"

@@ -134,6 +134,12 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
             f"{path} ({figures['format']}): {figures['stored']:,} stored, {figures['duplicates']:,} duplicates, "
             f"{figures['quarantined']:,} quarantined"
         )
+        if figures["quarantined"] and not figures["stored"] and not figures["duplicates"]:
+            print(
+                f"  nothing in {path} was understood as {figures['format']}: if that is not its format, "
+                f"name it with --format ({', '.join(FORMATS)})",
+                file=sys.stderr,
+            )
     print(f"total: {total.stored:,} stored, {total.duplicates:,} duplicates, {total.quarantined:,} quarantined")
 
 
