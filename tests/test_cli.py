@@ -223,3 +223,4 @@ def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -
     good = tmp_path / "good.log"
     good.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 5 "-" "t" 0.01\nbad\n')
     assert "was understood" not in syncwatch("ingest", "--db", db, str(good)).stderr, "a partly good file needs no hint"
+    assert "0 stored, 1 duplicate, 1 quarantined" in syncwatch("ingest", "--db", db, str(good)).stdout

@@ -131,7 +131,7 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
         return
     for path, figures in per_file.items():
         print(
-            f"{path} ({figures['format']}): {figures['stored']:,} stored, {figures['duplicates']:,} duplicates, "
+            f"{path} ({figures['format']}): {figures['stored']:,} stored, {_duplicates(figures['duplicates'])}, "
             f"{figures['quarantined']:,} quarantined"
         )
         if figures["quarantined"] and not figures["stored"] and not figures["duplicates"]:
@@ -140,7 +140,11 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
                 f"name it with --format ({', '.join(FORMATS)})",
                 file=sys.stderr,
             )
-    print(f"total: {total.stored:,} stored, {total.duplicates:,} duplicates, {total.quarantined:,} quarantined")
+    print(f"total: {total.stored:,} stored, {_duplicates(total.duplicates)}, {total.quarantined:,} quarantined")
+
+
+def _duplicates(count: object) -> str:
+    return f"{count:,} duplicate{'' if count == 1 else 's'}"
 
 
 COMMAND = Command("ingest", "import telemetry files once", _add_arguments, _run)
