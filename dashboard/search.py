@@ -27,7 +27,11 @@ def render() -> None:
         key="search_key",
         placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA",
     ).strip()
-    st.query_params["key"] = st.session_state[LINKED_KEY] = key
+    st.session_state[LINKED_KEY] = key
+    if key:
+        st.query_params["key"] = key
+    elif "key" in st.query_params:
+        del st.query_params["key"]  # an empty box leaves no ?key= behind
     if not key:
         st.caption("Type an identifier any system used for the order; the result shows what every system saw.")
         return
