@@ -208,3 +208,8 @@ def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: A
     assert page.get_by_text("Signed in as").count()
     assert page.get_by_role("heading", name=re.compile(r"^(order|return|inventory_sync):")).count()
     page.screenshot(path=str(SHOTS / "10-transaction.png"), full_page=True)
+    page.get_by_test_id("stSidebarNav").get_by_text("Operations", exact=True).click()
+    page.get_by_role("heading", name="Operations").first.wait_for(timeout=60_000)
+    settle(page)
+    page.wait_for_timeout(2_000)
+    assert "/search" not in page.url, "back on Operations, the old selection must not open the order again"
