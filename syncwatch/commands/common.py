@@ -55,3 +55,8 @@ def open_store(config: Config, *, require_schema: bool = True) -> Store:
     if require_schema:
         store.require_schema()
     return store
+
+
+def count(number: int, noun: str) -> str:
+    """``1 duplicate``, ``2 duplicates``: a figure in a summary line with its noun agreeing."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"

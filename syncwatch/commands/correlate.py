@@ -7,7 +7,7 @@ import json
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.model import as_utc, utcnow
 
 if TYPE_CHECKING:
@@ -67,20 +67,16 @@ def _sentences(result: PassResult) -> list[str]:
     if not result.observations and not result.transactions:
         return [f"nothing new to correlate ({result.seconds:.1f} s)"]
     lines = [
-        f"correlated {_count(result.observations, 'new observation')} in {result.seconds:.1f} s: "
-        f"{_count(result.transactions, 'transaction')} recomputed, {_count(result.exceptions, 'exception')} "
-        f"derived, {_count(result.alerts, 'alert')} raised"
+        f"correlated {count(result.observations, 'new observation')} in {result.seconds:.1f} s: "
+        f"{count(result.transactions, 'transaction')} recomputed, {count(result.exceptions, 'exception')} "
+        f"derived, {count(result.alerts, 'alert')} raised"
     ]
     if result.refused_links:
         lines.append(
-            f"{_count(result.refused_links, 'link')} refused: each would have merged two transactions that have "
+            f"{count(result.refused_links, 'link')} refused: each would have merged two transactions that have "
             "their own identifying keys (a trace or an attribute shared by two orders)"
         )
     return lines
-
-
-def _count(number: int, noun: str) -> str:
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
 
 
 COMMAND = Command(

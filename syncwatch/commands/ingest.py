@@ -15,7 +15,7 @@ from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_t
 from collectors.sink import Committed, Sink
 from collectors.tailer import commit_chunks, first_line_identity, parsed_chunks
 from collectors.workers import ParsePool, workers_for
-from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.config import Config
 
 
@@ -131,8 +131,8 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
         return
     for path, figures in per_file.items():
         print(
-            f"{path} ({figures['format']}): {figures['stored']:,} stored, {_duplicates(figures['duplicates'])}, "
-            f"{figures['quarantined']:,} quarantined"
+            f"{path} ({figures['format']}): {figures['stored']:,} stored, "
+            f"{count(int(figures['duplicates']), 'duplicate')}, {figures['quarantined']:,} quarantined"
         )
         if figures["quarantined"] and not figures["stored"] and not figures["duplicates"]:
             print(
@@ -140,11 +140,7 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
                 f"name it with --format ({', '.join(FORMATS)})",
                 file=sys.stderr,
             )
-    print(f"total: {total.stored:,} stored, {_duplicates(total.duplicates)}, {total.quarantined:,} quarantined")
-
-
-def _duplicates(count: object) -> str:
-    return f"{count:,} duplicate{'' if count == 1 else 's'}"
+    print(f"total: {total.stored:,} stored, {count(total.duplicates, 'duplicate')}, {total.quarantined:,} quarantined")
 
 
 COMMAND = Command("ingest", "import telemetry files once", _add_arguments, _run)
