@@ -6,8 +6,9 @@ import json
 import re
 from typing import Any
 
+from syncwatch.redact import EMAIL, clip
+
 PERSONAL_KEY = re.compile(r"(name|email|e_mail|phone|mobile|address|street|city|zip|postal|postcode|contact)", re.I)
-EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
 PHONE = re.compile(r"\+?\d[\d ()./-]{7,}\d")
 MASK = "***"
 SUMMARY_LIMIT = 600
@@ -27,4 +28,4 @@ def mask(value: Any) -> Any:
 def summary(**parts: Any) -> str:
     """One line for the audit log: the request's parts, masked, cut to a readable length."""
     text = " ".join(f"{k}={json.dumps(mask(v), sort_keys=True)}" for k, v in parts.items() if v is not None)
-    return text if len(text) <= SUMMARY_LIMIT else text[: SUMMARY_LIMIT - 1] + "…"
+    return clip(text, SUMMARY_LIMIT)

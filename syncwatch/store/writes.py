@@ -24,6 +24,7 @@ from sqlalchemy import Connection, Insert, Table, and_, select
 from sqlalchemy.dialects import postgresql, sqlite
 
 from syncwatch.model import Observation, from_ns, utcnow
+from syncwatch.redact import clip
 from syncwatch.store.bulk import driver_cursor, insert_tuples, pg_insert_unnest, sqlite_last_ids
 from syncwatch.store.locks import hold_until_commit
 from syncwatch.store.schema import business_keys, checkpoints, observations, quarantine
@@ -294,7 +295,7 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
             "received_at": now,
             "source": item.source,
             "position": item.position,
-            "reason": item.reason if len(item.reason) <= REASON_LIMIT else item.reason[: REASON_LIMIT - 1] + "…",
+            "reason": clip(item.reason, REASON_LIMIT),
             "content_type": item.content_type,
             "raw": item.raw[:raw_limit],
             "raw_size": len(item.raw),
