@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import SLA_LABELS, age, money, sla_label, time_left, when
+from dashboard.fmt import SLA_LABELS, age, money, no_partner, sla_label, time_left, when
 from dashboard.masking import mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
@@ -161,11 +161,6 @@ def _detail(page: Page, exception_id: str) -> None:
         st.dataframe(history.drop(columns=["outcome"]), hide_index=True)
 
 
-def _no_partner(row: dict) -> str:
-    """An order without a partner has not been handed to a warehouse yet; other processes have none."""
-    return q.NO_PARTNER if str(row["transaction_id"]).startswith("order:") else "—"
-
-
 def _business_context(page: Page, row: dict) -> None:
     context = row.get("context") or {}
     st.markdown(
@@ -173,7 +168,7 @@ def _business_context(page: Page, row: dict) -> None:
             [
                 f"- **Transaction:** {row['transaction_id']}",
                 f"- **Channel:** {row['channel'] or context.get('channel') or '—'}",
-                f"- **Partner:** {row['partner'] or context.get('partner') or _no_partner(row)}",
+                f"- **Partner:** {row['partner'] or context.get('partner') or no_partner(str(row['transaction_id']))}",
                 f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
                 f"- **Order value:** {money(row['order_value'] or context.get('order_value')) or '—'}",
                 f"- **Promised ship-by:** {when(row['promised_at']) or '—'}",

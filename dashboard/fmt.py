@@ -6,6 +6,8 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from syncwatch.store.queries import NO_PARTNER
+
 SLA_COLORS = {"breached": "#d62728", "at_risk": "#ff7f0e", "on_track": "#2ca02c", "met": "#1f77b4"}
 SLA_ORDER = ["breached", "at_risk", "on_track", "met"]
 SLA_LABELS = {"breached": "Breached", "at_risk": "At risk", "on_track": "On track", "met": "Met"}
@@ -55,3 +57,8 @@ def money(value: str | None) -> str:
 
 def sla_label(state: str | None) -> str:
     return SLA_LABELS.get(state or "", state or "")
+
+
+def no_partner(transaction_id: str) -> str:
+    """What an empty partner says: an order not yet handed to a warehouse; other processes have none."""
+    return NO_PARTNER if transaction_id.startswith("order:") else "—"

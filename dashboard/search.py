@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.fmt import money, sla_label, time_left, when
+from dashboard.fmt import money, no_partner, sla_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
@@ -47,10 +47,9 @@ def render() -> None:
 
 def _context(row: dict) -> list[tuple[str, str]]:
     """Who and what the transaction is about, in one line under its state."""
-    partner = row["partner"] or (q.NO_PARTNER if row["type"] == "order" else "—")
     return [
         ("Channel", row["channel"] or q.NO_CHANNEL),
-        ("Partner", partner),
+        ("Partner", row["partner"] or no_partner(row["id"])),
         ("Customer", row["customer"] or "—"),
         ("Value", money(row["order_value"]) or "—"),
         ("Promised", when(row["promised_at"]) or "—"),
