@@ -91,8 +91,7 @@ class _Job:
     """One caller's commit, waiting in the queue until a writer has done it."""
 
     parsed: Parsed
-    source: str
-    content_type: str | None
+    quarantined: list[QuarantineItem]  # its rejections, with the source and content type they came with
     checkpoint: Checkpoint | None
     done: bool = False
     result: Committed | None = None
@@ -131,7 +130,7 @@ class Sink:
         self, parsed: Parsed, source: str, content_type: str | None = None, checkpoint: Checkpoint | None = None
     ) -> Committed:
         """Store one parse result (with its checkpoint) atomically; returns once it is durable."""
-        job = _Job(parsed, source, content_type, checkpoint)
+        job = _Job(parsed, parsed.quarantine_items(source, content_type), checkpoint)
         with self._changed:
             self._queue.append(job)
         while True:
@@ -144,7 +143,7 @@ class Sink:
         if job.result is None:  # the writer was interrupted (the process is stopping): never claim success
             raise RuntimeError("the batch was not stored: its writer stopped")
         if job.result.quarantined:
-            self.rejections.report(parsed.quarantine_items(source, content_type))
+            self.rejections.report(job.quarantined)
         return job.result
 
     def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
@@ -199,10 +198,9 @@ class Sink:
             job.error = err
 
     def _write_job(self, conn: Connection, job: _Job) -> Committed:
-        items = job.parsed.quarantine_items(job.source, job.content_type)
         rows = job.parsed.rows
         result = write_rows(conn, rows) if rows else WriteResult()
-        quarantined = write_quarantine(conn, items, self.store.raw_limit) if items else 0
+        quarantined = write_quarantine(conn, job.quarantined, self.store.raw_limit) if job.quarantined else 0
         if job.checkpoint is not None:
             save_checkpoint(conn, job.checkpoint)
         return Committed(result.stored, result.duplicates, quarantined)
