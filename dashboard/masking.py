@@ -65,9 +65,12 @@ def masked_bytes(raw: bytes) -> bytes:
     try:
         json.loads(raw)
     except ValueError:
-        star = lambda match: b"*" * len(match.group(0))  # noqa: E731
-        return _PHONE_BYTES.sub(star, _EMAIL_BYTES.sub(star, raw))
+        return _PHONE_BYTES.sub(_stars, _EMAIL_BYTES.sub(_stars, raw))
     return masked_text(raw).encode()
+
+
+def _stars(match: re.Match[bytes]) -> bytes:
+    return b"*" * len(match.group(0))
 
 
 def apply_edits(original: Any, shown: Any, edited: Any) -> Any:
