@@ -203,5 +203,5 @@ def parse_file(data: bytes, ctx: ParseContext, base_offset: int = 0) -> Parsed:
         except MalformedInput as err:
             parsed.rejections.append(Rejection(str(err), chunk, position))
             continue
-        parsed.extend(parse_events(items, ctx, position))
+        parsed.extend(parse_events(items, ctx, f"{position} event"))
     return parsed
