@@ -7,6 +7,8 @@ import streamlit as st
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.commands.common import count
+from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 
 
@@ -27,17 +29,38 @@ def render() -> None:
 
 
 def _quarantine(page: Page) -> None:
-    items = q.quarantine_recent(page.store)
-    if items.empty:
+    items, deliveries = q.quarantine_totals(page.store)
+    if not items:
         st.success("Nothing was rejected: every input so far was understood.")
         return
-    st.dataframe(items, hide_index=True)
-    chosen = st.selectbox("Show the raw bytes of", list(items["id"]), format_func=lambda i: f"#{i}")
+    again = f", rejected {deliveries:,} times in all (the same input delivered again is kept once)"
+    st.caption(f"{count(items, 'rejected input')} kept with its reason{again if deliveries > items else ''}.")
+    st.subheader("Most frequent reasons")
+    reasons = q.quarantine_by_reason(page.store)
+    reasons["reason"] = reasons["reason"].map(mask_emails)
+    st.dataframe(reasons, hide_index=True, column_config=_REASON_COLUMNS)
+    st.subheader("Latest rejected inputs")
+    recent = q.quarantine_recent(page.store)
+    recent["reason"] = recent["reason"].map(mask_emails)
+    st.dataframe(recent, hide_index=True, column_config=_ITEM_COLUMNS)
+    chosen = st.selectbox("Show the raw bytes of", list(recent["id"]), format_func=lambda i: f"#{i}")
     raw = q.quarantine_raw(page.store, int(chosen)) or b""
     st.caption(f"{len(raw)} bytes kept; personal data masked in both views.")
     st.code(masked_text(raw) or "(empty)", language="text")
     with st.expander("Hex"):
         st.code(masked_bytes(raw)[:4096].hex(" ", 16) or "(empty)", language="text")
+
+
+_REASON_COLUMNS = {"items": "inputs", "deliveries": "times rejected"}
+_ITEM_COLUMNS = {
+    "id": "#",
+    "received_at": st.column_config.DatetimeColumn("first rejected", format="YYYY-MM-DD HH:mm:ss"),
+    "last_received_at": st.column_config.DatetimeColumn("last rejected", format="YYYY-MM-DD HH:mm:ss"),
+    "deliveries": "times",
+    "position": "where in the source",
+    "content_type": "content type",
+    "raw_size": st.column_config.NumberColumn("size (bytes)", format="%d"),
+}
 
 
 def _audit(page: Page) -> None:

@@ -315,6 +315,23 @@ def test_quarantined_bytes_are_masked_in_the_text_and_the_hex_view(
     assert "0a0c7265616368202a2a" in shown, "the bytes around it stay readable in hex, the email starred"
 
 
+def test_admin_counts_an_input_rejected_twice_once_and_masks_emails_in_reasons(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    store = Store.open(sample_copy)
+    bad = QuarantineItem("webhook/shopify", "customer jane.doe@example.com has no order id", b"{}", "body")
+    store.quarantine([bad])
+    store.quarantine([bad])
+    store.close()
+    at = open_app(monkeypatch, sample_copy, "admin.py")
+    assert any("1 rejected input kept with its reason, rejected 2 times in all" in c.value for c in at.caption)
+    reasons, recent = (d.value for d in at.dataframe[:2])
+    assert (reasons["items"].tolist(), reasons["deliveries"].tolist()) == ([1], [2])
+    assert recent["deliveries"].tolist() == [2]
+    shown = "\n".join(d.value.to_csv() for d in at.dataframe[:2])
+    assert "jane.doe" not in shown and "customer j•••@••• has no order id" in shown
+
+
 def audit_rows(url: str) -> list[tuple[str, str, str]]:
     with sqlite3.connect(url.removeprefix("sqlite:///")) as conn:
         return conn.execute("SELECT actor, action, result FROM audit_log ORDER BY id").fetchall()

@@ -146,6 +146,34 @@ def test_quarantine_keeps_reason_and_bounded_raw_bytes(store: Store) -> None:
     assert store.counts()["quarantine"] == 1
 
 
+def test_the_same_input_rejected_again_is_one_row_that_counts_its_deliveries(store: Store) -> None:
+    bad = QuarantineItem("orders.log", "line is not in combined format", b"garbage", "offset 0")
+    assert store.quarantine([bad, bad]) == 2, "a repeat inside one batch"
+    later = QuarantineItem("orders.log", "line is not in combined format (again)", b"garbage", "offset 0")
+    assert store.quarantine([later]) == 1
+    (item,) = rows(store, metadata.tables["quarantine"])
+    assert (item.deliveries, item.reason, item.raw) == (3, "line is not in combined format (again)", b"garbage")
+    assert item.last_received_at is not None and item.last_received_at >= item.received_at
+    elsewhere = [
+        QuarantineItem("orders.log", "line is not in combined format", b"garbage", "offset 8"),
+        QuarantineItem("returns.log", "line is not in combined format", b"garbage", "offset 0"),
+        QuarantineItem("orders.log", "line is not in combined format", b"garbage!", "offset 0"),
+    ]
+    store.quarantine(elsewhere)
+    assert store.counts()["quarantine"] == 4, "another position, source or content is another item"
+
+
+def test_inputs_that_differ_beyond_the_kept_bytes_are_different_items(store: Store) -> None:
+    store.raw_limit = 4
+    store.quarantine(
+        [
+            QuarantineItem("otlp/traces", "too large", b"same-prefix-1"),
+            QuarantineItem("otlp/traces", "too large", b"same-prefix-2"),
+        ]
+    )
+    assert [row.deliveries for row in rows(store, metadata.tables["quarantine"])] == [1, 1]
+
+
 def test_a_reason_quoting_a_huge_input_is_cut_like_the_raw_bytes(store: Store) -> None:
     store.quarantine([QuarantineItem("edge.log", f"status {'9' * 10_000_000!r} is not a number", b"{}", "offset 0")])
     (item,) = rows(store, metadata.tables["quarantine"])

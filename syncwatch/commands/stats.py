@@ -36,7 +36,8 @@ def _run(args: argparse.Namespace) -> int:
         more = f", {counts['quarantine'] - shown:,} more under other reasons" if counts["quarantine"] > shown else ""
         print(f"\nquarantined, most frequent first{more}:")
         for r in reasons:
-            print(f"{r['items']:>10,}  {r['source']}: {r['reason']}")
+            again = f" (rejected {r['deliveries']:,} times)" if r["deliveries"] > r["items"] else ""
+            print(f"{r['items']:>10,}  {r['source']}: {r['reason']}{again}")
     return 0
 
 

@@ -14,6 +14,7 @@ import pandas as pd
 from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, or_, select, union
 from sqlalchemy.sql import ColumnElement, Select
 
+from syncwatch.store import reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
 from syncwatch.store.schema import (
@@ -461,13 +462,39 @@ def _minute(store: Store, column: Any) -> ColumnElement[str]:
 
 
 def quarantine_recent(store: Store, limit: int = 100) -> pd.DataFrame:
+    """The items first rejected most recently, with how often each was delivered again."""
     q = quarantine.c
     stmt = (
-        select(q.id, q.received_at, q.source, q.position, q.reason, q.content_type, q.raw_size)
+        select(
+            q.id,
+            q.received_at,
+            q.last_received_at,
+            q.deliveries,
+            q.source,
+            q.position,
+            q.reason,
+            q.content_type,
+            q.raw_size,
+        )
         .order_by(q.received_at.desc(), q.id.desc())
         .limit(limit)
     )
     return frame(store, stmt)
+
+
+def quarantine_totals(store: Store) -> tuple[int, int]:
+    """(items kept, deliveries rejected) over the whole quarantine."""
+    q = quarantine.c
+    with store.engine.connect() as conn:
+        items, deliveries = conn.execute(select(func.count(), func.coalesce(func.sum(q.deliveries), 0))).one()
+    return int(items), int(deliveries)
+
+
+def quarantine_by_reason(store: Store, limit: int = 10) -> pd.DataFrame:
+    """The most frequent (source, reason) pairs, as ``syncwatch stats`` prints them."""
+    with store.engine.connect() as conn:
+        found = reads.quarantine_reasons(conn, limit)
+    return pd.DataFrame(found, columns=["source", "reason", "items", "deliveries"])
 
 
 def quarantine_raw(store: Store, item_id: int) -> bytes | None:

@@ -66,8 +66,14 @@ def redeliveries(conn: Connection) -> int:
 
 
 def quarantine_reasons(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
-    """The most frequent (source, reason) pairs of quarantined items, most first."""
+    """The most frequent (source, reason) pairs of quarantined items, most first, with how many
+    times those items were delivered (an item rejected again is kept once)."""
     q = quarantine.c
     items = func.count().label("items")
-    stmt = select(q.source, q.reason, items).group_by(q.source, q.reason).order_by(items.desc(), q.source, q.reason)
+    deliveries = func.sum(q.deliveries).label("deliveries")
+    stmt = (
+        select(q.source, q.reason, items, deliveries)
+        .group_by(q.source, q.reason)
+        .order_by(items.desc(), q.source, q.reason)
+    )
     return [dict(row._mapping) for row in conn.execute(stmt.limit(limit))]

@@ -351,16 +351,30 @@ quarantine = Table(
     "quarantine",
     metadata,
     Column("id", Id, primary_key=True, autoincrement=True, comment="Sequence"),
-    Column("received_at", UTCDateTime, nullable=False, comment="When it arrived (UTC)"),
+    Column("received_at", UTCDateTime, nullable=False, comment="When it first arrived (UTC)"),
     Column("source", String(512), nullable=False, comment="Endpoint, file or token it came from"),
     Column("position", String(64), comment="Offset, line number or item index within the source"),
-    Column("reason", Text, nullable=False, comment="Why it was rejected, in one sentence"),
+    Column("reason", Text, nullable=False, comment="Why it was rejected (the last time), in one sentence"),
     Column("content_type", String(128), comment="Declared content type"),
     Column("raw", LargeBinary, comment="The rejected bytes, cut at the configured limit"),
     Column("raw_size", BigInteger, nullable=False, comment="Size of the rejected input before cutting"),
-    comment="Rejected input with its reason; nothing rejected is silently dropped",
+    Column(
+        "fingerprint",
+        String(32),
+        comment="Hash of source, position and all the rejected bytes: the same input rejected again is one row",
+    ),
+    Column(
+        "deliveries",
+        Integer,
+        nullable=False,
+        server_default=text("1"),
+        comment="How many times this input was delivered and rejected",
+    ),
+    Column("last_received_at", UTCDateTime, comment="When it last arrived (UTC); null if delivered once"),
+    comment="Rejected input with its reason; nothing rejected is silently dropped, nor kept twice",
 )
 Index(None, quarantine.c.received_at)
+Index(None, quarantine.c.fingerprint, unique=True)
 
 COUNTED_TABLES = (
     "observations",

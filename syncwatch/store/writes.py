@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from hashlib import blake2b
 from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from time import gmtime
 from typing import Any
@@ -289,9 +290,17 @@ REASON_LIMIT = 1_000  # characters of a reason kept: one may quote the input, wh
 
 
 def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limit: int) -> int:
+    """Keep each rejected item with its reason; how many were rejected. The same input rejected
+    again (the same bytes from the same source and position: a file imported twice, a refused
+    batch retried) is counted on its first row, whose reason becomes the latest one."""
     now = utcnow()
-    rows = [
-        {
+    rows: dict[str, dict[str, Any]] = {}
+    for item in items:
+        fingerprint = quarantine_fingerprint(item)
+        if fingerprint in rows:
+            rows[fingerprint]["deliveries"] += 1
+            continue
+        rows[fingerprint] = {
             "received_at": now,
             "source": item.source,
             "position": item.position,
@@ -299,12 +308,28 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
             "content_type": item.content_type,
             "raw": item.raw[:raw_limit],
             "raw_size": len(item.raw),
+            "fingerprint": fingerprint,
+            "deliveries": 1,
+            "last_received_at": None,
         }
-        for item in items
-    ]
     if rows:
-        conn.execute(quarantine.insert(), rows)
-    return len(rows)
+        stmt = upsert_insert(conn, quarantine)
+        again = {
+            "deliveries": quarantine.c.deliveries + stmt.excluded.deliveries,
+            "last_received_at": stmt.excluded.received_at,
+            "reason": stmt.excluded.reason,
+        }
+        conn.execute(stmt.on_conflict_do_update(index_elements=["fingerprint"], set_=again), list(rows.values()))
+    return sum(row["deliveries"] for row in rows.values())
+
+
+def quarantine_fingerprint(item: QuarantineItem) -> str:
+    """What identifies a rejected input: its source, position and every byte (not only the kept ones)."""
+    digest = blake2b(digest_size=16)
+    for part in (item.source.encode(), (item.position or "").encode(), item.raw):
+        digest.update(len(part).to_bytes(8, "little"))
+        digest.update(part)
+    return digest.hexdigest()
 
 
 LINE_IDS = "syncwatch:line-ids"  # the checkpoints row that records which form of line ids the database uses
