@@ -1,5 +1,6 @@
 """`syncwatch serve`: the collectors' HTTP endpoints under uvicorn, and a scheduler for the jobs
-that run beside them: file tailers, the correlator, SLA re-evaluation, alerts, automatic retries.
+that run beside them: file tailers, the correlator, SLA re-evaluation, alerts, automatic retries
+and retention.
 
 A job factory gets the config and the store and returns ``Job``s; each runs on an interval,
 never twice at once (not even in two `serve` instances on one PostgreSQL database), late runs
@@ -65,6 +66,25 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
 
 
+RETENTION_INTERVAL_S = 6 * 3600
+
+
+def retention_jobs(config: Config, store: Store) -> Iterable[Job]:
+    """Prune history older than the retention, when `serve` starts and every 6 hours after."""
+    from syncwatch.commands.db import prune_expired, pruned_text
+
+    days = config.retention_days
+    if days <= 0:
+        return
+
+    def run() -> None:
+        pruned = prune_expired(store, days)
+        if pruned.transactions or pruned.observations or pruned.quarantine or pruned.alerts:
+            log.info("retention: %s", pruned_text(pruned, days))
+
+    yield Job("retention", _logged(run, "retention"), RETENTION_INTERVAL_S)
+
+
 def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
     """A job that logs its failure and runs again next time, instead of dying with the scheduler.
     The same failure again (an unreadable file, every second) is not logged again until the job
@@ -108,7 +128,7 @@ def one_at_a_time(store: Store, job: Job) -> Callable[[], None]:
 def job_factories(sink: Sink | None = None, pool: ParsePool | None = None) -> tuple[JobFactory, ...]:
     from actions.jobs import policy_jobs
 
-    return (partial(tailer_jobs, sink=sink, pool=pool), correlator_jobs, policy_jobs)
+    return (partial(tailer_jobs, sink=sink, pool=pool), correlator_jobs, policy_jobs, retention_jobs)
 
 
 def build_scheduler(

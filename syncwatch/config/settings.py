@@ -57,6 +57,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes"),
     Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`"),
     Setting("alert_quiet_period_s", 1800, "Seconds before a still-failing partner endpoint is alerted again"),
+    Setting(
+        "retention_days",
+        90,
+        "Days of history kept: older observations, transactions not seen since, quarantine and alerts are pruned "
+        "by `serve` every 6 hours (`syncwatch db prune` prunes now); 0 keeps everything. The audit log is always kept",
+    ),
     Setting("sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk"),
     Setting(
         "alert_webhook_env",

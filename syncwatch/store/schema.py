@@ -243,6 +243,9 @@ exceptions = Table(
 )
 Index(None, exceptions.c.status, exceptions.c.opened_at)
 Index(None, exceptions.c.transaction_id)
+# Deleting an observation (retention) looks for exceptions naming it, to set their link null.
+Index(None, exceptions.c.observation_id)
+Index(None, exceptions.c.resolved_by_observation_id)
 
 actions = Table(
     "actions",
