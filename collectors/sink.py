@@ -35,6 +35,12 @@ REJECTION_LOG_INTERVAL_S = 60.0  # at most one warning per source in this long
 REJECTION_LOG_REASON_CHARS = 300  # a reason may quote the input; the log gets its start
 
 
+def collector_limits(config: Config) -> tuple[int, int]:
+    """(largest clock skew accepted in ns, largest attribute in bytes), as parse contexts take them."""
+    limits = config.file.collectors
+    return int(limits.max_clock_skew.total_seconds() * 1e9), limits.max_attribute_bytes
+
+
 class RejectionLog:
     """A warning naming the source, position and reason of what was quarantined: at most one per
     source per interval, counting the rest, so a partner sending garbage all day cannot flood the
@@ -105,9 +111,7 @@ class Sink:
         self.store = store
         self.config = config
         self.keys = KeyExtractor.from_config(config.file)
-        limits = config.file.collectors
-        self.max_skew_ns = int(limits.max_clock_skew.total_seconds() * 1e9)
-        self.max_attribute = limits.max_attribute_bytes
+        self.max_skew_ns, self.max_attribute = collector_limits(config)
         self.form = driver_form(store.dialect)
         self.ordered_line_ids = store.ordered_line_ids()
         if not self.ordered_line_ids:

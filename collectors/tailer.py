@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
-from collectors.base import Parsed
+from collectors.base import ParseContext, Parsed
 from collectors.formats import FileSpec, safe_end
 from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from syncwatch.store import Checkpoint
@@ -77,7 +77,7 @@ def read_items(handle: BinaryIO, offset: int, documents: bool, eof: bool, chunk:
 def parsed_chunks(
     handle: BinaryIO,
     spec: FileSpec,
-    sink: Sink,
+    context: Callable[[str], ParseContext],
     start: tuple[int, str],
     final: bool,
     pool: ParsePool | None = None,
@@ -100,7 +100,7 @@ def parsed_chunks(
             at += len(data)
 
     if pool is None:
-        results: Iterable[Parsed] = (parser(*args, sink.context(source)) for parser, args, source in calls())
+        results: Iterable[Parsed] = (parser(*args, context(source)) for parser, args, source in calls())
     else:
         results = pool.parse_ahead(calls(), PARSE_AHEAD)
     for parsed in results:
@@ -189,7 +189,7 @@ class FileTailer:
         """Everything new, committed with its checkpoint (see ``commit_chunks``); a large backlog
         is parsed ahead in the pool's workers, when the tailer has a pool."""
         start = (position.offset, position.line_identity)
-        chunks = parsed_chunks(handle, self.spec, self.sink, start, final, self.pool, self.chunk)
+        chunks = parsed_chunks(handle, self.spec, self.sink.context, start, final, self.pool, self.chunk)
 
         def checkpoint(end: int) -> Checkpoint:
             return Checkpoint(self.spec.source, end, position.state())

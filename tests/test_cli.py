@@ -225,3 +225,46 @@ def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -
     good.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 5 "-" "t" 0.01\nbad\n')
     assert "was understood" not in syncwatch("ingest", "--db", db, str(good)).stderr, "a partly good file needs no hint"
     assert "0 stored, 1 duplicate, 1 quarantined" in syncwatch("ingest", "--db", db, str(good)).stdout
+
+
+def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_path: Path) -> None:
+    """Onboarding a partner: before any traffic is stored, which of its calls would reach no order."""
+    log = tmp_path / "partner.log"
+    line = '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "{request} HTTP/1.1" 200 5 "-" "t" 0.01\n'
+    requests = ["GET /orders/113-1234567-1234567", "GET /healthz", "GET /healthz", "POST /v2/orders/abc123"]
+    log.write_text("".join(line.format(n=n, request=r) for n, r in enumerate(requests)) + "not an access log line\n")
+    span = {
+        "name": "step",
+        "kind": 2,
+        "startTimeUnixNano": "1764064800000000000",
+        "endTimeUnixNano": "1764064801000000000",
+    }
+    keyed = {
+        **span,
+        "traceId": "a" * 32,
+        "spanId": "1" * 16,
+        "attributes": [{"key": "erp.sales_order", "value": {"stringValue": "SO-1"}}],
+    }
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "erp"}}]}
+    spans = [
+        keyed,
+        {**span, "traceId": "a" * 32, "spanId": "2" * 16},
+        {**span, "traceId": "b" * 32, "spanId": "3" * 16},
+    ]
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}) + "\n")
+    db = tmp_path / "never.db"
+    result = syncwatch("ingest", "--dry-run", "--db", f"sqlite:///{db}", str(log), str(traces))
+    assert result.returncode == 0, result.stderr
+    assert not db.exists(), "a dry run needs no database and makes none"
+    assert f"{log} (combined): 4 observations, 1 rejected" in result.stdout
+    assert "  identity keys: marketplace_order on 1\n" in result.stdout
+    assert "3 link to nothing (no identity key, no such trace in this file):" in result.stdout
+    assert "           2  gateway GET /healthz\n           1  gateway POST /v2/orders/abc123\n" in result.stdout
+    assert "line is not in the combined log format (first at offset " in result.stdout
+    assert result.stdout.endswith("nothing was stored (--dry-run)\n")
+    figures = json.loads(syncwatch("ingest", "--dry-run", "--json", str(log), str(traces)).stdout)["files"][str(traces)]
+    assert figures["identity_keys"] == {"erp_order": 1}
+    assert (figures["observations"], figures["linked"], figures["unlinked"]) == (3, 2, {"erp step": 1}), (
+        "the keyless span in the keyed trace links through it; the one alone does not"
+    )

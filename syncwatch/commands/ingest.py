@@ -1,5 +1,6 @@
 """`syncwatch ingest PATH…`: import files once (format from --format or from their content),
-with progress on stderr and a summary of what was stored, re-delivered and quarantined."""
+with progress on stderr and a summary of what was stored, re-delivered and quarantined; or, with
+--dry-run, what a file would give and which key rules it lacks, with no database at all."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
+from collectors.preview import Preview, preview_file
 from collectors.sink import Committed, Sink
 from collectors.tailer import commit_chunks, first_line_identity, parsed_chunks
 from collectors.workers import ParsePool, workers_for
@@ -26,6 +28,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--system", default="gateway", help="system of access-log lines (default: gateway)")
     parser.add_argument("--field-map", default="kong", help="json_access field map (default: kong)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="store nothing (no database needed): show the identity keys found, the endpoints whose "
+        "observations link to nothing, and what would be rejected, to check key rules on a partner's sample",
+    )
     parser.add_argument(
         "--parse-workers",
         type=int,
@@ -58,7 +66,7 @@ def import_file(
     next chunks are parsed in its workers while this one is stored."""
     with open(spec.path, "rb") as handle:
         identity = f"{first_line_identity(handle) or ''}:0"
-        chunks = parsed_chunks(handle, spec, sink, (0, identity), True, pool)
+        chunks = parsed_chunks(handle, spec, sink.context, (0, identity), True, pool)
         done = commit_chunks(sink, spec.source, chunks, lambda _end: None, progress)
     progress(os.path.getsize(spec.path))
     return done
@@ -81,6 +89,10 @@ def _run(args: argparse.Namespace) -> int:
     if any(unreadable):
         print("\n".join(f"syncwatch ingest: {reason}" for reason in unreadable if reason), file=sys.stderr)
         return EXIT_USAGE
+    if args.dry_run:
+        previews = {path: preview_file(spec_for(path, args, config), config) for path in args.paths}
+        _print_previews(previews, args.json)
+        return 0
     store = open_store(config)
     sink = Sink(store, config)
     per_file: dict[str, dict[str, object]] = {}
@@ -141,6 +153,33 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
                 file=sys.stderr,
             )
     print(f"total: {total.stored:,} stored, {count(total.duplicates, 'duplicate')}, {total.quarantined:,} quarantined")
+
+
+def _print_previews(previews: dict[str, Preview], as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"dry_run": True, "files": {path: p.as_dict() for path, p in previews.items()}}))
+        return
+    for path, p in previews.items():
+        repeated = f" ({p.repeated:,} more repeated inside it)" if p.repeated else ""
+        print(f"{path} ({p.format}): {count(p.observations, 'observation')}{repeated}, {p.rejected.total():,} rejected")
+        if p.keys:
+            print("  identity keys: " + ", ".join(f"{key_type} on {n:,}" for key_type, n in p.keys.most_common()))
+        if p.observations:
+            print(f"  {p.linked:,} link to a transaction by a key or a trace that has one", end="")
+            unlinked = p.unlinked.total()
+            print(f"; {unlinked:,} link to nothing (no identity key, no such trace in this file):" if unlinked else "")
+            for endpoint, n in p.unlinked.most_common(TOP):
+                print(f"  {n:>10,}  {endpoint}")
+            if len(p.unlinked) > TOP:
+                print(f"  {'':>10}  … and {len(p.unlinked) - TOP:,} more endpoints (--json lists them all)")
+        if p.rejected:
+            print("  rejected, most frequent first:")
+            for reason, n in p.rejected.most_common(TOP):
+                print(f"  {n:>10,}  {reason} (first at {p.first_at[reason]})")
+    print("nothing was stored (--dry-run)")
+
+
+TOP = 10  # endpoints and reasons listed per file; --json has them all
 
 
 COMMAND = Command("ingest", "import telemetry files once", _add_arguments, _run)
