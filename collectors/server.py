@@ -14,6 +14,7 @@ import os
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import UTC, datetime
 
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
@@ -36,6 +37,7 @@ from collectors.otlp_model import LOGS, TRACES
 from collectors.sink import Committed, Sink
 from collectors.workers import ParsePool, Parser
 from syncwatch.config.schema import Webhook
+from syncwatch.store.correlation import Backlog, correlation_backlog
 
 log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -290,8 +292,33 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
     return endpoint
 
 
-async def health(_request: Request) -> Response:
-    return JSONResponse({"status": "ok"})
+def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Response]]:
+    """``ok`` while the database answers and the correlator keeps up; ``degraded`` (still 200:
+    ingest works) when what arrived waits for correlation longer than it should; 503 when the
+    database does not answer, as every write would then fail."""
+    store, interval = receiver.sink.store, receiver.sink.config.correlate_interval_s
+
+    def backlog() -> Backlog:
+        with store.engine.connect() as conn:
+            return correlation_backlog(conn)
+
+    async def health(_request: Request) -> Response:
+        try:
+            waiting = await run_in_threadpool(backlog)
+        except SQLAlchemyError as err:
+            log.warning("health check: the database does not answer (%s)", err.__class__.__name__)
+            return JSONResponse({"status": "unavailable", "database": "does not answer"}, status_code=503)
+        body: dict[str, object] = {
+            "status": "ok",
+            "database": "ok",
+            "correlation_backlog": waiting.observations,
+            "waiting_since": waiting.waiting_since.isoformat() if waiting.waiting_since else None,
+        }
+        if waiting.overdue(interval, datetime.now(UTC)):
+            body.update(status="degraded", reason=f"{waiting.describe()}: is the correlator job running?")
+        return JSONResponse(body)
+
+    return health
 
 
 def _closing(steps: Sequence[Callable[[], object]]) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
@@ -320,7 +347,7 @@ def create_app(
         Route("/v1/logs", otlp_endpoint(receiver, LOGS), methods=["POST"]),
         Route("/v1/events", events_endpoint(receiver), methods=["POST"]),
         Route("/v1/webhooks/{name}", webhook_endpoint(receiver), methods=["POST"]),
-        Route("/healthz", health, methods=["GET"]),
+        Route("/healthz", health_endpoint(receiver), methods=["GET"]),
     ]
     steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
     app = Starlette(routes=routes, lifespan=_closing(steps))

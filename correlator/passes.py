@@ -35,7 +35,7 @@ from syncwatch.store import Checkpoint, Store
 from syncwatch.store import correlation as q
 from syncwatch.store.writes import read_checkpoint, save_checkpoint
 
-CHECKPOINT = "correlator"
+CHECKPOINT = q.CORRELATOR_CHECKPOINT
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
 _START = attrgetter("start", "id")
 WRITE_EVERY = 5_000  # transactions handed to the writer thread at a time

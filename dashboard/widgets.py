@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -38,7 +38,19 @@ def prepare(title: str, caption: str = "") -> Page | None:
         return None
     now = context.clock(store)
     st.caption(" · ".join(filter(None, [f"Data as of {when(now)}", caption])))
+    _behind(store, config)
     return Page(store, config, context.viewer(), now)
+
+
+def _behind(store: Store, config: Config) -> None:
+    """Say so when what arrived is not correlated yet: SLA states and queues would look current
+    while leaving it out (the correlator stopped, or `syncwatch ingest` ran without `serve`)."""
+    backlog = q.correlation_backlog(store)
+    if backlog.overdue(config.correlate_interval_s, datetime.now(UTC)):
+        st.warning(
+            f"{backlog.describe()}, so these pages leave them out. `syncwatch serve` correlates every "
+            f"{config.correlate_interval_s:g} s; if it is not running, start it or run `syncwatch correlate`."
+        )
 
 
 def how_to_start(config: Config) -> None:

@@ -4,6 +4,7 @@ and JSON bodies (hex ids, int64 strings, enum names) posted with httpx."""
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -162,3 +163,28 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
         "confirm shipment",
     ]
     assert ["marketplace_order", "113-0000002-0000001", True] in keys_of(rows[1])
+
+
+def test_health_says_when_correlation_falls_behind_and_when_the_database_fails(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    health = f"{collector.url}/healthz"
+    assert httpx.get(health).json() == {
+        "status": "ok",
+        "database": "ok",
+        "correlation_backlog": 0,
+        "waiting_since": None,
+    }
+    body = (FIXTURES / "otlp" / "oteldesktopviewer_checkout_traces.json").read_bytes()
+    httpx.post(f"{collector.url}/v1/traces", content=body, headers={"content-type": "application/json"})
+    arrived = len(stored(collector.store))
+    fresh = httpx.get(health).json()
+    assert (fresh["status"], fresh["correlation_backlog"]) == ("ok", arrived), "a minute's lag is normal"
+    with collector.store.writing() as conn:
+        conn.execute(observations.update().values(received_at=datetime.now(UTC) - timedelta(minutes=10)))
+    late = httpx.get(health)
+    assert late.status_code == 200 and late.json()["status"] == "degraded"
+    assert late.json()["reason"].endswith("are not correlated yet: is the correlator job running?")
+    with collector.store.writing() as conn:
+        conn.exec_driver_sql("DROP TABLE checkpoints")
+    broken = httpx.get(health)
+    assert broken.status_code == 503 and broken.json() == {"status": "unavailable", "database": "does not answer"}

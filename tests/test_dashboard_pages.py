@@ -61,6 +61,19 @@ def sample_copy(sample_db: str, tmp_path: Path) -> Iterator[str]:
     yield f"sqlite:///{target}"
 
 
+def test_a_backlog_the_correlator_left_waiting_is_announced_on_every_page(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    at = open_app(monkeypatch, sample_copy, "operations.py")
+    assert not at.warning, "the sample week is correlated to its end: nothing waits"
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE checkpoints SET position = position - 250 WHERE source = 'correlator'")
+        conn.execute("UPDATE observations SET received_at = datetime('now', '-10 minutes')")
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    [warning] = [w.value for w in at.warning if "not correlated yet" in w.value]
+    assert warning.startswith("250 observations received since ") and "`syncwatch correlate`" in warning
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_the_sample_week(monkeypatch: pytest.MonkeyPatch, sample_db: str, page: str) -> None:
     at = open_app(monkeypatch, sample_db, page)

@@ -13,21 +13,22 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from itertools import chain, count
 from operator import itemgetter
 from queue import Queue
 from typing import Any
 
-from sqlalchemy import Connection, and_, delete, exists, select
+from sqlalchemy import Connection, and_, delete, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
 from syncwatch.store.bulk import chunks, driver_cursor, pg_array
 from syncwatch.store.locks import try_hold_until_commit
-from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, actions, exceptions, transactions
+from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, actions, exceptions, observations, transactions
 from syncwatch.store.traces import SPANS_OF_TRACES
-from syncwatch.store.writes import json_text, upsert_insert
+from syncwatch.store.writes import json_text, read_checkpoint, upsert_insert
 
 Node = tuple[str, str]
 TRACE = "trace"
@@ -108,6 +109,43 @@ def as_time(value: str | datetime) -> datetime:
 
 
 CORRELATOR_LOCK = "correlator"  # held by the one instance correlating now
+CORRELATOR_CHECKPOINT = "correlator"  # the checkpoints row: the last observation id correlated
+BACKLOG_COUNT_LIMIT = 1_000_000  # a backlog is counted up to here: health checks stay cheap
+BACKLOG_PATIENCE_S = 60.0  # a backlog younger than this is the correlator's normal lag
+
+
+@dataclass(frozen=True, slots=True)
+class Backlog:
+    """Observations stored but not correlated yet: how many (up to ``BACKLOG_COUNT_LIMIT``), and
+    when the oldest of them arrived."""
+
+    observations: int
+    waiting_since: datetime | None
+
+    def overdue(self, interval_s: float, now: datetime) -> bool:
+        """Whether the oldest has waited longer than a correlator running every ``interval_s``
+        would let it (a minute at least: a pass over a large batch takes a while)."""
+        patience = timedelta(seconds=max(BACKLOG_PATIENCE_S, 12 * interval_s))
+        return self.waiting_since is not None and now - self.waiting_since > patience
+
+    def describe(self) -> str:
+        more = "+" if self.observations >= BACKLOG_COUNT_LIMIT else ""
+        since = f"{self.waiting_since:%Y-%m-%d %H:%M} UTC" if self.waiting_since else "?"
+        return f"{self.observations:,}{more} observations received since {since} are not correlated yet"
+
+
+def correlation_backlog(conn: Connection) -> Backlog:
+    """What the dashboard does not show yet: the observations after the correlator's checkpoint.
+    Both reads follow the primary key."""
+    position = read_checkpoint(conn, CORRELATOR_CHECKPOINT)
+    after = position.position if position else 0
+    o = observations.c
+    waiting = select(o.id).where(o.id > after).limit(BACKLOG_COUNT_LIMIT).subquery()
+    pending = conn.execute(select(func.count()).select_from(waiting)).scalar_one()
+    if not pending:
+        return Backlog(0, None)
+    oldest = conn.execute(select(o.received_at).where(o.id > after).order_by(o.id).limit(1)).scalar_one()
+    return Backlog(int(pending), oldest)
 
 
 def claim_correlation(conn: Connection) -> bool:
