@@ -161,6 +161,15 @@ def test_bench_dashboard_renders_every_page_without_streamlit_noise() -> None:
     assert "ScriptRunContext" not in result.stderr, result.stderr
 
 
+def test_bench_correlate_times_a_full_pass_an_incremental_one_and_retention() -> None:
+    result = syncwatch("bench", "correlate", "--orders", "350", "--incremental", "100", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["observations"] > 350 * 10 and figures["incremental_observations"] == 100
+    assert 0 < figures["pruned_transactions"] < figures["transactions"], "half the week goes, not all of it"
+    assert figures["pruned_observations"] > 0 and figures["prune_half_s"] >= 0
+
+
 def test_export_transactions_as_json_lines_holds_keys_stages_and_sla(sample_db: str, tmp_path: Path) -> None:
     out = tmp_path / "transactions.jsonl"
     result = syncwatch("export", "transactions", "--db", sample_db, "--out", str(out))

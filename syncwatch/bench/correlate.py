@@ -1,5 +1,6 @@
 """`syncwatch bench correlate`: one pass from empty over a simulated backlog, then a small
-incremental pass on top of that history — the two costs the correlator must keep apart."""
+incremental pass on top of that history — the two costs the correlator must keep apart — and
+then retention dropping the first half of the week."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.bench import Benchmark, Figures
 from syncwatch.config import load_config
 from syncwatch.store import Checkpoint, Store
+from syncwatch.store.retention import prune
 
 DAYS = 7
 START = datetime(2026, 11, 2, tzinfo=UTC)
@@ -61,16 +63,25 @@ def _run(args: argparse.Namespace) -> Figures:
             began = time.perf_counter()
             step = correlator.run_pass()
             incremental_s = time.perf_counter() - began
+            transactions = store.counts()["transactions"]
+            # Retention on the same history: the first half of the week goes.
+            read = store.checkpoint(CHECKPOINT)
+            began = time.perf_counter()
+            pruned = prune(store, START + timedelta(days=DAYS / 2), read.position if read else 0)
+            prune_s = time.perf_counter() - began
             return {
                 "engine": store.dialect,
                 "observations": full.observations,
-                "transactions": store.counts()["transactions"],
+                "transactions": transactions,
                 "from_empty_s": round(full.seconds, 2),
                 "from_empty_cpu_s": round(full_cpu_s, 2),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 "observations_per_s": round(full.observations / full.seconds),
                 "incremental_observations": step.observations,
                 "incremental_s": round(incremental_s, 3),
+                "pruned_transactions": pruned.transactions,
+                "pruned_observations": pruned.observations,
+                "prune_half_s": round(prune_s, 2),
             }
         finally:
             store.close()
