@@ -1,4 +1,5 @@
-"""Alerts: a transaction turning at risk or breached, or a partner endpoint starting to fail.
+"""Alerts: a transaction turning at risk or breached, a partner endpoint starting to fail, or
+syncwatch's own correlator falling behind.
 
 Raised inside the correlator pass into an outbox table (so a slow webhook never holds the
 database), delivered after it by a scheduler job as Slack-compatible JSON to the URL held in
@@ -24,6 +25,7 @@ from syncwatch.config import Config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
+from syncwatch.store.correlation import correlation_backlog
 
 log = logging.getLogger(__name__)
 FRESH = timedelta(days=1)
@@ -83,6 +85,26 @@ def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, no
         )
         for (system, endpoint), rows in sorted(failing.items())
     ]
+
+
+def watch_backlog(store: Store, config: Config, now: datetime | None = None) -> int:
+    """Alert when what arrived has waited for correlation too long (see ``Backlog.overdue``): the
+    correlator stopped or fails on every pass, so SLA states and the other alerts are silent.
+    Like an endpoint, it alerts again only after the quiet period; returns how many were raised."""
+    now = now or utcnow()
+    with store.engine.connect() as conn:
+        backlog = correlation_backlog(conn)
+    if not backlog.overdue(config.correlate_interval_s, now):
+        return 0
+    alert = Alert(
+        "syncwatch:correlation_behind",
+        "correlation_behind",
+        f"syncwatch is behind: {backlog.describe()}, so SLA states and alerts leave them out. "
+        "Check that `syncwatch serve` runs and what its log says about the correlate job.",
+        config.dashboard_url,
+    )
+    with store.writing() as conn:
+        return raise_alerts(conn, [alert], config, now)
 
 
 def _link(config: Config, page: str, param: str, value: str) -> str:

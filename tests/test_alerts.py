@@ -15,9 +15,10 @@ import pytest
 from observation_support import span
 from sqlalchemy import select
 
-from correlator.alerts import deliver
+from correlator.alerts import deliver, watch_backlog
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
+from syncwatch.model import utcnow
 from syncwatch.store import Store
 from syncwatch.store.schema import alerts
 
@@ -139,3 +140,17 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
     assert "secret-token" not in caplog.text
     webhook.status = 200
     assert deliver(store, config) == 1
+
+
+def test_a_correlator_that_falls_behind_alerts_once_per_quiet_period(store: Store) -> None:
+    config = load_config(environ={})
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
+    now = utcnow()
+    assert watch_backlog(store, config, now) == 0, "a backlog a pass will take any moment now is no news"
+    for minutes, expected in ((10, 1), (11, 0), (45, 1)):  # the quiet period is 30 minutes
+        assert watch_backlog(store, config, now + timedelta(minutes=minutes)) == expected, minutes
+    [(kind, text), _] = raised(store)
+    assert kind == "correlation_behind"
+    assert text.startswith("syncwatch is behind: 1 observation received since ") and "is not correlated yet" in text
+    Correlator(store, config, clock=lambda: T0).run_pass()
+    assert watch_backlog(store, config, now + timedelta(hours=2)) == 0, "caught up: nothing to say"

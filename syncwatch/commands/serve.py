@@ -57,16 +57,18 @@ def tailer_jobs(config: Config, store: Store, sink: Sink | None = None, pool: Pa
 
 def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     """Correlate what arrived, and re-evaluate SLAs that change with time alone."""
-    from correlator.alerts import deliver
+    from correlator.alerts import deliver, watch_backlog
     from correlator.passes import Correlator
 
     correlator = Correlator(store, config)
     yield Job("correlate", _logged(correlator.run_pass, "correlate"), config.correlate_interval_s)
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
     yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
+    yield Job("backlog", _logged(lambda: watch_backlog(store, config), "backlog"), BACKLOG_WATCH_INTERVAL_S)
 
 
 RETENTION_INTERVAL_S = 6 * 3600
+BACKLOG_WATCH_INTERVAL_S = 60.0  # a stalled correlator is alerted within a minute of being overdue
 
 
 def retention_jobs(config: Config, store: Store) -> Iterable[Job]:

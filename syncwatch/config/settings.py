@@ -56,7 +56,11 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("quarantine_raw_limit", 64 * 1024, "Bytes of each rejected input kept in quarantine"),
     Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes"),
     Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`"),
-    Setting("alert_quiet_period_s", 1800, "Seconds before a still-failing partner endpoint is alerted again"),
+    Setting(
+        "alert_quiet_period_s",
+        1800,
+        "Seconds before a still-failing partner endpoint, or a correlator still behind, is alerted again",
+    ),
     Setting(
         "retention_days",
         90,

@@ -131,7 +131,11 @@ class Backlog:
     def describe(self) -> str:
         more = "+" if self.observations >= BACKLOG_COUNT_LIMIT else ""
         since = f"{self.waiting_since:%Y-%m-%d %H:%M} UTC" if self.waiting_since else "?"
-        return f"{self.observations:,}{more} observations received since {since} are not correlated yet"
+        many = self.observations != 1
+        return (
+            f"{self.observations:,}{more} observation{'s' if many else ''} received since {since} "
+            f"{'are' if many else 'is'} not correlated yet"
+        )
 
 
 def correlation_backlog(conn: Connection) -> Backlog:

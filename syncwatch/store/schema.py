@@ -327,7 +327,12 @@ alerts = Table(
     Column(
         "dedupe_key", String(320), nullable=False, comment="Same key, same alert: sent once, or once per quiet period"
     ),
-    Column("kind", String(32), nullable=False, comment="transaction_at_risk | transaction_breached | endpoint_failing"),
+    Column(
+        "kind",
+        String(32),
+        nullable=False,
+        comment="transaction_at_risk | transaction_breached | endpoint_failing | correlation_behind",
+    ),
     Column("transaction_id", String(64), comment="The transaction it names, if any"),
     Column("text", Text, nullable=False, comment="The message as posted"),
     Column("link", String(512), comment="Where it points in the dashboard"),
