@@ -41,7 +41,8 @@ def test_upgrade_then_stats_prints_zero_counts(db_url: str) -> None:
     assert syncwatch("db", "upgrade", "--db", db_url).returncode == 0
     result = syncwatch("stats", "--json", "--db", db_url)
     assert result.returncode == 0, result.stderr
-    assert json.loads(result.stdout) == {**dict.fromkeys(COUNTED_TABLES, 0), "redeliveries": 0, "quarantined_by": []}
+    empty = {**dict.fromkeys(COUNTED_TABLES, 0), "redeliveries": 0, "quarantined_by": []}
+    assert json.loads(result.stdout) == {**empty, "correlation_backlog": 0, "waiting_since": None}
 
 
 def test_stats_count_re_deliveries_and_say_where_quarantined_items_came_from_and_why(tmp_path: Path) -> None:
@@ -61,6 +62,9 @@ def test_stats_count_re_deliveries_and_say_where_quarantined_items_came_from_and
     assert figures["quarantine"] == 1, "the bad line imported twice is one quarantined item"
     text = syncwatch("stats", "--db", db).stdout
     assert "re-deliveries stored once: 2" in text
+    assert "correlation: 2 observations received since " in text and figures["correlation_backlog"] == 2
+    assert syncwatch("correlate", "--db", db).returncode == 0
+    assert "correlation: every observation is correlated" in syncwatch("stats", "--db", db).stdout
     assert f"         1  {log}: {reason['reason']} (rejected 2 times)" in text
 
 

@@ -1,5 +1,5 @@
-"""`syncwatch stats`: row counts per table, how many deliveries were duplicates, and what was
-quarantined from where and why: the figures that show a collector's day at a glance."""
+"""`syncwatch stats`: row counts per table, how many deliveries were duplicates, what waits for
+correlation, and what was quarantined from where and why: a collector's day at a glance."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import argparse
 import json
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.store.correlation import correlation_backlog
 from syncwatch.store.reads import quarantine_reasons, redeliveries
 
 
@@ -22,15 +23,28 @@ def _run(args: argparse.Namespace) -> int:
         with store.engine.connect() as conn:
             repeated = redeliveries(conn)
             reasons = quarantine_reasons(conn) if counts["quarantine"] else []
+            backlog = correlation_backlog(conn)
     finally:
         store.close()
     if args.json:
-        print(json.dumps({**counts, "redeliveries": repeated, "quarantined_by": reasons}))
+        waiting = backlog.waiting_since.isoformat() if backlog.waiting_since else None
+        print(
+            json.dumps(
+                {
+                    **counts,
+                    "redeliveries": repeated,
+                    "quarantined_by": reasons,
+                    "correlation_backlog": backlog.observations,
+                    "waiting_since": waiting,
+                }
+            )
+        )
         return 0
     width = max(map(len, counts))
     for table, count in counts.items():
         print(f"{table:<{width}}  {count:>12,}")
     print(f"\nre-deliveries stored once: {repeated:,} (a partner sending the same thing twice shows here)")
+    print(f"correlation: {backlog.describe() if backlog.observations else 'every observation is correlated'}")
     if reasons:
         shown = sum(r["items"] for r in reasons)
         more = f", {counts['quarantine'] - shown:,} more under other reasons" if counts["quarantine"] > shown else ""
