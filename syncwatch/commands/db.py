@@ -12,6 +12,7 @@ from syncwatch.commands.common import Command, add_common_options, config_from, 
 from syncwatch.config import Config
 from syncwatch.model import utcnow
 from syncwatch.store import Store, migrate
+from syncwatch.store.correlation import CORRELATOR_CHECKPOINT
 from syncwatch.store.docs import schema_markdown
 from syncwatch.store.retention import Pruned, prune
 
@@ -69,9 +70,7 @@ def _run(args: argparse.Namespace) -> int:
 
 def prune_expired(store: Store, days: int, dry_run: bool = False, now: datetime | None = None) -> Pruned:
     """Prune what is older than ``days`` before ``now``, up to where the correlator has read."""
-    from correlator.passes import CHECKPOINT
-
-    read = store.checkpoint(CHECKPOINT)
+    read = store.checkpoint(CORRELATOR_CHECKPOINT)
     return prune(store, (now or utcnow()) - timedelta(days=days), read.position if read else 0, dry_run)
 
 
@@ -95,7 +94,7 @@ def _prune(args: argparse.Namespace) -> int:
     config: Config = config_from(args)
     days = args.older_than or config.retention_days
     if days <= 0:
-        print("retention_days is 0, so nothing is pruned; `--older-than DAYS` prunes once")
+        print(f"retention_days is {days}, so nothing is pruned; `--older-than DAYS` prunes once")
         return 0
     store = open_store(config)
     try:
@@ -109,4 +108,4 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("db", "create, migrate or describe the database schema", _add_arguments, _run)
+COMMAND = Command("db", "create, migrate or describe the database schema, or prune old history", _add_arguments, _run)

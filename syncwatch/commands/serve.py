@@ -56,7 +56,8 @@ def tailer_jobs(config: Config, store: Store, sink: Sink | None = None, pool: Pa
 
 
 def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
-    """Correlate what arrived, and re-evaluate SLAs that change with time alone."""
+    """Correlate what arrived, re-evaluate SLAs that change with time alone, deliver alerts, and
+    alert when the correlator falls behind."""
     from correlator.alerts import deliver, watch_backlog
     from correlator.passes import Correlator
 
