@@ -1,19 +1,25 @@
 """Who is looking: OIDC through ``st.login`` when configured, else the local users file, else the demo user.
 
 Roles always come from the config's [users] through the action layer, which checks them again on
-every action: the pages only hide what a role may not use.
+every action: the pages only hide what a role may not use. Local sign-ins, allowed or refused, go
+to the audit log, and a name refused too often is locked for a while.
 """
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import streamlit as st
 
 from actions.api import role_of
+from dashboard import context
 from dashboard.context import Viewer
 from dashboard.users import verify
 from syncwatch.config import Config
+from syncwatch.model import utcnow
+from syncwatch.store import Store
+from syncwatch.store.actions import SIGN_IN, append_audit, refused_sign_ins
 
 SIGNED_IN = "signed_in_as"
 
@@ -77,11 +83,46 @@ def _local(config: Config, path: Path) -> Viewer | None:
         password = st.text_input("Password", type="password")
         submitted = st.form_submit_button("Sign in", type="primary")
     if submitted:
-        if verify(path, name, password):
+        name = name.strip()[:NAME_CHARS]
+        refused = _attempt(config, path, name, password)
+        if refused is None:
             st.session_state[SIGNED_IN] = name
             st.rerun()
-        st.error("That user name and password do not match.")
+        st.error(refused)
     return None
+
+
+def _attempt(config: Config, path: Path, name: str, password: str) -> str | None:
+    """Check one sign-in and write it to the audit log; why it was refused, or None. After
+    ``LOCKOUT_FAILURES`` refusals within ``LOCKOUT_WINDOW`` a name is refused without a look at the
+    password, so guessing costs an attacker the window, not scrypt's 50 ms, per few tries."""
+    store = context.store()
+    now = utcnow()
+    if store is not None:
+        with store.engine.connect() as conn:
+            locked = refused_sign_ins(conn, name, now - LOCKOUT_WINDOW) >= LOCKOUT_FAILURES
+        if locked:
+            _audit(store, name, None, "refused", "locked: too many refused sign-ins", now)
+            minutes = int(LOCKOUT_WINDOW.total_seconds() // 60)
+            return f"Too many failed sign-ins for this user name: try again in {minutes} minutes, or ask a lead."
+    if not verify(path, name, password):
+        if store is not None:
+            _audit(store, name, None, "refused", "user name and password do not match", now)
+        return "That user name and password do not match."
+    if store is not None:
+        _audit(store, name, role_of(config, name), "succeeded", "signed in", now)
+    return None
+
+
+def _audit(store: Store, actor: str, role: str | None, result: str, summary: str, at: datetime) -> None:
+    entry = {"at": at, "actor": actor, "role": role, "action": SIGN_IN, "target": None}
+    with store.writing() as conn:
+        append_audit(conn, {**entry, "request_summary": f"local sign-in: {summary}", "result": result, "detail": {}})
+
+
+NAME_CHARS = 128  # the audit log's actor column
+LOCKOUT_FAILURES = 5
+LOCKOUT_WINDOW = timedelta(minutes=15)
 
 
 def _no_sign_in(config: Config) -> None:

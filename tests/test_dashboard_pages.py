@@ -7,13 +7,16 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from dashboard import auth
 from dashboard.fmt import money
+from dashboard.users import add_user
 from syncwatch.store import QuarantineItem, Store
 from syncwatch.store import queries as q
 
@@ -382,3 +385,45 @@ def test_a_lead_plans_a_bulk_assign_to_an_agent(monkeypatch: pytest.MonkeyPatch,
     plan = next(w.value for w in at.warning if w.value.startswith("**Assign"))
     assert " exceptions to sam.**" in plan
     assert any(b.label.startswith("Run assign on ") for b in at.button)
+
+
+def sign_in_form(monkeypatch: pytest.MonkeyPatch, db: str, users: Path) -> AppTest:
+    monkeypatch.setenv("SYNCWATCH_DB", db)
+    monkeypatch.setenv("SYNCWATCH_DASHBOARD_USERS", str(users))
+    monkeypatch.delenv("SYNCWATCH_DASHBOARD_DEMO_USER", raising=False)
+    monkeypatch.delenv("SYNCWATCH_CONFIG", raising=False)
+    return AppTest.from_file(APP, default_timeout=120).run()
+
+
+def attempt(at: AppTest, name: str, password: str) -> AppTest:
+    at.text_input[0].input(name)
+    at.text_input[1].input(password)
+    return at.button[0].click().run()
+
+
+def test_sign_ins_are_audited_and_a_name_refused_five_times_is_locked(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str, tmp_path: Path
+) -> None:
+    users = tmp_path / "users.txt"
+    add_user(users, "alex", "right-password-1")
+    add_user(users, "sam", "sams-password-1")
+    at = sign_in_form(monkeypatch, sample_copy, users)
+    for _ in range(5):
+        attempt(at, "alex", "a-guess")
+        assert [e.value for e in at.error] == ["That user name and password do not match."]
+    attempt(at, "alex", "right-password-1")
+    assert at.error[0].value.startswith("Too many failed sign-ins for this user name: try again in 15 minutes")
+    assert not any("Signed in as" in c.value for c in at.sidebar.caption), "locked: even the right password waits"
+    attempt(at, "sam", "sams-password-1")
+    assert any("Signed in as **sam" in c.value for c in at.sidebar.caption), "others are not locked"
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        audited = conn.execute(
+            "SELECT actor, result, request_summary FROM audit_log WHERE action = 'sign_in' ORDER BY id"
+        )
+        rows = audited.fetchall()
+        assert [r[:2] for r in rows] == [("alex", "refused")] * 6 + [("sam", "succeeded")]
+        assert rows[5][2] == "local sign-in: locked: too many refused sign-ins"
+    monkeypatch.setattr(auth, "LOCKOUT_WINDOW", timedelta(0))  # the audit log refuses edits: time passes here
+    at = sign_in_form(monkeypatch, sample_copy, users)
+    attempt(at, "alex", "right-password-1")
+    assert any("Signed in as **alex" in c.value for c in at.sidebar.caption), "the window passed: alex is back"
