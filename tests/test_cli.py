@@ -174,6 +174,22 @@ def test_bench_correlate_times_a_full_pass_an_incremental_one_and_retention() ->
     assert figures["pruned_observations"] > 0 and figures["prune_half_s"] >= 0
 
 
+def test_export_quarantine_lists_each_rejected_input_once_with_its_deliveries(tmp_path: Path) -> None:
+    """What a lead sends a partner: where in its file each rejected input is and why, no bytes."""
+    db = f"sqlite:///{tmp_path / 'q.db'}"
+    log = tmp_path / "partner.log"
+    log.write_text("status from jane.doe@example.com\n")
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    for _ in range(2):
+        syncwatch("ingest", "--db", db, str(log))
+    result = syncwatch("export", "quarantine", "--db", db)
+    assert result.returncode == 0 and result.stderr == "exported 1 quarantined input\n"
+    [item] = [json.loads(line) for line in result.stdout.splitlines()]
+    assert (item["source"], item["position"], item["deliveries"]) == (str(log), "offset 0", 2)
+    assert item["reason"] == "line is not in the combined log format" and "raw" not in item
+    assert item["last_received_at"] > item["received_at"]
+
+
 def test_export_transactions_as_json_lines_holds_keys_stages_and_sla(sample_db: str, tmp_path: Path) -> None:
     out = tmp_path / "transactions.jsonl"
     result = syncwatch("export", "transactions", "--db", sample_db, "--out", str(out))

@@ -1,4 +1,4 @@
-"""`syncwatch export transactions|exceptions`: write them out as JSON lines or CSV."""
+"""`syncwatch export transactions|exceptions|quarantine`: write them out as JSON lines or CSV."""
 
 from __future__ import annotations
 
@@ -11,9 +11,13 @@ from contextlib import nullcontext
 from typing import Any, TextIO
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
-from syncwatch.store.reads import iter_exceptions, iter_transactions
+from syncwatch.commands.common import count as plural
+from syncwatch.store.reads import iter_exceptions, iter_quarantine, iter_transactions
 
-WHAT = {"transactions": iter_transactions, "exceptions": iter_exceptions}
+WHAT = {"transactions": iter_transactions, "exceptions": iter_exceptions, "quarantine": iter_quarantine}
+
+
+NOUNS = {"transactions": "transaction", "exceptions": "exception", "quarantine": "quarantined input"}
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -51,8 +55,10 @@ def _run(args: argparse.Namespace) -> int:
             count = _write(WHAT[args.what](conn), args.format, out)
     finally:
         store.close()
-    print(f"exported {count:,} {args.what}", file=sys.stderr)
+    print(f"exported {plural(count, NOUNS[args.what])}", file=sys.stderr)
     return 0
 
 
-COMMAND = Command("export", "export transactions or exceptions as JSON lines or CSV", _add_arguments, _run)
+COMMAND = Command(
+    "export", "export transactions, exceptions or quarantined inputs as JSON lines or CSV", _add_arguments, _run
+)

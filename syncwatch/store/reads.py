@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import Connection, func, select
 
+from syncwatch.redact import mask_emails
 from syncwatch.store.schema import exceptions, observations, quarantine, transaction_keys, transactions
 
 EXCEPTION_FIELDS = (
@@ -55,6 +56,19 @@ def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
     columns = [exceptions.c[name] for name in EXCEPTION_FIELDS]
     for row in conn.execute(select(*columns).order_by(exceptions.c.opened_at, exceptions.c.id)):
         yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+
+
+QUARANTINE_FIELDS = ("id", "source", "position", "reason", "deliveries", "received_at", "last_received_at")
+QUARANTINE_FIELDS += ("content_type", "raw_size")
+
+
+def iter_quarantine(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Rejected inputs without their bytes (the Admin page shows those, masked): what a partner
+    needs to find and fix them in its own files. Reasons may quote the input: emails are masked."""
+    q = quarantine.c
+    for row in conn.execute(select(*(q[name] for name in QUARANTINE_FIELDS)).order_by(q.received_at, q.id)):
+        item = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+        yield {**item, "reason": mask_emails(item["reason"])}
 
 
 def redeliveries(conn: Connection) -> int:
