@@ -142,7 +142,10 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
     assert deliver(store, config) == 1
 
 
-def test_a_correlator_that_falls_behind_alerts_once_per_quiet_period(store: Store) -> None:
+def test_a_correlator_that_falls_behind_alerts_once_per_quiet_period(db_url: str) -> None:
+    """On each engine: the backlog read and the alert outbox are plain SQL on both."""
+    store = Store.open(db_url)
+    store.upgrade()
     config = load_config(environ={})
     store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
     now = utcnow()
@@ -154,3 +157,4 @@ def test_a_correlator_that_falls_behind_alerts_once_per_quiet_period(store: Stor
     assert text.startswith("syncwatch is behind: 1 observation received since ") and "is not correlated yet" in text
     Correlator(store, config, clock=lambda: T0).run_pass()
     assert watch_backlog(store, config, now + timedelta(hours=2)) == 0, "caught up: nothing to say"
+    store.close()
