@@ -146,3 +146,5 @@ def test_sigterm_lets_the_scheduled_jobs_finish_and_stops_the_parse_workers(tmp_
     _, err = process.communicate(timeout=60)
     assert "scheduled jobs stopped" in err.decode(), err.decode()[-2000:]
     assert workers and gone(workers)
+    plan = "; correlating every 0.2 s; retention 90 days; alert webhook $SYNCWATCH_ALERT_WEBHOOK not set"
+    assert "serve: database sqlite:///" in err.decode() and plan in err.decode(), "what serve does, said at start"

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import TYPE_CHECKING
 
-from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.config import Config
 from syncwatch.store import Store
 
@@ -195,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
         server = uvicorn.Server(
             uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level, access_log=False)
         )
+        log.info("serve: %s", _plan(config, store, workers))
         scheduler.start()
         try:
             server.run()
@@ -205,6 +207,21 @@ def _run(args: argparse.Namespace) -> int:
             parse_pool.close()
         store.close()
     return 0
+
+
+def _plan(config: Config, store: Store, workers: int) -> str:
+    """What this serve will do, in one line for whoever starts it (the database URL without its
+    password, the alert webhook named by its variable only: both may be secrets)."""
+    files = config.file
+    tokens = f"bearer tokens for {', '.join(sorted(files.sources))}" if files.sources else "no tokens required"
+    hooks = f"; webhooks {', '.join(f'/v1/webhooks/{n}' for n in sorted(files.webhooks))}" if files.webhooks else ""
+    alerts = "set" if os.environ.get(config.alert_webhook_env) else "not set, so alerts wait in the outbox"
+    retention = f"{config.retention_days} days" if config.retention_days > 0 else "off (everything kept)"
+    return (
+        f"database {store.url}; OTLP and events at http://{config.host}:{config.port} ({tokens}{hooks}); "
+        f"{count(len(files.tailers), 'file')} tailed; {count(workers, 'parse worker')}; correlating every "
+        f"{config.correlate_interval_s:g} s; retention {retention}; alert webhook ${config.alert_webhook_env} {alerts}"
+    )
 
 
 COMMAND = Command(
