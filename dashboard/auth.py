@@ -95,7 +95,7 @@ def _local(config: Config, path: Path) -> Viewer | None:
 def _attempt(config: Config, path: Path, name: str, password: str) -> str | None:
     """Check one sign-in and write it to the audit log; why it was refused, or None. After
     ``LOCKOUT_FAILURES`` refusals within ``LOCKOUT_WINDOW`` a name is refused without a look at the
-    password, so guessing costs an attacker the window, not scrypt's 50 ms, per few tries."""
+    password: an attacker gets five guesses a window, not one every 50 ms (scrypt's cost)."""
     store = context.store()
     now = utcnow()
     if store is not None:
