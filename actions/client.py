@@ -19,6 +19,7 @@ from opentelemetry.trace import SpanKind, Status, StatusCode, Tracer
 
 from actions.errors import PartnerError, PartnerRejected, PartnerThrottled, PartnerTimeout, PartnerUnavailable
 from syncwatch.config.schema import Partner
+from syncwatch.model import PARTNER_CALLED
 
 
 @dataclass(frozen=True)
@@ -93,7 +94,9 @@ class PartnerClient:
     ) -> Response:
         """One request under a CLIENT span; raises a ``PartnerError`` unless the answer is 2xx."""
         self.limiter.acquire()
-        with self.tracer.start_as_current_span(f"{method} {path}", kind=SpanKind.CLIENT) as span:
+        # Named by the path alone, as OpenTelemetry names HTTP spans: a lookup's query (its order
+        # number) would otherwise make every lookup an endpoint of its own.
+        with self.tracer.start_as_current_span(f"{method} {httpx.URL(path).path}", kind=SpanKind.CLIENT) as span:
             span.set_attributes(_request_attributes(self, method, path, body))
             headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
             inject(headers)
@@ -136,8 +139,10 @@ def _request_attributes(
         "url.full": url,
         "url.path": httpx.URL(url).path,
         "server.address": client.http.base_url.host,
-        "syncwatch.partner": client.name,
+        PARTNER_CALLED: client.name,
     }
+    if query := httpx.URL(url).query.decode():
+        attributes["url.query"] = query
     if body is not None:
         attributes["http.request.body"] = json.dumps(body, sort_keys=True)
     return attributes

@@ -21,7 +21,7 @@ from urllib.parse import urlsplit
 from correlator.lines import LineCheck
 from correlator.processes import Member
 from correlator.sla import SlaResult
-from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
+from syncwatch.model import PARTNER_CALLED, ActionKind, ExceptionCategory, ExceptionStatus, SlaState
 from syncwatch.redact import mask_emails
 
 Cat = ExceptionCategory
@@ -136,8 +136,11 @@ def _failure(
 
 
 def _failing_system(member: Member, hosts: dict[str, str]) -> str:
-    """The system that failed: the callee a client span names, else the system that reported it."""
+    """The system that failed: the callee a client span names (syncwatch's own calls, a retry or a
+    lookup, name their partner), else the system that reported it."""
     attributes = member.attributes
+    if partner := attributes.get(PARTNER_CALLED):
+        return str(partner)
     host = attributes.get("server.address") or urlsplit(str(attributes.get("url.full", ""))).hostname
     return hosts.get(str(host), member.system) if host else member.system
 

@@ -24,6 +24,8 @@ def as_utc(value: datetime) -> datetime:
 
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# On the client spans of syncwatch's own actions (a retry, a lookup): the partner the call went to.
+PARTNER_CALLED = "syncwatch.partner"
 
 
 def from_ns(ns: int) -> datetime:

@@ -10,9 +10,11 @@ from typing import Any
 
 import httpx
 from actions_support import World, world
+from sqlalchemy import select
 
 from actions.api import perform
 from actions.services import close_all
+from syncwatch.store.schema import exceptions, observations
 
 
 def erp(w: World) -> httpx.Client:
@@ -88,7 +90,7 @@ def test_a_partner_down_during_retry_records_the_attempt_and_resolves_nothing(
     run_collector: Any, tmp_path: Path
 ) -> None:
     with world(run_collector, tmp_path, ["partner_down=1"]) as w:
-        w.order()
+        order = w.order()
         exc = w.exception("partner_unavailable")
         for state in w.driver.network.partners.values():
             state.unreachable = True
@@ -96,6 +98,9 @@ def test_a_partner_down_during_retry_records_the_attempt_and_resolves_nothing(
         w.settle()
         assert not result.ok and "503" in result.message and w.status(exc["id"]) == "open"
         assert w.audit()[-1]["detail"]["outcome"]["definitive"] is True
+        with w.store.engine.connect() as conn:
+            failing = set(conn.execute(select(exceptions.c.system, exceptions.c.endpoint)).all())
+        assert failing == {(order["system"], exc["endpoint"])}, "syncwatch's own call failed at the partner"
     close_all()
 
 
@@ -127,6 +132,11 @@ def test_a_timeout_is_retried_with_a_lookup_and_never_creates_twice(run_collecto
         documents = w.driver.network.partners[order["system"]].documents.values()
         assert [d["tpl.client_order"] for d in documents] == [order["sales_order"]]
         assert w.status(exc["id"]) == "resolved"
+        with w.store.engine.connect() as conn:
+            own = set(
+                conn.execute(select(observations.c.operation).where(observations.c.system == "syncwatch")).scalars()
+            )
+        assert "GET /fulfillment-orders" in own and not any("?" in op for op in own), "a lookup is one endpoint"
     close_all()
 
 
