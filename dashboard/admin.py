@@ -1,9 +1,14 @@
-"""Admin, for leads: what was rejected and why (with the raw bytes), who did what, and the active config."""
+"""Admin, for leads: what was rejected and why (with the raw bytes), which alerts went out, who
+did what, and the active config."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pandas as pd
 import streamlit as st
 
+from correlator.alerts import MAX_ATTEMPTS
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
@@ -19,9 +24,11 @@ def render() -> None:
     if page.viewer.role != "lead":
         st.warning("Admin is for operations leads.")
         return
-    quarantine, audit, config = st.tabs(["Quarantine", "Audit log", "Active config"])
+    quarantine, alerts, audit, config = st.tabs(["Quarantine", "Alerts", "Audit log", "Active config"])
     with quarantine:
         _quarantine(page)
+    with alerts:
+        _alerts(page)
     with audit:
         _audit(page)
     with config:
@@ -60,6 +67,41 @@ _ITEM_COLUMNS = {
     "position": "where in the source",
     "content_type": "content type",
     "raw_size": st.column_config.NumberColumn("size (bytes)", format="%d"),
+}
+
+
+def _alerts(page: Page) -> None:
+    """What was raised and whether the webhook took it: an unset or failing webhook shows here."""
+    recent = q.alerts_recent(page.store)
+    if recent.empty:
+        none_yet("No alert has been raised yet.")
+        return
+    waiting = q.alerts_undelivered(page.store)
+    where = f"`serve` posts alerts to the URL in its environment variable `{page.config.alert_webhook_env}`"
+    if waiting:
+        st.warning(
+            f"{count(waiting, 'alert')} not delivered: {where}; without it, or while it fails, they wait here "
+            f"(tried up to {MAX_ATTEMPTS} times)."
+        )
+    else:
+        st.caption(f"Every alert was delivered. {where}.")
+    recent.insert(0, "delivery", [_delivery(row) for row in recent.itertuples()])
+    shown = recent.drop(columns=["sent_at", "attempts", "last_error"])
+    st.dataframe(shown, hide_index=True, column_config=_ALERT_COLUMNS)
+
+
+def _delivery(row: Any) -> str:
+    if pd.notna(row.sent_at):
+        return "sent"
+    if row.attempts >= MAX_ATTEMPTS:
+        return f"gave up after {row.attempts} attempts: {row.last_error}"
+    return f"waiting ({row.attempts} attempts: {row.last_error})" if row.attempts else "waiting"
+
+
+_ALERT_COLUMNS = {
+    "id": "#",
+    "created_at": st.column_config.DatetimeColumn("raised", format="YYYY-MM-DD HH:mm"),
+    "link": st.column_config.LinkColumn("open", display_text="open"),
 }
 
 

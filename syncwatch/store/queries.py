@@ -19,6 +19,7 @@ from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
 from syncwatch.store.schema import (
     actions,
+    alerts,
     audit_log,
     business_keys,
     exceptions,
@@ -504,6 +505,18 @@ def quarantine_by_reason(store: Store, limit: int = 10) -> pd.DataFrame:
 
 def quarantine_raw(store: Store, item_id: int) -> bytes | None:
     return scalar(store, select(quarantine.c.raw).where(quarantine.c.id == item_id))
+
+
+def alerts_recent(store: Store, limit: int = 100) -> pd.DataFrame:
+    """The latest alerts with their delivery: sent, or attempts so far and the last error."""
+    a = alerts.c
+    stmt = select(a.id, a.created_at, a.kind, a.text, a.sent_at, a.attempts, a.last_error, a.link)
+    return frame(store, stmt.order_by(a.id.desc()).limit(limit))
+
+
+def alerts_undelivered(store: Store) -> int:
+    """Alerts the webhook has not accepted: waiting for a delivery, or given up on."""
+    return int(scalar(store, select(func.count()).where(alerts.c.sent_at.is_(None))) or 0)
 
 
 def audit_recent(store: Store, limit: int = 200, actor: str | None = None) -> pd.DataFrame:
