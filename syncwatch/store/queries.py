@@ -468,7 +468,7 @@ def _minute(store: Store, column: Any) -> ColumnElement[str]:
 
 
 def quarantine_recent(store: Store, limit: int = 100) -> pd.DataFrame:
-    """The items first rejected most recently, with how often each was delivered again."""
+    """The items first rejected most recently, with how many times each was delivered."""
     q = quarantine.c
     stmt = (
         select(
