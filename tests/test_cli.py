@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from cli_support import syncwatch
 
 from syncwatch.commands import COMMANDS
 from syncwatch.commands.bench import benchmarks
 from syncwatch.store.schema import COUNTED_TABLES
-
-
-def syncwatch(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
-    return subprocess.run(
-        [sys.executable, "-m", "syncwatch", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env={**clean, **(env or {})},
-        cwd=cwd,
-    )
 
 
 def assert_one_clear_sentence(result: subprocess.CompletedProcess, *fragments: str) -> None:

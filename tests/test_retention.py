@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from cli_support import syncwatch
 from sqlalchemy import delete, func, select
 
 from correlator.passes import CHECKPOINT, Correlator
@@ -28,7 +29,6 @@ from syncwatch.store.schema import (
     transaction_keys,
     transactions,
 )
-from tests.test_cli import syncwatch
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 AS_OF = datetime(2026, 11, 8, 23, 59, tzinfo=UTC)
