@@ -80,6 +80,23 @@ def _headline(page: Page, start: datetime, end: datetime) -> None:
         now, before = weekly.get(column, (None, None))
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color)
+    tails = _tails(week)
+    if tails:
+        st.caption(f"p90 this week, the slowest tenth of orders: {', '.join(tails)}.")
+
+
+def _tails(week: pd.DataFrame) -> list[str]:
+    """This week's p90 of each duration the cards show at p50, in the cards' units."""
+    if week.empty:
+        return []
+    last = week.sort_values("period").iloc[-1]
+    found = []
+    for column, label, _ in TRENDS:
+        tail = column.replace("_p50_", "_p90_")
+        if tail != column and tail in week.columns and pd.notna(last[tail]):
+            name, unit = label.split(" p50 ")
+            found.append(f"{name.lower()} {last[tail]:,.1f} {unit.strip('()')}")
+    return found
 
 
 def _last_two(table: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:
