@@ -82,7 +82,7 @@ def _headline(page: Page, start: datetime, end: datetime) -> None:
         col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color)
     tails = _tails(week)
     if tails:
-        st.caption(f"p90 this week, the slowest tenth of orders: {', '.join(tails)}.")
+        st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")
 
 
 def _tails(week: pd.DataFrame) -> list[str]:

@@ -303,7 +303,7 @@ def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest
     p50, p90 = (plotted({t["name"]: t["y"] for t in cycle["data"]}[name]) for name in ("all", "all p90"))
     assert len(p50) == len(p90) >= 5 and all(slow >= typical for slow, typical in zip(p90, p50, strict=True))
     [tails] = [c.value for c in at.caption if c.value.startswith("p90 this week")]
-    pattern = r"p90 this week, the slowest tenth of orders: cycle time [\d,.]+ h, confirmation lag [\d,.]+ min, "
+    pattern = r"p90 this week, the slowest tenth: cycle time [\d,.]+ h, confirmation lag [\d,.]+ min, "
     assert re.fullmatch(pattern + r"inventory latency [\d,.]+ min\.", tails), tails
 
 
