@@ -51,8 +51,14 @@ def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Eng
                 f"there is no database file at {url.database}; create it with `syncwatch db upgrade --db {raw_url}`"
             )
         return _sqlite_engine(url, **kwargs)
-    # Day boundaries and text renderings of times are UTC whatever the server's default zone.
-    return create_engine(url, pool_pre_ping=True, connect_args={"options": "-c timezone=UTC"}, **kwargs)
+    # Day boundaries and text renderings of times are UTC whatever the server's default zone. A
+    # server that stops answering (a host gone from the network) fails a connection in
+    # CONNECT_TIMEOUT_S instead of the operating system's minutes, for requests and /healthz alike.
+    options = {"options": "-c timezone=UTC", "connect_timeout": CONNECT_TIMEOUT_S}
+    return create_engine(url, pool_pre_ping=True, connect_args=options, **kwargs)
+
+
+CONNECT_TIMEOUT_S = 10
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
