@@ -44,7 +44,6 @@ def _quarantine(page: Page) -> None:
     st.caption(f"{count(items, 'rejected input')} kept with its reason{again if deliveries > items else ''}.")
     st.subheader("Most frequent reasons")
     reasons = q.quarantine_by_reason(page.store)
-    reasons["reason"] = reasons["reason"].map(mask_emails)
     st.dataframe(reasons, hide_index=True, column_config=_REASON_COLUMNS)
     st.subheader("Latest rejected inputs")
     recent = q.quarantine_recent(page.store)

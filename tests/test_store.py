@@ -12,6 +12,7 @@ from sqlalchemy import select
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
 from syncwatch.store import Checkpoint, QuarantineItem, Store
 from syncwatch.store.bulk import statement_sizes
+from syncwatch.store.reads import quarantine_reasons
 from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
 from syncwatch.store.writes import SQLITE_FORM, json_text
 
@@ -161,6 +162,13 @@ def test_the_same_input_rejected_again_is_one_row_that_counts_its_deliveries(sto
     ]
     store.quarantine(elsewhere)
     assert store.counts()["quarantine"] == 4, "another position, source or content is another item"
+
+
+def test_quarantine_reasons_leave_the_database_with_emails_masked(store: Store) -> None:
+    store.quarantine([QuarantineItem("webhook/shopify", "customer jane.doe@example.com has no order id", b"{}")])
+    with store.engine.connect() as conn:
+        [reason] = quarantine_reasons(conn)
+    assert reason["reason"] == "customer j•••@••• has no order id" and reason["items"] == 1
 
 
 def test_inputs_that_differ_beyond_the_kept_bytes_are_different_items(store: Store) -> None:

@@ -81,7 +81,8 @@ def redeliveries(conn: Connection) -> int:
 
 def quarantine_reasons(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
     """The most frequent (source, reason) pairs of quarantined items, most first, with how many
-    times those items were delivered (an item rejected again is kept once)."""
+    times those items were delivered (an item rejected again is kept once). A reason may quote the
+    input: emails in it are masked."""
     q = quarantine.c
     items = func.count().label("items")
     deliveries = func.sum(q.deliveries).label("deliveries")
@@ -90,4 +91,4 @@ def quarantine_reasons(conn: Connection, limit: int = 10) -> list[dict[str, Any]
         .group_by(q.source, q.reason)
         .order_by(items.desc(), q.source, q.reason)
     )
-    return [dict(row._mapping) for row in conn.execute(stmt.limit(limit))]
+    return [{**row._mapping, "reason": mask_emails(row.reason)} for row in conn.execute(stmt.limit(limit))]
