@@ -24,7 +24,7 @@ from sqlalchemy import Connection
 from collectors.base import ParseContext, Parsed, now_ns
 from collectors.keys import KeyExtractor
 from syncwatch.config import Config
-from syncwatch.redact import clip
+from syncwatch.redact import clip, mask_emails
 from syncwatch.store import Checkpoint, QuarantineItem, Store, WriteResult
 from syncwatch.store.writes import driver_form, save_checkpoint, write_quarantine, write_rows
 
@@ -65,7 +65,7 @@ class RejectionLog:
                     continue
                 self._last[source] = (now, 0)
             first = quarantined[0]
-            reason = clip(first.reason, REJECTION_LOG_REASON_CHARS + 1)  # the quoted characters, then "…"
+            reason = clip(mask_emails(first.reason), REJECTION_LOG_REASON_CHARS + 1)  # quoted input, then "…"
             more = [f"{len(quarantined) - 1} more with it"] if len(quarantined) > 1 else []
             if since:
                 more.append(f"{since} more since the last report")

@@ -110,7 +110,7 @@ def test_quarantined_input_is_logged_with_source_position_and_reason_at_most_onc
         assert sink.commit(Parsed([], bad), "/var/log/edge.log").quarantined == 2
         now[0] = 30
         sink.commit(Parsed([], bad[:1]), "/var/log/edge.log")
-        sink.reject("partner-x", "body is not valid JSON", b"{", content_type="application/json")
+        sink.reject("partner-x", "body is not valid JSON near 'jo@example.com'", b"{", content_type="application/json")
         now[0] = 61
         sink.commit(Parsed([], bad[1:]), "/var/log/edge.log")
         sink.reject("partner-y", "status " + "9" * 100_000 + " is not a number", b"...")
@@ -118,7 +118,7 @@ def test_quarantined_input_is_logged_with_source_position_and_reason_at_most_onc
     assert lines == [
         "quarantined from /var/log/edge.log at offset 0: line is not in the combined log format"
         " (1 more with it; `syncwatch stats` lists them)",
-        "quarantined from partner-x at its whole body: body is not valid JSON",
+        "quarantined from partner-x at its whole body: body is not valid JSON near 'j•••@•••'",
         "quarantined from /var/log/edge.log at offset 8: line is not in the combined log format"
         " (1 more since the last report; `syncwatch stats` lists them)",
         "quarantined from partner-y at its whole body: status " + "9" * 293 + "…",
