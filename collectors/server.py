@@ -37,7 +37,6 @@ from collectors.otlp_model import LOGS, TRACES
 from collectors.sink import Committed, Sink
 from collectors.workers import ParsePool, Parser
 from syncwatch.config.schema import Webhook
-from syncwatch.store.correlation import Backlog, correlation_backlog
 
 log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -298,13 +297,9 @@ def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respons
     database does not answer, as every write would then fail."""
     store, interval = receiver.sink.store, receiver.sink.config.correlate_interval_s
 
-    def backlog() -> Backlog:
-        with store.engine.connect() as conn:
-            return correlation_backlog(conn)
-
     async def health(_request: Request) -> Response:
         try:
-            waiting = await run_in_threadpool(backlog)
+            waiting = await run_in_threadpool(store.correlation_backlog)
         except SQLAlchemyError as err:
             log.warning("health check: the database does not answer (%s)", err.__class__.__name__)
             return JSONResponse({"status": "unavailable", "database": "does not answer"}, status_code=503)

@@ -25,7 +25,6 @@ from syncwatch.config import Config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
-from syncwatch.store.correlation import correlation_backlog
 
 log = logging.getLogger(__name__)
 FRESH = timedelta(days=1)
@@ -92,8 +91,7 @@ def watch_backlog(store: Store, config: Config, now: datetime | None = None) -> 
     correlator stopped or fails on every pass, so SLA states and the other alerts are silent.
     Like an endpoint, it alerts again only after the quiet period; returns how many were raised."""
     now = now or utcnow()
-    with store.engine.connect() as conn:
-        backlog = correlation_backlog(conn)
+    backlog = store.correlation_backlog()
     if not backlog.overdue(config.correlate_interval_s, now):
         return 0
     alert = Alert(

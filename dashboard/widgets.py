@@ -45,7 +45,7 @@ def prepare(title: str, caption: str = "") -> Page | None:
 def _behind(store: Store, config: Config) -> None:
     """Say so when what arrived is not correlated yet: SLA states and queues would look current
     while leaving it out (the correlator stopped, or `syncwatch ingest` ran without `serve`)."""
-    backlog = q.correlation_backlog(store)
+    backlog = store.correlation_backlog()
     if backlog.overdue(config.correlate_interval_s, datetime.now(UTC)):
         st.warning(
             f"{backlog.describe()}, so these pages leave them out. `syncwatch serve` correlates every "

@@ -9,7 +9,8 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, func, select
 
 from syncwatch.model import Observation
-from syncwatch.store import locks, migrate, writes
+from syncwatch.store import correlation, locks, migrate, writes
+from syncwatch.store.correlation import Backlog
 from syncwatch.store.engine import check_connection, describe, make_engine
 from syncwatch.store.schema import COUNTED_TABLES, metadata
 from syncwatch.store.writes import Checkpoint, QuarantineItem, WriteResult
@@ -98,6 +99,11 @@ class Store:
     def checkpoint(self, source: str) -> Checkpoint | None:
         with self.engine.connect() as conn:
             return writes.read_checkpoint(conn, source)
+
+    def correlation_backlog(self) -> Backlog:
+        """What waits for the correlator: for /healthz, the dashboard's warning and the alert."""
+        with self.engine.connect() as conn:
+            return correlation.correlation_backlog(conn)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self.writing() as conn:

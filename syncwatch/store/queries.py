@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, or_, select, union
 from sqlalchemy.sql import ColumnElement, Select
 
-from syncwatch.store import correlation, reads
+from syncwatch.store import reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
 from syncwatch.store.schema import (
@@ -71,11 +71,6 @@ def has_data(store: Store) -> bool:
 def as_of(store: Store) -> datetime | None:
     """The correlator's clock: its latest change (indexed), so replayed history reads as of its own end."""
     return scalar(store, select(func.max(t.updated_at)))
-
-
-def correlation_backlog(store: Store) -> correlation.Backlog:
-    with store.engine.connect() as conn:
-        return correlation.correlation_backlog(conn)
 
 
 # --- Operations -------------------------------------------------------------------------------
