@@ -133,15 +133,15 @@ def _auth(partner: Partner) -> dict[str, str]:
 def _request_attributes(
     client: PartnerClient, method: str, path: str, body: Mapping[str, Any] | None
 ) -> dict[str, Any]:
-    url = str(client.http.base_url.join(path))
+    url = client.http.base_url.join(path)
     attributes: dict[str, Any] = {
         "http.request.method": method,
-        "url.full": url,
-        "url.path": httpx.URL(url).path,
+        "url.full": str(url),
+        "url.path": url.path,
         "server.address": client.http.base_url.host,
         PARTNER_CALLED: client.name,
     }
-    if query := httpx.URL(url).query.decode():
+    if query := url.query.decode():
         attributes["url.query"] = query
     if body is not None:
         attributes["http.request.body"] = json.dumps(body, sort_keys=True)

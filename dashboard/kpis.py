@@ -92,11 +92,17 @@ def _tails(week: pd.DataFrame) -> list[str]:
     last = week.sort_values("period").iloc[-1]
     found = []
     for column, label, _ in TRENDS:
-        tail = column.replace("_p50_", "_p90_")
-        if tail != column and tail in week.columns and pd.notna(last[tail]):
+        tail = _p90_of(column, week)
+        if tail and pd.notna(last[tail]):
             name, unit = label.split(" p50 ")
             found.append(f"{name.lower()} {last[tail]:,.1f} {unit.strip('()')}")
     return found
+
+
+def _p90_of(column: str, table: pd.DataFrame) -> str | None:
+    """The p90 column beside a p50 one, where the table has it."""
+    tail = column.replace("_p50_", "_p90_")
+    return tail if tail != column and tail in table.columns else None
 
 
 def _last_two(table: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:
@@ -125,8 +131,7 @@ def _trends(table: pd.DataFrame) -> None:
     left, right = st.columns(2)
     for i, (column, label, percent) in enumerate(TRENDS):
         if column in table and table[column].notna().any():
-            tail = column.replace("_p50_", "_p90_")
-            tail = tail if tail != column and tail in table else None
+            tail = _p90_of(column, table)
             title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
             (left if i % 2 == 0 else right).plotly_chart(
                 charts.kpi_trend(table, column, title, percent, tail), key=f"trend_{column}"

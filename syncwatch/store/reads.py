@@ -55,7 +55,12 @@ def iter_transactions(conn: Connection) -> Iterator[dict[str, Any]]:
 def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
     columns = [exceptions.c[name] for name in EXCEPTION_FIELDS]
     for row in conn.execute(select(*columns).order_by(exceptions.c.opened_at, exceptions.c.id)):
-        yield {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+        yield _exported(row)
+
+
+def _exported(row: Any) -> dict[str, Any]:
+    """A row as export writes it: times as ISO text."""
+    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
 
 
 QUARANTINE_FIELDS = ("id", "source", "position", "reason", "deliveries", "received_at", "last_received_at")
@@ -67,8 +72,7 @@ def iter_quarantine(conn: Connection) -> Iterator[dict[str, Any]]:
     needs to find and fix them in its own files. Reasons may quote the input: emails are masked."""
     q = quarantine.c
     for row in conn.execute(select(*(q[name] for name in QUARANTINE_FIELDS)).order_by(q.received_at, q.id)):
-        item = {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
-        yield {**item, "reason": mask_emails(item["reason"])}
+        yield {**_exported(row), "reason": mask_emails(row.reason)}
 
 
 def redeliveries(conn: Connection) -> int:
