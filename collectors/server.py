@@ -1,5 +1,6 @@
 """The ASGI app `syncwatch serve` runs: OTLP/HTTP (/v1/traces, /v1/logs), CloudEvents (/v1/events)
-and partner webhooks (/v1/webhooks/NAME).
+and partner webhooks (/v1/webhooks/NAME); /healthz for load balancers and, given the service's
+metrics, /metrics for Prometheus.
 
 Every request goes: auth → overload check → bounded body (and bounded gunzip) → parse → one
 transaction. Refusals are answered with the status the protocol specifies and the input is
@@ -11,6 +12,7 @@ from __future__ import annotations
 import hmac
 import logging
 import os
+import time
 import zlib
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
@@ -19,9 +21,11 @@ from datetime import UTC, datetime
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collectors import events, otlp, webhook
 from collectors.base import Parsed
@@ -37,6 +41,7 @@ from collectors.otlp_model import LOGS, TRACES
 from collectors.sink import Committed, Sink
 from collectors.workers import ParsePool, Parser
 from syncwatch.config.schema import Webhook
+from syncwatch.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 PROTOBUF = "application/x-protobuf"
@@ -316,6 +321,52 @@ def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respons
     return health
 
 
+def metrics_endpoint(metrics: ServiceMetrics) -> Callable[[Request], Response]:
+    """Prometheus' text format; a plain function, so Starlette runs it (and its reads) in a thread."""
+
+    def scrape(_request: Request) -> Response:
+        body, content_type = metrics.exposition()
+        return Response(body, 200, headers={"Content-Type": content_type})
+
+    return scrape
+
+
+FIXED_PATHS = frozenset({"/v1/traces", "/v1/logs", "/v1/events", "/healthz", "/metrics"})
+
+
+class RequestMetrics:
+    """Counts every request by endpoint and status and times it. A path nobody configured is
+    counted as ``other`` (or an unknown webhook), so a scanner cannot grow the label set."""
+
+    def __init__(self, app: ASGIApp, metrics: ServiceMetrics, webhooks: frozenset[str]) -> None:
+        self.app = app
+        self.metrics = metrics
+        self.webhooks = webhooks
+
+    def endpoint(self, path: str) -> str:
+        if path in FIXED_PATHS:
+            return path
+        if path.startswith("/v1/webhooks/"):
+            return path if path.removeprefix("/v1/webhooks/") in self.webhooks else "/v1/webhooks/(unknown)"
+        return "other"
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started, status = time.perf_counter(), [500]
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, sending)
+        finally:
+            self.metrics.answered(self.endpoint(scope["path"]), status[0], time.perf_counter() - started)
+
+
 def _closing(steps: Sequence[Callable[[], object]]) -> Callable[[Starlette], AbstractAsyncContextManager[None]]:
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -331,20 +382,26 @@ def create_app(
     environ: Mapping[str, str] | None = None,
     parse_pool: ParsePool | None = None,
     on_shutdown: Sequence[Callable[[], object]] = (),
+    metrics: ServiceMetrics | None = None,
 ) -> Starlette:
-    """The app; with ``parse_pool`` request bodies are parsed in its worker processes. When the
+    """The app; with ``parse_pool`` request bodies are parsed in its worker processes; with
+    ``metrics`` (made here if not given) the sink counts into them and /metrics shows them. When the
     app shuts down it runs ``on_shutdown`` and then closes the pool: uvicorn re-raises SIGTERM once
     it has stopped, so code after ``Server.run`` would not run, and the scheduler's jobs would be
     cut off and the workers left to notice on their own."""
     receiver = Receiver(sink, environ, parse_pool)
+    metrics = metrics or ServiceMetrics(sink.store)
+    sink.metrics = metrics
     routes = [
         Route("/v1/traces", otlp_endpoint(receiver, TRACES), methods=["POST"]),
         Route("/v1/logs", otlp_endpoint(receiver, LOGS), methods=["POST"]),
         Route("/v1/events", events_endpoint(receiver), methods=["POST"]),
         Route("/v1/webhooks/{name}", webhook_endpoint(receiver), methods=["POST"]),
         Route("/healthz", health_endpoint(receiver), methods=["GET"]),
+        Route("/metrics", metrics_endpoint(metrics), methods=["GET"]),
     ]
+    middleware = [Middleware(RequestMetrics, metrics=metrics, webhooks=frozenset(receiver.webhooks))]
     steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
-    app = Starlette(routes=routes, lifespan=_closing(steps))
+    app = Starlette(routes=routes, middleware=middleware, lifespan=_closing(steps))
     app.state.receiver = receiver
     return app

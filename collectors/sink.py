@@ -18,6 +18,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import Connection
 
@@ -27,6 +28,9 @@ from syncwatch.config import Config
 from syncwatch.redact import clip, mask_emails
 from syncwatch.store import Checkpoint, QuarantineItem, Store, WriteResult
 from syncwatch.store.writes import driver_form, save_checkpoint, write_quarantine, write_rows
+
+if TYPE_CHECKING:
+    from syncwatch.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 # A group stops growing at this many observations, so one transaction (and its memory) stays bounded.
@@ -123,6 +127,7 @@ class Sink:
         self._changed = threading.Condition()
         self._writing = False
         self.rejections = RejectionLog()
+        self.metrics: ServiceMetrics | None = None  # `serve` counts what was stored and refused, per source
 
     def context(self, source: str) -> ParseContext:
         """A parse context with the clock read now (parsers never read it themselves)."""
@@ -146,9 +151,12 @@ class Sink:
             raise job.error
         if job.result is None:  # the writer was interrupted (the process is stopping): never claim success
             raise RuntimeError("the batch was not stored: its writer stopped")
-        if job.result.quarantined:
+        result = job.result
+        if self.metrics is not None:
+            self.metrics.ingested(source, result.stored, result.duplicates, result.quarantined)
+        if result.quarantined:
             self.rejections.report(job.quarantined)
-        return job.result
+        return result
 
     def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
         """The group to write when this caller becomes the writer; None once ``job`` is done."""
@@ -215,4 +223,6 @@ class Sink:
         """Quarantine a whole input (an undecodable body, a refused request)."""
         item = QuarantineItem(source, reason, raw, position, content_type)
         self.store.quarantine([item])
+        if self.metrics is not None:
+            self.metrics.ingested(source, 0, 0, 1)
         self.rejections.report([item])

@@ -28,7 +28,6 @@ from syncwatch.store import alerts as q
 
 log = logging.getLogger(__name__)
 FRESH = timedelta(days=1)
-MAX_ATTEMPTS = 5
 ALERTING_STATES = ("at_risk", "breached")
 FAILING = ("partner_unavailable", "timeout", "throttled")
 
@@ -138,7 +137,7 @@ def deliver(store: Store, config: Config, client: httpx.Client | None = None) ->
     if not url:
         return 0
     with store.engine.connect() as conn:
-        waiting = q.pending(conn, MAX_ATTEMPTS)
+        waiting = q.pending(conn, q.MAX_ATTEMPTS)
     own = client is None
     client = client or httpx.Client(timeout=10)
     try:

@@ -8,13 +8,13 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from correlator.alerts import MAX_ATTEMPTS
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.commands.common import count
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
+from syncwatch.store.alerts import MAX_ATTEMPTS
 
 
 def render() -> None:

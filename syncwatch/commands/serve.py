@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
 
     from collectors.sink import Sink
     from collectors.workers import ParsePool
+    from syncwatch.metrics import ServiceMetrics
 
 log = logging.getLogger(__name__)
 
@@ -89,42 +91,51 @@ def retention_jobs(config: Config, store: Store) -> Iterable[Job]:
     yield Job("retention", _logged(run, "retention"), RETENTION_INTERVAL_S)
 
 
-def _logged(poll: Callable[[], object], name: str) -> Callable[[], None]:
-    """A job that logs its failure and runs again next time, instead of dying with the scheduler.
-    The same failure again (an unreadable file, every second) is not logged again until the job
-    has worked in between; that it works again is said once."""
+def _logged(poll: Callable[[], object], name: str) -> Callable[[], bool]:
+    """A job that logs its failure and runs again next time, instead of dying with the scheduler;
+    it returns whether it worked. The same failure again (an unreadable file, every second) is not
+    logged again until the job has worked in between; that it works again is said once."""
     failing: list[str] = []  # the failure last logged, while it lasts
 
-    def run() -> None:
+    def run() -> bool:
         try:
             poll()
         except Exception as err:  # a job must never take the scheduler down; the next run retries
             text = f"{type(err).__name__}: {err}"
             if failing == [text]:
                 log.debug("job %s failed again: %s", name, text)
-                return
+                return False
             failing[:] = [text]
             if isinstance(err, OSError):
                 log.warning("job %s cannot read its file: %s; it tries again at every interval", name, err)
             else:
                 log.exception("job %s failed; it runs again at the next interval", name)
-            return
+            return False
         if failing:
             log.info("job %s works again", name)
             failing.clear()
+        return True
 
     return run
 
 
-def one_at_a_time(store: Store, job: Job) -> Callable[[], None]:
-    """The job, skipped while another `serve` on the same database runs it (it runs next time)."""
+def one_at_a_time(store: Store, job: Job, metrics: ServiceMetrics | None = None) -> Callable[[], None]:
+    """The job, skipped while another `serve` on the same database runs it (it runs next time);
+    each run counted in ``metrics``: a job that raises, or returns False, failed."""
 
     def run() -> None:
         with store.exclusive(f"job:{job.id}") as held:
-            if held:
-                job.func()
-            else:
+            if not held:
                 log.debug("job %s runs in another serve instance; skipped", job.id)
+                if metrics is not None:
+                    metrics.job_ran(job.id, None, 0.0)
+                return
+            started, worked = time.perf_counter(), False
+            try:
+                worked = job.func() is not False
+            finally:
+                if metrics is not None:
+                    metrics.job_ran(job.id, worked, time.perf_counter() - started)
 
     return run
 
@@ -136,7 +147,11 @@ def job_factories(sink: Sink | None = None, pool: ParsePool | None = None) -> tu
 
 
 def build_scheduler(
-    config: Config, store: Store, sink: Sink | None = None, pool: ParsePool | None = None
+    config: Config,
+    store: Store,
+    sink: Sink | None = None,
+    pool: ParsePool | None = None,
+    metrics: ServiceMetrics | None = None,
 ) -> BackgroundScheduler:
     from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -144,7 +159,7 @@ def build_scheduler(
     for factory in job_factories(sink, pool):
         for job in factory(config, store):
             scheduler.add_job(
-                one_at_a_time(store, job),
+                one_at_a_time(store, job, metrics),
                 "interval",
                 seconds=job.interval_s,
                 id=job.id,
@@ -173,6 +188,7 @@ def _run(args: argparse.Namespace) -> int:
     from collectors.server import create_app
     from collectors.sink import Sink
     from collectors.workers import ParsePool, workers_for
+    from syncwatch.metrics import ServiceMetrics
 
     config = config_from(args, host=args.host, port=args.port)
     store = open_store(config, require_schema=False)
@@ -181,7 +197,8 @@ def _run(args: argparse.Namespace) -> int:
     sink = Sink(store, config)
     workers = workers_for(args.parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
-    scheduler = build_scheduler(config, store, sink, parse_pool)
+    metrics = ServiceMetrics(store)
+    scheduler = build_scheduler(config, store, sink, parse_pool, metrics)
 
     def stop_jobs() -> None:
         """Let a running job (a correlator pass, an action) finish; start no more."""
@@ -192,7 +209,7 @@ def _run(args: argparse.Namespace) -> int:
     try:
         if parse_pool is not None:
             parse_pool.wait_ready()
-        app = create_app(sink, parse_pool=parse_pool, on_shutdown=(stop_jobs,))
+        app = create_app(sink, parse_pool=parse_pool, on_shutdown=(stop_jobs,), metrics=metrics)
         server = uvicorn.Server(
             uvicorn.Config(app, host=config.host, port=config.port, log_level=config.log_level, access_log=False)
         )

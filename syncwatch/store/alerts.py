@@ -12,6 +12,7 @@ from syncwatch.store.bulk import chunks
 from syncwatch.store.schema import alerts
 
 a = alerts.c
+MAX_ATTEMPTS = 5  # deliveries tried before an alert is given up on (the Admin page and /metrics say so)
 
 
 def keys_raised_since(conn: Connection, keys: Iterable[str], since: datetime | None) -> set[str]:

@@ -9,9 +9,10 @@ from typing import Any
 from sqlalchemy import Connection, Engine, event, func, select
 
 from syncwatch.model import Observation
-from syncwatch.store import correlation, locks, migrate, writes
+from syncwatch.store import correlation, gauges, locks, migrate, writes
 from syncwatch.store.correlation import Backlog
 from syncwatch.store.engine import check_connection, describe, make_engine
+from syncwatch.store.gauges import ServiceGauges
 from syncwatch.store.schema import COUNTED_TABLES, metadata
 from syncwatch.store.writes import Checkpoint, QuarantineItem, WriteResult
 
@@ -104,6 +105,11 @@ class Store:
         """What waits for the correlator: for /healthz, the dashboard's warning and the alert."""
         with self.engine.connect() as conn:
             return correlation.correlation_backlog(conn)
+
+    def service_gauges(self) -> ServiceGauges:
+        """What `serve`'s /metrics reports from the database at each scrape."""
+        with self.engine.connect() as conn:
+            return gauges.service_gauges(conn)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self.writing() as conn:
