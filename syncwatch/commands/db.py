@@ -1,17 +1,21 @@
 """`syncwatch db upgrade`: create or migrate the schema (also run by serve and demo at start);
-`db schema` prints it; `db prune` drops history older than the retention (`serve` does it every 6 hours)."""
+`db schema` prints it; `db prune` drops history older than the retention (`serve` does it every 6 hours);
+`db backup` copies a SQLite database consistently while `serve` writes to it."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import sys
 from dataclasses import asdict
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.config import Config
 from syncwatch.model import utcnow
 from syncwatch.store import Store, migrate
+from syncwatch.store.backup import BackupFailed
 from syncwatch.store.correlation import CORRELATOR_CHECKPOINT
 from syncwatch.store.docs import schema_markdown
 from syncwatch.store.retention import Pruned, prune
@@ -41,6 +45,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     pruning.add_argument("--older-than", type=_days, metavar="DAYS", help="prune older than DAYS instead")
     pruning.add_argument("--dry-run", action="store_true", help="count what would go, delete nothing")
     pruning.add_argument("--json", action="store_true", help="print one JSON object")
+    backup = actions.add_parser(
+        "backup",
+        help="copy a SQLite database to FILE, consistently, while serve keeps writing",
+        description="Write a consistent copy of the SQLite database to FILE (which must not exist) and check it. "
+        "Copying the database file itself is not a backup: its latest commits sit in the -wal file beside it. "
+        "On PostgreSQL, use pg_dump.",
+    )
+    add_common_options(backup)
+    backup.add_argument("file", metavar="FILE", help="the copy to write; never overwritten")
+    backup.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def _days(text: str) -> int:
@@ -59,6 +73,8 @@ def _run(args: argparse.Namespace) -> int:
         return 0
     if args.db_action == "prune":
         return _prune(args)
+    if args.db_action == "backup":
+        return _backup(args)
     store = open_store(config_from(args), require_schema=False)
     try:
         store.upgrade()
@@ -108,4 +124,42 @@ def _prune(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMAND = Command("db", "create, migrate or describe the database schema, or prune old history", _add_arguments, _run)
+def _backup(args: argparse.Namespace) -> int:
+    target = Path(args.file)
+    store = open_store(config_from(args), require_schema=False)
+    try:
+        database = store.sqlite_file()
+        if database is None:
+            return _refuse(
+                f"{store.url} is not a SQLite file; back PostgreSQL up with pg_dump "
+                "(pg_dump --format=custom --file=FILE DATABASE), which is consistent while serve runs"
+            )
+        store.require_schema()
+        if target.exists():
+            return _refuse(f"{target} exists; name a new file (a backup never overwrites one)")
+        if not target.parent.is_dir():
+            return _refuse(f"{target.parent} is not a directory")
+        try:
+            made = store.backup(target)
+        except BackupFailed as err:
+            print(f"syncwatch: {err}", file=sys.stderr)
+            return 1
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"file": str(made.path), "bytes": made.size, "seconds": round(made.seconds, 3)}))
+        return 0
+    print(
+        f"backed up {store.url} to {made.path}: {made.size / 1e6:,.1f} MB in {made.seconds:.1f} s, checked by "
+        f"SQLite's quick_check. To restore: stop serve and the dashboard, remove {database}-wal and "
+        f"{database}-shm if they are there, and copy {made.path} to {database}."
+    )
+    return 0
+
+
+def _refuse(sentence: str) -> int:
+    print(f"syncwatch: {sentence}", file=sys.stderr)
+    return 2
+
+
+COMMAND = Command("db", "create, migrate, describe, prune or back up the database", _add_arguments, _run)

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, func, select
 
 from syncwatch.model import Observation
 from syncwatch.store import correlation, gauges, locks, migrate, writes
+from syncwatch.store.backup import Backup, backup_sqlite
 from syncwatch.store.correlation import Backlog
 from syncwatch.store.engine import check_connection, describe, make_engine
 from syncwatch.store.gauges import ServiceGauges
@@ -62,6 +64,17 @@ class Store:
             dbapi_conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_AUTOCHECKPOINT_PAGES}")
 
         self.engine.dispose()  # the connections already pooled (an upgrade's) are opened again with it
+
+    def backup(self, target: Path) -> Backup:
+        """A consistent, checked copy of a SQLite database at ``target`` (see ``backup.backup_sqlite``)."""
+        return backup_sqlite(self.engine, target)
+
+    def sqlite_file(self) -> Path | None:
+        """The database file, for SQLite on a file; None otherwise."""
+        database = self.engine.url.database
+        if self.dialect != "sqlite" or not database or database == ":memory:":
+            return None
+        return Path(database)
 
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)
