@@ -23,6 +23,7 @@ HANDLERS: dict[str, Handler] = {
     "resolve": manual.close,
     "ignore": manual.close,
     "assign": manual.assign,
+    "note": manual.note,
 }
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""Resolve, ignore and assign: decisions of a person, recorded and audited; no partner is called."""
+"""Resolve, ignore, assign and note: decisions of a person, recorded and audited; no partner is called."""
 
 from __future__ import annotations
 
@@ -31,6 +31,15 @@ def assign(services: Services, request: Request, exception: dict[str, Any]) -> A
         return refuse(services, entry, exception["status"], reason, "failed")
     values = {"assignee": assignee, "updated_at": services.clock()}
     return _record(services, request, exception, entry, values, f"Assigned to {assignee}")
+
+
+def note(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
+    """A note in the exception's history for whoever works it next (called the 3PL, waiting for
+    their resend); nothing else changes."""
+    entry = entry_for(services, request)
+    if not (request.note or "").strip():
+        return refuse(services, entry, exception["status"], "write the note to add", "failed")
+    return _record(services, request, exception, entry, {"updated_at": services.clock()}, "Note added")
 
 
 def _record(

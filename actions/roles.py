@@ -11,10 +11,10 @@ EXECUTIVE, AGENT, LEAD, POLICY = "executive", "agent", "lead", "policy"
 POLICY_ACTOR = "policy:auto-retry"
 """The actor automatic retries are recorded under; it may only retry."""
 
-EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign")
+EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign", "note")
 RIGHTS: dict[str, frozenset[str]] = {
     EXECUTIVE: frozenset(),
-    AGENT: frozenset({"retry", "replay", "resolve", "ignore", "assign"}),
+    AGENT: frozenset({"retry", "replay", "resolve", "ignore", "assign", "note"}),
     LEAD: frozenset({*EXCEPTION_ACTIONS, "bulk", "policies"}),
     POLICY: frozenset({"retry"}),
 }

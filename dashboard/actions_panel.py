@@ -1,4 +1,5 @@
-"""The buttons under an exception and the bulk job over a filter; every click goes through the action layer.
+"""The buttons under an exception, the history of what was done, and the bulk job over a filter;
+every click goes through the action layer.
 
 The page shows only what the viewer's role may use (``allowed_actions``); the action layer checks
 again, so a hidden button is a convenience, never the guard.
@@ -10,11 +11,15 @@ import json
 from dataclasses import asdict
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from actions import api
+from actions.masking import mask as mask_typed
+from dashboard.fmt import when
 from dashboard.masking import apply_edits, mask
 from dashboard.widgets import Page
+from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 
 OUTCOME = "action_outcome"
@@ -26,6 +31,7 @@ BUTTONS = (
     ("resolve", "Resolve", "secondary"),
     ("ignore", "Ignore", "secondary"),
     ("assign", "Assign to me", "secondary"),
+    ("note", "Add note", "secondary"),
 )
 ACTIVE = ("open", "retrying")
 
@@ -40,13 +46,51 @@ def panel(page: Page, row: dict[str, Any]) -> None:
     if row["status"] not in ACTIVE:
         st.caption(f"This exception is {row['status']}; nothing left to do.")
         return
-    note = st.text_input("Note (optional, kept in the audit log)", key=f"note_{row['id']}")
+    note = st.text_input(
+        "Note (kept in the history below; needed to resolve, ignore or add a note)", key=f"note_text_{row['id']}"
+    )
     payload = _edited_payload(page, row) if "retry" in allowed else None
     target = _reroute_target(page, row) if "reroute" in allowed else None
     cols = st.columns(len(BUTTONS))
     for col, (action, label, kind) in zip(cols, BUTTONS, strict=True):
         if action in allowed and col.button(label, key=f"{action}_{row['id']}", type=kind):
             _perform(page, row, action, note=note or None, payload=payload, target=target)
+
+
+HISTORY_COLUMNS = {
+    "requested_at": "When",
+    "exception_id": "Exception",
+    "kind": "Action",
+    "actor": "By",
+    "status": "Result",
+    "note": "Note",
+    "done": "What happened",
+}
+
+
+def history(actions: pd.DataFrame) -> pd.DataFrame:
+    """Actions as the next agent reads them: when, what, by whom, how it went, the note left, and
+    what was sent. A note is masked as the audit log masks it (emails and phone numbers: people type
+    them); partner steps and errors have their emails masked, as partner text is everywhere."""
+    shown = actions.assign(
+        requested_at=actions["requested_at"].map(when),
+        note=actions["request"].map(lambda asked: mask_typed((asked or {}).get("note") or "")),
+        done=[
+            mask_emails(_done(kind, asked or {}, outcome or {}))
+            for kind, asked, outcome in zip(actions["kind"], actions["request"], actions["outcome"], strict=True)
+        ],
+    )
+    columns = [k for k in HISTORY_COLUMNS if k in shown.columns]
+    return shown[columns].rename(columns=HISTORY_COLUMNS)
+
+
+def _done(kind: str, asked: dict[str, Any], outcome: dict[str, Any]) -> str:
+    steps = outcome.get("steps") or []
+    if steps:
+        return "; ".join(str(step) for step in steps)
+    if kind in ("assign", "reroute") and asked.get("target"):
+        return f"to {asked['target']}"
+    return str(outcome.get("reason") or "")
 
 
 def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> None:
@@ -71,7 +115,11 @@ def _outcome(exception_id: str) -> None:
         return
     text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
     if f"is {outcome['status']}" not in outcome["message"]:
-        text += f" (the exception is now {outcome['status']})"
+        text += (
+            f" (the exception is now {outcome['status']})"
+            if outcome["ok"]
+            else f" The exception is {outcome['status']}."
+        )
     (st.success if outcome["ok"] else st.error)(text)
 
 

@@ -157,8 +157,8 @@ def _detail(page: Page, exception_id: str) -> None:
     _payload(page, row)
     history = q.exception_actions(page.store, exception_id)
     if not history.empty:
-        st.subheader("Actions taken")
-        st.dataframe(history.drop(columns=["outcome"]), hide_index=True)
+        st.subheader("History")
+        st.dataframe(actions_panel.history(history), hide_index=True)
 
 
 def _business_context(page: Page, row: dict) -> None:

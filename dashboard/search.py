@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts
+from dashboard import actions_panel, charts
 from dashboard.fmt import money, no_partner, sla_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
@@ -158,7 +158,7 @@ def _exceptions(page: Page, tid: str) -> None:
     actions = q.transaction_actions(page.store, tid)
     if not actions.empty:
         st.subheader("Actions")
-        st.dataframe(actions, hide_index=True)
+        st.dataframe(actions_panel.history(actions), hide_index=True)
 
 
 if __name__ == "__main__":

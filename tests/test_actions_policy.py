@@ -80,6 +80,9 @@ def test_the_cli_resolves_with_a_note_and_prints_json(
         exc = w.exception("validation")
         where = ["--db", str(w.store.engine.url), "--config", str(tmp_path / "actions.toml")]
         assert main(["resolve", exc["id"], "--as", "kim", "--note", "n", *where]) == 1
+        assert main(["note", exc["id"], "--as", "sam", "--note", "SKU added in the ERP", *where]) == 0
+        assert w.status(exc["id"]) == "open", "a note changes nothing but the history"
+        assert main(["note", exc["id"], "--as", "kim", "--note", "n", *where]) == 1, "an executive may not"
         assert main(["resolve", exc["id"], "--as", "sam", "--note", "fixed in the ERP", "--json", *where]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed["ok"] and printed["status"] == "resolved" and w.status(exc["id"]) == "resolved"

@@ -381,7 +381,7 @@ def test_retry_goes_through_the_action_layer_and_shows_the_outcome(
     assert not at.exception, [e.value for e in at.exception]
     outcome = [*at.success, *at.error]
     assert len(outcome) == 1 and outcome[0].value.startswith("**Retry:**"), [o.value for o in outcome]
-    assert "the exception is now" in outcome[0].value
+    assert outcome[0].value.endswith(" The exception is open."), "a failure changes nothing it does not say"
     assert ("alex", "retry") in {(actor, action) for actor, action, _ in audit_rows(sample_copy)}
 
 
@@ -446,3 +446,21 @@ def test_sign_ins_are_audited_and_a_name_refused_five_times_is_locked(
     at = sign_in_form(monkeypatch, sample_copy, users)
     attempt(at, "alex", "right-password-1")
     assert any("Signed in as **alex" in c.value for c in at.sidebar.caption), "the window passed: alex is back"
+
+
+def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
+    next(b for b in at.button if b.label == "Add note").click().run()
+    assert at.error and at.error[0].value == "**Note:** Write the note to add. The exception is open."
+    note = next(t for t in at.text_input if t.label.startswith("Note"))
+    note.input("Called the 3PL (ops@fastship.example, +1 555 010 9999): resend promised tonight").run()
+    next(b for b in at.button if b.label == "Add note").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success and at.success[0].value == "**Note:** Note added; the exception is open."
+    (history,) = [df.value for df in at.dataframe if "Note" in df.value.columns]
+    latest = history.iloc[0]
+    assert (latest["Action"], latest["By"], latest["Result"]) == ("note", "sam", "succeeded")
+    assert latest["Note"] == "Called the 3PL (***, ***): resend promised tonight"
+    assert [action for _, action, _ in audit_rows(sample_copy)][-2:] == ["note", "note"]

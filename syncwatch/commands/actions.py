@@ -1,4 +1,4 @@
-"""`syncwatch retry|reroute|replay|resolve|ignore|assign EXC_ID --as USER`: act on one exception,
+"""`syncwatch retry|reroute|replay|resolve|ignore|assign|note EXC_ID --as USER`: act on one exception,
 as a runbook would, with the same checks and audit as the dashboard; `--json` for scripts."""
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ HELP = {
     "resolve": "mark an exception resolved, with a note",
     "ignore": "mark an exception ignored, with a note",
     "assign": "assign an exception to a user",
+    "note": "add a note to an exception's history (nothing else changes)",
 }
 
 
@@ -27,7 +28,10 @@ def _arguments(action: str) -> Any:
         add_common_options(parser)
         parser.add_argument("exception_id", metavar="EXC_ID", help="the exception's id")
         parser.add_argument("--as", dest="actor", required=True, metavar="USER", help="who acts (a [users] name)")
-        parser.add_argument("--note", help="why (required for resolve and ignore)")
+        if action == "note":
+            parser.add_argument("--note", required=True, help="the note, for whoever works the exception next")
+        else:
+            parser.add_argument("--note", help="why (required for resolve and ignore)")
         if action == "reroute":
             parser.add_argument("--to", dest="target", required=True, metavar="SYSTEM", help="the alternate system")
         if action == "assign":

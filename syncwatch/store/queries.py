@@ -246,9 +246,11 @@ def exception_row(store: Store, exception_id: str) -> dict[str, Any] | None:
 
 
 def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
+    """What people and policies did about one exception, newest first, with what they asked
+    (note, target) and what happened (the steps sent to partners)."""
     a = actions.c
     stmt = (
-        select(a.id, a.kind, a.actor, a.status, a.attempts, a.requested_at, a.finished_at, a.outcome)
+        select(a.id, a.kind, a.actor, a.status, a.attempts, a.requested_at, a.finished_at, a.request, a.outcome)
         .where(a.exception_id == exception_id)
         .order_by(a.requested_at.desc())
         .limit(50)
@@ -306,7 +308,7 @@ def transaction_exceptions(store: Store, transaction_id: str) -> pd.DataFrame:
 def transaction_actions(store: Store, transaction_id: str) -> pd.DataFrame:
     a = actions.c
     stmt = (
-        select(a.id, a.exception_id, a.kind, a.actor, a.status, a.requested_at, a.finished_at)
+        select(a.id, a.exception_id, a.kind, a.actor, a.status, a.requested_at, a.finished_at, a.request, a.outcome)
         .select_from(actions.join(exceptions, e.id == a.exception_id))
         .where(e.transaction_id == transaction_id)
         .order_by(a.requested_at)

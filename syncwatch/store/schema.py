@@ -257,7 +257,7 @@ actions = Table(
         ForeignKey("exceptions.id", ondelete="SET NULL"),
         comment="The exception acted on",
     ),
-    Column("kind", String(16), nullable=False, comment="retry | reroute | replay | resolve | ignore | assign"),
+    Column("kind", String(16), nullable=False, comment="retry | reroute | replay | resolve | ignore | assign | note"),
     Column("actor", String(128), nullable=False, comment="User or policy that asked for it"),
     Column(
         "idempotency_key",
@@ -278,7 +278,7 @@ actions = Table(
         comment="A running action holds its key until then (UTC); after it, a new request may take over",
     ),
     Column("job_id", String(64), comment="The bulk job that asked for it, if any"),
-    comment="Retry, reroute, replay, resolve, ignore and assign requests and their outcomes",
+    comment="Retry, reroute, replay, resolve, ignore, assign and note requests and their outcomes",
 )
 Index(None, actions.c.exception_id)
 Index(None, actions.c.job_id)
