@@ -4,6 +4,10 @@ Order cycle time (captured → confirmed), shipment-confirmation lag (shipped �
 inventory latency (adjusted → listings updated) are durations between two stages; exception
 rate and SLA attainment are shares; partner onboarding is first seen → first order completed
 within its SLA. All by day or ISO week, and by channel, partner or overall.
+
+SLA attainment counts every order whose SLA is decided: completed within it (met), or breached,
+whether completed late or still open and already late. Counting completed orders alone would
+leave out exactly the late ones still stuck, and read best on the worst days.
 """
 
 from __future__ import annotations
@@ -86,13 +90,14 @@ def _period(days: pd.Series, grain: str) -> pd.Series:
 
 
 def _shares(counts: pd.DataFrame, grain: str) -> pd.DataFrame:
-    columns = ["transactions", "with_exception", "complete", "met"]
+    columns = ["transactions", "with_exception", "complete", "met", "breached"]
     if counts.empty:
         return pd.DataFrame(columns=["period", "group", *columns, "exception_rate", "sla_attainment"])
     counts = counts.assign(period=_period(counts["day"], grain), group=counts["grp"])
     table = counts.groupby(["period", "group"], as_index=False)[columns].sum()
     table["exception_rate"] = table["with_exception"] / table["transactions"]
-    table["sla_attainment"] = (table["met"] / table["complete"]).where(table["complete"] > 0)
+    decided = table["met"] + table["breached"]
+    table["sla_attainment"] = (table["met"] / decided).where(decided > 0)
     return table
 
 
@@ -111,4 +116,5 @@ def partner_onboarding(store: Store) -> pd.DataFrame:
         frame = pd.DataFrame(q.partner_firsts(conn), columns=["partner", "first_seen", "first_success", "transactions"])
     first_seen = pd.to_datetime(frame["first_seen"], utc=True)
     first_success = pd.to_datetime(frame["first_success"], utc=True)
-    return frame.assign(days_to_first_success=(first_success - first_seen).dt.total_seconds() / 86400)
+    days = (first_success - first_seen).dt.total_seconds() / 86400
+    return frame.assign(first_seen=first_seen, first_success=first_success, days_to_first_success=days)

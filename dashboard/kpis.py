@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from correlator.kpis import kpi_table, partner_onboarding
+from correlator.kpis import DURATIONS, kpi_table, partner_onboarding
 from dashboard import charts, context
 from dashboard.widgets import Page, prepare
 
@@ -21,6 +21,41 @@ TRENDS = (
     ("inventory_latency_p50_min", "Inventory latency p50 (min)", False),
 )
 HIGHER_IS_BETTER = {"sla_attainment"}
+ATTAINMENT = (
+    "SLA attainment is the share of orders whose SLA is decided that met it: completed in time, against "
+    "breached (completed late, or still open and already late)."
+)
+
+
+def _table_columns(by: str) -> dict[str, object]:
+    """Headings a reader understands, shares as percentages, durations to one decimal; the CSV keeps
+    the column names a BI tool reads."""
+    number = st.column_config.NumberColumn
+    columns: dict[str, object] = {
+        "period": st.column_config.TextColumn("Period"),
+        "group": st.column_config.TextColumn(by.capitalize() if by != "overall" else "Orders of"),
+        "transactions": number("Orders", format="localized"),
+        "with_exception": number("With an exception", format="localized"),
+        "complete": number("Completed", format="localized"),
+        "met": number("Met SLA", format="localized"),
+        "breached": number("Breached SLA", format="localized"),
+        "exception_rate": number("Exception rate", format="percent"),
+        "sla_attainment": number("SLA attainment", format="percent"),
+    }
+    for d in DURATIONS:
+        unit = d.column("p50").rsplit("_", 1)[1]
+        for stat in ("p50", "p90"):
+            columns[d.column(stat)] = number(f"{d.label} {stat} ({unit})", format="%.1f")
+    return columns
+
+
+ONBOARDING_COLUMNS = {
+    "partner": st.column_config.TextColumn("Partner"),
+    "first_seen": st.column_config.DatetimeColumn("First seen", format="YYYY-MM-DD HH:mm [UTC]"),
+    "first_success": st.column_config.DatetimeColumn("First order within SLA", format="YYYY-MM-DD HH:mm [UTC]"),
+    "transactions": st.column_config.NumberColumn("Orders", format="localized"),
+    "days_to_first_success": st.column_config.NumberColumn("Days to first success", format="%.1f"),
+}
 
 
 def render() -> None:
@@ -40,12 +75,12 @@ def render() -> None:
     _headline(page, start, end)
     _trends(table)
     st.subheader("Table")
-    st.dataframe(table, hide_index=True)
+    st.dataframe(table, hide_index=True, column_config=_table_columns(by))
     st.download_button(
         "Download CSV", table.to_csv(index=False).encode(), f"syncwatch-kpis-{grain}-{by}.csv", "text/csv"
     )
     st.subheader("Partner onboarding")
-    st.dataframe(_onboarding(page.config.db), hide_index=True)
+    st.dataframe(_onboarding(page.config.db), hide_index=True, column_config=ONBOARDING_COLUMNS)
 
 
 def _kpis(page: Page, start: datetime, end: datetime, grain: str, by: str | None) -> pd.DataFrame:
@@ -79,7 +114,8 @@ def _headline(page: Page, start: datetime, end: datetime) -> None:
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
         now, before = weekly.get(column, (None, None))
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
-        col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color)
+        explained = ATTAINMENT if column == "sla_attainment" else None
+        col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color, help=explained)
     tails = _tails(week)
     if tails:
         st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")

@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from correlator.kpis import kpi_table, partner_onboarding
 from correlator.linking import Linker
@@ -267,6 +267,18 @@ def test_kpis_aggregate_the_sample_by_day_and_channel(sample: tuple[Store, list[
         r["id"] for r in truth if r["type"] == "order" and any(f["category"] != "duplicate_notice" for f in r["faults"])
     }
     assert orders["with_exception"].sum() == len(needing_person)
+    with store.engine.connect() as conn:
+        late = conn.execute(
+            select(func.count()).where(transactions.c.type == "order", transactions.c.sla_state == "breached")
+        ).scalar_one()
+        late_open = conn.execute(
+            select(func.count()).where(
+                transactions.c.type == "order", transactions.c.sla_state == "breached", transactions.c.status == "open"
+            )
+        ).scalar_one()
+    assert late_open > 0 and orders["breached"].sum() == late, "open orders already late count as misses"
+    decided = orders["met"] + orders["breached"]
+    assert (orders["sla_attainment"] == orders["met"] / decided).all()
     assert set(orders["group"]) == {"marketplace-amz", "marketplace-b2b"}
     assert (orders["cycle_time_p50_h"] <= orders["cycle_time_p90_h"]).all()
     assert 0 < table["inventory_latency_p50_min"].max() < 60

@@ -292,6 +292,8 @@ def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, s
     by.set_value("channel").run()
     table = next(d.value for d in at.dataframe if "sla_attainment" in d.value.columns)
     assert set(table["group"]) >= {"marketplace-amz", "marketplace-b2b"}
+    attainment = next(m for m in at.metric if m.label == "SLA attainment")
+    assert attainment.proto.help.startswith("SLA attainment is the share of orders whose SLA is decided")
     assert at.get("download_button")
 
 

@@ -44,7 +44,8 @@ def stage_times(
 def outcome_counts(
     conn: Connection, start: datetime, end: datetime, by: str | None, process: str = "order"
 ) -> list[Any]:
-    """Per day and group: transactions, those with a (non-informational) exception, completed, met."""
+    """Per day and group: transactions, those with a (non-informational) exception, completed,
+    completed within their SLA (met), and breached (completed late, or open and already late)."""
     has_exception = exists().where(
         and_(exceptions.c.transaction_id == t.id, exceptions.c.category.not_in(INFORMATIONAL))
     )
@@ -57,6 +58,7 @@ def outcome_counts(
             func.sum(case((has_exception, 1), else_=0)).label("with_exception"),
             func.sum(case((t.status == "complete", 1), else_=0)).label("complete"),
             func.sum(case((and_(t.status == "complete", t.sla_state == "met"), 1), else_=0)).label("met"),
+            func.sum(case((t.sla_state == "breached", 1), else_=0)).label("breached"),
         )
         .where(and_(t.type == process, t.started_at >= start, t.started_at < end))
         .group_by(day, _group(by))
