@@ -57,7 +57,7 @@ class Demo:
         users = folder / "users.txt"
         add_user(users, "alex", PASSWORD)
         env = {**os.environ, "SYNCWATCH_DASHBOARD_USERS": str(users)}
-        for name in ("SYNCWATCH_CONFIG", "SYNCWATCH_DB", "SYNCWATCH_DASHBOARD_DEMO_USER"):
+        for name in ("SYNCWATCH_CONFIG", "SYNCWATCH_DB", "SYNCWATCH_DASHBOARD_DEMO_USER", "SYNCWATCH_DASHBOARD_URL"):
             env.pop(name, None)
         argv = [sys.executable, "-m", "syncwatch", "demo", "--dir", str(folder / "demo"), "--port", str(self.port)]
         argv += ["--dashboard-port", str(self.dashboard), "--sim-base-port", str(self.sim)]
@@ -141,6 +141,18 @@ def test_the_demo_starts_without_tracebacks_or_retry_warnings(demo: Demo) -> Non
     log = demo.log.read_text()
     for noise in ("Traceback", "Transient error", "Connection refused"):
         assert noise not in log, log
+
+
+def test_alert_links_lead_to_the_demos_own_dashboard(demo: Demo) -> None:
+    """The demo runs its dashboard on a port of its own here, so links in alerts must name that port."""
+    deadline = time.monotonic() + 120
+    links: list[str] = []
+    while not links and time.monotonic() < deadline:
+        with sqlite3.connect(demo.folder / "demo" / "demo.db") as conn:
+            links = [link for (link,) in conn.execute("SELECT link FROM alerts WHERE link IS NOT NULL")]
+        time.sleep(1)
+    assert links, "the sample week ending today has late orders, so serve raises alerts"
+    assert all(link.startswith(f"http://127.0.0.1:{demo.dashboard}/") for link in links), links[:3]
 
 
 def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:

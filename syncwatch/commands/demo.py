@@ -77,18 +77,18 @@ def syncwatch(*args: str) -> list[str]:
     return [sys.executable, "-m", "syncwatch", *args]
 
 
-def _prepare(folder: Path, db: str, today: datetime) -> str:
+def _prepare(folder: Path, db: str, today: datetime, env: dict[str, str]) -> str:
     """A new database with the sample week (shifted to end today) ingested and correlated as of now."""
     start = week_start(today)
     days = history_days(start, today)
     out = folder / "history"
     generate = ("--generate", "--out", str(out), "--seed", str(SEED), "--days", str(days))
     shape = ("--orders-per-day", str(ORDERS_PER_DAY), "--start", start.date().isoformat())
-    _step("db", "upgrade", "--db", db)
-    _step("sim", *generate, *shape)
+    _step(env, "db", "upgrade", "--db", db)
+    _step(env, "sim", *generate, *shape)
     files = sorted(str(p) for p in out.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
-    _step("ingest", "--db", db, *files)
-    _step("correlate", "--db", db)
+    _step(env, "ingest", "--db", db, *files)
+    _step(env, "correlate", "--db", db)
     end = start + timedelta(days=days)
     return (
         f"history generated for {start:%a %d %b} to {end:%a %d %b %Y} with the sample_data/ command "
@@ -97,8 +97,8 @@ def _prepare(folder: Path, db: str, today: datetime) -> str:
     )
 
 
-def _step(*args: str) -> None:
-    subprocess.run(syncwatch(*args), check=True, stdout=subprocess.DEVNULL)
+def _step(env: dict[str, str], *args: str) -> None:
+    subprocess.run(syncwatch(*args), check=True, stdout=subprocess.DEVNULL, env=env)
 
 
 def partners_config(config: Config, base_port: int) -> str:
@@ -127,9 +127,20 @@ def _wait_ready(url: str, processes: Processes) -> bool:
     return False
 
 
-def _start(args: argparse.Namespace, db: str, config_path: Path, processes: Processes) -> str:
+def demo_environment(args: argparse.Namespace, db: str, config_path: Path) -> dict[str, str]:
+    """What every child gets: the demo's database, ports and config; alert links point at the demo's
+    dashboard port unless SYNCWATCH_DASHBOARD_URL says where people reach it."""
+    return {
+        "SYNCWATCH_DASHBOARD_URL": f"http://127.0.0.1:{args.dashboard_port}",
+        **os.environ,
+        "SYNCWATCH_DB": db,
+        "SYNCWATCH_PORT": str(args.port),
+        "SYNCWATCH_CONFIG": str(config_path),
+    }
+
+
+def _start(args: argparse.Namespace, db: str, env: dict[str, str], processes: Processes) -> str:
     otlp = f"http://127.0.0.1:{args.port}"
-    env = {**os.environ, "SYNCWATCH_DB": db, "SYNCWATCH_PORT": str(args.port), "SYNCWATCH_CONFIG": str(config_path)}
     processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
     sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
     sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
@@ -159,10 +170,11 @@ def _run(args: argparse.Namespace) -> int:
     config_path = folder / "demo.toml"
     config_path.write_text(partners_config(config, args.sim_base_port), encoding="utf-8")
     print(f"syncwatch demo: preparing {db} …", file=sys.stderr)
-    what = _prepare(folder, db, datetime.now(UTC))
+    env = demo_environment(args, db, config_path)
+    what = _prepare(folder, db, datetime.now(UTC), env)
     processes = Processes()
     try:
-        url = _start(args, db, config_path, processes)
+        url = _start(args, db, env, processes)
         print(f"syncwatch demo: {what}.")
         who = (
             "sign in with the users file"
