@@ -24,6 +24,7 @@ AGES = {
     "older than 3 days": (None, timedelta(days=3)),
 }
 ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
+QUEUE_KEY = "exception_queue"
 
 
 def render() -> None:
@@ -52,8 +53,11 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"])
     categories = cols[1].multiselect("Category", options["category"])
-    partners = cols[2].multiselect("Partner", options["partner"])
-    channels = cols[3].multiselect("Channel", options["channel"])
+    scope = page.config.file.users[page.viewer.actor].scope if page.viewer.actor in page.config.file.users else None
+    own_partners = [p for p in (scope.partners if scope else ()) if p in options["partner"]]
+    own_channels = [c for c in (scope.channels if scope else ()) if c in options["channel"]]
+    partners = cols[2].multiselect("Partner", options["partner"], default=own_partners)
+    channels = cols[3].multiselect("Channel", options["channel"], default=own_channels)
     cols = st.columns(4)
     sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
     assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
@@ -64,6 +68,11 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     failing = q.failing_systems(page.store)["system"].dropna()
     offered = sorted({*options["system"], *failing, *linked})
     systems = cols[3].multiselect("Failing system", offered, default=linked)
+    if own_partners or own_channels:
+        st.caption(
+            f"The queue opens on your scope ({', '.join([*own_channels, *own_partners])}): you act only there. "
+            "Clear the Channel and Partner filters to read the rest."
+        )
     newer, older = AGES[opened]
     filters = q.QueueFilter(
         statuses=tuple(statuses),
@@ -94,7 +103,7 @@ def filter_options(config: Config) -> dict[str, list[str]]:
 
 def _queue(page: Page, queue: pd.DataFrame, total: int, order: str) -> None:
     if queue.empty:
-        st.success("No exception matches these filters.")
+        st.info("No exception matches these filters. Clear one, or look the order up in Transaction search.")
         return
     shown = f"{len(queue)} of {total} ({order})" if total > len(queue) else f"{total}"
     st.subheader(f"Queue: {shown} matching")
@@ -102,6 +111,7 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str) -> None:
         {
             "age": [age(t, page.now) for t in queue["opened_at"]],
             "category": queue["category"],
+            "order": queue["transaction_id"],
             "status": queue["status"],
             "system": queue["system"],
             "summary": queue["summary"],
@@ -115,12 +125,28 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str) -> None:
             "attempts": queue["attempts"],
         }
     )
-    st.dataframe(table, hide_index=True, height=min(420, 38 + 35 * len(table)))
+    event = st.dataframe(
+        table,
+        hide_index=True,
+        height=min(420, 38 + 35 * len(table)),
+        on_select="rerun",
+        selection_mode="single-row",
+        key=QUEUE_KEY,
+    )
+    st.caption("Select a row to open it below.")
+    rows = event.selection.rows  # type: ignore[attr-defined]
+    if rows:
+        # Opened through the address (?exception=), as a link from another page opens it; the selection
+        # is cleared, so choosing another exception in the chooser below is not overridden by it.
+        st.query_params["exception"] = queue["id"].iloc[rows[0]]
+        del st.session_state[QUEUE_KEY]
+        st.rerun()
 
 
 def _choose(queue: pd.DataFrame) -> str | None:
     """The exception to open: picked here, or named in the link (?exception=ID) another page gave."""
-    labels = dict(zip(queue["id"], queue["category"] + " · " + queue["system"] + " · " + queue["summary"], strict=True))
+    described = queue["category"] + " · " + queue["transaction_id"] + " · " + queue["system"] + " · " + queue["summary"]
+    labels = dict(zip(queue["id"], described, strict=True))
     wanted = st.query_params.get("exception")
     ids = list(labels)
     if wanted and wanted not in labels:

@@ -225,3 +225,15 @@ def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: A
     settle(page)
     page.wait_for_timeout(2_000)
     assert "/search" not in page.url, "back on Operations, the old selection must not open the order again"
+
+
+def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any) -> None:
+    sign_in(page, f"{demo.url}/exceptions")
+    queue = page.get_by_test_id("stDataFrame").first
+    queue.wait_for(timeout=60_000)
+    box = queue.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box, under the header
+    page.get_by_text("Runbook (").wait_for(timeout=60_000)
+    settle(page)
+    assert "/exceptions?exception=exc-" in page.url, page.url
+    page.screenshot(path=str(SHOTS / "11-queue-row-opened.png"), full_page=True)

@@ -183,7 +183,21 @@ def test_the_queue_searches_by_any_business_key(monkeypatch: pytest.MonkeyPatch,
     queue = at.dataframe[0].value
     assert len(queue) == 1 and queue["category"].iloc[0] == "partner_unavailable"
     at.text_input[0].input("no-such-key").run()
-    assert "No exception matches these filters." in texts(at)
+    assert not at.success, "nothing found is not good news"
+    assert at.info[0].value.startswith("No exception matches these filters. Clear one, or look the order up")
+
+
+def test_a_scoped_agents_queue_opens_on_their_channel_and_names_each_order(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "exceptions.py", user="pat")
+    queue = at.dataframe[0].value
+    assert set(queue["channel"]) == {"marketplace-b2b"}, "pat works the b2b channel only"
+    assert "The queue opens on your scope (marketplace-b2b)" in texts(at)
+    chooser = next(s for s in at.selectbox if s.label == "Open an exception")
+    assert queue["order"].iloc[0] in chooser.options[0], "the chooser names the order, not only the category"
+    next(m for m in at.multiselect if m.label == "Channel").set_value([]).run()
+    assert set(at.dataframe[0].value["channel"]) > {"marketplace-b2b"}, "the rest can still be read"
 
 
 def choose(at: AppTest, category: str) -> AppTest:
