@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actions import bulk, manual, replay, reroute, retry, roles
+from actions import bulk, manual, replay, reroute, retry, roles, steps
 from actions.bulk import BULK_ACTIONS
 from actions.results import ActionResult, BulkPlan
 from actions.runner import Request, entry_for, refusal, refuse, run_partner_action
@@ -36,6 +36,7 @@ __all__ = [
     "cancel_bulk",
     "perform",
     "plan_bulk",
+    "recorded_body",
     "role_of",
     "start_bulk",
 ]
@@ -74,6 +75,13 @@ def run(services: Services, request: Request) -> ActionResult:
         return refuse(services, entry_for(services, request), status, reason)
     assert exception is not None
     return HANDLERS[request.kind](services, request, exception)
+
+
+def recorded_body(store: Store, exception_row: Any) -> dict[str, Any] | None:
+    """The body a retry of this exception would send again, as the action layer finds it."""
+    with store.engine.connect() as conn:
+        observations = q.step_observations(conn, exception_row["observation_id"], exception_row["transaction_id"])
+    return steps.first_body(observations)
 
 
 def plan_bulk(

@@ -32,7 +32,7 @@ def failed_step(services: Services, observations: list[dict[str, Any]], edit: di
         raise NotActionable("the failure has no stored observation to re-send")
     partner = _partner(services, observations)
     method, path = _method_and_path(observations)
-    original = next((b for b in map(_body, observations) if b is not None), None)
+    original = first_body(observations)
     if edit is not None:
         _validate_edit(original, edit)
         return Step(partner, method, path, original, edit, edited=True)
@@ -68,7 +68,13 @@ def _method_and_path(observations: list[dict[str, Any]]) -> tuple[str, str]:
     return method, path
 
 
-def _body(obs: dict[str, Any]) -> dict[str, Any] | None:
+def first_body(observations: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The body recorded on the failure's observations (the failing span, or its client or server twin)."""
+    return next((b for b in map(recorded_body, observations) if b is not None), None)
+
+
+def recorded_body(obs: dict[str, Any]) -> dict[str, Any] | None:
+    """The JSON object a request carried, from the payload or the span's body attribute, if recorded."""
     raw = obs["payload"] or (obs["attributes"] or {}).get(BODY_ATTRIBUTE)
     if raw is None:
         return None

@@ -124,10 +124,12 @@ def _outcome(exception_id: str) -> None:
 
 
 def _edited_payload(page: Page, row: dict[str, Any]) -> dict[str, Any] | None:
-    """The payload to retry with, when the agent edits it; personal data stays masked on screen."""
-    failing = q.observation(page.store, row["observation_id"]) if row["observation_id"] else None
-    original = _json(failing["payload"]) if failing else None
-    if not isinstance(original, dict) or not st.toggle("Edit the payload before retrying", key=f"edit_{row['id']}"):
+    """The payload to retry with, when the agent edits it; personal data stays masked on screen.
+    Where no body was recorded, the agent may write one: without it a retry has nothing to send."""
+    original = api.recorded_body(page.store, row)
+    if original is None:
+        return _written_payload(row)
+    if not st.toggle("Edit the payload before retrying", key=f"edit_{row['id']}"):
         return None
     shown = mask(original)
     text = st.text_area("Payload to send", json.dumps(shown, indent=2), height=220, key=f"payload_{row['id']}")
@@ -136,6 +138,17 @@ def _edited_payload(page: Page, row: dict[str, Any]) -> dict[str, Any] | None:
         st.error("The edited payload is not a JSON object; Retry sends the original.")
         return None
     return apply_edits(original, shown, edited) if edited != shown else None
+
+
+def _written_payload(row: dict[str, Any]) -> dict[str, Any] | None:
+    if not st.toggle("Write the request body to send (none was recorded)", key=f"write_{row['id']}"):
+        return None
+    text = st.text_area("Request body to send (JSON)", "{}", height=160, key=f"body_{row['id']}")
+    written = _json(text)
+    if not isinstance(written, dict) or not written:
+        st.error("Write the body as a JSON object with the fields the partner expects; Retry needs one to send.")
+        return None
+    return written
 
 
 def _json(raw: bytes | str | None) -> Any:

@@ -480,3 +480,39 @@ def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
     assert (latest["Action"], latest["By"], latest["Result"]) == ("note", "sam", "succeeded")
     assert latest["Note"] == "Called the 3PL (***, ***): resend promised tonight"
     assert [action for _, action, _ in audit_rows(sample_copy)][-2:] == ["note", "note"]
+
+
+def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """The body sits on the client span beside the failing server span: the editor finds it where Retry does."""
+    at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "validation")
+    assert [t.label for t in at.toggle] == ["Edit the payload before retrying"]
+
+
+def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    from syncwatch.store.actions import step_observations
+
+    store = Store.open(sample_copy)
+    try:
+        timeout = q.exception_queue(store, q.QueueFilter(categories=("timeout",))).iloc[0]
+        row = q.exception_row(store, timeout["id"])
+        with store.writing() as conn:
+            ids = [o["id"] for o in step_observations(conn, row["observation_id"], row["transaction_id"])]
+            conn.exec_driver_sql(
+                "UPDATE observations SET payload = NULL, attributes = json_remove(attributes, '$.\"http.request.body\"')"
+                f" WHERE id IN ({', '.join(map(str, ids))})"
+            )
+    finally:
+        store.close()
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py"), "timeout")
+    write = next(t for t in at.toggle if t.label == "Write the request body to send (none was recorded)")
+    write.set_value(True).run()
+    assert at.error[0].value.startswith("Write the body as a JSON object"), "an empty {} is not a body"
+    next(a for a in at.text_area if a.label == "Request body to send (JSON)").input('{"order": "113-1"}').run()
+    assert not at.error
+    next(b for b in at.button if b.label == "Retry").click().run()
+    outcome = [*at.success, *at.error][0].value
+    assert outcome.startswith("**Retry:**") and "was not recorded" not in outcome, outcome
