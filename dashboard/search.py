@@ -37,12 +37,31 @@ def render() -> None:
         return
     found = q.find_transactions(page.store, key)
     if found.empty:
-        st.warning(f"No transaction carries the key {key!r}. Keys are matched exactly, as the systems sent them.")
+        _similar(page, key)
         return
     tid = found["id"].iloc[0]
     if len(found) > 1:
         tid = st.selectbox("Several transactions carry this key", list(found["id"]))
     _transaction(page, tid)
+
+
+def _similar(page: Page, key: str) -> None:
+    """No key is exactly ``key``: offer the keys that contain it, whatever their case (po-451453,
+    or 451453 for PO-451453), so a typo in case or a missing prefix is one click from the order."""
+    similar = q.similar_keys(page.store, key)
+    if similar.empty:
+        more = (
+            ""
+            if len(key) >= q.SIMILAR_FROM
+            else f" Type {q.SIMILAR_FROM} characters or more to look for keys containing it."
+        )
+        st.info(f"No transaction carries a key like {key!r}.{more}")
+        return
+    st.info(f"No key is exactly {key!r}; these contain it.")
+    table = pd.DataFrame(
+        {"key": similar["value"], "type": similar["key_type"], "transaction": similar["transaction_id"]}
+    )
+    open_on_select(table, list(similar["value"]), "search.py", "key", key="similar_keys")
 
 
 def _context(row: dict) -> list[tuple[str, str]]:

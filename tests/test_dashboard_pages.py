@@ -261,7 +261,21 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert list(stages["stage"])[:2] == ["captured", "accepted_by_erp"] and set(stages["SLA"]) == {"Met"}
     at.text_input[0].input("nothing-like-this").run()
-    assert "No transaction carries the key" in texts(at)
+    assert "No transaction carries a key like 'nothing-like-this'." in texts(at)
+
+
+def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_containing_it(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "search.py")
+    at.text_input[0].input("so-109458").run()
+    assert "No key is exactly 'so-109458'; these contain it." in texts(at)
+    offered = next(d.value for d in at.dataframe if "key" in d.value.columns)
+    assert list(offered["key"]) == ["SO-109458"] and list(offered["type"]) == ["erp_order"]
+    at.text_input[0].input("109458").run()
+    assert "SO-109458" in set(next(d.value for d in at.dataframe if "key" in d.value.columns)["key"])
+    at.text_input[0].input("945").run()
+    assert "Type 4 characters or more to look for keys containing it." in texts(at)
 
 
 def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(

@@ -280,6 +280,26 @@ def find_transactions(store: Store, key: str, limit: int = 50) -> pd.DataFrame:
     return frame(store, stmt)
 
 
+SIMILAR_FROM = 4  # characters a fragment needs before keys are scanned for it: fewer would match everything
+
+
+def similar_keys(store: Store, fragment: str, limit: int = 10) -> pd.DataFrame:
+    """Identity keys containing ``fragment``, whatever their case: for a search that matched no key
+    exactly (a lower-cased PO, a number without its prefix). A scan, so only run after that miss."""
+    fragment = fragment.strip()
+    if len(fragment) < SIMILAR_FROM:
+        return pd.DataFrame(columns=["value", "key_type", "transaction_id"])
+    tk = transaction_keys.c
+    escaped = fragment.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    stmt = (
+        select(tk.value, tk.key_type, tk.transaction_id)
+        .where(and_(tk.key_type != "trace", func.lower(tk.value).like(f"%{escaped}%", escape="\\")))
+        .order_by(tk.value)
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
 def transaction_row(store: Store, transaction_id: str) -> dict[str, Any] | None:
     with store.engine.connect() as conn:
         row = conn.execute(select(transactions).where(t.id == transaction_id)).first()
