@@ -1,4 +1,4 @@
-"""Operations: what is late and who is failing, readable in five seconds and refreshing itself."""
+"""Operations: what is late and which systems need attention, readable in five seconds and refreshing itself."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
 REFRESH_S = 30
-FAILING_AT = 3  # active exceptions on one system before it is called out as failing
+FAILING_AT = 3  # active exceptions on one system before it is called out
 
 
 def render() -> None:
@@ -48,13 +48,21 @@ def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
     cols[1].metric("Breached", int(by_state.get("breached", 0)))
     cols[2].metric("At risk", int(by_state.get("at_risk", 0)))
     cols[3].metric("Active exceptions", int(failing["exceptions"].sum()) if not failing.empty else 0)
-    cols[4].metric("Systems failing", int((failing["exceptions"] >= FAILING_AT).sum()) if not failing.empty else 0)
+    cols[4].metric(
+        "Systems needing attention",
+        int((failing["exceptions"] >= FAILING_AT).sum()) if not failing.empty else 0,
+        help=f"Systems with {FAILING_AT} or more open exceptions of any category. Whether a system answers "
+        "errors right now is on the Endpoints page.",
+    )
 
 
 def _callouts(page: Page, failing: pd.DataFrame) -> None:
     for row in failing[failing["exceptions"] >= FAILING_AT].itertuples():
         oldest = age(row.oldest, page.now)
-        st.error(f"**{row.system}** is failing: {row.exceptions} open exceptions, the oldest {oldest} old.")
+        st.error(
+            f"**{row.system}** needs attention: {row.exceptions} open exceptions ({row.categories}), "
+            f"the oldest {oldest} old."
+        )
         st.page_link(
             "exceptions.py",
             label=f"Open {row.system}'s exceptions",

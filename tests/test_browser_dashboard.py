@@ -193,9 +193,9 @@ def test_open_an_exception_retry_and_see_it_resolved(demo: Demo, page: Any) -> N
 
 
 def test_a_failing_system_callout_opens_its_exceptions(demo: Demo, page: Any) -> None:
-    """The lead sees 'erp is failing' on Operations and one click lists what is failing there."""
+    """The lead sees 'erp needs attention' on Operations and one click lists its exceptions."""
     sign_in(page, demo.url)
-    callout = page.get_by_test_id("stAlert").filter(has_text="is failing").first
+    callout = page.get_by_test_id("stAlert").filter(has_text="needs attention").first
     callout.wait_for(timeout=60_000)
     system = callout.locator("strong").first.inner_text()
     page.get_by_role("link", name=f"Open {system}'s exceptions").click()

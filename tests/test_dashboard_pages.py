@@ -103,7 +103,8 @@ def test_a_missing_database_says_how_to_create_it(monkeypatch: pytest.MonkeyPatc
 def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db)
     assert at.title[0].value == "Operations", "a lead lands on Operations"
-    assert any("**erp** is failing" in e.value for e in at.error)
+    callout = next(e.value for e in at.error if e.value.startswith("**erp** needs attention: "))
+    assert re.search(r"open exceptions \(\d+ \w[\w ]+(, \d+ \w[\w ]+)*\)", callout), callout
     links = {p.proto.label: (p.proto.page, p.proto.query_string) for p in at.get("page_link")}
     assert links["Open erp's exceptions"] == ("exceptions", "system=erp"), "in the app: a plain link would sign out"
     metrics = {m.label: m.value for m in at.metric}
@@ -516,7 +517,8 @@ def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
         with store.writing() as conn:
             ids = [o["id"] for o in step_observations(conn, row["observation_id"], row["transaction_id"])]
             conn.exec_driver_sql(
-                "UPDATE observations SET payload = NULL, attributes = json_remove(attributes, '$.\"http.request.body\"')"
+                "UPDATE observations SET payload = NULL,"
+                " attributes = json_remove(attributes, '$.\"http.request.body\"')"
                 f" WHERE id IN ({', '.join(map(str, ids))})"
             )
     finally:

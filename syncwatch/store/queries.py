@@ -153,14 +153,22 @@ def open_count(store: Store) -> int:
 
 
 def failing_systems(store: Store) -> pd.DataFrame:
-    """Systems with active exceptions, most first: the partners to call out."""
+    """Systems with active exceptions, most first: the partners to call out, with how many of each
+    category (a system with stuck orders or rejected data is not the same call as one that is down)."""
     stmt = (
-        select(e.system, func.count().label("exceptions"), func.min(e.opened_at).label("oldest"))
+        select(e.system, e.category, func.count().label("exceptions"), func.min(e.opened_at).label("oldest"))
         .where(e.status.in_(ACTIVE_EXCEPTION))
-        .group_by(e.system)
-        .order_by(func.count().desc())
+        .group_by(e.system, e.category)
     )
-    return frame(store, stmt)
+    rows = frame(store, stmt)
+    if rows.empty:
+        return pd.DataFrame(columns=["system", "exceptions", "oldest", "categories"])
+    rows = rows.sort_values(["exceptions", "category"], ascending=[False, True])
+    described = rows.assign(part=rows["exceptions"].astype(str) + " " + rows["category"].str.replace("_", " "))
+    by_system = described.groupby("system").agg(
+        exceptions=("exceptions", "sum"), oldest=("oldest", "min"), categories=("part", ", ".join)
+    )
+    return by_system.reset_index().sort_values(["exceptions", "system"], ascending=[False, True], ignore_index=True)
 
 
 # --- Exceptions ---------------------------------------------------------------------------------
