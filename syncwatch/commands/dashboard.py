@@ -35,7 +35,9 @@ def app_path() -> Path:
 
 
 def streamlit_command(port: int, address: str = ADDRESS) -> list[str]:
-    """`streamlit run` on the packaged app: headless, no file watcher, no usage statistics."""
+    """`streamlit run` on the packaged app: headless, no file watcher, no usage statistics, and a
+    failure shown to the person as its kind and a plain sentence: its message and traceback (file
+    paths, perhaps data) go to the console, for whoever runs the dashboard."""
     return [
         sys.executable,
         "-m",
@@ -54,6 +56,8 @@ def streamlit_command(port: int, address: str = ADDRESS) -> list[str]:
         "false",
         "--client.toolbarMode",
         "viewer",
+        "--client.showErrorDetails",
+        "type",
     ]
 
 
