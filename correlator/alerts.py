@@ -104,6 +104,28 @@ def watch_backlog(store: Store, config: Config, now: datetime | None = None) -> 
         return raise_alerts(conn, [alert], config, now)
 
 
+def watch_quiet(store: Store, config: Config, now: datetime | None = None) -> int:
+    """Alert when a system that was sending has gone quiet (see ``store.quiet``): an exporter
+    stopped, a webhook unsubscribed, a log no longer written. Nothing arrives to fail, so no other
+    alert would fire. Once per system per quiet period; returns how many were raised."""
+    now = now or utcnow()
+    found = [
+        Alert(
+            f"quiet:{quiet.system}",
+            "system_quiet",
+            f"{quiet.system} has gone quiet: nothing since {quiet.last_seen:%Y-%m-%d %H:%M} UTC, though in the same "
+            f"hours yesterday it sent something in {quiet.expected} different minutes. Check its exporter, webhook "
+            "or log file, and whether it is up.",
+            config.dashboard_url,
+        )
+        for quiet in store.quiet_systems(now)
+    ]
+    if not found:
+        return 0
+    with store.writing() as conn:
+        return raise_alerts(conn, found, config, now)
+
+
 def _link(config: Config, page: str, param: str, value: str) -> str:
     return f"{config.dashboard_url.rstrip('/')}/{page}?{param}={quote(value, safe='')}"
 

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.fmt import SLA_LABELS, age, money, time_left
+from dashboard.fmt import SLA_LABELS, age, duration, money, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
@@ -28,6 +28,7 @@ def _live(page: Page) -> None:
     grid = q.open_by_sla(page.store)
     _headline(grid, failing)
     _callouts(page, failing)
+    _quiet(page)
     left, right = st.columns(2)
     with left:
         _sla(grid, "channel")
@@ -68,6 +69,16 @@ def _callouts(page: Page, failing: pd.DataFrame) -> None:
             label=f"Open {row.system}'s exceptions",
             icon=":material/arrow_forward:",
             query_params={"system": row.system},
+        )
+
+
+def _quiet(page: Page) -> None:
+    """Silence breaks nothing the correlator can see, so it is said here, before it shows as late orders."""
+    for quiet in q.quiet_systems(page.store, page.now):
+        st.warning(
+            f"**{quiet.system}** has gone quiet: nothing since {when(quiet.last_seen)} "
+            f"({duration(quiet.silent_for(page.now))}), though in the same hours yesterday it sent something in "
+            f"{quiet.expected} different minutes. Check its exporter, webhook or log file, and whether it is up."
         )
 
 

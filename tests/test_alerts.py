@@ -15,7 +15,7 @@ import pytest
 from observation_support import span
 from sqlalchemy import select
 
-from correlator.alerts import deliver, watch_backlog
+from correlator.alerts import deliver, watch_backlog, watch_quiet
 from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
 from syncwatch.model import utcnow
@@ -157,4 +157,28 @@ def test_a_correlator_that_falls_behind_alerts_once_per_quiet_period(db_url: str
     assert text.startswith("syncwatch is behind: 1 observation received since ") and "is not correlated yet" in text
     Correlator(store, config, clock=lambda: T0).run_pass()
     assert watch_backlog(store, config, now + timedelta(hours=2)) == 0, "caught up: nothing to say"
+    store.close()
+
+
+def test_a_system_that_goes_quiet_alerts_once_per_quiet_period_and_the_nights_lull_does_not(db_url: str) -> None:
+    """On each engine: minutes are bucketed in SQL, differently on each."""
+    store = Store.open(db_url)
+    store.upgrade()
+    config = load_config(environ={})
+    day, n = timedelta(days=1), iter(range(10_000))
+    busy_hour = [T0 - day - timedelta(hours=1) + timedelta(minutes=3 * (i + 1)) for i in range(20)]
+    spans = [span(next(n), "POST /shipments", "3pl-fastship", at) for at in busy_hour]
+    spans += [span(next(n), "POST /shipments", "3pl-fastship", T0 - timedelta(hours=1))]  # its last word
+    spans += [span(next(n), "POST /sales-orders", "erp", at + shift) for at in busy_hour for shift in (day, 0 * day)]
+    spans += [span(next(n), "POST /picks", "wms", at) for at in busy_hour[:3]]  # too little yesterday to expect any
+    store.write_observations(spans)
+    assert watch_quiet(store, config, T0 - timedelta(minutes=50)) == 0, "ten minutes of silence is no news"
+    for minutes, expected in ((0, 1), (10, 0), (45, 1)):  # the quiet period is 30 minutes
+        assert watch_quiet(store, config, T0 + timedelta(minutes=minutes)) == expected, minutes
+    [(kind, text), _] = raised(store)
+    assert kind == "system_quiet"
+    assert text.startswith(
+        f"3pl-fastship has gone quiet: nothing since {T0 - timedelta(hours=1):%Y-%m-%d %H:%M} UTC, though in the "
+        "same hours yesterday it sent something in 20 different minutes."
+    ), text
     store.close()

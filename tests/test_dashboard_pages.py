@@ -532,3 +532,20 @@ def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
     next(b for b in at.button if b.label == "Retry").click().run()
     outcome = [*at.success, *at.error][0].value
     assert outcome.startswith("**Retry:**") and "was not recorded" not in outcome, outcome
+
+
+def test_a_system_that_stops_sending_is_called_quiet_on_operations(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    at = open_app(monkeypatch, sample_copy)
+    assert not [w.value for w in at.warning if "has gone quiet" in w.value], "the sample week has no outage"
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        conn.execute("DELETE FROM observations WHERE system = 'wms' AND start_time > '2026-11-08 20:30'")
+    at = open_app(monkeypatch, sample_copy)
+    (quiet,) = [w.value for w in at.warning if "has gone quiet" in w.value]
+    assert re.fullmatch(
+        r"\*\*wms\*\* has gone quiet: nothing since Sun 08 Nov 20:\d\d UTC \(3 h \d\d m\), though in the same hours "
+        r"yesterday it sent something in \d+ different minutes\. Check its exporter, webhook or log file, and whether "
+        r"it is up\.",
+        quiet,
+    ), quiet

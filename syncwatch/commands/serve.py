@@ -60,8 +60,8 @@ def tailer_jobs(config: Config, store: Store, sink: Sink | None = None, pool: Pa
 
 def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     """Correlate what arrived, re-evaluate SLAs that change with time alone, deliver alerts, and
-    alert when the correlator falls behind."""
-    from correlator.alerts import deliver, watch_backlog
+    alert when the correlator falls behind or a system goes quiet."""
+    from correlator.alerts import deliver, watch_backlog, watch_quiet
     from correlator.passes import Correlator
 
     correlator = Correlator(store, config)
@@ -69,10 +69,11 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
     yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
     yield Job("backlog", _logged(lambda: watch_backlog(store, config), "backlog"), BACKLOG_WATCH_INTERVAL_S)
+    yield Job("quiet", _logged(lambda: watch_quiet(store, config), "quiet"), BACKLOG_WATCH_INTERVAL_S)
 
 
 RETENTION_INTERVAL_S = 6 * 3600
-BACKLOG_WATCH_INTERVAL_S = 60.0  # a stalled correlator is alerted within a minute of being overdue
+BACKLOG_WATCH_INTERVAL_S = 60.0  # a stalled correlator, or a quiet system, is alerted within a minute
 
 
 def retention_jobs(config: Config, store: Store) -> Iterable[Job]:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, event, func, select
 
 from syncwatch.model import Observation
-from syncwatch.store import correlation, gauges, locks, migrate, writes
+from syncwatch.store import correlation, gauges, locks, migrate, quiet, writes
 from syncwatch.store.backup import Backup, backup_sqlite
 from syncwatch.store.correlation import Backlog
 from syncwatch.store.engine import check_connection, describe, make_engine
 from syncwatch.store.gauges import ServiceGauges
+from syncwatch.store.quiet import QuietSystem
 from syncwatch.store.schema import COUNTED_TABLES, metadata
 from syncwatch.store.writes import Checkpoint, QuarantineItem, WriteResult
 
@@ -123,6 +125,11 @@ class Store:
         """What `serve`'s /metrics reports from the database at each scrape."""
         with self.engine.connect() as conn:
             return gauges.service_gauges(conn)
+
+    def quiet_systems(self, now: datetime) -> list[QuietSystem]:
+        """Systems that stopped sending (see ``quiet``), for the Operations page and the alert."""
+        with self.engine.connect() as conn:
+            return quiet.quiet_systems(conn, now)
 
     def save_checkpoint(self, checkpoint: Checkpoint) -> None:
         with self.writing() as conn:

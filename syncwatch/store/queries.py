@@ -14,7 +14,7 @@ import pandas as pd
 from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, or_, select, union
 from sqlalchemy.sql import ColumnElement, Select
 
-from syncwatch.store import reads
+from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
 from syncwatch.store.schema import (
@@ -370,13 +370,13 @@ def transaction_observations(store: Store, transaction_id: str, limit: int = 500
 
 def systems(store: Store) -> list[str]:
     """Distinct reporting systems by skipping along the (system, start_time) index: a few seeks, no scan."""
-    found: list[str] = []
     with store.engine.connect() as conn:
-        current = conn.execute(select(func.min(o.system))).scalar()
-        while current is not None:
-            found.append(current)
-            current = conn.execute(select(func.min(o.system)).where(o.system > current)).scalar()
-    return found
+        return quiet.distinct_systems(conn)
+
+
+def quiet_systems(store: Store, now: datetime) -> list[quiet.QuietSystem]:
+    """Systems that stopped sending (see ``quiet``), longest silent first."""
+    return store.quiet_systems(now)
 
 
 def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement[bool]:

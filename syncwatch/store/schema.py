@@ -331,7 +331,7 @@ alerts = Table(
         "kind",
         String(32),
         nullable=False,
-        comment="transaction_at_risk | transaction_breached | endpoint_failing | correlation_behind",
+        comment="transaction_at_risk | transaction_breached | endpoint_failing | correlation_behind | system_quiet",
     ),
     Column("transaction_id", String(64), comment="The transaction it names, if any"),
     Column("text", Text, nullable=False, comment="The message as posted"),
