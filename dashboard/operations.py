@@ -73,13 +73,21 @@ def _callouts(page: Page, failing: pd.DataFrame) -> None:
 
 
 def _quiet(page: Page) -> None:
-    """Silence breaks nothing the correlator can see, so it is said here, before it shows as late orders."""
-    for quiet in q.quiet_systems(page.store, page.now):
-        st.warning(
-            f"**{quiet.system}** has gone quiet: nothing since {when(quiet.last_seen)} "
-            f"({duration(quiet.silent_for(page.now))}), though in the same hours yesterday it sent something in "
-            f"{quiet.expected} different minutes. Check its exporter, webhook or log file, and whether it is up."
-        )
+    """Silence breaks nothing the correlator can see, so it is said here, before it shows as late
+    orders; in one box, however many went quiet together (serve down, a network cut)."""
+    quiet = q.quiet_systems(page.store, page.now)
+    if not quiet:
+        return
+    lines = [
+        f"- **{s.system}**: nothing since {when(s.last_seen)} ({duration(s.silent_for(page.now))}); in the same "
+        f"hours yesterday it sent something in {s.expected} different minutes"
+        for s in quiet
+    ]
+    head = f"{len(quiet)} systems have gone quiet:" if len(quiet) > 1 else "A system has gone quiet:"
+    st.warning(
+        "\n".join([f"**{head}**", "", *lines, "", "Check its exporter, webhook or log file, and whether it is up."]),
+        icon=":material/notifications_paused:",
+    )
 
 
 def _sla(grid: pd.DataFrame, group: str) -> None:

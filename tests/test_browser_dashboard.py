@@ -212,6 +212,7 @@ def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: A
     sign_in(page, demo.url)
     late = page.get_by_test_id("stDataFrame").first
     late.wait_for(timeout=60_000)
+    late.scroll_into_view_if_needed()
     box = late.bounding_box()
     page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box, under the header
     page.get_by_role("heading", name="Transaction search").wait_for(timeout=60_000)
@@ -231,9 +232,22 @@ def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any
     sign_in(page, f"{demo.url}/exceptions")
     queue = page.get_by_test_id("stDataFrame").first
     queue.wait_for(timeout=60_000)
+    queue.scroll_into_view_if_needed()
     box = queue.bounding_box()
     page.mouse.click(box["x"] + 12, box["y"] + 35 + 17)  # the first row's selection box, under the header
     page.get_by_text("Runbook (").wait_for(timeout=60_000)
     settle(page)
     assert "/exceptions?exception=exc-" in page.url, page.url
     page.screenshot(path=str(SHOTS / "11-queue-row-opened.png"), full_page=True)
+
+
+def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: Any) -> None:
+    """The lead's first page included: it used to live at / only, so /operations was 'Page not found'."""
+    sign_in(page, f"{demo.url}/operations")
+    page.get_by_role("heading", name="Operations").first.wait_for(timeout=60_000)
+    settle(page)
+    assert not page.get_by_text("Page not found").count()
+    assert page.url.endswith("/operations"), page.url
+    sign_in(page, demo.url)  # a page loaded afresh is a new session: sign in again
+    page.get_by_role("heading", name="Operations").first.wait_for(timeout=60_000)
+    assert page.url.endswith("/operations"), "the front page sends a lead on to Operations"

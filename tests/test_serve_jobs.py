@@ -70,3 +70,21 @@ def test_a_job_failing_the_same_way_every_second_logs_it_once_then_that_it_works
         ("INFO", "job tail:access.log works again"),
         ("WARNING", f"job tail:access.log cannot read its file: {denied}; it tries again at every interval"),
     ]
+
+
+def test_quiet_systems_are_first_judged_a_quarter_of_an_hour_after_serve_starts(tmp_path: Path) -> None:
+    """While serve was down nothing could arrive; partners get time to resend before silence is called."""
+    from datetime import UTC, datetime, timedelta
+
+    from syncwatch.commands.serve import build_scheduler
+    from syncwatch.config import load_config
+
+    store = Store.open(f"sqlite:///{tmp_path / 'jobs.db'}")
+    store.upgrade()
+    try:
+        jobs = {job.id: job for job in build_scheduler(load_config(environ={}), store).get_jobs()}
+    finally:
+        store.close()
+    soon = datetime.now(UTC) + timedelta(seconds=5)
+    assert jobs["correlate"].next_run_time <= soon
+    assert jobs["quiet"].next_run_time >= soon + timedelta(minutes=14)

@@ -16,7 +16,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
 
@@ -39,6 +39,7 @@ class Job:
     id: str
     func: Callable[[], object]
     interval_s: float
+    first_after_s: float = 0.0  # how long after `serve` starts it first runs
 
 
 JobFactory = Callable[[Config, Store], Iterable[Job]]
@@ -69,10 +70,14 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
     yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
     yield Job("backlog", _logged(lambda: watch_backlog(store, config), "backlog"), BACKLOG_WATCH_INTERVAL_S)
-    yield Job("quiet", _logged(lambda: watch_quiet(store, config), "quiet"), BACKLOG_WATCH_INTERVAL_S)
+    # While serve was down nothing could arrive: partners get the quarter of an hour a quiet system
+    # is given anyway to resend and catch up before their silence is called one.
+    quiet = _logged(lambda: watch_quiet(store, config), "quiet")
+    yield Job("quiet", quiet, BACKLOG_WATCH_INTERVAL_S, first_after_s=QUIET_GRACE_S)
 
 
 RETENTION_INTERVAL_S = 6 * 3600
+QUIET_GRACE_S = 15 * 60
 BACKLOG_WATCH_INTERVAL_S = 60.0  # a stalled correlator, or a quiet system, is alerted within a minute
 
 
@@ -166,7 +171,7 @@ def build_scheduler(
                 id=job.id,
                 max_instances=1,
                 coalesce=True,
-                next_run_time=datetime.now(UTC),
+                next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_after_s),
             )
     return scheduler
 
