@@ -47,7 +47,7 @@ def _demo(config: Config, default: str) -> Viewer:
     if default not in names:
         names.insert(0, default)
     actor = st.sidebar.selectbox(
-        "Signed in as (demo role switcher)",
+        "Demo: see the screens as",
         names,
         format_func=lambda n: viewer_for(config, n).label,
         key="demo_actor",

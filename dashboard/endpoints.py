@@ -22,7 +22,7 @@ def render() -> None:
     page = prepare("Endpoints")
     if page is None:
         return
-    window = WINDOWS[st.segmented_control("Window", list(WINDOWS), default="last hour") or "last hour"]
+    window = WINDOWS[st.segmented_control("Window", list(WINDOWS), default="last hour", required=True)]
     since, until = page.now - window, page.now + timedelta(seconds=1)
     stats = q.endpoint_stats(page.store, since, until)
     if stats.empty:

@@ -27,13 +27,13 @@ ATTAINMENT = (
 )
 
 
-def _table_columns(by: str) -> dict[str, object]:
+def _table_columns(by: str) -> dict[str, object | None]:
     """Headings a reader understands, shares as percentages, durations to one decimal; the CSV keeps
     the column names a BI tool reads."""
     number = st.column_config.NumberColumn
-    columns: dict[str, object] = {
+    columns: dict[str, object | None] = {
         "period": st.column_config.TextColumn("Period"),
-        "group": st.column_config.TextColumn(by.capitalize() if by != "overall" else "Orders of"),
+        "group": st.column_config.TextColumn(by.capitalize()) if by != "overall" else None,  # overall: one group
         "transactions": number("Orders", format="localized"),
         "with_exception": number("With an exception", format="localized"),
         "complete": number("Completed", format="localized"),
@@ -64,8 +64,8 @@ def render() -> None:
         return
     cols = st.columns(3)
     days = RANGES[cols[0].selectbox("Range", list(RANGES))]
-    grain = cols[1].segmented_control("Per", ["day", "week"], default="day") or "day"
-    by = cols[2].segmented_control("By", ["overall", "channel", "partner"], default="overall") or "overall"
+    grain = cols[1].segmented_control("Per", ["day", "week"], default="day", required=True)
+    by = cols[2].segmented_control("By", ["overall", "channel", "partner"], default="overall", required=True)
     end = _day_after(page.now)
     start = end - timedelta(days=days)
     table = _kpis(page, start, end, grain, None if by == "overall" else by)

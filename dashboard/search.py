@@ -93,7 +93,10 @@ def _transaction(page: Page, tid: str) -> None:
     fault = f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
     cols[1].metric("Stage", row["current_stage"] or "—", fault, delta_color="inverse", delta_arrow="off")
     st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row)))
-    st.dataframe(q.transaction_key_list(page.store, tid), hide_index=True)
+    keys = q.transaction_key_list(page.store, tid)
+    st.dataframe(
+        pd.DataFrame({"identifier": keys["value"], "kind": keys["key_type"].str.replace("_", " ")}), hide_index=True
+    )
     st.subheader("Stages")
     st.dataframe(stage_table(row["stages"]), hide_index=True)
     if row.get("lines"):
@@ -173,7 +176,19 @@ def _exceptions(page: Page, tid: str) -> None:
     if exceptions.empty:
         none_yet("None: every step went through.")
         return
-    open_on_select(exceptions, list(exceptions["id"]), "exceptions.py", "exception", key="transaction_exceptions")
+    shown = pd.DataFrame(
+        {
+            "opened": exceptions["opened_at"].map(when),
+            "category": exceptions["category"].str.replace("_", " "),
+            "status": exceptions["status"],
+            "failing system": exceptions["system"],
+            "stage": exceptions["stage"],
+            "summary": exceptions["summary"],
+            "assignee": exceptions["assignee"].fillna(""),
+            "resolved": exceptions["resolved_at"].map(when),
+        }
+    )
+    open_on_select(shown, list(exceptions["id"]), "exceptions.py", "exception", key="transaction_exceptions")
     actions = q.transaction_actions(page.store, tid)
     if not actions.empty:
         st.subheader("Actions")
