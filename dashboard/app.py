@@ -23,17 +23,16 @@ LEADS_ONLY = {"admin"}
 def pages_for(role: str) -> list[st.Page]:
     """Every page at its own address (a bookmarked /operations opens Operations for everyone), and a
     hidden front page that sends each role on to its own first page."""
-    landing = LANDING.get(role, "operations")
-    pages = [
-        st.Page(path, title=title, icon=icon, url_path=url)
+    pages = {
+        url: st.Page(path, title=title, icon=icon, url_path=url)
         for path, title, icon, url in PAGES
         if url not in LEADS_ONLY or role == "lead"
-    ]
-    first = next(p for p in pages if p.url_path == landing)
+    }
+    first = pages[LANDING.get(role, "operations")]
     front = st.Page(
         lambda: st.switch_page(first), title="syncwatch", url_path="home", default=True, visibility="hidden"
     )
-    return [front, *pages]
+    return [front, *pages.values()]
 
 
 viewer = auth.sign_in(context.config())
