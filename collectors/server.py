@@ -1,6 +1,5 @@
 """The ASGI app `syncwatch serve` runs: OTLP/HTTP (/v1/traces, /v1/logs), CloudEvents (/v1/events)
-and partner webhooks (/v1/webhooks/NAME); /healthz for load balancers and, given the service's
-metrics, /metrics for Prometheus.
+and partner webhooks (/v1/webhooks/NAME); /healthz for load balancers and /metrics for Prometheus.
 
 Every request goes: auth → overload check → bounded body (and bounded gunzip) → parse → one
 transaction. Refusals are answered with the status the protocol specifies and the input is

@@ -107,11 +107,12 @@ def watch_backlog(store: Store, config: Config, now: datetime | None = None) -> 
 def watch_quiet(store: Store, config: Config, now: datetime | None = None) -> int:
     """Alert when a system that was sending has gone quiet (see ``store.quiet``): an exporter
     stopped, a webhook unsubscribed, a log no longer written. Nothing arrives to fail, so no other
-    alert would fire. Once per system per quiet period; returns how many were raised."""
+    alert would fire. Once per silence: the key names when it began, so a silence of days is not
+    re-posted every quiet period, and the next one is news again. Returns how many were raised."""
     now = now or utcnow()
     found = [
         Alert(
-            f"quiet:{quiet.system}",
+            f"quiet:{quiet.system}:{quiet.last_seen:%Y-%m-%dT%H:%M:%S}",
             "system_quiet",
             f"{quiet.system} has gone quiet: nothing since {quiet.last_seen:%Y-%m-%d %H:%M} UTC, though in the same "
             f"hours yesterday it sent something in {quiet.expected} different minutes. Check its exporter, webhook "
@@ -123,7 +124,8 @@ def watch_quiet(store: Store, config: Config, now: datetime | None = None) -> in
     if not found:
         return 0
     with store.writing() as conn:
-        return raise_alerts(conn, found, config, now)
+        said = q.keys_raised_since(conn, [alert.dedupe_key for alert in found], None)
+        return raise_alerts(conn, [alert for alert in found if alert.dedupe_key not in said], config, now)
 
 
 def _link(config: Config, page: str, param: str, value: str) -> str:

@@ -6,7 +6,8 @@ of time a day earlier it sent something in at least ``EXPECTED`` different minut
 has lasted a quarter of an hour). Minutes, not observations: one order makes a burst of spans and
 events in the same minute, so ten observations may be two orders, while ten busy minutes are about
 ten independent arrivals. Comparing with the same hours of the day before keeps the night's lull
-from looking like an outage. Each system costs a few probes of the (system, start_time) index.
+from looking like an outage. A system silent for more than a week is taken as retired and no
+longer called quiet. Each system costs a few probes of the (system, start_time) index.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from syncwatch.store.schema import observations
 DAY = timedelta(hours=24)
 EXPECTED = 12
 AT_LEAST = timedelta(minutes=15)
+RETIRED = timedelta(days=7)
 
 o = observations.c
 
@@ -45,7 +47,7 @@ def quiet_systems(conn: Connection, now: datetime) -> list[QuietSystem]:
         last = conn.execute(select(func.max(o.start_time)).where(mine)).scalar()
         if last is None:
             continue
-        if now - last < AT_LEAST:
+        if not AT_LEAST <= now - last <= RETIRED:
             continue
         yesterday = and_(o.system == system, o.start_time > last - DAY, o.start_time <= now - DAY)
         minutes = select(_minute(conn, o.start_time).label("minute")).where(yesterday).distinct().subquery()
