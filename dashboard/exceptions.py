@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import SLA_LABELS, age, money, no_partner, sla_label, time_left, when
+from dashboard.fmt import SLA_LABELS, age, money, no_partner, promise, sla_label, time_left, when
 from dashboard.masking import mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
@@ -197,7 +197,7 @@ def _business_context(page: Page, row: dict) -> None:
                 f"- **Partner:** {row['partner'] or context.get('partner') or no_partner(str(row['transaction_id']))}",
                 f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
                 f"- **Order value:** {money(row['order_value'] or context.get('order_value')) or '—'}",
-                f"- **Promised ship-by:** {when(row['promised_at']) or '—'}",
+                f"- **Customer promise:** {promise(row['stages'], row['promised_at'], page.now) or '—'}",
                 f"- **SLA:** {sla_label(row['sla_state'])}, {time_left(row['due_at'], page.now) or 'nothing due'}",
             ]
         )

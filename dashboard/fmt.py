@@ -55,6 +55,30 @@ def money(value: str | None) -> str:
         return str(value)
 
 
+SHIPPED = "shipped"  # the order stage whose time the marketplace's promised ship-by date is about
+
+
+def promise(stages: list[dict] | None, promised: datetime | None, now: datetime) -> str:
+    """Whether the ship-by date promised to the customer is kept, apart from the SLA state: an order
+    may be breached on an internal step (invoiced late) while it shipped days before its promise."""
+    if promised is None or pd.isna(promised):
+        return ""
+    promised = _utc(promised)
+    shipped = next((s.get("reached_at") for s in stages or [] if s.get("name") == SHIPPED), None)
+    if shipped:
+        at = _utc(shipped)
+        kept = "kept" if at <= promised else f"missed by {duration(at - promised)}"
+        return f"shipped {when(at)}, promised by {when(promised)}: {kept}"
+    if now > promised:
+        return f"not shipped, promised by {when(promised)}: missed by {duration(now - promised)}"
+    return f"not shipped yet, promised by {when(promised)}: {duration(promised - now)} left"
+
+
+def _utc(value: object) -> datetime:
+    moment = pd.Timestamp(value)
+    return (moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")).to_pydatetime()
+
+
 def sla_label(state: str | None) -> str:
     return SLA_LABELS.get(state or "", state or "")
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import money, no_partner, sla_label, time_left, when
+from dashboard.fmt import money, no_partner, promise, sla_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
@@ -64,14 +66,15 @@ def _similar(page: Page, key: str) -> None:
     open_on_select(table, list(similar["value"]), "search.py", "key", key="similar_keys")
 
 
-def _context(row: dict) -> list[tuple[str, str]]:
-    """Who and what the transaction is about, in one line under its state."""
+def _context(row: dict, now: datetime) -> list[tuple[str, str]]:
+    """Who and what the transaction is about, in one line under its state; the customer's promise
+    apart from the SLA, which an internal step alone can breach."""
     return [
         ("Channel", row["channel"] or q.NO_CHANNEL),
         ("Partner", row["partner"] or no_partner(row["id"])),
         ("Customer", row["customer"] or "—"),
         ("Value", money(row["order_value"]) or "—"),
-        ("Promised", when(row["promised_at"]) or "—"),
+        ("Customer promise", promise(row["stages"], row["promised_at"], now) or "—"),
     ]
 
 
@@ -92,7 +95,7 @@ def _transaction(page: Page, tid: str) -> None:
     )
     fault = f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
     cols[1].metric("Stage", row["current_stage"] or "—", fault, delta_color="inverse", delta_arrow="off")
-    st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row)))
+    st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row, page.now)))
     keys = q.transaction_key_list(page.store, tid)
     st.dataframe(
         pd.DataFrame({"identifier": keys["value"], "kind": keys["key_type"].str.replace("_", " ")}), hide_index=True

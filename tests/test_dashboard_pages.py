@@ -216,6 +216,7 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     shown = texts(at)
     assert "Runbook (dead_lettered)" in shown and "Replay it once the cause is fixed" in shown
     assert "Suggested action:** replay" in shown
+    assert re.search(r"\*\*Customer promise:\*\* (shipped|not shipped)[^\n]*promised by \w{3} \d\d Nov", shown), shown
     assert "Across systems" in shown and "What was sent (personal data masked)" in shown
     assert any('"original_type": "com.syncwatch.shipment.shipped"' in c.value for c in at.code)
     labels = {b.label for b in at.button}
@@ -259,6 +260,7 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     assert at.header[0].value == "order:215-2680494-0958771"
     context = next(m.value for m in at.markdown if m.value.startswith("**Channel**"))
     assert "**Customer** AMZ-RETAIL" in context and re.search(r"\*\*Value\*\* \$[\d,]+\.\d\d", context), context
+    assert re.search(r"\*\*Customer promise\*\* shipped \w{3} \d\d Nov \d\d:\d\d UTC, promised by .*: kept", context)
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert list(stages["stage"])[:2] == ["captured", "accepted_by_erp"] and set(stages["SLA"]) == {"Met"}
     at.text_input[0].input("nothing-like-this").run()

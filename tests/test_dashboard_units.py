@@ -71,3 +71,21 @@ def test_the_shown_config_hides_the_database_password() -> None:
     assert "hunter2" not in settings_table(config).to_csv()
     assert shown_value("api_token", "abc") == "(set)"
     assert shown_value("alert_webhook_env", "SYNCWATCH_ALERT_WEBHOOK") == "SYNCWATCH_ALERT_WEBHOOK"
+
+
+def test_the_customer_promise_is_told_apart_from_the_sla() -> None:
+    from datetime import UTC, datetime
+
+    from dashboard.fmt import promise
+
+    promised = datetime(2026, 11, 28, 23, 59, tzinfo=UTC)
+    now = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+    shipped = [{"name": "captured", "reached_at": "2026-11-25T10:00:00+00:00"}, {"name": "shipped"}]
+    shipped[1]["reached_at"] = "2026-11-26T09:30:00+00:00"
+    assert promise(shipped, promised, now) == "shipped Thu 26 Nov 09:30 UTC, promised by Sat 28 Nov 23:59 UTC: kept"
+    shipped[1]["reached_at"] = "2026-11-29T01:59:00"  # a time without its zone is UTC
+    assert promise(shipped, promised, now).endswith(": missed by 2 h 00 m")
+    waiting = [{"name": "shipped", "reached_at": None}]
+    assert promise(waiting, promised, now) == "not shipped yet, promised by Sat 28 Nov 23:59 UTC: 1 d 11 h left"
+    assert promise(waiting, promised, datetime(2026, 11, 29, 1, 0, tzinfo=UTC)).endswith(": missed by 1 h 01 m")
+    assert promise(waiting, None, now) == ""

@@ -244,6 +244,7 @@ def exception_row(store: Store, exception_id: str) -> dict[str, Any] | None:
             t.customer,
             t.order_value,
             t.promised_at,
+            t.stages,
         )
         .select_from(joined)
         .where(e.id == exception_id)
