@@ -6,8 +6,8 @@ long they took, observations stored and re-delivered and inputs quarantined by s
 scheduler job's runs, failures and duration. Read from the database at each scrape: what waits for
 correlation, unfinished exceptions, open transactions by SLA state, and alerts the webhook has not
 taken — the same figures `/healthz`, `syncwatch stats` and the Admin page show, as time series to
-alert on. Labels are endpoints, configured source names, job ids, categories and states: never an
-order, a customer or anything else that grows with traffic.
+alert on. Labels are endpoints, configured source names, job ids, systems, categories and states:
+never an order, a customer or anything else that grows with traffic.
 """
 
 from __future__ import annotations
@@ -120,7 +120,7 @@ class StoreFigures(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("syncwatch_database_up", "1 when the database answers, 0 when it does not")
         try:
-            figures = self.store.service_gauges()
+            figures = self.store.service_gauges(datetime.now(UTC))
         except SQLAlchemyError as err:
             log.warning("metrics: the database does not answer (%s)", err.__class__.__name__)
             up.add_metric([], 0)
@@ -160,6 +160,21 @@ class StoreFigures(Collector):
         undelivered.add_metric(["waiting"], figures.alerts_waiting)
         undelivered.add_metric(["given_up"], figures.alerts_given_up)
         yield undelivered
+        heard = GaugeMetricFamily(
+            "syncwatch_system_last_seen_timestamp_seconds",
+            "When each system's latest observation began",
+            labels=["system"],
+        )
+        quiet = GaugeMetricFamily(
+            "syncwatch_system_quiet",
+            "1 when a system stopped sending while it was busy in the same hours a day earlier",
+            labels=["system"],
+        )
+        for system, last in sorted(figures.last_seen.items()):
+            heard.add_metric([system], last.timestamp())
+            quiet.add_metric([system], 1 if system in figures.quiet else 0)
+        yield heard
+        yield quiet
 
 
 def _version() -> str:

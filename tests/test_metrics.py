@@ -133,3 +133,21 @@ def test_every_job_run_is_counted_ok_failed_or_skipped(store: Store) -> None:
         dict(labels)["job"] for (name, labels) in found if name == "syncwatch_job_last_success_timestamp_seconds"
     }
     assert succeeded == ({"correlate"} if store.dialect == "postgresql" else {"correlate", "alerts"})
+
+
+def test_each_system_s_last_word_and_its_silence_are_series_to_alert_on(store: Store) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from observation_support import span
+
+    now = datetime.now(UTC).replace(microsecond=0)
+    busy_hour_yesterday = [now - timedelta(hours=25) + timedelta(minutes=3 * (i + 1)) for i in range(20)]
+    spans = [span(i, "POST /shipments", "3pl-fastship", at) for i, at in enumerate(busy_hour_yesterday)]
+    spans += [span(100, "POST /shipments", "3pl-fastship", now - timedelta(hours=1))]
+    spans += [span(101, "POST /sales-orders", "erp", now - timedelta(minutes=1))]
+    store.write_observations(spans)
+    found = samples(ServiceMetrics(store).exposition()[0].decode())
+    assert value(found, "syncwatch_system_quiet", system="3pl-fastship") == 1
+    assert value(found, "syncwatch_system_quiet", system="erp") == 0
+    heard = value(found, "syncwatch_system_last_seen_timestamp_seconds", system="erp")
+    assert heard == (now - timedelta(minutes=1)).timestamp()

@@ -121,10 +121,10 @@ class Store:
         with self.engine.connect() as conn:
             return correlation.correlation_backlog(conn)
 
-    def service_gauges(self) -> ServiceGauges:
+    def service_gauges(self, now: datetime) -> ServiceGauges:
         """What `serve`'s /metrics reports from the database at each scrape."""
         with self.engine.connect() as conn:
-            return gauges.service_gauges(conn)
+            return gauges.service_gauges(conn, now)
 
     def quiet_systems(self, now: datetime) -> list[QuietSystem]:
         """Systems that stopped sending (see ``quiet``), for the Operations page and the alert."""

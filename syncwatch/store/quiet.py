@@ -38,15 +38,23 @@ class QuietSystem:
         return now - self.last_seen
 
 
-def quiet_systems(conn: Connection, now: datetime) -> list[QuietSystem]:
-    """The systems quiet at ``now``, longest silent first. Times after ``now`` (a replay, a clock
+def last_seen(conn: Connection, now: datetime) -> dict[str, datetime]:
+    """Each system's latest observation up to ``now``. Times after ``now`` (a replay, a clock
     ahead) are left out, so a past ``now`` reads the history as it was then."""
-    found = []
+    seen = {}
     for system in distinct_systems(conn):
-        mine = and_(o.system == system, o.start_time <= now)
-        last = conn.execute(select(func.max(o.start_time)).where(mine)).scalar()
-        if last is None:
-            continue
+        last = conn.execute(
+            select(func.max(o.start_time)).where(and_(o.system == system, o.start_time <= now))
+        ).scalar()
+        if last is not None:
+            seen[system] = last
+    return seen
+
+
+def quiet_systems(conn: Connection, now: datetime, seen: dict[str, datetime] | None = None) -> list[QuietSystem]:
+    """The systems quiet at ``now``, longest silent first (``seen``: ``last_seen`` if already read)."""
+    found = []
+    for system, last in (last_seen(conn, now) if seen is None else seen).items():
         if not AT_LEAST <= now - last <= RETIRED:
             continue
         yesterday = and_(o.system == system, o.start_time > last - DAY, o.start_time <= now - DAY)
