@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
@@ -72,22 +74,33 @@ def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
     return _layout(fig)
 
 
-def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
-    """The cross-system timeline: one row per system and operation, spans as bars, logs and events as marks."""
+KIND_NAMES = {"span": "call", "log": "log line", "event": "event"}
+OUTCOME_NAMES = {"ok": "ok", "error": "failed"}
+THINNEST = 0.004  # of the whole timeline: a call of 80 ms in a day-long order is still drawn
+
+
+def waterfall(data: pd.DataFrame, highlight: int | None = None, opened: datetime | None = None) -> go.Figure:
+    """The cross-system timeline: one row per system and operation, calls as bars (never thinner than
+    can be seen), logs and events as marks; the failing observation outlined and marked, and the
+    moment the exception opened (for a stuck step: when it was due) drawn across."""
     data = data.assign(
         row=data["system"] + " · " + data["operation"].str.slice(0, 60),
         start=pd.to_datetime(data["start_time"], utc=True),
         end=pd.to_datetime(data["end_time"], utc=True),
     )
+    first, last = data["start"].min(), data["end"].fillna(data["start"]).max()
+    if opened is not None:
+        last = max(last, pd.Timestamp(opened))
+    thinnest_ms = max((last - first).total_seconds() * 1000 * THINNEST, 1.0)
     fig = go.Figure()
     spans = data[(data["kind"] == "span") & data["end"].notna()]
     for outcome, part in spans.groupby("outcome"):
         fig.add_bar(
             y=part["row"],
-            x=(part["end"] - part["start"]).dt.total_seconds() * 1000,
+            x=((part["end"] - part["start"]).dt.total_seconds() * 1000).clip(lower=thinnest_ms),
             base=part["start"],
             orientation="h",
-            name=f"span {outcome}",
+            name=f"{KIND_NAMES['span']} {OUTCOME_NAMES.get(str(outcome), outcome)}",
             marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
             marker_line_width=[3 if i == highlight else 0 for i in part["id"]],
             customdata=_hover(part),
@@ -99,13 +112,30 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None) -> go.Figure:
             y=part["row"],
             x=part["start"],
             mode="markers",
-            name=f"{kind} {outcome}",
+            name=f"{KIND_NAMES.get(str(kind), kind)} {OUTCOME_NAMES.get(str(outcome), outcome)}",
             marker={"symbol": KIND_SYMBOLS.get(str(kind), "circle"), "size": 11},
             marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
             customdata=_hover(part),
             hovertemplate="%{y}<br>%{x|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",
         )
     rows = list(dict.fromkeys(data.sort_values("start")["row"]))
+    failing = data[data["id"] == highlight] if highlight is not None else data.iloc[0:0]
+    if not failing.empty:
+        fig.add_scatter(
+            y=failing["row"],
+            x=failing["start"],
+            mode="markers+text",
+            name="this exception's step",
+            text=["this step"],
+            textposition="top center",
+            marker={"symbol": "x", "size": 14, "color": "#000"},
+            hoverinfo="skip",
+        )
+    if opened is not None:
+        fig.add_vline(x=pd.Timestamp(opened), line_dash="dot", line_color="#d62728")
+        fig.add_annotation(
+            x=pd.Timestamp(opened), y=1, yref="paper", text="exception opened", showarrow=False, xanchor="right"
+        )
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1])
     fig.update_xaxes(type="date")
     return _layout(fig, 120 + 26 * len(rows))

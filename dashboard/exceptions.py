@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 
 import pandas as pd
 import streamlit as st
 
+from actions import api
 from dashboard import actions_panel, charts
 from dashboard.fmt import SLA_LABELS, age, money, no_partner, promise, sla_label, time_left, when
 from dashboard.masking import mask, masked_text
@@ -232,7 +234,7 @@ def _timeline(page: Page, row: dict) -> None:
     if data.empty:
         none_yet("No observations are linked to this transaction.")
         return
-    st.plotly_chart(charts.waterfall(data, row["observation_id"]), key="waterfall")
+    st.plotly_chart(charts.waterfall(data, row["observation_id"], row["opened_at"]), key="waterfall")
 
 
 def _payload(page: Page, row: dict) -> None:
@@ -240,8 +242,9 @@ def _payload(page: Page, row: dict) -> None:
     if failing is None:
         return
     st.subheader("What was sent (personal data masked)")
-    if failing["payload"]:
-        st.code(masked_text(failing["payload"]), language="json")
+    body = failing["payload"] or api.recorded_body(page.store, row)  # the body may sit on the call's client span
+    if body:
+        st.code(masked_text(body if isinstance(body, bytes | str) else json.dumps(body)), language="json")
     else:
         st.caption("No request body was stored for this step; the attributes below describe it.")
     with st.expander("Attributes of the failing observation"):

@@ -505,6 +505,8 @@ def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(
     """The body sits on the client span beside the failing server span: the editor finds it where Retry does."""
     at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "validation")
     assert [t.label for t in at.toggle] == ["Edit the payload before retrying"]
+    assert "No request body was stored" not in texts(at), "what was sent is shown where Retry finds it"
+    assert any('"lines"' in c.value for c in at.code), [c.value[:80] for c in at.code]
 
 
 def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(

@@ -89,3 +89,35 @@ def test_the_customer_promise_is_told_apart_from_the_sla() -> None:
     assert promise(waiting, promised, now) == "not shipped yet, promised by Sat 28 Nov 23:59 UTC: 1 d 11 h left"
     assert promise(waiting, promised, datetime(2026, 11, 29, 1, 0, tzinfo=UTC)).endswith(": missed by 1 h 01 m")
     assert promise(waiting, None, now) == ""
+
+
+def test_the_timeline_draws_every_call_marks_the_failing_step_and_when_the_exception_opened() -> None:
+    from datetime import UTC, datetime
+
+    import pandas as pd
+
+    from dashboard.charts import THINNEST, waterfall
+
+    day = pd.Timestamp("2026-11-26T10:00:00Z")
+    data = pd.DataFrame(
+        {
+            "id": [1, 2, 3],
+            "kind": ["span", "span", "event"],
+            "system": ["marketplace-amz", "erp", "3pl-fastship"],
+            "operation": ["POST /orders", "POST /sales-orders", "shipment.shipped"],
+            "start_time": [day, day + pd.Timedelta(hours=6), day + pd.Timedelta(hours=12)],
+            "end_time": [day + pd.Timedelta(milliseconds=80), day + pd.Timedelta(hours=6, milliseconds=90), pd.NaT],
+            "outcome": ["ok", "error", "ok"],
+            "status_code": [201, 503, None],
+            "error_message": [None, "upstream unavailable", None],
+        }
+    )
+    opened = datetime(2026, 11, 27, 6, 0, tzinfo=UTC)
+    fig = waterfall(data, highlight=2, opened=opened)
+    names = [t.name for t in fig.data]
+    assert names == ["call failed", "call ok", "event ok", "this exception's step"]
+    whole_ms = (pd.Timestamp(opened) - day).total_seconds() * 1000
+    assert min(min(t.x) for t in fig.data if t.type == "bar") >= whole_ms * THINNEST, "an 80 ms call stays visible"
+    assert list(fig.data[-1].y) == ["erp · POST /sales-orders"]
+    assert [s.line.dash for s in fig.layout.shapes] == ["dot"]
+    assert fig.layout.annotations[0].text == "exception opened"
