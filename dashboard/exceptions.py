@@ -36,7 +36,7 @@ def render() -> None:
     filters, order = _filters(page)
     queue = q.exception_queue(page.store, filters, order=order)
     total = q.exception_count(page.store, filters)
-    _queue(page, queue, total, order)
+    _queue(page, queue, total, order, filters.key)
     if not queue.empty:
         chosen = _choose(queue)
         if chosen:
@@ -103,9 +103,12 @@ def filter_options(config: Config) -> dict[str, list[str]]:
     }
 
 
-def _queue(page: Page, queue: pd.DataFrame, total: int, order: str) -> None:
+def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | None) -> None:
     if queue.empty:
         st.info("No exception matches these filters. Clear one, or look the order up in Transaction search.")
+        similar = q.similar_keys(page.store, key, limit=5) if key else pd.DataFrame()
+        for value in similar.get("value", []):  # a key typed in another case, or without its prefix
+            st.page_link("search.py", label=f"Open {value}", icon=":material/search:", query_params={"key": value})
         return
     shown = f"{len(queue)} of {total} ({order})" if total > len(queue) else f"{total}"
     st.subheader(f"Queue: {shown} matching")
