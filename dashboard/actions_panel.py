@@ -105,6 +105,8 @@ def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> No
             page.store, page.config, action=action, exception_id=row["id"], actor=page.viewer.actor, **options
         )
     st.session_state[OUTCOME] = {"exception": row["id"], "action": action, **asdict(result)}
+    if result.ok:  # the note went with it: an empty box, so it is not added twice or carried to the next action
+        st.session_state.pop(f"note_text_{row['id']}", None)
     st.rerun()
 
 
@@ -114,7 +116,7 @@ def _outcome(exception_id: str) -> None:
     if not outcome or outcome["exception"] != exception_id:
         return
     text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
-    if f"is {outcome['status']}" not in outcome["message"]:
+    if "the exception" not in outcome["message"].lower():  # unless the message already says where it stands
         text += (
             f" (the exception is now {outcome['status']})"
             if outcome["ok"]
@@ -145,8 +147,11 @@ def _written_payload(row: dict[str, Any]) -> dict[str, Any] | None:
         return None
     text = st.text_area("Request body to send (JSON)", "{}", height=160, key=f"body_{row['id']}")
     written = _json(text)
-    if not isinstance(written, dict) or not written:
-        st.error("Write the body as a JSON object with the fields the partner expects; Retry needs one to send.")
+    if written == {}:
+        st.caption("Write the fields the partner expects between the braces; Retry sends this body.")
+        return None
+    if not isinstance(written, dict):
+        st.error('This is not a JSON object: Retry would have nothing to send. Write the body as {"field": …}.')
         return None
     return written
 

@@ -27,6 +27,7 @@ AGES = {
 }
 ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
 QUEUE_KEY = "exception_queue"
+SELECTED_ROW = "exception_queue_opened"  # the row whose selection last opened an exception
 
 
 def render() -> None:
@@ -140,12 +141,14 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
     )
     st.caption("Select a row to open it below.")
     rows = event.selection.rows  # type: ignore[attr-defined]
-    if rows:
-        # Opened through the address (?exception=), as a link from another page opens it; the selection
-        # is cleared, so choosing another exception in the chooser below is not overridden by it.
-        st.query_params["exception"] = queue["id"].iloc[rows[0]]
-        del st.session_state[QUEUE_KEY]
-        st.rerun()
+    selected = str(queue["id"].iloc[rows[0]]) if rows and rows[0] < len(queue) else None
+    # The selection stays ticked and is sent with every later click (a button's too), so it opens
+    # the exception only when it changes: a click on Add note must not reopen the page instead, and
+    # an exception chosen below afterwards must not be overridden by the row still ticked.
+    if selected != st.session_state.get(SELECTED_ROW):
+        st.session_state[SELECTED_ROW] = selected
+        if selected:
+            st.query_params["exception"] = selected  # opened as a link from another page opens it
 
 
 def _choose(queue: pd.DataFrame) -> str | None:

@@ -239,6 +239,10 @@ def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any
     settle(page)
     assert "/exceptions?exception=exc-" in page.url, page.url
     page.screenshot(path=str(SHOTS / "11-queue-row-opened.png"), full_page=True)
+    # The row stays ticked and is sent with the next click: the button must still do its work.
+    page.get_by_role("textbox", name=re.compile("^Note")).fill("Called the partner; resend promised")
+    page.get_by_role("button", name="Add note").click()
+    page.get_by_test_id("stAlert").filter(has_text="Note added").first.wait_for(timeout=60_000)
 
 
 def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: Any) -> None:
