@@ -173,7 +173,11 @@ def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
 
 def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
     """Leads act on everything the filter matches: plan first (how many, which partners), then run."""
-    if page.viewer.role != "lead" or total == 0:
+    if page.viewer.role != "lead":
+        return
+    if st.session_state.get(JOB):  # whatever the queue holds now: a job that resolved it all empties it
+        st.fragment(run_every=2)(_job_status)(page)
+    if total == 0:
         return
     with st.expander(f"Bulk action on all {total} matching exceptions"):
         action = st.selectbox("Action", api.BULK_ACTIONS, key="bulk_action")
@@ -190,8 +194,6 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
         plan = st.session_state.get(PLAN)
         if plan is not None and (plan.action, plan.target) == (action, target):
             _show_plan(page, plan)
-        if st.session_state.get(JOB):
-            st.fragment(run_every=2)(_job_status)(page)
 
 
 def _assignees(page: Page) -> list[str]:
@@ -217,9 +219,16 @@ def _show_plan(page: Page, plan: api.BulkPlan) -> None:
 def _job_status(page: Page) -> None:
     job = st.session_state[JOB]
     status = api.bulk_status(page.store, job)
+    done, total = status.get("done", 0), status.get("total", 0)
+    succeeded, failed = status.get("succeeded", 0), status.get("failed", 0)
     st.write(f"Bulk job `{job}`: **{status.get('status', 'unknown')}**")
-    done, count = status.get("done", 0), status.get("count", 0) or 1
-    st.progress(min(1.0, done / count), text=f"{done} of {status.get('count', 0)} done")
+    st.progress(min(1.0, done / total) if total else 1.0, text=f"{done} of {total} done")
+    if done:
+        say = st.error if failed and not succeeded else st.warning if failed else st.success
+        say(f"{succeeded} succeeded, {failed} failed or refused.")
+    if failed:
+        reasons = q.job_failure_reasons(page.store, job)
+        st.markdown("\n".join(f"- {n} × {mask_emails(reason)}" for reason, n in reasons))
     if status.get("status") in ("pending", "running") and st.button("Cancel the job", key="bulk_cancel"):
         result = api.cancel_bulk(page.store, job, page.viewer.actor)
         st.info(result.message)

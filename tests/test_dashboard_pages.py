@@ -560,3 +560,23 @@ def test_a_system_that_stops_sending_is_called_quiet_on_operations(
         r"Check its exporter, webhook or log file, and whether it is up\.",
         quiet,
     ), quiet
+
+
+def test_a_bulk_job_that_failed_says_so_and_why(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    """No simulator answers here, so every retry fails: the job must not read as a success."""
+    import time
+
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(m for m in at.multiselect if m.label == "Category").set_value(["validation"]).run()
+    next(s for s in at.selectbox if s.label == "Action").select("retry").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    next(b for b in at.button if b.label.startswith("Run retry on ")).click().run()
+    for _ in range(60):
+        if any("failed or refused" in e.value for e in at.error):
+            break
+        time.sleep(0.5)
+        at.run()
+    outcome = next(e.value for e in at.error if "failed or refused" in e.value)
+    assert re.fullmatch(r"0 succeeded, \d+ failed or refused\.", outcome), outcome
+    assert "could not be reached" in texts(at), "the most frequent reason is named"
+    assert not any("of 0 done" in p.proto.text for p in at.get("progress"))

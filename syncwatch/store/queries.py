@@ -7,6 +7,7 @@ checked with EXPLAIN in tests/test_dashboard_queries.py.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -265,6 +266,15 @@ def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
         .limit(50)
     )
     return frame(store, stmt)
+
+
+def job_failure_reasons(store: Store, job_id: str, limit: int = 5) -> list[tuple[str, int]]:
+    """Why a bulk job's actions failed, most frequent first: what a lead reads before running it again."""
+    a = actions.c
+    stmt = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
+    with store.engine.connect() as conn:
+        outcomes = [outcome or {} for (outcome,) in conn.execute(stmt)]
+    return Counter(str(o.get("reason") or "no reason recorded") for o in outcomes).most_common(limit)
 
 
 def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
