@@ -38,8 +38,14 @@ class BulkPlan:
         if self.action not in ("retry", "replay"):
             return None
         others = {a: n for a, n in self.suggested.items() if a != self.action}
-        if not others:
+        nothing = others.pop("none", 0)
+        parts = []
+        if others:
+            listed = ", ".join(f"{action} {n}" for action, n in sorted(others.items(), key=lambda i: -i[1]))
+            parts.append(f"another action is suggested for {sum(others.values())} of them ({listed})")
+        if nothing:
+            parts.append(f"{nothing} of them have no failed request to send again")
+        if not parts:
             return None
-        listed = ", ".join(f"{action} {n}" for action, n in sorted(others.items(), key=lambda i: -i[1]))
-        count = sum(others.values())
-        return f"Another action is suggested for {count} of them ({listed}); {self.action} will likely fail there."
+        said = "; ".join(parts)
+        return f"{said[0].upper()}{said[1:]}: {self.action} will likely fail there."

@@ -30,7 +30,7 @@ SUGGESTED = {
     Cat.PARTNER_UNAVAILABLE: ActionKind.REROUTE,
     Cat.THROTTLED: ActionKind.RETRY,
     Cat.TIMEOUT: ActionKind.RETRY,
-    Cat.STUCK: ActionKind.RETRY,
+    Cat.STUCK: None,  # nothing failed, so nothing to send again: ask the partner (the runbook says how)
     Cat.DUPLICATE_NOTICE: ActionKind.RESOLVE,
     Cat.DEAD_LETTERED: ActionKind.REPLAY,
 }

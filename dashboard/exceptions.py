@@ -185,7 +185,8 @@ def _detail(page: Page, exception_id: str) -> None:
     with right:
         _facts(page, row)
     runbook = page.config.file.runbooks.get(row["category"], "No runbook for this category yet.")
-    st.info(f"**Runbook ({row['category']}).** {runbook}\n\n**Suggested action:** {row['suggested_action'] or '—'}")
+    suggested = row["suggested_action"] or "none, see the runbook"
+    st.info(f"**Runbook ({row['category']}).** {runbook}\n\n**Suggested action:** {suggested}")
     actions_panel.panel(page, row)
     _timeline(page, row)
     _payload(page, row)

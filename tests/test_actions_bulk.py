@@ -94,7 +94,7 @@ def test_a_bulk_plan_takes_the_queue_filter_as_the_page_records_it(store: Store)
         conn.execute(update(exceptions).values(suggested_action="retry"))
         conn.execute(update(exceptions).where(exceptions.c.id == ids[0]).values(suggested_action="resolve"))
     retry = plan_bulk(store, config, action="retry", filters=shown.as_mapping(), actor="alex")
-    assert retry.caveat == "Another action is suggested for 1 of them (resolve 1); retry will likely fail there."
+    assert retry.caveat == "Another action is suggested for 1 of them (resolve 1): retry will likely fail there."
     assert plan.caveat is None
     none = plan_bulk(store, config, action="resolve", filters={"category": "validation"}, actor="alex")
     assert none.count == 0

@@ -44,7 +44,7 @@ def test_without_yes_it_only_plans(seeded: str, capsys: pytest.CaptureFixture[st
     assert main(["bulk", "retry", "--as", "alex", "--json", "--db", seeded]) == 0
     plan = json.loads(capsys.readouterr().out)
     assert (plan["count"], plan["suggested"]) == (4, {"none": 4})
-    assert plan["caveat"] == "Another action is suggested for 4 of them (none 4); retry will likely fail there."
+    assert plan["caveat"] == "4 of them have no failed request to send again: retry will likely fail there."
 
 
 def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
