@@ -83,9 +83,15 @@ def _quiet(page: Page) -> None:
         f"hours yesterday it sent something in {s.expected} different minutes"
         for s in quiet
     ]
-    head = f"{len(quiet)} systems have gone quiet:" if len(quiet) > 1 else "A system has gone quiet:"
+    many = len(quiet) > 1
+    head = f"{len(quiet)} systems have gone quiet:" if many else "A system has gone quiet:"
+    check = (
+        "each one's exporter, webhook or log file, and whether they are up"
+        if many
+        else ("its exporter, webhook or log file, and whether it is up")
+    )
     st.warning(
-        "\n".join([f"**{head}**", "", *lines, "", "Check its exporter, webhook or log file, and whether it is up."]),
+        "\n".join([f"**{head}**", "", *lines, "", f"Check {check}."]),
         icon=":material/notifications_paused:",
     )
 

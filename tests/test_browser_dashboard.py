@@ -155,6 +155,18 @@ def test_alert_links_lead_to_the_demos_own_dashboard(demo: Demo) -> None:
     assert all(link.startswith(f"http://127.0.0.1:{demo.dashboard}/") for link in links), links[:3]
 
 
+def test_the_demo_tails_the_live_gateway_logs(demo: Demo) -> None:
+    """All three kinds of input run live in the demo: the gateway's access logs are tailed by serve."""
+    deadline = time.monotonic() + 120
+    tailed = 0
+    while not tailed and time.monotonic() < deadline:
+        with sqlite3.connect(demo.folder / "demo" / "demo.db") as conn:
+            sql = "SELECT count(*) FROM observations WHERE kind = 'log' AND source LIKE '%live-logs%'"
+            tailed = conn.execute(sql).fetchone()[0]
+        time.sleep(1)
+    assert tailed, "live orders pass the gateway, whose log lines serve tails"
+
+
 def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:
     SHOTS.mkdir(exist_ok=True)
     page.goto(demo.url)

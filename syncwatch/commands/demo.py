@@ -116,6 +116,27 @@ def partners_config(config: Config, base_port: int) -> str:
     return "\n\n".join(blocks) + "\n"
 
 
+LIVE_LOGS = {"gateway.log": "combined", "edge.jsonl": "json_access"}  # what `sim --access-log-dir` writes
+
+
+def live_access_logs(folder: Path) -> Path:
+    """The folder the live simulator writes its gateway's access logs to, with the files already there,
+    so `serve` tails them from its first pass: the demo shows all three kinds of input live, and the
+    gateway, whose history came from the generated logs, keeps talking."""
+    logs = folder / "live-logs"
+    logs.mkdir(exist_ok=True)
+    for name in LIVE_LOGS:
+        (logs / name).touch()
+    return logs
+
+
+def tailers_config(logs: Path) -> str:
+    """[[tailers]] for the live simulator's access logs (the system and field map are the defaults)."""
+    return "".join(
+        f'\n[[tailers]]\npath = {json.dumps(str(logs / name))}\nformat = "{fmt}"\n' for name, fmt in LIVE_LOGS.items()
+    )
+
+
 def _wait_ready(url: str, processes: Processes) -> bool:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline and processes.dead() is None:
@@ -139,10 +160,11 @@ def demo_environment(args: argparse.Namespace, db: str, config_path: Path) -> di
     }
 
 
-def _start(args: argparse.Namespace, db: str, env: dict[str, str], processes: Processes) -> str:
+def _start(args: argparse.Namespace, db: str, env: dict[str, str], logs: Path, processes: Processes) -> str:
     otlp = f"http://127.0.0.1:{args.port}"
     processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
     sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
+    sim += ["--access-log-dir", str(logs)]
     sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
     processes.start("sim", syncwatch(*sim), env)
     # With a users file configured the demo asks for a sign-in; without one it signs everyone in as a lead.
@@ -168,13 +190,14 @@ def _run(args: argparse.Namespace) -> int:
     folder.mkdir(parents=True, exist_ok=True)
     db = f"sqlite:///{folder / 'demo.db'}"
     config_path = folder / "demo.toml"
-    config_path.write_text(partners_config(config, args.sim_base_port), encoding="utf-8")
+    logs = live_access_logs(folder)
+    config_path.write_text(partners_config(config, args.sim_base_port) + tailers_config(logs), encoding="utf-8")
     print(f"syncwatch demo: preparing {db} …", file=sys.stderr)
     env = demo_environment(args, db, config_path)
     what = _prepare(folder, db, datetime.now(UTC), env)
     processes = Processes()
     try:
-        url = _start(args, db, env, processes)
+        url = _start(args, db, env, logs, processes)
         print(f"syncwatch demo: {what}.")
         who = (
             "sign in with the users file"
