@@ -110,6 +110,7 @@ def _headline(page: Page, start: datetime, end: datetime) -> None:
     """This week against the week before, one number each."""
     week = _kpis(page, end - timedelta(days=14), end, "week", None)
     weekly = _last_two(week)
+    st.caption("This week so far (from Monday) against last week, whatever the range below shows:")
     cols = st.columns(len(TRENDS))
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
         now, before = weekly.get(column, (None, None))

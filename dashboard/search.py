@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import money, no_partner, promise, sla_label, time_left, when
+from dashboard.fmt import money, no_partner, promise, sla_label, stage_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.store import queries as q
 
@@ -93,8 +93,8 @@ def _transaction(page: Page, tid: str) -> None:
         delta_color=late,
         delta_arrow="off",
     )
-    fault = f"late at {row['stage_at_fault']}" if row["stage_at_fault"] else None
-    cols[1].metric("Stage", row["current_stage"] or "—", fault, delta_color="inverse", delta_arrow="off")
+    fault = f"late at {stage_label(row['stage_at_fault'])}" if row["stage_at_fault"] else None
+    cols[1].metric("Stage", stage_label(row["current_stage"]) or "—", fault, delta_color="inverse", delta_arrow="off")
     st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row, page.now)))
     keys = q.transaction_key_list(page.store, tid)
     st.dataframe(
@@ -118,7 +118,7 @@ def _transaction(page: Page, tid: str) -> None:
 def stage_table(stages: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(
         {
-            "stage": [s.get("name") for s in stages],
+            "stage": [stage_label(s.get("name")) for s in stages],
             "reached": [when(pd.to_datetime(s.get("reached_at"))) if s.get("reached_at") else "" for s in stages],
             "due": [when(pd.to_datetime(s.get("due_at"))) if s.get("due_at") else "" for s in stages],
             "SLA": [sla_label(s.get("sla_state")) for s in stages],

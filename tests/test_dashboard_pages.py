@@ -264,7 +264,7 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     assert "**Customer** AMZ-RETAIL" in context and re.search(r"\*\*Value\*\* \$[\d,]+\.\d\d", context), context
     assert re.search(r"\*\*Customer promise\*\* shipped \w{3} \d\d Nov \d\d:\d\d UTC, promised by .*: kept", context)
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
-    assert list(stages["stage"])[:2] == ["captured", "accepted_by_erp"] and set(stages["SLA"]) == {"Met"}
+    assert list(stages["stage"])[:2] == ["captured", "accepted by ERP"] and set(stages["SLA"]) == {"Met"}
     at.text_input[0].input("nothing-like-this").run()
     assert "No transaction carries a key like 'nothing-like-this'." in texts(at)
 
