@@ -39,6 +39,7 @@ class Alert:
     text: str
     link: str
     transaction_id: str | None = None
+    once: bool = False  # raised once ever, as a transaction's are, not again after each quiet period
 
 
 def transaction_alerts(
@@ -118,14 +119,14 @@ def watch_quiet(store: Store, config: Config, now: datetime | None = None) -> in
             f"hours yesterday it sent something in {quiet.expected} different minutes. Check its exporter, webhook "
             "or log file, and whether it is up.",
             config.dashboard_url,
+            once=True,
         )
         for quiet in store.quiet_systems(now)
     ]
     if not found:
         return 0
     with store.writing() as conn:
-        said = q.keys_raised_since(conn, [alert.dedupe_key for alert in found], None)
-        return raise_alerts(conn, [alert for alert in found if alert.dedupe_key not in said], config, now)
+        return raise_alerts(conn, found, config, now)
 
 
 def _link(config: Config, page: str, param: str, value: str) -> str:
@@ -133,10 +134,11 @@ def _link(config: Config, page: str, param: str, value: str) -> str:
 
 
 def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: datetime) -> int:
-    """Queue what is new: transaction alerts once ever, endpoint alerts once per quiet period."""
+    """Queue what is new: transaction alerts (and any marked ``once``) once ever, the others (a
+    failing endpoint, a correlator behind) once per quiet period."""
     quiet = timedelta(seconds=config.alert_quiet_period_s)
-    once = q.keys_raised_since(conn, [x.dedupe_key for x in found if x.transaction_id], None)
-    recent = q.keys_raised_since(conn, [x.dedupe_key for x in found if not x.transaction_id], now - quiet)
+    once = q.keys_raised_since(conn, [x.dedupe_key for x in found if x.transaction_id or x.once], None)
+    recent = q.keys_raised_since(conn, [x.dedupe_key for x in found if not (x.transaction_id or x.once)], now - quiet)
     new = [x for x in found if x.dedupe_key not in once | recent]
     q.enqueue(
         conn,

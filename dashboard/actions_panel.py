@@ -36,8 +36,9 @@ BUTTONS = (
 ACTIVE = ("open", "retrying")
 
 
-def panel(page: Page, row: dict[str, Any]) -> None:
-    """Outcome of the last click, then the actions this viewer may take on this exception."""
+def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> None:
+    """Outcome of the last click, then the actions this viewer may take on this exception
+    (``recorded``: the body a retry would send, read once for the whole page)."""
     _outcome(row["id"])
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
     if not allowed:
@@ -49,7 +50,7 @@ def panel(page: Page, row: dict[str, Any]) -> None:
     note = st.text_input(
         "Note (kept in the history below; needed to resolve, ignore or add a note)", key=f"note_text_{row['id']}"
     )
-    payload = _edited_payload(page, row) if "retry" in allowed else None
+    payload = _edited_payload(row, recorded) if "retry" in allowed else None
     target = _reroute_target(page, row) if "reroute" in allowed else None
     cols = st.columns(len(BUTTONS))
     for col, (action, label, kind) in zip(cols, BUTTONS, strict=True):
@@ -125,10 +126,10 @@ def _outcome(exception_id: str) -> None:
     (st.success if outcome["ok"] else st.error)(text)
 
 
-def _edited_payload(page: Page, row: dict[str, Any]) -> dict[str, Any] | None:
-    """The payload to retry with, when the agent edits it; personal data stays masked on screen.
-    Where no body was recorded, the agent may write one: without it a retry has nothing to send."""
-    original = api.recorded_body(page.store, row)
+def _edited_payload(row: dict[str, Any], original: dict[str, Any] | None) -> dict[str, Any] | None:
+    """The payload to retry with (``original``: the recorded body, as Retry finds it), when the agent
+    edits it; personal data stays masked on screen. Where no body was recorded, the agent may write
+    one: without it a retry has nothing to send."""
     if original is None:
         return _written_payload(row)
     if not st.toggle("Edit the payload before retrying", key=f"edit_{row['id']}"):

@@ -187,9 +187,10 @@ def _detail(page: Page, exception_id: str) -> None:
     runbook = page.config.file.runbooks.get(row["category"], "No runbook for this category yet.")
     suggested = row["suggested_action"] or "none, see the runbook"
     st.info(f"**Runbook ({row['category']}).** {runbook}\n\n**Suggested action:** {suggested}")
-    actions_panel.panel(page, row)
+    recorded = api.recorded_body(page.store, row)  # the body may sit on the call's client span
+    actions_panel.panel(page, row, recorded)
     _timeline(page, row)
-    _payload(page, row)
+    _payload(page, row, recorded)
     history = q.exception_actions(page.store, exception_id)
     if not history.empty:
         st.subheader("History")
@@ -244,12 +245,12 @@ def _timeline(page: Page, row: dict) -> None:
     st.plotly_chart(charts.waterfall(data, row["observation_id"], row["opened_at"]), key="waterfall")
 
 
-def _payload(page: Page, row: dict) -> None:
+def _payload(page: Page, row: dict, recorded: dict | None) -> None:
     failing = q.observation(page.store, row["observation_id"]) if row["observation_id"] else None
     if failing is None:
         return
     st.subheader("What was sent (personal data masked)")
-    body = failing["payload"] or api.recorded_body(page.store, row)  # the body may sit on the call's client span
+    body = failing["payload"] or recorded
     if body:
         st.code(masked_text(body if isinstance(body, bytes | str) else json.dumps(body)), language="json")
     else:

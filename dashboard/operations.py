@@ -75,7 +75,7 @@ def _callouts(page: Page, failing: pd.DataFrame) -> None:
 def _quiet(page: Page) -> None:
     """Silence breaks nothing the correlator can see, so it is said here, before it shows as late
     orders; in one box, however many went quiet together (serve down, a network cut)."""
-    quiet = q.quiet_systems(page.store, page.now)
+    quiet = page.store.quiet_systems(page.now)
     if not quiet:
         return
     lines = [
@@ -85,11 +85,10 @@ def _quiet(page: Page) -> None:
     ]
     many = len(quiet) > 1
     head = f"{len(quiet)} systems have gone quiet:" if many else "A system has gone quiet:"
-    check = (
-        "each one's exporter, webhook or log file, and whether they are up"
-        if many
-        else ("its exporter, webhook or log file, and whether it is up")
-    )
+    if many:
+        check = "each one's exporter, webhook or log file, and whether they are up"
+    else:
+        check = "its exporter, webhook or log file, and whether it is up"
     st.warning(
         "\n".join([f"**{head}**", "", *lines, "", f"Check {check}."]),
         icon=":material/notifications_paused:",

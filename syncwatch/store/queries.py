@@ -385,11 +385,6 @@ def systems(store: Store) -> list[str]:
         return quiet.distinct_systems(conn)
 
 
-def quiet_systems(store: Store, now: datetime) -> list[quiet.QuietSystem]:
-    """Systems that stopped sending (see ``quiet``), longest silent first."""
-    return store.quiet_systems(now)
-
-
 def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement[bool]:
     # Requests are spans and access-log lines (log records with an HTTP status); other log records are not.
     request = or_(o.kind == "span", and_(o.kind == "log", o.status_code.is_not(None)))
