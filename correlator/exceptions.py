@@ -116,9 +116,11 @@ def _failure(
     hosts: dict[str, str],
 ) -> Draft:
     first, last = failures[0], failures[-1]
-    category = category_of(last)
-    resolver = _resolver(category, step, last, ordered, step_of_id, sla)
+    # The last answer a partner gave names the problem; a later attempt that got no answer at all
+    # (refused, reset) is told in the summary, so category and summary never tell two stories.
     culprit = next((m for m in reversed(failures) if m.status_code and m.kind == "span"), last)
+    category = category_of(culprit)
+    resolver = _resolver(category, step, last, ordered, step_of_id, sla)
     return Draft(
         id=_id(identity, "step", step),
         category=category,
@@ -126,7 +128,7 @@ def _failure(
         system=_failing_system(culprit, hosts),
         endpoint=step,
         stage=_stage_at(sla, first.start),
-        summary=_summary(category, culprit, len(failures)),
+        summary=_summary(culprit, len(failures), last),
         opened_at=first.start,
         last_seen_at=last.start,
         attempts=len(failures),
@@ -261,11 +263,17 @@ def _stage_at(sla: SlaResult, when: datetime) -> str | None:
     return next((s.name for s in sla.stages if s.reached_at is None or s.reached_at > when), None)
 
 
-def _summary(category: ExceptionCategory, member: Member, attempts: int) -> str:
+def _summary(member: Member, attempts: int, last: Member) -> str:
     status = f" {member.status_code}" if member.status_code else ""
-    reason = mask_emails(str(member.error_message or member.attributes.get("error.type") or "failed"))
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
-    return f"{member.system} {member.operation}{status}: {reason}{tries}"
+    since = ""
+    if last.kind == "span" and last.start > member.start and not last.status_code:
+        since = f"; the last attempt, {last.start:%Y-%m-%d %H:%M} UTC, got no answer: {_reason(last)}"
+    return f"{member.system} {member.operation}{status}: {_reason(member)}{tries}{since}"
+
+
+def _reason(member: Member) -> str:
+    return mask_emails(str(member.error_message or member.attributes.get("error.type") or "failed"))
 
 
 def _with_context(draft: Draft, context: dict[str, Any]) -> Draft:

@@ -4,6 +4,7 @@ a real SQLite store, and the correlator moving the transaction on."""
 from __future__ import annotations
 
 import re
+import socket
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from sqlalchemy import select
 
 from actions.api import perform
 from actions.services import close_all
+from syncwatch.config import load_config
 from syncwatch.store.schema import exceptions, observations
 
 
@@ -84,6 +86,35 @@ def test_a_rejected_retry_leaves_the_exception_open_with_the_reason(run_collecto
         assert w.exception("validation")["attempts"] > exc["attempts"]
         last = w.audit()[-1]
         assert last["result"] == "failed" and last["detail"]["outcome"]["status_code"] == 422
+
+
+def test_a_retry_that_reaches_nobody_keeps_the_partners_answer_and_says_what_happened(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        erp_url = w.config.file.partners["erp"].base_url
+        unreachable = tmp_path / "erp-gone.toml"
+        unreachable.write_text(
+            (tmp_path / "actions.toml").read_text().replace(erp_url, f"http://127.0.0.1:{dead_port()}")
+        )
+        gone = load_config(str(unreachable), {"db": str(w.store.engine.url)}, environ={})
+        result = perform(w.store, gone, action="retry", exception_id=exc["id"], actor="sam")
+        w.settle()
+        after = w.exception("validation")
+        assert not result.ok and after["id"] == exc["id"] and after["status"] == "open"
+        assert after["suggested_action"] == "retry" and "422" in after["summary"], after
+        assert "the last attempt" in after["summary"] and "got no answer" in after["summary"], after["summary"]
+        assert after["attempts"] == exc["attempts"] + 1
+    close_all()
+
+
+def dead_port() -> int:
+    """A port nothing listens on: connecting to it is refused at once."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def test_a_partner_down_during_retry_records_the_attempt_and_resolves_nothing(
