@@ -49,13 +49,16 @@ DURATIONS = (
 def kpi_table(
     store: Store, config: Config, start: datetime, end: datetime, *, grain: str = "day", by: str | None = None
 ) -> pd.DataFrame:
-    """One row per period (and group): volumes, shares and duration percentiles."""
+    """One row per period (and group): volumes, shares and duration percentiles. Groups are the
+    orders' channels or partners, so a duration of another process (inventory latency) is only
+    overall: an inventory sync's first system is a warehouse, which is no sales channel."""
     processes = {p.name: p for p in compile_processes(config)}
+    durations = [d for d in DURATIONS if by is None or d.process == "order"]
     with store.engine.connect() as conn:
         counts = pd.DataFrame(q.outcome_counts(conn, start, end, by))
-        frames = [_durations(conn, processes, d, start, end, by) for d in DURATIONS]
+        frames = [_durations(conn, processes, d, start, end, by) for d in durations]
     table = _shares(counts, grain)
-    for duration, frame in zip(DURATIONS, frames, strict=True):
+    for duration, frame in zip(durations, frames, strict=True):
         table = table.merge(_percentiles(frame, duration, grain), on=["period", "group"], how="outer")
     return table.sort_values(["period", "group"]).reset_index(drop=True)
 

@@ -157,13 +157,29 @@ def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
     return _layout(fig, 260)
 
 
-def kpi_trend(data: pd.DataFrame, column: str, title: str, percent: bool = False, tail: str | None = None) -> go.Figure:
+def kpi_trend(
+    data: pd.DataFrame,
+    column: str,
+    title: str,
+    percent: bool = False,
+    tail: str | None = None,
+    partial: str | None = None,
+) -> go.Figure:
     """One line per group over the periods; with ``tail`` (a p90 beside a p50), a dashed line of it
-    in the same colour, so the slow orders show next to the typical one."""
+    in the same colour, so the slow orders show next to the typical one. The ``partial`` period
+    (today, this week) is still running, so its points are hollow: a half day is no dip."""
     fig = go.Figure()
     for index, (group, part) in enumerate(data.groupby("group")):
         color = _PALETTE[index % len(_PALETTE)]
-        fig.add_scatter(x=part["period"], y=part[column], name=str(group), mode="lines+markers", line_color=color)
+        symbols = ["circle-open" if period == partial else "circle" for period in part["period"]]
+        fig.add_scatter(
+            x=part["period"],
+            y=part[column],
+            name=str(group),
+            mode="lines+markers",
+            line_color=color,
+            marker={"symbol": symbols, "size": [10 if s == "circle-open" else 6 for s in symbols]},
+        )
         if tail is not None:
             fig.add_scatter(
                 x=part["period"],

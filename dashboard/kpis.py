@@ -73,9 +73,15 @@ def render() -> None:
         st.info("No orders started in this range yet.")
         return
     _headline(page, start, end)
-    _trends(table)
+    current = _current_period(page.now, grain)
+    _trends(table, current)
+    notes = [f"{'Today' if grain == 'day' else 'This week'} is not over: its points are hollow."]
+    if by != "overall":
+        notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
+    st.caption(" ".join(notes))
     st.subheader("Table")
-    st.dataframe(table, hide_index=True, column_config=_table_columns(by))
+    shown = table.assign(period=table["period"].where(table["period"] != current, f"{current} (so far)"))
+    st.dataframe(shown, hide_index=True, column_config=_table_columns(by))
     st.download_button(
         "Download CSV", table.to_csv(index=False).encode(), f"syncwatch-kpis-{grain}-{by}.csv", "text/csv"
     )
@@ -100,6 +106,12 @@ def _cached_kpis(db: str, start: datetime, end: datetime, grain: str, by: str | 
 def _onboarding(db: str) -> pd.DataFrame:
     store = context.store()
     return partner_onboarding(store) if store is not None else pd.DataFrame()
+
+
+def _current_period(now: datetime, grain: str) -> str:
+    """The period still running, as the KPI table names it (a day, or the Monday of a week)."""
+    day = now.date()
+    return (day - timedelta(days=day.weekday()) if grain == "week" else day).isoformat()
 
 
 def _day_after(now: datetime) -> datetime:
@@ -164,15 +176,15 @@ def _delta(now: float | None, before: float | None, percent: bool) -> str | None
     return f"{change * 100:+.1f} pts vs last week" if percent else f"{change:+,.1f} vs last week"
 
 
-def _trends(table: pd.DataFrame) -> None:
+def _trends(table: pd.DataFrame, current: str) -> None:
     left, right = st.columns(2)
-    for i, (column, label, percent) in enumerate(TRENDS):
-        if column in table and table[column].notna().any():
-            tail = _p90_of(column, table)
-            title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
-            (left if i % 2 == 0 else right).plotly_chart(
-                charts.kpi_trend(table, column, title, percent, tail), key=f"trend_{column}"
-            )
+    shown = [(c, label, percent) for c, label, percent in TRENDS if c in table and table[c].notna().any()]
+    for i, (column, label, percent) in enumerate(shown):
+        tail = _p90_of(column, table)
+        title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
+        (left if i % 2 == 0 else right).plotly_chart(
+            charts.kpi_trend(table, column, title, percent, tail, partial=current), key=f"trend_{column}"
+        )
 
 
 if __name__ == "__main__":

@@ -342,6 +342,19 @@ def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest
     assert re.fullmatch(pattern + r"inventory latency [\d,.]+ min\.", tails), tails
 
 
+def test_kpis_mark_the_day_still_running_so_a_half_day_is_no_dip(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "kpis.py")
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    attainment = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")
+    [line] = attainment["data"]
+    assert line["marker"]["symbol"][-1] == "circle-open" and set(line["marker"]["symbol"][:-1]) == {"circle"}
+    periods = list(at.dataframe[0].value["period"])
+    assert periods[-1] == f"{line['x'][-1]} (so far)" and not any("so far" in p for p in periods[:-1])
+    assert "Today is not over: its points are hollow." in texts(at)
+
+
 def plotted(values: list | dict) -> list[float]:
     """A trace's values as a figure's JSON holds them: a list, or plotly's base64 typed array."""
     if isinstance(values, list):
