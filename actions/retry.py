@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from actions.client import PartnerClient
+from actions.errors import NotActionable
 from actions.kinds import erp, fulfilment
 from actions.ledger import Claim
 from actions.runner import Plan, Request
@@ -24,6 +25,13 @@ UNCERTAIN = {"timeout"}
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
     with services.store.engine.connect() as conn:
         observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
+    if observations and not any(o["outcome"] == "error" for o in observations):
+        # A stage overdue after a call that succeeded: sending that call again would repeat it, not fix anything.
+        last = observations[0]
+        raise NotActionable(
+            f"nothing failed here to send again: {last['operation']} at {last['system']} succeeded, and the order"
+            f" is overdue after it; ask {exception['system']} as the runbook says"
+        )
     step = failed_step(services, observations, request.payload)
     uncertain = exception["category"] in UNCERTAIN
     summary = {"partner": step.partner, "call": f"{step.method} {step.path}", "body": step.body}

@@ -11,12 +11,12 @@ from typing import Any
 
 import httpx
 from actions_support import World, world
-from sqlalchemy import select
+from sqlalchemy import insert, select
 
 from actions.api import perform
 from actions.services import close_all
 from syncwatch.config import load_config
-from syncwatch.store.schema import exceptions, observations
+from syncwatch.store.schema import exceptions, observations, transactions
 
 
 def erp(w: World) -> httpx.Client:
@@ -107,6 +107,36 @@ def test_a_retry_that_reaches_nobody_keeps_the_partners_answer_and_says_what_hap
         assert after["suggested_action"] == "retry" and "422" in after["summary"], after
         assert "the last attempt" in after["summary"] and "got no answer" in after["summary"], after["summary"]
         assert after["attempts"] == exc["attempts"] + 1
+    close_all()
+
+
+def test_retry_on_a_stage_overdue_after_a_call_that_succeeded_sends_nothing(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, []) as w:
+        w.order()
+        accepted = w.observations("erp")[-1]
+        with w.store.engine.begin() as conn:
+            order = conn.execute(select(transactions.c.id).where(transactions.c.type == "order")).scalar_one()
+            conn.execute(
+                insert(exceptions).values(
+                    id="exc-late",
+                    transaction_id=order,
+                    observation_id=accepted["id"],
+                    category="stuck",
+                    status="open",
+                    system="erp",
+                    summary="Stage shipped is overdue",
+                    context={},
+                    opened_at=accepted["start_time"],
+                    last_seen_at=accepted["start_time"],
+                    updated_at=accepted["start_time"],
+                )
+            )
+        calls = dict(w.driver.network.calls)
+        result = retry(w, "exc-late", "sam")
+        assert accepted["outcome"] == "ok" and not result.ok, result.message
+        assert result.message.startswith("Nothing failed here to send again: POST /invoices at erp succeeded")
+        assert dict(w.driver.network.calls) == calls, "the call that succeeded was not sent again"
+        assert w.audit()[-1]["result"] == "failed" and w.status("exc-late") == "open"
     close_all()
 
 

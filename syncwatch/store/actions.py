@@ -23,7 +23,18 @@ from syncwatch.store.schema import (
 from syncwatch.store.traces import in_traces
 
 e, t, o, a = exceptions.c, transactions.c, observations.c, actions.c
-STEP_COLUMNS = (o.id, o.kind, o.system, o.operation, o.status_code, o.trace_id, o.span_id, o.attributes, o.payload)
+STEP_COLUMNS = (
+    o.id,
+    o.kind,
+    o.system,
+    o.operation,
+    o.outcome,
+    o.status_code,
+    o.trace_id,
+    o.span_id,
+    o.attributes,
+    o.payload,
+)
 
 
 def exception_target(conn: Connection, exception_id: str) -> dict[str, Any] | None:
