@@ -7,6 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
+from actions.telemetry import SYSTEM
 from dashboard import charts
 from dashboard.fmt import age
 from dashboard.widgets import Page, none_yet, prepare
@@ -16,6 +17,7 @@ from syncwatch.store import queries as q
 WINDOWS = {"last hour": timedelta(hours=1), "last 6 h": timedelta(hours=6), "last 24 h": timedelta(hours=24)}
 SICK_ERROR_RATE = 0.05  # above this share of errors an endpoint is unhealthy
 SLOW_P95_MS = 2_000
+ACTIONS_SYSTEM = SYSTEM  # the service.name of syncwatch's own calls to partners
 
 
 def render() -> None:
@@ -33,6 +35,11 @@ def render() -> None:
     system = st.selectbox("System", systems)
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown, hide_index=True, column_config=_columns())
+    if (shown["system"] == ACTIONS_SYSTEM).any():
+        st.caption(
+            f"Rows of {ACTIONS_SYSTEM} are the calls its own actions (retries, reroutes, lookups) made to partners:"
+            " an error there is the partner's answer to that call, not syncwatch failing."
+        )
     _timeline(page, shown, since, until)
 
 
@@ -63,6 +70,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
 
 def _columns() -> dict[str, object]:
     return {
+        "system": st.column_config.TextColumn(help="The system that reported the call: the caller, or the one called"),
         "requests/min": st.column_config.NumberColumn(format="%.2f"),
         "error rate": st.column_config.NumberColumn(format="percent"),
         "p50 ms": st.column_config.NumberColumn(format="%.0f"),

@@ -7,11 +7,12 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
+from observation_support import span
 from streamlit.testing.v1 import AppTest
 
 from dashboard import auth
@@ -317,6 +318,21 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     system = next(s for s in at.selectbox if s.label == "System")
     system.set_value("wms").run()
     assert set(at.dataframe[0].value["system"]) == {"wms"}
+    assert not any("its own actions" in c.value for c in at.caption), "no action was taken in the sample week"
+
+
+def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    store = Store.open(sample_copy)
+    at = datetime(2026, 11, 8, 23, 50, tzinfo=UTC)
+    store.write_observations([span(9_000_001, "POST /sales-orders", "syncwatch", at, status=422)])
+    store.close()
+    page = open_app(monkeypatch, sample_copy, "endpoints.py")
+    table = page.dataframe[0].value
+    assert "syncwatch" in set(table["system"])
+    [said] = [c.value for c in page.caption if "its own actions" in c.value]
+    assert said.endswith("an error there is the partner's answer to that call, not syncwatch failing.")
 
 
 def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
@@ -324,7 +340,8 @@ def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, s
     by = next(b for b in at.button_group if b.label == "By")
     by.set_value("channel").run()
     table = next(d.value for d in at.dataframe if "sla_attainment" in d.value.columns)
-    assert set(table["group"]) >= {"marketplace-amz", "marketplace-b2b"}
+    assert set(table["group"]) == {"marketplace-amz", "marketplace-b2b"}
+    assert "Inventory latency is measured per inventory sync, which has no channel or partner" in texts(at)
     attainment = next(m for m in at.metric if m.label == "SLA attainment")
     assert attainment.proto.help.startswith("SLA attainment is the share of orders whose SLA is decided")
     assert at.get("download_button")
