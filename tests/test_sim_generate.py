@@ -72,6 +72,18 @@ def test_profile_none_injects_nothing(tmp_path: Path) -> None:
     assert all(not r["faults"] for r in read(tmp_path, "truth"))
 
 
+def test_until_stops_the_traffic_within_the_last_day(tmp_path: Path) -> None:
+    noon = DEFAULT_START.replace(hour=12, minute=30)
+    argv = ["sim", "--generate", "--days", "1", "--orders-per-day", "200", "--seed", "4", "--profile", "none"]
+    assert main([*argv, "--until", "2026-11-02T12:30", "--out", str(tmp_path)]) == 0
+    truth = read(tmp_path, "truth")
+    reached = [datetime.fromisoformat(t) for r in truth for t in r["stages"].values()]
+    began = [int(span["startTimeUnixNano"]) / 1e9 for _, span, _ in spans(tmp_path)]
+    assert truth and max(reached) < noon and max(began) < noon.timestamp()
+    assert 40 < sum(r["type"] == "order" for r in truth) < 120, "the morning's share of 200 orders, no more"
+    assert main([*argv, "--until", "2026-11-01T23:00", "--out", str(tmp_path / "none")]) == 2
+
+
 def test_fault_overrides_combine_with_profiles() -> None:
     profile = build_profile(["none", "chaos"], ["validation=0.1", "throttled=0"])
     assert profile.rate("unknown_sku") == profile.rate("blocked_customer") == pytest.approx(0.05)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import random
 import re
 import time
 from pathlib import Path
@@ -14,6 +15,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from syncwatch.sim.driver import LiveOptions, run_live, running, wait_for_collectors
 from syncwatch.sim.faults import build_profile
+from syncwatch.sim.ids import Ids
 from syncwatch.sim.ports import free_port_run
 
 NGINX = re.compile(r'^\S+ - \S+ \[[^\]]+\] "[A-Z]+ \S+ HTTP/1\.1" \d{3} \d+ "[^"]*" "[^"]*" \d+\.\d{3}$')
@@ -184,3 +186,36 @@ def test_the_live_network_sends_no_order_before_its_collector_listens(tmp_path: 
     before, after = asyncio.run(main())
     assert before == "", before
     assert "POST /sales-orders" in after, after
+
+
+def test_a_live_network_numbers_its_documents_after_a_generated_history(tmp_path: Path) -> None:
+    """The demo's live orders go on from its history: an id taken by a history order is never
+    issued again, and two partners never issue the same id."""
+    truth = tmp_path / "ground_truth.jsonl"
+    truth.write_text('{"keys":{"erp_order":["SO-604000"],"po_number":["PO-880000"],"shipment":["SH-9900000"]}}\n')
+    options = LiveOptions(base_port=free_port_run(6), continue_after=truth)
+    seen = asyncio.run(created_without_ids(options))
+    assert seen["sales_order"] == "SO-604001"
+    fastship, parcelpro = seen["3pl-fastship"], seen["3pl-parcelpro"]
+    assert re.fullmatch(r"FS[0-9A-F]{10}", fastship) and re.fullmatch(r"PP-\d{10}", parcelpro), seen
+    assert seen["wms"].startswith("WMS-")
+    ids = Ids(random.Random(1))
+    with truth.open() as lines:
+        ids.continue_after(lines)
+    assert (ids.next("PO"), ids.next("SH")) == ("PO-880001", "SH-9900001")
+
+
+async def created_without_ids(options: LiveOptions) -> dict[str, str]:
+    """A sales order, and a document at each fulfilment partner posted without an id (as a retry does)."""
+    async with running(options, build_profile(["none"]), Exporters()) as driver:
+        await driver.order(0)
+        seen = {}
+        for index, system in enumerate(("erp", "wms", "3pl-fastship", "3pl-parcelpro"), start=2):
+            async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{options.base_port + index}") as client:
+                if system == "erp":
+                    listed = (await client.get("/sales-orders")).json()
+                    seen["sales_order"] = min(o["sales_order"] for o in listed["sales_orders"])
+                else:
+                    path = "/pick-orders" if system == "wms" else "/fulfillment-orders"
+                    seen[system] = (await client.post(path, json={"lines": []})).json()["id"]
+        return seen

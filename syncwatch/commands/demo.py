@@ -44,9 +44,10 @@ def week_start(today: datetime) -> datetime:
     return monday - timedelta(days=7)
 
 
-def history_days(start: datetime, today: datetime) -> int:
-    """Days from ``start`` up to today's midnight, so nothing generated lies in the future."""
-    return max(1, (today.replace(hour=0, minute=0, second=0, microsecond=0) - start).days)
+def history_days(start: datetime, now: datetime) -> int:
+    """Days from ``start`` through today: the history runs up to ``now`` (``--until``), so the
+    live traffic takes over where it stops and nothing generated lies in the future."""
+    return (now.replace(hour=0, minute=0, second=0, microsecond=0) - start).days + 1
 
 
 @dataclass
@@ -77,24 +78,28 @@ def syncwatch(*args: str) -> list[str]:
     return [sys.executable, "-m", "syncwatch", *args]
 
 
-def _prepare(folder: Path, db: str, today: datetime, env: dict[str, str]) -> str:
-    """A new database with the sample week (shifted to end today) ingested and correlated as of now."""
-    start = week_start(today)
-    days = history_days(start, today)
-    out = folder / "history"
+def _prepare(folder: Path, db: str, now: datetime, env: dict[str, str]) -> str:
+    """A new database with the sample week (shifted to end now) ingested and correlated as of now."""
+    start = week_start(now)
+    days = history_days(start, now)
+    out = history_folder(folder)
     generate = ("--generate", "--out", str(out), "--seed", str(SEED), "--days", str(days))
     shape = ("--orders-per-day", str(ORDERS_PER_DAY), "--start", start.date().isoformat())
+    shape += ("--until", now.isoformat(timespec="seconds"))
     _step(env, "db", "upgrade", "--db", db)
     _step(env, "sim", *generate, *shape)
     files = sorted(str(p) for p in out.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
     _step(env, "ingest", "--db", db, *files)
     _step(env, "correlate", "--db", db)
-    end = start + timedelta(days=days)
     return (
-        f"history generated for {start:%a %d %b} to {end:%a %d %b %Y} with the sample_data/ command "
+        f"history generated from {start:%a %d %b} to now ({now:%a %d %b %H:%M} UTC) with the sample_data/ command "
         f"(seed {SEED}, {ORDERS_PER_DAY} orders a day, --start {start.date()} --days {days}), "
-        "ingested and correlated as of now"
+        "ingested and correlated; the live simulator numbers its documents after it"
     )
+
+
+def history_folder(folder: Path) -> Path:
+    return folder / "history"
 
 
 def _step(env: dict[str, str], *args: str) -> None:
@@ -160,12 +165,15 @@ def demo_environment(args: argparse.Namespace, db: str, config_path: Path) -> di
     }
 
 
-def _start(args: argparse.Namespace, db: str, env: dict[str, str], logs: Path, processes: Processes) -> str:
+def _start(
+    args: argparse.Namespace, folder: Path, db: str, env: dict[str, str], logs: Path, processes: Processes
+) -> str:
     otlp = f"http://127.0.0.1:{args.port}"
     processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
     sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
     sim += ["--access-log-dir", str(logs)]
     sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
+    sim += ["--continue-after", str(history_folder(folder))]  # a live order must never take a history order's ids
     processes.start("sim", syncwatch(*sim), env)
     # With a users file configured the demo asks for a sign-in; without one it signs everyone in as a lead.
     signed_in = {} if os.environ.get("SYNCWATCH_DASHBOARD_USERS") else {"SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
@@ -197,7 +205,7 @@ def _run(args: argparse.Namespace) -> int:
     what = _prepare(folder, db, datetime.now(UTC), env)
     processes = Processes()
     try:
-        url = _start(args, db, env, logs, processes)
+        url = _start(args, folder, db, env, logs, processes)
         print(f"syncwatch demo: {what}.")
         who = (
             "sign in with the users file"
@@ -207,6 +215,10 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"syncwatch demo: serve on http://127.0.0.1:{args.port}, simulator on ports {args.sim_base_port}-"
             f"{args.sim_base_port + 5} with the '{args.profile}' fault profile; {who}."
+        )
+        print(
+            f"syncwatch demo: to act from another terminal, give the CLI the demo's database and partners: "
+            f"SYNCWATCH_DB={db} SYNCWATCH_CONFIG={config_path} syncwatch retry EXCEPTION_ID --as {DEMO_USER}"
         )
         print(f"syncwatch demo: dashboard at {url}  — Ctrl-C stops everything.", flush=True)
         while (dead := processes.dead()) is None:

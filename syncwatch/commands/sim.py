@@ -25,6 +25,12 @@ def add_generate_options(parser: argparse.ArgumentParser) -> None:
         "--start", type=_date, default=DEFAULT_START, help="first day, UTC (default 2026-11-02, a Monday)"
     )
     parser.add_argument(
+        "--until",
+        type=_moment,
+        metavar="TIME",
+        help="stop the traffic at this time within the last day, UTC (e.g. 2026-11-08T16:30); default: its end",
+    )
+    parser.add_argument(
         "--profile",
         action="append",
         choices=sorted(PROFILES),
@@ -46,9 +52,17 @@ def _date(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-02") from None
 
 
+def _moment(text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a time like 2026-11-08T16:30") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+
+
 def plan_from(args: argparse.Namespace) -> Plan:
     profile = build_profile(args.profile or ["default"], args.fault)
-    return Plan(args.days, args.orders_per_day, args.seed, args.start, profile)
+    return Plan(args.days, args.orders_per_day, args.seed, args.start, profile, args.until)
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -62,6 +76,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--events-url", metavar="URL", help="where CloudEvents are POSTed (structured JSON)")
     live.add_argument("--access-log-dir", type=Path, metavar="DIR", help="write gateway.log and edge.jsonl here")
     live.add_argument("--orders-per-minute", type=float, default=6.0, help="orders started per minute (default 6)")
+    live.add_argument(
+        "--continue-after",
+        type=Path,
+        metavar="DIR",
+        help="a folder written by --generate: live orders, shipments and invoices are numbered after its ids",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -75,14 +95,29 @@ def _run(args: argparse.Namespace) -> int:
     if args.out is None:
         print("syncwatch sim: --generate needs --out DIR.", file=sys.stderr)
         return 2
-    summary = generate(plan_from(args), args.out)
+    plan = plan_from(args)
+    if plan.until is not None and plan.until <= plan.start:
+        print(
+            f"syncwatch sim: --until {plan.until:%Y-%m-%d %H:%M} is before --start: nothing to generate.",
+            file=sys.stderr,
+        )
+        return 2
+    summary = generate(plan, args.out)
     print(json.dumps({**summary.counts, "faults": summary.faults}))
     return 0
 
 
 def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
     from syncwatch.sim.driver import LiveOptions, run_live
+    from syncwatch.sim.generate import FILES
 
+    truth = args.continue_after / FILES["truth"] if args.continue_after else None
+    if truth is not None and not truth.is_file():
+        print(
+            f"syncwatch sim: {args.continue_after} holds no {FILES['truth']}: is it a --generate folder?",
+            file=sys.stderr,
+        )
+        return 2
     options = LiveOptions(
         args.host,
         args.base_port,
@@ -91,6 +126,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         args.access_log_dir,
         args.orders_per_minute,
         args.seed,
+        truth,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console
     print(f"syncwatch sim: serving on {args.host}:{args.base_port}-{args.base_port + 5}; Ctrl-C stops", file=sys.stderr)

@@ -255,6 +255,8 @@ class LiveOptions:
     access_log_dir: Path | None = None
     orders_per_minute: float = 6.0
     seed: int = 1
+    continue_after: Path | None = None
+    """A generated history's ground truth: live documents are numbered after its ids."""
 
 
 @asynccontextmanager
@@ -266,7 +268,10 @@ async def running(
     client = httpx.AsyncClient(timeout=30)
     delivery = Delivery(client, options.events_url)
     drivers: list[Driver] = []
-    network = build(flow.catalog, exporter, options.access_log_dir, lambda event: drivers[0].redelivered(event))
+    if options.continue_after is not None:
+        with options.continue_after.open(encoding="utf-8") as truth:
+            flow.ids.continue_after(truth)
+    network = build(flow, exporter, options.access_log_dir, lambda event: drivers[0].redelivered(event))
     urls = {system: f"http://{options.host}:{options.base_port + i}" for i, system in enumerate(SYSTEMS)}
     pool = servers(network, options.host, options.base_port)
     tasks = [asyncio.create_task(server.serve()) for server in pool]

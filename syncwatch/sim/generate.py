@@ -56,6 +56,13 @@ class Plan:
     seed: int
     start: datetime
     profile: FaultProfile
+    until: datetime | None = None
+    """Where the traffic stops within the last day (a demo's 'now'): nothing starts or is emitted after it."""
+
+    @property
+    def end(self) -> int:
+        end = to_us(self.start) + self.days * DAY
+        return min(end, to_us(self.until)) if self.until else end
 
 
 @dataclass
@@ -172,7 +179,7 @@ def schedule(rng: random.Random, plan: Plan) -> list[tuple[int, str]]:
         starts += [(midnight + h * HOUR + int(rng.random() * HOUR), "order") for h in hours]
         adjustments = max(1, plan.orders_per_day // INVENTORY_SHARE)
         starts += [(midnight + 6 * HOUR + int(rng.random() * 16 * HOUR), "inventory") for _ in range(adjustments)]
-    return sorted(starts)
+    return sorted(s for s in starts if s[0] < plan.end)
 
 
 def generate(plan: Plan, out: Path) -> Summary:
@@ -198,7 +205,7 @@ def _open(out: Path) -> dict[str, IO[str]]:
 
 def _run(plan: Plan, files: dict[str, IO[str]], summary: Summary) -> None:
     rng = random.Random(plan.seed)
-    end = to_us(plan.start) + plan.days * DAY
+    end = plan.end
     emitter = FileEmitter(files, end, summary)
     network = Network(rng, plan.profile, emitter, end)
     for at, kind in schedule(rng, plan):

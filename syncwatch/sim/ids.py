@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import random
+import re
 import uuid
+from collections.abc import Iterable
 
 CARRIERS = ("UPS", "FedEx", "USPS")
+NUMBERED = re.compile(r"\b([A-Z]+)-(\d+)\b")
 
 
 class Ids:
@@ -24,6 +27,14 @@ class Ids:
             "PK": 600_000 + rng.randrange(10_000),
         }
 
+    def continue_after(self, lines: Iterable[str]) -> None:
+        """Number after every ``PREFIX-n`` in ``lines`` (a generated history's ground truth): a live
+        network going on from that history must never issue one of its ids again."""
+        for line in lines:
+            for prefix, number in NUMBERED.findall(line):
+                if prefix in self.sequences and int(number) > self.sequences[prefix]:
+                    self.sequences[prefix] = int(number)
+
     def next(self, prefix: str) -> str:
         self.sequences[prefix] += 1
         return f"{prefix}-{self.sequences[prefix]}"
@@ -37,6 +48,13 @@ class Ids:
         if system == "3pl-fastship":
             return f"FS{self.rng.getrandbits(40):010X}"
         return f"PP-{self.rng.randrange(10**9, 10**10)}"
+
+    def document(self, system: str) -> str:
+        """The id a live partner gives a document created without one (a retry's, a reroute's):
+        each partner in its own shape, so two partners never issue the same id."""
+        if system.startswith("3pl-"):
+            return self.fulfillment(system)
+        return f"{system.upper()}-{self.rng.randrange(10**7, 10**8)}"
 
     def tracking(self, carrier: str) -> str:
         if carrier == "UPS":

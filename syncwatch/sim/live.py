@@ -13,6 +13,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
@@ -30,6 +31,7 @@ from starlette.responses import Response
 from starlette.routing import Match
 
 from syncwatch.sim import access_logs
+from syncwatch.sim.flow import Network
 from syncwatch.sim.services import ErpState, PartnerState, erp_app, initial_erp, partner_app
 
 SYSTEMS = ("marketplace-amz", "marketplace-b2b", "erp", "wms", "3pl-fastship", "3pl-parcelpro")
@@ -136,14 +138,15 @@ class LiveNetwork:
 
 
 def build(
-    catalog: Any,
+    flow: Network,
     exporter: Callable[[], SpanExporter | None],
     access_dir: Path | None,
     redeliver: Callable[[dict[str, Any]], Any],
 ) -> LiveNetwork:
+    """The services of ``flow``'s network; their own numbering goes on from ``flow.ids``."""
     providers = {system: _provider(system, exporter()) for system in SYSTEMS}
-    erp = initial_erp(catalog)
-    partners = {system: PartnerState() for system in SYSTEMS if system != "erp"}
+    erp = initial_erp(flow.catalog, flow.ids.sequences["SO"] + 1)
+    partners = {system: PartnerState(partial(flow.ids.document, system)) for system in SYSTEMS if system != "erp"}
     access = AccessLog(access_dir)
     apps = {
         system: erp_app(erp, redeliver)

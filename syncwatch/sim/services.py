@@ -43,13 +43,13 @@ class PartnerState:
     ``throttle`` answers that many requests with 429 and ``Retry-After: retry_after_s``.
     """
 
+    mint: Callable[[], str]  # the id of a document created without one, in this partner's shape
     documents: dict[str, dict[str, Any]] = field(default_factory=dict)
     down: bool = False
     unreachable: bool = False
     slow: bool = False
     throttle: int = 0
     retry_after_s: int = 1
-    numbers: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
     idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     on_create: Callable[[dict[str, Any]], Awaitable[None]] | None = None
 
@@ -153,7 +153,7 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
         if key and key in state.idempotent:
             return _json(*state.idempotent[key])
         body = await request.json()
-        ident = body.get("id") or f"{system.upper()[:3]}-{next(state.numbers)}"
+        ident = body.get("id") or state.mint()
         state.documents[ident] = {**body, "id": ident, "status": "open"}
         request.state.attrs = {ref_attr: ident, **{k: v for k, v in body.items() if "." in k}}
         if key:
@@ -232,5 +232,6 @@ def _field_is(document: dict[str, Any], name: str, value: str) -> bool:
     return any(k == name or k.endswith(f".{name}") for k, v in document.items() if str(v) == value)
 
 
-def initial_erp(catalog: Catalog) -> ErpState:
-    return ErpState({item.sku for item in catalog.items}, set(catalog.blocked_customers))
+def initial_erp(catalog: Catalog, first_order: int = 100_001) -> ErpState:
+    skus = {item.sku for item in catalog.items}
+    return ErpState(skus, set(catalog.blocked_customers), numbers=itertools.count(first_order))
