@@ -121,6 +121,7 @@ def _failure(
     culprit = next((m for m in reversed(failures) if m.status_code and m.kind == "span"), last)
     category = category_of(culprit)
     resolver = _resolver(category, step, last, ordered, step_of_id, sla)
+    attempts = _attempts(failures)
     return Draft(
         id=_id(identity, "step", step),
         category=category,
@@ -128,13 +129,21 @@ def _failure(
         system=_failing_system(culprit, hosts),
         endpoint=step,
         stage=_stage_at(sla, first.start),
-        summary=_summary(culprit, len(failures), last),
+        summary=_summary(culprit, attempts, last),
         opened_at=first.start,
         last_seen_at=last.start,
-        attempts=len(failures),
+        attempts=attempts,
         observation_id=last.id,
         resolved_by=resolver,
     )
+
+
+def _attempts(failures: list[Member]) -> int:
+    """Calls, not reports of them: the caller's client span and the callee's server span both
+    report one call, so it is the larger side's count (a call that never reached the callee has
+    its client span alone)."""
+    clients = sum(1 for m in failures if m.attributes.get("span.kind") == "client")
+    return max(clients, len(failures) - clients)
 
 
 def _failing_system(member: Member, hosts: dict[str, str]) -> str:
