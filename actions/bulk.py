@@ -38,7 +38,7 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
     if action not in BULK_ACTIONS:
         raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
     if action == "assign" and not roles.may(services.config, target or "", "resolve"):
-        raise ValueError(f"{target or 'nobody'} cannot work exceptions; assign an agent or a lead")
+        raise ValueError(roles.cannot_work(services.config, target))
     with services.store.engine.connect() as conn:
         rows = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
         systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
@@ -74,7 +74,7 @@ def start(services: Services, plan: BulkPlan, actor: str, run: Runner, note: str
             entry.detail = {"job_id": job_id}
             ledger.audit(conn, entry, now)
     if not allowed:
-        raise Refused(f"{actor} is {roles.role_of(services.config, actor)}; only a lead may run bulk jobs")
+        raise Refused(f"only a lead may run bulk jobs, and {actor} is {roles.described(services.config, actor)}")
     threading.Thread(
         target=_work, args=(services, job_id, plan, actor, run, note or plan.note), daemon=True, name=job_id
     ).start()

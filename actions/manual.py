@@ -26,9 +26,10 @@ def close(services: Services, request: Request, exception: dict[str, Any]) -> Ac
 def assign(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
     entry = entry_for(services, request)
     assignee = request.target
-    if assignee is None or roles.role_of(services.config, assignee) == roles.EXECUTIVE:
-        reason = f"{assignee or 'nobody'} cannot work exceptions; assign an agent or a lead"
-        return refuse(services, entry, exception["status"], reason, "failed")
+    if assignee is None or not roles.may(services.config, assignee, "resolve"):
+        return refuse(services, entry, exception["status"], roles.cannot_work(services.config, assignee), "failed")
+    if assignee == exception.get("assignee"):
+        return refuse(services, entry, exception["status"], f"it is already assigned to {assignee}; nothing changed")
     values = {"assignee": assignee, "updated_at": services.clock()}
     return _record(services, request, exception, entry, values, f"Assigned to {assignee}")
 

@@ -25,7 +25,7 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
         client = services.client(holder)
         letter = erp.dead_letter_for(client, keys)
         if letter is None:
-            raise NotActionable(f"{holder} lists no dead letter for this order; it may have been replayed already")
+            raise NotActionable(f"no dead letter for this order at {holder}; it may have been replayed already")
         erp.redeliver(client, str(letter["id"]), claim.key)
         outcome.update({"partner_ref": letter["id"]})
         outcome["steps"].append(f"re-delivered {letter['id']} through {holder}; it left the dead-letter list")

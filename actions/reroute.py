@@ -53,7 +53,7 @@ def _alternate(services: Services, original: str, target: str | None) -> str:
     if target is None:
         raise NotActionable(f"name the system to reroute to: {', '.join(alternates) or 'none configured'}")
     if target not in alternates or target not in _fulfilers(services):
-        raise NotActionable(f"{target} is not an alternate of {original}; choose from {', '.join(alternates)}")
+        raise NotActionable(f"the alternates of {original} are {', '.join(alternates)}; {target} is not one of them")
     return target
 
 

@@ -36,6 +36,23 @@ def may(config: Config, actor: str, action: str) -> bool:
     return action in RIGHTS[role_of(config, actor)]
 
 
+def described(config: Config, actor: str) -> str:
+    """'an agent', 'a lead', or 'not a configured user': for messages that say why not."""
+    if not is_known(config, actor):
+        return "not a configured user"
+    role = role_of(config, actor)
+    return f"an {role}" if role[0] in "aeiou" else f"a {role}"
+
+
+def cannot_work(config: Config, assignee: str | None) -> str:
+    """Why an exception cannot be assigned to ``assignee``."""
+    if not assignee:
+        return "name the person to assign it to: an agent or a lead"
+    if not is_known(config, assignee):
+        return f"there is no user {assignee} in the config; assign an agent or a lead"
+    return f"{assignee} is {described(config, assignee)}, who cannot work exceptions; assign an agent or a lead"
+
+
 def in_scope(config: Config, actor: str, exception_row: Any) -> bool:
     """Whether the exception lies within the actor's channels and partners (no scope: everything)."""
     user = config.file.users.get(actor)

@@ -54,11 +54,11 @@ def refusal(services: Services, request: Request, exception: dict[str, Any] | No
     if exception is None:
         return f"there is no exception {request.exception_id}"
     if not roles.is_known(config, actor):
-        return f"{actor} is not a configured user, so may only read"
+        return f"there is no user {actor} in the config, so they may only read"
     if not roles.may(config, actor, request.kind):
-        return f"{actor} is {_article(roles.role_of(config, actor))} and may not {request.kind}"
+        return f"as {roles.described(config, actor)}, {actor} may not {request.kind}"
     if not roles.in_scope(config, actor, exception):
-        return f"{actor} may not act on exceptions of {exception.get('channel')} / {exception['system']}"
+        return f"outside the scope of {actor}: exceptions of {exception.get('channel')} / {exception['system']}"
     return None
 
 
@@ -109,7 +109,7 @@ def _retry_after_pending(services: Services, request: Request, exception: dict[s
     until = as_utc(last["finished_at"]) + timedelta(seconds=float(outcome["retry_after"]))
     if services.clock() >= until:
         return None
-    partner = outcome.get("partner") or "the partner"
+    partner = f"the partner {outcome['partner']}" if outcome.get("partner") else "the partner"
     return f"{partner} asked to wait until {until:%H:%M:%S} UTC (Retry-After); nothing was sent, try again then"
 
 
@@ -215,7 +215,3 @@ def _result_sentence(kind: str, ok: bool, message: str, status: str) -> str:
 def _sentence(text: str) -> str:
     text = text[:1].upper() + text[1:]
     return text if text.endswith(".") else text + "."
-
-
-def _article(role: str) -> str:
-    return f"an {role}" if role[0] in "aeiou" else f"a {role}"

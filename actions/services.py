@@ -39,7 +39,7 @@ class Services:
         """The partner's client, made once: its connection pool and rate limit are shared."""
         partner = self.config.file.partners.get(name)
         if partner is None:
-            raise NotActionable(f"{name} is not a configured partner; add it under [partners] to act on it")
+            raise NotActionable(f"no partner {name} is configured; add it under [partners] to act on it")
         with self.lock:
             if name not in self.clients:
                 self.clients[name] = PartnerClient(name, partner, self.tracer, self.transport)

@@ -24,6 +24,7 @@ from syncwatch.store import queries as q
 
 OUTCOME = "action_outcome"
 PLAN, JOB = "bulk_plan", "bulk_job"
+NOTE_SENT = "note_sent"  # the exception whose note box empties on the next run
 BUTTONS = (
     ("retry", "Retry", "primary"),
     ("reroute", "Reroute", "secondary"),
@@ -47,9 +48,10 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     if row["status"] not in ACTIVE:
         st.caption(f"This exception is {row['status']}; nothing left to do.")
         return
-    note = st.text_input(
-        "Note (kept in the history below; needed to resolve, ignore or add a note)", key=f"note_text_{row['id']}"
-    )
+    key = f"note_text_{row['id']}"
+    if st.session_state.pop(NOTE_SENT, None) == row["id"]:
+        st.session_state[key] = ""  # set before the box is drawn: the browser shows it emptied
+    note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
     payload = _edited_payload(row, recorded) if "retry" in allowed else None
     target = _reroute_target(page, row) if "reroute" in allowed else None
     cols = st.columns(len(BUTTONS))
@@ -106,8 +108,8 @@ def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> No
             page.store, page.config, action=action, exception_id=row["id"], actor=page.viewer.actor, **options
         )
     st.session_state[OUTCOME] = {"exception": row["id"], "action": action, **asdict(result)}
-    if result.ok:  # the note went with it: an empty box, so it is not added twice or carried to the next action
-        st.session_state.pop(f"note_text_{row['id']}", None)
+    if result.ok and options.get("note"):  # it went with the action: not added twice, nor carried to the next one
+        st.session_state[NOTE_SENT] = row["id"]
     st.rerun()
 
 

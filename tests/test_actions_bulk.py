@@ -70,7 +70,7 @@ def test_a_cancelled_job_stops_between_items_on_every_engine(store: Store) -> No
 def test_a_bulk_assign_gives_every_matching_exception_to_the_chosen_agent(store: Store) -> None:
     config = load_config(environ={})
     ids = seed_exceptions(store, 5)
-    with pytest.raises(ValueError, match="kim cannot work exceptions"):
+    with pytest.raises(ValueError, match="kim is an executive, who cannot work exceptions"):
         plan_bulk(store, config, action="assign", filters={"status": "open"}, actor="alex", target="kim")
     plan = plan_bulk(store, config, action="assign", filters={"status": "open"}, actor="alex", target="sam")
     assert (plan.count, plan.target) == (5, "sam")

@@ -95,10 +95,14 @@ def test_resolve_needs_a_note_then_stays_resolved_and_the_audit_cannot_be_change
         exc = w.exception("validation")
         assert not act(w, "resolve", exc["id"], "sam").ok
         assert act(w, "assign", exc["id"], "sam", target="pat").ok
+        again = act(w, "assign", exc["id"], "sam", target="pat")
+        assert not again.ok and again.message == "It is already assigned to pat; nothing changed."
+        nobody = act(w, "assign", exc["id"], "sam", target="bob")
+        assert nobody.message == "There is no user bob in the config; assign an agent or a lead."
         done = act(w, "resolve", exc["id"], "sam", note="customer cancelled by phone +1 555 010 9999")
         w.settle()
         assert done.ok and w.status(exc["id"]) == "resolved"
-        assert [e["result"] for e in w.audit()] == ["failed", "succeeded", "succeeded"]
+        assert [e["result"] for e in w.audit()] == ["failed", "succeeded", "refused", "failed", "succeeded"]
         assert "555" not in (w.audit()[-1]["request_summary"] or "")
         for statement in ("UPDATE audit_log SET result = 'refused'", "DELETE FROM audit_log"):
             try:

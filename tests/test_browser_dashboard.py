@@ -255,6 +255,9 @@ def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any
     page.get_by_role("textbox", name=re.compile("^Note")).fill("Called the partner; resend promised")
     page.get_by_role("button", name="Add note").click()
     page.get_by_test_id("stAlert").filter(has_text="Note added").first.wait_for(timeout=60_000)
+    settle(page)
+    box = page.get_by_role("textbox", name=re.compile("^Note"))
+    assert box.input_value() == "", "the note went with its action: the next action must not record it again"
 
 
 def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: Any) -> None:

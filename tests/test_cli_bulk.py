@@ -60,9 +60,13 @@ def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: py
     ("args", "code", "message"),
     [
         (["resolve", "--as", "alex"], 2, "resolve needs --note"),
-        (["assign", "--as", "alex", "--to", "kim"], 2, "kim cannot work exceptions; assign an agent or a lead."),
+        (
+            ["assign", "--as", "alex", "--to", "kim"],
+            2,
+            "kim is an executive, who cannot work exceptions; assign an agent or a lead.",
+        ),
         (["retry", "--as", "alex", "--opened-after", "yesterday"], 2, "Invalid isoformat string: 'yesterday'."),
-        (["ignore", "--as", "sam", "--note", "n", "--yes"], 1, "sam is agent; only a lead may run bulk jobs"),
+        (["ignore", "--as", "sam", "--note", "n", "--yes"], 1, "only a lead may run bulk jobs, and sam is an agent"),
     ],
 )
 def test_bad_requests_get_one_sentence_and_change_nothing(
