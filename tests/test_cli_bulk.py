@@ -65,8 +65,10 @@ def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: py
             2,
             "kim is an executive, who cannot work exceptions; assign an agent or a lead.",
         ),
-        (["retry", "--as", "alex", "--opened-after", "yesterday"], 2, "Invalid isoformat string: 'yesterday'."),
+        (["retry", "--as", "alex", "--opened-after", "yesterday"], 2, "opened after 'yesterday' is not a time like"),
+        (["retry", "--as", "alex", "--category", "valdation"], 2, "no category 'valdation'; choose from validation,"),
         (["ignore", "--as", "sam", "--note", "n", "--yes"], 1, "only a lead may run bulk jobs, and sam is an agent"),
+        (["ignore", "--as", "sam", "--note", "n"], 1, "only a lead may run bulk jobs, and sam is an agent"),
     ],
 )
 def test_bad_requests_get_one_sentence_and_change_nothing(
@@ -74,4 +76,22 @@ def test_bad_requests_get_one_sentence_and_change_nothing(
 ) -> None:
     assert main(["bulk", *args, "--db", seeded]) == code
     assert message in capsys.readouterr().err
+    assert statuses(seeded) == ["open"] * 4
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [
+        ("{bad", "argument --payload: the argument is not JSON (Expecting property name"),
+        ("@nowhere.json", "argument --payload: cannot read nowhere.json: No such file or directory"),
+        ("[1, 2]", "argument --payload: the argument is JSON but not an object"),
+    ],
+)
+def test_a_retry_body_that_is_not_a_json_object_gets_one_line_not_a_traceback(
+    seeded: str, capsys: pytest.CaptureFixture[str], payload: str, message: str
+) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(["retry", "exc-1", "--as", "alex", "--payload", payload, "--db", seeded])
+    said = capsys.readouterr().err
+    assert exit_.value.code == 2 and message in said and "Traceback" not in said, said
     assert statuses(seeded) == ["open"] * 4

@@ -37,17 +37,27 @@ def _arguments(action: str) -> Any:
         if action == "assign":
             parser.add_argument("--to", dest="target", required=True, metavar="USER", help="the assignee")
         if action == "retry":
-            parser.add_argument("--payload", metavar="JSON|@FILE", help="send this edited body instead")
+            parser.add_argument(
+                "--payload", type=_payload, metavar="JSON|@FILE", help="send this edited body (a JSON object) instead"
+            )
         parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
 
     return add_arguments
 
 
-def _payload(text: str | None) -> dict[str, Any] | None:
-    if text is None:
-        return None
-    raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
-    return json.loads(raw)  # type: ignore[no-any-return]
+def _payload(text: str) -> dict[str, Any]:
+    """The edited body, from the argument or from @FILE; argparse turns a ValueError into one line."""
+    source = f"the file {text[1:]}" if text.startswith("@") else "the argument"
+    try:
+        raw = Path(text[1:]).read_text(encoding="utf-8") if text.startswith("@") else text
+        body = json.loads(raw)
+    except OSError as err:
+        raise argparse.ArgumentTypeError(f"cannot read {text[1:]}: {err.strerror}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise argparse.ArgumentTypeError(f"{source} is not JSON ({err})") from None
+    if not isinstance(body, dict):
+        raise argparse.ArgumentTypeError(f"{source} is JSON but not an object: the body to send is {{...}}")
+    return body
 
 
 def _handler(action: str) -> Any:
@@ -65,7 +75,7 @@ def _handler(action: str) -> Any:
                 exception_id=args.exception_id,
                 actor=args.actor,
                 note=args.note,
-                payload=_payload(getattr(args, "payload", None)),
+                payload=getattr(args, "payload", None),
                 target=getattr(args, "target", None),
             )
         finally:

@@ -46,6 +46,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from actions import roles
     from actions.api import plan_bulk
     from actions.services import close_all
 
@@ -53,6 +54,10 @@ def _run(args: argparse.Namespace) -> int:
         print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
         return EXIT_USAGE
     config = config_from(args)
+    if not roles.may(config, args.actor, "bulk"):  # say so before planning what could not run
+        who = roles.described(config, args.actor)
+        print(f"syncwatch bulk: only a lead may run bulk jobs, and {args.actor} is {who}.", file=sys.stderr)
+        return 1
     store = open_store(config)
     try:
         try:

@@ -5,11 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, or_, select
 
+from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
 from syncwatch.store.schema import exceptions, transaction_keys, transactions
 
 e, t = exceptions.c, transactions.c
@@ -22,6 +23,12 @@ SINGULAR = {
     "partner": "partners",
     "channel": "channels",
     "sla_state": "sla_states",
+}
+CHOICES = {
+    "statuses": tuple(ExceptionStatus),
+    "categories": tuple(ExceptionCategory),
+    "sla_states": tuple(SlaState),
+    "suggested_actions": tuple(ActionKind),
 }
 
 
@@ -53,14 +60,33 @@ class QueueFilter:
                 raise ValueError(f"unknown filter {name!r}; filter by ids or {', '.join(known)}")
             if isinstance(known[field_name].default, tuple):
                 value = tuple(value) if isinstance(value, list | tuple | set) else (value,)
+                _known_values(name, field_name, value)
             elif field_name.startswith("opened_") and isinstance(value, str):
-                value = datetime.fromisoformat(value)
+                value = _moment(name, value)
             values[field_name] = value
         return cls(**values)
 
     def as_mapping(self) -> dict[str, Any]:
         """The filters that narrow anything, JSON-friendly (what a bulk job records)."""
         return {name: _json(value) for name, value in asdict(self).items() if value not in ((), None)}
+
+
+def _known_values(name: str, field_name: str, values: tuple[str, ...]) -> None:
+    """A misspelt category or status would match nothing and read as 'nothing to do': say so."""
+    allowed = CHOICES.get(field_name)
+    wrong = [v for v in values if allowed is not None and v not in allowed]
+    if wrong:
+        raise ValueError(f"no {name.replace('_', ' ')} {wrong[0]!r}; choose from {', '.join(allowed or ())}")
+
+
+def _moment(name: str, text: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(
+            f"{name.replace('_', ' ')} {text!r} is not a time like 2026-11-26 or 2026-11-26T09:00"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
 def _json(value: Any) -> Any:
