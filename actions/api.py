@@ -46,8 +46,20 @@ def role_of(config: Config, actor: str) -> str:
     return roles.role_of(config, actor)
 
 
+NOTHING_TO_SEND = ("stuck", "duplicate_notice")
+"""Categories where nothing failed: Retry would re-send a call that succeeded."""
+
+
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
-    return roles.allowed_actions(config, actor, exception_row)
+    """What to offer on this exception: what the actor's role may do, less what cannot apply to
+    its category (Replay needs a dead letter; Retry a failed request)."""
+    allowed = roles.allowed_actions(config, actor, exception_row)
+    category = exception_row["category"]
+    if category != "dead_lettered":
+        allowed.discard("replay")
+    if category in NOTHING_TO_SEND:
+        allowed.discard("retry")
+    return allowed
 
 
 def perform(

@@ -26,13 +26,13 @@ OUTCOME = "action_outcome"
 PLAN, JOB = "bulk_plan", "bulk_job"
 NOTE_SENT = "note_sent"  # the exception whose note box empties on the next run
 BUTTONS = (
-    ("retry", "Retry", "primary"),
-    ("reroute", "Reroute", "secondary"),
-    ("replay", "Replay", "secondary"),
-    ("resolve", "Resolve", "secondary"),
-    ("ignore", "Ignore", "secondary"),
-    ("assign", "Assign to me", "secondary"),
-    ("note", "Add note", "secondary"),
+    ("retry", "Retry"),
+    ("reroute", "Reroute"),
+    ("replay", "Replay"),
+    ("resolve", "Resolve"),
+    ("ignore", "Ignore"),
+    ("assign", "Assign to me"),
+    ("note", "Add note"),
 )
 ACTIVE = ("open", "retrying")
 
@@ -54,9 +54,11 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
     payload = _edited_payload(row, recorded) if "retry" in allowed else None
     target = _reroute_target(page, row) if "reroute" in allowed else None
+    offered = [(action, label) for action, label in BUTTONS if action in allowed]
     cols = st.columns(len(BUTTONS))
-    for col, (action, label, kind) in zip(cols, BUTTONS, strict=True):
-        if action in allowed and col.button(label, key=f"{action}_{row['id']}", type=kind):
+    for col, (action, label) in zip(cols, offered, strict=False):
+        kind = "primary" if action == row["suggested_action"] else "secondary"  # the runbook's choice stands out
+        if col.button(label, key=f"{action}_{row['id']}", type=kind):
             _perform(page, row, action, note=note or None, payload=payload, target=target)
 
 

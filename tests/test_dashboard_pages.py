@@ -224,6 +224,16 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     assert any('"original_type": "com.syncwatch.shipment.shipped"' in c.value for c in at.code)
     labels = {b.label for b in at.button}
     assert {"Retry", "Reroute", "Replay", "Resolve", "Ignore", "Assign to me"} <= labels
+    assert [b.label for b in at.button if b.proto.type == "primary"] == ["Replay"], "the runbook's action stands out"
+
+
+def test_a_stuck_order_offers_no_retry_or_replay_and_no_action_stands_out(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "stuck")
+    labels = [b.label for b in at.button]
+    assert "Retry" not in labels and "Replay" not in labels and {"Resolve", "Add note"} <= set(labels)
+    assert not [b.label for b in at.button if b.proto.type == "primary"]
 
 
 def test_an_order_the_erp_rejected_reads_not_released_yet_for_its_partner(
