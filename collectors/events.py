@@ -39,6 +39,8 @@ REQUIRED = ("id", "source", "specversion", "type")
 CONTEXT = {"id", "source", "specversion", "type", "time", "subject", "datacontenttype", "dataschema"}
 FAILED_TYPES = ("failed", "rejected", "error", "dead_lettered", "deadlettered")
 MAX_NATURAL_ID = 255
+REASON_FIELDS = ("reason", "error", "error_message", "errorMessage", "message", "failure_reason", "description")
+MAX_REASON = 1_000
 
 
 def system_of(source: str) -> str:
@@ -120,12 +122,22 @@ def observation(event: Mapping[str, Any], ctx: ParseContext) -> Row:
         event_type,
         (time_ns, 0),
         failed,
-        (None, event_type if failed else None),
+        (None, _failure_reason(data, event_type) if failed else None),
         (_trace_id(event.get("traceparent")), None, None),
         keys,
         attrs,
         payload,
     )
+
+
+def _failure_reason(data: Any, event_type: str) -> str:
+    """What a failure event says went wrong, where its data says it (a dead letter's reason),
+    else its type: the exception's title quotes it."""
+    if isinstance(data, dict):
+        for name in REASON_FIELDS:
+            if isinstance(data.get(name), str) and data[name].strip():
+                return str(data[name])[:MAX_REASON]
+    return event_type
 
 
 def _trace_id(traceparent: Any) -> str | None:

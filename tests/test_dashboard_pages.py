@@ -219,6 +219,7 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     shown = texts(at)
     assert "Runbook (dead_lettered)" in shown and "Replay it once the cause is fixed" in shown
     assert "Suggested action:** replay" in shown
+    assert re.search(r"consumer rejected the message \d+ times: schema validation failed", at.header[0].value), "why"
     assert re.search(r"\*\*Customer promise:\*\* (shipped|not shipped)[^\n]*promised by \w{3} \d\d Nov", shown), shown
     assert "Across systems" in shown and "What was sent (personal data masked)" in shown
     assert any('"original_type": "com.syncwatch.shipment.shipped"' in c.value for c in at.code)
