@@ -191,6 +191,7 @@ def kpi_trend(
     fig.update_layout(title=title)
     if percent:
         fig.update_yaxes(tickformat=".1%")
-    fig = _layout(fig, 300)
-    fig.update_layout(margin_t=70)  # the title above the legend above the plot
+    fig = _layout(fig, 340)
+    # Below the plot: a legend of several groups with their p90 lines wraps, and above it covered the title.
+    fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0}, margin_b=10)
     return fig

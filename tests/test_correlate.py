@@ -285,6 +285,8 @@ def test_kpis_aggregate_the_sample_by_day_and_channel(sample: tuple[Store, list[
     assert "inventory_latency_p50_min" not in table, "inventory syncs have no channel"
     overall = kpi_table(store, load_config(), AS_OF - timedelta(days=7), AS_OF)
     assert 0 < overall["inventory_latency_p50_min"].max() < 60 and set(overall["group"]) == {"all"}
+    by_partner = set(kpi_table(store, load_config(), AS_OF - timedelta(days=7), AS_OF, by="partner")["group"])
+    assert by_partner == {"wms", "3pl-fastship", "3pl-parcelpro", "not released yet"}, "rejected orders have no partner"
 
 
 def test_partner_onboarding_names_every_fulfilment_partner(sample: tuple[Store, list[dict]]) -> None:

@@ -19,9 +19,13 @@ GROUPS = {"channel": t.channel, "partner": t.partner, None: literal("all")}
 INFORMATIONAL = ("duplicate_notice",)
 
 
+NO_GROUP = {"partner": "not released yet", "channel": "unknown"}
+"""What an order without one counts under: no partner yet means the ERP has not released it."""
+
+
 def _group(by: str | None) -> Any:
     try:
-        return func.coalesce(GROUPS[by], "unknown").label("grp")
+        return func.coalesce(GROUPS[by], NO_GROUP.get(by or "", "unknown")).label("grp")
     except KeyError:
         raise ValueError(f"KPIs group by channel, partner or nothing, not {by!r}") from None
 
