@@ -70,7 +70,7 @@ def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
     fig.add_bar(x=hours, y=data["completed"], name="completed", marker_color="#3182bd")
     fig.add_scatter(x=hours, y=backlog, name="backlog (open)", line_color="#d62728", secondary_y=True)
     fig.update_yaxes(title_text="per hour", secondary_y=False)
-    fig.update_yaxes(title_text="open", secondary_y=True, rangemode="tozero")
+    fig.update_yaxes(title_text="open", secondary_y=True, rangemode="tozero", tickformat=",.0f")  # orders are whole
     return _layout(fig)
 
 

@@ -289,6 +289,23 @@ def test_kpis_aggregate_the_sample_by_day_and_channel(sample: tuple[Store, list[
     assert by_partner == {"wms", "3pl-fastship", "3pl-parcelpro", "not released yet"}, "rejected orders have no partner"
 
 
+def test_where_orders_are_late_holds_order_stages_only(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'late.db'}")
+    store.upgrade()
+    late = {"sla_state": "breached", "status": "open", "stages": [], "observation_count": 1}
+    times = {"started_at": AS_OF, "last_seen_at": AS_OF, "updated_at": AS_OF}
+    with store.engine.begin() as conn:
+        conn.execute(
+            transactions.insert(),
+            [
+                {"id": "order:1", "type": "order", "stage_at_fault": "shipped", **late, **times},
+                {"id": "return:1", "type": "return", "stage_at_fault": "refunded", **late, **times},
+            ],
+        )
+    assert list(q.stage_delays(store, AS_OF - timedelta(days=7))["stage"]) == ["shipped"]
+    store.close()
+
+
 def test_partner_onboarding_names_every_fulfilment_partner(sample: tuple[Store, list[dict]]) -> None:
     store, _ = sample
     onboarding = partner_onboarding(store)

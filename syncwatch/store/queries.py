@@ -116,12 +116,13 @@ def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
 
 
 def stage_delays(store: Store, since: datetime) -> pd.DataFrame:
-    """Late transactions changed since ``since``, per stage at fault and partner."""
+    """Late orders changed since ``since``, per stage at fault and partner (a return's or an
+    inventory sync's stages are not an order's)."""
     partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stage = func.coalesce(t.stage_at_fault, "unknown").label("stage")
     stmt = (
         select(stage, partner, func.count().label("transactions"))
-        .where(and_(t.sla_state.in_(LATE), t.updated_at >= since))
+        .where(and_(t.type == "order", t.sla_state.in_(LATE), t.updated_at >= since))
         .group_by(stage, partner)
     )
     return frame(store, stmt)
