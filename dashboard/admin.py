@@ -109,7 +109,20 @@ def _audit(page: Page) -> None:
     if log.empty:
         none_yet("No action has been taken yet.")
         return
-    st.dataframe(log, hide_index=True)
+    st.caption("Every action and sign-in, newest first; the log is append-only, so nobody can change it.")
+    st.dataframe(log, hide_index=True, column_config=_AUDIT_COLUMNS)
+
+
+_AUDIT_COLUMNS = {
+    "id": "#",
+    "at": st.column_config.DatetimeColumn("when (UTC)", format="YYYY-MM-DD HH:mm:ss"),
+    "actor": "who",
+    "role": "role",
+    "action": "action",
+    "target": "exception or job",
+    "request_summary": "asked for (personal data masked)",
+    "result": "result",
+}
 
 
 def _config(page: Page) -> None:

@@ -10,6 +10,8 @@ import streamlit as st
 from dashboard import actions_panel, charts
 from dashboard.fmt import money, no_partner, promise, sla_label, stage_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
+from syncwatch.commands.common import count
+from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 
 LINKED_KEY = "search_key_in_link"  # the ?key= this page last saw or wrote
@@ -111,8 +113,28 @@ def _transaction(page: Page, tid: str) -> None:
         none_yet("No observations are linked.")
     else:
         st.plotly_chart(charts.waterfall(observations), key="search_waterfall")
-        with st.expander(f"{len(observations)} observations"):
-            st.dataframe(observations, hide_index=True)
+        with st.expander(f"{count(len(observations), 'observation')}: each call, log line and event"):
+            st.dataframe(observation_table(observations), hide_index=True)
+
+
+def observation_table(observations: pd.DataFrame) -> pd.DataFrame:
+    """What each system reported, as a person reads it: when, who, what, how it went and how long;
+    the ids that tie it to a trace stay at the end for whoever follows it into tracing tools."""
+    start = pd.to_datetime(observations["start_time"], utc=True)
+    took = (pd.to_datetime(observations["end_time"], utc=True) - start).dt.total_seconds() * 1000
+    status = observations["status_code"].map(lambda code: "" if pd.isna(code) else f" {int(code)}")
+    return pd.DataFrame(
+        {
+            "when": start.dt.strftime("%a %d %b %H:%M:%S.%f").str.slice(0, -3) + " UTC",
+            "system": observations["system"],
+            "what": observations["kind"].map(charts.KIND_NAMES).fillna(observations["kind"]),
+            "operation": observations["operation"],
+            "result": observations["outcome"].map(charts.OUTCOME_NAMES).fillna(observations["outcome"]) + status,
+            "took (ms)": took.round().astype("Int64"),
+            "error": observations["error_message"].fillna("").map(mask_emails),
+            "trace": observations["trace_id"].fillna(""),
+        }
+    )
 
 
 def stage_table(stages: list[dict]) -> pd.DataFrame:
@@ -136,11 +158,13 @@ def _lines(lines: dict) -> None:
 
 def lines_summary(lines: dict) -> str:
     ordered, shipped, outstanding = lines.get("ordered"), lines.get("shipped", 0), lines.get("outstanding")
+    if ordered is None and not shipped:
+        return "No system said which lines the order holds, nor which lines its shipments carried."
     if ordered is None:
-        return f"{_lines_count(shipped)} shipped; the order does not say how many it has."
+        return f"{count(shipped, 'line')} shipped; no system said how many lines the order holds."
     if outstanding is None:
-        return f"{_lines_count(ordered)} ordered; a shipment did not say which lines it carried."
-    said = f"{shipped} of {_lines_count(ordered)} shipped"
+        return f"{count(ordered, 'line')} ordered; a shipment did not say which lines it carried."
+    said = f"{shipped} of {count(ordered, 'line')} shipped"
     if not outstanding:
         return said + "."
     backordered = lines.get("backordered") or []
@@ -153,10 +177,6 @@ def lines_summary(lines: dict) -> str:
     if rest > 0:
         said += f"; {rest} {'more ' if backordered else ''}not shipped yet"
     return said + "."
-
-
-def _lines_count(count: int) -> str:
-    return f"{count} line" if count == 1 else f"{count} lines"
 
 
 def shipment_table(shipments: list[dict]) -> pd.DataFrame:

@@ -277,6 +277,10 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     assert re.search(r"\*\*Customer promise\*\* shipped \w{3} \d\d Nov \d\d:\d\d UTC, promised by .*: kept", context)
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
     assert list(stages["stage"])[:2] == ["captured", "accepted by ERP"] and set(stages["SLA"]) == {"Met"}
+    seen = next(d.value for d in at.dataframe if "took (ms)" in d.value.columns)
+    assert list(seen.columns) == ["when", "system", "what", "operation", "result", "took (ms)", "error", "trace"]
+    assert set(seen["what"]) <= {"call", "log line", "event"} and seen["when"].str.endswith(" UTC").all()
+    assert any(e.label.endswith("observations: each call, log line and event") for e in at.expander)
     at.text_input[0].input("nothing-like-this").run()
     assert "No transaction carries a key like 'nothing-like-this'." in texts(at)
 
@@ -542,6 +546,10 @@ def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
     assert (latest["Action"], latest["By"], latest["Result"]) == ("note", "sam", "succeeded")
     assert latest["Note"] == "Called the 3PL (***, ***): resend promised tonight"
     assert [action for _, action, _ in audit_rows(sample_copy)][-2:] == ["note", "note"]
+    admin = open_app(monkeypatch, sample_copy, "admin.py")
+    assert not admin.exception and "the log is append-only, so nobody can change it" in texts(admin)
+    log = next(d.value for d in admin.dataframe if "request_summary" in d.value.columns)
+    assert (log["actor"].iloc[0], log["action"].iloc[0]) == ("sam", "note") and "555" not in log.to_csv()
 
 
 def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(

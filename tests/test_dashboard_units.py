@@ -121,3 +121,13 @@ def test_the_timeline_draws_every_call_marks_the_failing_step_and_when_the_excep
     assert list(fig.data[-1].y) == ["erp · POST /sales-orders"]
     assert [s.line.dash for s in fig.layout.shapes] == ["dot"]
     assert fig.layout.annotations[0].text == "exception opened"
+
+
+def test_lines_nobody_reported_read_as_a_sentence() -> None:
+    from dashboard.search import lines_summary
+
+    assert (
+        lines_summary({"shipped": 0})
+        == "No system said which lines the order holds, nor which lines its shipments carried."
+    )
+    assert lines_summary({"shipped": 1}) == "1 line shipped; no system said how many lines the order holds."
