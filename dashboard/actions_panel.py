@@ -24,6 +24,8 @@ from syncwatch.store import queries as q
 
 OUTCOME = "action_outcome"
 PLAN, JOB = "bulk_plan", "bulk_job"
+JOB_SHOWN_DONE = "bulk_job_shown_done"  # the finished job the whole page was refreshed for
+REASONS_SHOWN = 5
 NOTE_SENT = "note_sent"  # the exception whose note box empties on the next run
 BUTTONS = (
     ("retry", "Retry"),
@@ -221,6 +223,19 @@ def _show_plan(page: Page, plan: api.BulkPlan) -> None:
         st.rerun()
 
 
+def _failure_lines(reasons: list[tuple[str, int]], failed: int) -> list[str]:
+    """The most frequent reasons, then how many more there were, so the counts add up to ``failed``."""
+    lines = [f"- {n} × {mask_emails(reason)}" for reason, n in reasons[:REASONS_SHOWN]]
+    rest = reasons[REASONS_SHOWN:]
+    if rest:
+        others = sum(n for _, n in rest)
+        lines.append(f"- {others} more, for {len(rest)} other reasons: each exception's history says which")
+    unexplained = failed - sum(n for _, n in reasons)
+    if unexplained > 0:
+        lines.append(f"- {unexplained} refused before anything was sent: the audit log (Admin) says why")
+    return lines
+
+
 def _job_status(page: Page) -> None:
     job = st.session_state[JOB]
     status = api.bulk_status(page.store, job)
@@ -232,8 +247,11 @@ def _job_status(page: Page) -> None:
         say = st.error if failed and not succeeded else st.warning if failed else st.success
         say(f"{succeeded} succeeded, {failed} failed or refused.")
     if failed:
-        reasons = q.job_failure_reasons(page.store, job)
-        st.markdown("\n".join(f"- {n} × {mask_emails(reason)}" for reason, n in reasons))
-    if status.get("status") in ("pending", "running") and st.button("Cancel the job", key="bulk_cancel"):
+        st.markdown("\n".join(_failure_lines(q.job_failure_reasons(page.store, job), failed)))
+    running = status.get("status") in ("pending", "running")
+    if not running and st.session_state.get(JOB_SHOWN_DONE) != job:
+        st.session_state[JOB_SHOWN_DONE] = job
+        st.rerun(scope="app")  # the queue above was read while the job ran: read it again, once
+    if running and st.button("Cancel the job", key="bulk_cancel"):
         result = api.cancel_bulk(page.store, job, page.viewer.actor)
         st.info(result.message)

@@ -131,3 +131,15 @@ def test_lines_nobody_reported_read_as_a_sentence() -> None:
         == "No system said which lines the order holds, nor which lines its shipments carried."
     )
     assert lines_summary({"shipped": 1}) == "1 line shipped; no system said how many lines the order holds."
+
+
+def test_a_bulk_jobs_failure_reasons_add_up_to_its_failures() -> None:
+    from dashboard.actions_panel import _failure_lines
+
+    reasons = [(f"erp answered 422: SKU S-{n} is not in the item master", 1) for n in range(7)]
+    lines = _failure_lines(reasons, failed=9)
+    assert lines[:5] == [f"- 1 × erp answered 422: SKU S-{n} is not in the item master" for n in range(5)]
+    assert lines[5:] == [
+        "- 2 more, for 2 other reasons: each exception's history says which",
+        "- 2 refused before anything was sent: the audit log (Admin) says why",
+    ]

@@ -269,13 +269,13 @@ def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
     return frame(store, stmt)
 
 
-def job_failure_reasons(store: Store, job_id: str, limit: int = 5) -> list[tuple[str, int]]:
+def job_failure_reasons(store: Store, job_id: str) -> list[tuple[str, int]]:
     """Why a bulk job's actions failed, most frequent first: what a lead reads before running it again."""
     a = actions.c
     stmt = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
     with store.engine.connect() as conn:
         outcomes = [outcome or {} for (outcome,) in conn.execute(stmt)]
-    return Counter(str(o.get("reason") or "no reason recorded") for o in outcomes).most_common(limit)
+    return Counter(str(o.get("reason") or "no reason recorded") for o in outcomes).most_common()
 
 
 def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
