@@ -48,29 +48,37 @@ def render() -> None:
 def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     """The queue's filter (bulk actions take the same) and the order its first rows come in."""
     options = filter_options(page.config)
+    # Every filter lives in the address too (bind): a reload, the Back button or a link a lead
+    # sends keeps the queue as it was filtered.
+    url = {"bind": "query-params"}
     search, sort = st.columns([3, 1])
     key = search.text_input(
-        "Search by any business key", placeholder="marketplace order, PO, SO-…, shipment, tracking number"
+        "Search by any business key",
+        placeholder="marketplace order, PO, SO-…, shipment, tracking number",
+        key="key",
+        **url,
     )
-    order = sort.selectbox("Order", list(q.QUEUE_ORDERS), help="Sorted by the database: the queue lists its first rows")
+    order = sort.selectbox(
+        "Order", list(q.QUEUE_ORDERS), help="Sorted by the database: the queue lists its first rows", key="order", **url
+    )
     cols = st.columns(4)
-    statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"])
-    categories = cols[1].multiselect("Category", options["category"])
+    statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"], key="status", **url)
+    categories = cols[1].multiselect("Category", options["category"], key="category", **url)
     scope = page.config.file.users[page.viewer.actor].scope if page.viewer.actor in page.config.file.users else None
     own_partners = [p for p in (scope.partners if scope else ()) if p in options["partner"]]
     own_channels = [c for c in (scope.channels if scope else ()) if c in options["channel"]]
-    partners = cols[2].multiselect("Partner", options["partner"], default=own_partners)
-    channels = cols[3].multiselect("Channel", options["channel"], default=own_channels)
+    partners = cols[2].multiselect("Partner", options["partner"], default=own_partners, key="partner", **url)
+    channels = cols[3].multiselect("Channel", options["channel"], default=own_channels, key="channel", **url)
     cols = st.columns(4)
-    sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label)
-    assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]])
-    opened = cols[2].selectbox("Opened", list(AGES))
+    sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label, key="sla", **url)
+    assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]], key="assignee", **url)
+    opened = cols[2].selectbox("Opened", list(AGES), key="opened", **url)
     # A link from Operations' callout or an endpoint alert names the failing system: ?system=erp.
     linked = [name for name in st.query_params.get_all("system") if name]
     # The configured partners, and any other system with active exceptions (a service no partner names).
     failing = q.failing_systems(page.store)["system"].dropna()
     offered = sorted({*options["system"], *failing, *linked})
-    systems = cols[3].multiselect("Failing system", offered, default=linked)
+    systems = cols[3].multiselect("Failing system", offered, key="system", **url)
     if own_partners or own_channels:
         st.caption(
             f"The queue opens on your scope ({', '.join([*own_channels, *own_partners])}): you act only there. "

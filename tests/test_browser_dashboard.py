@@ -220,6 +220,17 @@ def test_a_failing_system_callout_opens_its_exceptions(demo: Demo, page: Any) ->
     page.screenshot(path=str(SHOTS / "9-failing-system.png"))
 
 
+def test_the_queues_filters_live_in_its_address(demo: Demo, page: Any) -> None:
+    """A lead sends a filtered queue as a link (or reloads it): it opens filtered the same way."""
+    sign_in(page, f"{demo.url}/exceptions?category=validation&status=open")
+    page.get_by_role("heading", name="Exceptions").first.wait_for(timeout=60_000)
+    settle(page)
+    category = page.get_by_test_id("stMultiSelect").filter(has_text="Category")
+    status = page.get_by_test_id("stMultiSelect").filter(has_text="Status")
+    assert "validation" in category.inner_text() and "retrying" not in status.inner_text()
+    assert "category=validation" in page.url and "status=open" in page.url, page.url
+
+
 def test_selecting_a_late_order_opens_it_in_the_same_session(demo: Demo, page: Any) -> None:
     sign_in(page, demo.url)
     late = page.get_by_test_id("stDataFrame").first

@@ -158,10 +158,10 @@ def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(
 
 def test_a_link_naming_a_failing_system_opens_its_exceptions(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     """Operations' callout and an endpoint alert link to exceptions?system=NAME."""
-    at = open_app(monkeypatch, sample_db, "exceptions.py")
-    everything = at.dataframe[0].value
-    at.query_params["system"] = "erp"
-    at.run()
+    everything = open_app(monkeypatch, sample_db, "exceptions.py").dataframe[0].value
+    at = open_app(monkeypatch, sample_db, "operations.py")
+    at.query_params["system"] = "erp"  # the link: another page, then the queue with ?system=erp
+    at.switch_page("exceptions.py").run()
     chosen = next(m for m in at.multiselect if m.label == "Failing system")
     assert chosen.value == ["erp"]
     queue = at.dataframe[0].value
