@@ -1,9 +1,10 @@
 """Key linking: union-find over identity keys and trace ids, one process at a time.
 
 A node is ``(key_type, value)``; trace ids are nodes of type ``trace``. Observations connect
-their nodes. A union that would give one transaction two different values of a root key type
-(two marketplace orders) is refused: that is how a batch trace spanning many orders, or a bad
-reference, never merges two orders. Attribute keys (SKU, customer) never become nodes at all.
+their nodes. A union that would give one transaction two root keys (two marketplace orders, or a
+marketplace order and a purchase order: a process starts with one of its root types) is refused:
+that is how a batch trace spanning many orders, a bad reference, or two partners issuing the same
+document id never merges two orders. Attribute keys (SKU, customer) never become nodes at all.
 """
 
 from __future__ import annotations
@@ -15,8 +16,8 @@ TRACE = "trace"
 
 
 class Linker:
-    """Connected components of nodes with at most one value per root type each. A component is
-    known by its root node object: parents are compared by identity."""
+    """Connected components of nodes with at most one root key each. A component is known by its
+    root node object: parents are compared by identity."""
 
     def __init__(self, roots: Iterable[str]) -> None:
         self.root_types = frozenset(roots)
@@ -46,7 +47,7 @@ class Linker:
             return True
         roots_of = self.roots_of
         roots_a, roots_b = roots_of.get(ra), roots_of.get(rb)
-        if roots_a and roots_b and any(roots_a.get(t, v) != v for t, v in roots_b.items()):
+        if roots_a and roots_b and roots_a != roots_b:
             self.refused.append((a, b))
             return False
         if len(roots_a or ()) < len(roots_b or ()):

@@ -37,3 +37,24 @@ def test_a_bad_reference_links_the_same_way_on_every_engine(store: Store) -> Non
         ["111-0000000-0000001", "SH-9", "SO-1"],
         ["111-0000000-0000002", "SO-2"],
     ]
+
+
+def test_two_partners_issuing_the_same_document_id_never_merge_two_orders(store: Store) -> None:
+    """Each 3PL numbers its own documents: FastShip's 3PL-1 for an Amazon order and ParcelPro's
+    3PL-1 for a B2B purchase order are two orders, however the id reads."""
+    store.write_observations(
+        [
+            span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001", erp_order="SO-1"),
+            span(2, *SALES_ORDER, AT, po_number="PO-7", erp_order="SO-2"),
+            span(3, "POST /fulfillment-orders", "3pl-fastship", AT, erp_order="SO-1", fulfillment_order="3PL-1"),
+            span(4, "POST /fulfillment-orders", "3pl-parcelpro", AT, erp_order="SO-2", fulfillment_order="3PL-1"),
+        ]
+    )
+    result = Correlator(store, load_config(environ={})).run_pass()
+    tk = transaction_keys.c
+    with store.engine.connect() as conn:
+        roots = conn.execute(
+            select(tk.transaction_id, tk.value).where(tk.key_type.in_(["marketplace_order", "po_number"]))
+        ).all()
+    assert result.refused_links == 1
+    assert len({transaction for transaction, _ in roots}) == 2, roots
