@@ -56,12 +56,19 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
     payload = _edited_payload(row, recorded) if "retry" in allowed else None
     target = _reroute_target(page, row) if "reroute" in allowed else None
+    # A lead hands an exception to someone; an agent takes it ("Assign to me").
+    assignee = page.viewer.actor
+    if page.viewer.role == "lead" and "assign" in allowed:
+        assignee = st.selectbox("Assign to", _assignees(page), key=f"assignee_{row['id']}")
     offered = [(action, label) for action, label in BUTTONS if action in allowed]
     cols = st.columns(len(BUTTONS))
     for col, (action, label) in zip(cols, offered, strict=False):
         kind = "primary" if action == row["suggested_action"] else "secondary"  # the runbook's choice stands out
+        if action == "assign" and assignee != page.viewer.actor:
+            label = f"Assign to {assignee}"
         if col.button(label, key=f"{action}_{row['id']}", type=kind):
-            _perform(page, row, action, note=note or None, payload=payload, target=target)
+            chosen = assignee if action == "assign" else target
+            _perform(page, row, action, note=note or None, payload=payload, target=chosen)
 
 
 HISTORY_COLUMNS = {
@@ -101,9 +108,7 @@ def _done(kind: str, asked: dict[str, Any], outcome: dict[str, Any]) -> str:
 
 
 def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> None:
-    if action == "assign":
-        options["target"] = page.viewer.actor  # "Assign to me": the assignee is the target
-    elif action != "reroute":
+    if action not in ("assign", "reroute"):
         options.pop("target")
     if action != "retry":
         options.pop("payload")

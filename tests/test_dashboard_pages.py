@@ -474,6 +474,17 @@ def test_assign_to_me_shows_the_new_assignee(monkeypatch: pytest.MonkeyPatch, sa
     assert "**Assignee:** sam" in texts(at)
 
 
+def test_a_lead_hands_one_exception_to_an_agent(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py"), "dead_lettered")
+    assert "Assign to me" in {b.label for b in at.button}, "the lead is offered first"
+    chooser = next(s for s in at.selectbox if s.label == "Assign to" and "sam" in s.options)
+    chooser.select("sam").run()
+    next(b for b in at.button if b.label == "Assign to sam").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.success and at.success[0].value.startswith("**Assign:** Assigned to sam")
+    assert "**Assignee:** sam" in texts(at)
+
+
 def test_a_lead_plans_a_bulk_assign_to_an_agent(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
     at = open_app(monkeypatch, sample_copy, "exceptions.py")
     next(s for s in at.selectbox if s.label == "Action").select("assign").run()
