@@ -66,7 +66,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         kind = "primary" if action == row["suggested_action"] else "secondary"  # the runbook's choice stands out
         if action == "assign" and assignee != page.viewer.actor:
             label = f"Assign to {assignee}"
-        if col.button(label, key=f"{action}_{row['id']}", type=kind):
+        done = action == "assign" and row["assignee"] == assignee  # assigning it again would change nothing
+        if col.button(label, key=f"{action}_{row['id']}", type=kind, disabled=done):
             chosen = assignee if action == "assign" else target
             _perform(page, row, action, note=note or None, payload=payload, target=chosen)
 

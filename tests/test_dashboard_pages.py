@@ -483,6 +483,7 @@ def test_a_lead_hands_one_exception_to_an_agent(monkeypatch: pytest.MonkeyPatch,
     assert not at.exception, [e.value for e in at.exception]
     assert at.success and at.success[0].value.startswith("**Assign:** Assigned to sam")
     assert "**Assignee:** sam" in texts(at)
+    assert next(b for b in at.button if b.label == "Assign to sam").disabled, "it is sam's already"
 
 
 def test_a_lead_plans_a_bulk_assign_to_an_agent(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
