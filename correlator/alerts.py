@@ -22,7 +22,7 @@ import httpx
 from sqlalchemy import Connection
 
 from syncwatch.config import Config
-from syncwatch.model import utcnow
+from syncwatch.model import stage_label, utcnow
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
 
@@ -53,7 +53,7 @@ def transaction_alerts(
         if state not in ALERTING_STATES or before.get(row["id"]) == state or happened < now - FRESH:
             continue
         key = link_keys.get(row["id"], row["id"])
-        stage = row["stage_at_fault"] or "its next stage"
+        stage = stage_label(row["stage_at_fault"]) or "its next stage"
         text = f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')} at {stage}"
         if row["due_at"] is not None:
             text += f" (due {row['due_at']:%Y-%m-%d %H:%M} UTC)"
@@ -79,7 +79,8 @@ def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, no
         Alert(
             f"endpoint:{system}:{endpoint}",
             "endpoint_failing",
-            f"{system} {endpoint} is failing: {len(rows)} open exception(s), latest: {rows[-1]['summary']}",
+            f"{system} {endpoint} is failing: {len(rows)} open exception{'' if len(rows) == 1 else 's'}, "
+            f"latest: {rows[-1]['summary']}",
             _link(config, "exceptions", "system", system),
         )
         for (system, endpoint), rows in sorted(failing.items())

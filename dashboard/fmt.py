@@ -79,14 +79,6 @@ def _utc(value: object) -> datetime:
     return (moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")).to_pydatetime()
 
 
-def stage_label(name: str | None) -> str:
-    """A stage as people say it: 'accepted by ERP', not accepted_by_erp."""
-    if not name:
-        return ""
-    words = name.replace("_", " ")
-    return " ".join(w.upper() if w in ("erp", "wms", "3pl") else w for w in words.split(" "))
-
-
 def sla_label(state: str | None) -> str:
     return SLA_LABELS.get(state or "", state or "")
 

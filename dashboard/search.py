@@ -8,9 +8,10 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import money, no_partner, promise, sla_label, stage_label, time_left, when
+from dashboard.fmt import money, no_partner, promise, sla_label, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.commands.common import count
+from syncwatch.model import stage_label
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 

@@ -33,6 +33,14 @@ def from_ns(ns: int) -> datetime:
     return EPOCH + timedelta(microseconds=ns // 1000)
 
 
+def stage_label(name: str | None) -> str:
+    """A stage as people say it, on a page or in an alert: 'accepted by ERP', not accepted_by_erp."""
+    if not name:
+        return ""
+    words = name.replace("_", " ")
+    return " ".join(w.upper() if w in ("erp", "wms", "3pl") else w for w in words.split(" "))
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
