@@ -10,6 +10,7 @@ import streamlit as st
 from dashboard import charts
 from dashboard.fmt import SLA_LABELS, age, duration, money, time_left, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
+from syncwatch.model import stage_label
 from syncwatch.store import queries as q
 
 REFRESH_S = 30
@@ -115,7 +116,7 @@ def _late(page: Page) -> None:
             "transaction": data["id"],
             "SLA": data["sla_state"].map(SLA_LABELS),
             "time left": [time_left(d, page.now) for d in data["due_at"]],
-            "stage": data["stage_at_fault"],
+            "stage": data["stage_at_fault"].map(stage_label),
             "channel": data["channel"].fillna(q.NO_CHANNEL),
             "partner": data["partner"].fillna(q.NO_PARTNER),
             "customer": data["customer"].fillna("—"),
@@ -131,7 +132,7 @@ def _stage_delays(page: Page) -> None:
     if data.empty:
         none_yet("No late transactions in the last 7 days.")
         return
-    st.plotly_chart(charts.stage_heatmap(data), key="heatmap")
+    st.plotly_chart(charts.stage_heatmap(data.assign(stage=data["stage"].map(stage_label))), key="heatmap")
 
 
 def _throughput(page: Page) -> None:

@@ -122,6 +122,7 @@ def test_operations_names_orders_not_yet_with_a_partner_as_such(
     partners = {label for trace in json.loads(by_partner)["data"] for label in trace["y"]}
     assert "not released yet" in partners and "unknown" not in partners, partners
     assert "not released yet" in set(at.dataframe[0].value["partner"]), "the late table says the same"
+    assert not any("_" in stage for stage in at.dataframe[0].value["stage"].dropna()), "stages as people say them"
 
 
 def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
