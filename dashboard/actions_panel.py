@@ -54,7 +54,7 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     if st.session_state.pop(NOTE_SENT, None) == row["id"]:
         st.session_state[key] = ""  # set before the box is drawn: the browser shows it emptied
     note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
-    payload = _edited_payload(row, recorded) if "retry" in allowed else None
+    payload, sendable = _edited_payload(row, recorded) if "retry" in allowed else (None, True)
     target = _reroute_target(page, row) if "reroute" in allowed else None
     # A lead hands an exception to someone; an agent takes it ("Assign to me").
     assignee = page.viewer.actor
@@ -67,7 +67,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         if action == "assign" and assignee != page.viewer.actor:
             label = f"Assign to {assignee}"
         done = action == "assign" and row["assignee"] == assignee  # assigning it again would change nothing
-        if col.button(label, key=f"{action}_{row['id']}", type=kind, disabled=done):
+        blocked = done or (action == "retry" and not sendable)
+        if col.button(label, key=f"{action}_{row['id']}", type=kind, disabled=blocked):
             chosen = assignee if action == "assign" else target
             _perform(page, row, action, note=note or None, payload=payload, target=chosen)
 
@@ -138,35 +139,36 @@ def _outcome(exception_id: str) -> None:
     (st.success if outcome["ok"] else st.error)(text)
 
 
-def _edited_payload(row: dict[str, Any], original: dict[str, Any] | None) -> dict[str, Any] | None:
+def _edited_payload(row: dict[str, Any], original: dict[str, Any] | None) -> tuple[dict[str, Any] | None, bool]:
     """The payload to retry with (``original``: the recorded body, as Retry finds it), when the agent
-    edits it; personal data stays masked on screen. Where no body was recorded, the agent may write
-    one: without it a retry has nothing to send."""
+    edits it, and whether Retry may send: an edit that is not valid JSON blocks it, since sending
+    the original instead is not what the agent asked for. Personal data stays masked on screen.
+    Where no body was recorded, the agent may write one: without it a retry has nothing to send."""
     if original is None:
         return _written_payload(row)
     if not st.toggle("Edit the payload before retrying", key=f"edit_{row['id']}"):
-        return None
+        return None, True
     shown = mask(original)
     text = st.text_area("Payload to send", json.dumps(shown, indent=2), height=220, key=f"payload_{row['id']}")
     edited = _json(text)
     if not isinstance(edited, dict):
-        st.error("The edited payload is not a JSON object; Retry sends the original.")
-        return None
-    return apply_edits(original, shown, edited) if edited != shown else None
+        st.error("The edited payload is not a JSON object: fix it (or switch editing off) to retry.")
+        return None, False
+    return (apply_edits(original, shown, edited) if edited != shown else None), True
 
 
-def _written_payload(row: dict[str, Any]) -> dict[str, Any] | None:
+def _written_payload(row: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
     if not st.toggle("Write the request body to send (none was recorded)", key=f"write_{row['id']}"):
-        return None
+        return None, True
     text = st.text_area("Request body to send (JSON)", "{}", height=160, key=f"body_{row['id']}")
     written = _json(text)
     if written == {}:
         st.caption("Write the fields the partner expects between the braces; Retry sends this body.")
-        return None
+        return None, True
     if not isinstance(written, dict):
         st.error('This is not a JSON object: Retry would have nothing to send. Write the body as {"field": …}.')
-        return None
-    return written
+        return None, False
+    return written, True
 
 
 def _json(raw: bytes | str | None) -> Any:

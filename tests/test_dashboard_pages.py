@@ -573,6 +573,10 @@ def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(
     assert [t.label for t in at.toggle] == ["Edit the payload before retrying"]
     assert "No request body was stored" not in texts(at), "what was sent is shown where Retry finds it"
     assert any('"lines"' in c.value for c in at.code), [c.value[:80] for c in at.code]
+    at.toggle[0].set_value(True).run()
+    next(a for a in at.text_area if a.label == "Payload to send").input('{"customer": "C-1", lines: [}').run()
+    assert at.error[0].value.startswith("The edited payload is not a JSON object: fix it")
+    assert next(b for b in at.button if b.label == "Retry").disabled, "never send the original instead of the edit"
 
 
 def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
@@ -600,6 +604,7 @@ def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
     body = next(a for a in at.text_area if a.label == "Request body to send (JSON)")
     body.input('{"order": ').run()
     assert at.error[0].value.startswith("This is not a JSON object")
+    assert next(b for b in at.button if b.label == "Retry").disabled
     next(a for a in at.text_area if a.label == "Request body to send (JSON)").input('{"order": "113-1"}').run()
     assert not at.error
     next(b for b in at.button if b.label == "Retry").click().run()
