@@ -28,6 +28,10 @@ def assign(services: Services, request: Request, exception: dict[str, Any]) -> A
     assignee = request.target
     if assignee is None or not roles.may(services.config, assignee, "resolve"):
         return refuse(services, entry, exception["status"], roles.cannot_work(services.config, assignee), "failed")
+    if not roles.in_scope(services.config, assignee, exception):
+        scope = roles.scope_of(services.config, assignee)
+        reason = f"the scope of {assignee} is {scope}, which leaves this exception out; assign someone whose it is"
+        return refuse(services, entry, exception["status"], reason, "failed")
     if assignee == exception.get("assignee"):
         return refuse(services, entry, exception["status"], f"it is already assigned to {assignee}; nothing changed")
     values = {"assignee": assignee, "updated_at": services.clock()}

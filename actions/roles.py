@@ -53,6 +53,13 @@ def cannot_work(config: Config, assignee: str | None) -> str:
     return f"{assignee} is {described(config, assignee)}, who cannot work exceptions; assign an agent or a lead"
 
 
+def scope_of(config: Config, actor: str) -> str:
+    """The channels and partners a person works, as a message names them ('everything' if unscoped)."""
+    user = config.file.users.get(actor)
+    named = [*user.scope.channels, *user.scope.partners] if user is not None else []
+    return ", ".join(named) if named else "everything"
+
+
 def in_scope(config: Config, actor: str, exception_row: Any) -> bool:
     """Whether the exception lies within the actor's channels and partners (no scope: everything)."""
     user = config.file.users.get(actor)

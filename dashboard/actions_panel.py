@@ -14,7 +14,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from actions import api
+from actions import api, roles
 from actions.masking import mask as mask_typed
 from dashboard.fmt import when
 from dashboard.masking import apply_edits, mask
@@ -44,6 +44,10 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     (``recorded``: the body a retry would send, read once for the whole page)."""
     _outcome(row["id"])
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
+    if not allowed and page.viewer.role != "executive":
+        scope = roles.scope_of(page.config, page.viewer.actor)
+        st.caption(f"This exception is outside your scope ({scope}): you can read it; a lead acts on it.")
+        return
     if not allowed:
         st.caption(f"{page.viewer.label} can read this exception; agents and leads act on it.")
         return

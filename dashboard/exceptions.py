@@ -28,6 +28,7 @@ AGES = {
 ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
 QUEUE_KEY = "exception_queue"
 SELECTED_ROW = "exception_queue_opened"  # the row whose selection last opened an exception
+QUEUE_VIEWER = "exception_queue_viewer"  # who the filters were last drawn for
 
 
 def render() -> None:
@@ -67,6 +68,10 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     scope = page.config.file.users[page.viewer.actor].scope if page.viewer.actor in page.config.file.users else None
     own_partners = [p for p in (scope.partners if scope else ()) if p in options["partner"]]
     own_channels = [c for c in (scope.channels if scope else ()) if c in options["channel"]]
+    previous = st.session_state.get(QUEUE_VIEWER)
+    st.session_state[QUEUE_VIEWER] = page.viewer.actor
+    if previous is not None and previous != page.viewer.actor:  # the demo's role switch: the new person's scope
+        st.session_state["partner"], st.session_state["channel"] = own_partners, own_channels
     partners = cols[2].multiselect("Partner", options["partner"], default=own_partners, key="partner", **url)
     channels = cols[3].multiselect("Channel", options["channel"], default=own_channels, key="channel", **url)
     cols = st.columns(4)

@@ -203,6 +203,19 @@ def test_a_scoped_agents_queue_opens_on_their_channel_and_names_each_order(
     assert queue["order"].iloc[0] in chooser.options[0], "the chooser names the order, not only the category"
     next(m for m in at.multiselect if m.label == "Channel").set_value([]).run()
     assert set(at.dataframe[0].value["channel"]) > {"marketplace-b2b"}, "the rest can still be read"
+    next(m for m in at.multiselect if m.label == "Channel").set_value(["marketplace-amz"]).run()
+    at = choose(at, "validation")
+    assert "This exception is outside your scope (marketplace-b2b): you can read it; a lead acts on it." in texts(at)
+
+
+def test_switching_the_demo_to_a_scoped_agent_opens_the_queue_on_their_scope(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "exceptions.py")
+    assert set(at.dataframe[0].value["channel"]) > {"marketplace-b2b"}, "the lead reads every channel"
+    at.sidebar.selectbox[0].select("pat").run()
+    assert set(at.dataframe[0].value["channel"]) == {"marketplace-b2b"}
+    assert next(m for m in at.multiselect if m.label == "Channel").value == ["marketplace-b2b"]
 
 
 def choose(at: AppTest, category: str) -> AppTest:
