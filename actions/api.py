@@ -46,8 +46,8 @@ def role_of(config: Config, actor: str) -> str:
     return roles.role_of(config, actor)
 
 
-NOTHING_TO_SEND = ("stuck", "duplicate_notice")
-"""Categories where nothing failed: Retry would re-send a call that succeeded."""
+NOTHING_TO_SEND = ("stuck", "duplicate_notice", "dead_lettered")
+"""Categories with no failed request to send: nothing failed, or a message waits in a dead-letter list (Replay)."""
 
 
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:

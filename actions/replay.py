@@ -14,6 +14,8 @@ from syncwatch.store import actions as q
 
 
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
+    if exception["category"] != "dead_lettered":
+        raise NotActionable(f"replay re-delivers a dead-lettered message; this exception is {exception['category']}")
     holder = next((n for n, p in services.config.file.partners.items() if p.kind == "erp"), None)
     if holder is None:
         raise NotActionable("no ERP is configured under [partners], so there is no dead-letter list to replay from")
@@ -25,7 +27,10 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
         client = services.client(holder)
         letter = erp.dead_letter_for(client, keys)
         if letter is None:
-            raise NotActionable(f"no dead letter for this order at {holder}; it may have been replayed already")
+            raise NotActionable(
+                f"the dead-letter list of {holder} holds nothing for this order: it was replayed or purged there;"
+                " check with its team, then resolve with a note"
+            )
         erp.redeliver(client, str(letter["id"]), claim.key)
         outcome.update({"partner_ref": letter["id"]})
         outcome["steps"].append(f"re-delivered {letter['id']} through {holder}; it left the dead-letter list")

@@ -44,7 +44,7 @@ class BulkPlan:
             listed = ", ".join(f"{action} {n}" for action, n in sorted(others.items(), key=lambda i: -i[1]))
             parts.append(f"another action is suggested for {sum(others.values())} of them ({listed})")
         if nothing:
-            parts.append(f"{nothing} of them have no failed request to send again")
+            parts.append(f"{nothing} of them {'has' if nothing == 1 else 'have'} no failed request to send again")
         if not parts:
             return None
         said = "; ".join(parts)

@@ -64,7 +64,7 @@ def _method_and_path(observations: list[dict[str, Any]]) -> tuple[str, str]:
             return str(method), str(path)
     method, _, path = str(observations[0]["operation"]).partition(" ")
     if not path.startswith("/") or "{" in path:
-        raise NotActionable(f"{observations[0]['operation']} is not a request that can be sent again")
+        raise NotActionable(f"the step {observations[0]['operation']} is not a request that can be sent again")
     return method, path
 
 

@@ -135,11 +135,7 @@ def _outcome(exception_id: str) -> None:
         return
     text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
     if "the exception" not in outcome["message"].lower():  # unless the message already says where it stands
-        text += (
-            f" (the exception is now {outcome['status']})"
-            if outcome["ok"]
-            else f" The exception is {outcome['status']}."
-        )
+        text += f" The exception is {'now ' if outcome['ok'] else ''}{outcome['status']}."
     (st.success if outcome["ok"] else st.error)(text)
 
 

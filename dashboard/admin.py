@@ -41,7 +41,8 @@ def _quarantine(page: Page) -> None:
         st.success("Nothing was rejected: every input so far was understood.")
         return
     again = f", rejected {deliveries:,} times in all (the same input delivered again is kept once)"
-    st.caption(f"{count(items, 'rejected input')} kept with its reason{again if deliveries > items else ''}.")
+    reasons = "its reason" if items == 1 else "their reasons"
+    st.caption(f"{count(items, 'rejected input')} kept with {reasons}{again if deliveries > items else ''}.")
     st.subheader("Most frequent reasons")
     reasons = q.quarantine_by_reason(page.store)
     st.dataframe(reasons, hide_index=True, column_config=_REASON_COLUMNS)

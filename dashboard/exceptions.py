@@ -10,10 +10,11 @@ import streamlit as st
 
 from actions import api
 from dashboard import actions_panel, charts
-from dashboard.fmt import SLA_LABELS, age, money, no_partner, promise, sla_label, time_left, when
+from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, promise, sla_label, time_left, when
 from dashboard.masking import mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
+from syncwatch.model import stage_label
 from syncwatch.store import queries as q
 
 STATUSES = ("open", "retrying", "resolved", "ignored")
@@ -64,7 +65,7 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     )
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"], key="status", **url)
-    categories = cols[1].multiselect("Category", options["category"], key="category", **url)
+    categories = cols[1].multiselect("Category", options["category"], format_func=category_label, key="category", **url)
     scope = page.config.file.users[page.viewer.actor].scope if page.viewer.actor in page.config.file.users else None
     own_partners = [p for p in (scope.partners if scope else ()) if p in options["partner"]]
     own_channels = [c for c in (scope.channels if scope else ()) if c in options["channel"]]
@@ -129,7 +130,7 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
     table = pd.DataFrame(
         {
             "age": [age(t, page.now) for t in queue["opened_at"]],
-            "category": queue["category"],
+            "category": queue["category"].map(category_label),
             "order": queue["transaction_id"],
             "status": queue["status"],
             "system": queue["system"],
@@ -166,7 +167,15 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
 
 def _choose(queue: pd.DataFrame) -> str | None:
     """The exception to open: picked here, or named in the link (?exception=ID) another page gave."""
-    described = queue["category"] + " · " + queue["transaction_id"] + " · " + queue["system"] + " · " + queue["summary"]
+    described = (
+        queue["category"].map(category_label)
+        + " · "
+        + queue["transaction_id"]
+        + " · "
+        + queue["system"]
+        + " · "
+        + queue["summary"]
+    )
     labels = dict(zip(queue["id"], described, strict=True))
     wanted = st.query_params.get("exception")
     ids = list(labels)
@@ -199,7 +208,7 @@ def _detail(page: Page, exception_id: str) -> None:
         _facts(page, row)
     runbook = page.config.file.runbooks.get(row["category"], "No runbook for this category yet.")
     suggested = row["suggested_action"] or "none, see the runbook"
-    st.info(f"**Runbook ({row['category']}).** {runbook}\n\n**Suggested action:** {suggested}")
+    st.info(f"**Runbook ({category_label(row['category'])}).** {runbook}\n\n**Suggested action:** {suggested}")
     recorded = api.recorded_body(page.store, row)  # the body may sit on the call's client span
     actions_panel.panel(page, row, recorded)
     _timeline(page, row)
@@ -233,13 +242,21 @@ def _business_context(page: Page, row: dict) -> None:
     )
 
 
+def _where(row: dict) -> str:
+    """Who holds the order up, and where: an overdue stage, or a failing call and the stage it holds up."""
+    if row["category"] == "stuck":
+        return f"{row['system']}: stage {stage_label(row['stage'])} overdue"
+    held = f", holding up {stage_label(row['stage'])}" if row["stage"] else ""
+    return f"{row['system']} · {row['endpoint'] or '—'}{held}"
+
+
 def _facts(page: Page, row: dict) -> None:
     st.markdown(
         "\n".join(
             [
                 f"- **Status:** {row['status']}",
-                f"- **Category:** {row['category']}",
-                f"- **Failing:** {row['system']} {row['endpoint'] or ''} at stage {row['stage'] or '—'}",
+                f"- **Category:** {category_label(row['category'])}",
+                f"- **Failing:** {_where(row)}",
                 f"- **Attempts seen:** {row['attempts']}",
                 f"- **Opened:** {when(row['opened_at'])} ({age(row['opened_at'], page.now)} ago)",
                 f"- **Last seen:** {when(row['last_seen_at'])}",

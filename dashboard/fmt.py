@@ -79,6 +79,11 @@ def _utc(value: object) -> datetime:
     return (moment.tz_localize("UTC") if moment.tzinfo is None else moment.tz_convert("UTC")).to_pydatetime()
 
 
+def category_label(category: str | None) -> str:
+    """'dead lettered', not dead_lettered: the filter keeps the stored name, people read this."""
+    return (category or "").replace("_", " ")
+
+
 def sla_label(state: str | None) -> str:
     return SLA_LABELS.get(state or "", state or "")
 
