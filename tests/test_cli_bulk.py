@@ -69,6 +69,7 @@ def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: py
         (["retry", "--as", "alex", "--category", "valdation"], 2, "no category 'valdation'; choose from validation,"),
         (["ignore", "--as", "sam", "--note", "n", "--yes"], 1, "only a lead may run bulk jobs, and sam is an agent"),
         (["ignore", "--as", "sam", "--note", "n"], 1, "only a lead may run bulk jobs, and sam is an agent"),
+        (["resolve", "--as", "sam"], 1, "only a lead may run bulk jobs, and sam is an agent"),
     ],
 )
 def test_bad_requests_get_one_sentence_and_change_nothing(
@@ -94,4 +95,12 @@ def test_a_retry_body_that_is_not_a_json_object_gets_one_line_not_a_traceback(
         main(["retry", "exc-1", "--as", "alex", "--payload", payload, "--db", seeded])
     said = capsys.readouterr().err
     assert exit_.value.code == 2 and message in said and "Traceback" not in said, said
+    assert statuses(seeded) == ["open"] * 4
+
+
+def test_replay_refuses_what_is_not_a_dead_letter(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["replay", "exc-1", "--as", "alex", "--db", seeded]) == 1
+    close_all()
+    said = capsys.readouterr().err
+    assert said.startswith("Replay re-delivers a dead-lettered message; this exception is timeout."), said
     assert statuses(seeded) == ["open"] * 4

@@ -50,14 +50,14 @@ def _run(args: argparse.Namespace) -> int:
     from actions.api import plan_bulk
     from actions.services import close_all
 
-    if args.action in ("resolve", "ignore") and not args.note:
-        print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
-        return EXIT_USAGE
     config = config_from(args)
-    if not roles.may(config, args.actor, "bulk"):  # say so before planning what could not run
+    if not roles.may(config, args.actor, "bulk"):  # say so before asking for more, or planning what could not run
         who = roles.described(config, args.actor)
         print(f"syncwatch bulk: only a lead may run bulk jobs, and {args.actor} is {who}.", file=sys.stderr)
         return 1
+    if args.action in ("resolve", "ignore") and not args.note:
+        print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
+        return EXIT_USAGE
     store = open_store(config)
     try:
         try:
