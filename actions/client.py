@@ -96,7 +96,10 @@ class PartnerClient:
         self.limiter.acquire()
         # Named by the path alone, as OpenTelemetry names HTTP spans: a lookup's query (its order
         # number) would otherwise make every lookup an endpoint of its own.
-        with self.tracer.start_as_current_span(f"{method} {httpx.URL(path).path}", kind=SpanKind.CLIENT) as span:
+        # The span's status is set below from the partner's answer; the SDK's own would overwrite it
+        # with the exception's class name ('PartnerRejected: …'), which the exception's title would quote.
+        name = f"{method} {httpx.URL(path).path}"
+        with self.tracer.start_as_current_span(name, kind=SpanKind.CLIENT, set_status_on_exception=False) as span:
             span.set_attributes(_request_attributes(self, method, path, body))
             headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
             inject(headers)

@@ -11,6 +11,7 @@ The id hashes the transaction's identity and the step, so re-derivation finds th
 from __future__ import annotations
 
 import hashlib
+import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -25,6 +26,8 @@ from syncwatch.model import PARTNER_CALLED, ActionKind, ExceptionCategory, Excep
 from syncwatch.redact import mask_emails
 
 Cat = ExceptionCategory
+ANSWERED = re.compile(r"^[\w.-]+ answered \d{3}: ")
+"""How syncwatch's own client words a refusal ('erp answered 422: …'); the summary says it once."""
 SUGGESTED = {
     Cat.VALIDATION: ActionKind.RETRY,
     Cat.PARTNER_UNAVAILABLE: ActionKind.REROUTE,
@@ -278,11 +281,14 @@ def _summary(member: Member, attempts: int, last: Member) -> str:
     since = ""
     if last.kind == "span" and last.start > member.start and not last.status_code:
         since = f"; the last attempt, {last.start:%Y-%m-%d %H:%M} UTC, got no answer: {_reason(last)}"
-    return f"{member.system} {member.operation}{status}: {_reason(member)}{tries}{since}"
+    # syncwatch's own call (a retry) is told as the partner's answer, as the partner's own span tells it.
+    who = member.attributes.get(PARTNER_CALLED) or member.system
+    return f"{who} {member.operation}{status}: {_reason(member)}{tries}{since}"
 
 
 def _reason(member: Member) -> str:
-    return mask_emails(str(member.error_message or member.attributes.get("error.type") or "failed"))
+    text = str(member.error_message or member.attributes.get("error.type") or "failed")
+    return mask_emails(ANSWERED.sub("", text, count=1))
 
 
 def _with_context(draft: Draft, context: dict[str, Any]) -> Draft:

@@ -107,7 +107,8 @@ def test_a_retry_that_reaches_nobody_keeps_the_partners_answer_and_says_what_hap
         after = w.exception("validation")
         assert not result.ok and after["id"] == exc["id"] and after["status"] == "open"
         assert after["suggested_action"] == "retry" and "422" in after["summary"], after
-        assert "the last attempt" in after["summary"] and "got no answer" in after["summary"], after["summary"]
+        assert "got no answer: erp could not be reached (ConnectError)" in after["summary"], after["summary"]
+        assert "PartnerUnavailable" not in after["summary"], "the reason as the partner's answer, not a class name"
         assert (exc["attempts"], after["attempts"]) == (1, 2)
     close_all()
 

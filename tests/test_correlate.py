@@ -410,3 +410,34 @@ def test_only_one_instance_correlates_a_postgresql_database_at_a_time(
     done = Correlator(other, load_config(), clock=lambda: AS_OF).run_pass()
     assert not done.busy and done.observations == 500
     other.close()
+
+
+def test_a_refused_retry_reads_as_the_partners_answer_before_the_partners_own_span_arrives() -> None:
+    """syncwatch's client span is exported at once, the ERP's a little later: in between, the title
+    names the ERP and its reason, not syncwatch or the client's exception class."""
+    from correlator.exceptions import derive
+    from correlator.processes import Member
+
+    t0 = AS_OF - timedelta(hours=1)
+    reason = "SKU X-1 is not in the item master"
+    sent = Member(
+        0, "span", "marketplace-amz", "POST /sales-orders", t0, "error", 422, reason, 0, {"span.kind": "client"}
+    )
+    rejected = Member(1, "span", "erp", "POST /sales-orders", t0, "error", 422, reason, 0, {"span.kind": "server"})
+    retried = Member(
+        2,
+        "span",
+        "syncwatch",
+        "POST /sales-orders",
+        t0 + timedelta(minutes=30),
+        "error",
+        422,
+        "erp answered 422: SKU X-1 is not in the item master",
+        0,
+        {"syncwatch.partner": "erp", "span.kind": "client"},
+    )
+    order = next(p for p in compile_processes(load_config()) if p.name == "order")
+    sla = evaluate(order, {"captured": t0}, {}, AS_OF, 0.8)
+    [draft] = derive("order:1", [sent, rejected, retried], sla, [], {})
+    assert draft.summary == "erp POST /sales-orders 422: SKU X-1 is not in the item master (2 attempts)"
+    assert draft.system == "erp" and draft.category.value == "validation"
