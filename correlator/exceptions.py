@@ -22,7 +22,7 @@ from urllib.parse import urlsplit
 from correlator.lines import LineCheck
 from correlator.processes import Member
 from correlator.sla import SlaResult
-from syncwatch.model import PARTNER_CALLED, ActionKind, ExceptionCategory, ExceptionStatus, SlaState
+from syncwatch.model import PARTNER_CALLED, ActionKind, ExceptionCategory, ExceptionStatus, SlaState, stage_label
 from syncwatch.redact import mask_emails
 
 Cat = ExceptionCategory
@@ -67,9 +67,11 @@ def derive(
     keys: Iterable[tuple[str, str]],
     context: dict[str, Any],
     hosts: dict[str, str] | None = None,
+    partner_stage: str | None = None,
 ) -> list[Draft]:
     """Every exception the transaction's observations show; ``hosts`` maps the host names a
-    caller's span shows for a partner to that partner, so a failed call blames the callee."""
+    caller's span shows for a partner to that partner, so a failed call blames the callee. Past
+    ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs."""
     ordered = sorted(members, key=lambda m: (m.start, m.id))
     errors = [m for m in ordered if m.outcome == "error"]
     by_value = {value: key_type for key_type, value in keys}
@@ -82,7 +84,7 @@ def derive(
     drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
     drafts += _duplicates(identity, ordered)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
-        drafts += _stuck(identity, sla, ordered)
+        drafts += _stuck(identity, sla, ordered, _held_by(sla, partner_stage, context.get("partner")))
         drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
 
@@ -205,27 +207,39 @@ def _duplicate_draft(identity: str, operation: str, subject: str, group: list[Me
     )
 
 
-def _stuck(identity: str, sla: SlaResult, ordered: Sequence[Member]) -> list[Draft]:
+def _held_by(sla: SlaResult, partner_stage: str | None, partner: Any) -> tuple[str, str] | None:
+    """(the stage right after the hand-over, the partner who owes it), where the order was handed over."""
+    names = [s.name for s in sla.stages]
+    if not partner or partner_stage not in names or names.index(partner_stage) + 1 >= len(names):
+        return None
+    return names[names.index(partner_stage) + 1], str(partner)
+
+
+def _stuck(identity: str, sla: SlaResult, ordered: Sequence[Member], held: tuple[str, str] | None) -> list[Draft]:
     drafts = []
     for stage in sla.stages:
         if stage.state is not SlaState.BREACHED or stage.due_at is None:
             continue
         resolver = next((m for m in ordered if m.start == stage.reached_at), None) if stage.reached_at else None
         before = [m for m in ordered if m.start <= stage.due_at] or list(ordered[:1])
-        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, before[-1], resolver))
+        owner = held[1] if held and held[0] == stage.name else None
+        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, before[-1], resolver, owner))
     return drafts
 
 
-def _stuck_draft(identity: str, stage: str, due: datetime, last: Member, resolver: Member | None) -> Draft:
+def _stuck_draft(
+    identity: str, stage: str, due: datetime, last: Member, resolver: Member | None, owner: str | None
+) -> Draft:
     late = "arrived late" if resolver else "is overdue"
+    where = f"the order is with {owner}" if owner else f"last seen at {last.system}"
     return Draft(
         id=_id(identity, "stuck", stage),
         category=Cat.STUCK,
         status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
-        system=last.system,
+        system=owner or last.system,
         endpoint=stage,
         stage=stage,
-        summary=f"Stage {stage} {late}: it was due {due:%Y-%m-%d %H:%M} UTC; last seen at {last.system}.",
+        summary=f"Stage {stage_label(stage)} {late}: it was due {due:%Y-%m-%d %H:%M} UTC; {where}.",
         opened_at=due,
         last_seen_at=resolver.start if resolver else due,
         attempts=1,

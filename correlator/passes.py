@@ -167,7 +167,8 @@ class Correlator:
                     rows.append(row)
                     keys.extend((tid, t, v) for t, v in component.nodes)
                     own = [n for n in component.nodes if n[0] != TRACE]
-                    drafts.extend((tid, d) for d in derive(tid, members, sla, own, business_context(row), self.hosts))
+                    context, handed_over = business_context(row), component.process.partner_stage
+                    drafts.extend((tid, d) for d in derive(tid, members, sla, own, context, self.hosts, handed_over))
                     retired |= component.previous
                 found.extend(transaction_alerts(before, rows, link_keys, self.config, now))
                 write(rows, keys)

@@ -441,3 +441,32 @@ def test_a_refused_retry_reads_as_the_partners_answer_before_the_partners_own_sp
     [draft] = derive("order:1", [sent, rejected, retried], sla, [], {})
     assert draft.summary == "erp POST /sales-orders 422: SKU X-1 is not in the item master (2 attempts)"
     assert draft.system == "erp" and draft.category.value == "validation"
+
+
+def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: Path) -> None:
+    """Once released, the order is with the 3PL: 'erp needs attention' for its late shipments
+    would send the lead to the wrong team."""
+    from observation_support import span
+
+    store = Store.open(f"sqlite:///{tmp_path / 'stuck.db'}")
+    store.upgrade()
+    t0, keys = AS_OF - timedelta(days=3), {"marketplace_order": "111-0000000-0000009", "erp_order": "SO-9"}
+    store.write_observations(
+        [
+            span(1, "POST /orders", "marketplace-amz", t0, marketplace_order=keys["marketplace_order"]),
+            span(2, "POST /sales-orders", "erp", t0 + timedelta(minutes=2), **keys),
+            span(3, "POST /sales-orders/SO-9/allocate", "erp", t0 + timedelta(minutes=5), erp_order="SO-9"),
+            span(4, "POST /fulfillment-orders", "3pl-fastship", t0 + timedelta(minutes=9), erp_order="SO-9"),
+            span(5, "POST /invoices", "erp", t0 + timedelta(minutes=20), erp_order="SO-9"),
+        ]
+    )
+    Correlator(store, load_config(environ={}), clock=lambda: AS_OF).run_pass()
+    with store.engine.connect() as conn:
+        stuck = conn.execute(select(exceptions).where(exceptions.c.category == "stuck")).mappings().all()
+    store.close()
+    [late] = [row for row in stuck if row["stage"] == "shipped"]
+    assert late["system"] == "3pl-fastship", late["summary"]
+    assert (
+        late["summary"].startswith("Stage shipped is overdue: it was due ")
+        and "the order is with 3pl-fastship" in late["summary"]
+    )
