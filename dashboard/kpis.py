@@ -80,10 +80,15 @@ def render() -> None:
         notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
     st.caption(" ".join(notes))
     st.subheader("Table")
-    shown = table.assign(period=table["period"].where(table["period"] != current, f"{current} (so far)"))
-    st.dataframe(shown, hide_index=True, column_config=_table_columns(by))
+    labels = _period_labels(table["period"], current, start)
+    st.dataframe(table.assign(period=labels), hide_index=True, column_config=_table_columns(by))
+    # The CSV keeps plain dates for BI tools, and says which periods are not whole.
+    partial = labels != table["period"]
     st.download_button(
-        "Download CSV", table.to_csv(index=False).encode(), f"syncwatch-kpis-{grain}-{by}.csv", "text/csv"
+        "Download CSV",
+        table.assign(partial=partial).to_csv(index=False).encode(),
+        f"syncwatch-kpis-{grain}-{by}.csv",
+        "text/csv",
     )
     st.subheader("Partner onboarding")
     st.dataframe(_onboarding(page.config.db), hide_index=True, column_config=ONBOARDING_COLUMNS)
@@ -106,6 +111,15 @@ def _cached_kpis(db: str, start: datetime, end: datetime, grain: str, by: str | 
 def _onboarding(db: str) -> pd.DataFrame:
     store = context.store()
     return partner_onboarding(store) if store is not None else pd.DataFrame()
+
+
+def _period_labels(periods: pd.Series, current: str, start: datetime) -> pd.Series:
+    """Periods as the table shows them: the running one '(so far)', a week the range starts inside
+    '(from Wed 18 Nov)', so a part of a period is never read as a whole one."""
+    first = start.date().isoformat()
+    return periods.map(
+        lambda p: f"{p} (so far)" if p == current else f"{p} (from {start:%a %d %b})" if p < first else p
+    )
 
 
 def _current_period(now: datetime, grain: str) -> str:

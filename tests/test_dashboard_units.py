@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 from pathlib import Path
 
 from dashboard.config_view import settings_table, shown_value
@@ -143,3 +144,13 @@ def test_a_bulk_jobs_failure_reasons_add_up_to_its_failures() -> None:
         "- 2 more, for 2 other reasons: each exception's history says which",
         "- 2 refused before anything was sent: the audit log (Admin) says why",
     ]
+
+
+def test_kpi_periods_say_when_they_are_only_part_of_a_period() -> None:
+    import pandas as pd
+
+    from dashboard.kpis import _period_labels
+
+    weeks = pd.Series(["2026-11-16", "2026-11-23"])
+    labels = _period_labels(weeks, current="2026-11-23", start=datetime(2026, 11, 18, tzinfo=UTC))
+    assert list(labels) == ["2026-11-16 (from Wed 18 Nov)", "2026-11-23 (so far)"]
