@@ -57,7 +57,7 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     key = search.text_input(
         "Search by any business key",
         placeholder="marketplace order, PO, SO-…, shipment, tracking number",
-        key="key",
+        key="find",  # not "key": Transaction search's ?key= would be taken for this box and dropped
         **url,
     )
     order = sort.selectbox(

@@ -269,6 +269,9 @@ def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any
     settle(page)
     box = page.get_by_role("textbox", name=re.compile("^Note"))
     assert box.input_value() == "", "the note went with its action: the next action must not record it again"
+    page.get_by_role("link", name="Open the transaction: every system's view of it").click()
+    page.get_by_role("heading", name=re.compile(r"^(order|return|inventory_sync):")).wait_for(timeout=60_000)
+    assert "/search?key=" in page.url, page.url
 
 
 def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: Any) -> None:
