@@ -297,7 +297,14 @@ def _summary(member: Member, attempts: int, last: Member) -> str:
         since = f"; the last attempt, {last.start:%Y-%m-%d %H:%M} UTC, got no answer: {_reason(last)}"
     # syncwatch's own call (a retry) is told as the partner's answer, as the partner's own span tells it.
     who = member.attributes.get(PARTNER_CALLED) or member.system
-    return f"{who} {member.operation}{status}: {_reason(member)}{tries}{since}"
+    return f"{who} {_what(member)}{status}: {_reason(member)}{tries}{since}"
+
+
+def _what(member: Member) -> str:
+    """The call, or what an event says happened: 'dead lettered', not com.syncwatch.message.dead_lettered."""
+    if member.kind != "event":
+        return member.operation
+    return member.operation.rsplit(".", 1)[-1].replace("_", " ")
 
 
 def _reason(member: Member) -> str:
