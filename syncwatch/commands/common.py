@@ -6,9 +6,11 @@ import argparse
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from syncwatch.config import Config, load_config
+from syncwatch.model import as_utc
 from syncwatch.store import Store
 
 Handler = Callable[[argparse.Namespace], int]
@@ -55,6 +57,14 @@ def open_store(config: Config, *, require_schema: bool = True) -> Store:
     if require_schema:
         store.require_schema()
     return store
+
+
+def iso_time(text: str) -> datetime:
+    """An option's ISO-8601 time as aware UTC (a time without an offset is read as UTC)."""
+    try:
+        return as_utc(datetime.fromisoformat(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time like 2026-11-09T00:00:00Z, got {text!r}") from None
 
 
 def count(number: int, noun: str) -> str:

@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-from datetime import datetime
 from typing import TYPE_CHECKING
 
-from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
-from syncwatch.model import as_utc, utcnow
+from syncwatch.commands.common import Command, add_common_options, config_from, count, iso_time, open_store
+from syncwatch.model import utcnow
 
 if TYPE_CHECKING:
     from correlator.passes import PassResult
@@ -18,7 +17,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_options(parser)
     parser.add_argument(
         "--now",
-        type=_time,
+        type=iso_time,
         help="evaluate SLAs as of this ISO-8601 time (default: now); "
         "for replaying historical data such as sample_data/",
     )
@@ -28,13 +27,6 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="observations per database transaction (default: the whole backlog, up to the correlator's limit)",
     )
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
-
-
-def _time(text: str) -> datetime:
-    try:
-        return as_utc(datetime.fromisoformat(text))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an ISO-8601 time like 2026-11-09T00:00:00Z, got {text!r}") from None
 
 
 def _run(args: argparse.Namespace) -> int:

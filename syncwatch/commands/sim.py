@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from syncwatch.commands.common import Command
+from syncwatch.commands.common import Command, iso_time
 from syncwatch.sim.clock import DEFAULT_START
 from syncwatch.sim.faults import FAULTS, PROFILES, FaultProfile, FaultSpecError, build_profile
 from syncwatch.sim.generate import Plan, generate
@@ -26,7 +26,7 @@ def add_generate_options(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--until",
-        type=_moment,
+        type=iso_time,
         metavar="TIME",
         help="stop the traffic at this time within the last day, UTC (e.g. 2026-11-08T16:30); default: its end",
     )
@@ -50,14 +50,6 @@ def _date(text: str) -> datetime:
         return datetime.fromisoformat(text).replace(tzinfo=UTC)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a date like 2026-11-02") from None
-
-
-def _moment(text: str) -> datetime:
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a time like 2026-11-08T16:30") from None
-    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
 
 
 def plan_from(args: argparse.Namespace) -> Plan:

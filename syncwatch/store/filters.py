@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, or_, select
 
-from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState
+from syncwatch.model import ActionKind, ExceptionCategory, ExceptionStatus, SlaState, as_utc
 from syncwatch.store.schema import exceptions, transaction_keys, transactions
 
 e, t = exceptions.c, transactions.c
@@ -86,7 +86,7 @@ def _moment(name: str, text: str) -> datetime:
         raise ValueError(
             f"{name.replace('_', ' ')} {text!r} is not a time like 2026-11-26 or 2026-11-26T09:00"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return as_utc(moment)
 
 
 def _json(value: Any) -> Any:
