@@ -46,7 +46,7 @@ def role_of(config: Config, actor: str) -> str:
     return roles.role_of(config, actor)
 
 
-NOTHING_TO_SEND = ("stuck", "duplicate_notice", "dead_lettered")
+NOTHING_TO_SEND = ("stuck", "duplicate_notice", replay.REPLAYS)
 """Categories with no failed request to send: nothing failed, or a message waits in a dead-letter list (Replay)."""
 
 
@@ -55,7 +55,7 @@ def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
     its category (Replay needs a dead letter; Retry a failed request)."""
     allowed = roles.allowed_actions(config, actor, exception_row)
     category = exception_row["category"]
-    if category != "dead_lettered":
+    if category != replay.REPLAYS:
         allowed.discard("replay")
     if category in NOTHING_TO_SEND:
         allowed.discard("retry")

@@ -12,9 +12,12 @@ from actions.runner import Plan, Request
 from actions.services import Services
 from syncwatch.store import actions as q
 
+REPLAYS = "dead_lettered"
+"""The one category with a message to re-deliver."""
+
 
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
-    if exception["category"] != "dead_lettered":
+    if exception["category"] != REPLAYS:
         raise NotActionable(f"replay re-delivers a dead-lettered message; this exception is {exception['category']}")
     holder = next((n for n, p in services.config.file.partners.items() if p.kind == "erp"), None)
     if holder is None:
