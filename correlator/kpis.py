@@ -83,7 +83,8 @@ def _durations(
     return frame.assign(seconds=seconds)[["day", "grp", "seconds"]]
 
 
-def _period(days: pd.Series, grain: str) -> pd.Series:
+def periods(days: pd.Series, grain: str) -> pd.Series:
+    """The period each YYYY-MM-DD day falls in: itself, or its week's Monday."""
     dates = pd.to_datetime(days, format="%Y-%m-%d")
     if grain == "week":
         return (dates - pd.to_timedelta(dates.dt.day_of_week, unit="D")).dt.strftime("%Y-%m-%d")
@@ -96,7 +97,7 @@ def _shares(counts: pd.DataFrame, grain: str) -> pd.DataFrame:
     columns = ["transactions", "with_exception", "complete", "met", "breached"]
     if counts.empty:
         return pd.DataFrame(columns=["period", "group", *columns, "exception_rate", "sla_attainment"])
-    counts = counts.assign(period=_period(counts["day"], grain), group=counts["grp"])
+    counts = counts.assign(period=periods(counts["day"], grain), group=counts["grp"])
     table = counts.groupby(["period", "group"], as_index=False)[columns].sum()
     table["exception_rate"] = table["with_exception"] / table["transactions"]
     decided = table["met"] + table["breached"]
@@ -108,7 +109,7 @@ def _percentiles(frame: pd.DataFrame, d: Duration, grain: str) -> pd.DataFrame:
     cols = [d.column("p50"), d.column("p90")]
     if frame.empty:
         return pd.DataFrame(columns=["period", "group", *cols])
-    frame = frame.assign(period=_period(frame["day"], grain), group=frame["grp"], value=frame["seconds"] / d.unit_s)
+    frame = frame.assign(period=periods(frame["day"], grain), group=frame["grp"], value=frame["seconds"] / d.unit_s)
     grouped = frame.groupby(["period", "group"])["value"]
     return pd.DataFrame({cols[0]: grouped.quantile(0.5), cols[1]: grouped.quantile(0.9)}).reset_index()
 

@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from correlator.kpis import DURATIONS, kpi_table, partner_onboarding
+from correlator.kpis import DURATIONS, kpi_table, partner_onboarding, periods
 from dashboard import charts, context
 from dashboard.widgets import Page, prepare
 
@@ -123,9 +123,8 @@ def _period_labels(periods: pd.Series, current: str, start: datetime) -> pd.Seri
 
 
 def _current_period(now: datetime, grain: str) -> str:
-    """The period still running, as the KPI table names it (a day, or the Monday of a week)."""
-    day = now.date()
-    return (day - timedelta(days=day.weekday()) if grain == "week" else day).isoformat()
+    """The period still running, named as the KPI table names its periods."""
+    return str(periods(pd.Series([now.strftime("%Y-%m-%d")]), grain).iloc[0])
 
 
 def _day_after(now: datetime) -> datetime:
