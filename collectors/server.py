@@ -123,13 +123,17 @@ class Receiver:
             return default
         return match_token(request.headers.get("authorization"), self.tokens)
 
-    async def read_body(self, request: Request) -> bytes:
+    async def read_body(self, request: Request, received: bytearray) -> bytes:
+        """The decoded body; ``received`` gets what arrived, as sent and up to the quarantine's
+        raw limit, so a body refused while reading or decoding is quarantined with its own bytes."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
             raise PayloadTooLarge(f"body of {int(declared):,} bytes is over the limit of {self.max_bytes:,}")
-        chunks, size = [], 0
+        chunks, size, keep = [], 0, self.sink.store.raw_limit
         async for chunk in request.stream():
             size += len(chunk)
+            if len(received) < keep:
+                received += chunk[: keep - len(received)]
             if size > self.max_bytes:
                 raise PayloadTooLarge(f"body is over the limit of {self.max_bytes:,} bytes")
             chunks.append(chunk)
@@ -152,15 +156,16 @@ class Receiver:
     ) -> Response:
         """The one request path every endpoint shares; ``parse`` gets (body, source)."""
         content_type = request.headers.get("content-type")
-        source, body = default_source, b""
+        source, body, received = default_source, b"", bytearray()
         try:
             source = (token_source or self.source_for)(request, default_source)
-            body = await self.read_body(request)
+            body = await self.read_body(request, received)
             parsed, committed = await self._guarded(lambda: self._store(parse, body, source, content_type))
         except Overloaded as err:
             return self._with_retry_after(refuse(err.status, str(err)))
         except CollectorError as err:
-            await self.quarantine(source, str(err), body or await self.raw_prefix(request), content_type)
+            kept = body or bytes(received) or await self.raw_prefix(request)
+            await self.quarantine(source, str(err), kept, content_type)
             return refuse(err.status, str(err))
         except SQLAlchemyError as err:
             log.error("store write failed for %s: %s", source, err.__class__.__name__)

@@ -298,3 +298,21 @@ def test_base64_in_quarantine_keeps_the_raw_bytes_bounded(run_collector) -> None
         [(raw, size)] = conn.execute(select(quarantine.c.raw, quarantine.c.raw_size))
     assert len(raw) == collector.store.raw_limit and size > 10_000_000
     assert base64.b64encode(raw[:3])  # the bytes are kept as bytes, not text
+
+
+def test_bodies_refused_while_decoding_keep_their_own_bytes_and_reasons(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector()
+    event = json.dumps({"specversion": "1.0", "id": "IMPORTANT-1", "source": "erp", "type": "x"}).encode()
+    sent = [
+        ("/v1/events", event, {"content-type": CE, "content-encoding": "gzip"}, 400),
+        ("/v1/logs", b'{"resourceLogs": []}', {"content-type": JS, "content-encoding": "zstd"}, 415),
+        ("/v1/traces", b"", {"content-type": "text/plain"}, 415),
+        ("/v1/traces", b"", {"content-type": "text/csv"}, 415),
+    ]
+    for path, body, headers, status in sent:
+        assert httpx.post(f"{collector.url}{path}", content=body, headers=headers).status_code == status
+    with collector.store.engine.connect() as conn:
+        rows = list(conn.execute(select(quarantine.c.raw, quarantine.c.reason, quarantine.c.deliveries)))
+    assert len(rows) == 4 and all(deliveries == 1 for _raw, _reason, deliveries in rows)
+    kept = {raw: reason for raw, reason, _ in rows if raw}
+    assert "not valid gzip" in kept[event] and "'zstd' is not supported" in kept[b'{"resourceLogs": []}']

@@ -324,9 +324,12 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
 
 
 def quarantine_fingerprint(item: QuarantineItem) -> str:
-    """What identifies a rejected input: its source, position and every byte (not only the kept ones)."""
+    """What identifies a rejected input: its source, position and every byte (not only the kept
+    ones). An input with no bytes at all (an empty body) is told apart by its reason too, or every
+    empty refusal of a source would count as one."""
     digest = blake2b(digest_size=16)
-    for part in (item.source.encode(), (item.position or "").encode(), item.raw):
+    told_by = item.raw or b"\0reason:" + item.reason.encode()
+    for part in (item.source.encode(), (item.position or "").encode(), told_by):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
