@@ -41,6 +41,8 @@ FAILED_TYPES = ("failed", "rejected", "error", "dead_lettered", "deadlettered")
 MAX_NATURAL_ID = 255
 REASON_FIELDS = ("reason", "error", "error_message", "errorMessage", "message", "failure_reason", "description")
 MAX_REASON = 1_000
+HEX = "0123456789abcdef"
+ZERO_TRACE = "0" * 32
 
 
 def system_of(source: str) -> str:
@@ -68,9 +70,14 @@ def event_time_ns(value: Any, ctx: ParseContext) -> int:
 
 
 def check_required(event: Mapping[str, Any]) -> None:
-    missing = [name for name in REQUIRED if not isinstance(event.get(name), str) or not event.get(name)]
+    missing = [name for name in REQUIRED if event.get(name) in (None, "")]
     if missing:
         raise ItemError(f"CloudEvent is missing required attribute(s) {', '.join(missing)} (non-empty strings)")
+    not_text = [f"{name} ({json.dumps(event[name])})" for name in REQUIRED if not isinstance(event[name], str)]
+    if not_text:
+        raise ItemError(f"CloudEvent attribute(s) {', '.join(not_text)} must be strings")
+    if "data" in event and "data_base64" in event:
+        raise ItemError("CloudEvent carries both data and data_base64; the spec allows one of them")
     if event["specversion"] != "1.0":
         raise ItemError(f"specversion {event['specversion']!r} is not supported (only '1.0')")
 
@@ -113,10 +120,9 @@ def observation(event: Mapping[str, Any], ctx: ParseContext) -> Row:
     plain = {k: v for k, v in event.items() if k not in CONTEXT and k not in ("data", "data_base64")}
     keys, _route = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data)
     failed = event_type.rsplit(".", 1)[-1].lower() in FAILED_TYPES
-    natural_id = f"event:{source}:{event['id']}"
     return row(
         ctx,
-        natural_id if len(natural_id) <= MAX_NATURAL_ID else f"event:{digest(source, event['id'])}",
+        event_natural_id(source, event["id"]),
         EVENT,
         system,
         event_type,
@@ -130,6 +136,14 @@ def observation(event: Mapping[str, Any], ctx: ParseContext) -> Row:
     )
 
 
+def event_natural_id(source: str, event_id: str) -> str:
+    """CloudEvents are unique by (source, id). ``event:SOURCE:ID`` splits at its last colon, so it
+    names one pair while the id has no colon; an id with one (``1:2`` from ``urn:erp`` against ``2``
+    from ``urn:erp:1``) gets a form that says where the source ends, which no other form can take."""
+    natural_id = f"event:{source}:{event_id}" if ":" not in event_id else f"event~{len(source)}:{source}:{event_id}"
+    return natural_id if len(natural_id) <= MAX_NATURAL_ID else f"event:{digest(source, event_id)}"
+
+
 def _failure_reason(data: Any, event_type: str) -> str:
     """What a failure event says went wrong, where its data says it (a dead letter's reason),
     else its type: the exception's title quotes it."""
@@ -141,9 +155,12 @@ def _failure_reason(data: Any, event_type: str) -> str:
 
 
 def _trace_id(traceparent: Any) -> str | None:
-    """The trace id of a W3C ``traceparent`` (the CloudEvents distributed-tracing extension)."""
+    """The trace id of a W3C ``traceparent`` (the CloudEvents distributed-tracing extension); a
+    malformed one links nothing (the event is kept, its attributes still show it)."""
     if isinstance(traceparent, str) and len(traceparent) >= 55 and traceparent[2] == "-":
-        return traceparent[3:35].lower()
+        trace = traceparent[3:35].lower()
+        if trace.strip(HEX) == "" and trace != ZERO_TRACE:
+            return trace
     return None
 
 

@@ -291,8 +291,8 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
             return receiver.run_parser(webhook.parse, (body, headers, mapping, name), source)
 
         def token_source(req: Request, default: str) -> str:
-            if mapping.token_env is None:
-                return default
+            if mapping.token_env is None:  # no token of its own: open only where every endpoint is
+                return receiver.source_for(req, default)
             return match_token(req.headers.get("authorization"), {name: receiver.webhook_tokens.get(name, b"")})
 
         return await receiver.handle(request, f"webhook/{name}", parse, _json_answer, _json_refuse, token_source)

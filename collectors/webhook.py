@@ -5,6 +5,7 @@ becomes an event observation exactly as a CloudEvent would.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,37 +17,48 @@ from collectors.otlp_json import load
 from syncwatch.config.schema import Webhook
 
 
-def locate(locations: list[str], document: Any, headers: Mapping[str, str]) -> Any:
-    """The first present value among ``/json/pointer`` and ``header:Name`` locations."""
+def locate(locations: list[str], document: Any, headers: Mapping[str, str]) -> tuple[str, Any]:
+    """The first present value among ``/json/pointer`` and ``header:Name`` locations, with where it was."""
     for location in locations:
         if location.startswith("header:"):
             value = headers.get(location.removeprefix("header:").strip().lower())
         else:
             value = resolve_pointer(document, parse_pointer(location))
         if value not in (None, ""):
-            return value
-    return None
+            return location, value
+    return "", None
+
+
+def _text(found: tuple[str, Any], what: str, name: str, kinds: tuple[type, ...] = (str, int, float)) -> str:
+    """A located id or type as text; an object, a list or a boolean there is refused, naming where."""
+    location, value = found
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        shown = json.dumps(value, default=str)
+        shown = shown if len(shown) <= 80 else shown[:80] + "…"
+        expected = "a string or a number" if int in kinds else "an RFC 3339 string"
+        raise ItemError(f"webhook {name}: the {what} at {location} must be {expected}, got {shown}")
+    return str(value)
 
 
 def as_event(document: Any, headers: Mapping[str, str], mapping: Webhook, name: str) -> dict[str, Any]:
     """The notification as a structured CloudEvent, so one code path stores every event."""
-    event_id = locate(mapping.id, document, headers)
-    if event_id is None:
+    found_id = locate(mapping.id, document, headers)
+    if found_id[1] is None:
         raise ItemError(f"webhook {name}: no id at {', '.join(mapping.id)}")
-    event_type = locate(mapping.type, document, headers) or mapping.type_value
-    if event_type is None:
+    found_type = locate(mapping.type, document, headers)
+    if found_type[1] is None and mapping.type_value is None:
         raise ItemError(f"webhook {name}: no type at {', '.join(mapping.type)}")
     event: dict[str, Any] = {
         "specversion": "1.0",
-        "id": str(event_id),
+        "id": _text(found_id, "id", name),
         "source": mapping.system,
-        "type": str(event_type),
+        "type": _text(found_type, "type", name) if found_type[1] is not None else mapping.type_value,
         "datacontenttype": "application/json",
         "data": document,
     }
-    time = locate(mapping.time, document, headers)
-    if time is not None:
-        event["time"] = time
+    found_time = locate(mapping.time, document, headers)
+    if found_time[1] is not None:
+        event["time"] = _text(found_time, "time", name, (str,))
     return event
 
 

@@ -74,6 +74,7 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[calendars.x]\ncutoff = '25:00'", "calendars.x.cutoff"),
         ("[calendars.x]\ntimezone = 'America/Chicgo'", "calendars.x.timezone: unknown time zone 'America/Chicgo'"),
         ("[calendars.x]\nholidays = ['26/11/2026']", "calendars.x.holidays.0"),
+        ("[webhooks.acme]\nsystem = 'acme'\nid = ['no-slash']\ntype_value = 't'", "webhooks.acme.id: 'no-slash'"),
     ],
 )
 def test_invalid_values_name_the_field(tmp_path: Path, text: str, fragment: str) -> None:

@@ -274,6 +274,14 @@ class Webhook(Strict):
     time: list[str] = []
     token_env: str | None = Field(None, pattern=_ENV_NAME)
 
+    @field_validator("id", "type", "time")
+    @classmethod
+    def _locations(cls, locations: list[str]) -> list[str]:
+        wrong = [where for where in locations if not (where.startswith(("/", "header:")) or where == "")]
+        if wrong:
+            raise ValueError(f"{', '.join(map(repr, wrong))}: a location is a JSON pointer ('/a/b') or 'header:Name'")
+        return locations
+
     @model_validator(mode="after")
     def _has_type(self) -> Webhook:
         if not self.type and not self.type_value:

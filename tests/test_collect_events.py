@@ -1,0 +1,106 @@
+"""CloudEvents and webhooks item by item: what a partner's odd but plausible events become."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import select
+
+from collectors import events, webhook
+from collectors.sink import Sink
+from syncwatch.config import load_config
+from syncwatch.store import Store
+from syncwatch.store.schema import observations
+
+CE = "application/cloudevents+json"
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Sink:
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'events.db'}"}, environ={})
+    store = Store.open(config.db)
+    store.upgrade()
+    yield Sink(store, config)  # type: ignore[misc]
+    store.close()
+
+
+def event(**changes: object) -> dict[str, object]:
+    fields: dict[str, object] = {
+        "specversion": "1.0",
+        "id": "e-1",
+        "source": "urn:erp",
+        "type": "com.example.order.booked",
+        "time": "2026-11-25T10:00:00Z",
+        "data": {"sales_order": "SO-1"},
+    }
+    fields.update(changes)
+    return {k: v for k, v in fields.items() if v is not None}
+
+
+def parse(sink: Sink, *items: dict[str, object]) -> events.Parsed:
+    return events.parse_events(list(items), sink.context("events"))
+
+
+def test_two_events_whose_source_and_id_only_split_differently_are_both_stored(sink: Sink) -> None:
+    parsed = parse(sink, event(id="1:2", source="urn:erp"), event(id="2", source="urn:erp:1"))
+    assert not parsed.rejections
+    committed = sink.commit(parsed, "events")
+    assert (committed.stored, committed.duplicates) == (2, 0)
+    again = sink.commit(parse(sink, event(id="1:2", source="urn:erp")), "events")
+    assert (again.stored, again.duplicates) == (0, 1)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        ({"data_base64": "eyJhIjoxfQ=="}, "carries both data and data_base64"),
+        ({"specversion": 1.0}, "attribute(s) specversion (1.0) must be strings"),
+        ({"id": 7}, "attribute(s) id (7) must be strings"),
+    ],
+)
+def test_events_the_spec_forbids_are_rejected_with_the_reason(sink: Sink, changes: dict, reason: str) -> None:  # type: ignore[type-arg]
+    parsed = parse(sink, event(**changes))
+    assert not parsed.rows and reason in parsed.rejections[0].reason
+
+
+def test_a_traceparent_that_is_not_hex_links_no_trace(sink: Sink) -> None:
+    good = "00-5b8efff798038103d269b633813fc60c-eee19b7ec3c1b174-01"
+    bad = "00-" + "z" * 32 + "-eee19b7ec3c1b174-01"
+    parsed = parse(sink, event(traceparent=bad), event(id="e-2", traceparent=good))
+    assert [row[9] for row in parsed.rows] == [None, "5b8efff798038103d269b633813fc60c"]
+
+
+def test_a_webhook_id_or_time_of_the_wrong_shape_is_rejected_naming_where(sink: Sink) -> None:
+    mapping = sink.config.file.webhooks["amazon-sp-api"]
+    ctx = sink.context("webhook/amazon-sp-api")
+
+    def reason(document: dict[str, object]) -> str:
+        parsed = webhook.parse(json.dumps(document).encode(), {}, mapping, "amazon-sp-api", ctx)
+        assert not parsed.rows
+        return parsed.rejections[0].reason
+
+    meta = {"NotificationType": "ORDER_CHANGE"}
+    assert reason({**meta, "NotificationMetadata": {"NotificationId": {"x": 1}}}) == (
+        "webhook amazon-sp-api: the id at /NotificationMetadata/NotificationId must be a string or a number, "
+        'got {"x": 1}'
+    )
+    assert "the id at /NotificationMetadata/NotificationId must be" in reason(
+        {**meta, "NotificationMetadata": {"NotificationId": True}}
+    )
+    assert reason({**meta, "NotificationMetadata": {"NotificationId": "n-1"}, "EventTime": 1764064800}) == (
+        "webhook amazon-sp-api: the time at /EventTime must be an RFC 3339 string, got 1764064800"
+    )
+
+
+def test_once_sources_have_tokens_a_webhook_without_its_own_asks_for_one(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector('[sources.partner]\ntoken_env = "PARTNER_TOKEN"\n', {"PARTNER_TOKEN": "t0ken"})
+    body = {"NotificationType": "ORDER_CHANGE", "NotificationMetadata": {"NotificationId": "n-1"}}
+    url = f"{collector.url}/v1/webhooks/amazon-sp-api"
+    refused = httpx.post(url, json=body)
+    assert refused.status_code == 401 and "missing bearer token" in refused.json()["error"]
+    assert httpx.post(url, json=body, headers={"authorization": "Bearer t0ken"}).status_code == 200
+    with collector.store.engine.connect() as conn:
+        assert list(conn.execute(select(observations.c.natural_id)).scalars()) == ["event:marketplace-amz:n-1"]
