@@ -7,6 +7,7 @@ timeout instead of failing with "database is locked" when a read lock cannot be 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -27,19 +28,41 @@ def parse_url(raw: str) -> URL:
         url = make_url(raw)
     except (exc.ArgumentError, ValueError) as err:
         raise DatabaseUnavailable(
-            f"'{raw}' is not a database URL; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
+            f"'{_masked(raw)}' is not a database URL; expected sqlite:///PATH or postgresql://USER@HOST:PORT/DB"
         ) from err
     backend = url.get_backend_name()
     if backend not in SUPPORTED:
         raise DatabaseUnavailable(f"'{backend}' databases are not supported; use sqlite:///PATH or postgresql://…")
+    if backend == "sqlite" and (url.host or url.port):
+        raise DatabaseUnavailable(
+            f"'{describe(url)}' names a host, which a SQLite file has not: write sqlite:///PATH "
+            "(three slashes before a relative path, four before an absolute one)"
+        )
     if backend == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
     return url
 
 
+SECRET_WORDS = ("pass", "secret", "token", "key")  # query parameters whose values are never printed
+
+
 def describe(url: URL) -> str:
-    """The URL as it may be shown to a person: the password is never printed."""
-    return url.render_as_string(hide_password=True)
+    """The URL as it may be shown to a person: no password, in its place or in the query
+    (``?password=…``, ``sslpassword``, ``sslkey``…)."""
+    text = url.set(query={}).render_as_string(hide_password=True)
+    pairs = [
+        f"{name}={'***' if any(word in name.lower() for word in SECRET_WORDS) else value}"
+        for name, values in url.query.items()
+        for value in ((values,) if isinstance(values, str) else values)
+    ]
+    return f"{text}?{'&'.join(pairs)}" if pairs else text
+
+
+def _masked(raw: str) -> str:
+    """A URL that did not parse, with whatever may be a password starred."""
+    raw = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)
+    words = "|".join(SECRET_WORDS)
+    return re.sub(rf"([?&][^=&]*(?:{words})[^=&]*=)[^&]*", r"\1***", raw, flags=re.IGNORECASE)
 
 
 def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Engine:
