@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import re
 import subprocess
@@ -244,12 +245,34 @@ def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -
     notes.write_text("call the carrier on monday\nask about the pallet\n")
     assert syncwatch("db", "upgrade", "--db", db).returncode == 0
     result = syncwatch("ingest", "--db", db, str(notes))
-    assert result.returncode == 0 and "0 stored, 0 duplicates, 2 quarantined" in result.stdout
+    assert result.returncode == 1 and "0 stored, 0 duplicates, 2 quarantined" in result.stdout
     assert f"nothing in {notes} was understood as combined" in result.stderr and "--format (" in result.stderr
     good = tmp_path / "good.log"
     good.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /healthz HTTP/1.1" 200 5 "-" "t" 0.01\nbad\n')
     assert "was understood" not in syncwatch("ingest", "--db", db, str(good)).stderr, "a partly good file needs no hint"
-    assert "0 stored, 1 duplicate, 1 quarantined" in syncwatch("ingest", "--db", db, str(good)).stdout
+    again = syncwatch("ingest", "--db", db, str(good))
+    assert again.returncode == 0 and "0 stored, 1 duplicate, 1 quarantined" in again.stdout
+
+
+def test_ingest_refuses_a_compressed_file_before_storing_anything(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'gz.db'}"
+    log = tmp_path / "access.log.gz"
+    log.write_bytes(gzip.compress(b'10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "t" 0.01\n'))
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    result = syncwatch("ingest", "--db", db, str(log))
+    assert result.returncode == 2 and f"{log} is gzip-compressed; decompress it first" in result.stderr
+    assert result.stdout == ""  # refused before anything was read into the store
+
+
+def test_ingest_flags_name_the_format_of_a_file_a_tailer_also_reads(tmp_path: Path) -> None:
+    db = f"sqlite:///{tmp_path / 'flags.db'}"
+    events = tmp_path / "events.jsonl"
+    events.write_text(json.dumps({"specversion": "1.0", "id": "e-1", "source": "wms", "type": "t"}) + "\n")
+    config = tmp_path / "syncwatch.toml"
+    config.write_text(f'[[tailers]]\npath = "{events}"\nformat = "combined"\n')
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    result = syncwatch("ingest", "--db", db, "--config", str(config), "--format", "cloudevents", str(events))
+    assert result.returncode == 0 and f"{events} (cloudevents): 1 stored" in result.stdout
 
 
 def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_path: Path) -> None:

@@ -26,7 +26,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files to import")
     parser.add_argument("--format", choices=FORMATS, help="file format (default: detected from the content)")
     parser.add_argument("--system", default="gateway", help="system of access-log lines (default: gateway)")
-    parser.add_argument("--field-map", default="kong", help="json_access field map (default: kong)")
+    parser.add_argument("--field-map", help="json_access field map (default: kong)")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument(
         "--dry-run",
@@ -43,19 +43,23 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 EXIT_USAGE = 2
+EXIT_NOT_UNDERSTOOD = 1  # a file of which nothing was understood: a script must not take it as imported
+DEFAULT_FIELD_MAP = "kong"
+COMPRESSED = {b"\x1f\x8b": "gzip", b"\x28\xb5\x2f\xfd": "zstd", b"BZh": "bzip2", b"\xfd7zXZ\x00": "xz"}
 POOL_FROM_BYTES = 16 << 20  # smaller imports finish before worker processes would have started
 
 
 def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
-    """A configured tailer's settings when the path is one, else the flags and detection."""
+    """A configured tailer's settings when the path is one and no flag names a format, else the
+    flags and detection."""
     resolved = Path(path).resolve()
     for tailer in config.file.tailers:
-        if Path(tailer.path).resolve() == resolved:
+        if Path(tailer.path).resolve() == resolved and not (args.format or args.field_map):
             return spec_from_tailer(tailer, config.file)
     with open(path, "rb") as handle:
         fmt = args.format or detect(handle.read(64 * 1024))
     kind = fmt if fmt in (COMBINED, JSON_ACCESS) else COMBINED
-    fields = field_map(args.field_map, config.file)
+    fields = field_map(args.field_map or DEFAULT_FIELD_MAP, config.file)
     return FileSpec(path, fmt, path, LineFormat(kind=kind, system=args.system, fields=fields))
 
 
@@ -111,7 +115,11 @@ def _run(args: argparse.Namespace) -> int:
             pool.close()
         store.close()
     _print_summary(per_file, total, args.json)
-    return 0
+    return EXIT_NOT_UNDERSTOOD if any(map(_not_understood, per_file.values())) else 0
+
+
+def _not_understood(figures: dict[str, object]) -> bool:
+    return bool(figures["quarantined"]) and not figures["stored"] and not figures["duplicates"]
 
 
 def _unreadable(path: str) -> str | None:
@@ -122,6 +130,11 @@ def _unreadable(path: str) -> str | None:
         return f"{path}: no such file"
     if not os.access(path, os.R_OK):
         return f"{path}: not readable (permission denied)"
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+    compression = next((name for magic, name in COMPRESSED.items() if head.startswith(magic)), None)
+    if compression:
+        return f"{path} is {compression}-compressed; decompress it first and import the result"
     return None
 
 
@@ -146,7 +159,7 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
             f"{path} ({figures['format']}): {figures['stored']:,} stored, "
             f"{count(int(figures['duplicates']), 'duplicate')}, {figures['quarantined']:,} quarantined"
         )
-        if figures["quarantined"] and not figures["stored"] and not figures["duplicates"]:
+        if _not_understood(figures):
             print(
                 f"  nothing in {path} was understood as {figures['format']}: if that is not its format, "
                 f"name it with --format ({', '.join(FORMATS)})",
