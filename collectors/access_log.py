@@ -210,8 +210,14 @@ def json_time_ns(value: Any) -> int:
         try:
             return to_ns(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC))
         except ValueError:
+            pass
+        try:
             return clf_time_ns(value)
-    raise ItemError(f"time {value!r} is neither an epoch number nor a date")
+        except ItemError:
+            pass
+    raise ItemError(
+        f"time {value!r} is neither an epoch number, an ISO 8601 date nor a dd/Mon/yyyy:HH:MM:SS +zzzz time"
+    )
 
 
 def parse_json_access(text: str, fmt: LineFormat) -> _Request:
@@ -225,7 +231,8 @@ def parse_json_access(text: str, fmt: LineFormat) -> _Request:
     values = {name: _lookup(document, getattr(fields, name)) for name in ("time", "method", "path", "status")}
     missing = [name for name, value in values.items() if value is None]
     if missing:
-        raise ItemError(f"line has no {', '.join(missing)} (field map looks for {getattr(fields, missing[0])})")
+        looked = " or ".join(getattr(fields, missing[0]))
+        raise ItemError(f"line has no {', '.join(missing)} (the field map looks for {missing[0]} in {looked})")
     status = str(values["status"])
     if not status.isdigit():
         raise ItemError(f"status {values['status']!r} is not a number")
@@ -273,7 +280,7 @@ def parse_lines(data: bytes, ctx: ParseContext, fmt: LineFormat, base_offset: in
         if not line.strip():
             continue
         try:
-            request = reader(_decode_line(line), fmt)
+            request = _checked(reader(_decode_line(line), fmt))
             parsed.rows.append(_row(ctx, request, natural_id(offset, line)))
         except ItemError as err:
             parsed.rejections.append(Rejection(str(err), line, f"offset {offset}"))
@@ -285,6 +292,15 @@ def _decode_line(line: bytes) -> str:
         return line.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ItemError(f"line is not valid UTF-8 (byte {err.start}: {err.reason})") from None
+
+
+def _checked(request: _Request) -> _Request:
+    """The rules OTLP spans obey too: a real HTTP status, and no end before the start."""
+    if not 100 <= request.status <= 599:
+        raise ItemError(f"status {request.status} is not an HTTP status (100-599)")
+    if request.duration_ns is not None and request.duration_ns < 0:
+        raise ItemError(f"duration is negative ({request.duration_ns / 1e9:g} s)")
+    return request
 
 
 def _row(ctx: ParseContext, request: _Request, natural_id: str) -> Row:

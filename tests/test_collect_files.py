@@ -398,3 +398,34 @@ def test_a_tailed_path_that_does_not_exist_is_named_once_and_read_once_it_appear
         f"{path} does not exist (yet); it is tailed from its first line once it does",
         f"{path} appeared; tailing it",
     ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "text", "reason"),
+    [
+        ("combined", '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 999 5 "-" "t" 0.01', "status 999 is"),
+        (
+            "json_access",
+            '{"started_at": 1764064800000, "request": {"method": "GET", "uri": "/"}, '
+            '"response": {"status": 200}, "latencies": {"request": -5}}',
+            "duration is negative (-0.005 s)",
+        ),
+        (
+            "json_access",
+            '{"started_at": "soon", "request": {"method": "GET", "uri": "/"}, "response": {"status": 200}}',
+            "time 'soon' is neither an epoch number, an ISO 8601 date nor",
+        ),
+        (
+            "json_access",
+            '{"request": {"method": "GET", "uri": "/"}, "response": {"status": 200}}',
+            "line has no time (the field map looks for time in started_at)",
+        ),
+    ],
+)
+def test_access_log_lines_that_cannot_be_true_are_quarantined_with_why(
+    sink: Sink, kind: str, text: str, reason: str
+) -> None:
+    from collectors.access_log import LineFormat, parse_lines
+
+    parsed = parse_lines(text.encode() + b"\n", sink.context("gateway"), LineFormat(kind=kind))
+    assert not parsed.rows and reason in parsed.rejections[0].reason, parsed.rejections
