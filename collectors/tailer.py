@@ -3,7 +3,9 @@
 
 A file is known by its identity (a hash of its first line) and a generation bumped on each
 truncation; lines are identified by identity, generation and offset, so re-reading after a crash
-dedupes and a rewritten file is new data even when it starts with the same line.
+dedupes and a rewritten file is new data even when it starts with the same line. The bytes just
+before the checkpoint are remembered too (``tail``): a file rewritten with the same first line and
+grown past the checkpoint between two polls is noticed by them, not read from the old offset.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ CHUNK_BYTES = 1 << 20
 PARSE_AHEAD = 4  # chunks parsed in a pool's workers while one is stored
 MAX_ITEM_BYTES = 16 << 20
 FIRST_LINE_MAX = 64 * 1024
+TAIL_BYTES = 64
 
 
 def first_line_identity(handle: BinaryIO) -> str | None:
@@ -42,6 +45,15 @@ def first_line_identity(handle: BinaryIO) -> str | None:
     return hashlib.blake2b(head[: end + 1], digest_size=8).hexdigest()
 
 
+def tail_mark(handle: BinaryIO, offset: int) -> str | None:
+    """A hash of the bytes just before ``offset``, or None at the start of the file."""
+    if offset <= 0:
+        return None
+    start = max(0, offset - TAIL_BYTES)
+    handle.seek(start)
+    return hashlib.blake2b(handle.read(offset - start), digest_size=8).hexdigest()
+
+
 @dataclass(slots=True)
 class _Position:
     """Where the tailer is: offset of the first unread byte in the file known by identity."""
@@ -50,9 +62,10 @@ class _Position:
     identity: str | None = None
     generation: int = 0
     inode: int | None = None
+    tail: str | None = None  # tail_mark at offset; None before the first commit (or in older checkpoints)
 
     def state(self) -> dict[str, object]:
-        return {"identity": self.identity, "generation": self.generation, "inode": self.inode}
+        return {"identity": self.identity, "generation": self.generation, "inode": self.inode, "tail": self.tail}
 
     @property
     def line_identity(self) -> str:
@@ -159,7 +172,7 @@ class FileTailer:
         total = Committed()
         if position.inode is not None and position.inode != stat.st_ino:
             total += self._drain_rotated(position)
-            position.offset, position.identity, position.generation = 0, None, 0
+            position.offset, position.identity, position.generation, position.tail = 0, None, 0, None
         position.inode = stat.st_ino
         with open(self.spec.path, "rb") as handle:
             total += self._follow(handle, position, stat.st_size)
@@ -171,7 +184,11 @@ class FileTailer:
             return _Position()
         state = checkpoint.state
         return _Position(
-            checkpoint.position, state.get("identity"), int(state.get("generation", 0)), state.get("inode")
+            checkpoint.position,
+            state.get("identity"),
+            int(state.get("generation", 0)),
+            state.get("inode"),
+            state.get("tail"),
         )
 
     def _follow(self, handle: BinaryIO, position: _Position, size: int) -> Committed:
@@ -180,9 +197,14 @@ class FileTailer:
             return Committed()
         if position.identity is None:
             position.identity = identity
-        elif identity != position.identity or size < position.offset:
+        elif (
+            identity != position.identity
+            or size < position.offset
+            or (position.tail is not None and tail_mark(handle, position.offset) != position.tail)
+        ):
             log.info("%s was truncated or replaced; reading it from the start", self.spec.path)
             position.offset, position.identity, position.generation = 0, identity, position.generation + 1
+            position.tail = None
         return self._read_to_end(handle, position, final=False)
 
     def _read_to_end(self, handle: BinaryIO, position: _Position, final: bool) -> Committed:
@@ -191,11 +213,14 @@ class FileTailer:
         start = (position.offset, position.line_identity)
         chunks = parsed_chunks(handle, self.spec, self.sink.context, start, final, self.pool, self.chunk)
 
+        marks: dict[int, str | None] = {}
+
         def checkpoint(end: int) -> Checkpoint:
-            return Checkpoint(self.spec.source, end, position.state())
+            marks[end] = tail_mark(handle, end)  # every read seeks first, so this read moves nothing
+            return Checkpoint(self.spec.source, end, {**position.state(), "tail": marks[end]})
 
         def committed(end: int) -> None:
-            position.offset = end
+            position.offset, position.tail = end, marks.pop(end)
 
         return commit_chunks(self.sink, self.spec.source, chunks, checkpoint, committed)
 

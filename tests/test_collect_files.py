@@ -132,6 +132,25 @@ def test_copytruncate_is_read_from_the_start_even_with_the_same_first_line(sink:
     assert count(sink.store) == 8
 
 
+def test_a_rewrite_with_the_same_first_line_that_outgrows_the_checkpoint_loses_no_line(
+    sink: Sink, tmp_path: Path
+) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, 0, 1)
+    follow = tailer(sink, log)
+    follow.poll()
+    write(log, 0, 12345678, 2, mode="w")  # rewritten in place between two polls, longer than before
+    follow.poll()
+    with sink.store.engine.connect() as conn:
+        paths = sorted(conn.execute(select(observations.c.attributes)).scalars(), key=lambda a: a["url.path"])
+        assert count(sink.store, quarantine) == 0
+    assert [a["url.path"] for a in paths] == [f"/sales-orders/SO-{n}/allocate" for n in (0, 0, 1, 12345678, 2)]
+    again = tailer(sink, log)  # a restart finds the remembered tail and reads nothing twice
+    write(log, 3)
+    again.poll()
+    assert count(sink.store) == 6
+
+
 def test_a_restart_neither_loses_nor_re_reads_lines(sink: Sink, tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
     write(log, *range(5))
