@@ -67,6 +67,8 @@ def enum(value: Any, names: Any, what: str) -> int:
 def hex_id(value: Any, size: int, what: str, *, optional: bool = False) -> str | None:
     if optional and (value is None or value == ""):
         return None
+    if value is None:
+        raise ItemError(f"{what} is missing ({size * 2} hex characters, not all zero)")
     if not isinstance(value, str) or len(value) != size * 2 or not _HEX.match(value) or not value.strip("0"):
         raise ItemError(f"{what} must be {size * 2} hex characters and not all zero, got {_show(value)}")
     return value.lower()

@@ -75,6 +75,10 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[calendars.x]\ntimezone = 'America/Chicgo'", "calendars.x.timezone: unknown time zone 'America/Chicgo'"),
         ("[calendars.x]\nholidays = ['26/11/2026']", "calendars.x.holidays.0"),
         ("[webhooks.acme]\nsystem = 'acme'\nid = ['no-slash']\ntype_value = 't'", "webhooks.acme.id: 'no-slash'"),
+        (
+            "[[tailers]]\npath = 'kong.log'\nformat = 'json_access'\nfield_map = 'bogus'",
+            "tailers[0] (kong.log) names field map 'bogus', which is neither built in",
+        ),
     ],
 )
 def test_invalid_values_name_the_field(tmp_path: Path, text: str, fragment: str) -> None:
@@ -95,3 +99,10 @@ def test_every_setting_is_documented_in_the_readme(setting) -> None:  # type: ig
     assert row is not None, f"README has no row for setting {setting.name}"
     assert f"`{setting.env}`" in row
     assert f"`{setting.default}`" in row
+
+
+def test_the_built_in_field_maps_the_config_accepts_are_the_collectors_own() -> None:
+    from collectors.access_log import FIELD_MAPS
+    from syncwatch.config.schema import BUILT_IN_FIELD_MAPS
+
+    assert set(BUILT_IN_FIELD_MAPS) == set(FIELD_MAPS)

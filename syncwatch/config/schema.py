@@ -245,6 +245,9 @@ class FieldMapDef(Strict):
     request_id: list[str] = []
 
 
+BUILT_IN_FIELD_MAPS = ("kong", "envoy", "caddy", "aws_apigw")  # collectors.access_log.FIELD_MAPS
+
+
 class Tailer(Strict):
     """A file `serve` tails (surviving rotation and truncation) and `ingest` can import once."""
 
@@ -321,6 +324,12 @@ class ConfigFile(Strict):
                     raise ValueError(f"key type '{key}' belongs to both processes.{owner[key]} and processes.{name}")
             if process.calendar and process.calendar not in self.calendars:
                 raise ValueError(f"processes.{name} uses unknown calendar '{process.calendar}'")
+        for i, tailer in enumerate(self.tailers):
+            if tailer.format == "json_access" and tailer.field_map not in (*BUILT_IN_FIELD_MAPS, *self.field_maps):
+                raise ValueError(
+                    f"tailers[{i}] ({tailer.path}) names field map '{tailer.field_map}', which is neither built in "
+                    f"({', '.join(BUILT_IN_FIELD_MAPS)}) nor in [field_maps]"
+                )
         for name, partner in self.partners.items():
             unknown = [a for a in partner.alternates if a not in self.partners]
             if unknown:
