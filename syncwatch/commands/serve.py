@@ -169,8 +169,10 @@ def build_scheduler(
                 "interval",
                 seconds=job.interval_s,
                 id=job.id,
+                name=job.id,  # what apscheduler's own log lines call it
                 max_instances=1,
                 coalesce=True,
+                misfire_grace_time=None,  # a run delayed by a busy start runs late, once, instead of being skipped
                 next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_after_s),
             )
     return scheduler
