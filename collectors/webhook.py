@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from collectors.base import ItemError, ParseContext, Parsed, Rejection
-from collectors.errors import MalformedInput
+from collectors.errors import MalformedInput, UnsupportedContentType
 from collectors.events import observation
 from collectors.keys import parse_pointer, resolve_pointer
 from collectors.otlp_json import load
@@ -63,6 +63,9 @@ def as_event(document: Any, headers: Mapping[str, str], mapping: Webhook, name: 
 
 
 def parse(body: bytes, headers: Mapping[str, str], mapping: Webhook, name: str, ctx: ParseContext) -> Parsed:
+    media = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media and media != "application/json" and not media.endswith("+json"):
+        raise UnsupportedContentType(f"webhook {name}: content type {media!r} is not supported; send application/json")
     document = load(body)
     if not isinstance(document, dict):
         raise MalformedInput(f"webhook {name}: the body must be a JSON object")

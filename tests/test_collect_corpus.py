@@ -228,6 +228,9 @@ CASES = {
         "/v1/webhooks/amazon-sp-api", b'{"NotificationType": "ORDER_CHANGE"}', JS, 400, "no id at"
     ),
     "webhook body that is not JSON": Case("/v1/webhooks/shopify", b"<xml/>", JS, 400, "not valid JSON"),
+    "webhook body of another content type": Case(
+        "/v1/webhooks/shopify", b"<xml/>", "application/xml", 415, "content type 'application/xml' is not supported"
+    ),
 }
 
 
