@@ -11,7 +11,7 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from correlator.linking import TRACE, Linker, Node
+from correlator.linking import TRACE, Conflict, Linker, Node
 from correlator.processes import Member, Process
 
 # The nodes of an observation: its identity keys first, then its trace id.
@@ -44,8 +44,9 @@ class Component:
 
 def link(
     processes: Sequence[Process], rows: Iterable[Nodes], stored: dict[str, set[Node]]
-) -> tuple[list[Component], int]:
-    """Every process's components and the links refused: first the stored transactions the rows
+) -> tuple[list[Component], int, list[Conflict]]:
+    """Every process's components, how many links were refused and the conflicts between
+    identity keys among them (see ``Linker.conflicts``): first the stored transactions the rows
     touch, then the rows in arrival order. Each row links the keys of each process it carries
     with its trace; a row with the same nodes as an earlier one changes nothing and is skipped."""
     linkers = {p.name: Linker(p.roots) for p in processes}
@@ -74,7 +75,8 @@ def link(
         for linker, own in groups.items():
             linker.link_row(own, trace)
     components = [c for p in processes for c in _components(p, linkers[p.name], mine[p.name])]
-    return components, sum(len(linker.refused) for linker in linkers.values())
+    conflicts = [c for linker in linkers.values() for c in linker.conflicts]
+    return components, sum(linker.refused for linker in linkers.values()), conflicts
 
 
 def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:

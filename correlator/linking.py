@@ -10,9 +10,33 @@ document id never merges two orders. Attribute keys (SKU, customer) never become
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 Node = tuple[str, str]
 TRACE = "trace"
+MAX_CONFLICTS = 20  # described per linker and pass; the rest are counted
+
+
+@dataclass(frozen=True, slots=True)
+class Conflict:
+    """One observation named keys of two transactions that each have their own root key."""
+
+    a: Node
+    b: Node
+    roots_a: dict[str, str]
+    roots_b: dict[str, str]
+
+    def describe(self) -> str:
+        """'one observation named erp_order SO-2 (of po_number PO-7) and fulfillment_order 3PL-1
+        (of marketplace_order 111-…): kept apart as two transactions'."""
+        return f"one observation named {_side(self.a, self.roots_a)} and {_side(self.b, self.roots_b)}: kept apart"
+
+
+def _side(node: Node, roots: dict[str, str]) -> str:
+    own = f"{node[0]} {node[1]}"
+    if roots == {node[0]: node[1]}:
+        return own
+    return f"{own} (of {', '.join(f'{t} {v}' for t, v in sorted(roots.items()))})"
 
 
 class Linker:
@@ -23,7 +47,10 @@ class Linker:
         self.root_types = frozenset(roots)
         self.parent: dict[Node, Node] = {}
         self.roots_of: dict[Node, dict[str, str]] = {}  # root values of each component that has any
-        self.refused: list[tuple[Node, Node]] = []
+        self.refused = 0
+        # Refusals between two identity keys (not a batch trace spanning orders, which is expected):
+        # (the two keys one observation carried, the root keys of each side), the first few kept.
+        self.conflicts: list[Conflict] = []
 
     def add(self, node: Node) -> None:
         if node not in self.parent:
@@ -48,7 +75,9 @@ class Linker:
         roots_of = self.roots_of
         roots_a, roots_b = roots_of.get(ra), roots_of.get(rb)
         if roots_a and roots_b and roots_a != roots_b:
-            self.refused.append((a, b))
+            self.refused += 1
+            if a[0] != TRACE and b[0] != TRACE and len(self.conflicts) < MAX_CONFLICTS:
+                self.conflicts.append(Conflict(a, b, dict(roots_a), dict(roots_b)))
             return False
         if len(roots_a or ()) < len(roots_b or ()):
             ra, rb, roots_a, roots_b = rb, ra, roots_b, roots_a

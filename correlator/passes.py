@@ -15,7 +15,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -25,7 +25,7 @@ from sqlalchemy import Connection
 from correlator.alerts import Alert, endpoint_alerts, raise_alerts, transaction_alerts
 from correlator.components import Component, Nodes, add_members, link, older_nodes, owners
 from correlator.exceptions import Draft, derive
-from correlator.linking import TRACE
+from correlator.linking import MAX_CONFLICTS, TRACE
 from correlator.members import MemberReader
 from correlator.processes import Member, compile_processes
 from correlator.transactions import Stager, business_context, transaction_row
@@ -49,6 +49,7 @@ class PassResult:
     transactions: int = 0
     exceptions: int = 0
     refused_links: int = 0
+    conflicts: list[str] = field(default_factory=list)  # refusals between identity keys, described (the first few)
     alerts: int = 0
     busy: bool = False  # another instance held the correlator lock; nothing was done
     seconds: float = 0.0
@@ -126,8 +127,10 @@ class Correlator:
 
     def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> list[Component]:
         """The components of ``rows`` (each an observation's nodes) and of the stored transactions they touch."""
-        components, refused = link(self.processes, rows, q.transactions_holding(conn, rows))
+        components, refused, conflicts = link(self.processes, rows, q.transactions_holding(conn, rows))
         result.refused_links += refused
+        room = MAX_CONFLICTS - len(result.conflicts)
+        result.conflicts.extend(conflict.describe() for conflict in conflicts[: max(0, room)])
         return components
 
     @staticmethod

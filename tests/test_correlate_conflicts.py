@@ -58,3 +58,49 @@ def test_two_partners_issuing_the_same_document_id_never_merge_two_orders(store:
         ).all()
     assert result.refused_links == 1
     assert len({transaction for transaction, _ in roots}) == 2, roots
+    assert result.conflicts == [
+        "one observation named erp_order SO-2 (of po_number PO-7) and fulfillment_order 3PL-1 "
+        "(of marketplace_order 111-0000000-0000001): kept apart"
+    ]
+
+
+def test_the_command_names_each_conflict_for_whoever_fixes_the_partners_references(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from cli_support import syncwatch
+
+    db = f"sqlite:///{tmp_path / 'conflict.db'}"
+    store = Store.open(db)
+    store.upgrade()
+    store.write_observations(
+        [
+            span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001", erp_order="SO-1"),
+            span(2, *SALES_ORDER, AT, marketplace_order="111-0000000-0000002", erp_order="SO-1"),
+        ]
+    )
+    store.close()
+    result = syncwatch("correlate", "--db", db, "--now", "2026-11-26T10:00:00Z")
+    assert result.returncode == 0, result.stderr
+    assert "1 link refused" in result.stdout
+    assert (
+        "  one observation named erp_order SO-1 (of marketplace_order 111-0000000-0000001) and "
+        "marketplace_order 111-0000000-0000002: kept apart\n"
+    ) in result.stdout
+
+
+def test_serve_warns_of_each_conflict_once_when_it_correlates_them(store: Store, caplog) -> None:  # type: ignore[no-untyped-def]
+    from syncwatch.commands.serve import correlator_jobs
+
+    store.write_observations(
+        [
+            span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001", erp_order="SO-1"),
+            span(2, *SALES_ORDER, AT, marketplace_order="111-0000000-0000002", erp_order="SO-1"),
+        ]
+    )
+    correlate = next(job for job in correlator_jobs(load_config(environ={}), store) if job.id == "correlate")
+    with caplog.at_level("WARNING", logger="syncwatch.commands.serve"):
+        assert correlate.func() is True
+        assert correlate.func() is True  # nothing new: nothing said again
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert warnings == [
+        "correlate: one observation named erp_order SO-1 (of marketplace_order 111-0000000-0000001) and "
+        "marketplace_order 111-0000000-0000002: kept apart (check the partner's references)"
+    ]

@@ -45,6 +45,7 @@ def _run(args: argparse.Namespace) -> int:
         "exceptions": result.exceptions,
         "alerts": result.alerts,
         "refused_links": result.refused_links,
+        "conflicts": result.conflicts,
         "busy": result.busy,
         "seconds": round(result.seconds, 3),
     }
@@ -68,6 +69,7 @@ def _sentences(result: PassResult) -> list[str]:
             f"{count(result.refused_links, 'link')} refused: each would have merged two transactions that have "
             "their own identifying keys (a trace or an attribute shared by two orders)"
         )
+        lines.extend(f"  {conflict}" for conflict in result.conflicts)
     return lines
 
 

@@ -66,7 +66,15 @@ def correlator_jobs(config: Config, store: Store) -> Iterable[Job]:
     from correlator.passes import Correlator
 
     correlator = Correlator(store, config)
-    yield Job("correlate", _logged(correlator.run_pass, "correlate"), config.correlate_interval_s)
+
+    def correlate() -> None:
+        result = correlator.run_pass()
+        for conflict in result.conflicts:
+            log.warning("correlate: %s (check the partner's references)", conflict)
+        if result.refused_links > len(result.conflicts):
+            log.debug("correlate: %d links refused (batch traces spanning orders included)", result.refused_links)
+
+    yield Job("correlate", _logged(correlate, "correlate"), config.correlate_interval_s)
     yield Job("sla", _logged(correlator.reevaluate, "sla"), config.correlate_interval_s)
     yield Job("alerts", _logged(lambda: deliver(store, config), "alerts"), config.correlate_interval_s)
     yield Job("backlog", _logged(lambda: watch_backlog(store, config), "backlog"), BACKLOG_WATCH_INTERVAL_S)
