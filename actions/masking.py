@@ -6,9 +6,8 @@ import json
 import re
 from typing import Any
 
-from syncwatch.redact import EMAIL, clip
+from syncwatch.redact import EMAIL, clip, personal_key
 
-PERSONAL_KEY = re.compile(r"(name|email|e_mail|phone|mobile|address|street|city|zip|postal|postcode|contact)", re.I)
 PHONE = re.compile(r"\+?\d[\d ()./-]{7,}\d")
 MASK = "***"
 SUMMARY_LIMIT = 600
@@ -17,7 +16,7 @@ SUMMARY_LIMIT = 600
 def mask(value: Any) -> Any:
     """A copy with personal fields replaced and emails and phone numbers blanked in free text."""
     if isinstance(value, dict):
-        return {k: MASK if PERSONAL_KEY.search(str(k)) and v not in (None, "") else mask(v) for k, v in value.items()}
+        return {k: MASK if personal_key(str(k)) and v not in (None, "") else mask(v) for k, v in value.items()}
     if isinstance(value, list):
         return [mask(v) for v in value]
     if isinstance(value, str):

@@ -28,7 +28,8 @@ AGES = {
 }
 ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
 QUEUE_KEY = "exception_queue"
-SELECTED_ROW = "exception_queue_opened"  # the row whose selection last opened an exception
+TICKED = "exception_queue_ticked"  # the row ticked last, and the exception it stood for then
+SHOWN = "exception_queue_shown"  # the queue's exception ids as last drawn, in their order
 QUEUE_VIEWER = "exception_queue_viewer"  # who the filters were last drawn for
 
 
@@ -154,15 +155,39 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
         key=QUEUE_KEY,
     )
     st.caption("Select a row to open it below.")
-    rows = event.selection.rows  # type: ignore[attr-defined]
-    selected = str(queue["id"].iloc[rows[0]]) if rows and rows[0] < len(queue) else None
-    # The selection stays ticked and is sent with every later click (a button's too), so it opens
-    # the exception only when it changes: a click on Add note must not reopen the page instead, and
-    # an exception chosen below afterwards must not be overridden by the row still ticked.
-    if selected != st.session_state.get(SELECTED_ROW):
-        st.session_state[SELECTED_ROW] = selected
-        if selected:
-            st.query_params["exception"] = selected  # opened as a link from another page opens it
+    ids = [str(i) for i in queue["id"]]
+    shown = st.session_state.get(SHOWN, ids)
+    st.session_state[SHOWN] = ids
+    tick, opened, untick = follow_tick(st.session_state.get(TICKED), shown, ids, event.selection.rows)  # type: ignore[attr-defined]
+    st.session_state[TICKED] = tick
+    if opened:
+        st.query_params["exception"] = opened  # opened as a link from another page opens it
+    if untick:
+        del st.session_state[QUEUE_KEY]  # drawn again without a tick that would point at another exception
+        st.rerun()
+
+
+def follow_tick(
+    tick: tuple[int, str] | None, shown: list[str], ids: list[str], rows: list[int]
+) -> tuple[tuple[int, str] | None, str | None, bool]:
+    """What a ticked row means: (the tick to remember as (row, exception), the exception to open or
+    None to leave the open one, whether to clear the tick).
+
+    A tick is a row number, sent again with every later click (a button's too). So it opens an
+    exception only when it changes, and then the one that row showed when it was clicked; when new
+    or resolved exceptions move the rows under a tick, the tick is cleared rather than left on
+    another exception, and the open one stays open."""
+    if not rows:
+        return None, None, False
+    row = rows[0]
+    if tick is not None and tick[0] == row:
+        still = row < len(ids) and ids[row] == tick[1]
+        return (tick, None, False) if still else (None, None, True)
+    clicked = shown[row] if row < len(shown) else None
+    if clicked is None:
+        return None, None, True
+    moved = row >= len(ids) or ids[row] != clicked
+    return (None if moved else (row, clicked)), clicked, moved
 
 
 def _choose(queue: pd.DataFrame) -> str | None:

@@ -11,14 +11,8 @@ import json
 import re
 from typing import Any
 
-from syncwatch.redact import EMAIL, MASK, mask_email
+from syncwatch.redact import EMAIL, MASK, mask_email, personal_key
 
-PERSONAL_KEY = re.compile(
-    r"(^|[_.\-])(name|first_?name|last_?name|full_?name|email|e_?mail|phone|mobile|fax|address|address\d|"
-    r"street|street\d|line\d|city|zip|zip_?code|postal_?code|postcode|recipient|contact|buyer_?name|"
-    r"ship_?to|bill_?to)($|[_.\-])",
-    re.IGNORECASE,
-)
 PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d(?![\w-])")
 # Keys whose values look like phone numbers but are identifiers an agent needs.
 IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
@@ -26,7 +20,7 @@ IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$"
 
 def mask_value(key: str, value: Any) -> Any:
     """Mask one value under ``key``: whole when the key names personal data, else by pattern."""
-    if PERSONAL_KEY.search(key) and not isinstance(value, dict | list):
+    if personal_key(key) and not isinstance(value, dict | list):
         return MASK if value not in (None, "") else value
     if isinstance(value, dict):
         return {k: mask_value(k, v) for k, v in value.items()}

@@ -3,11 +3,13 @@
 A partner's error message may name the buyer ("customer jane@… is blocked"), and its summary
 reaches the queue, exports and the alert channel. Only emails: a free-text pattern for phone
 numbers would also hide the order numbers agents search by. The dashboard's payload masking and
-the action layer's audit summaries build on these."""
+the action layer's audit summaries build on these, and on ``personal_key``: which keys hold personal data."""
 
 from __future__ import annotations
 
 import re
+from functools import lru_cache
+from itertools import pairwise
 
 MASK = "•••"
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")
@@ -25,3 +27,28 @@ def mask_emails(text: str) -> str:
 def clip(text: str, limit: int) -> str:
     """``text`` whole when it fits in ``limit`` characters, else its start and "…" in ``limit``."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+_WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
+# A key naming any of these words holds personal data: snake_case, camelCase (Amazon's
+# AddressLine1, recipientName) or dotted alike.
+PERSONAL_WORDS = frozenset(
+    {"email", "phone", "mobile", "fax", "address", "street", "city", "zip", "zipcode", "postal", "postcode"}
+    | {"recipient", "contact"}
+)
+# 'name' is personal next to one of these, or alone; service.name, product_name and the like are not.
+PERSON_WORDS = frozenset(
+    {"first", "last", "full", "given", "family", "middle", "buyer", "customer", "person", "billing", "shipping"}
+)
+_PAIRS = {("e", "mail"), ("ship", "to"), ("bill", "to")}
+
+
+@lru_cache(maxsize=4096)
+def personal_key(key: str) -> bool:
+    """Whether a key names personal data, judged by its words."""
+    words = [w.lower() for w in _WORDS.findall(key)]
+    if PERSONAL_WORDS.intersection(words) or _PAIRS.intersection(pairwise(words)):
+        return True
+    if any(w == "line" and n.isdigit() for w, n in pairwise(words)):
+        return True  # an address's line1, line2
+    return "name" in words and (words == ["name"] or bool(PERSON_WORDS.intersection(words)))

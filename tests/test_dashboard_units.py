@@ -154,3 +154,33 @@ def test_kpi_periods_say_when_they_are_only_part_of_a_period() -> None:
     weeks = pd.Series(["2026-11-16", "2026-11-23"])
     labels = _period_labels(weeks, current="2026-11-23", start=datetime(2026, 11, 18, tzinfo=UTC))
     assert list(labels) == ["2026-11-16 (from Wed 18 Nov)", "2026-11-23 (so far)"]
+
+
+def test_a_ticked_queue_row_opens_what_it_showed_and_never_another_exception() -> None:
+    from dashboard.exceptions import follow_tick
+
+    before, after = ["a", "b", "c"], ["new", "a", "b", "c"]  # an exception arrived on top meanwhile
+    assert follow_tick(None, before, before, [1]) == ((1, "b"), "b", False)
+    assert follow_tick((1, "b"), before, before, [1]) == ((1, "b"), None, False), "a button's rerun changes nothing"
+    # The rows moved under the tick before the next click: the tick goes, the open exception stays.
+    assert follow_tick((1, "b"), before, after, [1]) == (None, None, True)
+    # A row clicked on the queue as it was drawn opens what it showed, then drops the misplaced tick.
+    assert follow_tick(None, before, after, [2]) == (None, "c", True)
+    assert follow_tick((0, "a"), before, before, []) == (None, None, False)
+    assert follow_tick(None, before, ["a"], [2]) == (None, "c", True)
+
+
+def test_camel_case_personal_fields_are_masked_and_technical_names_are_not() -> None:
+    notice = {
+        "AddressLine1": "12 Elm Street",
+        "recipientName": "Jane Doe",
+        "streetAddress": "12 Elm Street",
+        "BuyerEmail": "jane@example.com",
+        "service.name": "erp",
+        "product_name": "Oak cabinet",
+        "AmazonOrderId": "113-1234567-1234567",
+    }
+    shown = mask(notice)
+    masked = {k for k, v in shown.items() if v == MASK}
+    assert masked == {"AddressLine1", "recipientName", "streetAddress", "BuyerEmail"}
+    assert shown["service.name"] == "erp" and shown["product_name"] == "Oak cabinet"
