@@ -40,12 +40,25 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
     if action == "assign" and not roles.may(services.config, target or "", "resolve"):
         raise ValueError(roles.cannot_work(services.config, target))
     with services.store.engine.connect() as conn:
-        rows = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
+        matched = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
+        left_out = Counter(reason for r in matched if (reason := _left_out(action, r["status"])))
+        rows = [r for r in matched if not _left_out(action, r["status"])]
         systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
     partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
     ids, assignee = tuple(r["id"] for r in rows), target if action == "assign" else None
     suggested = dict(Counter(r["suggested_action"] or "none" for r in rows))
-    return BulkPlan(action, dict(filters), len(rows), dict(partners), ids, target=assignee, suggested=suggested)
+    return BulkPlan(
+        action, dict(filters), len(rows), dict(partners), ids, target=assignee, suggested=suggested, left_out=left_out
+    )
+
+
+def _left_out(action: str, status: str) -> str | None:
+    """Why an exception the filter matched is not in the job: what the action would refuse anyway."""
+    if status == "resolved" and action != "assign":
+        return "already resolved"
+    if status == "ignored" and action == "ignore":
+        return "already ignored"
+    return None
 
 
 def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:

@@ -6,7 +6,7 @@ from typing import Any
 
 from actions import ledger, roles
 from actions.results import ActionResult
-from actions.runner import Request, entry_for, refuse
+from actions.runner import RESOLVED, Request, closed_by, entry_for, refuse
 from actions.services import Services
 from syncwatch.store import actions as q
 
@@ -16,9 +16,13 @@ CLOSING = {"resolve": "resolved", "ignore": "ignored"}
 def close(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
     """Resolve or ignore with a note; the correlator keeps it so unless a new failure arrives."""
     entry = entry_for(services, request)
+    status = CLOSING[request.kind]
+    if exception["status"] == status or exception["status"] == RESOLVED:
+        reason = f"the exception is already {closed_by(services, exception)}; nothing changed"
+        return refuse(services, entry, exception["status"], reason)
     if not (request.note or "").strip():
         return refuse(services, entry, exception["status"], f"a note is required to {request.kind}", "failed")
-    status, now = CLOSING[request.kind], services.clock()
+    now = services.clock()
     values = {"status": status, "resolved_at": now, "resolved_by_observation_id": None, "updated_at": now}
     return _record(services, request, exception, entry, values, f"{request.kind.capitalize()}d with the note recorded")
 

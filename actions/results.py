@@ -30,6 +30,15 @@ class BulkPlan:
     """The assignee of a bulk assign."""
     suggested: dict[str, int] = field(default_factory=dict)
     """How many of them suggest each action (retry, reroute, replay, resolve, or none)."""
+    left_out: dict[str, int] = field(default_factory=dict)
+    """Exceptions the filter matched that the job leaves out, by reason (already resolved…)."""
+
+    @property
+    def left_out_text(self) -> str | None:
+        if not self.left_out:
+            return None
+        reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.left_out.items(), key=lambda i: -i[1]))
+        return f"Left out: {reasons}."
 
     @property
     def caveat(self) -> str | None:

@@ -17,8 +17,10 @@ from actions.results import ActionResult
 from actions.services import Services
 from actions.telemetry import continuing
 from correlator.passes import Correlator
-from syncwatch.model import as_utc
+from syncwatch.model import ExceptionStatus, as_utc
 from syncwatch.store import actions as q
+
+RESOLVED = ExceptionStatus.RESOLVED.value
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,20 @@ def refusal(services: Services, request: Request, exception: dict[str, Any] | No
     return None
 
 
+def closed_by(services: Services, exception: dict[str, Any]) -> str:
+    """'resolved by sam at 19:11 UTC' (or by the observation that showed the step succeed): what
+    an agent acting on a stale page is told instead of a silent no-op."""
+    status = exception["status"]
+    if exception.get("resolved_by_observation_id"):
+        return f"{status} by a later observation that showed the step succeed"
+    with services.store.engine.connect() as conn:
+        earlier = [a for kind in ("resolve", "ignore") for a in q.actions_of(conn, exception["id"], kind)]
+    if not earlier:
+        return status
+    last = max(earlier, key=lambda a: a["requested_at"])
+    return f"{status} by {last['actor']} at {as_utc(last['requested_at']):%a %d %b %H:%M} UTC"
+
+
 def entry_for(services: Services, request: Request, **parts: Any) -> Entry:
     role = roles.role_of(services.config, request.actor)
     text = summary(target=request.target, note=request.note, payload=request.payload, **parts)
@@ -80,6 +96,16 @@ def run_partner_action(
     services: Services, request: Request, exception: dict[str, Any], prepare: Prepare
 ) -> ActionResult:
     entry = entry_for(services, request)
+    if exception["status"] == RESOLVED:
+        with services.store.engine.connect() as conn:
+            done = [a for a in q.actions_of(conn, exception["id"], request.kind) if a["status"] == "succeeded"]
+        if done:  # the same action asked twice (a double click, a colleague at the same moment)
+            return _already_done(services, entry, exception, done[0])
+        reason = (
+            f"the exception is already {closed_by(services, exception)}: nothing was sent. If the order still "
+            "fails, its next failure opens the exception again"
+        )
+        return refuse(services, entry, exception["status"], reason)
     waiting = _retry_after_pending(services, request, exception)
     if waiting:
         return refuse(services, entry, exception["status"], waiting)

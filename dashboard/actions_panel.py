@@ -8,7 +8,7 @@ again, so a hidden button is a convenience, never the guard.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from typing import Any
 
 import pandas as pd
@@ -26,6 +26,7 @@ OUTCOME = "action_outcome"
 PLAN, JOB = "bulk_plan", "bulk_job"
 JOB_SHOWN_DONE = "bulk_job_shown_done"  # the finished job the whole page was refreshed for
 REASONS_SHOWN = 5
+NOTE_REQUIRED = ("resolve", "ignore")  # a bulk job of these records why on every exception
 NOTE_SENT = "note_sent"  # the exception whose note box empties on the next run
 BUTTONS = (
     ("retry", "Retry"),
@@ -206,9 +207,14 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
                 actor=page.viewer.actor,
                 target=target,
             )
+        needed = action in NOTE_REQUIRED
+        note = st.text_input(
+            "Note (why; recorded in each exception's history)" + (", required to " + action if needed else ""),
+            key="bulk_note",
+        )
         plan = st.session_state.get(PLAN)
         if plan is not None and (plan.action, plan.target) == (action, target):
-            _show_plan(page, plan)
+            _show_plan(page, plan, note.strip() or None)
 
 
 def _assignees(page: Page) -> list[str]:
@@ -217,16 +223,21 @@ def _assignees(page: Page) -> list[str]:
     return sorted(people, key=lambda name: (name != page.viewer.actor, name))
 
 
-def _show_plan(page: Page, plan: api.BulkPlan) -> None:
+def _show_plan(page: Page, plan: api.BulkPlan, note: str | None) -> None:
     to = f" to {plan.target}" if plan.target else ""
-    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {plan.note or ''} {plan.caveat or ''}")
+    said = " ".join(t for t in (plan.left_out_text, plan.caveat) if t)
+    st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {said}")
     if plan.partners:
         st.dataframe(
             [{"partner": p, "exceptions": n} for p, n in sorted(plan.partners.items(), key=lambda i: -i[1])],
             hide_index=True,
         )
-    if plan.count and st.button(f"Run {plan.action} on {plan.count} exceptions", type="primary", key="bulk_run"):
-        st.session_state[JOB] = api.start_bulk(page.store, page.config, plan, page.viewer.actor)
+    missing = plan.action in NOTE_REQUIRED and not note
+    if missing:
+        st.caption(f"Write the note first: {plan.action} records why, on every exception.")
+    run = f"Run {plan.action} on {plan.count} exceptions"
+    if plan.count and st.button(run, type="primary", key="bulk_run", disabled=missing):
+        st.session_state[JOB] = api.start_bulk(page.store, page.config, replace(plan, note=note), page.viewer.actor)
         st.session_state.pop(PLAN, None)
         st.rerun()
 

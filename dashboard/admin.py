@@ -111,6 +111,8 @@ def _audit(page: Page) -> None:
         none_yet("No action has been taken yet.")
         return
     st.caption("Every action and sign-in, newest first; the log is append-only, so nobody can change it.")
+    details = log.pop("detail")
+    log["why"] = [mask_emails(str(d["reason"])) if isinstance(d, dict) and d.get("reason") else None for d in details]
     st.dataframe(log, hide_index=True, column_config=_AUDIT_COLUMNS)
 
 
@@ -123,7 +125,14 @@ _AUDIT_COLUMNS = {
     "target": "exception or job",
     "request_summary": "asked for (personal data masked)",
     "result": "result",
+    "why": "why (refused or failed)",
 }
+
+
+def _scope(scope: Any) -> str:
+    """'every channel and partner', or the ones a user is limited to."""
+    parts = [f"{kind}: {', '.join(names)}" for kind, names in scope.model_dump().items() if names]
+    return "; ".join(parts) or "every channel and partner"
 
 
 def _config(page: Page) -> None:
@@ -134,7 +143,7 @@ def _config(page: Page) -> None:
     st.dataframe(partners_table(page.config), hide_index=True)
     st.subheader("Users and roles")
     st.dataframe(
-        [{"user": n, "role": u.role, "scope": u.scope.model_dump_json()} for n, u in page.config.file.users.items()],
+        [{"user": n, "role": u.role, "scope": _scope(u.scope)} for n, u in page.config.file.users.items()],
         hide_index=True,
     )
     st.subheader("Runbooks")

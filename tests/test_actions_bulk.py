@@ -100,3 +100,18 @@ def test_a_bulk_plan_takes_the_queue_filter_as_the_page_records_it(store: Store)
     assert none.count == 0
     with pytest.raises(ValueError, match="unknown filter 'colour'; filter by ids or statuses, categories"):
         plan_bulk(store, config, action="resolve", filters={"colour": "red"}, actor="alex")
+
+
+def test_a_bulk_plan_leaves_out_what_its_action_would_refuse(store: Store) -> None:
+    config = load_config(environ={})
+    ids = seed_exceptions(store, 4)
+    with store.engine.begin() as conn:
+        conn.execute(update(exceptions).where(exceptions.c.id.in_(ids[:2])).values(status="resolved"))
+        conn.execute(update(exceptions).where(exceptions.c.id == ids[2]).values(status="ignored"))
+    every = {"category": "timeout", "status": ["open", "retrying", "resolved", "ignored"]}
+    retry = plan_bulk(store, config, action="retry", filters=every, actor="alex")
+    assert (retry.count, retry.left_out_text) == (2, "Left out: 2 already resolved.")
+    ignore = plan_bulk(store, config, action="ignore", filters=every, actor="alex")
+    assert ignore.exception_ids == (ids[3],) and ignore.left_out == {"already resolved": 2, "already ignored": 1}
+    assign = plan_bulk(store, config, action="assign", filters=every, actor="alex", target="sam")
+    assert assign.count == 4 and not assign.left_out

@@ -218,3 +218,26 @@ def test_an_executive_is_refused_nothing_changes_and_the_refusal_is_audited(run_
 
 def retry(w: World, exception_id: str, actor: str) -> Any:
     return perform(w.store, w.config, action="retry", exception_id=exception_id, actor=actor)
+
+
+def test_an_exception_a_colleague_resolved_is_neither_retried_nor_closed_again(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    """An agent acting on a page drawn before a colleague resolved it is told who did, and nothing is sent."""
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        w.order()
+        exc = w.exception("validation")
+        done = perform(w.store, w.config, action="resolve", exception_id=exc["id"], actor="sam", note="fixed by phone")
+        assert done.ok and w.status(exc["id"]) == "resolved"
+        before = w.calls("erp POST /sales-orders")
+        again = retry(w, exc["id"], "alex")
+        assert not again.ok and w.calls("erp POST /sales-orders") == before and w.status(exc["id"]) == "resolved"
+        assert again.message.startswith("The exception is already resolved by sam at "), again.message
+        assert "nothing was sent" in again.message
+        ignored = perform(w.store, w.config, action="ignore", exception_id=exc["id"], actor="alex", note="dup")
+        assert not ignored.ok and "already resolved by sam" in ignored.message and w.status(exc["id"]) == "resolved"
+        assert [(e["actor"], e["action"], e["result"]) for e in w.audit()][-2:] == [
+            ("alex", "retry", "refused"),
+            ("alex", "ignore", "refused"),
+        ]
+    close_all()

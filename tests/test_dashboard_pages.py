@@ -515,6 +515,16 @@ def test_a_lead_plans_a_bulk_assign_to_an_agent(monkeypatch: pytest.MonkeyPatch,
     assert any(b.label.startswith("Run assign on ") for b in at.button)
 
 
+def test_a_bulk_resolve_asks_for_the_note_it_records(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(s for s in at.selectbox if s.label == "Action").select("resolve").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    run = next(b for b in at.button if b.label.startswith("Run resolve on "))
+    assert run.disabled and "Write the note first: resolve records why, on every exception." in texts(at)
+    next(t for t in at.text_input if t.label.startswith("Note (why")).input("carrier confirmed by phone").run()
+    assert not next(b for b in at.button if b.label.startswith("Run resolve on ")).disabled
+
+
 def sign_in_form(monkeypatch: pytest.MonkeyPatch, db: str, users: Path) -> AppTest:
     monkeypatch.setenv("SYNCWATCH_DB", db)
     monkeypatch.setenv("SYNCWATCH_DASHBOARD_USERS", str(users))
@@ -578,6 +588,7 @@ def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
     assert not admin.exception and "the log is append-only, so nobody can change it" in texts(admin)
     log = next(d.value for d in admin.dataframe if "request_summary" in d.value.columns)
     assert (log["actor"].iloc[0], log["action"].iloc[0]) == ("sam", "note") and "555" not in log.to_csv()
+    assert (log["result"].iloc[1], log["why"].iloc[1]) == ("failed", "write the note to add"), "the refusal says why"
 
 
 def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(

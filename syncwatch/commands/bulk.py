@@ -83,13 +83,14 @@ def _plan_json(plan: Any) -> dict[str, Any]:
         "partners": plan.partners,
         "suggested": plan.suggested,
         "caveat": plan.caveat,
+        "left_out": plan.left_out,
         "filters": plan.filters,
     }
 
 
 def _plan_text(plan: Any) -> str:
     to = f" to {plan.target}" if plan.target else ""
-    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}.", *([plan.caveat] if plan.caveat else [])]
+    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}.", *[t for t in (plan.left_out_text, plan.caveat) if t]]
     lines += [f"  {partner}: {count}" for partner, count in sorted(plan.partners.items(), key=lambda i: -i[1])]
     lines.append("Run again with --yes to start." if plan.count else "Nothing matches; nothing to do.")
     return "\n".join(lines)

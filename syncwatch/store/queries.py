@@ -553,7 +553,7 @@ def alerts_undelivered(store: Store) -> int:
 
 def audit_recent(store: Store, limit: int = 200, actor: str | None = None) -> pd.DataFrame:
     a = audit_log.c
-    stmt = select(a.id, a.at, a.actor, a.role, a.action, a.target, a.request_summary, a.result).order_by(
+    stmt = select(a.id, a.at, a.actor, a.role, a.action, a.target, a.request_summary, a.result, a.detail).order_by(
         a.at.desc(), a.id.desc()
     )
     if actor:
