@@ -121,7 +121,9 @@ def _summarise(states: tuple[StageState, ...], process: Process, checks: list[da
         state = SlaState.BREACHED if breached else SlaState.MET
     else:
         state = SlaState.BREACHED if breached else SlaState.AT_RISK if at_risk else SlaState.ON_TRACK
-    fault = (breached or at_risk or [None])[0]
+    # The stage to act on: one overdue now, else one at risk now, else the first that finished late.
+    overdue = [s for s in breached if s.reached_at is None]
+    fault = (overdue or at_risk or breached or [None])[0]
     return SlaResult(
         stages=states,
         state=state,

@@ -127,7 +127,7 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
             st.page_link("search.py", label=f"Open {value}", icon=":material/search:", query_params={"key": value})
         return
     shown = f"{len(queue)} of {total} ({order})" if total > len(queue) else f"{total}"
-    st.subheader(f"Queue: {shown} matching")
+    st.subheader(f"Queue: {shown} exception{'s' if total != 1 else ''} matching")
     table = pd.DataFrame(
         {
             "age": [age(t, page.now) for t in queue["opened_at"]],

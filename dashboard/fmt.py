@@ -6,6 +6,7 @@ from datetime import datetime, timedelta
 
 import pandas as pd
 
+from syncwatch.model import stage_label
 from syncwatch.store.queries import NO_PARTNER
 
 SLA_COLORS = {"breached": "#d62728", "at_risk": "#ff7f0e", "on_track": "#2ca02c", "met": "#1f77b4"}
@@ -32,6 +33,30 @@ def time_left(due: datetime | None, now: datetime) -> str:
         return ""
     delta = due - now
     return f"{duration(delta)} left" if delta >= timedelta(0) else f"late by {duration(delta)}"
+
+
+def _missed_before(state: str | None, due: datetime | None, now: datetime) -> bool:
+    """A breach whose late stage is behind the order (no stage is overdue now): what is due next is on time."""
+    return state == "breached" and (due is None or pd.isna(due) or due >= now)
+
+
+def sla_time(state: str | None, due: datetime | None, now: datetime) -> str:
+    """``time_left``, except that a breach already behind the order reads 'next stage due in 1 d 4 h',
+    not '1 d 4 h left' beside 'Breached'."""
+    if _missed_before(state, due, now):
+        return "" if due is None or pd.isna(due) else f"next stage due in {duration(due - now)}"
+    return time_left(due, now)
+
+
+def fault_text(state: str | None, stage: str | None, due: datetime | None, now: datetime) -> str | None:
+    """Where the SLA stands: 'late at shipped' (overdue now), 'released was late' (done, but late),
+    'at risk at shipped'."""
+    if not stage:
+        return None
+    label = stage_label(stage)
+    if state == "at_risk":
+        return f"at risk at {label}"
+    return f"{label} was late" if _missed_before(state, due, now) else f"late at {label}"
 
 
 def age(since: datetime | None, now: datetime) -> str:

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.fmt import SLA_LABELS, age, duration, money, time_left, when
+from dashboard.fmt import SLA_LABELS, age, duration, fault_text, money, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.model import stage_label
 from syncwatch.store import queries as q
@@ -105,9 +105,16 @@ def _sla(grid: pd.DataFrame, group: str) -> None:
     st.plotly_chart(charts.sla_bars(data, group), key=f"sla_{group}")
 
 
+LATE_ROWS = 500  # the late table's rows; the subheader counts the rest
+
+
 def _late(page: Page) -> None:
-    st.subheader("Late and at risk, least time left first")
-    data = q.late_transactions(page.store)
+    data = q.late_transactions(page.store, LATE_ROWS)
+    total = q.late_count(page.store) if len(data) == LATE_ROWS else len(data)
+    shown = f"{len(data):,} of {total:,}" if total > len(data) else f"{total:,}"
+    st.subheader(f"Late and at risk: {shown}, least time left first")
+    if total > len(data):
+        st.caption("The rest have more time left; `syncwatch export transactions` lists every one.")
     if data.empty:
         st.success("Nothing is late or at risk.")
         return
@@ -115,8 +122,11 @@ def _late(page: Page) -> None:
         {
             "transaction": data["id"],
             "SLA": data["sla_state"].map(SLA_LABELS),
-            "time left": [time_left(d, page.now) for d in data["due_at"]],
-            "stage": data["stage_at_fault"].map(stage_label),
+            "time left": [sla_time(s, d, page.now) for s, d in zip(data["sla_state"], data["due_at"], strict=True)],
+            "where": [
+                fault_text(s, f, d, page.now)
+                for s, f, d in zip(data["sla_state"], data["stage_at_fault"], data["due_at"], strict=True)
+            ],
             "channel": data["channel"].fillna(q.NO_CHANNEL),
             "partner": data["partner"].fillna(q.NO_PARTNER),
             "customer": data["customer"].fillna("—"),

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import money, no_partner, promise, sla_label, time_left, when
+from dashboard.fmt import fault_text, money, no_partner, promise, sla_label, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.commands.common import count
 from syncwatch.model import stage_label
@@ -92,11 +92,11 @@ def _transaction(page: Page, tid: str) -> None:
     cols[0].metric(
         "SLA",
         sla_label(row["sla_state"]),
-        time_left(row["due_at"], page.now) or None,
+        sla_time(row["sla_state"], row["due_at"], page.now) or None,
         delta_color=late,
         delta_arrow="off",
     )
-    fault = f"late at {stage_label(row['stage_at_fault'])}" if row["stage_at_fault"] else None
+    fault = fault_text(row["sla_state"], row["stage_at_fault"], row["due_at"], page.now)
     cols[1].metric("Stage", stage_label(row["current_stage"]) or "—", fault, delta_color="inverse", delta_arrow="off")
     st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row, page.now)))
     keys = q.transaction_key_list(page.store, tid)
@@ -198,7 +198,7 @@ def _exceptions(page: Page, tid: str) -> None:
     exceptions = q.transaction_exceptions(page.store, tid)
     st.subheader(f"Exceptions ({len(exceptions)})")
     if exceptions.empty:
-        none_yet("None: every step went through.")
+        none_yet("None: no step has failed so far.")
         return
     shown = pd.DataFrame(
         {

@@ -258,6 +258,17 @@ def test_sla_state_moves_from_on_track_to_at_risk_to_breached_as_time_passes() -
     assert states[0].due_at == captured + timedelta(minutes=15)
 
 
+def test_the_stage_at_fault_is_the_one_overdue_now_not_one_that_finished_late() -> None:
+    order = compile_processes(load_config())[0]
+    captured = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+    reached = {"captured": captured, "accepted_by_erp": captured + timedelta(minutes=20)}  # 5 minutes late
+    done_late = evaluate(order, reached, {}, captured + timedelta(minutes=21), 0.8)
+    assert (done_late.state, done_late.stage_at_fault) == (SlaState.BREACHED, "accepted_by_erp")
+    weeks_later = evaluate(order, reached, {}, captured + timedelta(days=30), 0.8)
+    overdue = [s.name for s in weeks_later.stages if s.reached_at is None and s.state is SlaState.BREACHED]
+    assert overdue and weeks_later.stage_at_fault == overdue[0] != "accepted_by_erp"
+
+
 def test_kpis_aggregate_the_sample_by_day_and_channel(sample: tuple[Store, list[dict]]) -> None:
     store, truth = sample
     table = kpi_table(store, load_config(), AS_OF - timedelta(days=7), AS_OF, by="channel")

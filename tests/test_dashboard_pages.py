@@ -122,7 +122,11 @@ def test_operations_names_orders_not_yet_with_a_partner_as_such(
     partners = {label for trace in json.loads(by_partner)["data"] for label in trace["y"]}
     assert "not released yet" in partners and "unknown" not in partners, partners
     assert "not released yet" in set(at.dataframe[0].value["partner"]), "the late table says the same"
-    assert not any("_" in stage for stage in at.dataframe[0].value["stage"].dropna()), "stages as people say them"
+    late = at.dataframe[0].value
+    assert not any("_" in where for where in late["where"].dropna()), "stages as people say them"
+    breached = late[late["SLA"] == "Breached"]
+    assert not any(t.endswith(" left") for t in breached["time left"]), "a breached order never reads 'N left'"
+    assert all(w.startswith("late at ") or w.endswith(" was late") for w in breached["where"].dropna())
 
 
 def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:

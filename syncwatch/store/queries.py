@@ -115,6 +115,13 @@ def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
     return frame(store, stmt)
 
 
+def late_count(store: Store) -> int:
+    """How many open transactions are at risk or breached (``late_transactions`` lists the first)."""
+    stmt = select(func.count()).select_from(transactions).where(and_(t.sla_state.in_(LATE), t.status == "open"))
+    with store.engine.connect() as conn:
+        return int(conn.execute(stmt).scalar_one())
+
+
 def stage_delays(store: Store, since: datetime) -> pd.DataFrame:
     """Late orders changed since ``since``, per stage at fault and partner (a return's or an
     inventory sync's stages are not an order's)."""
