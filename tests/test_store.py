@@ -221,3 +221,43 @@ def test_two_processes_write_one_sqlite_file_without_locking_errors(tmp_path) ->
     assert len(stored) == 40 * 50
     assert sum(row.duplicates for row in stored) == 40 * 50
     store.close()
+
+
+def test_the_queue_sorts_order_values_as_amounts_on_every_engine(store: Store) -> None:
+    from sqlalchemy import insert
+
+    from syncwatch.store import queries as q
+    from syncwatch.store.schema import exceptions, transactions
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    values = {"a": "90.43", "b": "8796.77", "c": "858.20", "d": "n/a", "e": None, "f": " 1000 "}
+    times = {"last_seen_at": at, "updated_at": at}
+    with store.engine.begin() as conn:
+        for name, value in values.items():
+            conn.execute(
+                insert(transactions).values(
+                    id=f"order:{name}",
+                    type="order",
+                    sla_state="on_track",
+                    stages=[],
+                    observation_count=1,
+                    order_value=value,
+                    started_at=at,
+                    **times,
+                )
+            )
+            conn.execute(
+                insert(exceptions).values(
+                    id=f"exc-{name}",
+                    transaction_id=f"order:{name}",
+                    category="timeout",
+                    status="open",
+                    system="erp",
+                    context={},
+                    summary="ERP timed out",
+                    opened_at=at,
+                    **times,
+                )
+            )
+    queue = q.exception_queue(store, q.QueueFilter(), order="highest order value first")
+    assert list(queue["id"]) == ["exc-b", "exc-f", "exc-c", "exc-a", "exc-d", "exc-e"]

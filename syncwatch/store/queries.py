@@ -13,7 +13,9 @@ from typing import Any
 
 import pandas as pd
 from sqlalchemy import Float, String, and_, case, cast, exists, func, literal, or_, select, union
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.functions import FunctionElement
 
 from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
@@ -188,12 +190,34 @@ def _queue_base(f: QueueFilter) -> Select[Any]:
     return select(e.id).select_from(joined).where(and_(*conditions(f)))
 
 
+class amount(FunctionElement[float]):
+    """A decimal kept as text (``order_value``) as a number to sort by; text that is no plain
+    decimal sorts as none, on SQLite as on PostgreSQL (where a bare CAST would fail the query)."""
+
+    type = Float()
+    inherit_cache = True
+
+
+@compiles(amount, "sqlite")
+def _amount_sqlite(element: amount, compiler: Any, **kw: Any) -> str:
+    value = f"trim({compiler.process(element.clauses, **kw)})"
+    plain = f"{value} GLOB '*[0-9]*' AND {value} NOT GLOB '*[^0-9.]*' AND {value} NOT GLOB '*.*.*'"
+    return f"CASE WHEN {plain} THEN CAST({value} AS REAL) END"
+
+
+@compiles(amount, "postgresql")
+def _amount_postgresql(element: amount, compiler: Any, **kw: Any) -> str:
+    value = f"trim({compiler.process(element.clauses, **kw)})"
+    return f"CASE WHEN {value} ~ '^[0-9]+(\\.[0-9]+)?$' THEN CAST({value} AS DOUBLE PRECISION) END"
+
+
+ORDER_VALUE = amount(t.order_value)
 # How the queue can be ordered: each needs the database, since only the first rows are fetched.
 QUEUE_ORDERS = {
     "newest first": (e.opened_at.desc(), e.id),
     "oldest first": (e.opened_at, e.id),
     "least time left first": (t.due_at.is_(None), t.due_at, e.opened_at, e.id),
-    "highest order value first": (t.order_value.is_(None), t.order_value.desc(), e.opened_at, e.id),
+    "highest order value first": (ORDER_VALUE.is_(None), ORDER_VALUE.desc(), e.opened_at, e.id),
 }
 
 
