@@ -8,7 +8,7 @@ from typing import Any
 from actions import bulk, manual, replay, reroute, retry, roles, steps
 from actions.bulk import BULK_ACTIONS
 from actions.results import ActionResult, BulkPlan
-from actions.runner import Request, entry_for, refusal, refuse, run_partner_action
+from actions.runner import Request, closed_by, entry_for, refusal, refuse, run_partner_action
 from actions.services import Services, services_for
 from syncwatch.config import Config
 from syncwatch.store import Store
@@ -87,6 +87,11 @@ def run(services: Services, request: Request) -> ActionResult:
         return refuse(services, entry_for(services, request), status, reason)
     assert exception is not None
     return HANDLERS[request.kind](services, request, exception)
+
+
+def closed_text(store: Store, config: Config, exception_row: Any) -> str:
+    """'resolved by sam at Fri 27 Nov 19:11 UTC': who closed an exception that is no longer active."""
+    return closed_by(services_for(store, config), dict(exception_row))
 
 
 def recorded_body(store: Store, exception_row: Any) -> dict[str, Any] | None:

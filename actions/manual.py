@@ -39,7 +39,9 @@ def assign(services: Services, request: Request, exception: dict[str, Any]) -> A
     if assignee == exception.get("assignee"):
         return refuse(services, entry, exception["status"], f"it is already assigned to {assignee}; nothing changed")
     values = {"assignee": assignee, "updated_at": services.clock()}
-    return _record(services, request, exception, entry, values, f"Assigned to {assignee}")
+    earlier = exception.get("assignee")
+    taken = f", taking it over from {earlier}" if earlier else ""
+    return _record(services, request, exception, entry, values, f"Assigned to {assignee}{taken}")
 
 
 def note(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:

@@ -43,7 +43,7 @@ ACTIVE = ("open", "retrying")
 def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> None:
     """Outcome of the last click, then the actions this viewer may take on this exception
     (``recorded``: the body a retry would send, read once for the whole page)."""
-    _outcome(row["id"])
+    _outcome(row["id"], row["status"])
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
     if not allowed and page.viewer.role != "executive":
         scope = roles.scope_of(page.config, page.viewer.actor)
@@ -52,10 +52,16 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     if not allowed:
         st.caption(f"{page.viewer.label} can read this exception; agents and leads act on it.")
         return
-    if row["status"] not in ACTIVE:
-        st.caption(f"This exception is {row['status']}; nothing left to do.")
-        return
     key = f"note_text_{row['id']}"
+    if row["status"] not in ACTIVE:
+        closed = api.closed_text(page.store, page.config, row)
+        st.caption(f"This exception is {closed}; nothing left to do.")
+        typed = (st.session_state.get(key) or "").strip()
+        if typed and st.session_state.get(OUTCOME, {}).get("exception") != row["id"]:
+            st.warning(
+                f"Your note was not recorded: the exception was {closed} while this page was open. It read: {typed}"
+            )
+        return
     if st.session_state.pop(NOTE_SENT, None) == row["id"]:
         st.session_state[key] = ""  # set before the box is drawn: the browser shows it emptied
     note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
@@ -129,11 +135,18 @@ def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> No
     st.rerun()
 
 
-def _outcome(exception_id: str) -> None:
+def forget_drafts() -> None:
+    """Drop typed notes and the last outcome: the demo switched to another person."""
+    for key in [k for k in st.session_state if str(k).startswith("note_text_")]:
+        del st.session_state[key]
+    st.session_state.pop(OUTCOME, None)
+
+
+def _outcome(exception_id: str, status: str) -> None:
     """The result of the last action on this exception, where the buttons are."""
     outcome = st.session_state.get(OUTCOME)
-    if not outcome or outcome["exception"] != exception_id:
-        return
+    if not outcome or outcome["exception"] != exception_id or outcome["status"] != status:
+        return  # another exception's, or older than a change since (a colleague closed it)
     text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
     if "the exception" not in outcome["message"].lower():  # unless the message already says where it stands
         text += f" The exception is {'now ' if outcome['ok'] else ''}{outcome['status']}."
@@ -153,7 +166,9 @@ def _edited_payload(row: dict[str, Any], original: dict[str, Any] | None) -> tup
     text = st.text_area("Payload to send", json.dumps(shown, indent=2), height=220, key=f"payload_{row['id']}")
     edited = _json(text)
     if not isinstance(edited, dict):
-        st.error("The edited payload is not a JSON object: fix it (or switch editing off) to retry.")
+        st.error(
+            f"The edited payload is not a JSON object ({_json_problem(text)}): fix it, or switch editing off, to retry."
+        )
         return None, False
     return (apply_edits(original, shown, edited) if edited != shown else None), True
 
@@ -170,6 +185,17 @@ def _written_payload(row: dict[str, Any]) -> tuple[dict[str, Any] | None, bool]:
         st.error('This is not a JSON object: Retry would have nothing to send. Write the body as {"field": …}.')
         return None, False
     return written, True
+
+
+def _json_problem(text: str) -> str:
+    """Where the text stops being JSON, as an editor would point at it."""
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        if isinstance(err, json.JSONDecodeError):
+            return f"line {err.lineno}, column {err.colno}: {err.msg}"
+        return str(err)
+    return f"it is {type(value).__name__ if value is not None else 'null'}, not {{…}}"
 
 
 def _json(raw: bytes | str | None) -> Any:

@@ -74,6 +74,7 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     st.session_state[QUEUE_VIEWER] = page.viewer.actor
     if previous is not None and previous != page.viewer.actor:  # the demo's role switch: the new person's scope
         st.session_state["partner"], st.session_state["channel"] = own_partners, own_channels
+        actions_panel.forget_drafts()  # the last person's typed note and last outcome are not theirs
     partners = cols[2].multiselect("Partner", options["partner"], default=own_partners, key="partner", **url)
     channels = cols[3].multiselect("Channel", options["channel"], default=own_channels, key="channel", **url)
     cols = st.columns(4)
@@ -138,11 +139,14 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
             "summary": queue["summary"],
             "SLA": queue["sla_state"].map(sla_label),
             "time left": [time_left(d, page.now) for d in queue["due_at"]],
-            "channel": queue["channel"],
-            "partner": queue["partner"],
-            "customer": queue["customer"],
+            "channel": queue["channel"].fillna("—"),
+            "partner": [
+                p if isinstance(p, str) else no_partner(tid)
+                for p, tid in zip(queue["partner"], queue["transaction_id"], strict=True)
+            ],
+            "customer": queue["customer"].fillna(""),
             "value": queue["order_value"].map(money),
-            "assignee": queue["assignee"],
+            "assignee": queue["assignee"].fillna("nobody"),
             "attempts": queue["attempts"],
         }
     )
@@ -206,6 +210,7 @@ def _choose(queue: pd.DataFrame) -> str | None:
     ids = list(labels)
     if wanted and wanted not in labels:
         ids.insert(0, wanted)
+        labels[wanted] = f"{wanted} (opened from a link or an earlier visit; not in this queue)"
     index = ids.index(wanted) if wanted in ids else None
     chosen = st.selectbox(
         "Open an exception",

@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import actions_panel, charts
-from dashboard.fmt import fault_text, money, no_partner, promise, sla_label, sla_time, when
+from dashboard.fmt import category_label, fault_text, money, no_partner, promise, sla_label, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.commands.common import count
 from syncwatch.model import stage_label
@@ -203,10 +203,10 @@ def _exceptions(page: Page, tid: str) -> None:
     shown = pd.DataFrame(
         {
             "opened": exceptions["opened_at"].map(when),
-            "category": exceptions["category"].str.replace("_", " "),
+            "category": exceptions["category"].map(category_label),
             "status": exceptions["status"],
             "failing system": exceptions["system"],
-            "stage": exceptions["stage"],
+            "stage": exceptions["stage"].map(stage_label),
             "summary": exceptions["summary"],
             "assignee": exceptions["assignee"].fillna(""),
             "resolved": exceptions["resolved_at"].map(when),
