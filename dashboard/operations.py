@@ -97,10 +97,11 @@ def _quiet(page: Page) -> None:
 
 
 def _sla(grid: pd.DataFrame, group: str) -> None:
-    st.subheader(f"SLA by {group}")
-    data = grid.groupby([group, "sla_state"], as_index=False)["transactions"].sum()
+    """Orders only: a return's partner or an inventory sync's warehouse is no channel or partner of an order."""
+    st.subheader(f"Open orders' SLA by {group}")
+    data = grid[grid["type"] == "order"].groupby([group, "sla_state"], as_index=False)["transactions"].sum()
     if data.empty:
-        none_yet("No open transactions.")
+        none_yet("No open orders.")
         return
     st.plotly_chart(charts.sla_bars(data, group), key=f"sla_{group}")
 
@@ -137,10 +138,10 @@ def _late(page: Page) -> None:
 
 
 def _stage_delays(page: Page) -> None:
-    st.subheader("Where orders are late (stage × partner, last 7 days)")
-    data = q.stage_delays(page.store, page.now - timedelta(days=7))
+    st.subheader("Where open orders are late or at risk (stage × partner)")
+    data = q.stage_delays(page.store)
     if data.empty:
-        none_yet("No late transactions in the last 7 days.")
+        none_yet("No open order is late or at risk.")
         return
     st.plotly_chart(charts.stage_heatmap(data.assign(stage=data["stage"].map(stage_label))), key="heatmap")
 

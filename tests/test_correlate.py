@@ -313,7 +313,10 @@ def test_where_orders_are_late_holds_order_stages_only(tmp_path: Path) -> None:
                 {"id": "return:1", "type": "return", "stage_at_fault": "refunded", **late, **times},
             ],
         )
-    assert list(q.stage_delays(store, AS_OF - timedelta(days=7))["stage"]) == ["shipped"]
+    assert list(q.stage_delays(store)["stage"]) == ["shipped"]
+    with store.engine.begin() as conn:
+        conn.execute(transactions.update().where(transactions.c.id == "order:1").values(status="complete"))
+    assert q.stage_delays(store).empty, "a finished order is no longer anyone's to chase"
     store.close()
 
 

@@ -85,13 +85,13 @@ NO_PARTNER = "not released yet"
 
 
 def open_by_sla(store: Store) -> pd.DataFrame:
-    """Open transactions per channel, partner and SLA state: one small grid the page slices both ways."""
+    """Open transactions per type, channel, partner and SLA state: one small grid the page slices every way."""
     channel = func.coalesce(t.channel, NO_CHANNEL).label("channel")
     partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stmt = (
-        select(channel, partner, t.sla_state, func.count().label("transactions"))
+        select(t.type, channel, partner, t.sla_state, func.count().label("transactions"))
         .where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))
-        .group_by(channel, partner, t.sla_state)
+        .group_by(t.type, channel, partner, t.sla_state)
     )
     return frame(store, stmt)
 
@@ -124,14 +124,14 @@ def late_count(store: Store) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def stage_delays(store: Store, since: datetime) -> pd.DataFrame:
-    """Late orders changed since ``since``, per stage at fault and partner (a return's or an
-    inventory sync's stages are not an order's)."""
+def stage_delays(store: Store) -> pd.DataFrame:
+    """Open orders late or at risk now, per stage at fault and partner (a return's or an inventory
+    sync's stages are not an order's; a finished order is no longer anyone's to chase)."""
     partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stage = func.coalesce(t.stage_at_fault, "unknown").label("stage")
     stmt = (
         select(stage, partner, func.count().label("transactions"))
-        .where(and_(t.type == "order", t.sla_state.in_(LATE), t.updated_at >= since))
+        .where(and_(t.type == "order", t.sla_state.in_(LATE), t.status == "open"))
         .group_by(stage, partner)
     )
     return frame(store, stmt)
