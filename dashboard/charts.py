@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from datetime import datetime
 
 import pandas as pd
@@ -157,21 +158,39 @@ def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
     return _layout(fig, 260)
 
 
+MAX_PERIOD_TICKS = 16
+MIN_SHARE_SPAN = 0.02  # two percentage points
+
+
+def _share_range(values: pd.DataFrame) -> list[float] | None:
+    """A y range for shares (0-1) at least MIN_SHARE_SPAN wide around the data, inside 0-100 %."""
+    shown = values.stack().dropna()
+    if shown.empty:
+        return None
+    low, high = float(shown.min()), float(shown.max())
+    pad = max(MIN_SHARE_SPAN - (high - low), 0) / 2 + (high - low) * 0.1
+    low, high = max(0.0, low - pad), min(1.0, high + pad)
+    if high - low < MIN_SHARE_SPAN:  # against a bound: grow away from it
+        low, high = (max(0.0, high - MIN_SHARE_SPAN), high) if high >= 1.0 else (low, min(1.0, low + MIN_SHARE_SPAN))
+    return [low, high]
+
+
 def kpi_trend(
     data: pd.DataFrame,
     column: str,
     title: str,
     percent: bool = False,
     tail: str | None = None,
-    partial: str | None = None,
+    partial: Collection[str] = (),
 ) -> go.Figure:
     """One line per group over the periods; with ``tail`` (a p90 beside a p50), a dashed line of it
-    in the same colour, so the slow orders show next to the typical one. The ``partial`` period
-    (today, this week) is still running, so its points are hollow: a half day is no dip."""
+    in the same colour, so the slow orders show next to the typical one. ``partial`` periods (today,
+    this week, a week the range starts inside) are not whole, so their points are hollow: a half day
+    is no dip. A share's axis spans two points at least: a 0.1-point change is no cliff."""
     fig = go.Figure()
     for index, (group, part) in enumerate(data.groupby("group")):
         color = _PALETTE[index % len(_PALETTE)]
-        symbols = ["circle-open" if period == partial else "circle" for period in part["period"]]
+        symbols = ["circle-open" if period in partial else "circle" for period in part["period"]]
         fig.add_scatter(
             x=part["period"],
             y=part[column],
@@ -190,7 +209,10 @@ def kpi_trend(
             )
     fig.update_layout(title=title)
     if percent:
-        fig.update_yaxes(tickformat=".1%")
+        fig.update_yaxes(tickformat=".1%", range=_share_range(data[[c for c in (column, tail) if c]]))
+    periods = sorted(data["period"].unique())
+    if len(periods) <= MAX_PERIOD_TICKS:  # a tick on each period (a week's Monday), not on Plotly's own days
+        fig.update_xaxes(tickmode="array", tickvals=periods, tickformat="%d %b")
     fig = _layout(fig, 340)
     # Below the plot: a legend of several groups with their p90 lines wraps, and above it covered the title.
     fig.update_layout(legend={"orientation": "h", "yanchor": "top", "y": -0.15, "x": 0}, margin_b=10)

@@ -74,16 +74,19 @@ def render() -> None:
         return
     _headline(page, start, end)
     current = _current_period(page.now, grain)
-    _trends(table, current)
-    notes = [f"{'Today' if grain == 'day' else 'This week'} is not over: its points are hollow."]
+    labels = _period_labels(table["period"], current, start)
+    partial = labels != table["period"]
+    _trends(table, set(table["period"][partial]))
+    if grain == "day":
+        notes = ["Today is not over: its points are hollow."]
+    else:
+        notes = ["This week is not over, and a week the range starts inside is not whole: their points are hollow."]
     if by != "overall":
         notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
     st.caption(" ".join(notes))
     st.subheader("Table")
-    labels = _period_labels(table["period"], current, start)
     st.dataframe(table.assign(period=labels), hide_index=True, column_config=_table_columns(by))
     # The CSV keeps plain dates for BI tools, and says which periods are not whole.
-    partial = labels != table["period"]
     st.download_button(
         "Download CSV",
         table.assign(partial=partial).to_csv(index=False).encode(),
@@ -141,7 +144,10 @@ def _headline(page: Page, start: datetime, end: datetime) -> None:
         now, before = weekly.get(column, (None, None))
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         explained = ATTAINMENT if column == "sla_attainment" else None
-        col.metric(label, _show(now, percent), _delta(now, before, percent), delta_color=color, help=explained)
+        delta = _delta(now, before, percent)
+        if delta is not None and delta.startswith("no change"):
+            color = "off"  # a change that rounds away is neither good nor bad news
+        col.metric(label, _show(now, percent), delta, delta_color=color, help=explained)
     tails = _tails(week)
     if tails:
         st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")
@@ -186,17 +192,20 @@ def _delta(now: float | None, before: float | None, percent: bool) -> str | None
     if now is None or before is None or pd.isna(now) or pd.isna(before):
         return None
     change = now - before
-    return f"{change * 100:+.1f} pts vs last week" if percent else f"{change:+,.1f} vs last week"
+    shown = f"{change * 100:+.1f} pts" if percent else f"{change:+,.1f}"
+    if shown.lstrip("+-") in ("0.0 pts", "0.0"):
+        return "no change vs last week"
+    return f"{shown} vs last week"
 
 
-def _trends(table: pd.DataFrame, current: str) -> None:
+def _trends(table: pd.DataFrame, partial: set[str]) -> None:
     left, right = st.columns(2)
     shown = [(c, label, percent) for c, label, percent in TRENDS if c in table and table[c].notna().any()]
     for i, (column, label, percent) in enumerate(shown):
         tail = _p90_of(column, table)
         title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
         (left if i % 2 == 0 else right).plotly_chart(
-            charts.kpi_trend(table, column, title, percent, tail, partial=current), key=f"trend_{column}"
+            charts.kpi_trend(table, column, title, percent, tail, partial=partial), key=f"trend_{column}"
         )
 
 

@@ -405,6 +405,12 @@ def test_kpis_mark_the_day_still_running_so_a_half_day_is_no_dip(
     periods = list(at.dataframe[0].value["period"])
     assert periods[-1] == f"{line['x'][-1]} (so far)" and not any("so far" in p for p in periods[:-1])
     assert "Today is not over: its points are hollow." in texts(at)
+    next(c for c in at.get("button_group") if "week" in str(c.proto)).set_value("week").run()
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    [line] = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")["data"]
+    labels = list(at.dataframe[0].value["period"])
+    hollow = [p for p, symbol in zip(labels, line["marker"]["symbol"], strict=True) if symbol == "circle-open"]
+    assert hollow == [p for p in labels if "(from " in p or "(so far)" in p], "every part of a week, and only those"
 
 
 def plotted(values: list | dict) -> list[float]:

@@ -6,6 +6,8 @@ import json
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from dashboard.config_view import settings_table, shown_value
 from dashboard.masking import MASK, apply_edits, mask, masked_bytes, masked_text
 from dashboard.users import add_user, read_users, verify
@@ -184,3 +186,23 @@ def test_camel_case_personal_fields_are_masked_and_technical_names_are_not() -> 
     masked = {k for k, v in shown.items() if v == MASK}
     assert masked == {"AddressLine1", "recipientName", "streetAddress", "BuyerEmail"}
     assert shown["service.name"] == "erp" and shown["product_name"] == "Oak cabinet"
+
+
+def test_a_share_axis_spans_two_points_so_a_tenth_of_one_is_no_cliff() -> None:
+    import pandas as pd
+
+    from dashboard.charts import _share_range
+
+    low, high = _share_range(pd.DataFrame({"sla_attainment": [0.965, 0.9655, 0.966]}))
+    assert high - low >= 0.02 and low < 0.965 and high > 0.966
+    low, high = _share_range(pd.DataFrame({"sla_attainment": [1.0, 1.0]}))
+    assert (low, high) == (0.98, 1.0)
+    assert _share_range(pd.DataFrame({"sla_attainment": [0.2, 0.8]})) == pytest.approx([0.14, 0.86])
+
+
+def test_a_weekly_change_that_rounds_away_is_no_change() -> None:
+    from dashboard.kpis import _delta
+
+    assert _delta(0.96541, 0.96538, percent=True) == "no change vs last week"
+    assert _delta(0.965, 0.955, percent=True) == "+1.0 pts vs last week"
+    assert _delta(10.0, 12.5, percent=False) == "-2.5 vs last week"
