@@ -167,6 +167,7 @@ def test_the_live_network_sends_no_order_before_its_collector_listens(tmp_path: 
         otlp_endpoint=f"http://127.0.0.1:{collector}",
         access_log_dir=tmp_path,
         orders_per_minute=600,
+        real_time=False,
     )
     log = tmp_path / "gateway.log"
 
@@ -219,3 +220,24 @@ async def created_without_ids(options: LiveOptions) -> dict[str, str]:
                     path = "/pick-orders" if system == "wms" else "/fulfillment-orders"
                     seen[system] = (await client.post(path, json={"lines": []})).json()["id"]
         return seen
+
+
+def test_live_orders_are_spaced_as_the_history_spaces_its_hops(tmp_path: Path) -> None:
+    """A demo's live order ships hours after capture, as in the history: finished in a blink, it
+    would pull today's cycle time down to seconds on the executive's KPI page."""
+    waits: list[tuple[int, int]] = []
+
+    async def recorded(low: int, high: int) -> None:
+        waits.append((low, high))
+
+    async def one_order() -> dict[str, Any]:
+        options = LiveOptions(base_port=free_port_run(6))
+        async with running(options, build_profile(["none"], []), Exporters()) as driver:
+            driver.pace = recorded
+            return await driver.order(0)
+
+    assert asyncio.run(one_order())["outcome"] == "ok"
+    minute, hour = 60, 3600
+    assert waits[:3] == [(minute, 12 * minute), (minute, 20 * minute), (minute, 30 * minute)]
+    assert waits[3][0] == 2 * hour and waits[3][1] in (18 * hour, 26 * hour), "shipped hours after release"
+    assert waits[4:] == [(5 * minute, hour), (30 * minute, 8 * hour)], "confirmed, then invoiced"

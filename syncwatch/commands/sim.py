@@ -69,6 +69,11 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     live.add_argument("--access-log-dir", type=Path, metavar="DIR", help="write gateway.log and edge.jsonl here")
     live.add_argument("--orders-per-minute", type=float, default=6.0, help="orders started per minute (default 6)")
     live.add_argument(
+        "--instant",
+        action="store_true",
+        help="run each order through at once, instead of hours apart as the generated history spaces its hops",
+    )
+    live.add_argument(
         "--continue-after",
         type=Path,
         metavar="DIR",
@@ -119,6 +124,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         args.orders_per_minute,
         args.seed,
         truth,
+        real_time=not args.instant,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console
     print(f"syncwatch sim: serving on {args.host}:{args.base_port}-{args.base_port + 5}; Ctrl-C stops", file=sys.stderr)

@@ -28,6 +28,24 @@ from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
 
 T = TypeVar("T")
 COLLECTOR_WAIT_S = 30.0  # how long live orders wait for the collectors to accept connections
+MINUTE, HOUR = 60, 3600
+Pace = Callable[[int, int], Awaitable[None]]
+"""Waits between an order's hops: (shortest, longest) in seconds, as the generated history spaces them."""
+
+
+async def no_pause(_low: int, _high: int) -> None:
+    """Instant: every hop at once (tests, benchmarks)."""
+
+
+def real_time(rng: random.Random) -> Pace:
+    """Hops as far apart as in the generated history (an order ships hours after it is captured), so
+    live orders move through the early stages while the demo runs instead of finishing in a blink and
+    pulling today's cycle time down to seconds."""
+
+    async def pause(low: int, high: int) -> None:
+        await asyncio.sleep(low + rng.random() * (high - low))
+
+    return pause
 
 
 class Delivery:
@@ -65,6 +83,7 @@ class Driver:
         """Orders whose shipment notice was dead-lettered, by sales order: a re-delivery moves them on."""
         """Orders whose release failed, by sales order: a fulfilment created for one later ships."""
         self.background: set[asyncio.Task[Any]] = set()
+        self.pace: Pace = no_pause
         for system in WAREHOUSES.values():
             network.partners[system].on_create = self._fulfilment_created(system)
 
@@ -93,6 +112,7 @@ class Driver:
         await self.client.post(
             self.url(order.channel, CAPTURE_ROUTE[order.channel]), json=self.capture_body(order, lines)
         )
+        await self.pace(MINUTE, 12 * MINUTE)
         erp = self.network.tracer("erp")
         body = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
         created = await post(
@@ -106,7 +126,9 @@ class Driver:
         if created.status_code != 201:
             return {"order": order.ref, "outcome": "rejected", "status": created.status_code}
         order.erp_order = created.json()["sales_order"]
+        await self.pace(MINUTE, 20 * MINUTE)
         await post(self.client, erp, self.url("erp", f"/sales-orders/{order.erp_order}/allocate"), {})
+        await self.pace(MINUTE, 30 * MINUTE)
         return await self.fulfil(order)
 
     def capture_body(self, order: Order, lines: list[dict[str, Any]]) -> dict[str, Any]:
@@ -139,6 +161,7 @@ class Driver:
     async def complete(self, order: Order, system: str, fault: str) -> dict[str, Any]:
         """Ship, confirm to the marketplace and invoice a released order."""
         shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
+        await self.pace(2 * HOUR, (18 if system == "wms" else 26) * HOUR)
         await self.ship(order, system, shipment, tracking, fault)
         if fault != "dead_letter":
             await self.confirm_and_invoice(order, shipment, tracking, fault)
@@ -151,7 +174,9 @@ class Driver:
         }
 
     async def confirm_and_invoice(self, order: Order, shipment: str, tracking: str, fault: str) -> None:
+        await self.pace(5 * MINUTE, HOUR)
         await self.confirm(order, shipment, tracking, fault == "throttled")
+        await self.pace(30 * MINUTE, 8 * HOUR)
         invoice = {
             "erp.sales_order": order.erp_order,
             "erp.invoice": self.flow.ids.next("INV"),
@@ -257,6 +282,8 @@ class LiveOptions:
     seed: int = 1
     continue_after: Path | None = None
     """A generated history's ground truth: live documents are numbered after its ids."""
+    real_time: bool = True
+    """Hops as far apart as in the history (hours to ship); False: each order runs through at once."""
 
 
 @asynccontextmanager
@@ -299,8 +326,13 @@ async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
     once, the orders start when the collectors accept connections."""
     async with running(options, profile, otlp_exporter(options.otlp_endpoint)) as driver:
         await wait_for_collectors([options.otlp_endpoint, options.events_url])
+        if options.real_time:
+            driver.pace = real_time(random.Random(options.seed + 1))  # its own: the orders' faults stay as seeded
         while True:
-            await driver.order(time.time_ns() // 1000)
+            if options.real_time:
+                driver._background(driver.order(time.time_ns() // 1000))  # it takes hours: the next starts meanwhile
+            else:
+                await driver.order(time.time_ns() // 1000)
             await asyncio.sleep(60 / options.orders_per_minute)
 
 
