@@ -19,7 +19,7 @@ from actions.masking import mask as mask_typed
 from dashboard.fmt import when
 from dashboard.masking import apply_edits, mask
 from dashboard.widgets import Page
-from syncwatch.redact import mask_emails
+from syncwatch.redact import clip, mask_emails
 from syncwatch.store import queries as q
 
 OUTCOME = "action_outcome"
@@ -111,10 +111,17 @@ def history(actions: pd.DataFrame) -> pd.DataFrame:
     return shown[columns].rename(columns=HISTORY_COLUMNS)
 
 
+EDITED_SHOWN = 300  # characters of an edited body the history quotes
+
+
 def _done(kind: str, asked: dict[str, Any], outcome: dict[str, Any]) -> str:
     steps = outcome.get("steps") or []
     if steps:
-        return "; ".join(str(step) for step in steps)
+        done = "; ".join(str(step) for step in steps)
+        if asked.get("edited") and isinstance(asked.get("body"), dict):  # what the agent changed went out
+            body = json.dumps(mask(asked["body"]), separators=(",", ":"), ensure_ascii=False)
+            done += f"; with the edited body {clip(body, EDITED_SHOWN)}"
+        return done
     if kind in ("assign", "reroute") and asked.get("target"):
         return f"to {asked['target']}"
     return str(outcome.get("reason") or "")

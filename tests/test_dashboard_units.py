@@ -206,3 +206,27 @@ def test_a_weekly_change_that_rounds_away_is_no_change() -> None:
     assert _delta(0.96541, 0.96538, percent=True) == "no change vs last week"
     assert _delta(0.965, 0.955, percent=True) == "+1.0 pts vs last week"
     assert _delta(10.0, 12.5, percent=False) == "-2.5 vs last week"
+
+
+def test_the_history_quotes_the_edited_body_a_retry_sent_masked() -> None:
+    import pandas as pd
+
+    from dashboard.actions_panel import history
+
+    asked = {
+        "edited": True,
+        "body": {"customer": "C-1", "ship_to": {"name": "Jane Doe"}, "lines": [{"sku": "TBL-9634"}]},
+    }
+    actions = pd.DataFrame(
+        {
+            "requested_at": [datetime(2026, 11, 27, 19, 0, tzinfo=UTC)],
+            "kind": ["retry"],
+            "actor": ["pat"],
+            "status": ["succeeded"],
+            "request": [asked],
+            "outcome": [{"steps": ["POST /sales-orders at erp: 201"]}],
+        }
+    )
+    done = history(actions)["What happened"].iloc[0]
+    assert done.startswith("POST /sales-orders at erp: 201; with the edited body {") and "TBL-9634" in done
+    assert "Jane" not in done
