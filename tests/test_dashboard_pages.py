@@ -139,6 +139,9 @@ def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sam
     status = next(m for m in at.multiselect if m.label == "Status")
     status.set_value([]).run()
     assert len(at.dataframe[0].value) == 7, "no status chosen means any status"
+    order = next(o.split(":", 1)[1] for o in at.dataframe[0].value["order"] if o.startswith("order:PO-"))
+    next(t for t in at.text_input if t.label.startswith("Search by")).input(order.lower()).run()
+    assert set(at.dataframe[0].value["order"]) == {f"order:{order}"}, "an id typed in lower case finds its order"
 
 
 def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(

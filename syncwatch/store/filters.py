@@ -121,6 +121,8 @@ def conditions(f: QueueFilter) -> list[ColumnElement[bool]]:
 
 
 def transactions_with_key(key: str) -> Select[Any]:
-    """Transactions that carry ``key`` as any identity key, or are named by it."""
+    """Transactions that carry ``key`` as any identity key, or are named by it; typed in lower case
+    too ('po-451445'), since the documents' ids are upper case. Each form is an index lookup."""
     tk = transaction_keys.c
-    return select(tk.transaction_id).where(or_(tk.value == key, tk.transaction_id == key))
+    forms = sorted({key, key.upper()})
+    return select(tk.transaction_id).where(or_(tk.value.in_(forms), tk.transaction_id.in_(forms)))
