@@ -14,7 +14,7 @@ from syncwatch.redact import mask_emails
 
 _PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf")
 OUTCOME_COLORS = {"ok": "#4c78a8", "error": "#d62728"}
-KIND_SYMBOLS = {"event": "diamond", "log": "square"}
+KIND_SYMBOLS = {"event": "diamond", "log": "line-ns-open"}  # a log line is a tick; a call's bar is the square
 
 
 # Above the plot: a horizontal legend below it lands on the x axis's ticks and title.
@@ -114,7 +114,7 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None, opened: datetime
             x=part["start"],
             mode="markers",
             name=f"{KIND_NAMES.get(str(kind), kind)} {OUTCOME_NAMES.get(str(outcome), outcome)}",
-            marker={"symbol": KIND_SYMBOLS.get(str(kind), "circle"), "size": 11},
+            marker={"symbol": KIND_SYMBOLS.get(str(kind), "circle"), "size": 11, "line": {"width": 2}},
             marker_color=OUTCOME_COLORS.get(str(outcome), "#999"),
             customdata=_hover(part),
             hovertemplate="%{y}<br>%{x|%H:%M:%S.%L}<br>%{customdata[0]} %{customdata[1]}<extra></extra>",

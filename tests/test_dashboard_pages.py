@@ -193,7 +193,9 @@ def test_the_queue_searches_by_any_business_key(monkeypatch: pytest.MonkeyPatch,
     queue = at.dataframe[0].value
     assert len(queue) == 1 and queue["category"].iloc[0] == "partner unavailable"
     at.text_input[0].input("so-109458").run()
-    assert "Open SO-109458" in [link.label for link in at.get("page_link")], "the key in its own case is offered"
+    assert list(at.dataframe[0].value["order"]) == list(queue["order"]), "typed in lower case, the same order"
+    at.text_input[0].input("109458").run()
+    assert "Open SO-109458" in [link.label for link in at.get("page_link")], "a key without its prefix is offered"
     at.text_input[0].input("no-such-key").run()
     assert not at.success, "nothing found is not good news"
     assert at.info[0].value.startswith("No exception matches these filters. Clear one, or look the order up")
