@@ -17,12 +17,19 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
-from urllib.parse import urlsplit
 
 from correlator.lines import LineCheck
 from correlator.processes import Member
 from correlator.sla import SlaResult
-from syncwatch.model import PARTNER_CALLED, ActionKind, ExceptionCategory, ExceptionStatus, SlaState, stage_label
+from syncwatch.model import (
+    PARTNER_CALLED,
+    ActionKind,
+    ExceptionCategory,
+    ExceptionStatus,
+    SlaState,
+    called_system,
+    stage_label,
+)
 from syncwatch.redact import mask_emails
 
 Cat = ExceptionCategory
@@ -154,11 +161,7 @@ def _attempts(failures: list[Member]) -> int:
 def _failing_system(member: Member, hosts: dict[str, str]) -> str:
     """The system that failed: the callee a client span names (syncwatch's own calls, a retry or a
     lookup, name their partner), else the system that reported it."""
-    attributes = member.attributes
-    if partner := attributes.get(PARTNER_CALLED):
-        return str(partner)
-    host = attributes.get("server.address") or urlsplit(str(attributes.get("url.full", ""))).hostname
-    return hosts.get(str(host), member.system) if host else member.system
+    return called_system(member.attributes, hosts) or member.system
 
 
 def _resolver(

@@ -30,7 +30,7 @@ from correlator.members import MemberReader
 from correlator.processes import Member, compile_processes
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
-from syncwatch.model import ExceptionStatus, as_utc, utcnow
+from syncwatch.model import ExceptionStatus, as_utc, partner_hosts, utcnow
 from syncwatch.store import Checkpoint, Store
 from syncwatch.store import correlation as q
 from syncwatch.store.writes import read_checkpoint, save_checkpoint
@@ -62,7 +62,7 @@ class Correlator:
         self.clock = clock
         self.processes = compile_processes(config)
         self.stager = Stager()
-        self.hosts = {host: name for name, p in config.file.partners.items() for host in [name, *p.hosts]}
+        self.hosts = partner_hosts(config.file.partners)
 
     def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""

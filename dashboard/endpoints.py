@@ -11,6 +11,7 @@ from actions.telemetry import SYSTEM
 from dashboard import charts
 from dashboard.fmt import age
 from dashboard.widgets import Page, none_yet, prepare
+from syncwatch.model import partner_hosts
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 
@@ -34,11 +35,17 @@ def render() -> None:
     systems = ["all systems", *sorted(table["system"].unique())]
     system = st.selectbox("System", systems)
     shown = table if system == "all systems" else table[table["system"] == system]
-    st.dataframe(shown, hide_index=True, column_config=_columns())
-    if (shown["system"] == ACTIONS_SYSTEM).any():
+    st.dataframe(shown.drop(columns=["reported by", "peer"]), hide_index=True, column_config=_columns())
+    if shown["seen by"].ne("").any():
+        ours = (
+            f" Rows seen by {ACTIONS_SYSTEM} are its own actions' calls (retries, reroutes, lookups),"
+            " not syncwatch failing."
+            if shown["seen by"].eq(ACTIONS_SYSTEM).any()
+            else ""
+        )
         st.caption(
-            f"Rows of {ACTIONS_SYSTEM} are the calls its own actions (retries, reroutes, lookups) made to partners:"
-            " an error there is the partner's answer to that call, not syncwatch failing."
+            "A row 'seen by' a caller counts that caller's calls as it saw them: an error there is the called "
+            f"system's answer, so the row is the called system's.{ours}"
         )
     _timeline(page, shown, since, until)
 
@@ -49,11 +56,17 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
     health = pd.Series("healthy", index=stats.index)
     health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0)] = "degraded"
     health[error_rate > SICK_ERROR_RATE] = "failing"
+    hosts = partner_hosts(page.config.file.partners)
+    called = [hosts.get(peer, peer) if peer else None for peer in stats["peer"]]
+    answered = [c if c and c != s else s for c, s in zip(called, stats["system"], strict=True)]
     table = pd.DataFrame(
         {
             "health": health,
-            "system": stats["system"],
+            "system": answered,
             "endpoint": stats["operation"],
+            "seen by": [s if a != s else "" for a, s in zip(answered, stats["system"], strict=True)],
+            "reported by": stats["system"],
+            "peer": stats["peer"],
             "requests/min": stats["requests"] / (window.total_seconds() / 60),
             "error rate": error_rate,
             "errors": stats["errors"],
@@ -70,7 +83,8 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
 
 def _columns() -> dict[str, object]:
     return {
-        "system": st.column_config.TextColumn(help="The system that reported the call: the caller, or the one called"),
+        "system": st.column_config.TextColumn(help="The system whose endpoint it is: the one called"),
+        "seen by": st.column_config.TextColumn(help="The caller whose client spans these are; empty: the system's own"),
         "requests/min": st.column_config.NumberColumn(format="%.2f"),
         "error rate": st.column_config.NumberColumn(format="percent"),
         "p50 ms": st.column_config.NumberColumn(format="%.0f"),
@@ -79,12 +93,15 @@ def _columns() -> dict[str, object]:
 
 
 def _timeline(page: Page, table: pd.DataFrame, since: object, until: object) -> None:
-    labels = list(table["system"] + " · " + table["endpoint"])
-    chosen = st.selectbox("Timeline of", labels)
+    seen = table["seen by"].map(lambda by: f" (seen by {by})" if by else "")
+    labels = table["system"] + " · " + table["endpoint"] + seen
+    rows = zip(table["reported by"], table["endpoint"], table["peer"], strict=True)
+    endpoints = dict(zip(labels, rows, strict=True))
+    chosen = st.selectbox("Timeline of", list(endpoints))
     if not chosen:
         return
-    system, endpoint = chosen.split(" · ", 1)
-    data = q.endpoint_timeline(page.store, system, endpoint, since, until)  # type: ignore[arg-type]
+    system, endpoint, peer = endpoints[chosen]
+    data = q.endpoint_timeline(page.store, system, endpoint, since, until, peer)  # type: ignore[arg-type]
     st.plotly_chart(charts.endpoint_timeline(data), key="endpoint_timeline")
 
 

@@ -10,10 +10,12 @@ the dashboard and actions read as rows.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Any
+from urllib.parse import urlsplit
 
 
 def as_utc(value: datetime) -> datetime:
@@ -26,6 +28,20 @@ def as_utc(value: datetime) -> datetime:
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 # On the client spans of syncwatch's own actions (a retry, a lookup): the partner the call went to.
 PARTNER_CALLED = "syncwatch.partner"
+
+
+def partner_hosts(partners: Mapping[str, Any]) -> dict[str, str]:
+    """Host name → partner, from the config's ``[partners.NAME]`` (the name itself and its ``hosts``)."""
+    return {host: name for name, partner in partners.items() for host in [name, *partner.hosts]}
+
+
+def called_system(attributes: Mapping[str, Any], hosts: Mapping[str, str]) -> str | None:
+    """The system a client span called: the partner syncwatch's own calls name, else the one whose
+    host it addressed (``server.address`` or ``url.full``); None when it names none."""
+    if partner := attributes.get(PARTNER_CALLED):
+        return str(partner)
+    host = attributes.get("server.address") or urlsplit(str(attributes.get("url.full", ""))).hostname
+    return hosts.get(str(host)) if host else None
 
 
 def from_ns(ns: int) -> datetime:

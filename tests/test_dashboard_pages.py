@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -315,11 +316,11 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
 ) -> None:
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input("so-109458").run()
-    assert "No key is exactly 'so-109458'; these contain it." in texts(at)
-    offered = next(d.value for d in at.dataframe if "key" in d.value.columns)
-    assert list(offered["key"]) == ["SO-109458"] and list(offered["type"]) == ["erp_order"]
+    assert at.header[0].value.startswith("order:"), "an id typed in lower case opens its order"
     at.text_input[0].input("109458").run()
-    assert "SO-109458" in set(next(d.value for d in at.dataframe if "key" in d.value.columns)["key"])
+    assert "No key is exactly '109458'; these contain it." in texts(at)
+    offered = next(d.value for d in at.dataframe if "key" in d.value.columns)
+    assert "SO-109458" in set(offered["key"])
     at.text_input[0].input("945").run()
     assert "Type 4 characters or more to look for keys containing it." in texts(at)
 
@@ -359,6 +360,9 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     system.set_value("wms").run()
     assert set(at.dataframe[0].value["system"]) == {"wms"}
     assert not any("its own actions" in c.value for c in at.caption), "no action was taken in the sample week"
+    releases = table[table["endpoint"] == "POST /fulfillment-orders"]  # read before the filter: every system
+    seen = releases[releases["seen by"] == "erp"]
+    assert set(seen["system"]) == {"3pl-fastship", "3pl-parcelpro"}, "the ERP's calls to each 3PL are that 3PL's row"
 
 
 def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
@@ -366,13 +370,15 @@ def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
 ) -> None:
     store = Store.open(sample_copy)
     at = datetime(2026, 11, 8, 23, 50, tzinfo=UTC)
-    store.write_observations([span(9_000_001, "POST /sales-orders", "syncwatch", at, status=422)])
+    retried = span(9_000_001, "POST /sales-orders", "syncwatch", at, status=422)
+    store.write_observations([replace(retried, attributes={"span.kind": "client", "syncwatch.partner": "erp"})])
     store.close()
     page = open_app(monkeypatch, sample_copy, "endpoints.py")
     table = page.dataframe[0].value
-    assert "syncwatch" in set(table["system"])
+    ours = table[table["seen by"] == "syncwatch"]
+    assert list(ours["system"]) == ["erp"] and list(ours["health"]) == ["failing"], "the partner's answer"
     [said] = [c.value for c in page.caption if "its own actions" in c.value]
-    assert said.endswith("an error there is the partner's answer to that call, not syncwatch failing.")
+    assert said.endswith("are its own actions' calls (retries, reroutes, lookups), not syncwatch failing.")
 
 
 def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
@@ -261,3 +262,42 @@ def test_the_queue_sorts_order_values_as_amounts_on_every_engine(store: Store) -
             )
     queue = q.exception_queue(store, q.QueueFilter(), order="highest order value first")
     assert list(queue["id"]) == ["exc-b", "exc-f", "exc-c", "exc-a", "exc-d", "exc-e"]
+
+
+def test_a_callers_calls_are_an_endpoint_row_per_partner_called_on_every_engine(store: Store) -> None:
+    """The ERP releasing to two 3PLs through one route: each 3PL's answers are that 3PL's row."""
+    from dataclasses import replace
+
+    from observation_support import span
+
+    from syncwatch.store import queries as q
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    client = {"span.kind": "client"}
+    calls = [
+        *(("api.fastship.example", 503 if n < 2 else 202) for n in range(4)),
+        *(("api.parcelpro.example", 202) for _ in range(3)),
+    ]
+    store.write_observations(
+        [
+            replace(
+                span(n, "POST /fulfillment-orders", "erp", at, status), attributes={**client, "server.address": host}
+            )
+            for n, (host, status) in enumerate(calls)
+        ]
+        + [span(100, "POST /sales-orders", "erp", at, 201)]
+    )
+    stats = q.endpoint_stats(store, at - timedelta(hours=1), at + timedelta(hours=1)).set_index("peer")
+    assert stats.loc["api.fastship.example", ["requests", "errors"]].tolist() == [4, 2]
+    assert stats.loc["api.parcelpro.example", ["requests", "errors"]].tolist() == [3, 0]
+    assert stats.loc["", "operation"] == "POST /sales-orders" and stats.loc["", "p95_ms"] == pytest.approx(80, abs=1)
+    assert stats.loc["api.fastship.example", "last_error"] == "upstream unavailable"
+    timeline = q.endpoint_timeline(
+        store,
+        "erp",
+        "POST /fulfillment-orders",
+        at - timedelta(hours=1),
+        at + timedelta(hours=1),
+        "api.fastship.example",
+    )
+    assert timeline["requests"].sum() == 4 and timeline["errors"].sum() == 2

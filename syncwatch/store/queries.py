@@ -17,6 +17,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 
+from syncwatch.model import PARTNER_CALLED
 from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
@@ -424,7 +425,10 @@ def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement
 
 
 def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
-    """Per system and operation in the window: requests, errors, 429s, p50/p95 latency, last error."""
+    """Per system, operation and peer in the window: requests, errors, 429s, p50/p95 latency, last
+    error. ``peer`` is whom a caller's client span called (the partner syncwatch's own calls name,
+    else the host addressed), so one caller's calls to two partners are two rows; empty for a
+    system's own endpoints."""
     names = systems(store)
     if not names:
         return pd.DataFrame()
@@ -433,22 +437,33 @@ def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFra
         return counts
     latency = frame(store, _endpoint_latency(store, names, since, until))
     last = frame(store, _last_errors(names, since, until))
-    merged = counts.merge(latency, on=["system", "operation"], how="left")
-    return merged.merge(last, on=["system", "operation"], how="left")
+    merged = counts.merge(latency, on=ENDPOINT, how="left")
+    return merged.merge(last, on=ENDPOINT, how="left")
+
+
+ENDPOINT = ["system", "operation", "peer"]
+
+
+def _peer() -> ColumnElement[str]:
+    """Whom a client span called: the partner syncwatch's own calls name, else the host addressed."""
+    attributes = o.attributes
+    called = func.coalesce(attributes[PARTNER_CALLED].as_string(), attributes["server.address"].as_string())
+    return func.coalesce(case((attributes["span.kind"].as_string() == "client", called)), literal("")).label("peer")
 
 
 def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Select[Any]:
-    return (
-        select(
-            o.system,
-            o.operation,
-            func.count().label("requests"),
-            func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
-            func.sum(case((o.status_code == 429, 1), else_=0)).label("throttled"),
-        )
-        .where(_window(names, since, until))
-        .group_by(o.system, o.operation)
-    )
+    # Grouped over a subquery: PostgreSQL cannot tell that the peer in GROUP BY, with its own bound
+    # parameters, is the one selected.
+    rows = select(o.system, o.operation, _peer(), o.outcome, o.status_code).where(_window(names, since, until))
+    r = rows.subquery().c
+    return select(
+        r.system,
+        r.operation,
+        r.peer,
+        func.count().label("requests"),
+        func.sum(case((r.outcome == "error", 1), else_=0)).label("errors"),
+        func.sum(case((r.status_code == 429, 1), else_=0)).label("throttled"),
+    ).group_by(r.system, r.operation, r.peer)
 
 
 def _duration_ms(store: Store) -> ColumnElement[Any]:
@@ -459,12 +474,13 @@ def _duration_ms(store: Store) -> ColumnElement[Any]:
 
 def _endpoint_latency(store: Store, names: list[str], since: datetime, until: datetime) -> Select[Any]:
     """Nearest-rank p50 and p95 with window functions, so only one row per endpoint leaves the database."""
-    part = (o.system, o.operation)
+    part = (o.system, o.operation, _peer())
     duration = cast(_duration_ms(store), Float)
     ranked = (
         select(
             o.system,
             o.operation,
+            _peer(),
             duration.label("ms"),
             func.row_number().over(partition_by=part, order_by=duration).label("rn"),
             func.count().over(partition_by=part).label("n"),
@@ -476,17 +492,19 @@ def _endpoint_latency(store: Store, names: list[str], since: datetime, until: da
     return select(
         r.system,
         r.operation,
+        r.peer,
         func.max(case((r.rn == (r.n * 50 + 99) // 100, r.ms))).label("p50_ms"),
         func.max(case((r.rn == (r.n * 95 + 99) // 100, r.ms))).label("p95_ms"),
-    ).group_by(r.system, r.operation)
+    ).group_by(r.system, r.operation, r.peer)
 
 
 def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[Any]:
-    part = (o.system, o.operation)
+    part = (o.system, o.operation, _peer())
     ranked = (
         select(
             o.system,
             o.operation,
+            _peer(),
             o.start_time.label("last_error_at"),
             func.coalesce(o.error_message, literal("HTTP ") + cast(o.status_code, String)).label("last_error"),
             func.row_number().over(partition_by=part, order_by=(o.start_time.desc(), o.id.desc())).label("rn"),
@@ -495,11 +513,14 @@ def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[A
         .subquery()
     )
     r = ranked.c
-    return select(r.system, r.operation, r.last_error_at, r.last_error).where(r.rn == 1)
+    return select(r.system, r.operation, r.peer, r.last_error_at, r.last_error).where(r.rn == 1)
 
 
-def endpoint_timeline(store: Store, system: str, operation: str, since: datetime, until: datetime) -> pd.DataFrame:
-    """Requests and errors per time bucket for one endpoint (minutes for a short window, else hours)."""
+def endpoint_timeline(
+    store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = ""
+) -> pd.DataFrame:
+    """Requests and errors per time bucket for one endpoint row of ``endpoint_stats`` (minutes for a
+    short window, else hours)."""
     minutes = until - since <= timedelta(hours=2)
     bucket = (_minute(store, o.start_time) if minutes else _hour(store, o.start_time)).label("bucket")
     stmt = (
@@ -508,7 +529,7 @@ def endpoint_timeline(store: Store, system: str, operation: str, since: datetime
             func.count().label("requests"),
             func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
         )
-        .where(and_(_window([system], since, until), o.operation == operation))
+        .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer))
         .group_by(bucket)
         .order_by(bucket)
     )
