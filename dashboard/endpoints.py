@@ -67,6 +67,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "seen by": [s if a != s else "" for a, s in zip(answered, stats["system"], strict=True)],
             "reported by": stats["system"],
             "peer": stats["peer"],
+            "requests": stats["requests"],
             "requests/min": stats["requests"] / (window.total_seconds() / 60),
             "error rate": error_rate,
             "errors": stats["errors"],

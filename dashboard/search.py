@@ -64,7 +64,11 @@ def _similar(page: Page, key: str) -> None:
         return
     st.info(f"No key is exactly {key!r}; these contain it.")
     table = pd.DataFrame(
-        {"key": similar["value"], "type": similar["key_type"], "transaction": similar["transaction_id"]}
+        {
+            "key": similar["value"],
+            "type": similar["key_type"].str.replace("_", " "),
+            "transaction": similar["transaction_id"],
+        }
     )
     open_on_select(table, list(similar["value"]), "search.py", "key", key="similar_keys")
 

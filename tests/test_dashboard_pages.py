@@ -320,7 +320,7 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
     at.text_input[0].input("109458").run()
     assert "No key is exactly '109458'; these contain it." in texts(at)
     offered = next(d.value for d in at.dataframe if "key" in d.value.columns)
-    assert "SO-109458" in set(offered["key"])
+    assert "SO-109458" in set(offered["key"]) and "erp order" in set(offered["type"])
     at.text_input[0].input("945").run()
     assert "Type 4 characters or more to look for keys containing it." in texts(at)
 
