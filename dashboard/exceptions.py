@@ -288,7 +288,9 @@ def _facts(page: Page, row: dict) -> None:
                 f"- **Category:** {category_label(row['category'])}",
                 f"- **Failing:** {_where(row)}",
                 f"- **Attempts seen:** {row['attempts']}",
-                f"- **Opened:** {when(row['opened_at'])} ({age(row['opened_at'], page.now)} ago)",
+                # A stuck stage's exception dates from when the stage fell due, not from when it was noticed.
+                f"- **{'Overdue since' if row['category'] == 'stuck' else 'Opened'}:** {when(row['opened_at'])} "
+                f"({age(row['opened_at'], page.now)} ago)",
                 f"- **Last seen:** {when(row['last_seen_at'])}",
                 f"- **Assignee:** {row['assignee'] or 'nobody'}",
             ]
