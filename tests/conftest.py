@@ -12,11 +12,15 @@ import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pytest
 from sqlalchemy import create_engine, text
 
 from syncwatch.store import Store
+
+if TYPE_CHECKING:
+    from collectors.sink import Sink
 from syncwatch.store.engine import parse_url
 
 PG_URL = os.environ.get("SYNCWATCH_TEST_PG", "postgresql://root@127.0.0.1:5432/test")
@@ -62,6 +66,19 @@ def store(db_url: str) -> Iterator[Store]:
     store = Store.open(db_url)
     store.upgrade()
     yield store
+    store.close()
+
+
+@pytest.fixture
+def sink(tmp_path: Path) -> Iterator[Sink]:
+    """A collectors' sink on a fresh SQLite file, with the packaged config."""
+    from collectors.sink import Sink
+    from syncwatch.config import load_config
+
+    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'sink.db'}"}, environ={})
+    store = Store.open(config.db)
+    store.upgrade()
+    yield Sink(store, config)
     store.close()
 
 

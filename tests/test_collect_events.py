@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
@@ -11,20 +10,9 @@ from sqlalchemy import select
 
 from collectors import events, webhook
 from collectors.sink import Sink
-from syncwatch.config import load_config
-from syncwatch.store import Store
 from syncwatch.store.schema import observations
 
 CE = "application/cloudevents+json"
-
-
-@pytest.fixture
-def sink(tmp_path: Path) -> Sink:
-    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'events.db'}"}, environ={})
-    store = Store.open(config.db)
-    store.upgrade()
-    yield Sink(store, config)  # type: ignore[misc]
-    store.close()
 
 
 def event(**changes: object) -> dict[str, object]:

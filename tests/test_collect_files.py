@@ -27,15 +27,6 @@ def line(n: int) -> str:
     return f'10.0.0.1 - - [25/Nov/2026:10:00:{n % 60:02d} +0000] "{request}" 201 5 "-" "t" 0.010\n'
 
 
-@pytest.fixture
-def sink(tmp_path: Path) -> Sink:
-    config = load_config(None, {"db": f"sqlite:///{tmp_path / 'files.db'}"}, environ={})
-    store = Store.open(config.db)
-    store.upgrade()
-    yield Sink(store, config)  # type: ignore[misc]
-    store.close()
-
-
 def count(store: Store, table=observations) -> int:  # type: ignore[no-untyped-def]
     with store.engine.connect() as conn:
         return conn.execute(select(func.count()).select_from(table)).scalar_one()
