@@ -28,7 +28,7 @@ class Conflict:
 
     def describe(self) -> str:
         """'one observation named erp_order SO-2 (of po_number PO-7) and fulfillment_order 3PL-1
-        (of marketplace_order 111-…): kept apart as two transactions'."""
+        (of marketplace_order 111-…): kept apart'."""
         return f"one observation named {_side(self.a, self.roots_a)} and {_side(self.b, self.roots_b)}: kept apart"
 
 

@@ -59,7 +59,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         typed = (st.session_state.get(key) or "").strip()
         if typed and st.session_state.get(OUTCOME, {}).get("exception") != row["id"]:
             st.warning(
-                f"Your note was not recorded: the exception was {closed} while this page was open. It read: {typed}"
+                f"Your note was not recorded: the exception was {closed} while this page was open. "
+                f"It read: {mask_typed(typed)}"
             )
         return
     if st.session_state.pop(NOTE_SENT, None) == row["id"]:
