@@ -61,6 +61,9 @@ def load_tokens(sources: Mapping[str, str], environ: Mapping[str, str]) -> dict[
     return tokens
 
 
+UNAUTHENTICATED_RAW_BYTES = 1024  # kept of a body refused for its token: who sent it proved nothing
+
+
 def match_token(header: str | None, tokens: Mapping[str, bytes]) -> str:
     """The source a bearer token belongs to; compared in constant time against every token."""
     if not header or not header.lower().startswith("bearer "):
@@ -165,6 +168,8 @@ class Receiver:
             return self._with_retry_after(refuse(err.status, str(err)))
         except CollectorError as err:
             kept = body or bytes(received) or await self.raw_prefix(request)
+            if isinstance(err, Unauthorized):
+                kept = kept[:UNAUTHENTICATED_RAW_BYTES]
             await self.quarantine(source, str(err), kept, content_type)
             return refuse(err.status, str(err))
         except SQLAlchemyError as err:
@@ -242,7 +247,8 @@ async def _unsupported_otlp(receiver: Receiver, request: Request, media: str, si
         source = receiver.source_for(request, f"otlp/{signal}")
     except Unauthorized as err:
         source, message = f"otlp/{signal}", str(err)
-        await receiver.quarantine(source, message, await receiver.raw_prefix(request), media)
+        raw = (await receiver.raw_prefix(request))[:UNAUTHENTICATED_RAW_BYTES]
+        await receiver.quarantine(source, message, raw, media)
         return Response(otlp.status_body("json", message), 401, media_type=JSON)
     await receiver.quarantine(source, message, await receiver.raw_prefix(request), media or None)
     return Response(otlp.status_body("json", message), 415, media_type=JSON)

@@ -319,3 +319,13 @@ def test_bodies_refused_while_decoding_keep_their_own_bytes_and_reasons(run_coll
     assert len(rows) == 4 and all(deliveries == 1 for _raw, _reason, deliveries in rows)
     kept = {raw: reason for raw, reason, _ in rows if raw}
     assert "not valid gzip" in kept[event] and "'zstd' is not supported" in kept[b'{"resourceLogs": []}']
+
+
+def test_a_body_refused_for_its_token_keeps_only_a_kilobyte_in_quarantine(run_collector) -> None:  # type: ignore[no-untyped-def]
+    collector = run_collector(CONFIG, {"PARTNER_TOKEN": TOKEN})
+    big = pb_traces(*(pb_span(span_id=(n + 1).to_bytes(8, "big"), name="x" * 100) for n in range(2_000)))
+    refused = httpx.post(f"{collector.url}/v1/traces", content=big, headers={"content-type": PB}, timeout=60)
+    assert refused.status_code == 401
+    with collector.store.engine.connect() as conn:
+        [(raw, size, reason)] = conn.execute(select(quarantine.c.raw, quarantine.c.raw_size, quarantine.c.reason))
+    assert len(big) > 100_000 and size == 1024 and raw == big[:1024] and "missing bearer token" in reason
