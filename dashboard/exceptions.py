@@ -30,6 +30,7 @@ ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
 QUEUE_KEY = "exception_queue"
 TICKED = "exception_queue_ticked"  # the row ticked last, and the exception it stood for then
 SHOWN = "exception_queue_shown"  # the queue's exception ids as last drawn, in their order
+QUEUE_GENERATION = "exception_queue_generation"  # bumped to draw the table afresh, without a misplaced tick
 QUEUE_VIEWER = "exception_queue_viewer"  # who the filters were last drawn for
 
 
@@ -150,25 +151,38 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
             "attempts": queue["attempts"],
         }
     )
-    event = st.dataframe(
+    ids = [str(i) for i in queue["id"]]
+    shown = st.session_state.get(SHOWN, ids)
+    st.session_state[SHOWN] = ids
+    # Read before the table is drawn: when the rows moved under the tick, the table is drawn as a new
+    # widget (a new key), so the browser drops the tick too, and this run's click (Add note) still acts
+    # on the exception that is open.
+    generation = st.session_state.get(QUEUE_GENERATION, 0)
+    tick, opened, untick = follow_tick(st.session_state.get(TICKED), shown, ids, _ticked(f"{QUEUE_KEY}_{generation}"))
+    if untick:
+        generation += 1
+        st.session_state[QUEUE_GENERATION] = generation
+    st.session_state[TICKED] = tick
+    if opened:
+        st.query_params["exception"] = opened  # opened as a link from another page opens it
+    st.dataframe(
         table,
         hide_index=True,
         height=min(420, 38 + 35 * len(table)),
         on_select="rerun",
         selection_mode="single-row",
-        key=QUEUE_KEY,
+        key=f"{QUEUE_KEY}_{generation}",
     )
     st.caption("Select a row to open it below.")
-    ids = [str(i) for i in queue["id"]]
-    shown = st.session_state.get(SHOWN, ids)
-    st.session_state[SHOWN] = ids
-    tick, opened, untick = follow_tick(st.session_state.get(TICKED), shown, ids, event.selection.rows)  # type: ignore[attr-defined]
-    st.session_state[TICKED] = tick
-    if opened:
-        st.query_params["exception"] = opened  # opened as a link from another page opens it
-    if untick:
-        del st.session_state[QUEUE_KEY]  # drawn again without a tick that would point at another exception
-        st.rerun()
+
+
+def _ticked(key: str) -> list[int]:
+    """The rows the browser says are ticked in the queue table (its state, before it is drawn)."""
+    state = st.session_state.get(key)
+    try:
+        return list(state["selection"]["rows"]) if state is not None else []
+    except (KeyError, TypeError):
+        return []
 
 
 def follow_tick(

@@ -274,6 +274,43 @@ def test_selecting_a_row_of_the_queue_opens_that_exception(demo: Demo, page: Any
     assert "/search?key=" in page.url, page.url
 
 
+def test_a_ticked_row_keeps_its_exception_when_the_rows_above_it_change(demo: Demo, page: Any) -> None:
+    """Another agent resolves the exception above the one open here: the tick is a row number, and the
+    next click must still act on the open exception, not on whatever moved under the tick."""
+    from actions.api import perform
+    from actions.services import close_all
+    from syncwatch.config import load_config
+    from syncwatch.store import Store
+    from syncwatch.store import queries as q
+
+    db, config = re.search(r"SYNCWATCH_DB=(\S+) SYNCWATCH_CONFIG=(\S+)", demo.log.read_text()).groups()  # type: ignore[union-attr]
+    sign_in(page, f"{demo.url}/exceptions")
+    queue = page.get_by_test_id("stDataFrame").first
+    queue.wait_for(timeout=60_000)
+    queue.scroll_into_view_if_needed()
+    box = queue.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 35 + 17)  # the second row's selection box
+    page.get_by_text("Runbook (").wait_for(timeout=60_000)
+    settle(page)
+    opened = re.search(r"exception=(exc-[0-9a-f]+)", page.url)[1]  # type: ignore[index]
+    store = Store.open(db)
+    try:
+        above = next(i for i in q.exception_queue(store, q.QueueFilter())["id"] if i != opened)
+        done = perform(store, load_config(config), action="resolve", exception_id=above, actor="sam", note="by phone")
+        assert done.ok, done.message
+        page.get_by_role("textbox", name=re.compile("^Note")).fill("rows moved under me")
+        page.get_by_role("button", name="Add note").click()
+        page.get_by_test_id("stAlert").filter(has_text="Note added").first.wait_for(timeout=60_000)
+        settle(page)
+        assert f"exception={opened}" in page.url, page.url
+        with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+            target = conn.execute("SELECT target FROM audit_log WHERE action = 'note' ORDER BY id DESC").fetchone()[0]
+        assert target == opened, "the note went to the exception that was open"
+    finally:
+        close_all()
+        store.close()
+
+
 def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: Any) -> None:
     """The lead's first page included: it used to live at / only, so /operations was 'Page not found'."""
     sign_in(page, f"{demo.url}/operations")
