@@ -109,6 +109,11 @@ def plan_bulk(
     return bulk.plan(services_for(store, config), action, filters, actor, target)
 
 
+def refuse_bulk(store: Store, config: Config, *, action: str, filters: dict[str, Any], actor: str, reason: str) -> None:
+    """Record in the audit log a bulk job refused before planning, as every refusal is."""
+    bulk.refuse_unplanned(services_for(store, config), action, actor, filters, reason)
+
+
 def start_bulk(store: Store, config: Config, plan: BulkPlan, actor: str) -> str:
     """Start the job in the background within the partners' rate limits; returns the job id.
     Raises ``actions.bulk.Refused`` (audited) when the actor is not a lead."""

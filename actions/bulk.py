@@ -67,6 +67,14 @@ def _partner(services: Services, observation: dict[str, Any] | None, row: dict[s
     return (services.partner_at(str(address)) if address else None) or row["system"]
 
 
+def refuse_unplanned(services: Services, action: str, actor: str, filters: dict[str, Any], reason: str) -> None:
+    """Audit a bulk job refused before it was planned (the command line asks the role first)."""
+    entry = Entry(actor, roles.role_of(services.config, actor), f"bulk {action}", None, summary(filters=filters))
+    entry.result, entry.detail = "refused", {"reason": reason}
+    with services.store.writing() as conn:
+        ledger.audit(conn, entry, services.clock())
+
+
 def start(services: Services, plan: BulkPlan, actor: str, run: Runner, note: str | None = None) -> str:
     """Record the job and start it in a background thread; raises ``Refused`` for non-leads."""
     now, job_id = services.clock(), f"job-{uuid.uuid4().hex[:16]}"

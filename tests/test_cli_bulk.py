@@ -12,7 +12,7 @@ from sqlalchemy import select
 from actions.services import close_all
 from syncwatch.cli import main
 from syncwatch.store import Store
-from syncwatch.store.schema import exceptions
+from syncwatch.store.schema import audit_log, exceptions
 
 
 @pytest.fixture
@@ -104,3 +104,16 @@ def test_replay_refuses_what_is_not_a_dead_letter(seeded: str, capsys: pytest.Ca
     said = capsys.readouterr().err
     assert said.startswith("Replay re-delivers a dead-lettered message; this exception is timeout."), said
     assert statuses(seeded) == ["open"] * 4
+
+
+def test_a_bulk_job_refused_for_the_role_is_in_the_audit_log(seeded: str) -> None:
+    assert main(["bulk", "ignore", "--as", "sam", "--note", "n", "--category", "timeout", "--db", seeded]) == 1
+    store = Store.open(seeded)
+    try:
+        with store.engine.connect() as conn:
+            row = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
+    finally:
+        store.close()
+    assert row is not None and (row.actor, row.action, row.result) == ("sam", "bulk ignore", "refused")
+    assert row.detail["reason"] == "only a lead may run bulk jobs, and sam is an agent"
+    assert "timeout" in row.request_summary

@@ -47,13 +47,18 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 
 def _run(args: argparse.Namespace) -> int:
     from actions import roles
-    from actions.api import plan_bulk
+    from actions.api import plan_bulk, refuse_bulk
     from actions.services import close_all
 
     config = config_from(args)
     if not roles.may(config, args.actor, "bulk"):  # say so before asking for more, or planning what could not run
-        who = roles.described(config, args.actor)
-        print(f"syncwatch bulk: only a lead may run bulk jobs, and {args.actor} is {who}.", file=sys.stderr)
+        reason = f"only a lead may run bulk jobs, and {args.actor} is {roles.described(config, args.actor)}"
+        store = open_store(config)
+        try:
+            refuse_bulk(store, config, action=args.action, filters=_filters(args), actor=args.actor, reason=reason)
+        finally:
+            store.close()
+        print(f"syncwatch bulk: {reason}.", file=sys.stderr)
         return 1
     if args.action in ("resolve", "ignore") and not args.note:
         print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
