@@ -55,7 +55,20 @@ def _quarantine(page: Page) -> None:
     st.caption(f"{len(raw)} bytes kept; personal data masked in both views.")
     st.code(masked_text(raw) or "(empty)", language="text")
     with st.expander("Hex"):
-        st.code(masked_bytes(raw)[:4096].hex(" ", 16) or "(empty)", language="text")
+        st.code(hex_dump(masked_bytes(raw)[:HEX_SHOWN]) or "(empty)", language="text")
+
+
+HEX_SHOWN = 4096
+
+
+def hex_dump(data: bytes) -> str:
+    """Sixteen bytes a line: the offset, each byte in hex, and the printable ones as text."""
+    lines = []
+    for at in range(0, len(data), 16):
+        row = data[at : at + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in row)
+        lines.append(f"{at:08x}  {row.hex(' '):<47}  {text}")
+    return "\n".join(lines)
 
 
 _REASON_COLUMNS = {"items": "inputs", "deliveries": "times rejected"}

@@ -45,22 +45,46 @@ def masked_text(raw: bytes | str | None) -> str:
     try:
         return json.dumps(mask(json.loads(text)), indent=2, ensure_ascii=False)
     except ValueError:
-        return PHONE.sub(MASK, EMAIL.sub(mask_email, text))
+        return _masked_pairs(text)
 
 
+# A "key": "value" pair in text that does not parse as a whole (a quarantined body is often cut or
+# broken): its value is masked by its key, as in a document that parses.
+_PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
+_PAIR_BYTES = re.compile(_PAIR.pattern.encode())
 _EMAIL_BYTES = re.compile(EMAIL.pattern.encode())
 _PHONE_BYTES = re.compile(PHONE.pattern.encode())
 
 
+def _masked_pairs(text: str) -> str:
+    out, at = [], 0
+    for pair in _PAIR.finditer(text):
+        out.append(PHONE.sub(MASK, EMAIL.sub(mask_email, text[at : pair.start(3)])))
+        out.append(str(mask_value(pair.group(1), pair.group(3))))
+        at = pair.end(3)
+    out.append(PHONE.sub(MASK, EMAIL.sub(mask_email, text[at:])))
+    return "".join(out)
+
+
 def masked_bytes(raw: bytes) -> bytes:
-    """Bytes as the hex view may show them, masked as the text view is: a JSON body as its masked
-    text; anything else (a truncated protobuf, invalid UTF-8) byte for byte, emails and phone
-    numbers overwritten with ``*`` of the same length, so offsets still point at the damage."""
-    try:
-        json.loads(raw)
-    except ValueError:
-        return _PHONE_BYTES.sub(_stars, _EMAIL_BYTES.sub(_stars, raw))
-    return masked_text(raw).encode()
+    """Bytes as the hex view may show them, masked as the text view is but byte for byte: values of
+    personal keys, emails and phone numbers overwritten with ``*`` of the same length, so the length
+    is the kept one and offsets still point at the damage (a truncated protobuf, invalid UTF-8)."""
+    out, at = bytearray(), 0
+    for pair in _PAIR_BYTES.finditer(raw):
+        out += _by_pattern(raw[at : pair.start(3)])
+        key, value = pair.group(1).decode("utf-8", "replace"), pair.group(3)
+        if personal_key(key):
+            out += b"*" * len(value)
+        else:
+            out += _EMAIL_BYTES.sub(_stars, value) if IDENTIFIER_KEY.search(key) else _by_pattern(value)
+        at = pair.end(3)
+    out += _by_pattern(raw[at:])
+    return bytes(out)
+
+
+def _by_pattern(raw: bytes) -> bytes:
+    return _PHONE_BYTES.sub(_stars, _EMAIL_BYTES.sub(_stars, raw))
 
 
 def _stars(match: re.Match[bytes]) -> bytes:

@@ -448,7 +448,10 @@ def test_quarantined_bytes_are_masked_in_the_text_and_the_hex_view(
     at = open_app(monkeypatch, sample_copy, "admin.py")
     shown = "\n".join(c.value for c in at.code)
     assert "jane.doe" not in shown and b"jane.doe".hex() not in shown.replace(" ", "").replace("\n", "")
-    assert "0a0c7265616368202a2a" in shown, "the bytes around it stay readable in hex, the email starred"
+    assert "00000000  0a 0c 72 65 61 63 68 20 2a 2a" in shown, (
+        "the bytes around it stay readable in hex, the email starred"
+    )
+    assert "..reach ***" in shown, "the printable bytes beside them, as text"
 
 
 def test_admin_counts_an_input_rejected_twice_once_and_masks_emails_in_reasons(

@@ -230,3 +230,11 @@ def test_the_history_quotes_the_edited_body_a_retry_sent_masked() -> None:
     done = history(actions)["What happened"].iloc[0]
     assert done.startswith("POST /sales-orders at erp: 201; with the edited body {") and "TBL-9634" in done
     assert "Jane" not in done
+
+
+def test_a_body_that_does_not_parse_is_masked_by_its_keys_too() -> None:
+    cut = '{"AddressLine1":"12 Privet Drive","recipientName":"Harry Potter","AmazonOrderId":"111-2223334-5556667","no'
+    shown = masked_text(cut.encode())
+    assert "Privet" not in shown and "Harry" not in shown and "111-2223334-5556667" in shown, shown
+    raw = masked_bytes(cut.encode())
+    assert len(raw) == len(cut) and b"Privet" not in raw and b"111-2223334-5556667" in raw, "same length, same offsets"
