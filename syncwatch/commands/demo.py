@@ -25,7 +25,9 @@ from syncwatch.commands.common import Command
 from syncwatch.commands.dashboard import streamlit_command
 from syncwatch.config import Config, load_config
 
-SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 120, "alex"
+SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 720, "alex"
+# Live orders arrive at the history's rate: faster, the open orders would pile up and read as an incident.
+LIVE_ORDERS_PER_MINUTE = ORDERS_PER_DAY / (24 * 60)
 READY_TIMEOUT_S = 60
 
 
@@ -34,7 +36,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=4318, help="port of `serve` (default 4318)")
     parser.add_argument("--dashboard-port", type=int, default=8501, help="port of the dashboard (default 8501)")
     parser.add_argument("--sim-base-port", type=int, default=8101, help="first of the six simulator ports (8101)")
-    parser.add_argument("--orders-per-minute", type=float, default=6.0, help="live orders per minute (default 6)")
+    parser.add_argument(
+        "--orders-per-minute",
+        type=float,
+        default=LIVE_ORDERS_PER_MINUTE,
+        help=f"live orders per minute (default {LIVE_ORDERS_PER_MINUTE:g}, the history's rate)",
+    )
     parser.add_argument("--profile", default="default", help="simulator fault profile (default: default)")
 
 
