@@ -119,13 +119,14 @@ def _done(kind: str, asked: dict[str, Any], outcome: dict[str, Any]) -> str:
     steps = outcome.get("steps") or []
     if steps:
         done = "; ".join(str(step) for step in steps)
-        if asked.get("edited") and isinstance(asked.get("body"), dict):  # what the agent changed went out
-            body = json.dumps(mask(asked["body"]), separators=(",", ":"), ensure_ascii=False)
-            done += f"; with the edited body {clip(body, EDITED_SHOWN)}"
-        return done
-    if kind in ("assign", "reroute") and asked.get("target"):
-        return f"to {asked['target']}"
-    return str(outcome.get("reason") or "")
+    elif kind in ("assign", "reroute") and asked.get("target"):
+        done = f"to {asked['target']}"
+    else:
+        done = str(outcome.get("reason") or "")
+    if asked.get("edited") and isinstance(asked.get("body"), dict):  # what the agent changed went out, or failed
+        body = json.dumps(mask(asked["body"]), separators=(",", ":"), ensure_ascii=False)
+        done += f"{'; ' if done else ''}with the edited body {clip(body, EDITED_SHOWN)}"
+    return done
 
 
 def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> None:

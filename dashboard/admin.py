@@ -125,7 +125,7 @@ def _audit(page: Page) -> None:
         return
     st.caption("Every action and sign-in, newest first; the log is append-only, so nobody can change it.")
     details = log.pop("detail")
-    log["why"] = [mask_emails(str(d["reason"])) if isinstance(d, dict) and d.get("reason") else None for d in details]
+    log["why"] = [mask_emails(str(d["reason"])) if isinstance(d, dict) and d.get("reason") else "" for d in details]
     st.dataframe(log, hide_index=True, column_config=_AUDIT_COLUMNS)
 
 

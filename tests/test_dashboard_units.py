@@ -238,3 +238,24 @@ def test_a_body_that_does_not_parse_is_masked_by_its_keys_too() -> None:
     assert "Privet" not in shown and "Harry" not in shown and "111-2223334-5556667" in shown, shown
     raw = masked_bytes(cut.encode())
     assert len(raw) == len(cut) and b"Privet" not in raw and b"111-2223334-5556667" in raw, "same length, same offsets"
+
+
+def test_a_failed_retry_with_an_edited_body_quotes_it_too() -> None:
+    import pandas as pd
+
+    from dashboard.actions_panel import history
+
+    asked = {"edited": True, "body": {"lines": [{"sku": "TBL-9635"}]}}
+    actions = pd.DataFrame(
+        {
+            "requested_at": [datetime(2026, 11, 27, 19, 0, tzinfo=UTC)],
+            "kind": ["retry"],
+            "actor": ["pat"],
+            "status": ["failed"],
+            "request": [asked],
+            "outcome": [{"reason": "erp answered 422: SKU TBL-9635 is not in the item master"}],
+        }
+    )
+    done = history(actions)["What happened"].iloc[0]
+    said = "erp answered 422: SKU TBL-9635 is not in the item master"
+    assert done == said + '; with the edited body {"lines":[{"sku":"TBL-9635"}]}'

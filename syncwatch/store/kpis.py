@@ -19,8 +19,11 @@ GROUPS = {"channel": t.channel, "partner": t.partner, None: literal("all")}
 INFORMATIONAL = ("duplicate_notice",)
 
 
-NO_GROUP = {"partner": "not released yet", "channel": "unknown"}
-"""What an order without one counts under: no partner yet means the ERP has not released it."""
+NO_CHANNEL = "channel not seen"
+NO_PARTNER = "not released yet"
+NO_GROUP = {"partner": NO_PARTNER, "channel": NO_CHANNEL}
+"""What an order without one counts under (Operations and KPIs alike): no partner yet means the ERP has
+not released it; no channel, that no marketplace's own call about it was seen."""
 
 
 def _group(by: str | None) -> Any:

@@ -21,6 +21,7 @@ from syncwatch.model import PARTNER_CALLED
 from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
+from syncwatch.store.kpis import NO_CHANNEL, NO_PARTNER
 from syncwatch.store.schema import (
     actions,
     alerts,
@@ -81,8 +82,6 @@ def as_of(store: Store) -> datetime | None:
 
 # What a transaction without a channel or partner shows: its first stage was not seen (the order
 # came in through the ERP, say), or it has not reached the stage that hands it to a partner.
-NO_CHANNEL = "channel not seen"
-NO_PARTNER = "not released yet"
 
 
 def open_by_sla(store: Store) -> pd.DataFrame:
