@@ -208,28 +208,36 @@ def test_a_weekly_change_that_rounds_away_is_no_change() -> None:
     assert _delta(10.0, 12.5, percent=False) == "-2.5 vs last week"
 
 
-def test_the_history_quotes_the_edited_body_a_retry_sent_masked() -> None:
+def retried_with(body: dict, status: str, outcome: dict) -> str:  # type: ignore[type-arg]
+    """What the history says of one retry that sent an edited ``body``."""
     import pandas as pd
 
     from dashboard.actions_panel import history
 
-    asked = {
-        "edited": True,
-        "body": {"customer": "C-1", "ship_to": {"name": "Jane Doe"}, "lines": [{"sku": "TBL-9634"}]},
-    }
     actions = pd.DataFrame(
         {
             "requested_at": [datetime(2026, 11, 27, 19, 0, tzinfo=UTC)],
             "kind": ["retry"],
             "actor": ["pat"],
-            "status": ["succeeded"],
-            "request": [asked],
-            "outcome": [{"steps": ["POST /sales-orders at erp: 201"]}],
+            "status": [status],
+            "request": [{"edited": True, "body": body}],
+            "outcome": [outcome],
         }
     )
-    done = history(actions)["What happened"].iloc[0]
+    return str(history(actions)["What happened"].iloc[0])
+
+
+def test_the_history_quotes_the_edited_body_a_retry_sent_masked() -> None:
+    body = {"customer": "C-1", "ship_to": {"name": "Jane Doe"}, "lines": [{"sku": "TBL-9634"}]}
+    done = retried_with(body, "succeeded", {"steps": ["POST /sales-orders at erp: 201"]})
     assert done.startswith("POST /sales-orders at erp: 201; with the edited body {") and "TBL-9634" in done
     assert "Jane" not in done
+
+
+def test_a_failed_retry_with_an_edited_body_quotes_it_too() -> None:
+    said = "erp answered 422: SKU TBL-9635 is not in the item master"
+    done = retried_with({"lines": [{"sku": "TBL-9635"}]}, "failed", {"reason": said})
+    assert done == said + '; with the edited body {"lines":[{"sku":"TBL-9635"}]}'
 
 
 def test_a_body_that_does_not_parse_is_masked_by_its_keys_too() -> None:
@@ -238,24 +246,3 @@ def test_a_body_that_does_not_parse_is_masked_by_its_keys_too() -> None:
     assert "Privet" not in shown and "Harry" not in shown and "111-2223334-5556667" in shown, shown
     raw = masked_bytes(cut.encode())
     assert len(raw) == len(cut) and b"Privet" not in raw and b"111-2223334-5556667" in raw, "same length, same offsets"
-
-
-def test_a_failed_retry_with_an_edited_body_quotes_it_too() -> None:
-    import pandas as pd
-
-    from dashboard.actions_panel import history
-
-    asked = {"edited": True, "body": {"lines": [{"sku": "TBL-9635"}]}}
-    actions = pd.DataFrame(
-        {
-            "requested_at": [datetime(2026, 11, 27, 19, 0, tzinfo=UTC)],
-            "kind": ["retry"],
-            "actor": ["pat"],
-            "status": ["failed"],
-            "request": [asked],
-            "outcome": [{"reason": "erp answered 422: SKU TBL-9635 is not in the item master"}],
-        }
-    )
-    done = history(actions)["What happened"].iloc[0]
-    said = "erp answered 422: SKU TBL-9635 is not in the item master"
-    assert done == said + '; with the edited body {"lines":[{"sku":"TBL-9635"}]}'
