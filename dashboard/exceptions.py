@@ -325,7 +325,8 @@ def _payload(page: Page, row: dict, recorded: dict | None) -> None:
     failing = q.observation(page.store, row["observation_id"]) if row["observation_id"] else None
     if failing is None:
         return
-    st.subheader("What was sent (personal data masked)")
+    st.subheader("What the failing call sent (personal data masked)")
+    st.caption("As the partner received it when it failed; a retry's own body, edited or not, is in the History below.")
     body = failing["payload"] or recorded
     if body:
         st.code(masked_text(body if isinstance(body, bytes | str) else json.dumps(body)), language="json")

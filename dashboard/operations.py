@@ -147,7 +147,7 @@ def _stage_delays(page: Page) -> None:
 
 
 def _throughput(page: Page) -> None:
-    st.subheader("Throughput and backlog (last 48 h)")
+    st.subheader("Throughput and backlog (last 48 h, UTC)")
     data = q.throughput(page.store, page.now - timedelta(hours=48), page.now + timedelta(seconds=1))
     if data.empty:
         none_yet("No transactions started or completed in the last 48 hours.")

@@ -247,7 +247,7 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
         r"erp dead lettered: consumer rejected the message \d+ times: schema validation", at.header[0].value
     )
     assert re.search(r"\*\*Customer promise:\*\* (shipped|not shipped)[^\n]*promised by \w{3} \d\d Nov", shown), shown
-    assert "Across systems" in shown and "What was sent (personal data masked)" in shown
+    assert "Across systems" in shown and "What the failing call sent (personal data masked)" in shown
     assert any('"original_type": "com.syncwatch.shipment.shipped"' in c.value for c in at.code)
     labels = {b.label for b in at.button}
     assert {"Reroute", "Replay", "Resolve", "Ignore", "Assign to me"} <= labels and "Retry" not in labels

@@ -382,7 +382,7 @@ def transaction_actions(store: Store, transaction_id: str) -> pd.DataFrame:
         select(a.id, a.exception_id, a.kind, a.actor, a.status, a.requested_at, a.finished_at, a.request, a.outcome)
         .select_from(actions.join(exceptions, e.id == a.exception_id))
         .where(e.transaction_id == transaction_id)
-        .order_by(a.requested_at)
+        .order_by(a.requested_at.desc())  # newest first, as an exception's history reads
         .limit(200)
     )
     return frame(store, stmt)
