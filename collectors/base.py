@@ -68,6 +68,11 @@ class ItemError(ValueError):
     """Raised inside a parser for one item; caught there and turned into a Rejection."""
 
 
+def media_type(content_type: str | None) -> str:
+    """``application/json`` of ``Application/JSON; charset=utf-8``; empty when none was sent."""
+    return (content_type or "").split(";", 1)[0].strip().lower()
+
+
 def now_ns() -> int:
     return int(datetime.now(UTC).timestamp() * 10**9)
 

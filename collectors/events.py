@@ -24,6 +24,7 @@ from collectors.base import (
     check_attribute_sizes,
     check_time,
     digest,
+    media_type,
     raw_json,
     row,
     skew_seconds,
@@ -207,7 +208,7 @@ def parse_binary(body: bytes, headers: Mapping[str, str], content_type: str | No
 
 def parse_http(body: bytes, headers: Mapping[str, str], ctx: ParseContext) -> Parsed:
     """Pick the content mode from the request: ce-specversion header, or the media type."""
-    content_type = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    content_type = media_type(headers.get("content-type"))
     if "ce-specversion" in headers:
         return parse_binary(body, headers, content_type or None, ctx)
     if content_type in (STRUCTURED, "application/json"):

@@ -27,7 +27,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from collectors import events, otlp, webhook
-from collectors.base import Parsed
+from collectors.base import Parsed, media_type
 from collectors.errors import (
     CollectorError,
     MalformedInput,
@@ -219,7 +219,7 @@ class Receiver:
 
 def otlp_endpoint(receiver: Receiver, signal: str) -> Callable[[Request], Awaitable[Response]]:
     async def endpoint(request: Request) -> Response:
-        media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+        media = media_type(request.headers.get("content-type"))
         encoding = OTLP_ENCODINGS.get(media)
         if encoding is None:
             return await _unsupported_otlp(receiver, request, media, signal)

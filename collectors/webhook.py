@@ -9,12 +9,15 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from collectors.base import ItemError, ParseContext, Parsed, Rejection
+from collectors.base import ItemError, ParseContext, Parsed, Rejection, media_type
 from collectors.errors import MalformedInput, UnsupportedContentType
 from collectors.events import observation
 from collectors.keys import parse_pointer, resolve_pointer
 from collectors.otlp_json import load
 from syncwatch.config.schema import Webhook
+from syncwatch.redact import clip
+
+SHOWN_CHARS = 80  # of a wrong value quoted in a rejection, its '…' included
 
 
 def locate(locations: list[str], document: Any, headers: Mapping[str, str]) -> tuple[str, Any]:
@@ -33,8 +36,7 @@ def _text(found: tuple[str, Any], what: str, name: str, kinds: tuple[type, ...] 
     """A located id or type as text; an object, a list or a boolean there is refused, naming where."""
     location, value = found
     if isinstance(value, bool) or not isinstance(value, kinds):
-        shown = json.dumps(value, default=str)
-        shown = shown if len(shown) <= 80 else shown[:80] + "…"
+        shown = clip(json.dumps(value, default=str), SHOWN_CHARS)
         expected = "a string or a number" if int in kinds else "an RFC 3339 string"
         raise ItemError(f"webhook {name}: the {what} at {location} must be {expected}, got {shown}")
     return str(value)
@@ -63,7 +65,7 @@ def as_event(document: Any, headers: Mapping[str, str], mapping: Webhook, name: 
 
 
 def parse(body: bytes, headers: Mapping[str, str], mapping: Webhook, name: str, ctx: ParseContext) -> Parsed:
-    media = (headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    media = media_type(headers.get("content-type"))
     if media and media != "application/json" and not media.endswith("+json"):
         raise UnsupportedContentType(f"webhook {name}: content type {media!r} is not supported; send application/json")
     document = load(body)
