@@ -49,17 +49,11 @@ SECRET_WORDS = ("pass", "secret", "token", "key")  # query parameters whose valu
 def describe(url: URL) -> str:
     """The URL as it may be shown to a person: no password, in its place or in the query
     (``?password=…``, ``sslpassword``, ``sslkey``…)."""
-    text = url.set(query={}).render_as_string(hide_password=True)
-    pairs = [
-        f"{name}={'***' if any(word in name.lower() for word in SECRET_WORDS) else value}"
-        for name, values in url.query.items()
-        for value in ((values,) if isinstance(values, str) else values)
-    ]
-    return f"{text}?{'&'.join(pairs)}" if pairs else text
+    return _masked(url.render_as_string(hide_password=True))
 
 
 def _masked(raw: str) -> str:
-    """A URL that did not parse, with whatever may be a password starred."""
+    """A URL, parsed or not, with whatever may be a password starred."""
     raw = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)
     words = "|".join(SECRET_WORDS)
     return re.sub(rf"([?&][^=&]*(?:{words})[^=&]*=)[^&]*", r"\1***", raw, flags=re.IGNORECASE)
