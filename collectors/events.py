@@ -31,7 +31,7 @@ from collectors.base import (
     to_ns,
 )
 from collectors.errors import MalformedInput, UnsupportedContentType
-from collectors.otlp_json import decode_chunk, documents, load
+from collectors.otlp_json import documents, load
 from syncwatch.store.writes import Row
 
 STRUCTURED = "application/cloudevents+json"
@@ -224,14 +224,11 @@ def parse_http(body: bytes, headers: Mapping[str, str], ctx: ParseContext) -> Pa
 def parse_file(data: bytes, ctx: ParseContext, base_offset: int = 0) -> Parsed:
     """JSON lines of structured events (or one batch array per line)."""
     parsed = Parsed()
-    for offset, chunk in documents(data):
+    for offset, chunk, found in documents(data):
         position = f"offset {base_offset + offset}"
-        try:
-            items = [
-                e for document in decode_chunk(chunk) for e in (document if isinstance(document, list) else [document])
-            ]
-        except MalformedInput as err:
-            parsed.rejections.append(Rejection(str(err), chunk, position))
+        if isinstance(found, MalformedInput):
+            parsed.rejections.append(Rejection(str(found), chunk, position))
             continue
+        items = [e for document in found for e in (document if isinstance(document, list) else [document])]
         parsed.extend(parse_events(items, ctx, f"{position} event"))
     return parsed

@@ -69,17 +69,48 @@ def spec_from_tailer(tailer: Tailer, file: ConfigFile) -> FileSpec:
 
 
 def safe_end(data: bytes, documents: bool, eof: bool) -> int:
-    """How much of ``data`` forms complete items: whole lines, or whole documents for JSON files
-    (a pretty-printed document is complete once a line starting with ``}`` or ``]`` ends it)."""
+    """How much of ``data`` forms complete items: whole lines, or whole documents for JSON files.
+    A JSON line is complete with its newline; a pretty-printed document once a line at the margin
+    closes it. Printed without indentation, its inner lines start at the margin too; it is complete
+    once the next document begins (valid JSON never puts a line starting with ``{`` or ``[`` right
+    after one ending with ``}`` or ``]`` inside a document, since elements are separated by commas),
+    or once what follows the last such boundary parses whole."""
     if eof:
         return len(data)
     end = data.rfind(b"\n") + 1
     if not documents or end == 0:
         return end
     last_line_start = data.rfind(b"\n", 0, end - 1) + 1
-    if data[last_line_start : last_line_start + 1] in (b"{", b"}", b"[", b"]"):
-        return end
-    return data.rfind(b"\n{", 0, end) + 1
+    last_line = data[last_line_start : end - 1].rstrip(b" \t\r")
+    if last_line[:1] in (b"{", b"[") and last_line[-1:] in (b"}", b"]"):
+        return end  # a JSON line
+    line_before = data.rfind(b"\n", 0, max(0, last_line_start - 1)) + 1
+    if last_line in (b"}", b"]") and data[line_before : line_before + 1].isspace():
+        return end  # the end of an indented document
+    boundary = _last_boundary(data, end)
+    if last_line in (b"}", b"]") and _parses(data[boundary:end]):
+        return end  # the end of a document printed without indentation: the last in the file so far
+    return boundary
+
+
+def _last_boundary(data: bytes, end: int) -> int:
+    """Where the last document that follows a complete one begins, or 0."""
+    at = end
+    while (at := max(data.rfind(b"\n{", 0, at), data.rfind(b"\n[", 0, at))) > 0:
+        before = at - 1
+        while before >= 0 and data[before] in b" \t\r":
+            before -= 1
+        if before >= 0 and data[before] in b"}]":
+            return at + 1
+    return 0
+
+
+def _parses(data: bytes) -> bool:
+    try:
+        json.loads(data)
+    except (ValueError, RecursionError):
+        return False
+    return True
 
 
 def detect(head: bytes) -> str:

@@ -254,18 +254,44 @@ def parse_document(document: Any, ctx: ParseContext) -> Parsed:
     raise MalformedInput("not an OTLP JSON document: expected a resourceSpans or resourceLogs key")
 
 
-def documents(data: bytes) -> Iterator[tuple[int, bytes]]:
-    """(byte offset, bytes) of each candidate document: JSON lines, or pretty-printed documents one
-    after another. A document starts at a line beginning with ``{``, so a broken one costs only
-    itself, not the rest of the file."""
-    offset = 0
-    for chunk in _STARTS.split(data):
-        if chunk.strip():
-            yield offset, chunk
-        offset += len(chunk) + 1
+def documents(data: bytes) -> Iterator[tuple[int, bytes, list[Any] | MalformedInput]]:
+    """(byte offset, bytes, its documents or what is wrong with them) of each stretch of a file:
+    JSON lines, pretty-printed documents one after another, several written back to back. A
+    stretch starts at a line beginning with ``{`` or ``[``, so a broken line costs only itself, not
+    the rest of the file. A document printed without indentation, whose inner lines start so too,
+    is read across them; when it is broken, it is refused whole, not line by line."""
+    starts = [0, *(match.start() + 1 for match in _STARTS.finditer(data))]
+    stretches = list(zip(starts, [start - 1 for start in starts[1:]] + [len(data)], strict=True))
+    text, index = _Text(data), 0
+    while index < len(stretches):
+        begin, end = stretches[index]
+        index += 1
+        if not data[begin:end].strip():
+            continue
+        found = _decoded(data[begin:end])
+        if isinstance(found, MalformedInput) and end < len(data) and _unclosed(data[begin:end]):
+            stop, across = text.document_at(begin)
+            if isinstance(across, list):
+                found, end = across, stop
+                while index < len(stretches) and stretches[index][0] < stop:
+                    index += 1
+            else:  # a broken document: its fragments up to where reading it failed, while none is whole
+                while index < len(stretches) and stretches[index][0] < stop:
+                    if isinstance(_decoded(data[slice(*stretches[index])]), list):
+                        break
+                    found, end = across, stretches[index][1]
+                    index += 1
+        yield begin, data[begin:end], found
 
 
-def decode_chunk(chunk: bytes) -> list[Any]:
+def _decoded(chunk: bytes) -> list[Any] | MalformedInput:
+    try:
+        return _decode_chunk(chunk)
+    except MalformedInput as err:
+        return err
+
+
+def _decode_chunk(chunk: bytes) -> list[Any]:
     """The documents in one chunk (usually one; several when written back to back on one line)."""
     try:
         return [load(chunk)]
@@ -293,16 +319,56 @@ def _is_utf8(chunk: bytes) -> bool:
     return True
 
 
+def _unclosed(chunk: bytes) -> bool:
+    """Whether a stretch opens more objects and arrays than it closes: a document's first lines."""
+    return chunk.count(b"{") + chunk.count(b"[") > chunk.count(b"}") + chunk.count(b"]")
+
+
+class _Text:
+    """A file's text, decoded once and only when a document must be read across line starts."""
+
+    def __init__(self, data: bytes) -> None:
+        self._data = data
+        self._text: str | None = None
+        self._mark = (0, 0)  # a (byte, character) offset pair; documents are looked up in file order
+
+    def document_at(self, begin: int) -> tuple[int, list[Any] | MalformedInput]:
+        """The one JSON document starting at byte ``begin``, and the byte offset just past it; or
+        what is wrong with it, and the offset where reading it failed."""
+        if self._text is None:
+            self._text = self._data.decode("utf-8", "surrogateescape")
+        text = self._text
+        byte, char = self._mark if begin >= self._mark[0] else (0, 0)
+        char += len(self._data[byte:begin].decode("utf-8", "surrogateescape"))
+        self._mark = (begin, char)
+        try:
+            document, end = json.JSONDecoder().raw_decode(text, char)
+        except json.JSONDecodeError as err:
+            line = text.count("\n", char, err.pos) + 1
+            column = err.pos - max(text.rfind("\n", char, err.pos), char - 1)
+            failed = MalformedInput(f"not valid JSON: {err.msg} at line {line} column {column}")
+            return begin + len(text[char : err.pos].encode("utf-8", "surrogateescape")), failed
+        except RecursionError:
+            return begin + 1, MalformedInput("not usable JSON: nested too deeply")
+        stop = begin + len(text[char:end].encode("utf-8", "surrogateescape"))
+        if not _is_utf8(self._data[begin:stop]):
+            return stop, MalformedInput("not valid UTF-8")
+        return stop, [document]
+
+
 def parse_file(data: bytes, ctx: ParseContext, base_offset: int = 0) -> Parsed:
     """Every document of an OTLP JSON file; bad documents and items become rejections."""
     parsed = Parsed()
-    for offset, chunk in documents(data):
+    for offset, chunk, found in documents(data):
         position = f"offset {base_offset + offset}"
-        try:
-            for document in decode_chunk(chunk):
+        if isinstance(found, MalformedInput):
+            parsed.rejections.append(Rejection(str(found), chunk, position))
+            continue
+        for document in found:
+            try:
                 parsed.extend(_positioned(parse_document(document, ctx), position))
-        except MalformedInput as err:
-            parsed.rejections.append(Rejection(str(err), chunk, position))
+            except MalformedInput as err:
+                parsed.rejections.append(Rejection(str(err), chunk, position))
     return parsed
 
 

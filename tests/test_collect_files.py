@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from collectors.formats import FileSpec
+from collectors.formats import FileSpec, safe_end
 from collectors.sink import Sink
 from collectors.tailer import FileTailer
 from syncwatch.cli import main
@@ -439,3 +439,61 @@ def test_access_log_lines_that_cannot_be_true_are_quarantined_with_why(
 
     parsed = parse_lines(text.encode() + b"\n", sink.context("gateway"), LineFormat(kind=kind))
     assert not parsed.rows and reason in parsed.rejections[0].reason, parsed.rejections
+
+
+def _otlp_documents(indent: int | None, copies: int) -> tuple[bytes, list[int]]:
+    """Copies of a public OTLP JSON document with their own trace ids, printed with ``indent``,
+    and the byte offset each document ends at (with its newline)."""
+    document = json.loads((FIXTURES / "otlp/jaeger_memory_otel_traces_01.json").read_text())
+    data, ends = b"", []
+    for n in range(copies):
+        text = json.dumps(document, indent=indent)
+        for span in {s["traceId"] for r in document["resourceSpans"] for ss in r["scopeSpans"] for s in ss["spans"]}:
+            text = text.replace(span, f"{n:04x}{span[4:]}")
+        data += text.encode() + b"\n"
+        ends.append(len(data))
+    return data, ends
+
+
+@pytest.mark.parametrize("indent", [None, 0, 2])
+def test_safe_end_cuts_concatenated_documents_only_between_them(indent: int | None) -> None:
+    data, ends = _otlp_documents(indent, 3)
+    cuts = {safe_end(data[:length], documents=True, eof=False) for length in range(1, len(data) + 1)}
+    assert cuts <= {0, *ends} and ends[:-1] == sorted(cuts - {0})[: len(ends) - 1]
+
+
+def test_documents_printed_without_indentation_are_read_whole_across_chunks(sink: Sink, tmp_path: Path) -> None:
+    """Inner lines of such a document start with ``{`` as a new document's do; neither a chunk's
+    end nor the reader may cut one there."""
+    path = tmp_path / "traces.json"
+    data, _ = _otlp_documents(0, 20)
+    path.write_bytes(data)
+    committed = FileTailer(FileSpec(str(path), "otlp_json", "exporter"), sink, chunk=len(data) // 7).poll()
+    assert (committed.stored, count(sink.store, quarantine)) == (20 * 4, 0)
+
+
+def test_ingest_reads_documents_printed_without_indentation(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    path = tmp_path / "traces.json"
+    data, _ = _otlp_documents(0, 2)
+    path.write_bytes(data + b'{\n"resourceSpans": [\n{\n"resource": \n}\n]\n}\n')
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["stored"], summary["duplicates"], summary["quarantined"]) == (8, 0, 1)
+
+
+def test_a_truncated_json_line_costs_only_itself(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The reader tries a line that opens more than it closes across the next; the next line, whole
+    in itself, is not taken down with it."""
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    path = tmp_path / "traces.jsonl"
+    data, _ = _otlp_documents(None, 2)
+    first, second = data.splitlines(keepends=True)
+    path.write_bytes(first + first[: len(first) // 2] + b"\n" + second)
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["stored"], summary["duplicates"], summary["quarantined"]) == (8, 0, 1)
