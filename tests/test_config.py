@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 
+from syncwatch.commands.dashboard import dashboard_env
+from syncwatch.commands.demo import demo_environment
 from syncwatch.config import ConfigError, load_config
 from syncwatch.config.settings import SETTINGS
 
@@ -106,3 +109,13 @@ def test_the_built_in_field_maps_the_config_accepts_are_the_collectors_own() -> 
     from syncwatch.config.schema import BUILT_IN_FIELD_MAPS
 
     assert set(BUILT_IN_FIELD_MAPS) == set(FIELD_MAPS)
+
+
+def test_the_dashboard_is_told_the_port_it_runs_on(tmp_path: Path) -> None:
+    """Admin lists the settings the dashboard loaded; `demo --dashboard-port` and `dashboard --port`
+    start it elsewhere than the setting says, so they hand it that port too."""
+    args = argparse.Namespace(port=47001, dashboard_port=47002)
+    demo = demo_environment(args, f"sqlite:///{tmp_path / 'demo.db'}", Path(write(tmp_path, "")))
+    assert load_config(environ=demo).dashboard_port == 47002
+    command = dashboard_env(load_config(flags={"dashboard_port": 47003}, environ={}))
+    assert load_config(environ=command).dashboard_port == 47003

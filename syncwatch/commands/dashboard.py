@@ -62,8 +62,8 @@ def streamlit_command(port: int, address: str = ADDRESS) -> list[str]:
 
 
 def dashboard_env(config: Config, **settings: str) -> dict[str, str]:
-    """The environment the app reads its settings from: this command's database and config win."""
-    env = {**os.environ, "SYNCWATCH_DB": config.db}
+    """The environment the app reads its settings from: this command's database, config and port win."""
+    env = {**os.environ, "SYNCWATCH_DB": config.db, "SYNCWATCH_DASHBOARD_PORT": str(config.dashboard_port)}
     if config.path:
         env["SYNCWATCH_CONFIG"] = str(Path(config.path).resolve())
     env.update({f"SYNCWATCH_{name.upper()}": value for name, value in settings.items()})

@@ -168,6 +168,7 @@ def demo_environment(args: argparse.Namespace, db: str, config_path: Path) -> di
         **os.environ,
         "SYNCWATCH_DB": db,
         "SYNCWATCH_PORT": str(args.port),
+        "SYNCWATCH_DASHBOARD_PORT": str(args.dashboard_port),
         "SYNCWATCH_CONFIG": str(config_path),
     }
 
