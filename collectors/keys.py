@@ -14,9 +14,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
 
-from syncwatch.config.schema import ConfigFile, KeyRule, KeyType
-
-_PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")
+from syncwatch.config.schema import PLACEHOLDER, ConfigFile, KeyRule, KeyType
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +65,7 @@ def compile_template(template: str, patterns: Mapping[str, str] | None = None) -
     """A placeholder matches one path segment, or the key type's own ``pattern`` where it has one,
     so ``/orders/{marketplace_order}`` does not claim ``/orders/PO-17`` for the wrong key type."""
     patterns = patterns or {}
-    parts = _PLACEHOLDER.split(template)
+    parts = PLACEHOLDER.split(template)
     # split() alternates literal text and placeholder names: even indexes are literal.
     regex = "".join(re.escape(p) if i % 2 == 0 else f"(?P<{p}>{patterns.get(p, '[^/]+')})" for i, p in enumerate(parts))
     return PathTemplate(template, re.compile(f"^{regex}/?$"))

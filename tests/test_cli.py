@@ -316,3 +316,11 @@ def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_
     assert (figures["observations"], figures["linked"], figures["unlinked"]) == (3, 2, {"erp step": 1}), (
         "the keyless span in the keyed trace links through it; the one alone does not"
     )
+
+
+@pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])
+def test_a_port_out_of_range_is_refused_before_anything_starts(argv: list[str]) -> None:
+    """The operating system would take 99999 modulo 65536 and listen where nobody looks."""
+    done = syncwatch(*argv)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert re.search(r"expected (a port from )?1 to 65535, got '?(99999|70000)", done.stderr), done.stderr

@@ -10,6 +10,7 @@ from datetime import datetime
 from typing import Any
 
 from syncwatch.config import Config, load_config
+from syncwatch.config.settings import PORTS
 from syncwatch.model import as_utc
 from syncwatch.store import Store
 
@@ -57,6 +58,18 @@ def open_store(config: Config, *, require_schema: bool = True) -> Store:
     if require_schema:
         store.require_schema()
     return store
+
+
+def port(text: str) -> int:
+    """An option's TCP port; the operating system would quietly take a larger number modulo 65536."""
+    low, high = PORTS
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a port number, got {text!r}") from None
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"expected a port from {low} to {high}, got {value}")
+    return value
 
 
 def iso_time(text: str) -> datetime:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from syncwatch.commands.common import Command
+from syncwatch.commands.common import Command, port
 from syncwatch.commands.dashboard import streamlit_command
 from syncwatch.config import Config, load_config
 
@@ -33,9 +33,9 @@ READY_TIMEOUT_S = 60
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, help="folder for the database and generated files (default: a new one)")
-    parser.add_argument("--port", type=int, default=4318, help="port of `serve` (default 4318)")
-    parser.add_argument("--dashboard-port", type=int, default=8501, help="port of the dashboard (default 8501)")
-    parser.add_argument("--sim-base-port", type=int, default=8101, help="first of the six simulator ports (8101)")
+    parser.add_argument("--port", type=port, default=4318, help="port of `serve` (default 4318)")
+    parser.add_argument("--dashboard-port", type=port, default=8501, help="port of the dashboard (default 8501)")
+    parser.add_argument("--sim-base-port", type=port, default=8101, help="first of the six simulator ports (8101)")
     parser.add_argument(
         "--orders-per-minute",
         type=float,

@@ -10,7 +10,7 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
-from syncwatch.commands.common import Command, iso_time
+from syncwatch.commands.common import Command, iso_time, port
 from syncwatch.sim.clock import DEFAULT_START
 from syncwatch.sim.faults import FAULTS, PROFILES, FaultProfile, FaultSpecError, build_profile
 from syncwatch.sim.generate import Plan, generate
@@ -63,7 +63,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_generate_options(parser)
     live = parser.add_argument_group("live mode (without --generate)")
     live.add_argument("--host", default="127.0.0.1", help="address the services listen on (default 127.0.0.1)")
-    live.add_argument("--base-port", type=int, default=8101, help="first port; the six systems take six (default 8101)")
+    live.add_argument("--base-port", type=port, default=8101, help="first of six ports, one a system (default 8101)")
     live.add_argument("--otlp-endpoint", metavar="URL", help="OTLP/HTTP base URL for spans, e.g. http://127.0.0.1:4318")
     live.add_argument("--events-url", metavar="URL", help="where CloudEvents are POSTed (structured JSON)")
     live.add_argument("--access-log-dir", type=Path, metavar="DIR", help="write gateway.log and edge.jsonl here")

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
+PLACEHOLDER = re.compile(r"\{([A-Za-z_][A-Za-z0-9_]*)\}")  # a path template's key type
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)\s*$")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _ENV_NAME = r"^[A-Z_][A-Z0-9_]*$"
@@ -37,6 +38,13 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def regex(text: str, what: str) -> re.Pattern[str]:
+    try:
+        return re.compile(text)
+    except re.error as err:
+        raise ValueError(f"{what} '{text}' is not a valid regular expression: {err}") from None
+
+
 class KeyType(Strict):
     """A kind of business identifier. Identity keys link observations into one transaction."""
 
@@ -47,7 +55,7 @@ class KeyType(Strict):
     @model_validator(mode="after")
     def _valid_pattern(self) -> KeyType:
         if self.pattern:
-            re.compile(self.pattern)
+            regex(self.pattern, "pattern")
         return self
 
 
@@ -68,11 +76,25 @@ class KeyRule(Strict):
         given = [n for n in ("attribute", "path_template", "json_pointer", "regex") if getattr(self, n)]
         if len(given) != 1:
             raise ValueError("expected exactly one of attribute, path_template, json_pointer, regex")
-        if self.regex:
-            re.compile(self.regex)
+        if self.regex and not regex(self.regex, "regex").groupindex:
+            raise ValueError(
+                f"regex '{self.regex}' names no key type: a named group says which, as (?P<erp_order>SO-\\d+)"
+            )
+        if self.path_template and not PLACEHOLDER.search(self.path_template):
+            raise ValueError(
+                f"path_template '{self.path_template}' names no key type: put it in braces, as /orders/{{erp_order}}"
+            )
         if (self.attribute or self.json_pointer) and not self.key:
             raise ValueError("attribute and json_pointer rules need 'key' (the key type they produce)")
         return self
+
+    def produces(self) -> list[str]:
+        """The key types this rule yields: its ``key``, a template's placeholders, a regex's groups."""
+        if self.path_template:
+            return PLACEHOLDER.findall(self.path_template)
+        if self.regex:
+            return list(re.compile(self.regex).groupindex)
+        return [self.key] if self.key else []
 
 
 class StageMatch(Strict):
@@ -312,9 +334,11 @@ class ConfigFile(Strict):
 
     @model_validator(mode="after")
     def _references(self) -> ConfigFile:
+        known = ", ".join(sorted(self.key_types))
         for i, rule in enumerate(self.key_rules):
-            if rule.key and rule.key not in self.key_types:
-                raise ValueError(f"key_rules[{i}] produces unknown key type '{rule.key}'")
+            for key in rule.produces():
+                if key not in self.key_types:
+                    raise ValueError(f"key_rules[{i}] produces unknown key type '{key}' (known: {known})")
         owner: dict[str, str] = {}
         for name, process in self.processes.items():
             for key in [*process.starts_with, *process.keys]:

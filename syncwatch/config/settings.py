@@ -17,6 +17,7 @@ class Setting:
     default: Any
     help: str
     choices: tuple[str, ...] = ()
+    limits: tuple[float, float] | None = None  # the lowest and highest values that make sense
 
     @property
     def env(self) -> str:
@@ -27,6 +28,8 @@ class Setting:
         return type(self.default)
 
 
+PORTS = (1, 65535)
+
 SETTINGS: tuple[Setting, ...] = (
     Setting(
         "db",
@@ -34,8 +37,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Database URL: sqlite:///PATH (default, in the working directory) or postgresql://USER@HOST:PORT/DB",
     ),
     Setting("host", "127.0.0.1", "Address `serve` listens on for OTLP/HTTP and events"),
-    Setting("port", 4318, "Port `serve` listens on (4318 is the OTLP/HTTP standard port)"),
-    Setting("dashboard_port", 8501, "Port of the Streamlit dashboard"),
+    Setting("port", 4318, "Port `serve` listens on (4318 is the OTLP/HTTP standard port)", limits=PORTS),
+    Setting("dashboard_port", 8501, "Port of the Streamlit dashboard", limits=PORTS),
     Setting("dashboard_url", "http://127.0.0.1:8501", "Public address of the dashboard, used in alert links"),
     Setting(
         "dashboard_users",
@@ -54,8 +57,8 @@ SETTINGS: tuple[Setting, ...] = (
         "Largest request body `serve` accepts (decompressed); larger ones get 413",
     ),
     Setting("quarantine_raw_limit", 64 * 1024, "Bytes of each rejected input kept in quarantine"),
-    Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes"),
-    Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`"),
+    Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes", limits=(0.05, 3600)),
+    Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`", limits=(0.05, 3600)),
     Setting(
         "alert_quiet_period_s",
         1800,
@@ -67,7 +70,9 @@ SETTINGS: tuple[Setting, ...] = (
         "Days of history kept: older observations, transactions not seen since, quarantine and alerts are pruned "
         "by `serve` every 6 hours (`syncwatch db prune` prunes now); 0 keeps everything. The audit log is always kept",
     ),
-    Setting("sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk"),
+    Setting(
+        "sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk", limits=(0.0, 1.0)
+    ),
     Setting(
         "alert_webhook_env",
         "SYNCWATCH_ALERT_WEBHOOK",
@@ -90,6 +95,17 @@ def coerce(setting: Setting, raw: Any, origin: str) -> Any:
     kind = setting.type
     if setting.choices and raw not in setting.choices:
         raise ValueError(f"{origin}: expected one of {', '.join(setting.choices)}, got {raw!r}")
+    value = _typed(kind, raw)
+    if value is None:
+        expected = {int: "a whole number", float: "a number", str: "text"}[kind]
+        raise ValueError(f"{origin}: expected {expected}, got {raw!r}")
+    if setting.limits and not setting.limits[0] <= value <= setting.limits[1]:
+        low, high = setting.limits
+        raise ValueError(f"{origin}: expected {low:g} to {high:g}, got {raw!r}")
+    return value
+
+
+def _typed(kind: type, raw: Any) -> Any:
     if isinstance(raw, kind) and not (kind is int and isinstance(raw, bool)):
         return raw
     try:
@@ -99,5 +115,4 @@ def coerce(setting: Setting, raw: Any, origin: str) -> Any:
             return int(raw)
     except ValueError:
         pass
-    expected = {int: "a whole number", float: "a number", str: "text"}[kind]
-    raise ValueError(f"{origin}: expected {expected}, got {raw!r}")
+    return None
