@@ -29,18 +29,21 @@ def run_policy(services: Services, run: Runner, now: datetime | None = None) -> 
     now = now or services.clock()
     with services.store.engine.connect() as conn:
         candidates = q.open_exceptions_in(conn, sorted(policy.categories))
-        histories = [_history(conn, row) for row in candidates]
+        unsendable = q.unprepared_since(
+            conn, roles.POLICY_ACTOR, "retry", {r["id"]: r["last_seen_at"] for r in candidates}
+        )
+        histories = [_history(conn, row, unsendable.get(row["id"])) for row in candidates]
     due = [h for h in histories if decide(policy, h, now).retry]
     return [run(services, Request("retry", h.exception_id, roles.POLICY_ACTOR)) for h in due]
 
 
-def _history(conn: Any, row: dict[str, Any]) -> History:
+def _history(conn: Any, row: dict[str, Any], unsendable: str | None) -> History:
     automatic = [a for a in q.actions_of(conn, row["id"], "retry") if a["actor"] == roles.POLICY_ACTOR]
     last = automatic[0] if automatic else None
     last_failure = max([row["last_seen_at"], *([last["finished_at"]] if last and last["finished_at"] else [])])
     retry_after = (last["outcome"] or {}).get("retry_after") if last else None
     attempts = sum(a["attempts"] for a in automatic)
-    return History(row["id"], row["category"], last_failure, attempts, retry_after)
+    return History(row["id"], row["category"], last_failure, attempts, retry_after, unsendable)
 
 
 def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
@@ -53,5 +56,9 @@ def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
 
 def _logged(services: Services, run: Runner) -> None:
     results = run_policy(services, run)
-    if results:
-        log.info("automatic retries: %d sent, %d succeeded", len(results), sum(r.ok for r in results))
+    sent = [r for r in results if r.action_id is not None]
+    if sent:
+        log.info("automatic retries: %d sent, %d succeeded", len(sent), sum(r.ok for r in sent))
+    for result in results:
+        if result.action_id is None:
+            log.warning("automatic retry not sent, left to a person: %s", result.message)

@@ -34,14 +34,16 @@ class Policy:
 
 @dataclass(frozen=True)
 class History:
-    """What the decision needs of an exception: its category, when it last failed, and the
-    automatic attempts so far with the partner's last Retry-After."""
+    """What the decision needs of an exception: its category, when it last failed, the automatic
+    attempts so far with the partner's last Retry-After, and why the policy could not even build a
+    retry since that failure (no recorded body, no partner to send it to), if it could not."""
 
     exception_id: str
     category: str
     last_failure: datetime
     attempts: int
     retry_after: float | None = None
+    unsendable: str | None = None
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ def decide(policy: Policy, history: History, now: datetime) -> Decision:
         return Decision(False, None, f"{history.category} is not retried automatically")
     if history.attempts >= policy.max_attempts:
         return Decision(False, None, f"{history.attempts} automatic attempts made; a person decides now")
+    if history.unsendable:
+        return Decision(False, None, f"cannot be retried as it was sent ({history.unsendable}); a person decides now")
     due = history.last_failure + max(wait(policy, history), timedelta(seconds=history.retry_after or 0))
     if now >= due:
         return Decision(True, now, f"attempt {history.attempts + 1} of {policy.max_attempts}")

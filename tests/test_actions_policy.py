@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from actions_support import world
+from actions_support import SEEDED_AT, seed_exceptions, world
+from sqlalchemy import select, update
 
 from actions.api import run
 from actions.jobs import run_policy
@@ -16,6 +17,10 @@ from actions.policy import History, Policy, decide, wait
 from actions.services import close_all, services_for
 from syncwatch.cli import main
 from syncwatch.commands.serve import build_scheduler
+from syncwatch.config import load_config
+from syncwatch.model import utcnow
+from syncwatch.store import Store
+from syncwatch.store.schema import audit_log, exceptions
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
 POLICY = Policy(frozenset({"throttled", "timeout"}), 3, timedelta(seconds=30), timedelta(minutes=5), 2.0, 0.2)
@@ -86,3 +91,22 @@ def test_the_cli_resolves_with_a_note_and_prints_json(
         assert main(["resolve", exc["id"], "--as", "sam", "--note", "fixed in the ERP", "--json", *where]) == 0
         printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
         assert printed["ok"] and printed["status"] == "resolved" and w.status(exc["id"]) == "resolved"
+
+
+def test_a_retry_the_policy_cannot_build_is_tried_once_a_failure_not_every_pass(store: Store) -> None:
+    """A failure with nothing recorded to re-send used to be 'retried' every 15 s forever, each pass
+    an audit row and a log line saying it was sent; the next failure of the step is worth a new try."""
+    (exception_id,) = seed_exceptions(store, 1, category="timeout")
+    services = services_for(store, load_config(environ={}))
+    later = SEEDED_AT + timedelta(hours=1)
+    first = run_policy(services, run, now=later)
+    assert [(r.ok, r.action_id) for r in first] == [(False, None)]
+    assert run_policy(services, run, now=later + timedelta(hours=1)) == []
+    failed_again = utcnow() + timedelta(seconds=1)  # after the refusal, which the audit log dates by the clock
+    with store.engine.begin() as conn:
+        conn.execute(update(exceptions).values(last_seen_at=failed_again))
+    assert len(run_policy(services, run, now=failed_again + timedelta(hours=1))) == 1
+    with store.engine.connect() as conn:
+        refusals = conn.execute(select(audit_log.c.result).where(audit_log.c.target == exception_id)).scalars().all()
+    assert refusals == ["failed", "failed"]
+    close_all()

@@ -10,6 +10,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
+from syncwatch.model import as_utc
 from syncwatch.store.filters import QueueFilter, conditions
 from syncwatch.store.schema import (
     action_jobs,
@@ -129,6 +130,24 @@ def refused_sign_ins(conn: Connection, actor: str, since: datetime) -> int:
         log.action == SIGN_IN, log.actor == actor, log.result == "refused", log.at >= since
     )
     return int(conn.execute(stmt).scalar_one())
+
+
+def unprepared_since(conn: Connection, actor: str, action: str, since: Mapping[str, datetime]) -> dict[str, str]:
+    """Why ``action`` by ``actor`` could not be built on each target since the time given for it
+    (audited as failed with nothing sent, so no action row counts it): the latest reason each."""
+    if not since:
+        return {}
+    log = audit_log.c
+    stmt = (
+        select(log.target, log.at, log.detail)
+        .where(log.actor == actor, log.action == action, log.result == "failed", log.target.in_(list(since)))
+        .order_by(log.id)
+    )
+    found: dict[str, str] = {}
+    for target, at, detail in conn.execute(stmt):
+        if "action_id" not in (detail or {}) and as_utc(at) >= as_utc(since[target]):
+            found[target] = str((detail or {}).get("reason", "no reason recorded"))
+    return found
 
 
 def append_audit(conn: Connection, entry: Mapping[str, Any]) -> int:
