@@ -16,12 +16,13 @@ import json
 import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from typing import Any
 
 from collectors.base import LOG, ItemError, ParseContext, Parsed, Rejection, check_time, row, skew_seconds, to_ns
 from collectors.routes import generic_route
+from syncwatch.model import as_utc
 from syncwatch.store.writes import Row
 
 COMBINED = "combined"
@@ -198,7 +199,8 @@ def _lookup(document: dict[str, Any], paths: tuple[str, ...]) -> Any:
 
 
 def json_time_ns(value: Any) -> int:
-    """Epoch numbers in s, ms, µs or ns (told apart by size), ISO 8601 text, or CLF text."""
+    """Epoch numbers in s, ms, µs or ns (told apart by size), ISO 8601 text, or CLF text. ISO text
+    without an offset is UTC, as an epoch number is: never the time zone of the machine reading it."""
     if isinstance(value, int | float) and not isinstance(value, bool):
         for limit, unit in ((1e11, 1e9), (1e14, 1e6), (1e17, 1e3)):
             if abs(value) < limit:
@@ -208,7 +210,7 @@ def json_time_ns(value: Any) -> int:
         if value.replace(".", "", 1).isdigit():
             return json_time_ns(float(value))
         try:
-            return to_ns(datetime.fromisoformat(value.replace("Z", "+00:00")).astimezone(UTC))
+            return to_ns(as_utc(datetime.fromisoformat(value.replace("Z", "+00:00"))))
         except ValueError:
             pass
         try:

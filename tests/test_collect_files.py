@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from collectors.access_log import json_time_ns
 from collectors.formats import FileSpec, safe_end
 from collectors.sink import Sink
 from collectors.tailer import FileTailer
@@ -497,3 +499,15 @@ def test_a_truncated_json_line_costs_only_itself(tmp_path: Path, capsys: pytest.
     assert main(["ingest", "--db", db, "--json", str(path)]) == 0
     summary = json.loads(capsys.readouterr().out)
     assert (summary["stored"], summary["duplicates"], summary["quarantined"]) == (8, 0, 1)
+
+
+def test_a_gateway_time_without_an_offset_is_utc_whatever_the_machines_zone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """It was read in the reading machine's zone: 9 h early in Tokyo, and in Chicago every line was
+    quarantined as 'in the future'."""
+    expected = int(datetime(2026, 11, 27, 20, 10, tzinfo=UTC).timestamp()) * 10**9
+    for zone in ("Asia/Tokyo", "America/Chicago", "UTC"):
+        monkeypatch.setenv("TZ", zone)
+        time.tzset()
+        assert json_time_ns("2026-11-27T20:10:00") == expected, zone
+    monkeypatch.undo()
+    time.tzset()
