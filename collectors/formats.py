@@ -15,6 +15,7 @@ from syncwatch.config.schema import ConfigFile, Tailer
 
 OTLP_JSON = "otlp_json"
 CLOUDEVENTS = "cloudevents"
+BOM = b"\xef\xbb\xbf"  # UTF-8's byte order mark, which some Windows tools put before the first line
 FORMATS = (access_log.COMBINED, access_log.JSON_ACCESS, OTLP_JSON, CLOUDEVENTS)
 # (chunk, context, offset of the chunk in the file, file identity) → parsed
 ChunkParser = Callable[[bytes, ParseContext, int, str], Parsed]
@@ -115,7 +116,7 @@ def _parses(data: bytes) -> bool:
 
 def detect(head: bytes) -> str:
     """The format of a file from its first bytes."""
-    text = head.lstrip()
+    text = head.removeprefix(BOM).lstrip()
     if not text.startswith((b"{", b"[")):
         return access_log.COMBINED
     first_line = text.split(b"\n", 1)[0]

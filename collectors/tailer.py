@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, BinaryIO
 
 from collectors.base import ParseContext, Parsed
-from collectors.formats import FileSpec, safe_end
+from collectors.formats import BOM, FileSpec, safe_end
 from collectors.sink import MAX_GROUP_OBSERVATIONS, Committed, Sink
 from syncwatch.store import Checkpoint
 
@@ -101,6 +101,10 @@ def parsed_chunks(
     without its newline is taken too. With a ``pool``, the next chunks are parsed in its workers
     while the caller stores this one; a chunk the pool could not parse is parsed here."""
     offset, identity = start
+    if offset == 0:
+        handle.seek(0)
+        if handle.read(len(BOM)) == BOM:
+            offset = len(BOM)  # the byte order mark Windows tools write is not part of the first line
     ends: deque[int] = deque()  # of the chunks read so far; a pool reads a few ahead of the results
 
     def calls() -> Iterator[tuple[Parser, tuple[Any, ...], str]]:

@@ -511,3 +511,52 @@ def test_a_gateway_time_without_an_offset_is_utc_whatever_the_machines_zone(monk
         assert json_time_ns("2026-11-27T20:10:00") == expected, zone
     monkeypatch.undo()
     time.tzset()
+
+
+def _ingest(db: str, capsys: pytest.CaptureFixture[str], *argv: str) -> dict:  # type: ignore[type-arg]
+    capsys.readouterr()
+    main(["ingest", "--db", db, "--json", *argv])
+    return json.loads(capsys.readouterr().out)
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Windows tools start files with one: it made a JSON log read as combined (every line refused)
+    and ended up inside a combined line's client address."""
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    combined, gateway = tmp_path / "nginx.log", tmp_path / "kong.log"
+    combined.write_bytes(b"\xef\xbb\xbf" + line(1).encode() + line(2).encode())
+    kong = {
+        "started_at": 1764245400000,
+        "request": {"method": "GET", "uri": "/orders/SO-1"},
+        "response": {"status": 200},
+    }
+    gateway.write_bytes(b"\xef\xbb\xbf" + (json.dumps(kong) + "\n").encode() * 2)
+    assert _ingest(db, capsys, str(combined))["stored"] == 2
+    summary = _ingest(db, capsys, str(gateway))
+    assert (summary["stored"], summary["quarantined"]) == (2, 0)
+    with Store.open(db).engine.connect() as conn:
+        stored = conn.execute(select(observations.c.attributes, observations.c.operation)).all()
+    assert len(stored) == 4 and not [row for row in stored if "\ufeff" in json.dumps(list(row), ensure_ascii=False)]
+
+
+def test_one_file_imported_under_three_spellings_of_its_path_is_stored_once(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    (tmp_path / "m").mkdir()
+    write(tmp_path / "m" / "a.log", 1, 2, 3)
+    monkeypatch.chdir(tmp_path)
+    stored = [_ingest(db, capsys, path)["stored"] for path in ("m/a.log", "./m/a.log", str(tmp_path / "m" / "a.log"))]
+    assert stored == [3, 0, 0]
+
+
+def test_a_field_map_given_means_a_json_gateway_log(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    log = tmp_path / "envoy.log"
+    envoy = {"start_time": "2026-11-27T10:00:00.000Z", "method": "GET", "path": "/orders/SO-1", "response_code": 200}
+    log.write_text("\ufeff" + json.dumps(envoy) + "\n")
+    summary = _ingest(db, capsys, "--field-map", "envoy", str(log))
+    assert (summary["stored"], summary["quarantined"]) == (1, 0)

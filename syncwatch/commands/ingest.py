@@ -26,7 +26,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("paths", nargs="+", metavar="PATH", help="files to import")
     parser.add_argument("--format", choices=FORMATS, help="file format (default: detected from the content)")
     parser.add_argument("--system", default="gateway", help="system of access-log lines (default: gateway)")
-    parser.add_argument("--field-map", help="json_access field map (default: kong)")
+    parser.add_argument("--field-map", help="json_access field map (default: kong); implies --format json_access")
     parser.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     parser.add_argument(
         "--dry-run",
@@ -57,10 +57,12 @@ def spec_for(path: str, args: argparse.Namespace, config: Config) -> FileSpec:
         if Path(tailer.path).resolve() == resolved and not (args.format or args.field_map):
             return spec_from_tailer(tailer, config.file)
     with open(path, "rb") as handle:
-        fmt = args.format or detect(handle.read(64 * 1024))
+        fmt = args.format or (JSON_ACCESS if args.field_map else detect(handle.read(64 * 1024)))
     kind = fmt if fmt in (COMBINED, JSON_ACCESS) else COMBINED
     fields = field_map(args.field_map or DEFAULT_FIELD_MAP, config.file)
-    return FileSpec(path, fmt, path, LineFormat(kind=kind, system=args.system, fields=fields))
+    # The file's absolute path names its source (and so its lines' ids): the same file imported
+    # as m/a.log, ./m/a.log or /srv/m/a.log is one file, whose lines are stored once.
+    return FileSpec(path, fmt, str(resolved), LineFormat(kind=kind, system=args.system, fields=fields))
 
 
 def import_file(
