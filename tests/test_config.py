@@ -79,6 +79,18 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[[key_rules]]\nregex = '(?P<erp_order>SO-'", "key_rules.0: regex '(?P<erp_order>SO-' is not a valid regular"),
         ("[key_types.ff]\nlabel = 'FF'\npattern = 'FF-(\\d'", "key_types.ff: pattern 'FF-(\\d' is not a valid regular"),
         ("[settings]\nport = 99999", "settings.port: expected 1 to 65535, got 99999"),
+        (
+            "[field_maps.ff]\ntime = '/ts'\nmethod = 'm'\npath = 'p'\nstatus = 's'",
+            "field_maps.ff.time: '/ts' is a JSON pointer; a field map takes dotted paths",
+        ),
+        (
+            "[field_maps.ff]\ntime = 5\nmethod = 'm'\npath = 'p'\nstatus = 's'\nbogus = 1",
+            "or a list of them, got 5\n",  # and the next problem on a line of its own, not just counted
+        ),
+        (
+            "[field_maps.ff]\ntime = 5\nmethod = 'm'\npath = 'p'\nstatus = 's'\nbogus = 1",
+            "syncwatch.toml: field_maps.ff.bogus: unknown field",
+        ),
         ("[settings]\nsla_at_risk_share = 80", "settings.sla_at_risk_share: expected 0 to 1, got 80"),
         ("[partners.erp]\nkind = 'erp'\nbase_url = 'http://x'\ntoken_env = 'lower-case'", "partners.erp.token_env"),
         ("[partners.wms]\nkind = 'wms'\nbase_url = 'http://x'\nalternates = ['ghost']", "unknown partners ['ghost']"),

@@ -94,14 +94,22 @@ def _validate(raw: dict[str, Any], label: str) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as err:
-        errors = err.errors()
-        first = errors[0]
-        where = ".".join(str(p) for p in first["loc"]) or "(top level)"
-        message = first["msg"].removeprefix("Value error, ")
-        if first["type"] == "extra_forbidden":
-            message = "unknown field (check the spelling against the README's configuration section)"
-        more = f" (and {len(errors) - 1} more problems)" if len(errors) > 1 else ""
-        raise ConfigError(f"{label}: {where}: {message}{more}") from None
+        problems = [_problem(error) for error in err.errors()]
+        shown = problems[:SHOWN_PROBLEMS]
+        more = len(problems) - len(shown)
+        text = "\n".join(f"{label}: {problem}" for problem in shown)
+        raise ConfigError(text + (f"\n(and {more} more problems)" if more else "")) from None
+
+
+SHOWN_PROBLEMS = 10  # each is named, so one fix does not just reveal the next
+
+
+def _problem(error: Any) -> str:
+    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+    message = error["msg"].removeprefix("Value error, ")
+    if error["type"] == "extra_forbidden":
+        message = "unknown field (check the spelling against the README's configuration section)"
+    return f"{where}: {message}"
 
 
 def _resolve_settings(

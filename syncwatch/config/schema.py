@@ -249,22 +249,36 @@ class HttpSource(Strict):
     token_env: str = Field(pattern=_ENV_NAME, description="Environment variable holding the bearer token")
 
 
+def _paths(value: Any) -> Any:
+    """One dotted path, or a list of them tried in order."""
+    paths = [value] if isinstance(value, str) else value
+    if not isinstance(paths, list) or not all(isinstance(path, str) for path in paths):
+        raise ValueError(f"expected a dotted path such as request.uri, or a list of them, got {value!r}")
+    for path in paths:
+        if path.startswith("/"):
+            raise ValueError(f"'{path}' is a JSON pointer; a field map takes dotted paths, as request.uri")
+    return paths
+
+
+FieldPaths = Annotated[list[str], BeforeValidator(_paths)]
+
+
 class FieldMapDef(Strict):
     """Where a JSON access-log line keeps each field: dotted paths, the first present wins."""
 
-    time: list[str] = Field(min_length=1)
-    method: list[str] = Field(min_length=1)
-    path: list[str] = Field(min_length=1)
-    status: list[str] = Field(min_length=1)
-    duration: list[str] = []
+    time: FieldPaths = Field(min_length=1)
+    method: FieldPaths = Field(min_length=1)
+    path: FieldPaths = Field(min_length=1)
+    status: FieldPaths = Field(min_length=1)
+    duration: FieldPaths = []
     duration_unit: Literal["s", "ms", "us", "ns"] = "ms"
     time_is: Literal["start", "end"] = Field(
         "end", description="Whether the time field is when the request began (Kong, Envoy) or when it was logged"
     )
-    system: list[str] = []
-    client: list[str] = []
-    user_agent: list[str] = []
-    request_id: list[str] = []
+    system: FieldPaths = []
+    client: FieldPaths = []
+    user_agent: FieldPaths = []
+    request_id: FieldPaths = []
 
 
 BUILT_IN_FIELD_MAPS = ("kong", "envoy", "caddy", "aws_apigw")  # collectors.access_log.FIELD_MAPS
