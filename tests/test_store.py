@@ -149,20 +149,21 @@ def test_quarantine_keeps_reason_and_bounded_raw_bytes(store: Store) -> None:
 
 
 def test_the_same_input_rejected_again_is_one_row_that_counts_its_deliveries(store: Store) -> None:
-    bad = QuarantineItem("orders.log", "line is not in combined format", b"garbage", "offset 0")
+    bad = QuarantineItem("orders.log", "line time is 4.9 h in the future", b"garbage", "offset 0")
     assert store.quarantine([bad, bad]) == 2, "a repeat inside one batch"
-    later = QuarantineItem("orders.log", "line is not in combined format (again)", b"garbage", "offset 0")
+    later = QuarantineItem("orders.log", "line time is 5.25 h in the future", b"garbage", "offset 0")
     assert store.quarantine([later]) == 1
     (item,) = rows(store, metadata.tables["quarantine"])
-    assert (item.deliveries, item.reason, item.raw) == (3, "line is not in combined format (again)", b"garbage")
+    assert (item.deliveries, item.reason, item.raw) == (3, "line time is 5.25 h in the future", b"garbage")
     assert item.last_received_at is not None and item.last_received_at >= item.received_at
     elsewhere = [
-        QuarantineItem("orders.log", "line is not in combined format", b"garbage", "offset 8"),
-        QuarantineItem("returns.log", "line is not in combined format", b"garbage", "offset 0"),
-        QuarantineItem("orders.log", "line is not in combined format", b"garbage!", "offset 0"),
+        QuarantineItem("orders.log", "line time is 4.9 h in the future", b"garbage", "offset 8"),
+        QuarantineItem("returns.log", "line time is 4.9 h in the future", b"garbage", "offset 0"),
+        QuarantineItem("orders.log", "line time is 4.9 h in the future", b"garbage!", "offset 0"),
+        QuarantineItem("orders.log", "line is not in the combined log format", b"garbage", "offset 0"),
     ]
     store.quarantine(elsewhere)
-    assert store.counts()["quarantine"] == 4, "another position, source or content is another item"
+    assert store.counts()["quarantine"] == 5, "another position, source, content or kind of reason is another item"
 
 
 def test_quarantine_reasons_leave_the_database_with_emails_masked(store: Store) -> None:

@@ -11,6 +11,7 @@ another writer stored first counts as a duplicate.
 from __future__ import annotations
 
 import json
+import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -291,8 +292,8 @@ REASON_LIMIT = 1_000  # characters of a reason kept: one may quote the input, wh
 
 def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limit: int) -> int:
     """Keep each rejected item with its reason; how many were rejected. The same input rejected
-    again (the same bytes from the same source and position: a file imported twice, a refused
-    batch retried) is counted on its first row, whose reason becomes the latest one."""
+    again for the same kind of reason (a file imported twice, a refused batch retried) is counted
+    on its first row, whose reason becomes the latest one."""
     now = utcnow()
     rows: dict[str, dict[str, Any]] = {}
     for item in items:
@@ -324,15 +325,19 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
 
 
 def quarantine_fingerprint(item: QuarantineItem) -> str:
-    """What identifies a rejected input: its source, position and every byte (not only the kept
-    ones). An input with no bytes at all (an empty body) is told apart by its reason too, or every
-    empty refusal of a source would count as one."""
+    """What identifies a rejected input: its source, position, every byte (not only the kept ones)
+    and the kind of its reason (the reason's words, its numbers left out: "4.9 h in the future"
+    grows as a file is imported again). The same body refused once for its token and once for its
+    content type is two refusals, not one counted twice under the latest reason."""
     digest = blake2b(digest_size=16)
-    told_by = item.raw or b"\0reason:" + item.reason.encode()
-    for part in (item.source.encode(), (item.position or "").encode(), told_by):
+    kind = _NUMBERS.sub("#", item.reason).encode()
+    for part in (item.source.encode(), (item.position or "").encode(), item.raw, kind):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
     return digest.hexdigest()
+
+
+_NUMBERS = re.compile(r"\d+(?:\.\d+)?")
 
 
 LINE_IDS = "syncwatch:line-ids"  # the checkpoints row that records which form of line ids the database uses
