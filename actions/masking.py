@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import json
-import re
 from typing import Any
 
-from syncwatch.redact import EMAIL, clip, personal_key
+from syncwatch.redact import EMAIL, clip, mask_phones, personal_key
 
-PHONE = re.compile(r"\+?\d[\d ()./-]{7,}\d")
 MASK = "***"
 SUMMARY_LIMIT = 600
 
@@ -20,7 +18,7 @@ def mask(value: Any) -> Any:
     if isinstance(value, list):
         return [mask(v) for v in value]
     if isinstance(value, str):
-        return PHONE.sub(MASK, EMAIL.sub(MASK, value))
+        return mask_phones(EMAIL.sub(MASK, value), MASK)
     return value
 
 

@@ -11,9 +11,8 @@ import json
 import re
 from typing import Any
 
-from syncwatch.redact import EMAIL, MASK, mask_email, personal_key
+from syncwatch.redact import EMAIL, MASK, PHONE_CANDIDATE, is_phone, mask_email, mask_phones, personal_key
 
-PHONE = re.compile(r"(?<![\w-])\+?\d[\d ()./-]{7,}\d(?![\w-])")
 # Keys whose values look like phone numbers but are identifiers an agent needs.
 IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
 
@@ -28,7 +27,7 @@ def mask_value(key: str, value: Any) -> Any:
         return [mask_value(key, v) for v in value]
     if isinstance(value, str):
         value = EMAIL.sub(mask_email, value)
-        return value if IDENTIFIER_KEY.search(key) else PHONE.sub(MASK, value)
+        return value if IDENTIFIER_KEY.search(key) else mask_phones(value)
     return value
 
 
@@ -53,16 +52,16 @@ def masked_text(raw: bytes | str | None) -> str:
 _PAIR = re.compile(r'"((?:[^"\\]|\\.)*)"(\s*:\s*)"((?:[^"\\]|\\.)*)"')
 _PAIR_BYTES = re.compile(_PAIR.pattern.encode())
 _EMAIL_BYTES = re.compile(EMAIL.pattern.encode())
-_PHONE_BYTES = re.compile(PHONE.pattern.encode())
+_PHONE_BYTES = re.compile(PHONE_CANDIDATE.pattern.encode())
 
 
 def _masked_pairs(text: str) -> str:
     out, at = [], 0
     for pair in _PAIR.finditer(text):
-        out.append(PHONE.sub(MASK, EMAIL.sub(mask_email, text[at : pair.start(3)])))
+        out.append(mask_phones(EMAIL.sub(mask_email, text[at : pair.start(3)])))
         out.append(str(mask_value(pair.group(1), pair.group(3))))
         at = pair.end(3)
-    out.append(PHONE.sub(MASK, EMAIL.sub(mask_email, text[at:])))
+    out.append(mask_phones(EMAIL.sub(mask_email, text[at:])))
     return "".join(out)
 
 
@@ -84,11 +83,15 @@ def masked_bytes(raw: bytes) -> bytes:
 
 
 def _by_pattern(raw: bytes) -> bytes:
-    return _PHONE_BYTES.sub(_stars, _EMAIL_BYTES.sub(_stars, raw))
+    return _PHONE_BYTES.sub(_phone_stars, _EMAIL_BYTES.sub(_stars, raw))
 
 
 def _stars(match: re.Match[bytes]) -> bytes:
     return b"*" * len(match.group(0))
+
+
+def _phone_stars(match: re.Match[bytes]) -> bytes:
+    return _stars(match) if is_phone(match.group(0).decode("ascii", "replace")) else match.group(0)
 
 
 def apply_edits(original: Any, shown: Any, edited: Any) -> Any:

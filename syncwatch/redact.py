@@ -1,9 +1,10 @@
-"""Free text made fit to leave the database: email addresses masked, and length cut.
+"""Free text made fit to leave the database: email addresses and phone numbers masked, and length cut.
 
 A partner's error message may name the buyer ("customer jane@… is blocked"), and its summary
-reaches the queue, exports and the alert channel. Only emails: a free-text pattern for phone
-numbers would also hide the order numbers agents search by. The dashboard's payload masking and
-the action layer's audit summaries build on these, and on ``personal_key``: which keys hold personal data."""
+reaches the queue, exports and the alert channel: there only emails are masked. Notes, payloads
+and audit summaries mask phone numbers too, told from the order numbers, dates and times agents
+need by their shape (``is_phone``). The dashboard's payload masking and the action layer's audit
+summaries build on these, and on ``personal_key``: which keys hold personal data."""
 
 from __future__ import annotations
 
@@ -22,6 +23,28 @@ def mask_email(match: re.Match[str]) -> str:
 
 def mask_emails(text: str) -> str:
     return EMAIL.sub(mask_email, text)
+
+
+# A run of digits and separators long enough to be a phone number; ``is_phone`` decides.
+PHONE_CANDIDATE = re.compile(r"(?<![\w-])\+?\(?\d[\d ()./-]{6,}\d(?![\w-])")
+_DATE = re.compile(r"\d{4}[-/.]\d{1,2}[-/.]\d{1,2}|\d{1,2}[-/.]\d{1,2}[-/.]\d{4}")
+_DIGIT_GROUPS = re.compile(r"\d+")
+
+
+def is_phone(text: str) -> bool:
+    """Whether a run of digits reads as a phone number: 7 to 15 digits, written as one (+44 …,
+    (555) …) or in groups of at most four digits (555-123-4567) that are not a date. Order numbers
+    (437-6385518-0815154, SO-100231), dates and fractions of seconds have longer groups or shapes."""
+    groups = _DIGIT_GROUPS.findall(text)
+    if not 7 <= sum(map(len, groups)) <= 15:
+        return False
+    if text.startswith(("+", "(")) or "(" in text:
+        return True
+    return len(groups) >= 2 and max(map(len, groups)) <= 4 and not _DATE.search(text)
+
+
+def mask_phones(text: str, mask: str = MASK) -> str:
+    return PHONE_CANDIDATE.sub(lambda match: mask if is_phone(match.group(0)) else match.group(0), text)
 
 
 def clip(text: str, limit: int) -> str:

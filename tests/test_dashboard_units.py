@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from actions.masking import summary
 from dashboard.config_view import settings_table, shown_value
 from dashboard.masking import MASK, apply_edits, mask, masked_bytes, masked_text
 from dashboard.users import add_user, read_users, verify
@@ -34,6 +35,17 @@ def test_personal_data_is_masked_and_business_keys_stay_readable() -> None:
 
 def test_masking_plain_text_hides_emails_and_phone_numbers() -> None:
     assert masked_text(b"contact bob@shop.example, +44 20 7946 0958") == f"contact b{MASK}@{MASK}, {MASK}"
+
+
+NOTE = "Called Jane at +1 (555) 123-4567 and 555.123.4567; order 437-6385518-0815154 fixed 2026-11-27T21:22:33.123456Z"
+
+
+def test_a_note_keeps_its_order_number_and_times_and_loses_its_phone_numbers() -> None:
+    """Order numbers and times were starred as phone numbers, in the history and the audit log alike."""
+    audited = summary(note=NOTE)
+    for shown in (masked_text(NOTE), audited, masked_bytes(NOTE.encode()).decode()):
+        assert "437-6385518-0815154" in shown and "2026-11-27T21:22:33.123456Z" in shown, shown
+        assert "123-4567" not in shown and "555.123" not in shown, shown
 
 
 def test_the_hex_view_is_masked_like_the_text_view() -> None:
