@@ -10,6 +10,7 @@ import streamlit as st
 from correlator.kpis import DURATIONS, kpi_table, partner_onboarding, periods
 from dashboard import charts, context
 from dashboard.widgets import Page, prepare
+from syncwatch.store.kpis import NO_PARTNER
 
 CACHE_S = 300  # KPIs are read by the week; five minutes old is fresh enough, and they are the costliest page
 RANGES = {"last 7 days": 7, "last 4 weeks": 28, "last 13 weeks": 91}
@@ -72,15 +73,23 @@ def render() -> None:
     if table.empty:
         st.info("No orders started in this range yet.")
         return
-    _headline(page, start, end)
+    _headline(page)
     current = _current_period(page.now, grain)
     labels = _period_labels(table["period"], current, start)
     partial = labels != table["period"]
-    _trends(table, set(table["period"][partial]))
+    # Orders held before release (credit holds, unknown SKUs) have an exception by nature: charted
+    # as a partner, their 100 % would flatten the real partners' lines into the top of the axis.
+    charted = table[table["group"] != NO_PARTNER] if by == "partner" else table
+    _trends(charted, set(table["period"][partial]))
     if grain == "day":
-        notes = ["Today is not over: its points are hollow."]
+        notes = ["Days are UTC. Today is not over: its points are hollow."]
     else:
-        notes = ["This week is not over, and a week the range starts inside is not whole: their points are hollow."]
+        notes = [
+            "Weeks run Monday to Sunday, UTC. This week is not over, and a week the range starts inside is not "
+            "whole: their points are hollow."
+        ]
+    if len(charted) < len(table):
+        notes.append(f"Orders {NO_PARTNER} to a partner are in the table below, not in the charts.")
     if by != "overall":
         notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
     st.caption(" ".join(notes))
@@ -134,21 +143,28 @@ def _day_after(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
 
 
-def _headline(page: Page, start: datetime, end: datetime) -> None:
-    """This week against the week before, one number each."""
-    week = _kpis(page, end - timedelta(days=14), end, "week", None)
-    weekly = _last_two(week)
-    st.caption("This week so far (from Monday) against last week, whatever the range below shows:")
+def _headline(page: Page) -> None:
+    """This week so far against the same days and hours of last week, one number each: a whole week
+    against a part of one would read every Monday morning as a change."""
+    now = page.now.replace(second=0, microsecond=0)  # a minute's reruns share the cached tables
+    monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0)
+    this_week = _kpis(page, monday, now, "week", None)
+    last_week = _kpis(page, monday - timedelta(days=7), now - timedelta(days=7), "week", None)
+    st.caption(
+        f"This week so far (since Monday 00:00 UTC) against last week until the same day and time, "
+        f"{now - timedelta(days=7):%a %H:%M} UTC, whatever the range below shows:"
+    )
     cols = st.columns(len(TRENDS))
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
-        now, before = weekly.get(column, (None, None))
+        now_value, before = _total(this_week, column), _total(last_week, column)
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         explained = ATTAINMENT if column == "sla_attainment" else None
-        delta = _delta(now, before, percent)
+        delta = _delta(now_value, before, percent)
+        arrow = "auto"
         if delta is not None and delta.startswith("no change"):
-            color = "off"  # a change that rounds away is neither good nor bad news
-        col.metric(label, _show(now, percent), delta, delta_color=color, help=explained)
-    tails = _tails(week)
+            color, arrow = "off", "off"  # a change that rounds away is neither good nor bad news, nor up
+        col.metric(label, _show(now_value, percent), delta, delta_color=color, delta_arrow=arrow, help=explained)
+    tails = _tails(this_week)
     if tails:
         st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")
 
@@ -173,13 +189,11 @@ def _p90_of(column: str, table: pd.DataFrame) -> str | None:
     return tail if tail != column and tail in table.columns else None
 
 
-def _last_two(table: pd.DataFrame) -> dict[str, tuple[float | None, float | None]]:
-    overall = table.sort_values("period")
-    rows = overall.tail(2).to_dict("records")
-    if not rows:
-        return {}
-    last, before = rows[-1], rows[0] if len(rows) == 2 else {}
-    return {c: (last.get(c), before.get(c)) for c, _, _ in TRENDS}
+def _total(table: pd.DataFrame, column: str) -> float | None:
+    """The one period's value of ``column`` in a table of a window inside one week."""
+    if table.empty or column not in table:
+        return None
+    return table.sort_values("period")[column].iloc[-1]
 
 
 def _show(value: float | None, percent: bool) -> str:
@@ -203,7 +217,7 @@ def _trends(table: pd.DataFrame, partial: set[str]) -> None:
     shown = [(c, label, percent) for c, label, percent in TRENDS if c in table and table[c].notna().any()]
     for i, (column, label, percent) in enumerate(shown):
         tail = _p90_of(column, table)
-        title = label.replace("p50", "p50 and p90 (dashed)") if tail else label
+        title = f"{label.replace(' p50', '')}: p50, p90 dashed" if tail else label  # the unit stays in view
         (left if i % 2 == 0 else right).plotly_chart(
             charts.kpi_trend(table, column, title, percent, tail, partial=partial), key=f"trend_{column}"
         )

@@ -393,11 +393,27 @@ def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, s
     assert at.get("download_button")
 
 
+def test_kpis_by_partner_chart_partners_only_and_compare_like_with_like(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """Orders held before release charted as a partner at 100 % exceptions flattened every real
+    partner's line; the headline compared a week so far with a whole one."""
+    at = open_app(monkeypatch, sample_db, "kpis.py")
+    next(b for b in at.button_group if b.label == "By").set_value("partner").run()
+    table = next(d.value for d in at.dataframe if "sla_attainment" in d.value.columns)
+    assert "not released yet" in set(table["group"])
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    charted = {trace["name"] for spec in specs for trace in spec["data"]}
+    assert "3pl-fastship" in charted and not [name for name in charted if "not released" in name], charted
+    assert "Orders not released yet to a partner are in the table below, not in the charts." in texts(at)
+    assert "against last week until the same day and time" in texts(at)
+
+
 def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "kpis.py")
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     cycle = next(s for s in specs if s["layout"]["title"]["text"].startswith("Cycle time"))
-    assert cycle["layout"]["title"]["text"] == "Cycle time p50 and p90 (dashed) (h)"
+    assert cycle["layout"]["title"]["text"] == "Cycle time (h): p50, p90 dashed"
     p50, p90 = (plotted({t["name"]: t["y"] for t in cycle["data"]}[name]) for name in ("all", "all p90"))
     assert len(p50) == len(p90) >= 5 and all(slow >= typical for slow, typical in zip(p90, p50, strict=True))
     [tails] = [c.value for c in at.caption if c.value.startswith("p90 this week")]
