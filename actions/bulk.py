@@ -69,7 +69,7 @@ def _partner(services: Services, observation: dict[str, Any] | None, row: dict[s
 
 def refuse_unplanned(services: Services, action: str, actor: str, filters: dict[str, Any], reason: str) -> None:
     """Audit a bulk job refused before it was planned (the command line asks the role first)."""
-    entry = Entry(actor, roles.role_of(services.config, actor), f"bulk {action}", None, summary(filters=filters))
+    entry = Entry(actor, roles.audited_role(services.config, actor), f"bulk {action}", None, summary(filters=filters))
     entry.result, entry.detail = "refused", {"reason": reason}
     with services.store.writing() as conn:
         ledger.audit(conn, entry, services.clock())
@@ -80,7 +80,7 @@ def start(services: Services, plan: BulkPlan, actor: str, run: Runner, note: str
     now, job_id = services.clock(), f"job-{uuid.uuid4().hex[:16]}"
     entry = Entry(
         actor,
-        roles.role_of(services.config, actor),
+        roles.audited_role(services.config, actor),
         f"bulk {plan.action}",
         job_id,
         summary(filters=plan.filters, count=plan.count, partners=plan.partners, target=plan.target),
@@ -156,7 +156,7 @@ def status(store: Store, job_id: str) -> dict[str, Any]:
 def cancel(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
     """Ask a running job to stop between items; the items already sent stay done (and audited)."""
     now = utcnow()
-    role = roles.role_of(config, actor) if config is not None else None
+    role = roles.audited_role(config, actor) if config is not None else None
     with store.writing() as conn:
         job = q.job(conn, job_id)
         allowed = job is not None and (config is None or actor == job["actor"] or role == roles.LEAD)

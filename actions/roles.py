@@ -20,6 +20,16 @@ RIGHTS: dict[str, frozenset[str]] = {
 }
 
 
+NOT_A_USER = "not a user"  # the role the audit log records for a name [users] does not hold
+
+
+def audited_role(config: Config, actor: str) -> str:
+    """The role to record: an unknown name may read like an executive, but was not one."""
+    if actor != POLICY_ACTOR and actor not in config.file.users:
+        return NOT_A_USER
+    return role_of(config, actor)
+
+
 def role_of(config: Config, actor: str) -> str:
     """The actor's role; unknown users are read-only executives, so a typo never grants rights."""
     if actor == POLICY_ACTOR:

@@ -79,7 +79,7 @@ def closed_by(services: Services, exception: dict[str, Any]) -> str:
 
 
 def entry_for(services: Services, request: Request, **parts: Any) -> Entry:
-    role = roles.role_of(services.config, request.actor)
+    role = roles.audited_role(services.config, request.actor)
     text = summary(target=request.target, note=request.note, payload=request.payload, **parts)
     return Entry(request.actor, role, request.kind, request.exception_id, text)
 
