@@ -32,6 +32,7 @@ TICKED = "exception_queue_ticked"  # the row ticked last, and the exception it s
 SHOWN = "exception_queue_shown"  # the queue's exception ids as last drawn, in their order
 QUEUE_GENERATION = "exception_queue_generation"  # bumped to draw the table afresh, without a misplaced tick
 QUEUE_VIEWER = "exception_queue_viewer"  # who the filters were last drawn for
+PAGE_ROWS = 200  # queue rows drawn at once; the rest are a choice of rows away
 
 
 def render() -> None:
@@ -39,9 +40,10 @@ def render() -> None:
     if page is None:
         return
     filters, order = _filters(page)
-    queue = q.exception_queue(page.store, filters, order=order)
     total = q.exception_count(page.store, filters)
-    _queue(page, queue, total, order, filters.key)
+    first = _first_row(total)
+    queue = q.exception_queue(page.store, filters, PAGE_ROWS, order, first)
+    _queue(page, queue, total, order, filters.key, first)
     if not queue.empty:
         chosen = _choose(queue)
         if chosen:
@@ -121,14 +123,25 @@ def filter_options(config: Config) -> dict[str, list[str]]:
     }
 
 
-def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | None) -> None:
+def _first_row(total: int) -> int:
+    """Where the shown rows start: every matching exception is in reach, PAGE_ROWS at a time (the
+    choice starts afresh at the first rows when the number matching changes)."""
+    if total <= PAGE_ROWS:
+        return 0
+    starts = range(0, total, PAGE_ROWS)
+    labels = [f"{start + 1:,}–{min(start + PAGE_ROWS, total):,}" for start in starts]
+    chosen = st.selectbox(f"Rows shown, of {total:,}", labels, width=220)
+    return starts[labels.index(chosen)]
+
+
+def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | None, first: int) -> None:
     if queue.empty:
         st.info("No exception matches these filters. Clear one, or look the order up in Transaction search.")
         similar = q.similar_keys(page.store, key, limit=5) if key else pd.DataFrame()
         for value in similar.get("value", []):  # a key typed in another case, or without its prefix
             st.page_link("search.py", label=f"Open {value}", icon=":material/search:", query_params={"key": value})
         return
-    shown = f"{len(queue)} of {total} ({order})" if total > len(queue) else f"{total}"
+    shown = f"{first + 1:,}–{first + len(queue):,} of {total:,} ({order})" if total > len(queue) else f"{total:,}"
     st.subheader(f"Queue: {shown} exception{'s' if total != 1 else ''} matching")
     table = pd.DataFrame(
         {

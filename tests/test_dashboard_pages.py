@@ -145,6 +145,26 @@ def test_exception_filters_narrow_the_queue(monkeypatch: pytest.MonkeyPatch, sam
     assert set(at.dataframe[0].value["order"]) == {f"order:{order}"}, "an id typed in lower case finds its order"
 
 
+def test_every_matching_exception_is_in_reach_past_the_first_rows(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """The queue drew 200 rows and said '200 of 218', while bulk actions took all 218."""
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        columns = [row[1] for row in conn.execute("PRAGMA table_info(exceptions)") if row[1] != "id"]
+        copied = ", ".join(columns)
+        for n in range(200):
+            conn.execute(
+                f"INSERT INTO exceptions (id, {copied}) SELECT id || '-copy{n}', {copied} FROM exceptions "
+                "WHERE status = 'open' ORDER BY id LIMIT 1"
+            )
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    rows = next(s for s in at.selectbox if s.label == "Rows shown, of 224")
+    assert rows.options == ["1–200", "201–224"] and len(at.dataframe[0].value) == 200
+    rows.set_value("201–224").run()
+    assert len(at.dataframe[0].value) == 24
+    assert "Queue: 201–224 of 224 (newest first) exceptions matching" in [h.value for h in at.subheader]
+
+
 def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(
     monkeypatch: pytest.MonkeyPatch, sample_db: str
 ) -> None:

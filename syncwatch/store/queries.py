@@ -221,9 +221,11 @@ QUEUE_ORDERS = {
 }
 
 
-def exception_queue(store: Store, f: QueueFilter, limit: int = 200, order: str = "newest first") -> pd.DataFrame:
-    """The queue's first ``limit`` rows in ``order`` (one of QUEUE_ORDERS), with the business
-    context an agent sorts by."""
+def exception_queue(
+    store: Store, f: QueueFilter, limit: int = 200, order: str = "newest first", offset: int = 0
+) -> pd.DataFrame:
+    """``limit`` rows of the queue from row ``offset`` in ``order`` (one of QUEUE_ORDERS), with the
+    business context an agent sorts by."""
     joined = exceptions.join(transactions, t.id == e.transaction_id)
     stmt = (
         select(
@@ -249,6 +251,7 @@ def exception_queue(store: Store, f: QueueFilter, limit: int = 200, order: str =
         .where(and_(*conditions(f)))
         .order_by(*QUEUE_ORDERS[order])
         .limit(limit)
+        .offset(offset)
     )
     return frame(store, stmt)
 
