@@ -19,6 +19,7 @@ WINDOWS = {"last hour": timedelta(hours=1), "last 6 h": timedelta(hours=6), "las
 SICK_ERROR_RATE = 0.05  # above this share of errors an endpoint is unhealthy
 SLOW_P95_MS = 2_000
 ACTIONS_SYSTEM = SYSTEM  # the service.name of syncwatch's own calls to partners
+HEALTH_ORDER = {"failing": 0, "degraded": 1, "healthy": 2}
 
 
 def render() -> None:
@@ -33,7 +34,15 @@ def render() -> None:
         return
     table = health_table(stats, window, page)
     systems = ["all systems", *sorted(table["system"].unique())]
-    system = st.selectbox("System", systems)
+    pick, echoes = st.columns([2, 3], vertical_alignment="bottom")
+    system = pick.selectbox("System", systems)
+    echoed = echoes_of_own_rows(table)
+    help_text = (
+        f"{int(echoed.sum())} rows are callers' views of endpoints whose systems report them too, and saw them "
+        "no worse: the same calls from the other end. A caller that saw an endpoint worse keeps its row."
+    )
+    if not echoes.toggle("Callers' views of endpoints that report themselves", key="echoes", help=help_text):
+        table = table[~echoed]
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown.drop(columns=["reported by", "peer"]), hide_index=True, column_config=_columns())
     if shown["seen by"].ne("").any():
@@ -50,12 +59,24 @@ def render() -> None:
     _timeline(page, shown, since, until)
 
 
+def echoes_of_own_rows(table: pd.DataFrame) -> pd.Series:
+    """Rows a caller saw of an endpoint whose system reports it too, and that the caller saw no worse:
+    the same calls from the other end, which would make one failing endpoint read as three. A caller
+    that saw it worse (timeouts the system never logged) keeps its row."""
+    rank = table["health"].map(HEALTH_ORDER)
+    own = rank[table["seen by"] == ""].groupby([table["system"], table["endpoint"]]).min()
+    keys = list(zip(table["system"], table["endpoint"], strict=True))
+    reported = pd.Series([own.get(key) for key in keys], index=table.index, dtype="float")
+    return (table["seen by"] != "") & reported.notna() & (rank >= reported)
+
+
 def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataFrame:
-    """Rates, latency and health per endpoint, failing endpoints first."""
+    """Rates, latency and health per endpoint, failing endpoints first. A 429 is the partner asking
+    for a pause, which the retry policy honours: it degrades an endpoint, it does not fail it."""
     error_rate = stats["errors"] / stats["requests"]
     health = pd.Series("healthy", index=stats.index)
     health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0)] = "degraded"
-    health[error_rate > SICK_ERROR_RATE] = "failing"
+    health[(stats["errors"] - stats["throttled"]) / stats["requests"] > SICK_ERROR_RATE] = "failing"
     hosts = partner_hosts(page.config.file.partners)
     called = [hosts.get(peer, peer) if peer else None for peer in stats["peer"]]
     answered = [c if c and c != s else s for c, s in zip(called, stats["system"], strict=True)]
@@ -78,7 +99,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "last error ago": [age(t, page.now) for t in stats["last_error_at"]],
         }
     )
-    order = table["health"].map({"failing": 0, "degraded": 1, "healthy": 2})
+    order = table["health"].map(HEALTH_ORDER)
     return table.assign(_o=order).sort_values(["_o", "error rate"], ascending=[True, False]).drop(columns="_o")
 
 

@@ -12,11 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from observation_support import span
 from streamlit.testing.v1 import AppTest
 
 from dashboard import auth
+from dashboard.endpoints import echoes_of_own_rows
 from dashboard.fmt import money
 from dashboard.users import add_user
 from syncwatch.store import QuarantineItem, Store
@@ -381,8 +383,26 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert set(at.dataframe[0].value["system"]) == {"wms"}
     assert not any("its own actions" in c.value for c in at.caption), "no action was taken in the sample week"
     releases = table[table["endpoint"] == "POST /fulfillment-orders"]  # read before the filter: every system
-    seen = releases[releases["seen by"] == "erp"]
+    assert set(releases["seen by"]) == {""}, "the 3PLs report their releases themselves: the ERP's view is an echo"
+    next(s for s in at.selectbox if s.label == "System").set_value("all systems").run()
+    next(t for t in at.toggle if t.label.startswith("Callers' views of endpoints that report themselves")).set_value(
+        True
+    ).run()
+    everything = at.dataframe[0].value
+    seen = everything[(everything["endpoint"] == "POST /fulfillment-orders") & (everything["seen by"] == "erp")]
     assert set(seen["system"]) == {"3pl-fastship", "3pl-parcelpro"}, "the ERP's calls to each 3PL are that 3PL's row"
+
+
+def test_a_callers_view_is_folded_only_when_it_saw_the_endpoint_no_worse() -> None:
+    table = pd.DataFrame(
+        {
+            "system": ["3pl-a", "3pl-a", "3pl-b", "3pl-b", "3pl-c"],
+            "endpoint": ["POST /orders"] * 5,
+            "seen by": ["", "erp", "", "erp", "erp"],
+            "health": ["failing", "failing", "healthy", "failing", "failing"],
+        }
+    )
+    assert list(echoes_of_own_rows(table)) == [False, True, False, False, False]
 
 
 def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
