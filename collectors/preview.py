@@ -1,5 +1,5 @@
-"""What a file would give, with no database: observations, the identity keys found, the endpoints
-whose observations link to nothing, and what would be rejected and why.
+"""What a file would give, with no database: observations, the identity keys found (and those no
+process follows), the endpoints whose observations link to nothing, and what would be rejected and why.
 
 For onboarding a partner (`syncwatch ingest --dry-run sample.log`): an observation with neither
 an identity key nor a trace that carries one is a member of no transaction, so an endpoint listed
@@ -32,6 +32,7 @@ class Preview:
     observations: int = 0
     repeated: int = 0  # natural ids met again inside the file: stored once
     keys: Counter[str] = field(default_factory=Counter)  # observations carrying each identity key type
+    unfollowed: set[str] = field(default_factory=set)  # of those, types no process links transactions by
     linked: int = 0  # observations with an identity key, or in a trace where one has
     unlinked: Counter[str] = field(default_factory=Counter)  # "system operation" of the others
     rejected: Counter[str] = field(default_factory=Counter)  # reason: items
@@ -43,6 +44,7 @@ class Preview:
             "observations": self.observations,
             "repeated": self.repeated,
             "identity_keys": dict(self.keys.most_common()),
+            "unfollowed_keys": sorted(self.unfollowed),
             "linked": self.linked,
             "unlinked": dict(self.unlinked.most_common()),
             "rejected": [
@@ -63,6 +65,7 @@ def context_for(config: Config) -> Callable[[str], ParseContext]:
 def preview_file(spec: FileSpec, config: Config) -> Preview:
     """Parse all of ``spec``'s file as an import would, keeping counts instead of rows."""
     preview, seen = Preview(spec.format), set()
+    followed = {key for process in config.file.processes.values() for key in (*process.starts_with, *process.keys)}
     keyed_traces: set[str] = set()
     keyless: list[tuple[str | None, str]] = []  # (trace, "system operation") of observations without a key
     with open(spec.path, "rb") as handle:
@@ -75,8 +78,10 @@ def preview_file(spec: FileSpec, config: Config) -> Preview:
                 seen.add(row[0])
                 preview.observations += 1
                 identity, trace = row[IDENTITY], row[_TRACE]
-                preview.keys.update({key_type for key_type, _ in identity})
-                if identity:
+                found = {key_type for key_type, _ in identity}
+                preview.keys.update(found)
+                preview.unfollowed |= found - followed
+                if found & followed:
                     preview.linked += 1
                     if trace:
                         keyed_traces.add(trace)

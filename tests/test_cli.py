@@ -316,6 +316,25 @@ def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_
     assert (figures["observations"], figures["linked"], figures["unlinked"]) == (3, 2, {"erp step": 1}), (
         "the keyless span in the keyed trace links through it; the one alone does not"
     )
+    assert figures["unfollowed_keys"] == []
+
+
+def test_a_dry_run_names_a_key_type_no_process_follows(tmp_path: Path) -> None:
+    """A partner's own key type, declared and extracted but in no process, linked nothing in silence
+    while the dry run counted its observations as linked."""
+    config = tmp_path / "syncwatch.toml"
+    config.write_text(
+        "[key_types.ff_shipment]\nlabel = 'FastFreight shipment'\n\n"
+        "[[key_rules]]\npath_template = '/ff/shipments/{ff_shipment}'\n"
+    )
+    log = tmp_path / "ff.log"
+    log.write_text('10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /ff/shipments/FF-1 HTTP/1.1" 200 5 "-" "t" 0.01\n')
+    result = syncwatch("ingest", "--dry-run", "--config", str(config), str(log))
+    assert result.returncode == 0, result.stderr
+    assert "  no process follows ff_shipment: such a key links nothing until it is in a [processes.NAME]" in (
+        result.stdout
+    )
+    assert "0 link to a transaction" in result.stdout and "1 link to nothing" in result.stdout
 
 
 @pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])

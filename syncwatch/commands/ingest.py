@@ -179,6 +179,11 @@ def _print_previews(previews: dict[str, Preview], as_json: bool) -> None:
         print(f"{path} ({p.format}): {count(p.observations, 'observation')}{repeated}, {p.rejected.total():,} rejected")
         if p.keys:
             print("  identity keys: " + ", ".join(f"{key_type} on {n:,}" for key_type, n in p.keys.most_common()))
+        if p.unfollowed:
+            print(
+                f"  no process follows {', '.join(sorted(p.unfollowed))}: such a key links nothing until it is in a "
+                "[processes.NAME] starts_with or keys list"
+            )
         if p.observations:
             print(f"  {p.linked:,} link to a transaction by a key or a trace that has one", end="")
             unlinked = p.unlinked.total()
