@@ -269,6 +269,18 @@ def _json_answer(committed: Committed, parsed: Parsed, _source: str) -> Response
     return JSONResponse(_summary(committed, parsed), status)
 
 
+def _no_such_endpoint(routes: list[Route]) -> Callable[[Request, Exception], Awaitable[Response]]:
+    """A wrong path or method (/v1/trace, GET /v1/traces) is told what this server takes."""
+    offered = ", ".join(f"{'/'.join(sorted(r.methods - {'HEAD'}))} {r.path}" for r in routes if r.methods)
+
+    async def answer(request: Request, exc: Exception) -> Response:
+        status = getattr(exc, "status_code", 404)
+        wrong = "method" if status == 405 else "path"
+        return _json_refuse(status, f"no endpoint for {request.method} {request.url.path} (wrong {wrong}); {offered}")
+
+    return answer
+
+
 def _json_refuse(status: int, message: str) -> Response:
     return JSONResponse({"error": message}, status)
 
@@ -412,6 +424,7 @@ def create_app(
     ]
     middleware = [Middleware(RequestMetrics, metrics=metrics, webhooks=frozenset(receiver.webhooks))]
     steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
-    app = Starlette(routes=routes, middleware=middleware, lifespan=_closing(steps))
+    handlers = {404: _no_such_endpoint(routes), 405: _no_such_endpoint(routes)}
+    app = Starlette(routes=routes, middleware=middleware, lifespan=_closing(steps), exception_handlers=handlers)
     app.state.receiver = receiver
     return app

@@ -329,3 +329,14 @@ def test_a_body_refused_for_its_token_keeps_only_a_kilobyte_in_quarantine(run_co
     with collector.store.engine.connect() as conn:
         [(raw, size, reason)] = conn.execute(select(quarantine.c.raw, quarantine.c.raw_size, quarantine.c.reason))
     assert len(big) > 100_000 and size == 1024 and raw == big[:1024] and "missing bearer token" in reason
+
+
+def test_a_wrong_path_or_method_is_told_what_the_server_takes(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """An exporter pointed at /v1/trace got a bare 'Not Found'."""
+    collector = run_collector()
+    wrong_path = httpx.post(f"{collector.url}/v1/trace", content=b"{}", headers={"content-type": JS})
+    assert wrong_path.status_code == 404
+    assert wrong_path.json()["error"].startswith("no endpoint for POST /v1/trace (wrong path); POST /v1/traces, ")
+    wrong_method = httpx.get(f"{collector.url}/v1/traces")
+    assert wrong_method.status_code == 405 and "(wrong method)" in wrong_method.json()["error"]
+    assert "GET /healthz" in wrong_method.json()["error"]
