@@ -148,3 +148,24 @@ def test_sigterm_lets_the_scheduled_jobs_finish_and_stops_the_parse_workers(tmp_
     assert workers and gone(workers)
     plan = "; correlating every 0.2 s; retention 90 days; alert webhook $SYNCWATCH_ALERT_WEBHOOK not set"
     assert "serve: database sqlite:///" in err.decode() and plan in err.decode(), "what serve does, said at start"
+
+
+def test_a_second_serve_on_the_same_sqlite_file_is_refused_and_the_first_keeps_serving(tmp_path: Path) -> None:
+    """Two writers on one SQLite file wait on each other's locks; the README says one serve a file."""
+    config = tmp_path / "serve.toml"
+    config.write_text("")
+    db = f"sqlite:///{tmp_path / 'one.db'}"
+    port = free_port()
+    first = start(db, config, port)
+    try:
+        command = [sys.executable, "-m", "syncwatch", "serve", "--db", db, "--config", str(config)]
+        second = subprocess.run([*command, "--port", str(free_port())], capture_output=True, text=True, timeout=60)
+        assert second.returncode == 1, second.stderr
+        assert f"another syncwatch serve (pid {first.pid}) is using {tmp_path / 'one.db'}" in second.stderr
+        assert httpx.get(f"http://127.0.0.1:{port}/healthz").status_code == 200
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.wait(timeout=30)
+    again = start(db, config, port)  # fails if serve exits at start: the lock must have gone with the first
+    again.send_signal(signal.SIGINT)
+    again.wait(timeout=30)

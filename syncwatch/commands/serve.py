@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING
 from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.config import Config
 from syncwatch.store import Store
+from syncwatch.store.locks import sole_serve
 
 if TYPE_CHECKING:
     from apscheduler.schedulers.background import BackgroundScheduler
@@ -199,6 +200,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    config = config_from(args, host=args.host, port=args.port)
+    store = open_store(config, require_schema=False)
+    with sole_serve(store.engine):
+        return _serve(config, store, args.parse_workers)
+
+
+def _serve(config: Config, store: Store, parse_workers: int | None) -> int:
     import uvicorn
 
     from collectors.server import create_app
@@ -206,12 +214,10 @@ def _run(args: argparse.Namespace) -> int:
     from collectors.workers import ParsePool, workers_for
     from syncwatch.metrics import ServiceMetrics
 
-    config = config_from(args, host=args.host, port=args.port)
-    store = open_store(config, require_schema=False)
     store.upgrade()
     store.checkpoint_less_often()
     sink = Sink(store, config)
-    workers = workers_for(args.parse_workers)
+    workers = workers_for(parse_workers)
     parse_pool = ParsePool(sink, workers) if workers else None
     metrics = ServiceMetrics(store)
     scheduler = build_scheduler(config, store, sink, parse_pool, metrics)

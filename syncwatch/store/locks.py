@@ -4,11 +4,15 @@ sent twice, a policy retry racing another), and ingest transactions commit one a
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
+
+from syncwatch.store.errors import StoreError
 
 
 def lock_id(name: str) -> int:
@@ -50,3 +54,32 @@ def try_hold_until_commit(conn: Connection, name: str) -> bool:
     if conn.dialect.name != "postgresql":
         return True
     return bool(conn.execute(text("SELECT pg_try_advisory_xact_lock(:id)"), {"id": lock_id(name)}).scalar())
+
+
+@contextmanager
+def sole_serve(engine: Engine) -> Iterator[None]:
+    """One `serve` per SQLite file, as its single writer needs: a lock on a file beside the database,
+    held while the block runs and freed by the system when the process ends, even by kill -9.
+    Several `serve` instances may share a PostgreSQL database, so there it holds nothing."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        yield
+        return
+    with open(f"{database}.serve-lock", "a+") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            pid = handle.read().strip()
+            raise StoreError(
+                f"another syncwatch serve{f' (pid {pid})' if pid else ''} is using {database}: SQLite takes one "
+                "serve per database file; stop that one, or move to PostgreSQL to run several"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
