@@ -289,8 +289,13 @@ def test_ingest_names_a_missing_file_and_a_directory_and_stores_nothing(
     assert main(["ingest", "--db", db, str(present), str(tmp_path / "absent.log"), str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert f"{tmp_path / 'absent.log'}: no such file" in err
-    assert f"{tmp_path} is a directory; name the files in it" in err
+    assert f"{tmp_path} is a directory; name the files in it, as {tmp_path}/*\n" in err, "a .log and a .db in it"
     assert stored(db) == (set(), 0)
+    nested = tmp_path / "export"
+    (nested / "otlp").mkdir(parents=True)
+    (nested / "otlp" / "day-1.jsonl").write_text("")
+    assert main(["ingest", "--db", db, str(nested)]) == 2
+    assert f"{nested} is a directory; name the files in it, as {nested}/*/*.jsonl" in capsys.readouterr().err
 
 
 def _import(store: Store, path: Path) -> tuple[int, int]:

@@ -124,10 +124,21 @@ def _not_understood(figures: dict[str, object]) -> bool:
     return bool(figures["quarantined"]) and not figures["stored"] and not figures["duplicates"]
 
 
+def _pattern_for(folder: Path) -> str | None:
+    """A shell pattern naming the files of a directory, in it or one level down, by their ending."""
+    for depth in ("*", "*/*"):
+        endings = {f.suffix for f in folder.glob(depth) if f.is_file() and not f.name.startswith(".")}
+        if endings:
+            ending = next(iter(endings)) if len(endings) == 1 else ""
+            return f"{folder / depth}{ending}"
+    return None
+
+
 def _unreadable(path: str) -> str | None:
     """Why ``path`` cannot be imported, checked before anything is stored."""
     if os.path.isdir(path):
-        return f"{path} is a directory; name the files in it (for example {path.rstrip('/')}/*/*.jsonl)"
+        pattern = _pattern_for(Path(path))
+        return f"{path} is a directory; " + (f"name the files in it, as {pattern}" if pattern else "it holds no files")
     if not os.path.isfile(path):
         return f"{path}: no such file"
     if not os.access(path, os.R_OK):
