@@ -308,21 +308,24 @@ def _where(row: dict) -> str:
 
 
 def _facts(page: Page, row: dict) -> None:
-    st.markdown(
-        "\n".join(
-            [
-                f"- **Status:** {row['status']}",
-                f"- **Category:** {category_label(row['category'])}",
-                f"- **Failing:** {_where(row)}",
-                f"- **Attempts seen:** {row['attempts']}",
-                # A stuck stage's exception dates from when the stage fell due, not from when it was noticed.
-                f"- **{'Overdue since' if row['category'] == 'stuck' else 'Opened'}:** {when(row['opened_at'])} "
-                f"({age(row['opened_at'], page.now)} ago)",
-                f"- **Last seen:** {when(row['last_seen_at'])}",
-                f"- **Assignee:** {row['assignee'] or 'nobody'}",
-            ]
-        )
-    )
+    stuck = row["category"] == "stuck"
+    facts = [
+        f"- **Status:** {row['status']}",
+        f"- **Category:** {category_label(row['category'])}",
+        f"- **Failing:** {_where(row)}",
+        # A stuck stage's exception dates from when the stage fell due, not from when it was noticed.
+        f"- **{'Overdue since' if stuck else 'Opened'}:** {when(row['opened_at'])} "
+        f"({age(row['opened_at'], page.now)} ago)",
+    ]
+    if not stuck:
+        facts.append(f"- **Attempts seen:** {row['attempts']}")
+        facts.append(f"- **Last seen:** {when(row['last_seen_at'])}")
+    elif row["last_seen_at"] != row["opened_at"]:
+        facts.append(f"- **Stage reached:** {when(row['last_seen_at'])}")  # the observation that resolved it
+    else:
+        facts.append("- **Seen since:** nothing: no observation has reached the stage")  # the due time is no sighting
+    facts.append(f"- **Assignee:** {row['assignee'] or 'nobody'}")
+    st.markdown("\n".join(facts))
 
 
 def _timeline(page: Page, row: dict) -> None:
