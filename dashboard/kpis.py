@@ -63,7 +63,7 @@ def render() -> None:
     page = prepare("KPIs")
     if page is None:
         return
-    cols = st.columns(3)
+    cols = st.columns([2, 2, 3])  # "overall · channel · partner" needs the room on a narrow screen
     days = RANGES[cols[0].selectbox("Range", list(RANGES))]
     grain = cols[1].segmented_control("Per", ["day", "week"], default="day", required=True)
     by = cols[2].segmented_control("By", ["overall", "channel", "partner"], default="overall", required=True)
@@ -154,14 +154,15 @@ def _headline(page: Page) -> None:
         f"This week so far (since Monday 00:00 UTC) against last week until the same day and time, "
         f"{now - timedelta(days=7):%a %H:%M} UTC, whatever the range below shows:"
     )
-    cols = st.columns(len(TRENDS))
+    # Three a row: five to a row cut every label short on a laptop ("SLA attain…", "Confirmation l…").
+    cols = [col for row in range(0, len(TRENDS), 3) for col in st.columns(3)][: len(TRENDS)]
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
         now_value, before = _total(this_week, column), _total(last_week, column)
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         explained = ATTAINMENT if column == "sla_attainment" else None
         delta = _delta(now_value, before, percent)
         arrow = "auto"
-        if delta is not None and delta.startswith("no change"):
+        if delta == "no change":
             color, arrow = "off", "off"  # a change that rounds away is neither good nor bad news, nor up
         col.metric(label, _show(now_value, percent), delta, delta_color=color, delta_arrow=arrow, help=explained)
     tails = _tails(this_week)
@@ -208,8 +209,8 @@ def _delta(now: float | None, before: float | None, percent: bool) -> str | None
     change = now - before
     shown = f"{change * 100:+.1f} pts" if percent else f"{change:+,.1f}"
     if shown.lstrip("+-") in ("0.0 pts", "0.0"):
-        return "no change vs last week"
-    return f"{shown} vs last week"
+        return "no change"
+    return shown  # the caption above says against what
 
 
 def _trends(table: pd.DataFrame, partial: set[str]) -> None:

@@ -46,12 +46,12 @@ def _live(page: Page) -> None:
 def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
     by_state = grid.groupby("sla_state")["transactions"].sum()
     cols = st.columns(5)
-    cols[0].metric("Open transactions", int(by_state.sum()))
+    cols[0].metric("Open", int(by_state.sum()), help="Open transactions: orders, returns and inventory syncs")
     cols[1].metric("Breached", int(by_state.get("breached", 0)))
     cols[2].metric("At risk", int(by_state.get("at_risk", 0)))
     cols[3].metric("Active exceptions", int(failing["exceptions"].sum()) if not failing.empty else 0)
     cols[4].metric(
-        "Systems needing attention",
+        "Systems to check",  # short enough for a laptop's fifth of the page
         int((failing["exceptions"] >= FAILING_AT).sum()) if not failing.empty else 0,
         help=f"Systems with {FAILING_AT} or more open exceptions of any category. Whether a system answers "
         "errors right now is on the Endpoints page.",

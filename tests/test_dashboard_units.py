@@ -215,9 +215,9 @@ def test_a_share_axis_spans_two_points_so_a_tenth_of_one_is_no_cliff() -> None:
 def test_a_weekly_change_that_rounds_away_is_no_change() -> None:
     from dashboard.kpis import _delta
 
-    assert _delta(0.96541, 0.96538, percent=True) == "no change vs last week"
-    assert _delta(0.965, 0.955, percent=True) == "+1.0 pts vs last week"
-    assert _delta(10.0, 12.5, percent=False) == "-2.5 vs last week"
+    assert _delta(0.96541, 0.96538, percent=True) == "no change"
+    assert _delta(0.965, 0.955, percent=True) == "+1.0 pts"
+    assert _delta(10.0, 12.5, percent=False) == "-2.5"
 
 
 def retried_with(body: dict, status: str, outcome: dict) -> str:  # type: ignore[type-arg]
