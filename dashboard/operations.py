@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts
-from dashboard.fmt import SLA_LABELS, age, duration, fault_text, money, sla_time, when
+from dashboard.fmt import SLA_LABELS, age, category_label, duration, fault_text, money, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.model import stage_label
 from syncwatch.store import queries as q
@@ -107,6 +107,7 @@ def _sla(grid: pd.DataFrame, group: str) -> None:
 
 
 LATE_ROWS = 500  # the late table's rows; the subheader counts the rest
+NO_EXCEPTION = "none open"
 
 
 def _late(page: Page) -> None:
@@ -128,6 +129,7 @@ def _late(page: Page) -> None:
                 fault_text(s, f, d, page.now)
                 for s, f, d in zip(data["sla_state"], data["stage_at_fault"], data["due_at"], strict=True)
             ],
+            "exception": [category_label(c) if isinstance(c, str) else NO_EXCEPTION for c in data["exception"]],
             "channel": data["channel"].fillna(q.NO_CHANNEL),
             "partner": data["partner"].fillna(q.NO_PARTNER),
             "customer": data["customer"].fillna("—"),
@@ -135,6 +137,11 @@ def _late(page: Page) -> None:
         }
     )
     open_on_select(table, list(data["id"]), "search.py", "key", key="late")
+    if table["exception"].eq(NO_EXCEPTION).any():
+        st.caption(
+            f"Exception '{NO_EXCEPTION}': nothing to work in the queue. An order at risk is not late yet; a late "
+            "one's exception was resolved or ignored while the order stayed late (open it to see its history)."
+        )
 
 
 def _stage_delays(page: Page) -> None:

@@ -19,7 +19,7 @@ from streamlit.testing.v1 import AppTest
 
 from dashboard import auth
 from dashboard.endpoints import echoes_of_own_rows
-from dashboard.fmt import money
+from dashboard.fmt import category_label, money
 from dashboard.users import add_user
 from syncwatch.store import QuarantineItem, Store
 from syncwatch.store import queries as q
@@ -115,6 +115,15 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     assert metrics["Breached"] == "23" and metrics["Active exceptions"] == "24"
     late = at.dataframe[0].value
     assert len(late) == 23 and set(late["SLA"]) == {"Breached"}
+    with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
+        active = dict(
+            conn.execute(
+                "SELECT transaction_id, min(category) FROM exceptions WHERE status IN ('open', 'retrying') "
+                "GROUP BY transaction_id"
+            ).fetchall()
+        )
+    expected = [category_label(active[tid]) if tid in active else "none open" for tid in late["transaction"]]
+    assert list(late["exception"]) == expected and set(expected) - {"none open"}, "what an agent can work, by order"
 
 
 def test_operations_names_orders_not_yet_with_a_partner_as_such(

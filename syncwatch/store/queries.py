@@ -97,9 +97,16 @@ def open_by_sla(store: Store) -> pd.DataFrame:
 
 
 def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
-    """Open at-risk and breached transactions, least time left first."""
+    """Open at-risk and breached transactions, least time left first, each with the category of an
+    active exception it has (None: nothing to act on, as when only time has made it late)."""
+    active = (
+        select(func.min(e.category))
+        .where(and_(e.transaction_id == t.id, e.status.in_(ACTIVE_EXCEPTION)))
+        .scalar_subquery()
+    )
     stmt = (
         select(
+            active.label("exception"),
             t.id,
             t.type,
             t.sla_state,
