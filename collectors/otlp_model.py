@@ -94,14 +94,15 @@ def span(
 
 
 def _operation(name: str, attrs: dict[str, Any], route: str | None, path: str | None) -> str:
-    """The span name, unless it is the bare HTTP method or the method with the span's own path:
-    then the method and the template the path matched, else the path with its ids as ``{id}``.
+    """The span name, unless it is the bare HTTP method (``POST``, or ``HTTP POST`` as the older
+    semantic conventions named client spans) or the method with the span's own path: then the method
+    and the template the path matched, else the path with its ids as ``{id}``.
     Instrumentation that names client spans ``POST /orders/113-…`` would otherwise make every
     order an endpoint of its own."""
     method = attrs.get("http.request.method") or attrs.get("http.method")
     if method and path:
         path = path.split("?", 1)[0]
-        if name == method or name == f"{method} {path}":
+        if name in (method, f"HTTP {method}", f"{method} {path}"):
             return f"{method} {route or generic_route(path)}"
     return name or "(unnamed span)"
 

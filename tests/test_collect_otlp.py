@@ -153,6 +153,8 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
         span.set_attributes({"http.request.method": "GET", "url.path": "/healthz"})
     with tracer.start_as_current_span("confirm shipment") as span:  # a name of its own stays
         span.set_attributes({"http.request.method": "POST", "url.path": "/orders/113-0000003-0000001"})
+    with tracer.start_as_current_span("HTTP POST") as span:  # the older conventions' client span
+        span.set_attributes({"http.method": "POST", "http.url": "https://m.example/orders/113-0000004-0000001"})
     provider.shutdown()
     rows = stored(collector.store)
     assert [r.operation for r in rows] == [
@@ -161,6 +163,7 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
         "POST /reports/{id}/print",
         "GET /healthz",
         "confirm shipment",
+        "POST /orders/{marketplace_order}",
     ]
     assert ["marketplace_order", "113-0000002-0000001", True] in keys_of(rows[1])
 
