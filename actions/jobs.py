@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from actions import roles
+from actions import ledger, roles
 from actions.api import run
 from actions.policy import History, Policy, decide
 from actions.results import ActionResult
@@ -46,12 +46,48 @@ def _history(conn: Any, row: dict[str, Any], unsendable: str | None) -> History:
     return History(row["id"], row["category"], last_failure, attempts, retry_after, unsendable)
 
 
+def reopen_unconfirmed(services: Services, now: datetime | None = None) -> list[str]:
+    """Open again the exceptions left retrying longer than ``confirm_within``: a retry or reroute
+    the partner took but no observation ever confirmed would otherwise read as in hand forever.
+    Each says why in its history and in the audit log."""
+    window = services.config.file.actions.confirm_within
+    now = now or services.clock()
+    reopened = []
+    with services.store.writing() as conn:
+        for row in q.unconfirmed(conn, now - window):
+            last = row["last"]
+            what = f"the {last['kind']} of {last['requested_at']:%a %d %b %H:%M} UTC" if last else "the last action"
+            reason = f"nothing confirmed {what} within {_span(window)}: open again for a person to look at"
+            values = {"status": "open", "updated_at": now}
+            done = ledger.record_done(conn, row["id"], "reopen", roles.CONFIRM_ACTOR, {}, {"reason": reason}, now)
+            q.set_exception(conn, row["id"], values)
+            entry = ledger.Entry(roles.CONFIRM_ACTOR, roles.POLICY, "reopen", row["id"], "", "succeeded")
+            entry.detail = {"action_id": done, "reason": reason, "status_before": row["status"], "status_after": "open"}
+            ledger.audit(conn, entry, now)
+            reopened.append(row["id"])
+    return reopened
+
+
+def _span(window: timedelta) -> str:
+    minutes = int(window.total_seconds() // 60)
+    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
+
+
 def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
+    services = services_for(store, config)
+    yield Job("actions:confirmation", lambda: _reopened(services), CONFIRMATION_CHECK_S)
     settings = config.file.actions.policy
     if not settings.enabled:
         return
-    services = services_for(store, config)
     yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
+
+
+CONFIRMATION_CHECK_S = 60.0
+
+
+def _reopened(services: Services) -> None:
+    for exception_id in reopen_unconfirmed(services):
+        log.warning("exception %s opened again: its retry or reroute was never confirmed", exception_id)
 
 
 def _logged(services: Services, run: Runner) -> None:

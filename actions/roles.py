@@ -10,6 +10,8 @@ from syncwatch.config import Config
 EXECUTIVE, AGENT, LEAD, POLICY = "executive", "agent", "lead", "policy"
 POLICY_ACTOR = "policy:auto-retry"
 """The actor automatic retries are recorded under; it may only retry."""
+CONFIRM_ACTOR = "policy:confirmation"
+"""The actor that opens again an exception whose retry or reroute nothing confirmed."""
 
 EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign", "note")
 RIGHTS: dict[str, frozenset[str]] = {

@@ -12,7 +12,8 @@ from actions_support import SEEDED_AT, seed_exceptions, world
 from sqlalchemy import select, update
 
 from actions.api import run
-from actions.jobs import run_policy
+from actions.jobs import reopen_unconfirmed, run_policy
+from actions.ledger import record_done
 from actions.policy import History, Policy, decide, wait
 from actions.services import close_all, services_for
 from syncwatch.cli import main
@@ -20,6 +21,7 @@ from syncwatch.commands.serve import build_scheduler
 from syncwatch.config import load_config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
+from syncwatch.store import queries as q
 from syncwatch.store.schema import audit_log, exceptions
 
 T0 = datetime(2026, 11, 2, 12, 0, tzinfo=UTC)
@@ -109,4 +111,28 @@ def test_a_retry_the_policy_cannot_build_is_tried_once_a_failure_not_every_pass(
     with store.engine.connect() as conn:
         refusals = conn.execute(select(audit_log.c.result).where(audit_log.c.target == exception_id)).scalars().all()
     assert refusals == ["failed", "failed"]
+    close_all()
+
+
+def test_a_retry_nothing_confirmed_opens_its_exception_again_with_why(store: Store) -> None:
+    """A reroute the 3PL took but never confirmed read 'retrying', as if in hand, forever."""
+    stale, fresh, untouched = seed_exceptions(store, 3, category="timeout")
+    with store.engine.begin() as conn:
+        conn.execute(update(exceptions).where(exceptions.c.id.in_([stale, fresh])).values(status="retrying"))
+        conn.execute(
+            update(exceptions).where(exceptions.c.id == fresh).values(updated_at=SEEDED_AT + timedelta(hours=1))
+        )
+        record_done(conn, stale, "reroute", "alex", {"target": "3pl-fastship"}, {"steps": ["sent"]}, SEEDED_AT)
+    services = services_for(store, load_config(environ={}))
+    assert reopen_unconfirmed(services, now=SEEDED_AT + timedelta(minutes=90)) == [stale]
+    with store.engine.connect() as conn:
+        status = dict(conn.execute(select(exceptions.c.id, exceptions.c.status)).all())
+        audited = conn.execute(select(audit_log).where(audit_log.c.target == stale)).one()
+    assert status == {stale: "open", fresh: "retrying", untouched: "open"}
+    assert (audited.actor, audited.action, audited.result) == ("policy:confirmation", "reopen", "succeeded")
+    why = "nothing confirmed the reroute of Thu 26 Nov 12:00 UTC within 1 h: open again for a person to look at"
+    assert audited.detail["reason"] == why
+    history = q.exception_actions(store, stale)
+    assert list(history["kind"]) == ["reopen", "reroute"] and history["outcome"][0]["reason"] == why
+    assert reopen_unconfirmed(services, now=SEEDED_AT + timedelta(hours=3)) == [fresh], "each once"
     close_all()

@@ -228,6 +228,10 @@ class Actions(Strict):
         None, pattern=r"^https?://", description="Collector for action spans (default: stored in-process)"
     )
     lease: Duration = Field(timedelta(minutes=2), description="A running action older than this was interrupted")
+    confirm_within: Duration = Field(
+        timedelta(hours=1),
+        description="A retry or reroute no observation confirmed in this long opens its exception again",
+    )
     policy: RetryPolicy = RetryPolicy()
 
 

@@ -132,6 +132,21 @@ def refused_sign_ins(conn: Connection, actor: str, since: datetime) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+def unconfirmed(conn: Connection, before: datetime) -> list[dict[str, Any]]:
+    """Exceptions left retrying since before ``before``, with the last action that set them so."""
+    stmt = (
+        select(e.id, e.status, e.updated_at, t.sla_state)
+        .join(transactions, t.id == e.transaction_id)
+        .where(and_(e.status == "retrying", e.updated_at < before))
+    )
+    found = []
+    for row in conn.execute(stmt).all():
+        sent = select(actions).where(a.exception_id == row.id, a.kind.in_(("retry", "reroute", "replay")))
+        last = conn.execute(sent.order_by(a.requested_at.desc()).limit(1)).first()
+        found.append({**row._mapping, "last": dict(last._mapping) if last else None})
+    return found
+
+
 def unprepared_since(conn: Connection, actor: str, action: str, since: Mapping[str, datetime]) -> dict[str, str]:
     """Why ``action`` by ``actor`` could not be built on each target since the time given for it
     (audited as failed with nothing sent, so no action row counts it): the latest reason each."""
