@@ -88,12 +88,20 @@ def derive(
     # Error log lines are evidence for a failed call, not a step of their own, unless they are all there is.
     for member in [m for m in errors if m.kind != "log"] or errors:
         failures[step[member.id]].append(member)
+    # syncwatch's own calls (a retry, the lookup before one, a reroute's cancel) are attempts at a
+    # step that failed before, never a step of their own: a failed lookup would otherwise open an
+    # exception of its own, which the retry policy would then retry. Its action's outcome tells it.
+    failures = {name: failed for name, failed in failures.items() if not all(_ours(m) for m in failed)}
     drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
     drafts += _duplicates(identity, ordered)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         drafts += _stuck(identity, sla, ordered, _held_by(sla, partner_stage, context.get("partner")))
         drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
+
+
+def _ours(member: Member) -> bool:
+    return bool(member.attributes.get(PARTNER_CALLED))
 
 
 def category_of(member: Member) -> ExceptionCategory:

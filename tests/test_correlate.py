@@ -457,6 +457,24 @@ def test_a_refused_retry_reads_as_the_partners_answer_before_the_partners_own_sp
     assert draft.system == "erp" and draft.category.value == "validation"
 
 
+def test_syncwatchs_own_failed_lookup_opens_no_exception_of_its_own() -> None:
+    """The check before a retry ('is the order there already?') failed against a 3PL that was down,
+    opened a second exception, and the retry policy retried that lookup."""
+    from correlator.exceptions import derive
+    from correlator.processes import Member
+
+    t0 = AS_OF - timedelta(hours=1)
+    down = "3pl-fastship could not be reached (ConnectError)"
+    sent = Member(0, "span", "erp", "POST /fulfillment-orders", t0, "error", 503, "unavailable", 0, {})
+    ours = {"syncwatch.partner": "3pl-fastship", "span.kind": "client"}
+    looked = Member(
+        1, "span", "syncwatch", "GET /fulfillment-orders", t0 + timedelta(minutes=5), "error", None, down, 0, ours
+    )
+    order = next(p for p in compile_processes(load_config()) if p.name == "order")
+    sla = evaluate(order, {"captured": t0}, {}, AS_OF, 0.8)
+    assert [d.endpoint for d in derive("order:1", [sent, looked], sla, [], {})] == ["POST /fulfillment-orders"]
+
+
 def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: Path) -> None:
     """Once released, the order is with the 3PL: 'erp needs attention' for its late shipments
     would send the lead to the wrong team."""
