@@ -158,13 +158,14 @@ def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: date
     return len(new)
 
 
-def deliver(store: Store, config: Config, client: httpx.Client | None = None) -> int:
-    """Post pending alerts to the webhook; returns how many it accepted. No URL, no delivery."""
+def deliver(store: Store, config: Config, client: httpx.Client | None = None, now: datetime | None = None) -> int:
+    """Post the alerts due for delivery to the webhook; returns how many it accepted. No URL, no
+    delivery. A failed delivery is tried again later, on the outbox's schedule (``DELIVERY_AFTER``)."""
     url = os.environ.get(config.alert_webhook_env)
     if not url:
         return 0
     with store.engine.connect() as conn:
-        waiting = q.pending(conn, q.MAX_ATTEMPTS)
+        waiting = q.due(conn, now or utcnow())
     own = client is None
     client = client or httpx.Client(timeout=10)
     try:
@@ -182,7 +183,18 @@ def _post(store: Store, client: httpx.Client, url: str, alert: Any) -> int:
         # The webhook URL is a secret: log the failure without it.
         status = f" {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else ""
         sent, error = None, f"{type(err).__name__}{status}"
-        log.warning("alert %s not delivered (%s); it is tried again later", alert.id, error)
+    except (httpx.InvalidURL, ValueError) as err:
+        sent, error = None, f"the webhook URL is not valid ({type(err).__name__})"
+    if error is not None:
+        log.warning("alert %s (%s) not delivered: %s; %s", alert.id, alert.kind, error, _then(alert))
     with store.writing() as conn:
         q.record_attempt(conn, alert.id, sent, error)
     return 1 if sent else 0
+
+
+def _then(alert: Any) -> str:
+    attempts = alert.attempts + 1
+    if attempts >= q.MAX_ATTEMPTS:
+        return f"given up after {attempts} attempts (the Admin page lists it)"
+    again = q.next_delivery(alert.created_at, attempts)
+    return f"tried again at {again:%H:%M} UTC"

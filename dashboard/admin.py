@@ -14,7 +14,7 @@ from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.commands.common import count
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
-from syncwatch.store.alerts import MAX_ATTEMPTS
+from syncwatch.store.alerts import MAX_ATTEMPTS, next_delivery
 
 
 def render() -> None:
@@ -94,7 +94,7 @@ def _alerts(page: Page) -> None:
     if waiting:
         st.warning(
             f"{count(waiting, 'alert')} not delivered: {where}; without it, or while it fails, they wait here "
-            f"(tried up to {MAX_ATTEMPTS} times)."
+            f"(tried up to {MAX_ATTEMPTS} times over 8 hours)."
         )
     else:
         st.caption(f"Every alert was delivered. {where}.")
@@ -108,7 +108,10 @@ def _delivery(row: Any) -> str:
         return "sent"
     if row.attempts >= MAX_ATTEMPTS:
         return f"gave up after {row.attempts} attempts: {row.last_error}"
-    return f"waiting ({row.attempts} attempts: {row.last_error})" if row.attempts else "waiting"
+    if not row.attempts:
+        return "waiting"
+    again = next_delivery(row.created_at, row.attempts)
+    return f"waiting ({row.attempts} attempts: {row.last_error}; next at {again:%a %H:%M} UTC)"
 
 
 _ALERT_COLUMNS = {

@@ -545,13 +545,13 @@ def test_admin_shows_which_alerts_went_out_and_why_the_others_did_not(
     with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
         raised = conn.execute("SELECT count(*) FROM alerts").fetchone()[0]
         conn.execute("UPDATE alerts SET sent_at = created_at, attempts = 1 WHERE id % 2 = 0")
-        conn.execute("UPDATE alerts SET attempts = 5, last_error = 'HTTPStatusError 404' WHERE id = 1")
+        conn.execute("UPDATE alerts SET attempts = 10, last_error = 'HTTPStatusError 404' WHERE id = 1")
     at = open_app(monkeypatch, sample_copy, "admin.py")
     waiting = raised - raised // 2
     [warning] = [w.value for w in at.warning if "not delivered" in w.value]
     assert warning.startswith(f"{waiting} alerts not delivered: `serve` posts alerts to the URL in its environment")
     delivery = next(d.value for d in at.dataframe if "delivery" in d.value.columns)["delivery"].tolist()
-    assert delivery.count("sent") == raised // 2 and "gave up after 5 attempts: HTTPStatusError 404" in delivery
+    assert delivery.count("sent") == raised // 2 and "gave up after 10 attempts: HTTPStatusError 404" in delivery
     assert delivery.count("waiting") == waiting - 1
 
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Connection, and_, select, update
@@ -12,7 +12,10 @@ from syncwatch.store.bulk import chunks
 from syncwatch.store.schema import alerts
 
 a = alerts.c
-MAX_ATTEMPTS = 5  # deliveries tried before an alert is given up on (the Admin page and /metrics say so)
+# When each delivery is due, after the alert was raised: a webhook down for a few minutes, or for
+# the night, still gets every alert; after the last, the Admin page and /metrics say it was given up.
+DELIVERY_AFTER = tuple(timedelta(minutes=m) for m in (0, 0.5, 2, 5, 15, 30, 60, 120, 240, 480))
+MAX_ATTEMPTS = len(DELIVERY_AFTER)
 
 
 def keys_raised_since(conn: Connection, keys: Iterable[str], since: datetime | None) -> set[str]:
@@ -31,14 +34,19 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(alerts.insert(), rows)
 
 
-def pending(conn: Connection, max_attempts: int, limit: int = 100) -> list[Any]:
-    stmt = (
-        select(a.id, a.text, a.link)
-        .where(and_(a.sent_at.is_(None), a.attempts < max_attempts))
-        .order_by(a.id)
-        .limit(limit)
+def due(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
+    """Undelivered alerts whose next delivery is due by ``now``, oldest first."""
+    stmt = select(a.id, a.kind, a.text, a.link, a.attempts, a.created_at).where(
+        and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS)
     )
-    return list(conn.execute(stmt))
+    rows = [row for row in conn.execute(stmt.order_by(a.id)) if next_delivery(row.created_at, row.attempts) <= now]
+    return rows[:limit]
+
+
+def next_delivery(created_at: datetime, attempts: int) -> datetime:
+    """When an undelivered alert's next delivery is due (``attempts`` below MAX_ATTEMPTS)."""
+    created = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
+    return created + DELIVERY_AFTER[attempts]
 
 
 def record_attempt(conn: Connection, alert_id: int, sent_at: datetime | None, error: str | None) -> None:
