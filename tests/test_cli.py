@@ -95,6 +95,9 @@ def test_a_password_in_the_url_is_never_printed(url: str) -> None:
         ("postgresql://host:notaport/db", "is not a database URL"),
         ("sqlite:///no/such/folder/x.db", "there is no database file at no/such/folder/x.db"),
         ("sqlite://relative.db", "names a host, which a SQLite file has not: write sqlite:///PATH"),
+        ("review_ops", "'review_ops' is not a database URL: for a SQLite file write sqlite:///review_ops"),
+        (f"sqlite:///{'x' * 300}/a.db", "cannot look for the database file xxx"),
+        ("postgres://root@127.0.0.1:1/db", "root@127.0.0.1:1"),  # read as postgresql://, then refused to connect
     ],
 )
 def test_a_wrong_database_url_gets_one_sentence(url: str, fragment: str) -> None:

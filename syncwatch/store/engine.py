@@ -18,12 +18,21 @@ from syncwatch.store.errors import DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
 SUPPORTED = ("sqlite", "postgresql")
+SQLITE_ENDINGS = (".db", ".sqlite", ".sqlite3")
 
 
 def parse_url(raw: str) -> URL:
-    """Read a database URL; a bare path means a SQLite file, ``postgresql://`` means psycopg 3."""
+    """Read a database URL; a bare path means a SQLite file, ``postgresql://`` means psycopg 3. A
+    bare word (``review_ops``) is refused: it reads as a PostgreSQL database's name as much as a file's."""
     if "://" not in raw:
+        if "/" not in raw and not raw.endswith(SQLITE_ENDINGS):
+            raise DatabaseUnavailable(
+                f"'{raw}' is not a database URL: for a SQLite file write sqlite:///{raw} (or a path ending in .db), "
+                f"for a PostgreSQL database postgresql://USER@HOST:PORT/{raw}"
+            )
         raw = f"sqlite:///{raw}"
+    if raw.startswith("postgres://"):
+        raw = "postgresql://" + raw.removeprefix("postgres://")  # the form Heroku and others hand out
     try:
         url = make_url(raw)
     except (exc.ArgumentError, ValueError) as err:
@@ -63,7 +72,7 @@ def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Eng
     """An engine for ``raw_url``; with ``must_exist`` a missing SQLite file is an error, not a new file."""
     url = parse_url(raw_url)
     if url.get_backend_name() == "sqlite":
-        if must_exist and url.database not in (None, "", ":memory:") and not Path(url.database).exists():
+        if must_exist and url.database not in (None, "", ":memory:") and not _file_exists(url.database):
             raise DatabaseUnavailable(
                 f"there is no database file at {url.database}; create it with `syncwatch db upgrade --db {raw_url}`"
             )
@@ -76,6 +85,13 @@ def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Eng
 
 
 CONNECT_TIMEOUT_S = 10
+
+
+def _file_exists(path: str) -> bool:
+    try:
+        return Path(path).exists()
+    except OSError as err:
+        raise DatabaseUnavailable(f"cannot look for the database file {path}: {err.strerror}") from None
 
 
 def _sqlite_engine(url: URL, **kwargs: Any) -> Engine:
