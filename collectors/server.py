@@ -318,6 +318,9 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
     return endpoint
 
 
+HEALTH_WITHIN_S = 3.0  # a monitor's probe times out in seconds: answer 503 before it gives up
+
+
 def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Response]]:
     """``ok`` while the database answers and the correlator keeps up; ``degraded`` (still 200:
     ingest works) when what arrived waits for correlation longer than it should; 503 when the
@@ -326,7 +329,7 @@ def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respons
 
     async def health(_request: Request) -> Response:
         try:
-            waiting = await run_in_threadpool(store.correlation_backlog)
+            waiting = await run_in_threadpool(store.correlation_backlog, HEALTH_WITHIN_S)
         except SQLAlchemyError as err:
             log.warning("health check: the database does not answer (%s)", err.__class__.__name__)
             return JSONResponse({"status": "unavailable", "database": "does not answer"}, status_code=503)

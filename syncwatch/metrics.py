@@ -109,6 +109,9 @@ class ServiceMetrics:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
 
 
+SCRAPE_WITHIN_S = 5.0  # Prometheus gives up on a scrape after 10 s by default
+
+
 class StoreFigures(Collector):
     """Gauges read from the database when scraped. A database that does not answer is reported as
     ``syncwatch_database_up 0`` (and logged), never as a failed scrape: that is when the other
@@ -120,7 +123,7 @@ class StoreFigures(Collector):
     def collect(self) -> Iterator[Metric]:
         up = GaugeMetricFamily("syncwatch_database_up", "1 when the database answers, 0 when it does not")
         try:
-            figures = self.store.service_gauges(datetime.now(UTC))
+            figures = self.store.service_gauges(datetime.now(UTC), SCRAPE_WITHIN_S)
         except SQLAlchemyError as err:
             log.warning("metrics: the database does not answer (%s)", err.__class__.__name__)
             up.add_metric([], 0)

@@ -302,3 +302,18 @@ def test_a_callers_calls_are_an_endpoint_row_per_partner_called_on_every_engine(
         "api.fastship.example",
     )
     assert timeline["requests"].sum() == 4 and timeline["errors"].sum() == 2
+
+
+def test_the_health_read_answers_in_time_or_fails_while_a_table_is_locked(store: Store) -> None:
+    """/healthz hung with its monitor while PostgreSQL waited on a lock; SQLite's readers never wait."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    with store.writing() as conn:
+        if store.dialect == "postgresql":
+            conn.exec_driver_sql("LOCK TABLE observations IN ACCESS EXCLUSIVE MODE")
+            with pytest.raises(SQLAlchemyError):
+                store.correlation_backlog(within_s=0.5)
+        else:
+            conn.exec_driver_sql("DELETE FROM observations")  # the write lock is held until the block ends
+            assert store.correlation_backlog(within_s=0.5).observations == 0
+    assert store.correlation_backlog(within_s=0.5).observations == 0

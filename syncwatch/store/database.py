@@ -8,7 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, event, func, select
+from sqlalchemy import Connection, Engine, event, func, select, text
 
 from syncwatch.model import Observation
 from syncwatch.store import correlation, gauges, locks, migrate, quiet, writes
@@ -116,15 +116,24 @@ class Store:
         with self.engine.connect() as conn:
             return writes.read_checkpoint(conn, source)
 
-    def correlation_backlog(self) -> Backlog:
-        """What waits for the correlator: for /healthz, the dashboard's warning and the alert."""
-        with self.engine.connect() as conn:
+    def correlation_backlog(self, within_s: float | None = None) -> Backlog:
+        """What waits for the correlator: for /healthz, the dashboard's warning and the alert. With
+        ``within_s``, a database that does not answer in time (a table locked) raises, as one that
+        does not answer at all: a health check must answer its monitor, not wait with the writers."""
+        with self._answering(within_s) as conn:
             return correlation.correlation_backlog(conn)
 
-    def service_gauges(self, now: datetime) -> ServiceGauges:
-        """What `serve`'s /metrics reports from the database at each scrape."""
-        with self.engine.connect() as conn:
+    def service_gauges(self, now: datetime, within_s: float | None = None) -> ServiceGauges:
+        """What `serve`'s /metrics reports from the database at each scrape (``within_s`` as above)."""
+        with self._answering(within_s) as conn:
             return gauges.service_gauges(conn, now)
+
+    @contextmanager
+    def _answering(self, within_s: float | None) -> Iterator[Connection]:
+        with self.engine.connect() as conn:
+            if within_s is not None and conn.dialect.name == "postgresql":  # SQLite readers never wait (WAL)
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(within_s * 1000)}"))
+            yield conn
 
     def quiet_systems(self, now: datetime) -> list[QuietSystem]:
         """Systems that stopped sending (see ``quiet``), for the Operations page and the alert."""
