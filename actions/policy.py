@@ -19,6 +19,7 @@ class Policy:
     backoff_max: timedelta
     multiplier: float
     jitter: float
+    max_age: timedelta = timedelta(hours=24)
 
     @classmethod
     def from_config(cls, config: RetryPolicy) -> Policy:
@@ -29,6 +30,7 @@ class Policy:
             config.backoff_max,
             config.multiplier,
             config.jitter,
+            config.max_age,
         )
 
 
@@ -59,6 +61,9 @@ def decide(policy: Policy, history: History, now: datetime) -> Decision:
         return Decision(False, None, f"{history.category} is not retried automatically")
     if history.attempts >= policy.max_attempts:
         return Decision(False, None, f"{history.attempts} automatic attempts made; a person decides now")
+    if now - history.last_failure > policy.max_age:
+        hours = f"{policy.max_age.total_seconds() / 3600:g} h"
+        return Decision(False, None, f"it last failed more than {hours} ago; a person decides now")
     if history.unsendable:
         return Decision(False, None, f"cannot be retried as it was sent ({history.unsendable}); a person decides now")
     due = history.last_failure + max(wait(policy, history), timedelta(seconds=history.retry_after or 0))

@@ -52,10 +52,14 @@ def test_retry_after_is_honoured_when_longer_than_the_backoff() -> None:
 
 @pytest.mark.parametrize(
     ("item", "reason"),
-    [(history(3), "a person decides"), (history(category="validation"), "not retried automatically")],
+    [
+        (history(3), "a person decides"),
+        (history(category="validation"), "not retried automatically"),
+        (history(1), "it last failed more than 24 h ago"),  # decided two days after T0: a restart after days
+    ],
 )
 def test_after_max_attempts_or_for_data_problems_a_person_decides(item: History, reason: str) -> None:
-    decision = decide(POLICY, item, T0 + timedelta(days=1))
+    decision = decide(POLICY, item, T0 + timedelta(days=2))
     assert not decision.retry and decision.at is None and reason in decision.reason
 
 

@@ -48,12 +48,12 @@ def test_a_user_file_merges_named_tables_and_replaces_lists(tmp_path: Path) -> N
     path = write(
         tmp_path,
         "[[key_rules]]\nattribute = 'order.id'\nkey = 'marketplace_order'\n\n"
-        "[partners.erp]\nkind = 'erp'\nbase_url = 'https://erp.example.com'\n",
+        "[runbooks]\ntimeout = 'Call the ERP desk first.'\n",
     )
     config = load_config(path, environ={})
     assert len(config.file.key_rules) == 1
-    assert config.file.partners["erp"].base_url == "https://erp.example.com"
-    assert "wms" in config.file.partners
+    assert config.file.runbooks["timeout"] == "Call the ERP desk first."
+    assert "validation" in config.file.runbooks
 
 
 def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
@@ -139,3 +139,10 @@ def test_the_dashboard_is_told_the_port_it_runs_on(tmp_path: Path) -> None:
     assert load_config(environ=demo).dashboard_port == 47002
     command = dashboard_env(load_config(flags={"dashboard_port": 47003}, environ={}))
     assert load_config(environ=command).dashboard_port == 47003
+
+
+def test_a_file_with_its_own_partners_keeps_none_of_the_simulated_ones(tmp_path: Path) -> None:
+    """The retry policy sent a deployment's exceptions to the demo's partners at 127.0.0.1:8101-8106."""
+    path = write(tmp_path, "[partners.acme-3pl]\nkind = '3pl'\nbase_url = 'https://api.acme.example'\n")
+    assert set(load_config(path, environ={}).file.partners) == {"acme-3pl"}
+    assert "3pl-fastship" in load_config(write(tmp_path, "[users.dana]\nrole = 'lead'\n"), environ={}).file.partners

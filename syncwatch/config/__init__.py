@@ -1,9 +1,10 @@
 """Load the one TOML config: packaged defaults, the user's file on top, settings resolved.
 
 A user file is merged over the defaults section by section: tables merge one level deep (a
-named entry such as ``[partners.erp]``, or a field of ``[collectors]``, replaces the default's),
-lists (key_rules, tailers) replace, and ``[users]`` replaces the demo users whole, so a
-deployment never inherits the simulated network's sign-ins.
+named entry such as ``[processes.order]``, or a field of ``[collectors]``, replaces the default's),
+lists (key_rules, tailers) replace, and ``[users]`` and ``[partners]`` replace the packaged ones
+whole, so a deployment never inherits the simulated network's sign-ins, nor partners at 127.0.0.1
+that its retry policy would send to.
 Every problem becomes one ``ConfigError`` sentence naming the file, the field and what was
 expected; the CLI prints it and exits with 2.
 """
@@ -25,7 +26,7 @@ from syncwatch.config.settings import BY_NAME, SETTINGS, coerce
 
 DEFAULTS_NAME = "defaults.toml"
 CONFIG_ENV = "SYNCWATCH_CONFIG"
-REPLACED_TABLES = ("users",)
+REPLACED_TABLES = ("users", "partners")
 
 
 class ConfigError(ValueError):

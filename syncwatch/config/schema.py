@@ -219,6 +219,9 @@ class RetryPolicy(Strict):
     multiplier: float = Field(2.0, ge=1)
     jitter: float = Field(0.2, ge=0, le=1, description="Share of each wait drawn at random, so retries spread out")
     interval_s: float = Field(15.0, gt=0, description="Seconds between policy runs inside `serve`")
+    max_age: Duration = Field(
+        timedelta(hours=24), description="A failure older than this is left to a person (a restart after days)"
+    )
 
 
 class Actions(Strict):
