@@ -34,7 +34,13 @@ def run_policy(services: Services, run: Runner, now: datetime | None = None) -> 
         )
         histories = [_history(conn, row, unsendable.get(row["id"])) for row in candidates]
     due = [h for h in histories if decide(policy, h, now).retry]
-    return [run(services, Request("retry", h.exception_id, roles.POLICY_ACTOR)) for h in due]
+    results = []
+    for history in due:
+        result = run(services, Request("retry", history.exception_id, roles.POLICY_ACTOR))
+        if result.action_id is None:
+            log.warning("automatic retry of %s not sent, left to a person: %s", history.exception_id, result.message)
+        results.append(result)
+    return results
 
 
 def _history(conn: Any, row: dict[str, Any], unsendable: str | None) -> History:
@@ -95,6 +101,3 @@ def _logged(services: Services, run: Runner) -> None:
     sent = [r for r in results if r.action_id is not None]
     if sent:
         log.info("automatic retries: %d sent, %d succeeded", len(sent), sum(r.ok for r in sent))
-    for result in results:
-        if result.action_id is None:
-            log.warning("automatic retry not sent, left to a person: %s", result.message)

@@ -90,3 +90,20 @@ def test_quiet_systems_are_first_judged_a_quarter_of_an_hour_after_serve_starts(
     assert jobs["quiet"].next_run_time >= soon + timedelta(minutes=14)
     # apscheduler's own warnings name the job, and a run delayed by a busy start is run late, not skipped
     assert jobs["correlate"].name == "correlate" and jobs["correlate"].misfire_grace_time is None
+
+
+def test_a_job_still_running_is_said_skipped_once_a_while_not_at_every_tick(tmp_path: Path) -> None:
+    """A pass held up by a locked table made apscheduler warn every five seconds for as long."""
+    import logging
+
+    from syncwatch.commands.serve import SCHEDULER_LOG, SkipsNowAndThen
+
+    def skipped(job: str) -> logging.LogRecord:
+        text = f'Execution of job "{job}" skipped: maximum number of running instances reached (1)'
+        return logging.LogRecord("syncwatch.scheduler", logging.WARNING, __file__, 1, text, None, None)
+
+    thinned = SkipsNowAndThen(every_s=600)
+    told = [thinned.filter(skipped("correlate")) for _ in range(5)]
+    assert told == [True, False, False, False, False] and thinned.filter(skipped("alerts"))
+    other = logging.LogRecord("syncwatch.scheduler", logging.WARNING, __file__, 1, "Run time of job missed", None, None)
+    assert thinned.filter(other) and any(isinstance(f, SkipsNowAndThen) for f in SCHEDULER_LOG.filters)

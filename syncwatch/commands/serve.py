@@ -35,6 +35,31 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
+class SkipsNowAndThen(logging.Filter):
+    """apscheduler warns at every tick that a job still running is skipped: a correlator pass held
+    up by a locked table wrote a line every five seconds. The first skip of a job is told, then one
+    in ``every_s``."""
+
+    def __init__(self, every_s: float = 600.0) -> None:
+        super().__init__()
+        self.every_s = every_s
+        self._told: dict[str, float] = {}
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        text = record.getMessage()
+        if "maximum number of running instances reached" not in text:
+            return True
+        job, now = text.split(" skipped", 1)[0], time.monotonic()
+        if now - self._told.get(job, -self.every_s) < self.every_s:
+            return False
+        self._told[job] = now
+        return True
+
+
+SCHEDULER_LOG = logging.getLogger("syncwatch.scheduler")  # apscheduler's lines, with its skips thinned
+SCHEDULER_LOG.addFilter(SkipsNowAndThen())
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     id: str
@@ -170,7 +195,7 @@ def build_scheduler(
 ) -> BackgroundScheduler:
     from apscheduler.schedulers.background import BackgroundScheduler
 
-    scheduler = BackgroundScheduler(timezone=UTC)
+    scheduler = BackgroundScheduler(timezone=UTC, logger=SCHEDULER_LOG)
     for factory in job_factories(sink, pool):
         for job in factory(config, store):
             scheduler.add_job(
