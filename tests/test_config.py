@@ -79,6 +79,7 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[[key_rules]]\nregex = '(?P<erp_order>SO-'", "key_rules.0: regex '(?P<erp_order>SO-' is not a valid regular"),
         ("[key_types.ff]\nlabel = 'FF'\npattern = 'FF-(\\d'", "key_types.ff: pattern 'FF-(\\d' is not a valid regular"),
         ("[settings]\nport = 99999", "settings.port: expected 1 to 65535, got 99999"),
+        ("[settings]\nretention_days = -5", "settings.retention_days: expected 0 to 36500, got -5"),
         (
             "[field_maps.ff]\ntime = '/ts'\nmethod = 'm'\npath = 'p'\nstatus = 's'",
             "field_maps.ff.time: '/ts' is a JSON pointer; a field map takes dotted paths",
@@ -109,6 +110,10 @@ def test_invalid_values_name_the_field(tmp_path: Path, text: str, fragment: str)
         load_config(write(tmp_path, text), environ={})
     assert fragment in str(caught.value)
     assert str(tmp_path) in str(caught.value)
+
+
+def test_a_log_level_in_capitals_is_taken() -> None:
+    assert load_config(environ={"SYNCWATCH_LOG_LEVEL": "DEBUG"}).log_level == "debug"
 
 
 def test_an_invalid_environment_value_names_the_variable() -> None:

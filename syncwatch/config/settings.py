@@ -69,6 +69,7 @@ SETTINGS: tuple[Setting, ...] = (
         90,
         "Days of history kept: older observations, transactions not seen since, quarantine and alerts are pruned "
         "by `serve` every 6 hours (`syncwatch db prune` prunes now); 0 keeps everything. The audit log is always kept",
+        limits=(0, 36_500),
     ),
     Setting(
         "sla_at_risk_share", 0.8, "Share of a stage's SLA budget used before it counts as at risk", limits=(0.0, 1.0)
@@ -93,6 +94,8 @@ BY_NAME = {s.name: s for s in SETTINGS}
 def coerce(setting: Setting, raw: Any, origin: str) -> Any:
     """Convert a raw value (text from the environment, TOML value) to the setting's type."""
     kind = setting.type
+    if setting.choices and isinstance(raw, str):
+        raw = raw.lower()  # DEBUG as well as debug
     if setting.choices and raw not in setting.choices:
         raise ValueError(f"{origin}: expected one of {', '.join(setting.choices)}, got {raw!r}")
     value = _typed(kind, raw)
