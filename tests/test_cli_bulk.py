@@ -106,14 +106,18 @@ def test_replay_refuses_what_is_not_a_dead_letter(seeded: str, capsys: pytest.Ca
     assert statuses(seeded) == ["open"] * 4
 
 
-def test_a_bulk_job_refused_for_the_role_is_in_the_audit_log(seeded: str) -> None:
-    assert main(["bulk", "ignore", "--as", "sam", "--note", "n", "--category", "timeout", "--db", seeded]) == 1
-    store = Store.open(seeded)
+def last_audit(url: str):  # type: ignore[no-untyped-def]
+    store = Store.open(url)
     try:
         with store.engine.connect() as conn:
-            row = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
+            return conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
     finally:
         store.close()
+
+
+def test_a_bulk_job_refused_for_the_role_is_in_the_audit_log(seeded: str) -> None:
+    assert main(["bulk", "ignore", "--as", "sam", "--note", "n", "--category", "timeout", "--db", seeded]) == 1
+    row = last_audit(seeded)
     assert row is not None and (row.actor, row.action, row.result) == ("sam", "bulk ignore", "refused")
     assert row.detail["reason"] == "only a lead may run bulk jobs, and sam is an agent"
     assert "timeout" in row.request_summary
@@ -122,10 +126,5 @@ def test_a_bulk_job_refused_for_the_role_is_in_the_audit_log(seeded: str) -> Non
 def test_a_name_not_in_the_config_is_audited_as_no_user_not_as_an_executive(seeded: str) -> None:
     """`--as nobody` may only read, as an executive may; the audit log must not say one acted."""
     assert main(["resolve", "exc-0", "--as", "nobody", "--note", "n", "--db", seeded]) == 1
-    store = Store.open(seeded)
-    try:
-        with store.engine.connect() as conn:
-            row = conn.execute(select(audit_log).order_by(audit_log.c.id.desc())).first()
-    finally:
-        store.close()
+    row = last_audit(seeded)
     assert row is not None and (row.actor, row.role, row.result) == ("nobody", "not a user", "refused")
