@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -317,3 +318,14 @@ def test_the_health_read_answers_in_time_or_fails_while_a_table_is_locked(store:
             conn.exec_driver_sql("DELETE FROM observations")  # the write lock is held until the block ends
             assert store.correlation_backlog(within_s=0.5).observations == 0
     assert store.correlation_backlog(within_s=0.5).observations == 0
+
+
+def test_the_serve_lock_beside_a_sqlite_file_it_cannot_write_is_one_sentence(tmp_path: Path) -> None:
+    from syncwatch.store.errors import StoreError
+    from syncwatch.store.locks import sole_serve
+
+    store = Store.open(f"sqlite:///{tmp_path / 'x.db'}")
+    (tmp_path / "x.db.serve-lock").mkdir()  # as a lock in a folder serve may not write to, it cannot be opened
+    refused = r"cannot take the serve lock .*x\.db\.serve-lock: Is a directory"
+    with pytest.raises(StoreError, match=refused), sole_serve(store.engine):
+        pass

@@ -65,7 +65,12 @@ def sole_serve(engine: Engine) -> Iterator[None]:
     if engine.dialect.name != "sqlite" or not database or database == ":memory:":
         yield
         return
-    with open(f"{database}.serve-lock", "a+") as handle:
+    path = f"{database}.serve-lock"
+    try:
+        handle = open(path, "a+")  # noqa: SIM115 - held open for the block, closed below
+    except OSError as err:
+        raise StoreError(f"cannot take the serve lock {path}: {err.strerror} (SQLite writes beside its file)") from None
+    with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
