@@ -160,41 +160,41 @@ def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: date
 
 def deliver(store: Store, config: Config, client: httpx.Client | None = None, now: datetime | None = None) -> int:
     """Post the alerts due for delivery to the webhook; returns how many it accepted. No URL, no
-    delivery. A failed delivery is tried again later, on the outbox's schedule (``DELIVERY_AFTER``)."""
+    delivery. A failed delivery is tried again later, a wait after it that grows (``RETRY_WAITS``)."""
     url = os.environ.get(config.alert_webhook_env)
     if not url:
         return 0
+    now = now or utcnow()
     with store.engine.connect() as conn:
-        waiting = q.due(conn, now or utcnow())
+        waiting = q.due(conn, now)
     own = client is None
     client = client or httpx.Client(timeout=10)
     try:
-        return sum(_post(store, client, url, alert) for alert in waiting)
+        return sum(_post(store, client, url, alert, now) for alert in waiting)
     finally:
         if own:
             client.close()
 
 
-def _post(store: Store, client: httpx.Client, url: str, alert: Any) -> int:
+def _post(store: Store, client: httpx.Client, url: str, alert: Any, now: datetime) -> int:
+    error = None
     try:
         client.post(url, json={"text": f"{alert.text} <{alert.link}|open in syncwatch>"}).raise_for_status()
-        sent, error = utcnow(), None
     except httpx.HTTPError as err:
         # The webhook URL is a secret: log the failure without it.
         status = f" {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else ""
-        sent, error = None, f"{type(err).__name__}{status}"
+        error = f"{type(err).__name__}{status}"
     except (httpx.InvalidURL, ValueError) as err:
-        sent, error = None, f"the webhook URL is not valid ({type(err).__name__})"
+        error = f"the webhook URL is not valid ({type(err).__name__})"
     if error is not None:
-        log.warning("alert %s (%s) not delivered: %s; %s", alert.id, alert.kind, error, _then(alert))
+        log.warning("alert %s (%s) not delivered: %s; %s", alert.id, alert.kind, error, _then(alert, now))
     with store.writing() as conn:
-        q.record_attempt(conn, alert.id, sent, error)
-    return 1 if sent else 0
+        q.record_attempt(conn, alert.id, now, error is None, error)
+    return 1 if error is None else 0
 
 
-def _then(alert: Any) -> str:
+def _then(alert: Any, now: datetime) -> str:
     attempts = alert.attempts + 1
     if attempts >= q.MAX_ATTEMPTS:
         return f"given up after {attempts} attempts (the Admin page lists it)"
-    again = q.next_delivery(alert.created_at, attempts)
-    return f"tried again at {again:%H:%M} UTC"
+    return f"tried again at {q.next_delivery(now, attempts):%H:%M:%S} UTC"

@@ -99,7 +99,7 @@ def _alerts(page: Page) -> None:
     else:
         st.caption(f"Every alert was delivered. {where}.")
     recent.insert(0, "delivery", [_delivery(row) for row in recent.itertuples()])
-    shown = recent.drop(columns=["sent_at", "attempts", "last_error"])
+    shown = recent.drop(columns=["sent_at", "attempts", "last_attempt_at", "last_error"])
     st.dataframe(shown, hide_index=True, column_config=_ALERT_COLUMNS)
 
 
@@ -110,7 +110,7 @@ def _delivery(row: Any) -> str:
         return f"gave up after {row.attempts} attempts: {row.last_error}"
     if not row.attempts:
         return "waiting"
-    again = next_delivery(row.created_at, row.attempts)
+    again = next_delivery(None if pd.isna(row.last_attempt_at) else row.last_attempt_at, row.attempts)
     return f"waiting ({row.attempts} attempts: {row.last_error}; next at {again:%a %H:%M} UTC)"
 
 

@@ -20,7 +20,7 @@ from correlator.passes import Correlator
 from syncwatch.config import Config, load_config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
-from syncwatch.store.alerts import DELIVERY_AFTER, MAX_ATTEMPTS
+from syncwatch.store.alerts import MAX_ATTEMPTS, RETRY_WAITS
 from syncwatch.store.schema import alerts
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
@@ -143,7 +143,7 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
         (row,) = conn.execute(select(alerts))
     assert (row.sent_at, row.attempts, row.last_error) == (None, 1, "HTTPStatusError 500")
     assert "secret-token" not in caplog.text
-    assert "(transaction_breached) not delivered: HTTPStatusError 500; tried again at 15:16 UTC" in caplog.text
+    assert "(transaction_breached) not delivered: HTTPStatusError 500; tried again at 15:16:30 UTC" in caplog.text
     webhook.status = 200
     assert deliver(store, config, now=raised_at + timedelta(seconds=10)) == 0, "not due yet: a breather"
     assert deliver(store, config, now=raised_at + timedelta(minutes=1)) == 1
@@ -152,16 +152,19 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
 def test_a_webhook_down_for_the_night_gets_its_alerts_tried_for_eight_hours(
     store: Store, webhook: type[Webhook], caplog: pytest.LogCaptureFixture
 ) -> None:
-    """Five attempts in twenty seconds gave an alert up for good while the log said 'tried again later'."""
+    """Five attempts in twenty seconds gave an alert up for good while the log said 'tried again
+    later'; then an alert raised a day before serve started spent its attempts five seconds apart."""
     webhook.status = 503
     config = breach_one_order(store)
-    raised_at = T0 + timedelta(minutes=16)
-    for offset in DELIVERY_AFTER:
-        assert deliver(store, config, now=raised_at + offset) == 0
-    assert len(webhook.received) == MAX_ATTEMPTS and DELIVERY_AFTER[-1] == timedelta(hours=8)
+    at = T0 + timedelta(days=1)  # serve starts a day after the alert was raised
+    for wait in (timedelta(0), *RETRY_WAITS):
+        at += wait
+        assert deliver(store, config, now=at - timedelta(seconds=1)) == 0 and deliver(store, config, now=at) == 0
+    assert len(webhook.received) == MAX_ATTEMPTS == 10, "one delivery a due time, none a second early"
+    assert at - (T0 + timedelta(days=1)) > timedelta(hours=8)
     assert "given up after 10 attempts (the Admin page lists it)" in caplog.text
     webhook.status = 200
-    assert deliver(store, config, now=raised_at + timedelta(days=1)) == 0 and len(webhook.received) == MAX_ATTEMPTS
+    assert deliver(store, config, now=at + timedelta(days=1)) == 0 and len(webhook.received) == MAX_ATTEMPTS
 
 
 def test_a_webhook_url_that_is_not_one_is_recorded_on_the_alert_not_a_traceback(

@@ -12,10 +12,10 @@ from syncwatch.store.bulk import chunks
 from syncwatch.store.schema import alerts
 
 a = alerts.c
-# When each delivery is due, after the alert was raised: a webhook down for a few minutes, or for
-# the night, still gets every alert; after the last, the Admin page and /metrics say it was given up.
-DELIVERY_AFTER = tuple(timedelta(minutes=m) for m in (0, 0.5, 2, 5, 15, 30, 60, 120, 240, 480))
-MAX_ATTEMPTS = len(DELIVERY_AFTER)
+# How long after a failed delivery the next is tried: a webhook down for a few minutes, or for the
+# night, still gets every alert; after the last, the Admin page and /metrics say it was given up.
+RETRY_WAITS = tuple(timedelta(minutes=m) for m in (0.5, 2, 5, 10, 15, 30, 60, 120, 240))
+MAX_ATTEMPTS = len(RETRY_WAITS) + 1
 
 
 def keys_raised_since(conn: Connection, keys: Iterable[str], since: datetime | None) -> set[str]:
@@ -36,19 +36,22 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
 
 def due(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
     """Undelivered alerts whose next delivery is due by ``now``, oldest first."""
-    stmt = select(a.id, a.kind, a.text, a.link, a.attempts, a.created_at).where(
+    stmt = select(a.id, a.kind, a.text, a.link, a.attempts, a.last_attempt_at).where(
         and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS)
     )
-    rows = [row for row in conn.execute(stmt.order_by(a.id)) if next_delivery(row.created_at, row.attempts) <= now]
+    rows = [row for row in conn.execute(stmt.order_by(a.id)) if next_delivery(row.last_attempt_at, row.attempts) <= now]
     return rows[:limit]
 
 
-def next_delivery(created_at: datetime, attempts: int) -> datetime:
-    """When an undelivered alert's next delivery is due (``attempts`` below MAX_ATTEMPTS)."""
-    created = created_at if created_at.tzinfo else created_at.replace(tzinfo=UTC)
-    return created + DELIVERY_AFTER[attempts]
+def next_delivery(last_attempt_at: datetime | None, attempts: int) -> datetime:
+    """When an undelivered alert's next delivery is due: at once before the first, then the wait
+    for its number of failures after the last (``attempts`` below MAX_ATTEMPTS)."""
+    if not attempts or last_attempt_at is None:
+        return datetime.min.replace(tzinfo=UTC)
+    last = last_attempt_at if last_attempt_at.tzinfo else last_attempt_at.replace(tzinfo=UTC)
+    return last + RETRY_WAITS[attempts - 1]
 
 
-def record_attempt(conn: Connection, alert_id: int, sent_at: datetime | None, error: str | None) -> None:
-    stmt = update(alerts).where(a.id == alert_id).values(attempts=a.attempts + 1, sent_at=sent_at, last_error=error)
-    conn.execute(stmt)
+def record_attempt(conn: Connection, alert_id: int, at: datetime, sent: bool, error: str | None) -> None:
+    values = {"attempts": a.attempts + 1, "last_attempt_at": at, "sent_at": at if sent else None, "last_error": error}
+    conn.execute(update(alerts).where(a.id == alert_id).values(**values))

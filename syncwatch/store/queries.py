@@ -603,7 +603,7 @@ def quarantine_raw(store: Store, item_id: int) -> bytes | None:
 def alerts_recent(store: Store, limit: int = 100) -> pd.DataFrame:
     """The latest alerts with their delivery: sent, or attempts so far and the last error."""
     a = alerts.c
-    stmt = select(a.id, a.created_at, a.kind, a.text, a.sent_at, a.attempts, a.last_error, a.link)
+    stmt = select(a.id, a.created_at, a.kind, a.text, a.sent_at, a.attempts, a.last_attempt_at, a.last_error, a.link)
     return frame(store, stmt.order_by(a.id.desc()).limit(limit))
 
 

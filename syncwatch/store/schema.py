@@ -257,7 +257,12 @@ actions = Table(
         ForeignKey("exceptions.id", ondelete="SET NULL"),
         comment="The exception acted on",
     ),
-    Column("kind", String(16), nullable=False, comment="retry | reroute | replay | resolve | ignore | assign | note"),
+    Column(
+        "kind",
+        String(16),
+        nullable=False,
+        comment="retry | reroute | replay | resolve | ignore | assign | note | reopen",
+    ),
     Column("actor", String(128), nullable=False, comment="User or policy that asked for it"),
     Column(
         "idempotency_key",
@@ -278,7 +283,7 @@ actions = Table(
         comment="A running action holds its key until then (UTC); after it, a new request may take over",
     ),
     Column("job_id", String(64), comment="The bulk job that asked for it, if any"),
-    comment="Retry, reroute, replay, resolve, ignore, assign and note requests and their outcomes",
+    comment="Retry, reroute, replay, resolve, ignore, assign, note and reopen actions and their outcomes",
 )
 Index(None, actions.c.exception_id)
 Index(None, actions.c.job_id)
@@ -339,6 +344,7 @@ alerts = Table(
     Column("created_at", UTCDateTime, nullable=False, comment="When the correlator raised it (UTC)"),
     Column("sent_at", UTCDateTime, comment="When the webhook accepted it (UTC); null while pending"),
     Column("attempts", Integer, nullable=False, server_default=text("0"), comment="Delivery attempts"),
+    Column("last_attempt_at", UTCDateTime, comment="When a delivery was last tried (UTC); null before the first"),
     Column("last_error", Text, comment="Why the last delivery attempt failed"),
     comment="Alerts raised by the correlator and their delivery to the configured webhook",
 )
