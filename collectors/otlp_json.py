@@ -275,6 +275,9 @@ def documents(data: bytes) -> Iterator[tuple[int, bytes, list[Any] | MalformedIn
                 found, end = across, stop
                 while index < len(stretches) and stretches[index][0] < stop:
                     index += 1
+                rest = stretches[index][0] - 1 if index < len(stretches) else len(data)
+                if data[stop:rest].strip():  # the next document begins on the line this one ends: }{
+                    stretches.insert(index, (stop, rest))
             else:  # a broken document: its fragments up to where reading it failed, while none is whole
                 while index < len(stretches) and stretches[index][0] < stop:
                     if isinstance(_decoded(data[slice(*stretches[index])]), list):

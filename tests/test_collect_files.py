@@ -462,6 +462,21 @@ def _otlp_documents(indent: int | None, copies: int) -> tuple[bytes, list[int]]:
     return data, ends
 
 
+def test_documents_without_indentation_written_back_to_back_are_read_both(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The second began on the line the first ended on ('}{') and was refused in pieces."""
+    db = f"sqlite:///{tmp_path / 'ingest.db'}"
+    assert main(["db", "upgrade", "--db", db]) == 0
+    data, ends = _otlp_documents(0, 2)
+    path = tmp_path / "traces.json"
+    path.write_bytes(data[: ends[0] - 1] + data[ends[0] :])  # no newline between them
+    capsys.readouterr()
+    assert main(["ingest", "--db", db, "--json", str(path)]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary["stored"], summary["quarantined"]) == (8, 0)
+
+
 @pytest.mark.parametrize("indent", [None, 0, 2])
 def test_safe_end_cuts_concatenated_documents_only_between_them(indent: int | None) -> None:
     data, ends = _otlp_documents(indent, 3)
