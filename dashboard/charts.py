@@ -43,9 +43,12 @@ def sla_bars(data: pd.DataFrame, group: str) -> go.Figure:
     return _layout(fig, 80 + 40 * max(1, data[group].nunique()))
 
 
-def stage_heatmap(data: pd.DataFrame) -> go.Figure:
-    """Late transactions per stage at fault (rows) and partner (columns)."""
+def stage_heatmap(data: pd.DataFrame, stages: list[str]) -> go.Figure:
+    """Late transactions per stage at fault (rows, in the process's order from the top) and partner
+    (columns); a stage ``stages`` does not name goes last."""
     grid = data.pivot_table(index="stage", columns="partner", values="transactions", aggfunc="sum", fill_value=0)
+    rank = {stage: i for i, stage in enumerate(stages)}
+    grid = grid.loc[sorted(grid.index, key=lambda stage: (rank.get(stage, len(rank)), stage))]
     fig = go.Figure(
         go.Heatmap(
             z=grid.values,
@@ -57,6 +60,7 @@ def stage_heatmap(data: pd.DataFrame) -> go.Figure:
             hovertemplate="%{y} at %{x}: %{z} late<extra></extra>",
         )
     )
+    fig.update_yaxes(autorange="reversed")  # the first stage on top, as the process reads
     return _layout(fig, 80 + 45 * len(grid.index))
 
 

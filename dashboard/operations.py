@@ -150,7 +150,10 @@ def _stage_delays(page: Page) -> None:
     if data.empty:
         none_yet("No open order is late or at risk.")
         return
-    st.plotly_chart(charts.stage_heatmap(data.assign(stage=data["stage"].map(stage_label))), key="heatmap")
+    order = page.config.file.processes.get("order")
+    stages = [stage_label(s.name) for s in order.stages] if order else []
+    heatmap = charts.stage_heatmap(data.assign(stage=data["stage"].map(stage_label)), stages)
+    st.plotly_chart(heatmap, key="heatmap")
 
 
 def _throughput(page: Page) -> None:

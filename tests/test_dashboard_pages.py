@@ -21,6 +21,8 @@ from dashboard import auth
 from dashboard.endpoints import echoes_of_own_rows
 from dashboard.fmt import category_label, money
 from dashboard.users import add_user
+from syncwatch.config import load_config
+from syncwatch.model import stage_label
 from syncwatch.store import QuarantineItem, Store
 from syncwatch.store import queries as q
 
@@ -131,6 +133,11 @@ def test_operations_names_orders_not_yet_with_a_partner_as_such(
 ) -> None:
     at = open_app(monkeypatch, sample_db)
     by_partner = at.get("plotly_chart")[1].proto.spec  # SLA by channel, then by partner
+    specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    heatmap = next(spec for spec in specs if spec["data"] and spec["data"][0]["type"] == "heatmap")
+    order = [stage_label(s.name) for s in load_config(environ={}).file.processes["order"].stages]
+    rows = heatmap["data"][0]["y"]
+    assert rows == sorted(rows, key=order.index) and heatmap["layout"]["yaxis"]["autorange"] == "reversed", rows
     partners = {label for trace in json.loads(by_partner)["data"] for label in trace["y"]}
     assert "not released yet" in partners and "unknown" not in partners, partners
     assert "not released yet" in set(at.dataframe[0].value["partner"]), "the late table says the same"
