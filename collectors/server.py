@@ -369,6 +369,7 @@ class RequestMetrics:
         self.webhooks = webhooks
 
     def endpoint(self, path: str) -> str:
+        path = path.removesuffix("/") or "/"  # /v1/traces/ is /v1/traces
         if path in FIXED_PATHS:
             return path
         if path.startswith("/v1/webhooks/"):
@@ -428,6 +429,11 @@ def create_app(
     middleware = [Middleware(RequestMetrics, metrics=metrics, webhooks=frozenset(receiver.webhooks))]
     steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
     handlers = {404: _no_such_endpoint(routes), 405: _no_such_endpoint(routes)}
-    app = Starlette(routes=routes, middleware=middleware, lifespan=_closing(steps), exception_handlers=handlers)
+    # The same endpoints with a trailing slash: a redirect (Starlette's answer) loses the body of an
+    # exporter that does not follow it.
+    slashed = [Route(f"{r.path}/", r.endpoint, methods=r.methods) for r in routes]
+    app = Starlette(
+        routes=[*routes, *slashed], middleware=middleware, lifespan=_closing(steps), exception_handlers=handlers
+    )
     app.state.receiver = receiver
     return app

@@ -340,3 +340,5 @@ def test_a_wrong_path_or_method_is_told_what_the_server_takes(run_collector) -> 
     wrong_method = httpx.get(f"{collector.url}/v1/traces")
     assert wrong_method.status_code == 405 and "(wrong method)" in wrong_method.json()["error"]
     assert "GET /healthz" in wrong_method.json()["error"]
+    slashed = httpx.post(f"{collector.url}/v1/traces/", content=pb_traces(pb_span()), headers={"content-type": PB})
+    assert slashed.status_code == 200, "stored, not redirected: an exporter may not follow a redirect with its body"
