@@ -329,3 +329,20 @@ def test_the_serve_lock_beside_a_sqlite_file_it_cannot_write_is_one_sentence(tmp
     refused = r"cannot take the serve lock .*x\.db\.serve-lock: Is a directory"
     with pytest.raises(StoreError, match=refused), sole_serve(store.engine):
         pass
+
+
+def test_a_call_both_traced_and_logged_is_one_request_of_its_endpoint_on_every_engine(store: Store) -> None:
+    """The 3PL's server span and the gateway's access-log line of the same calls counted them twice."""
+    from dataclasses import replace
+
+    from observation_support import span
+
+    from syncwatch.model import ObservationKind
+    from syncwatch.store import queries as q
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    traced = [span(n, "POST /fulfillment-orders", "3pl-fastship", at, 503 if n == 0 else 202) for n in range(3)]
+    logged = [replace(s, natural_id=f"line-{n}", kind=ObservationKind.LOG) for n, s in enumerate(traced)]
+    store.write_observations([*traced, *logged, replace(logged[0], natural_id="line-extra")])
+    stats = q.endpoint_stats(store, at - timedelta(hours=1), at + timedelta(hours=1))
+    assert stats[["system", "requests", "errors"]].values.tolist() == [["3pl-fastship", 4, 2]], "the log saw more"

@@ -444,6 +444,10 @@ def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFra
     counts = frame(store, _endpoint_counts(names, since, until))
     if counts.empty:
         return counts
+    # A call both traced and logged (a server span and the gateway's access-log line) is one call:
+    # per endpoint the report that saw more of them counts, as an exception counts attempts.
+    counts = counts.sort_values("requests", ascending=False, kind="stable").drop_duplicates(ENDPOINT)
+    counts = counts.drop(columns="logged").sort_values(ENDPOINT, kind="stable")
     latency = frame(store, _endpoint_latency(store, names, since, until))
     last = frame(store, _last_errors(names, since, until))
     merged = counts.merge(latency, on=ENDPOINT, how="left")
@@ -463,16 +467,18 @@ def _peer() -> ColumnElement[str]:
 def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Select[Any]:
     # Grouped over a subquery: PostgreSQL cannot tell that the peer in GROUP BY, with its own bound
     # parameters, is the one selected.
-    rows = select(o.system, o.operation, _peer(), o.outcome, o.status_code).where(_window(names, since, until))
+    logged = case((o.kind == "log", 1), else_=0).label("logged")
+    rows = select(o.system, o.operation, _peer(), logged, o.outcome, o.status_code).where(_window(names, since, until))
     r = rows.subquery().c
     return select(
         r.system,
         r.operation,
         r.peer,
+        r.logged,
         func.count().label("requests"),
         func.sum(case((r.outcome == "error", 1), else_=0)).label("errors"),
         func.sum(case((r.status_code == 429, 1), else_=0)).label("throttled"),
-    ).group_by(r.system, r.operation, r.peer)
+    ).group_by(r.system, r.operation, r.peer, r.logged)
 
 
 def _duration_ms(store: Store) -> ColumnElement[Any]:
