@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from actions import bulk, manual, replay, reroute, retry, roles, steps
+from actions import bulk, ledger, manual, replay, reroute, retry, roles, steps
 from actions.bulk import BULK_ACTIONS
 from actions.results import ActionResult, BulkPlan
 from actions.runner import Request, closed_by, entry_for, refusal, refuse, run_partner_action
@@ -13,6 +13,7 @@ from actions.services import Services, services_for
 from syncwatch.config import Config
 from syncwatch.store import Store
 from syncwatch.store import actions as q
+from syncwatch.store import alerts as alert_outbox
 
 ACTIONS = roles.EXCEPTION_ACTIONS
 Handler = Callable[[Services, Request, dict[str, Any]], ActionResult]
@@ -127,3 +128,20 @@ def bulk_status(store: Store, job_id: str) -> dict[str, Any]:
 def cancel_bulk(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
     """Stop a job between items; with ``config``, only its starter or a lead may."""
     return bulk.cancel(store, job_id, actor, config)
+
+
+def deliver_alerts_again(store: Store, config: Config, actor: str) -> ActionResult:
+    """Alerts given up on, delivered again from `serve`'s next run: for after the webhook is mended.
+    A lead's to ask; refused or done, it is in the audit log."""
+    services = services_for(store, config)
+    entry = ledger.Entry(actor, roles.audited_role(config, actor), "deliver alerts", None, "alerts given up on")
+    if not roles.may(config, actor, "alerts"):
+        reason = f"only a lead may send alerts again, and {actor} is {roles.described(config, actor)}"
+        return refuse(services, entry, "given up", reason)
+    with store.writing() as conn:
+        again = alert_outbox.deliver_again(conn)
+        entry.result, entry.detail = "succeeded", {"alerts": again}
+        ledger.audit(conn, entry, services.clock())
+    return ActionResult(
+        True, "waiting", f"{again} alert{'s' if again != 1 else ''} will be delivered at `serve`'s next run."
+    )

@@ -17,7 +17,7 @@ EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign"
 RIGHTS: dict[str, frozenset[str]] = {
     EXECUTIVE: frozenset(),
     AGENT: frozenset({"retry", "replay", "resolve", "ignore", "assign", "note"}),
-    LEAD: frozenset({*EXCEPTION_ACTIONS, "bulk", "policies"}),
+    LEAD: frozenset({*EXCEPTION_ACTIONS, "bulk", "policies", "alerts"}),
     POLICY: frozenset({"retry"}),
 }
 

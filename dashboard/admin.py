@@ -8,6 +8,7 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
+from actions import api
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
@@ -83,6 +84,9 @@ _ITEM_COLUMNS = {
 }
 
 
+DELIVERED_AGAIN = "admin_delivered_again"  # the outcome of "Deliver … again", shown after the rerun
+
+
 def _alerts(page: Page) -> None:
     """What was raised and whether the webhook took it: an unset or failing webhook shows here."""
     recent = q.alerts_recent(page.store)
@@ -98,6 +102,13 @@ def _alerts(page: Page) -> None:
         )
     else:
         st.caption(f"Every alert was delivered. {where}.")
+    done = st.session_state.pop(DELIVERED_AGAIN, None)
+    if done is not None:
+        (st.success if done.ok else st.error)(done.message)
+    given_up = q.alerts_given_up(page.store)
+    if given_up and st.button(f"Deliver the {count(given_up, 'alert')} given up on again", key="deliver_again"):
+        st.session_state[DELIVERED_AGAIN] = api.deliver_alerts_again(page.store, page.config, page.viewer.actor)
+        st.rerun()  # drawn afresh: the alerts waiting again, the button gone
     recent.insert(0, "delivery", [_delivery(row) for row in recent.itertuples()])
     shown = recent.drop(columns=["sent_at", "attempts", "last_attempt_at", "last_error"])
     st.dataframe(shown, hide_index=True, column_config=_ALERT_COLUMNS)

@@ -21,7 +21,7 @@ from syncwatch.config import Config, load_config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
 from syncwatch.store.alerts import MAX_ATTEMPTS, RETRY_WAITS
-from syncwatch.store.schema import alerts
+from syncwatch.store.schema import alerts, audit_log
 
 T0 = datetime(2026, 11, 24, 15, 0, tzinfo=UTC)
 ORDER = "113-0000001-0000001"
@@ -219,3 +219,18 @@ def test_a_system_that_goes_quiet_alerts_once_per_silence_and_the_nights_lull_do
         "same hours yesterday it sent something in 20 different minutes."
     ), text
     store.close()
+
+
+def test_only_a_lead_delivers_given_up_alerts_again_and_either_way_it_is_audited(store: Store) -> None:
+    from actions.api import deliver_alerts_again
+
+    config = breach_one_order(store)
+    with store.writing() as conn:
+        conn.execute(alerts.update().values(attempts=MAX_ATTEMPTS, last_error="ConnectError"))
+    refused = deliver_alerts_again(store, config, "sam")
+    assert not refused.ok and refused.message == "Only a lead may send alerts again, and sam is an agent."
+    assert deliver_alerts_again(store, config, "alex").message == "1 alert will be delivered at `serve`'s next run."
+    with store.engine.connect() as conn:
+        assert conn.execute(select(alerts.c.attempts)).scalar_one() == 0
+        audited = conn.execute(select(audit_log.c.actor, audit_log.c.result).order_by(audit_log.c.id)).all()
+    assert [tuple(row) for row in audited] == [("sam", "refused"), ("alex", "succeeded")]

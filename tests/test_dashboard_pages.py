@@ -560,6 +560,11 @@ def test_admin_shows_which_alerts_went_out_and_why_the_others_did_not(
     delivery = next(d.value for d in at.dataframe if "delivery" in d.value.columns)["delivery"].tolist()
     assert delivery.count("sent") == raised // 2 and "gave up after 10 attempts: HTTPStatusError 404" in delivery
     assert delivery.count("waiting") == waiting - 1
+    next(b for b in at.button if b.label == "Deliver the 1 alert given up on again").click().run()
+    assert "1 alert will be delivered at `serve`'s next run." in [s.value for s in at.success]
+    delivery = next(d.value for d in at.dataframe if "delivery" in d.value.columns)["delivery"].tolist()
+    assert delivery.count("waiting") == waiting and not [b for b in at.button if b.label.startswith("Deliver the")]
+    assert audit_rows(sample_copy)[-1] == ("alex", "deliver alerts", "succeeded")
 
 
 def audit_rows(url: str) -> list[tuple[str, str, str]]:

@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, select, update
+from sqlalchemy import Connection, and_, func, select, update
 
 from syncwatch.store.bulk import chunks
 from syncwatch.store.schema import alerts
@@ -55,3 +55,15 @@ def next_delivery(last_attempt_at: datetime | None, attempts: int) -> datetime:
 def record_attempt(conn: Connection, alert_id: int, at: datetime, sent: bool, error: str | None) -> None:
     values = {"attempts": a.attempts + 1, "last_attempt_at": at, "sent_at": at if sent else None, "last_error": error}
     conn.execute(update(alerts).where(a.id == alert_id).values(**values))
+
+
+def given_up(conn: Connection) -> int:
+    """Alerts the webhook never took, after every attempt."""
+    stmt = select(func.count()).where(and_(a.sent_at.is_(None), a.attempts >= MAX_ATTEMPTS))
+    return int(conn.execute(stmt).scalar_one())
+
+
+def deliver_again(conn: Connection) -> int:
+    """Give the alerts given up on a new round of deliveries (once the webhook works again)."""
+    stmt = update(alerts).where(and_(a.sent_at.is_(None), a.attempts >= MAX_ATTEMPTS)).values(attempts=0)
+    return int(conn.execute(stmt).rowcount)

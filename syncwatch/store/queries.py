@@ -18,6 +18,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 
 from syncwatch.model import PARTNER_CALLED
+from syncwatch.store import alerts as alert_outbox
 from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
 from syncwatch.store.filters import ACTIVE_EXCEPTION, QueueFilter, conditions, transactions_with_key
@@ -611,6 +612,12 @@ def alerts_recent(store: Store, limit: int = 100) -> pd.DataFrame:
     a = alerts.c
     stmt = select(a.id, a.created_at, a.kind, a.text, a.sent_at, a.attempts, a.last_attempt_at, a.last_error, a.link)
     return frame(store, stmt.order_by(a.id.desc()).limit(limit))
+
+
+def alerts_given_up(store: Store) -> int:
+    """Alerts the webhook never took, after every attempt: Admin offers to deliver them again."""
+    with store.engine.connect() as conn:
+        return alert_outbox.given_up(conn)
 
 
 def alerts_undelivered(store: Store) -> int:
