@@ -46,13 +46,22 @@ def _demo(config: Config, default: str) -> Viewer:
     names = sorted(config.file.users, key=lambda n: (n != default, n))
     if default not in names:
         names.insert(0, default)
+    # The choice is kept apart from the widget's own state, which a page opened from a table row
+    # (st.switch_page) may drop: the sidebar then still showed the executive while the page acted
+    # as the lead.
+    if DEMO_WIDGET not in st.session_state and st.session_state.get(DEMO_CHOSEN) in names:
+        st.session_state[DEMO_WIDGET] = st.session_state[DEMO_CHOSEN]
     actor = st.sidebar.selectbox(
         "Demo: see the screens as",
         names,
         format_func=lambda n: viewer_for(config, n).label,
-        key="demo_actor",
+        key=DEMO_WIDGET,
     )
+    st.session_state[DEMO_CHOSEN] = actor
     return viewer_for(config, actor)
+
+
+DEMO_WIDGET, DEMO_CHOSEN = "demo_actor", "demo_actor_chosen"
 
 
 def _oidc_configured() -> bool:

@@ -321,3 +321,49 @@ def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: An
     sign_in(page, demo.url)  # a page loaded afresh is a new session: sign in again
     page.get_by_role("heading", name="Operations").first.wait_for(timeout=60_000)
     assert page.url.endswith("/operations"), "the front page sends a lead on to Operations"
+
+
+def test_the_demo_switcher_keeps_its_person_on_a_page_opened_from_a_row(demo: Demo, page: Any) -> None:
+    """Opening an exception from a table row (a page switch) dropped the switcher's choice: kim, an
+    executive, read the page as the lead, with Admin in the menu and the lead's buttons."""
+    port = free_port_run(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
+    env |= {"SYNCWATCH_DB": f"sqlite:///{demo.folder / 'demo' / 'demo.db'}", "SYNCWATCH_DASHBOARD_DEMO_USER": "alex"}
+    argv = [sys.executable, "-m", "syncwatch", "dashboard", "--port", str(port)]
+    switcher = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{url}/_stcore/health"):
+            assert switcher.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.3)
+        exception_id, _ = demo.unknown_sku_exception()
+        with sqlite3.connect(demo.folder / "demo" / "demo.db") as conn:
+            (order,) = conn.execute("SELECT transaction_id FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
+        page.goto(f"{url}/search?key={order}")
+        page.get_by_text("Demo: see the screens as").wait_for(timeout=60_000)
+        settle(page)
+        page.get_by_test_id("stSidebar").get_by_test_id("stSelectbox").click()
+        page.get_by_role("option", name=re.compile("^kim")).click()
+        settle(page)
+        tables = page.get_by_test_id("stDataFrame")
+        listed = [tables.nth(i) for i in range(tables.count()) if tables.nth(i).bounding_box()["height"] < 100]
+        exceptions = listed[-1]  # the order's exceptions: the last short table on the page
+        exceptions.scroll_into_view_if_needed()
+        box = exceptions.bounding_box()
+        page.mouse.click(box["x"] + 15, box["y"] + 35 + 17)
+        page.wait_for_url(re.compile("/exceptions"), timeout=60_000)
+        settle(page)
+        assert page.get_by_text("Signed in as kim (executive)").count()
+        assert page.get_by_text("can read this exception").count()
+        assert not page.get_by_role("button", name="Resolve", exact=True).count()
+    finally:
+        switcher.terminate()
+        switcher.wait(timeout=30)
+
+
+def _answers(url: str) -> bool:
+    try:
+        return httpx.get(url, timeout=2).status_code == 200
+    except httpx.TransportError:
+        return False
