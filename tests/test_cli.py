@@ -203,6 +203,8 @@ def test_export_transactions_as_json_lines_holds_keys_stages_and_sla(sample_db: 
     assert {"erp_order"} <= set(first["keys"]) and "trace" not in first["keys"]
     reached = [s for s in first["stages"] if s["reached_at"]]
     assert reached and {"name", "reached_at", "due_at", "sla_state"} <= set(reached[0])
+    assert first["started_at"] <= first["last_seen_at"] and first["observation_count"] > 0, "volumes and lead times"
+    assert {"current_stage", "customer", "order_value", "promised_at"} <= set(first)
 
 
 def test_export_exceptions_as_csv_names_transaction_category_and_status(sample_db: str, tmp_path: Path) -> None:
@@ -215,6 +217,21 @@ def test_export_exceptions_as_csv_names_transaction_category_and_status(sample_d
     assert len(rows) > 20
     assert all(r["id"] and r["transaction_id"] and r["category"] and r["status"] for r in rows)
     assert {r["category"] for r in rows} >= {"validation", "partner_unavailable"}
+    assert {r["channel"] for r in rows} >= {"marketplace-amz", "marketplace-b2b"}, "the order's context, flattened"
+
+
+def test_an_empty_csv_export_still_names_its_columns(tmp_path: Path) -> None:
+    """A 0-byte file made pandas fail: 'No columns to parse from file'."""
+    import csv
+
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    for what in ("transactions", "exceptions", "quarantine"):
+        out = tmp_path / f"{what}.csv"
+        assert syncwatch("export", what, "--db", db, "--format", "csv", "--out", str(out)).returncode == 0
+        with out.open(newline="") as handle:
+            header = next(csv.reader(handle))
+        assert header[0] == "id" and len(header) > 5, (what, header)
 
 
 def test_export_to_a_folder_that_does_not_exist_gets_one_sentence(sample_db: str, tmp_path: Path) -> None:

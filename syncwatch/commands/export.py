@@ -12,9 +12,23 @@ from typing import Any, TextIO
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.commands.common import count as plural
-from syncwatch.store.reads import iter_exceptions, iter_quarantine, iter_transactions
+from syncwatch.store.reads import (
+    CONTEXT_FIELDS,
+    EXCEPTION_FIELDS,
+    QUARANTINE_FIELDS,
+    TRANSACTION_FIELDS,
+    iter_exceptions,
+    iter_quarantine,
+    iter_transactions,
+)
 
 WHAT = {"transactions": iter_transactions, "exceptions": iter_exceptions, "quarantine": iter_quarantine}
+# A CSV's columns, written even when no row follows: a BI tool reads an empty export as empty, not broken.
+COLUMNS = {
+    "transactions": TRANSACTION_FIELDS,
+    "exceptions": EXCEPTION_FIELDS + CONTEXT_FIELDS,
+    "quarantine": QUARANTINE_FIELDS,
+}
 
 
 NOUNS = {"transactions": "transaction", "exceptions": "exception", "quarantine": "quarantined input"}
@@ -27,18 +41,16 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", metavar="FILE", help="write to FILE instead of standard output")
 
 
-def _write(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO) -> int:
+def _write(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO, columns: tuple[str, ...]) -> int:
     count = 0
-    writer: csv.DictWriter | None = None
+    writer = csv.DictWriter(out, fieldnames=list(columns)) if fmt == "csv" else None
+    if writer is not None:
+        writer.writeheader()
     for row in rows:
-        if fmt == "jsonl":
+        if writer is None:
             out.write(json.dumps(row, default=str) + "\n")
         else:
-            flat = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
-            if writer is None:
-                writer = csv.DictWriter(out, fieldnames=list(flat))
-                writer.writeheader()
-            writer.writerow(flat)
+            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
         count += 1
     return count
 
@@ -52,7 +64,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"syncwatch export: cannot write {args.out}: {err.strerror}", file=sys.stderr)
             return 1
         with store.engine.connect() as conn, target as out:
-            count = _write(WHAT[args.what](conn), args.format, out)
+            count = _write(WHAT[args.what](conn), args.format, out, COLUMNS[args.what])
     finally:
         store.close()
     print(f"exported {plural(count, NOUNS[args.what])}", file=sys.stderr)

@@ -28,34 +28,52 @@ EXCEPTION_FIELDS = (
 )
 
 
+TRANSACTION_FIELDS = (
+    "id",
+    "type",
+    "status",
+    "sla_state",
+    "current_stage",
+    "stage_at_fault",
+    "due_at",
+    "started_at",
+    "last_seen_at",
+    "channel",
+    "partner",
+    "customer",
+    "order_value",
+    "promised_at",
+    "observation_count",
+    "keys",
+    "stages",
+    "lines",
+)
+CONTEXT_FIELDS = ("channel", "partner", "customer", "order_value", "promised_at")  # an exception's business context
+
+
 def iter_transactions(conn: Connection) -> Iterator[dict[str, Any]]:
-    """Every transaction with its identity keys (trace ids left out), in id order."""
+    """Every transaction with its identity keys (trace ids left out), in id order: what a BI tool
+    charts volumes, lead times and SLA by."""
     keys: dict[str, dict[str, list[str]]] = {}
     c = transaction_keys.c
     for tid, key_type, value in conn.execute(
         select(c.transaction_id, c.key_type, c.value).where(c.key_type != "trace")
     ):
         keys.setdefault(tid, {}).setdefault(key_type, []).append(value)
-    for row in conn.execute(select(transactions).order_by(transactions.c.id)):
-        yield {
-            "id": row.id,
-            "type": row.type,
-            "status": row.status,
-            "sla_state": row.sla_state,
-            "stage_at_fault": row.stage_at_fault,
-            "due_at": row.due_at.isoformat() if row.due_at else None,
-            "channel": row.channel,
-            "partner": row.partner,
-            "keys": {t: sorted(v) for t, v in sorted(keys.get(row.id, {}).items())},
-            "stages": row.stages,
-            "lines": row.lines,
-        }
+    columns = [transactions.c[name] for name in TRANSACTION_FIELDS if name != "keys"]
+    for row in conn.execute(select(*columns).order_by(transactions.c.id)):
+        found = keys.get(row.id, {})
+        yield {**_exported(row), "keys": {t: sorted(v) for t, v in sorted(found.items())}}
 
 
 def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
+    """Every exception with its order's business context, oldest first."""
     columns = [exceptions.c[name] for name in EXCEPTION_FIELDS]
-    for row in conn.execute(select(*columns).order_by(exceptions.c.opened_at, exceptions.c.id)):
-        yield _exported(row)
+    stmt = select(*columns, exceptions.c.context).order_by(exceptions.c.opened_at, exceptions.c.id)
+    for row in conn.execute(stmt):
+        exported = _exported(row)
+        context = exported.pop("context") or {}
+        yield {**exported, **{name: context.get(name) for name in CONTEXT_FIELDS}}
 
 
 def _exported(row: Any) -> dict[str, Any]:
