@@ -74,6 +74,26 @@ def reopen_unconfirmed(services: Services, now: datetime | None = None) -> list[
     return reopened
 
 
+STALLED_AFTER = timedelta(minutes=10)  # a job's items each take seconds; this long without one, its process is gone
+
+
+def close_stalled_jobs(services: Services, now: datetime | None = None) -> list[str]:
+    """Bulk jobs whose process ended without finishing them (killed, the machine restarted) are
+    closed as cancelled, with why in the audit log: one left 'running' could be neither watched
+    nor cancelled. Items it left mid-way are taken over by the next action after their lease."""
+    now = now or services.clock()
+    closed = []
+    with services.store.writing() as conn:
+        for job_id in q.stalled_jobs(conn, now - STALLED_AFTER):
+            if q.set_job_status(conn, job_id, "cancelled", now, only_from=("running", "cancelling")):
+                reason = f"no progress for {_span(STALLED_AFTER)}: the process running it ended"
+                entry = ledger.Entry(roles.CONFIRM_ACTOR, roles.POLICY, "bulk interrupted", job_id, "", "succeeded")
+                entry.detail = {"reason": reason}
+                ledger.audit(conn, entry, now)
+                closed.append(job_id)
+    return closed
+
+
 def _span(window: timedelta) -> str:
     minutes = int(window.total_seconds() // 60)
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
@@ -94,6 +114,8 @@ CONFIRMATION_CHECK_S = 60.0
 def _reopened(services: Services) -> None:
     for exception_id in reopen_unconfirmed(services):
         log.warning("exception %s opened again: its retry or reroute was never confirmed", exception_id)
+    for job_id in close_stalled_jobs(services):
+        log.warning("bulk job %s closed as cancelled: no progress for %s", job_id, _span(STALLED_AFTER))
 
 
 def _logged(services: Services, run: Runner) -> None:

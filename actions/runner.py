@@ -81,7 +81,8 @@ def closed_by(services: Services, exception: dict[str, Any]) -> str:
 def entry_for(services: Services, request: Request, **parts: Any) -> Entry:
     role = roles.audited_role(services.config, request.actor)
     text = summary(target=request.target, note=request.note, payload=request.payload, **parts)
-    return Entry(request.actor, role, request.kind, request.exception_id, text)
+    detail = {"job_id": request.job_id} if request.job_id else {}  # a bulk item's refusal says whose it was
+    return Entry(request.actor, role, request.kind, request.exception_id, text, detail=detail)
 
 
 def refuse(services: Services, entry: Entry, status: str, reason: str, result: str = "refused") -> ActionResult:

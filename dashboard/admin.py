@@ -125,6 +125,11 @@ def _delivery(row: Any) -> str:
     return f"waiting ({row.attempts} attempts: {row.last_error}; next at {again:%a %H:%M} UTC)"
 
 
+def _why(detail: dict[str, Any]) -> str:
+    """A refusal's reason, or a sent action's failure, which its outcome holds."""
+    return str(detail.get("reason") or (detail.get("outcome") or {}).get("reason") or "")
+
+
 _ALERT_COLUMNS = {
     "id": "#",
     "created_at": st.column_config.DatetimeColumn("raised", format="YYYY-MM-DD HH:mm"),
@@ -139,7 +144,10 @@ def _audit(page: Page) -> None:
         return
     st.caption("Every action and sign-in, newest first; the log is append-only, so nobody can change it.")
     details = log.pop("detail")
-    log["why"] = [mask_emails(str(d["reason"])) if isinstance(d, dict) and d.get("reason") else "" for d in details]
+    log["why"] = [
+        mask_emails(_why(d)) if isinstance(d, dict) and result in ("refused", "failed") else ""
+        for d, result in zip(details, log["result"], strict=True)
+    ]
     st.dataframe(log, hide_index=True, column_config=_AUDIT_COLUMNS)
 
 

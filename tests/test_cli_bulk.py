@@ -60,6 +60,8 @@ def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: py
     ("args", "code", "message"),
     [
         (["resolve", "--as", "alex"], 2, "resolve needs --note"),
+        (["resolve", "--as", "alex", "--note", "   ", "--yes"], 2, "resolve needs --note"),  # blank is no note
+        (["retry", "--as", "alex", "--to", "sam"], 2, "--to names an assignee; retry takes none."),
         (
             ["assign", "--as", "alex", "--to", "kim"],
             2,
@@ -128,3 +130,50 @@ def test_a_name_not_in_the_config_is_audited_as_no_user_not_as_an_executive(seed
     assert main(["resolve", "exc-0", "--as", "nobody", "--note", "n", "--db", seeded]) == 1
     row = last_audit(seeded)
     assert row is not None and (row.actor, row.role, row.result) == ("nobody", "not a user", "refused")
+
+
+def test_a_filter_naming_no_configured_channel_says_so(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["bulk", "retry", "--as", "alex", "--channel", "MARKETPLACE-B2B", "--db", seeded]) == 0
+    said = capsys.readouterr().out
+    assert "Plan: retry 0 exceptions." in said and "Nothing matches; nothing to do." in said
+    assert "No channel is called 'MARKETPLACE-B2B'; the config's are: marketplace-amz, marketplace-b2b." in said
+
+
+def test_a_job_with_failures_says_why_they_failed(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CLI printed only '29 failed', while the audit log knew 'already assigned to sam'."""
+    args = ["bulk", "retry", "--as", "alex", "--ids", "exc-1", "--yes", "--db", seeded]
+    assert main(args) == 1
+    close_all()
+    said = capsys.readouterr().out
+    assert "Plan" not in said and "0 succeeded, 1 failed.\nWhy they failed:\n  1 × " in said, said
+
+
+def test_a_job_whose_process_died_is_closed_and_says_why(seeded: str) -> None:
+    from datetime import timedelta
+
+    from actions.jobs import STALLED_AFTER, close_stalled_jobs
+    from actions.services import services_for
+    from syncwatch.config import load_config
+    from syncwatch.model import utcnow
+    from syncwatch.store.schema import action_jobs
+
+    store = Store.open(seeded)
+    try:
+        stale = utcnow() - STALLED_AFTER - timedelta(minutes=1)
+        job = {"kind": "retry", "actor": "alex", "filters": {}, "partners": {}, "exception_ids": [], "total": 3}
+        with store.engine.begin() as conn:
+            conn.execute(
+                action_jobs.insert(),
+                [
+                    {**job, "id": "job-dead", "status": "running", "created_at": stale, "updated_at": stale},
+                    {**job, "id": "job-alive", "status": "running", "created_at": stale, "updated_at": utcnow()},
+                ],
+            )
+        assert close_stalled_jobs(services_for(store, load_config(environ={}))) == ["job-dead"]
+        with store.engine.connect() as conn:
+            status = dict(conn.execute(select(action_jobs.c.id, action_jobs.c.status)).all())
+        assert status == {"job-dead": "cancelled", "job-alive": "running"}
+        assert last_audit(seeded).detail["reason"] == "no progress for 10 min: the process running it ended"
+    finally:
+        store.close()
+        close_all()

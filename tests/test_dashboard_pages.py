@@ -584,6 +584,10 @@ def test_retry_goes_through_the_action_layer_and_shows_the_outcome(
     assert outcome[0].value.endswith("; the exception stays open."), outcome[0].value
     assert outcome[0].value.count("open") == 1, "said once"
     assert ("alex", "retry") in {(actor, action) for actor, action, _ in audit_rows(sample_copy)}
+    at.switch_page("admin.py").run()
+    log = next(d.value for d in at.dataframe if "why" in d.value.columns)
+    failed = log[(log["action"] == "retry") & (log["result"] == "failed")]
+    assert len(failed) == 1 and failed["why"].iloc[0], "a sent action's failure says why, as a refusal does"
 
 
 def test_assign_to_me_shows_the_new_assignee(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:

@@ -1,17 +1,20 @@
 """`syncwatch bulk ACTION --as LEAD [filters]`: one action over every exception a filter matches,
 as the Exceptions page's bulk panel does. Without --yes it only prints the plan (how many, which
 partners); with --yes it runs the job within the partners' rate limits and shows its progress.
-Ctrl-C cancels the job between items."""
+Ctrl-C or SIGTERM cancels the job between items; a job whose process was killed outright is closed
+by `serve` (or the next bulk command) once it has made no progress for ten minutes."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from typing import Any
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.commands.common import count as plural
 from syncwatch.store.filters import QueueFilter
 
 EXIT_USAGE = 2
@@ -48,7 +51,8 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from actions import roles
     from actions.api import plan_bulk, refuse_bulk
-    from actions.services import close_all
+    from actions.jobs import close_stalled_jobs
+    from actions.services import close_all, services_for
 
     config = config_from(args)
     if not roles.may(config, args.actor, "bulk"):  # say so before asking for more, or planning what could not run
@@ -60,11 +64,16 @@ def _run(args: argparse.Namespace) -> int:
             store.close()
         print(f"syncwatch bulk: {reason}.", file=sys.stderr)
         return 1
-    if args.action in ("resolve", "ignore") and not args.note:
+    if args.action in ("resolve", "ignore") and not (args.note or "").strip():
         print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
+        return EXIT_USAGE
+    if args.target and args.action != "assign":
+        print(f"syncwatch bulk: --to names an assignee; {args.action} takes none.", file=sys.stderr)
         return EXIT_USAGE
     store = open_store(config)
     try:
+        for job_id in close_stalled_jobs(services_for(store, config)):
+            print(f"syncwatch bulk: job {job_id} made no progress in ten minutes; closed.", file=sys.stderr)
         try:
             plan = plan_bulk(
                 store, config, action=args.action, filters=_filters(args), actor=args.actor, target=args.target
@@ -73,7 +82,7 @@ def _run(args: argparse.Namespace) -> int:
             print(f"syncwatch bulk: {err}.", file=sys.stderr)
             return EXIT_USAGE
         if not args.yes or plan.count == 0:
-            print(json.dumps(_plan_json(plan)) if args.json else _plan_text(plan))
+            print(json.dumps(_plan_json(plan)) if args.json else _plan_text(plan, _unknown_names(args, config)))
             return 0
         return _execute(store, config, plan, args)
     finally:
@@ -93,12 +102,30 @@ def _plan_json(plan: Any) -> dict[str, Any]:
     }
 
 
-def _plan_text(plan: Any) -> str:
+def _plan_text(plan: Any, unknown: list[str]) -> str:
     to = f" to {plan.target}" if plan.target else ""
-    lines = [f"Plan: {plan.action} {plan.count} exceptions{to}.", *[t for t in (plan.left_out_text, plan.caveat) if t]]
+    lines = [f"Plan: {plan.action} {plural(plan.count, 'exception')}{to}."]
+    lines += [t for t in (plan.left_out_text, plan.caveat) if t]
     lines += [f"  {partner}: {count}" for partner, count in sorted(plan.partners.items(), key=lambda i: -i[1])]
     lines.append("Run again with --yes to start." if plan.count else "Nothing matches; nothing to do.")
+    if not plan.count:
+        lines += unknown
     return "\n".join(lines)
+
+
+def _unknown_names(args: argparse.Namespace, config: Any) -> list[str]:
+    """Why a filter may match nothing: a channel or partner the config does not know (names are exact)."""
+    partners = config.file.partners
+    known = {
+        "channel": sorted(n for n, p in partners.items() if p.kind == "marketplace"),
+        "partner": sorted(n for n, p in partners.items() if p.kind in ("wms", "3pl")),
+    }
+    said = []
+    for name, names in known.items():
+        for value in getattr(args, name) or []:
+            if value not in names:
+                said.append(f"No {name} is called {value!r}; the config's are: {', '.join(names) or 'none'}.")
+    return said
 
 
 def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> int:
@@ -106,26 +133,38 @@ def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> in
 
     from actions.api import bulk_status, cancel_bulk, start_bulk
     from actions.bulk import Refused
+    from syncwatch.redact import mask_emails
+    from syncwatch.store.queries import job_failure_reasons
 
     try:
         job_id = start_bulk(store, config, replace(plan, note=args.note), args.actor)
     except Refused as err:
         print(f"syncwatch bulk: {err}", file=sys.stderr)
         return 1
-    print(f"Job {job_id}: {plan.action} on {plan.count} exceptions (Ctrl-C cancels).", file=sys.stderr)
+    print(f"Job {job_id}: {plan.action} on {plural(plan.count, 'exception')} (Ctrl-C cancels).", file=sys.stderr)
     status, shown = bulk_status(store, job_id), -1
-    while status["status"] not in ("finished", "cancelled"):
-        try:
-            time.sleep(1)
-        except KeyboardInterrupt:
-            print(cancel_bulk(store, job_id, args.actor, config).message, file=sys.stderr)
-        status = bulk_status(store, job_id)
-        if status["done"] != shown:
-            shown = status["done"]
-            print(f"  {shown} of {status['total']} done, {status['failed']} failed", file=sys.stderr)
+    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside cancels as Ctrl-C does
+    try:
+        while status["status"] not in ("finished", "cancelled"):
+            try:
+                time.sleep(1)
+            except KeyboardInterrupt:
+                print(cancel_bulk(store, job_id, args.actor, config).message, file=sys.stderr)
+            status = bulk_status(store, job_id)
+            if status["done"] != shown:
+                shown = status["done"]
+                print(f"  {shown} of {status['total']} done, {status['failed']} failed", file=sys.stderr)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     summary = f"Job {job_id} {status['status']}: {status['succeeded']} succeeded, {status['failed']} failed."
-    print(json.dumps(status) if args.json else summary)
+    reasons = job_failure_reasons(store, job_id) if status["failed"] else []
+    why = "".join(f"\n  {n} × {mask_emails(reason)}" for reason, n in reasons[:5])
+    print(json.dumps(status) if args.json else summary + (f"\nWhy they failed:{why}" if why else ""))
     return 0 if status["status"] == "finished" and not status["failed"] else 1
+
+
+def _interrupt(_signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt
 
 
 COMMAND = Command("bulk", "run one action on every exception a filter matches (plan first)", _add_arguments, _run)

@@ -239,6 +239,13 @@ def set_job_status(
     return conn.execute(stmt.values(status=status, updated_at=now, finished_at=finished)).rowcount == 1
 
 
+def stalled_jobs(conn: Connection, before: datetime) -> list[str]:
+    """Bulk jobs still running or cancelling with no progress since ``before``: their process ended."""
+    j = action_jobs.c
+    stmt = select(j.id).where(and_(j.status.in_(("running", "cancelling")), j.updated_at < before))
+    return list(conn.execute(stmt).scalars())
+
+
 def open_exceptions_in(conn: Connection, categories: list[str]) -> list[dict[str, Any]]:
     """Open exceptions of the given categories, with their automatic attempts so far (for the policy)."""
     automatic = (

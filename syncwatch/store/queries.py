@@ -312,12 +312,18 @@ def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
 
 
 def job_failure_reasons(store: Store, job_id: str) -> list[tuple[str, int]]:
-    """Why a bulk job's actions failed, most frequent first: what a lead reads before running it again."""
-    a = actions.c
-    stmt = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
+    """Why a bulk job's items failed, most frequent first: what a lead reads before running it
+    again. A sent action's failure is on its action row; an item refused before anything was sent
+    (already assigned, nothing recorded to send) only in the audit log."""
+    a, log = actions.c, audit_log.c
+    sent = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
+    refused = select(log.detail).where(
+        and_(log.detail["job_id"].as_string() == job_id, log.result.in_(("refused", "failed")))
+    )
     with store.engine.connect() as conn:
-        outcomes = [outcome or {} for (outcome,) in conn.execute(stmt)]
-    return Counter(str(o.get("reason") or "no reason recorded") for o in outcomes).most_common()
+        reasons = [(outcome or {}).get("reason") for (outcome,) in conn.execute(sent)]
+        reasons += [detail.get("reason") for (detail,) in conn.execute(refused) if "action_id" not in detail]
+    return Counter(str(reason or "no reason recorded") for reason in reasons).most_common()
 
 
 def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
