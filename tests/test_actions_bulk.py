@@ -18,6 +18,7 @@ from actions.runner import Request
 from actions.services import Services, close_all, services_for
 from syncwatch.config import load_config
 from syncwatch.store import Store
+from syncwatch.store import queries as q
 from syncwatch.store.filters import QueueFilter
 from syncwatch.store.schema import exceptions
 
@@ -79,6 +80,11 @@ def test_a_bulk_assign_gives_every_matching_exception_to_the_chosen_agent(store:
         assignees = dict(conn.execute(select(exceptions.c.id, exceptions.c.assignee)).all())
     assert (status["status"], status["succeeded"]) == ("finished", 5)
     assert assignees == dict.fromkeys(ids, "sam")
+    again = wait_for(store, start_bulk(store, config, plan, "alex"))
+    assert (again["failed"], q.job_failure_reasons(store, again["id"])) == (
+        5,
+        [("it is already assigned to sam; nothing changed", 5)],
+    ), "refused before anything was sent, yet the job says why"
     close_all()
 
 
