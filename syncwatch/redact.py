@@ -56,7 +56,8 @@ _WORDS = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+")
 # A key naming any of these words holds personal data: snake_case, camelCase (Amazon's
 # AddressLine1, recipientName) or dotted alike.
 PERSONAL_WORDS = frozenset(
-    {"email", "phone", "mobile", "fax", "address", "street", "city", "zip", "zipcode", "postal", "postcode"}
+    {"email", "phone", "mobile", "tel", "telephone", "fax", "address", "street", "city", "zip", "zipcode"}
+    | {"postal", "postcode"}
     | {"recipient", "contact"}
 )
 # 'name' is personal next to one of these, or alone; service.name, product_name and the like are not.

@@ -40,6 +40,10 @@ def test_masking_plain_text_hides_emails_and_phone_numbers() -> None:
 NOTE = "Called Jane at +1 (555) 123-4567 and 555.123.4567; order 437-6385518-0815154 fixed 2026-11-27T21:22:33.123456Z"
 
 
+def test_a_phone_number_under_tel_is_masked_whole() -> None:
+    assert mask({"tel": "5125550100", "hotel": "Grand"}) == {"tel": MASK, "hotel": "Grand"}
+
+
 def test_a_note_keeps_its_order_number_and_times_and_loses_its_phone_numbers() -> None:
     """Order numbers and times were starred as phone numbers, in the history and the audit log alike."""
     audited = summary(note=NOTE)
