@@ -50,10 +50,13 @@ def render() -> None:
     _transaction(page, tid)
 
 
+SIMILAR_SHOWN = 10
+
+
 def _similar(page: Page, key: str) -> None:
     """No key is exactly ``key``: offer the keys that contain it, whatever their case (po-451453,
     or 451453 for PO-451453), so a typo in case or a missing prefix is one click from the order."""
-    similar = q.similar_keys(page.store, key)
+    similar = q.similar_keys(page.store, key, limit=SIMILAR_SHOWN + 1)  # one more tells that more exist
     if similar.empty:
         more = (
             ""
@@ -62,7 +65,10 @@ def _similar(page: Page, key: str) -> None:
         )
         st.info(f"No transaction carries a key like {key!r}.{more}")
         return
-    st.info(f"No key is exactly {key!r}; these contain it.")
+    shown = similar.head(SIMILAR_SHOWN)
+    more = f" The first {SIMILAR_SHOWN} are shown: type more of it to narrow them." if len(similar) > len(shown) else ""
+    st.info(f"No key is exactly {key!r}; these contain it.{more}")
+    similar = shown
     table = pd.DataFrame(
         {
             "key": similar["value"],

@@ -364,6 +364,11 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
     assert "SO-109458" in set(offered["key"]) and "erp order" in set(offered["type"])
     at.text_input[0].input("945").run()
     assert "Type 4 characters or more to look for keys containing it." in texts(at)
+    at.text_input[0].input("SH-50").run()
+    assert "The first 10 are shown: type more of it to narrow them." in texts(at), "thousands contain it"
+    assert len(next(d.value for d in at.dataframe if "key" in d.value.columns)) == 10
+    at.text_input[0].input("order:po-451311").run()
+    assert at.header[0].value.startswith("order:"), "a transaction's own id typed in lower case opens it"
 
 
 def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(

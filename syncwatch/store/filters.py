@@ -122,7 +122,9 @@ def conditions(f: QueueFilter) -> list[ColumnElement[bool]]:
 
 def transactions_with_key(key: str) -> Select[Any]:
     """Transactions that carry ``key`` as any identity key, or are named by it; typed in lower case
-    too ('po-451445'), since the documents' ids are upper case. Each form is an index lookup."""
+    too ('po-451445', 'order:po-451445'), since the documents' ids are upper case and a transaction's
+    type is lower case. Each form is an index lookup."""
     tk = transaction_keys.c
-    forms = sorted({key, key.upper()})
+    kind, _, value = key.partition(":")
+    forms = sorted({key, key.upper(), *([f"{kind.lower()}:{value.upper()}"] if value else [])})
     return select(tk.transaction_id).where(or_(tk.value.in_(forms), tk.transaction_id.in_(forms)))
