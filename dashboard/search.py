@@ -30,7 +30,7 @@ def render() -> None:
     key = st.text_input(
         "Any key",
         key="search_key",
-        placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA",
+        placeholder="marketplace order 113-…, PO-…, SO-…, shipment SH-…, tracking number, RMA, customer C-…",
     ).strip()
     st.session_state[LINKED_KEY] = key
     if key:
@@ -42,7 +42,11 @@ def render() -> None:
         return
     found = q.find_transactions(page.store, key)
     if found.empty:
-        _similar(page, key)
+        orders = q.customer_transactions(page.store, key, CUSTOMER_ROWS)
+        if orders.empty:
+            _similar(page, key)
+        else:
+            _customer(page, key, orders)
         return
     tid = found["id"].iloc[0]
     if len(found) > 1:
@@ -51,6 +55,27 @@ def render() -> None:
 
 
 SIMILAR_SHOWN = 10
+CUSTOMER_ROWS = 200
+
+
+def _customer(page: Page, customer: str, orders: pd.DataFrame) -> None:
+    """The customer's orders, newest first: one is picked by the row, as a key would open it."""
+    if len(orders) == CUSTOMER_ROWS:
+        st.subheader(f"Customer {customer.upper()}: the newest {CUSTOMER_ROWS} orders (there are more)")
+    else:
+        st.subheader(f"Customer {customer.upper()}: {count(len(orders), 'order')}, newest first")
+    table = pd.DataFrame(
+        {
+            "transaction": orders["id"],
+            "started": orders["started_at"].map(when),
+            "status": orders["status"],
+            "SLA": orders["sla_state"].map(sla_label),
+            "stage": orders["current_stage"].map(lambda s: stage_label(s) if isinstance(s, str) else "—"),
+            "channel": orders["channel"].fillna(q.NO_CHANNEL),
+            "value": orders["order_value"].map(money),
+        }
+    )
+    open_on_select(table, list(orders["id"]), "search.py", "key", key="customer_orders")
 
 
 def _similar(page: Page, key: str) -> None:

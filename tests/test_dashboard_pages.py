@@ -371,6 +371,20 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
     assert at.header[0].value.startswith("order:"), "a transaction's own id typed in lower case opens it"
 
 
+def test_a_customer_number_lists_that_customers_orders(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
+    """A caller who knows their account number, not the order's, found nothing."""
+    with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
+        customer, orders = conn.execute(
+            "SELECT customer, count(*) FROM transactions WHERE customer IS NOT NULL GROUP BY customer "
+            "HAVING count(*) BETWEEN 2 AND 199 ORDER BY count(*) DESC LIMIT 1"
+        ).fetchone()
+    at = open_app(monkeypatch, sample_db, "search.py")
+    at.text_input[0].input(f" {customer.lower()} ").run()
+    assert f"Customer {customer}: {orders} orders, newest first" in [h.value for h in at.subheader]
+    listed = next(d.value for d in at.dataframe if "transaction" in d.value.columns)
+    assert len(listed) == orders and listed["transaction"].str.startswith("order:").all()
+
+
 def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
     monkeypatch: pytest.MonkeyPatch, sample_db: str
 ) -> None:

@@ -348,6 +348,18 @@ def find_transactions(store: Store, key: str, limit: int = 50) -> pd.DataFrame:
     return frame(store, stmt)
 
 
+def customer_transactions(store: Store, customer: str, limit: int = 200) -> pd.DataFrame:
+    """A customer's transactions, newest first, whatever the case typed: for a caller who knows
+    their account number and not the order's. A scan, so only run after no key matched."""
+    stmt = (
+        select(t.id, t.type, t.status, t.sla_state, t.current_stage, t.channel, t.partner, t.order_value, t.started_at)
+        .where(func.upper(t.customer) == customer.strip().upper())
+        .order_by(t.started_at.desc())
+        .limit(limit)
+    )
+    return frame(store, stmt)
+
+
 SIMILAR_FROM = 4  # characters a fragment needs before keys are scanned for it: fewer would match everything
 
 
