@@ -65,9 +65,9 @@ def reopen_unconfirmed(services: Services, now: datetime | None = None) -> list[
             what = f"the {last['kind']} of {last['requested_at']:%a %d %b %H:%M} UTC" if last else "the last action"
             reason = f"nothing confirmed {what} within {_span(window)}: open again for a person to look at"
             values = {"status": "open", "updated_at": now}
-            done = ledger.record_done(conn, row["id"], "reopen", roles.CONFIRM_ACTOR, {}, {"reason": reason}, now)
+            done = ledger.record_done(conn, row["id"], "reopen", roles.WATCH_ACTOR, {}, {"reason": reason}, now)
             q.set_exception(conn, row["id"], values)
-            entry = ledger.Entry(roles.CONFIRM_ACTOR, roles.POLICY, "reopen", row["id"], "", "succeeded")
+            entry = ledger.Entry(roles.WATCH_ACTOR, roles.POLICY, "reopen", row["id"], "", "succeeded")
             entry.detail = {"action_id": done, "reason": reason, "status_before": row["status"], "status_after": "open"}
             ledger.audit(conn, entry, now)
             reopened.append(row["id"])
@@ -87,7 +87,7 @@ def close_stalled_jobs(services: Services, now: datetime | None = None) -> list[
         for job_id in q.stalled_jobs(conn, now - STALLED_AFTER):
             if q.set_job_status(conn, job_id, "cancelled", now, only_from=("running", "cancelling")):
                 reason = f"no progress for {_span(STALLED_AFTER)}: the process running it ended"
-                entry = ledger.Entry(roles.CONFIRM_ACTOR, roles.POLICY, "bulk interrupted", job_id, "", "succeeded")
+                entry = ledger.Entry(roles.WATCH_ACTOR, roles.POLICY, "bulk interrupted", job_id, "", "succeeded")
                 entry.detail = {"reason": reason}
                 ledger.audit(conn, entry, now)
                 closed.append(job_id)
@@ -101,17 +101,17 @@ def _span(window: timedelta) -> str:
 
 def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
     services = services_for(store, config)
-    yield Job("actions:confirmation", lambda: _reopened(services), CONFIRMATION_CHECK_S)
+    yield Job("actions:watch", lambda: _watch(services), WATCH_INTERVAL_S)
     settings = config.file.actions.policy
     if not settings.enabled:
         return
     yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
 
 
-CONFIRMATION_CHECK_S = 60.0
+WATCH_INTERVAL_S = 60.0
 
 
-def _reopened(services: Services) -> None:
+def _watch(services: Services) -> None:
     for exception_id in reopen_unconfirmed(services):
         log.warning("exception %s opened again: its retry or reroute was never confirmed", exception_id)
     for job_id in close_stalled_jobs(services):

@@ -10,8 +10,9 @@ from syncwatch.config import Config
 EXECUTIVE, AGENT, LEAD, POLICY = "executive", "agent", "lead", "policy"
 POLICY_ACTOR = "policy:auto-retry"
 """The actor automatic retries are recorded under; it may only retry."""
-CONFIRM_ACTOR = "policy:confirmation"
-"""The actor that opens again an exception whose retry or reroute nothing confirmed."""
+WATCH_ACTOR = "policy:watch"
+"""The actor of what `serve` does on its own when an action goes unanswered: an exception whose
+retry or reroute nothing confirmed opened again, a bulk job whose process died closed."""
 
 EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign", "note")
 RIGHTS: dict[str, frozenset[str]] = {

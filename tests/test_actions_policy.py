@@ -133,7 +133,7 @@ def test_a_retry_nothing_confirmed_opens_its_exception_again_with_why(store: Sto
         status = dict(conn.execute(select(exceptions.c.id, exceptions.c.status)).all())
         audited = conn.execute(select(audit_log).where(audit_log.c.target == stale)).one()
     assert status == {stale: "open", fresh: "retrying", untouched: "open"}
-    assert (audited.actor, audited.action, audited.result) == ("policy:confirmation", "reopen", "succeeded")
+    assert (audited.actor, audited.action, audited.result) == ("policy:watch", "reopen", "succeeded")
     why = "nothing confirmed the reroute of Thu 26 Nov 12:00 UTC within 1 h: open again for a person to look at"
     assert audited.detail["reason"] == why
     history = q.exception_actions(store, stale)
