@@ -14,7 +14,7 @@ from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, pr
 from dashboard.masking import mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
-from syncwatch.model import stage_label
+from syncwatch.model import partners_of_kind, stage_label
 from syncwatch.store import queries as q
 
 STATUSES = ("open", "retrying", "resolved", "ignored")
@@ -117,8 +117,8 @@ def filter_options(config: Config) -> dict[str, list[str]]:
     return {
         "category": list(CATEGORIES),
         "system": sorted(partners),
-        "partner": sorted(n for n, p in partners.items() if p.kind in ("wms", "3pl")),
-        "channel": sorted(n for n, p in partners.items() if p.kind == "marketplace"),
+        "partner": partners_of_kind(partners, "wms", "3pl"),
+        "channel": partners_of_kind(partners, "marketplace"),
         "assignee": sorted(n for n, u in config.file.users.items() if u.role != "executive"),
     }
 

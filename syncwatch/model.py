@@ -35,6 +35,12 @@ def partner_hosts(partners: Mapping[str, Any]) -> dict[str, str]:
     return {host: name for name, partner in partners.items() for host in [name, *partner.hosts]}
 
 
+def partners_of_kind(partners: Mapping[str, Any], *kinds: str) -> list[str]:
+    """The names of the configured partners of ``kinds``, sorted: channels are the marketplaces,
+    an order's partners the warehouses and 3PLs."""
+    return sorted(name for name, partner in partners.items() if partner.kind in kinds)
+
+
 def called_system(attributes: Mapping[str, Any], hosts: Mapping[str, str]) -> str | None:
     """The system a client span called: the partner syncwatch's own calls name, else the one whose
     host it addressed (``server.address`` or ``url.full``); None when it names none."""

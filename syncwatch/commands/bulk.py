@@ -115,11 +115,10 @@ def _plan_text(plan: Any, unknown: list[str]) -> str:
 
 def _unknown_names(args: argparse.Namespace, config: Any) -> list[str]:
     """Why a filter may match nothing: a channel or partner the config does not know (names are exact)."""
+    from syncwatch.model import partners_of_kind
+
     partners = config.file.partners
-    known = {
-        "channel": sorted(n for n, p in partners.items() if p.kind == "marketplace"),
-        "partner": sorted(n for n, p in partners.items() if p.kind in ("wms", "3pl")),
-    }
+    known = {"channel": partners_of_kind(partners, "marketplace"), "partner": partners_of_kind(partners, "wms", "3pl")}
     said = []
     for name, names in known.items():
         for value in getattr(args, name) or []:
