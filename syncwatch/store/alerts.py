@@ -8,6 +8,7 @@ from typing import Any
 
 from sqlalchemy import Connection, and_, func, select, update
 
+from syncwatch.model import as_utc
 from syncwatch.store.bulk import chunks
 from syncwatch.store.schema import alerts
 
@@ -48,8 +49,7 @@ def next_delivery(last_attempt_at: datetime | None, attempts: int) -> datetime:
     for its number of failures after the last (``attempts`` below MAX_ATTEMPTS)."""
     if not attempts or last_attempt_at is None:
         return datetime.min.replace(tzinfo=UTC)
-    last = last_attempt_at if last_attempt_at.tzinfo else last_attempt_at.replace(tzinfo=UTC)
-    return last + RETRY_WAITS[attempts - 1]
+    return as_utc(last_attempt_at) + RETRY_WAITS[attempts - 1]
 
 
 def record_attempt(conn: Connection, alert_id: int, at: datetime, sent: bool, error: str | None) -> None:
