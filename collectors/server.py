@@ -428,7 +428,8 @@ def create_app(
     ]
     middleware = [Middleware(RequestMetrics, metrics=metrics, webhooks=frozenset(receiver.webhooks))]
     steps = [*on_shutdown, *([parse_pool.close] if parse_pool is not None else [])]
-    handlers = {404: _no_such_endpoint(routes), 405: _no_such_endpoint(routes)}
+    missing = _no_such_endpoint(routes)
+    handlers = {404: missing, 405: missing}
     # The same endpoints with a trailing slash: a redirect (Starlette's answer) loses the body of an
     # exporter that does not follow it.
     slashed = [Route(f"{r.path}/", r.endpoint, methods=r.methods) for r in routes]

@@ -134,11 +134,7 @@ def refused_sign_ins(conn: Connection, actor: str, since: datetime) -> int:
 
 def unconfirmed(conn: Connection, before: datetime) -> list[dict[str, Any]]:
     """Exceptions left retrying since before ``before``, with the last action that set them so."""
-    stmt = (
-        select(e.id, e.status, e.updated_at, t.sla_state)
-        .join(transactions, t.id == e.transaction_id)
-        .where(and_(e.status == "retrying", e.updated_at < before))
-    )
+    stmt = select(e.id, e.status, e.updated_at).where(and_(e.status == "retrying", e.updated_at < before))
     found = []
     for row in conn.execute(stmt).all():
         sent = select(actions).where(a.exception_id == row.id, a.kind.in_(("retry", "reroute", "replay")))
