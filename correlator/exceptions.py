@@ -15,7 +15,7 @@ import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from correlator.lines import LineCheck
@@ -180,11 +180,22 @@ def _resolver(
     step_of_id: dict[int, str],
     sla: SlaResult,
 ) -> Member | None:
-    later = [m for m in ordered if (m.start, m.id) > (last.start, last.id) and m.outcome == "ok"]
+    later = [m for m in ordered if _surely_after(m, last) and m.outcome == "ok"]
     if category is Cat.DEAD_LETTERED:
-        moved_on = {s.reached_at for s in sla.stages if s.reached_at and s.reached_at > last.start}
+        moved_on = {s.reached_at for s in sla.stages if s.reached_at}
         return next((m for m in later if m.start in moved_on), None)
     return next((m for m in later if step_of_id[m.id] == step), None)
+
+
+def _surely_after(member: Member, failure: Member) -> bool:
+    """Whether ``member`` happened after ``failure``, at the precision the failure's time was told:
+    an event stamped to the millisecond (most are) or the second happened somewhere within it, so
+    the 3PL's span 0.4 ms into that millisecond may well be earlier and must not resolve it."""
+    micro = failure.start.microsecond
+    grain = timedelta(seconds=1) if micro == 0 else timedelta(milliseconds=1) if micro % 1000 == 0 else None
+    if grain is None:
+        return (member.start, member.id) > (failure.start, failure.id)
+    return member.start >= failure.start + grain
 
 
 def _duplicates(identity: str, ordered: Sequence[Member]) -> list[Draft]:

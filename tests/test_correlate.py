@@ -475,6 +475,33 @@ def test_syncwatchs_own_failed_lookup_opens_no_exception_of_its_own() -> None:
     assert [d.endpoint for d in derive("order:1", [sent, looked], sla, [], {})] == ["POST /fulfillment-orders"]
 
 
+def test_a_dead_letter_stamped_to_the_millisecond_is_not_resolved_by_a_release_within_it() -> None:
+    """The ERP's notice said .709 (to the millisecond); the 3PL's span of the release began at
+    .7094, before it. Read as later, the release 'moved the order on' and the dead letter read
+    resolved with nothing redelivered. Only the shipment it carried, arriving after, resolves it."""
+    from correlator.exceptions import derive
+    from correlator.processes import Member
+
+    t0 = AS_OF.replace(microsecond=709000) - timedelta(hours=1)
+    order = next(p for p in compile_processes(load_config()) if p.name == "order")
+    notice = Member(5, "event", "erp", "com.syncwatch.message.dead_lettered", t0, "error", None, "rejected", 0, {})
+    released = Member(
+        4, "span", "3pl-fastship", "POST /fulfillment-orders", t0 + timedelta(microseconds=400), "ok", 201, None, 0
+    )
+    shipped = Member(
+        6, "event", "3pl-fastship", "com.syncwatch.shipment.shipped", t0 + timedelta(minutes=9), "ok", None, None, 0
+    )
+    reached = {"captured": t0 - timedelta(minutes=5), "released": released.start}
+
+    sla = evaluate(order, reached, {}, AS_OF, 0.8)
+    drafts = derive("order:1", [released, notice], sla, [], {})
+    assert [d.resolved_by for d in drafts if d.category.value == "dead_lettered"] == [None]
+
+    sla = evaluate(order, {**reached, "shipped": shipped.start}, {}, AS_OF, 0.8)
+    drafts = derive("order:1", [released, notice, shipped], sla, [], {})
+    assert [d.resolved_by for d in drafts if d.category.value == "dead_lettered"] == [shipped]
+
+
 def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: Path) -> None:
     """Once released, the order is with the 3PL: 'erp needs attention' for its late shipments
     would send the lead to the wrong team."""
