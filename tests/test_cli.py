@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import re
 import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from cli_support import syncwatch
 
 from syncwatch.commands import COMMANDS
 from syncwatch.commands.bench import benchmarks
+from syncwatch.sim.ports import free_port_run
 from syncwatch.store.schema import COUNTED_TABLES
 
 
@@ -363,3 +368,33 @@ def test_a_port_out_of_range_is_refused_before_anything_starts(argv: list[str]) 
     done = syncwatch(*argv)
     assert done.returncode == 2, done.stdout + done.stderr
     assert re.search(r"expected (a port from )?1 to 65535, got '?(99999|70000)", done.stderr), done.stderr
+
+
+def test_a_plain_kill_of_the_dashboard_command_stops_streamlit_too(tmp_path: Path) -> None:
+    """`kill` of `syncwatch dashboard` left Streamlit serving on the port with no parent."""
+    port = free_port_run(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
+    db = f"sqlite:///{tmp_path / 'd.db'}"
+    argv = [sys.executable, "-m", "syncwatch", "dashboard", "--port", str(port), "--db", db]
+    process = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not _answers(port):
+            assert process.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.3)
+        process.terminate()
+        assert process.wait(timeout=30) is not None
+        deadline = time.monotonic() + 10
+        while _answers(port) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert not _answers(port), "Streamlit still serves after its command was stopped"
+    finally:
+        process.kill()
+        process.wait()
+
+
+def _answers(port: int) -> bool:
+    try:
+        return httpx.get(f"http://127.0.0.1:{port}/_stcore/health", timeout=2).status_code == 200
+    except httpx.HTTPError:
+        return False

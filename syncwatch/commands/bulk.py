@@ -13,7 +13,7 @@ import sys
 import time
 from typing import Any
 
-from syncwatch.commands.common import Command, add_common_options, config_from, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, interrupt, open_store
 from syncwatch.commands.common import count as plural
 from syncwatch.store.filters import QueueFilter
 
@@ -142,7 +142,7 @@ def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> in
         return 1
     print(f"Job {job_id}: {plan.action} on {plural(plan.count, 'exception')} (Ctrl-C cancels).", file=sys.stderr)
     status, shown = bulk_status(store, job_id), -1
-    previous = signal.signal(signal.SIGTERM, _interrupt)  # a stop from outside cancels as Ctrl-C does
+    previous = signal.signal(signal.SIGTERM, interrupt)  # a stop from outside cancels as Ctrl-C does
     try:
         while status["status"] not in ("finished", "cancelled"):
             try:
@@ -160,10 +160,6 @@ def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> in
     why = "".join(f"\n  {n} × {mask_emails(reason)}" for reason, n in reasons[:5])
     print(json.dumps(status) if args.json else summary + (f"\nWhy they failed:{why}" if why else ""))
     return 0 if status["status"] == "finished" and not status["failed"] else 1
-
-
-def _interrupt(_signum: int, _frame: Any) -> None:
-    raise KeyboardInterrupt
 
 
 COMMAND = Command("bulk", "run one action on every exception a filter matches (plan first)", _add_arguments, _run)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import signal
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -83,3 +84,15 @@ def iso_time(text: str) -> datetime:
 def count(number: int, noun: str) -> str:
     """``1 duplicate``, ``2 duplicates``: a figure in a summary line with its noun agreeing."""
     return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
+def interrupt(_signum: int, _frame: object) -> None:
+    """A signal handler that stops a command the way Ctrl-C does: a plain `kill` (SIGTERM) then
+    stops what the command started instead of leaving it running without its parent."""
+    raise KeyboardInterrupt
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and a plain `kill` both raise KeyboardInterrupt, even where SIGINT was ignored (nohup, &)."""
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)

@@ -15,7 +15,7 @@ from importlib import resources
 from pathlib import Path
 
 from dashboard.users import add_user
-from syncwatch.commands.common import Command, add_common_options, config_from
+from syncwatch.commands.common import Command, add_common_options, config_from, stop_on_signals
 from syncwatch.config import Config
 from syncwatch.store.engine import describe, parse_url
 
@@ -90,6 +90,7 @@ def _run(args: argparse.Namespace) -> int:
     env = dashboard_env(config, dashboard_users=config.dashboard_users)
     where = describe(parse_url(config.db))
     print(f"syncwatch dashboard: http://{args.address}:{config.dashboard_port} (database {where}); Ctrl-C stops")
+    stop_on_signals()  # a plain `kill` stops Streamlit too, instead of leaving it serving on the port
     with subprocess.Popen(streamlit_command(config.dashboard_port, args.address), env=env) as process:
         try:
             return process.wait()

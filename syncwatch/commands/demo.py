@@ -21,7 +21,7 @@ from pathlib import Path
 
 import httpx
 
-from syncwatch.commands.common import Command, port
+from syncwatch.commands.common import Command, port, stop_on_signals
 from syncwatch.commands.dashboard import streamlit_command
 from syncwatch.config import Config, load_config
 
@@ -193,14 +193,8 @@ def _start(
     return url
 
 
-def _interrupt(_signum: int, _frame: object) -> None:
-    raise KeyboardInterrupt
-
-
 def _run(args: argparse.Namespace) -> int:
-    # Ctrl-C and a plain `kill` both stop everything, even when started where SIGINT was ignored (nohup, &).
-    signal.signal(signal.SIGINT, _interrupt)
-    signal.signal(signal.SIGTERM, _interrupt)
+    stop_on_signals()
     config = load_config()  # a broken SYNCWATCH_CONFIG is reported before anything starts
     folder = args.dir or Path(tempfile.mkdtemp(prefix="syncwatch-demo-"))
     folder.mkdir(parents=True, exist_ok=True)
