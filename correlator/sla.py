@@ -15,6 +15,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
+from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
 from zoneinfo import ZoneInfo
 
@@ -64,27 +65,22 @@ def evaluate(
     now = as_utc(now)
     states: list[StageState] = []
     checks: list[datetime] = []
-    latest = max((i for i, s in enumerate(process.stages) if s.name in reached), default=-1)
-    for index, stage in enumerate(process.stages):
-        base = _base(process, index, reached, latest)
+    stages = process.stages
+    latest = max((i for i, s in enumerate(stages) if s.name in reached), default=-1)
+    # A stage's budget starts at the nearest stage before it that was reached (or at ``after``);
+    # one never observed but passed (a later stage, up to ``latest``, was reached) hands over.
+    previous: datetime | None = None
+    for index, stage in enumerate(stages):
+        base = reached.get(stage.after) if stage.after else previous if index - 1 <= latest else None
+        at = reached.get(stage.name)
         due = _due(stage, base, deadlines, process.calendar)
-        state, check = stage_state(reached.get(stage.name), base, due, now, at_risk_share)
-        states.append(StageState(stage.name, reached.get(stage.name), due, state))
-        checks.extend([check] if check else [])
+        state, check = stage_state(at, base, due, now, at_risk_share)
+        states.append(StageState(stage.name, at, due, state))
+        if check:
+            checks.append(check)
+        if at is not None:
+            previous = at
     return _summarise(tuple(states), process, checks)
-
-
-def _base(process: Process, index: int, reached: dict[str, datetime], latest: int) -> datetime | None:
-    """When the stage's budget starts: the stage before it, or ``after``. A stage before it that
-    was never observed but is passed (a later stage, up to index ``latest``, was reached) hands
-    over to the one before."""
-    stage = process.stages[index]
-    if stage.after:
-        return reached.get(stage.after)
-    if index - 1 > latest:
-        return None
-    earlier = (reached.get(s.name) for s in reversed(process.stages[:index]))
-    return next((t for t in earlier if t is not None), None)
 
 
 def _due(
@@ -142,11 +138,16 @@ def add_budget(start: datetime, budget: timedelta, calendar: Calendar | None) ->
     zone = ZoneInfo(calendar.timezone)
     local = as_utc(start).astimezone(zone)
     day = local.date()
-    if local.time() > time.fromisoformat(calendar.cutoff) or not _working(day, calendar):
+    if local.time() > _cutoff(calendar.cutoff) or not _working(day, calendar):
         day = _next_working(day, calendar)
     for _ in range(math.ceil(budget / DAY) - 1):
         day = _next_working(day, calendar)
     return as_utc(datetime.combine(day + DAY, time(0), zone))
+
+
+@cache
+def _cutoff(text: str) -> time:
+    return time.fromisoformat(text)
 
 
 def _working(day: date, calendar: Calendar) -> bool:
