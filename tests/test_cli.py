@@ -279,6 +279,17 @@ def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -
     assert again.returncode == 0 and "0 stored, 1 duplicate, 1 quarantined" in again.stdout
 
 
+def test_ingest_of_an_empty_file_says_so_instead_of_guessing_its_format(tmp_path: Path) -> None:
+    """A quiet hour's events file read as '(combined): 0 stored', a format it never had."""
+    db = f"sqlite:///{tmp_path / 'empty.db'}"
+    quiet = tmp_path / "events-0300.jsonl"
+    quiet.write_text("")
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    result = syncwatch("ingest", "--db", db, str(quiet))
+    assert result.returncode == 0 and f"{quiet}: empty, nothing to import" in result.stdout
+    assert "combined" not in result.stdout + result.stderr
+
+
 def test_ingest_refuses_a_compressed_file_before_storing_anything(tmp_path: Path) -> None:
     db = f"sqlite:///{tmp_path / 'gz.db'}"
     log = tmp_path / "access.log.gz"

@@ -106,6 +106,9 @@ def _run(args: argparse.Namespace) -> int:
     pool = _parse_pool(sink, args)
     try:
         for path in args.paths:
+            if not os.path.getsize(path):  # a quiet hour's file: nothing to read, and no format to guess
+                per_file[path] = {"format": None, **_figures(Committed())}
+                continue
             spec = spec_for(path, args, config)
             done = import_file(spec, sink, _progress(path), pool)
             total += done
@@ -168,6 +171,9 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
         print(json.dumps({"files": per_file, **_figures(total)}))
         return
     for path, figures in per_file.items():
+        if figures["format"] is None:
+            print(f"{path}: empty, nothing to import")
+            continue
         print(
             f"{path} ({figures['format']}): {figures['stored']:,} stored, "
             f"{count(int(figures['duplicates']), 'duplicate')}, {figures['quarantined']:,} quarantined"
