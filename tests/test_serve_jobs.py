@@ -98,12 +98,16 @@ def test_a_job_still_running_is_said_skipped_once_a_while_not_at_every_tick(tmp_
 
     from syncwatch.commands.serve import SCHEDULER_LOG, SkipsNowAndThen
 
-    def skipped(job: str) -> logging.LogRecord:
-        text = f'Execution of job "{job}" skipped: maximum number of running instances reached (1)'
-        return logging.LogRecord("syncwatch.scheduler", logging.WARNING, __file__, 1, text, None, None)
+    def skipped(job: str, tick: int = 0) -> logging.LogRecord:
+        """As apscheduler writes it: the job, its trigger and its next run time, which moves on."""
+        shown = f"{job} (trigger: interval[0:00:01], next run at: 2026-11-28 00:46:{tick:02d} UTC)"
+        text = 'Execution of job "%s" skipped: maximum number of running instances reached (%d)'
+        return logging.LogRecord("syncwatch.scheduler", logging.WARNING, __file__, 1, text, (shown, 1), None)
 
     thinned = SkipsNowAndThen(every_s=600)
-    told = [thinned.filter(skipped("correlate")) for _ in range(5)]
+    told = [thinned.filter(skipped("correlate", tick)) for tick in range(5)]
     assert told == [True, False, False, False, False] and thinned.filter(skipped("alerts"))
     other = logging.LogRecord("syncwatch.scheduler", logging.WARNING, __file__, 1, "Run time of job missed", None, None)
     assert thinned.filter(other) and any(isinstance(f, SkipsNowAndThen) for f in SCHEDULER_LOG.filters)
+    adding = "Adding job tentatively -- it will be properly scheduled when the scheduler starts"
+    assert not thinned.filter(logging.LogRecord("syncwatch.scheduler", logging.INFO, __file__, 1, adding, None, None))

@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 class SkipsNowAndThen(logging.Filter):
     """apscheduler warns at every tick that a job still running is skipped: a correlator pass held
     up by a locked table wrote a line every five seconds. The first skip of a job is told, then one
-    in ``every_s``."""
+    in ``every_s``; the 'Adding job tentatively' line of every job at start is not."""
 
     def __init__(self, every_s: float = 600.0) -> None:
         super().__init__()
@@ -47,9 +47,13 @@ class SkipsNowAndThen(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         text = record.getMessage()
+        if text.startswith("Adding job tentatively"):
+            return False  # one per job at every start, before the scheduler runs: the banner lists them
         if "maximum number of running instances reached" not in text:
             return True
-        job, now = text.split(" skipped", 1)[0], time.monotonic()
+        # 'Execution of job "tail:… (trigger: interval[0:00:01], next run at: 00:46:01 UTC)" skipped: …':
+        # the job is what comes before its trigger, whose next run time changes at every tick.
+        job, now = text.split(" skipped", 1)[0].split(" (trigger:", 1)[0], time.monotonic()
         if now - self._told.get(job, -self.every_s) < self.every_s:
             return False
         self._told[job] = now
