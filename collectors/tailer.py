@@ -1,6 +1,11 @@
 """Tail a file into the store: survives rotation (rename + new file) and truncation
 (copytruncate), and resumes from a checkpoint committed with the lines it covers.
 
+A rotated file is read on after the rename until it has been quiet for ``ROTATED_QUIET_S``: a
+writer that keeps its file open (nginx until it is told to reopen, logrotate's ``create`` with a
+delayed ``postrotate``) goes on writing there. Those later reads carry no checkpoint, which
+belongs to the new file; their lines' natural ids still make a repeat harmless.
+
 A file is known by its identity (a hash of its first line) and a generation bumped on each
 truncation; lines are identified by identity, generation and offset, so re-reading after a crash
 dedupes and a rewritten file is new data even when it starts with the same line. The bytes just
@@ -14,6 +19,7 @@ import glob
 import hashlib
 import logging
 import os
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -33,6 +39,7 @@ PARSE_AHEAD = 4  # chunks parsed in a pool's workers while one is stored
 MAX_ITEM_BYTES = 16 << 20
 FIRST_LINE_MAX = 64 * 1024
 TAIL_BYTES = 64
+ROTATED_QUIET_S = 60.0  # a rotated file that has not grown for this long is read to its end and left
 
 
 def first_line_identity(handle: BinaryIO) -> str | None:
@@ -52,6 +59,17 @@ def tail_mark(handle: BinaryIO, offset: int) -> str | None:
     start = max(0, offset - TAIL_BYTES)
     handle.seek(start)
     return hashlib.blake2b(handle.read(offset - start), digest_size=8).hexdigest()
+
+
+@dataclass(slots=True)
+class _Rotated:
+    """The file read before the last rotation, followed until it has been quiet a while."""
+
+    path: str
+    position: _Position
+    size: int
+    quiet_since: float
+    grew: bool = False
 
 
 @dataclass(slots=True)
@@ -156,6 +174,7 @@ class FileTailer:
         self.chunk = chunk
         self.pool = pool
         self._position: _Position | None = None
+        self._rotated: _Rotated | None = None
         self._said_missing = False
 
     def poll(self) -> Committed:
@@ -173,10 +192,10 @@ class FileTailer:
         if self._said_missing:
             log.info("%s appeared; tailing it", self.spec.path)
             self._said_missing = False
-        total = Committed()
+        total = self._follow_rotated() if self._rotated else Committed()
         if position.inode is not None and position.inode != stat.st_ino:
             total += self._drain_rotated(position)
-            position.offset, position.identity, position.generation, position.tail = 0, None, 0, None
+            position = self._position = _Position()
         position.inode = stat.st_ino
         with open(self.spec.path, "rb") as handle:
             total += self._follow(handle, position, stat.st_size)
@@ -211,16 +230,19 @@ class FileTailer:
             position.tail = None
         return self._read_to_end(handle, position, final=False)
 
-    def _read_to_end(self, handle: BinaryIO, position: _Position, final: bool) -> Committed:
+    def _read_to_end(self, handle: BinaryIO, position: _Position, final: bool, checkpointed: bool = True) -> Committed:
         """Everything new, committed with its checkpoint (see ``commit_chunks``); a large backlog
-        is parsed ahead in the pool's workers, when the tailer has a pool."""
+        is parsed ahead in the pool's workers, when the tailer has a pool. ``checkpointed=False``
+        (a rotated file read on) moves ``position`` without touching the stored checkpoint."""
         start = (position.offset, position.line_identity)
         chunks = parsed_chunks(handle, self.spec, self.sink.context, start, final, self.pool, self.chunk)
 
         marks: dict[int, str | None] = {}
 
-        def checkpoint(end: int) -> Checkpoint:
+        def checkpoint(end: int) -> Checkpoint | None:
             marks[end] = tail_mark(handle, end)  # every read seeks first, so this read moves nothing
+            if not checkpointed:
+                return None
             return Checkpoint(self.spec.source, end, {**position.state(), "tail": marks[end]})
 
         def committed(end: int) -> None:
@@ -229,16 +251,64 @@ class FileTailer:
         return commit_chunks(self.sink, self.spec.source, chunks, checkpoint, committed)
 
     def _drain_rotated(self, position: _Position) -> Committed:
-        """The rest of the file we were reading, now under a rotated name (path.1, path-DATE…)."""
+        """The rest of the file we were reading, now under a rotated name (path.1, path-DATE…),
+        which is then followed until quiet; said when it cannot be found."""
+        found = self._find_rotated(position)
+        if found is None:
+            if position.offset:
+                log.warning(
+                    "%s was replaced, and the file read before (to byte %s) is not beside it under a rotated name "
+                    "(compressed or removed?): lines written to it after that byte were not read",
+                    self.spec.path,
+                    f"{position.offset:,}",
+                )
+            return Committed()
+        log.info("%s was rotated to %s; reading its last lines", self.spec.path, found)
+        with open(found, "rb") as handle:
+            done = self._read_to_end(handle, position, final=False)
+            size = os.fstat(handle.fileno()).st_size
+        self._rotated = _Rotated(found, position, size, time.monotonic())
+        return done
+
+    def _find_rotated(self, position: _Position) -> str | None:
         for candidate in sorted(glob.glob(glob.escape(self.spec.path) + "?*")):
             try:
                 with open(candidate, "rb") as handle:
                     if os.fstat(handle.fileno()).st_ino != position.inode:
                         continue
-                    if first_line_identity(handle) != position.identity:
-                        continue
-                    log.info("%s was rotated to %s; reading its last lines", self.spec.path, candidate)
-                    return self._read_to_end(handle, position, final=True)
+                    if first_line_identity(handle) == position.identity:
+                        return candidate
             except OSError:
                 continue
-        return Committed()
+        return None
+
+    def _follow_rotated(self) -> Committed:
+        """What the writer added to the rotated file since the last look; once it has been quiet
+        for ROTATED_QUIET_S, its last line too (even without a newline), and it is left."""
+        rotated = self._rotated
+        assert rotated is not None
+        inode = rotated.position.inode
+        path = rotated.path if _same_inode(rotated.path, inode) else self._find_rotated(rotated.position)
+        if path is None:  # renamed on (path.1 → path.2.gz) or removed: whatever it had was read
+            self._rotated = None
+            return Committed()
+        rotated.path = path
+        with open(path, "rb") as handle:
+            size = os.fstat(handle.fileno()).st_size
+            now = time.monotonic()
+            if size != rotated.size:
+                if not rotated.grew:
+                    log.info("%s is still written to after its rotation; reading it on until it is quiet", path)
+                rotated.size, rotated.quiet_since, rotated.grew = size, now, True
+                return self._read_to_end(handle, rotated.position, final=False, checkpointed=False)
+            if now - rotated.quiet_since < ROTATED_QUIET_S:
+                return Committed()
+            self._rotated = None
+            return self._read_to_end(handle, rotated.position, final=True, checkpointed=False)
+
+
+def _same_inode(path: str, inode: int | None) -> bool:
+    try:
+        return os.stat(path).st_ino == inode
+    except OSError:
+        return False

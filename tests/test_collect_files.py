@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from collectors import tailer as tailer_module
 from collectors.access_log import json_time_ns
 from collectors.formats import FileSpec, safe_end
 from collectors.sink import Sink
@@ -112,6 +113,48 @@ def test_rotation_while_stopped_is_caught_up_from_the_checkpoint(sink: Sink, tmp
     write(log, *range(7, 10), mode="w")
     tailer(sink, log).poll()
     assert count(sink.store) == 10
+
+
+def test_lines_written_to_the_rotated_file_after_the_rename_are_read_until_it_is_quiet(
+    sink: Sink, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """logrotate's `create` with a delayed reopen: the writer goes on writing the renamed file for
+    a while. Those lines were lost; the checkpoint still belongs to the new file."""
+    log, rotated = tmp_path / "gateway.log", tmp_path / "gateway.log.1"
+    write(log, *range(3))
+    follow = tailer(sink, log)
+    follow.poll()
+    log.rename(rotated)
+    write(log, 100, mode="w")
+    follow.poll()
+    write(rotated, 3, 4)  # the writer still holds the old file open
+    write(log, 101)
+    follow.poll()
+    with rotated.open("a") as handle:
+        handle.write(line(5).rstrip("\n"))  # its last words, without a newline
+    monkeypatch.setattr(tailer_module, "ROTATED_QUIET_S", 0.0)
+    follow.poll()  # it grew: read what is whole
+    follow.poll()  # quiet since: read to its end, and let go
+    assert count(sink.store) == 8 and count(sink.store, quarantine) == 0
+    write(log, 102)
+    restarted = tailer(sink, log)
+    assert restarted.poll().stored == 1 and count(sink.store) == 9, "the checkpoint is the new file's"
+
+
+def test_a_rotated_file_gone_before_it_was_read_is_said_with_where_reading_stopped(
+    sink: Sink, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    log = tmp_path / "gateway.log"
+    write(log, *range(3))
+    tailer(sink, log).poll()
+    write(log, 3)
+    (tmp_path / "archive").mkdir()
+    log.rename(tmp_path / "archive" / "gateway.log.1")  # moved away (or compressed) while serve was stopped
+    write(log, 7, mode="w")
+    with caplog.at_level("WARNING", logger="collectors.tailer"):
+        assert tailer(sink, log).poll().stored == 1
+    size = f"{len(line(0)) * 3:,}"
+    assert f"the file read before (to byte {size}) is not beside it under a rotated name" in caplog.text
 
 
 def test_copytruncate_is_read_from_the_start_even_with_the_same_first_line(sink: Sink, tmp_path: Path) -> None:
