@@ -144,9 +144,15 @@ def clf_time_ns(value: str) -> int:
         ss, zone = ss_zone.split(" ")
         sign = -1 if zone[0] == "-" else 1
         offset = timedelta(hours=int(zone[1:3]), minutes=int(zone[3:5])) * sign
-        moment = datetime(int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss), tzinfo=timezone(offset))
+        fields = int(year), _MONTHS[month], int(day), int(hh), int(mm), int(ss)
     except (ValueError, KeyError, IndexError):
         raise ItemError(f"time {value!r} is not in the dd/Mon/yyyy:HH:MM:SS +zzzz form") from None
+    if abs(offset) >= timedelta(hours=24):
+        raise ItemError(f"time {value!r} is no real time: zone {zone} is 24 hours or more from UTC")
+    try:
+        moment = datetime(*fields, tzinfo=timezone(offset))
+    except ValueError as err:  # 31/Feb, 25:00: the form is right, the time is not
+        raise ItemError(f"time {value!r} is no real time: {err}") from None
     return to_ns(moment)
 
 

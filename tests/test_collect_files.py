@@ -465,6 +465,11 @@ def test_a_tailed_path_that_does_not_exist_is_named_once_and_read_once_it_appear
     [
         ("combined", '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET / HTTP/1.1" 999 5 "-" "t" 0.01', "status 999 is"),
         (
+            "combined",
+            '10.0.0.1 - - [31/Feb/2026:10:00:00 +0000] "GET / HTTP/1.1" 200 5 "-" "t" 0.01',
+            "time '31/Feb/2026:10:00:00 +0000' is no real time: day is out of range for month",
+        ),
+        (
             "json_access",
             '{"started_at": 1764064800000, "request": {"method": "GET", "uri": "/"}, '
             '"response": {"status": 200}, "latencies": {"request": -5}}',
