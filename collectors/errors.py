@@ -29,7 +29,14 @@ class Unauthorized(CollectorError):
 
 
 class PayloadTooLarge(CollectorError):
+    """``size``: what was declared or had arrived when reading stopped; the quarantine keeps only
+    the body's start, and records this as its size."""
+
     status = 413
+
+    def __init__(self, message: str, size: int | None = None) -> None:
+        super().__init__(message)
+        self.size = size
 
 
 class UnsupportedContentType(CollectorError):

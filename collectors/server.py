@@ -131,19 +131,23 @@ class Receiver:
         raw limit, so a body refused while reading or decoding is quarantined with its own bytes."""
         declared = request.headers.get("content-length")
         if declared and declared.isdigit() and int(declared) > self.max_bytes:
-            raise PayloadTooLarge(f"body of {int(declared):,} bytes is over the limit of {self.max_bytes:,}")
+            size = int(declared)
+            raise PayloadTooLarge(f"body of {size:,} bytes is over the limit of {self.max_bytes:,}", size)
         chunks, size, keep = [], 0, self.sink.store.raw_limit
         async for chunk in request.stream():
             size += len(chunk)
             if len(received) < keep:
                 received += chunk[: keep - len(received)]
             if size > self.max_bytes:
-                raise PayloadTooLarge(f"body is over the limit of {self.max_bytes:,} bytes")
+                raise PayloadTooLarge(f"body is over the limit of {self.max_bytes:,} bytes", size)
             chunks.append(chunk)
         body = b"".join(chunks)
         encoding = request.headers.get("content-encoding", "identity").strip().lower()
         if encoding == "gzip":
-            return gunzip(body, self.max_bytes)
+            try:
+                return gunzip(body, self.max_bytes)
+            except PayloadTooLarge as err:
+                raise PayloadTooLarge(str(err), len(body)) from None  # the body as sent is its size
         if encoding not in ("identity", ""):
             raise UnsupportedContentType(f"content encoding {encoding!r} is not supported (gzip or none)")
         return body
@@ -170,7 +174,8 @@ class Receiver:
             kept = body or bytes(received) or await self.raw_prefix(request)
             if isinstance(err, Unauthorized):
                 kept = kept[:UNAUTHENTICATED_RAW_BYTES]
-            await self.quarantine(source, str(err), kept, content_type)
+            size = err.size if isinstance(err, PayloadTooLarge) else None
+            await self.quarantine(source, str(err), kept, content_type, size)
             return refuse(err.status, str(err))
         except SQLAlchemyError as err:
             log.error("store write failed for %s: %s", source, err.__class__.__name__)
@@ -206,9 +211,11 @@ class Receiver:
         except Exception:  # the stream may already be consumed or closed; the reason is what matters
             return b""
 
-    async def quarantine(self, source: str, reason: str, raw: bytes, content_type: str | None) -> None:
+    async def quarantine(
+        self, source: str, reason: str, raw: bytes, content_type: str | None, size: int | None = None
+    ) -> None:
         try:
-            await run_in_threadpool(self.sink.reject, source, reason, raw, None, content_type)
+            await run_in_threadpool(self.sink.reject, source, reason, raw, None, content_type, size)
         except SQLAlchemyError as err:
             log.error("quarantine write failed for %s: %s", source, err.__class__.__name__)
 

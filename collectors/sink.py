@@ -218,10 +218,17 @@ class Sink:
         return Committed(result.stored, result.duplicates, quarantined)
 
     def reject(
-        self, source: str, reason: str, raw: bytes, position: str | None = None, content_type: str | None = None
+        self,
+        source: str,
+        reason: str,
+        raw: bytes,
+        position: str | None = None,
+        content_type: str | None = None,
+        size: int | None = None,
     ) -> None:
-        """Quarantine a whole input (an undecodable body, a refused request)."""
-        item = QuarantineItem(source, reason, raw, position, content_type)
+        """Quarantine a whole input (an undecodable body, a refused request); ``size``: its whole
+        size where only ``raw``, its start, was read."""
+        item = QuarantineItem(source, reason, raw, position, content_type, size)
         self.store.quarantine([item])
         if self.metrics is not None:
             self.metrics.ingested(source, 0, 0, 1)

@@ -303,6 +303,18 @@ def test_base64_in_quarantine_keeps_the_raw_bytes_bounded(run_collector) -> None
     assert base64.b64encode(raw[:3])  # the bytes are kept as bytes, not text
 
 
+def test_a_body_over_the_limit_is_quarantined_with_its_whole_size_not_the_kept_start(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """Both read 65,536 bytes as their size, the kept start, against a column that says 'before cutting'."""
+    collector = run_collector()
+    over = b"\0" * 17_000_000  # the default limit is 16 MiB
+    for body, headers in ((over, {}), (BOMB, {"content-encoding": "gzip"})):
+        answer = httpx.post(f"{collector.url}/v1/traces", content=body, headers={"content-type": PB, **headers})
+        assert answer.status_code == 413
+    with collector.store.engine.connect() as conn:
+        sizes = sorted(size for (size,) in conn.execute(select(quarantine.c.raw_size)))
+    assert sizes == sorted([len(over), len(BOMB)])
+
+
 def test_bodies_refused_while_decoding_keep_their_own_bytes_and_reasons(run_collector) -> None:  # type: ignore[no-untyped-def]
     collector = run_collector()
     event = json.dumps({"specversion": "1.0", "id": "IMPORTANT-1", "source": "erp", "type": "x"}).encode()

@@ -171,6 +171,7 @@ class QuarantineItem:
     raw: bytes
     position: str | None = None
     content_type: str | None = None
+    size: int | None = None  # the input's whole size, where only part of it was ever read (a body over the limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,7 +309,7 @@ def write_quarantine(conn: Connection, items: Iterable[QuarantineItem], raw_limi
             "reason": clip(item.reason, REASON_LIMIT),
             "content_type": item.content_type,
             "raw": item.raw[:raw_limit],
-            "raw_size": len(item.raw),
+            "raw_size": max(item.size or 0, len(item.raw)),
             "fingerprint": fingerprint,
             "deliveries": 1,
             "last_received_at": None,
@@ -334,6 +335,8 @@ def quarantine_fingerprint(item: QuarantineItem) -> str:
     for part in (item.source.encode(), (item.position or "").encode(), item.raw, kind):
         digest.update(len(part).to_bytes(8, "little"))
         digest.update(part)
+    if item.size is not None:  # a body over the limit is known by its start and its whole size
+        digest.update(item.size.to_bytes(8, "little"))
     return digest.hexdigest()
 
 
