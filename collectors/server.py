@@ -326,6 +326,7 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
 
 
 HEALTH_WITHIN_S = 3.0  # a monitor's probe times out in seconds: answer 503 before it gives up
+WRITE_STALLED_S = 10.0  # a write waiting this long is no busy moment: the database is held
 
 
 def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Response]]:
@@ -346,7 +347,14 @@ def health_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respons
             "correlation_backlog": waiting.observations,
             "waiting_since": waiting.waiting_since.isoformat() if waiting.waiting_since else None,
         }
-        if waiting.overdue(interval, datetime.now(UTC)):
+        stalled = receiver.sink.write_waiting_s()
+        if stalled >= WRITE_STALLED_S:
+            body.update(
+                status="degraded",
+                reason=f"a store write has waited {stalled:.0f} s for the database's write lock (held by a long "
+                "correlator pass or another process); senders wait, or time out and retry",
+            )
+        elif waiting.overdue(interval, datetime.now(UTC)):
             body.update(status="degraded", reason=f"{waiting.describe()}: is the correlator job running?")
         return JSONResponse(body)
 

@@ -126,6 +126,7 @@ class Sink:
         self._queue: deque[_Job] = deque()
         self._changed = threading.Condition()
         self._writing = False
+        self._writing_since: float | None = None
         self.rejections = RejectionLog()
         self.metrics: ServiceMetrics | None = None  # `serve` counts what was stored and refused, per source
 
@@ -165,8 +166,14 @@ class Sink:
                 self._changed.wait()
             if job.done:
                 return None
-            self._writing = True
+            self._writing, self._writing_since = True, time.monotonic()
             return self._take_group()
+
+    def write_waiting_s(self) -> float:
+        """How long the write under way has taken so far (0 when none is): a database whose write
+        lock another holds keeps it waiting, up to the busy timeout, with every caller behind it."""
+        since = self._writing_since
+        return time.monotonic() - since if since is not None else 0.0
 
     def _take_group(self) -> list[_Job]:
         group = [self._queue.popleft()]
@@ -193,7 +200,7 @@ class Sink:
             with self._changed:
                 for job in group:
                     job.done = True
-                self._writing = False
+                self._writing, self._writing_since = False, None
                 self._changed.notify_all()
 
     def _write_together(self, group: list[_Job]) -> None:

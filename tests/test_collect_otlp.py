@@ -168,6 +168,38 @@ def test_a_span_named_after_its_concrete_path_is_stored_under_the_route(run_coll
     assert ["marketplace_order", "113-0000002-0000001", True] in keys_of(rows[1])
 
 
+def test_health_says_when_writes_wait_on_a_database_another_process_holds(run_collector, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """A write lock held elsewhere left senders waiting 43 s while /healthz read 'ok' throughout."""
+    import sqlite3
+    import threading
+    import time
+
+    from collectors import server
+
+    monkeypatch.setattr(server, "WRITE_STALLED_S", 0.5)
+    collector = run_collector()
+    body = (FIXTURES / "otlp" / "oteldesktopviewer_checkout_traces.json").read_bytes()
+    holder = sqlite3.connect(collector.store.engine.url.database, isolation_level=None)
+    holder.execute("BEGIN EXCLUSIVE")
+    answers: list[int] = []
+
+    def send() -> None:
+        headers = {"content-type": "application/json"}
+        answers.append(httpx.post(f"{collector.url}/v1/traces", content=body, headers=headers, timeout=60).status_code)
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    try:
+        time.sleep(1.5)
+        held = httpx.get(f"{collector.url}/healthz", timeout=10).json()
+        assert held["status"] == "degraded" and "write has waited" in held["reason"], held
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+    sender.join(timeout=60)
+    assert answers == [200] and httpx.get(f"{collector.url}/healthz").json()["status"] == "ok"
+
+
 def test_health_says_when_correlation_falls_behind_and_when_the_database_fails(run_collector) -> None:  # type: ignore[no-untyped-def]
     collector = run_collector()
     health = f"{collector.url}/healthz"
