@@ -81,6 +81,23 @@ class RejectionLog:
                 f" ({'; '.join(more)}; `syncwatch stats` lists them)" if more else "",
             )
 
+    def flush(self) -> None:
+        """Tell what was counted but not yet told, once its source's interval has passed: the rest
+        of a burst otherwise waited for that source's next rejection, perhaps for good."""
+        with self._lock:
+            now = self.clock()
+            due = [
+                (source, since)
+                for source, (last, since) in self._last.items()
+                if since and now - last >= self.interval_s
+            ]
+            for source, _ in due:
+                self._last[source] = (now, 0)
+        for source, since in due:
+            log.warning(
+                "quarantined from %s: %d more since the last report (`syncwatch stats` lists them)", source, since
+            )
+
 
 @dataclass(frozen=True, slots=True)
 class Committed:

@@ -123,3 +123,13 @@ def test_quarantined_input_is_logged_with_source_position_and_reason_at_most_onc
         " (1 more since the last report; `syncwatch stats` lists them)",
         "quarantined from partner-y at its whole body: status " + "9" * 293 + "…",
     ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="collectors.sink"):
+        sink.commit(Parsed([], bad), "/var/log/edge.log")  # a burst within the interval: counted
+        sink.rejections.flush()  # too early: nothing
+        now[0] = 122
+        sink.rejections.flush()  # its interval over, the rest of the burst is told once
+        sink.rejections.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "quarantined from /var/log/edge.log: 2 more since the last report (`syncwatch stats` lists them)"
+    ]

@@ -213,6 +213,8 @@ def build_scheduler(
                 misfire_grace_time=None,  # a run delayed by a busy start runs late, once, instead of being skipped
                 next_run_time=datetime.now(UTC) + timedelta(seconds=job.first_after_s),
             )
+    if sink is not None:  # the rest of a burst of rejections is told when its interval is over
+        scheduler.add_job(sink.rejections.flush, "interval", seconds=sink.rejections.interval_s, id="quarantine-log")
     return scheduler
 
 
