@@ -245,10 +245,17 @@ class FileTailer:
                 return None
             return Checkpoint(self.spec.source, end, {**position.state(), "tail": marks[end]})
 
+        metrics, size = self.sink.metrics, os.fstat(handle.fileno()).st_size
+
         def committed(end: int) -> None:
             position.offset, position.tail = end, marks.pop(end)
+            if metrics is not None and checkpointed:
+                metrics.tailed(self.spec.source, size - end)
 
-        return commit_chunks(self.sink, self.spec.source, chunks, checkpoint, committed)
+        done = commit_chunks(self.sink, self.spec.source, chunks, checkpoint, committed)
+        if metrics is not None and checkpointed:
+            metrics.tailed(self.spec.source, size - position.offset)
+        return done
 
     def _drain_rotated(self, position: _Position) -> Committed:
         """The rest of the file we were reading, now under a rotated name (path.1, path-DATE…),

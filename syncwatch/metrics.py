@@ -79,6 +79,12 @@ class ServiceMetrics:
             ["job"],
             registry=r,
         )
+        self.tail_behind = Gauge(
+            "syncwatch_tail_bytes_behind",
+            "Bytes of a tailed file not read yet, as of its last commit (a catch-up after downtime)",
+            ["source"],
+            registry=r,
+        )
         Gauge("syncwatch_info", "The running version", ["version"], registry=r).labels(_version()).set(1)
         r.register(StoreFigures(store))
 
@@ -89,6 +95,9 @@ class ServiceMetrics:
             self.redelivered.labels(source).inc(redelivered)
         if quarantined:
             self.quarantined.labels(source).inc(quarantined)
+
+    def tailed(self, source: str, behind: int) -> None:
+        self.tail_behind.labels(source).set(max(0, behind))
 
     def answered(self, endpoint: str, status: int, seconds: float) -> None:
         self.requests.labels(endpoint, str(status)).inc()

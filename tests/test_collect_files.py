@@ -73,6 +73,20 @@ def test_a_partial_last_line_waits_until_it_is_complete(sink: Sink, tmp_path: Pa
     assert count(sink.store) == 2 and count(sink.store, quarantine) == 0
 
 
+def test_metrics_say_how_far_behind_each_tailed_file_is(sink: Sink, tmp_path: Path) -> None:
+    """Nothing showed a tailer catching up after downtime; the gauge gives the bytes not read yet."""
+    from syncwatch.metrics import ServiceMetrics
+
+    sink.metrics = ServiceMetrics(sink.store)
+    log = tmp_path / "gateway.log"
+    write(log, 1, 2)
+    with log.open("a") as handle:
+        handle.write(line(3)[:30])  # still being written
+    tailer(sink, log).poll()
+    behind = sink.metrics.registry.get_sample_value("syncwatch_tail_bytes_behind", {"source": "gateway-log"})
+    assert behind == 30
+
+
 def test_identical_lines_at_different_offsets_are_distinct(sink: Sink, tmp_path: Path) -> None:
     log = tmp_path / "gateway.log"
     write(log, 7, 7, 7)
