@@ -148,6 +148,7 @@ def test_sigterm_lets_the_scheduled_jobs_finish_and_stops_the_parse_workers(tmp_
     assert workers and gone(workers)
     plan = "; correlating every 0.2 s; retention 90 days; alert webhook $SYNCWATCH_ALERT_WEBHOOK not set"
     assert "serve: database sqlite:///" in err.decode() and plan in err.decode(), "what serve does, said at start"
+    assert "partners: all 6 on this machine, as the simulator's are" in err.decode(), "where retries go, unconfigured"
 
 
 def test_a_second_serve_on_the_same_sqlite_file_is_refused_and_the_first_keeps_serving(tmp_path: Path) -> None:

@@ -111,3 +111,14 @@ def test_a_job_still_running_is_said_skipped_once_a_while_not_at_every_tick(tmp_
     assert thinned.filter(other) and any(isinstance(f, SkipsNowAndThen) for f in SCHEDULER_LOG.filters)
     adding = "Adding job tentatively -- it will be properly scheduled when the scheduler starts"
     assert not thinned.filter(logging.LogRecord("syncwatch.scheduler", logging.INFO, __file__, 1, adding, None, None))
+
+
+def test_the_start_line_says_where_retries_go_only_while_every_partner_is_on_this_machine(tmp_path: Path) -> None:
+    from syncwatch.commands.serve import _partners_note
+    from syncwatch.config import load_config
+
+    packaged = load_config(None, {}, environ={})
+    assert "as the simulator's are" in _partners_note(packaged)
+    own = tmp_path / "own.toml"
+    own.write_text("[partners.acme-3pl]\nkind = '3pl'\nbase_url = 'https://api.acme.example'\n")
+    assert _partners_note(load_config(str(own), {}, environ={})) == ""

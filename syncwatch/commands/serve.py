@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
 from syncwatch.config import Config
@@ -291,6 +292,19 @@ def _plan(config: Config, store: Store, workers: int) -> str:
         f"database {store.url}; OTLP and events at http://{config.host}:{config.port} ({tokens}{hooks}); "
         f"{count(len(files.tailers), 'file')} tailed; {count(workers, 'parse worker')}; correlating every "
         f"{config.correlate_interval_s:g} s; retention {retention}; alert webhook ${config.alert_webhook_env} {alerts}"
+        f"{_partners_note(config)}"
+    )
+
+
+def _partners_note(config: Config) -> str:
+    """Where actions go, said when every partner is on this machine: the packaged partners are the
+    simulator's, and a config without its own [partners] retries orders against them."""
+    hosts = {urlsplit(p.base_url).hostname for p in config.file.partners.values()}
+    if not hosts or not hosts <= {"127.0.0.1", "localhost", "::1"}:
+        return ""
+    return (
+        f"; partners: all {len(config.file.partners)} on this machine, as the simulator's are, so retries and "
+        "reroutes go there until [partners] names your systems"
     )
 
 
