@@ -11,6 +11,7 @@ import streamlit as st
 from syncwatch.config import Config, load_config
 from syncwatch.store import Store, StoreError
 from syncwatch.store import queries as q
+from syncwatch.store.engine import shown
 
 
 @dataclass(frozen=True)
@@ -47,7 +48,7 @@ def store() -> Store | None:
         return _store(cfg.db, cfg.quarantine_raw_limit)
     except StoreError as err:
         st.warning(f"The database is not ready: {err}")
-        st.markdown(f"Run `syncwatch db upgrade --db {cfg.db}`, or start `syncwatch serve`, which does.")
+        st.markdown(f"Run `syncwatch db upgrade --db {shown(cfg.db)}`, or start `syncwatch serve`, which does.")
         return None
 
 

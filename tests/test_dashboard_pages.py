@@ -106,6 +106,13 @@ def test_a_missing_database_says_how_to_create_it(monkeypatch: pytest.MonkeyPatc
     assert "syncwatch db upgrade" in texts(at)
 
 
+def test_a_database_that_does_not_answer_is_named_without_its_password(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hint showed the whole URL, password included, to anyone who reached the page."""
+    at = open_app(monkeypatch, "postgresql://root:S3cretPW@127.0.0.1:1/nowhere", "operations.py")
+    shown = texts(at)
+    assert "syncwatch db upgrade --db postgresql://root:***@127.0.0.1:1/nowhere" in shown and "S3cret" not in shown
+
+
 def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db)
     assert at.title[0].value == "Operations", "a lead lands on Operations"

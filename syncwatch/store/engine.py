@@ -61,9 +61,15 @@ def describe(url: URL) -> str:
     return _masked(url.render_as_string(hide_password=True))
 
 
+def shown(raw: str) -> str:
+    """A database URL as given (``--db``, SYNCWATCH_DB), as it may be shown to a person."""
+    return _masked(raw)
+
+
 def _masked(raw: str) -> str:
-    """A URL, parsed or not, with whatever may be a password starred."""
-    raw = re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", raw)
+    """A URL, parsed or not, with whatever may be a password starred (one holding an unencoded
+    ``@`` too: the password runs to the last ``@`` before the host)."""
+    raw = re.sub(r"(://[^:/@]*:)[^/]*@", r"\1***@", raw)
     words = "|".join(SECRET_WORDS)
     return re.sub(rf"([?&][^=&]*(?:{words})[^=&]*=)[^&]*", r"\1***", raw, flags=re.IGNORECASE)
 
