@@ -23,6 +23,7 @@ from sqlalchemy import Connection
 
 from syncwatch.config import Config
 from syncwatch.model import stage_label, utcnow
+from syncwatch.redact import mask_emails, mask_phones
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
 
@@ -176,10 +177,18 @@ def deliver(store: Store, config: Config, client: httpx.Client | None = None, no
             client.close()
 
 
+def chat_text(text: str) -> str:
+    """An alert's words as a Slack-compatible webhook takes them: personal data masked, and ``&``,
+    ``<`` and ``>`` escaped, the three characters Slack reads as control, so a partner's error
+    message can neither ping ``<!channel>`` nor dress up a link of its own."""
+    masked = mask_phones(mask_emails(text))
+    return masked.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def _post(store: Store, client: httpx.Client, url: str, alert: Any, now: datetime) -> int:
     error = None
     try:
-        client.post(url, json={"text": f"{alert.text} <{alert.link}|open in syncwatch>"}).raise_for_status()
+        client.post(url, json={"text": f"{chat_text(alert.text)} <{alert.link}|open in syncwatch>"}).raise_for_status()
     except httpx.HTTPError as err:
         # The webhook URL is a secret: log the failure without it.
         status = f" {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else ""

@@ -132,6 +132,27 @@ def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: 
     assert f"{config.dashboard_url}/search?key={ORDER}" in message["text"]
 
 
+def test_a_partners_message_reaches_the_chat_without_its_control_codes_or_personal_data(
+    store: Store, webhook: type[Webhook]
+) -> None:
+    """A 503's message pinged the whole channel and carried a link dressed as syncwatch's own."""
+    from dataclasses import replace
+
+    keys = {"marketplace_order": ORDER}
+    bait = "upstream down <!channel> <https://evil.example/login|Open in syncwatch> call Jane +1 (555) 123-4567"
+    failing = [
+        replace(span(n, "POST /sales-orders", "erp", T0 + timedelta(minutes=n), 503, **keys), error_message=bait)
+        for n in (2, 3)
+    ]
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, **keys), *failing])
+    config = load_config()
+    Correlator(store, config, clock=lambda: T0 + timedelta(minutes=5)).run_pass()
+    assert deliver(store, config, now=T0 + timedelta(minutes=5)) >= 1
+    text = next(m["text"] for m in webhook.received if "is failing" in m["text"])
+    assert "&lt;!channel&gt;" in text and "<!channel>" not in text and "<https://evil.example" not in text
+    assert "555" not in text and text.endswith("|open in syncwatch>"), text
+
+
 def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
     store: Store, webhook: type[Webhook], caplog: pytest.LogCaptureFixture
 ) -> None:
