@@ -17,7 +17,7 @@ import streamlit as st
 from actions import api, roles
 from actions.masking import mask as mask_typed
 from dashboard.fmt import when
-from dashboard.masking import apply_edits, mask
+from dashboard.masking import apply_edits, literal, mask
 from dashboard.widgets import Page
 from syncwatch.redact import clip, mask_emails
 from syncwatch.store import queries as q
@@ -279,7 +279,7 @@ def _show_plan(page: Page, plan: api.BulkPlan, note: str | None) -> None:
 
 def _failure_lines(reasons: list[tuple[str, int]], failed: int) -> list[str]:
     """The most frequent reasons, then how many more there were, so the counts add up to ``failed``."""
-    lines = [f"- {n} × {mask_emails(reason)}" for reason, n in reasons[:REASONS_SHOWN]]
+    lines = [f"- {n} × {literal(mask_emails(reason))}" for reason, n in reasons[:REASONS_SHOWN]]
     rest = reasons[REASONS_SHOWN:]
     if rest:
         others = sum(n for _, n in rest)

@@ -11,7 +11,7 @@ import streamlit as st
 from actions import api
 from dashboard import actions_panel, charts
 from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, promise, sla_label, time_left, when
-from dashboard.masking import mask, masked_text
+from dashboard.masking import literal, mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
 from syncwatch.model import partners_of_kind, stage_label
@@ -257,7 +257,7 @@ def _detail(page: Page, exception_id: str) -> None:
         st.warning(f"There is no exception {exception_id}.")
         return
     st.divider()
-    st.header(row["summary"])
+    st.header(literal(row["summary"]))
     left, right = st.columns(2)
     with left:
         _business_context(page, row)
@@ -278,14 +278,15 @@ def _detail(page: Page, exception_id: str) -> None:
 
 def _business_context(page: Page, row: dict) -> None:
     context = row.get("context") or {}
+    partner = row["partner"] or context.get("partner") or no_partner(str(row["transaction_id"]))
     st.markdown(
         "\n".join(
             [
-                f"- **Transaction:** {row['transaction_id']}",
-                f"- **Channel:** {row['channel'] or context.get('channel') or '—'}",
-                f"- **Partner:** {row['partner'] or context.get('partner') or no_partner(str(row['transaction_id']))}",
-                f"- **Customer:** {row['customer'] or context.get('customer') or '—'}",
-                f"- **Order value:** {money(row['order_value'] or context.get('order_value')) or '—'}",
+                f"- **Transaction:** {literal(row['transaction_id'])}",
+                f"- **Channel:** {literal(row['channel'] or context.get('channel') or '—')}",
+                f"- **Partner:** {literal(partner)}",
+                f"- **Customer:** {literal(row['customer'] or context.get('customer') or '—')}",
+                f"- **Order value:** {literal(money(row['order_value'] or context.get('order_value')) or '—')}",
                 f"- **Customer promise:** {promise(row['stages'], row['promised_at'], page.now) or '—'}",
                 f"- **SLA:** {sla_label(row['sla_state'])}, {time_left(row['due_at'], page.now) or 'nothing due'}",
             ]
@@ -302,9 +303,9 @@ def _business_context(page: Page, row: dict) -> None:
 def _where(row: dict) -> str:
     """Who holds the order up, and where: an overdue stage, or a failing call and the stage it holds up."""
     if row["category"] == "stuck":
-        return f"{row['system']}: stage {stage_label(row['stage'])} overdue"
+        return f"{literal(row['system'])}: stage {stage_label(row['stage'])} overdue"
     held = f", holding up {stage_label(row['stage'])}" if row["stage"] else ""
-    return f"{row['system']} · {row['endpoint'] or '—'}{held}"
+    return f"{literal(row['system'])} · {literal(row['endpoint'] or '—')}{held}"
 
 
 def _facts(page: Page, row: dict) -> None:

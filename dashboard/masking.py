@@ -108,3 +108,13 @@ def apply_edits(original: Any, shown: Any, edited: Any) -> Any:
             return [apply_edits(a, b, c) for a, b, c in zip(original, shown, edited, strict=True)]
         return edited
     return original if edited == shown else edited
+
+
+_MARKDOWN = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>:$&])")
+
+
+def literal(text: object) -> str:
+    """Text from a partner or a URL, shown as it was written wherever Streamlit reads Markdown
+    (headers, notices, fact lists): every Markdown character escaped, so a status message cannot
+    become a link, an image that calls home, or a coloured ``:red[URGENT]``."""
+    return _MARKDOWN.sub(r"\\\1", str(text))

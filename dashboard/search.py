@@ -9,6 +9,7 @@ import streamlit as st
 
 from dashboard import actions_panel, charts
 from dashboard.fmt import category_label, fault_text, money, no_partner, promise, sla_label, sla_time, when
+from dashboard.masking import literal
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.commands.common import count
 from syncwatch.model import stage_label
@@ -61,9 +62,9 @@ CUSTOMER_ROWS = 200
 def _customer(page: Page, customer: str, orders: pd.DataFrame) -> None:
     """The customer's orders, newest first: one is picked by the row, as a key would open it."""
     if len(orders) == CUSTOMER_ROWS:
-        st.subheader(f"Customer {customer.upper()}: the newest {CUSTOMER_ROWS} orders (there are more)")
+        st.subheader(f"Customer {literal(customer.upper())}: the newest {CUSTOMER_ROWS} orders (there are more)")
     else:
-        st.subheader(f"Customer {customer.upper()}: {count(len(orders), 'order')}, newest first")
+        st.subheader(f"Customer {literal(customer.upper())}: {count(len(orders), 'order')}, newest first")
     table = pd.DataFrame(
         {
             "transaction": orders["id"],
@@ -88,11 +89,11 @@ def _similar(page: Page, key: str) -> None:
             if len(key) >= q.SIMILAR_FROM
             else f" Type {q.SIMILAR_FROM} characters or more to look for keys containing it."
         )
-        st.info(f"No transaction carries a key like {key!r}.{more}")
+        st.info(f"No transaction carries a key like {literal(repr(key))}.{more}")
         return
     shown = similar.head(SIMILAR_SHOWN)
     more = f" The first {SIMILAR_SHOWN} are shown: type more of it to narrow them." if len(similar) > len(shown) else ""
-    st.info(f"No key is exactly {key!r}; these contain it.{more}")
+    st.info(f"No key is exactly {literal(repr(key))}; these contain it.{more}")
     similar = shown
     table = pd.DataFrame(
         {
@@ -120,7 +121,7 @@ def _transaction(page: Page, tid: str) -> None:
     row = q.transaction_row(page.store, tid)
     if row is None:
         return
-    st.header(tid)
+    st.header(literal(tid))
     # Late reads red, on time green; an arrow would say "up", which lateness is not.
     late = "inverse" if row["sla_state"] in ("breached", "at_risk") else "normal"
     cols = st.columns(2)
@@ -133,7 +134,7 @@ def _transaction(page: Page, tid: str) -> None:
     )
     fault = fault_text(row["sla_state"], row["stage_at_fault"], row["due_at"], page.now)
     cols[1].metric("Stage", stage_label(row["current_stage"]) or "—", fault, delta_color="inverse", delta_arrow="off")
-    st.markdown(" · ".join(f"**{label}** {value}" for label, value in _context(row, page.now)))
+    st.markdown(" · ".join(f"**{label}** {literal(value)}" for label, value in _context(row, page.now)))
     keys = q.transaction_key_list(page.store, tid)
     st.dataframe(
         pd.DataFrame({"identifier": keys["value"], "kind": keys["key_type"].str.replace("_", " ")}), hide_index=True

@@ -48,8 +48,13 @@ def texts(at: AppTest) -> str:
     """Everything a person reads on the page, as one string."""
     kinds = ("title", "header", "subheader", "markdown", "caption", "info", "success", "warning", "error", "metric")
     elements = [el for kind in kinds for el in getattr(at, kind)]
-    parts = [str(getattr(el, "value", "")) + str(getattr(el, "label", "")) for el in elements]
+    parts = [read(str(getattr(el, "value", ""))) + str(getattr(el, "label", "")) for el in elements]
     return "\n".join(parts)
+
+
+def read(markdown: str) -> str:
+    """What the browser shows of Markdown: partner text reaches it with every special character escaped."""
+    return re.sub(r"\\(.)", r"\1", markdown)
 
 
 @pytest.fixture
@@ -289,7 +294,7 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     assert "Runbook (dead lettered)" in shown and "then Replay it" in shown
     assert "Suggested action:** replay" in shown
     assert re.match(
-        r"erp dead lettered: consumer rejected the message \d+ times: schema validation", at.header[0].value
+        r"erp dead lettered: consumer rejected the message \d+ times: schema validation", read(at.header[0].value)
     )
     assert re.search(r"\*\*Customer promise:\*\* (shipped|not shipped)[^\n]*promised by \w{3} \d\d Nov", shown), shown
     assert "Across systems" in shown and "What the failing call sent (personal data masked)" in shown
@@ -345,8 +350,8 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input("944139036750").run()
     assert not at.exception
-    assert at.header[0].value == "order:215-2680494-0958771"
-    context = next(m.value for m in at.markdown if m.value.startswith("**Channel**"))
+    assert read(at.header[0].value) == "order:215-2680494-0958771"
+    context = next(read(m.value) for m in at.markdown if m.value.startswith("**Channel**"))
     assert "**Customer** AMZ-RETAIL" in context and re.search(r"\*\*Value\*\* \$[\d,]+\.\d\d", context), context
     assert re.search(r"\*\*Customer promise\*\* shipped \w{3} \d\d Nov \d\d:\d\d UTC, promised by .*: kept", context)
     stages = next(d.value for d in at.dataframe if "stage" in d.value.columns)
@@ -364,7 +369,7 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
 ) -> None:
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input("so-109458").run()
-    assert at.header[0].value.startswith("order:"), "an id typed in lower case opens its order"
+    assert read(at.header[0].value).startswith("order:"), "an id typed in lower case opens its order"
     at.text_input[0].input("109458").run()
     assert "No key is exactly '109458'; these contain it." in texts(at)
     offered = next(d.value for d in at.dataframe if "key" in d.value.columns)
@@ -375,7 +380,7 @@ def test_a_key_typed_in_the_wrong_case_or_without_its_prefix_offers_the_keys_con
     assert "The first 10 are shown: type more of it to narrow them." in texts(at), "thousands contain it"
     assert len(next(d.value for d in at.dataframe if "key" in d.value.columns)) == 10
     at.text_input[0].input("order:po-451311").run()
-    assert at.header[0].value.startswith("order:"), "a transaction's own id typed in lower case opens it"
+    assert read(at.header[0].value).startswith("order:"), "a transaction's own id typed in lower case opens it"
 
 
 def test_a_customer_number_lists_that_customers_orders(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
@@ -387,9 +392,26 @@ def test_a_customer_number_lists_that_customers_orders(monkeypatch: pytest.Monke
         ).fetchone()
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input(f" {customer.lower()} ").run()
-    assert f"Customer {customer}: {orders} orders, newest first" in [h.value for h in at.subheader]
+    assert f"Customer {customer}: {orders} orders, newest first" in [read(h.value) for h in at.subheader]
     listed = next(d.value for d in at.dataframe if "transaction" in d.value.columns)
     assert len(listed) == orders and listed["transaction"].str.startswith("order:").all()
+
+
+def test_a_partners_text_and_a_crafted_link_are_shown_as_written_never_as_links_or_images(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """A status message rendered a 'Sign in again' link and an image that called home; so did a
+    search link crafted to say 'Session expired'."""
+    bait = "[Sign in again](https://evil.example/login) ![x](https://evil.example/b.png) :red[**URGENT**]"
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        conn.execute("UPDATE exceptions SET summary = ? WHERE category = 'dead_lettered'", (bait,))
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py"), "dead_lettered")
+    assert read(at.header[0].value) == bait and "](https://" not in at.header[0].value
+    at = open_app(monkeypatch, sample_copy, "search.py")
+    at.query_params["key"] = "] **Session expired**: [sign in again](https://evil.example/login) ["
+    at.run()
+    notices = [i.value for i in at.info]
+    assert notices and not any("](https://" in n or "**Session" in n for n in notices), notices
 
 
 def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
@@ -398,13 +420,13 @@ def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
     at = open_app(monkeypatch, sample_db, "search.py")
     at.query_params["key"] = "944139036750"
     at.run()
-    assert at.header[0].value == "order:215-2680494-0958771"
+    assert read(at.header[0].value) == "order:215-2680494-0958771"
     at.text_input[0].input("nothing-like-this").run()
     assert at.text_input[0].value == "nothing-like-this", "what the person typed is not replaced by the old link"
     at.query_params["key"] = "order:215-2680494-0958771"  # another page opens a transaction in this session
     at.run()
     assert at.text_input[0].value == "order:215-2680494-0958771"
-    assert at.header[0].value == "order:215-2680494-0958771"
+    assert read(at.header[0].value) == "order:215-2680494-0958771"
 
 
 def test_a_backordered_order_shows_which_lines_shipped_and_which_wait(
