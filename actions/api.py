@@ -125,8 +125,8 @@ def bulk_status(store: Store, job_id: str) -> dict[str, Any]:
     return bulk.status(store, job_id)
 
 
-def cancel_bulk(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
-    """Stop a job between items; with ``config``, only its starter or a lead may."""
+def cancel_bulk(store: Store, job_id: str, actor: str, config: Config) -> ActionResult:
+    """Stop a job between items: only its starter or a lead may."""
     return bulk.cancel(store, job_id, actor, config)
 
 

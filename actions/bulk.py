@@ -153,15 +153,16 @@ def status(store: Store, job_id: str) -> dict[str, Any]:
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in job.items()}
 
 
-def cancel(store: Store, job_id: str, actor: str, config: Config | None = None) -> ActionResult:
-    """Ask a running job to stop between items; the items already sent stay done (and audited)."""
+def cancel(store: Store, job_id: str, actor: str, config: Config) -> ActionResult:
+    """Ask a running job to stop between items (its starter or a lead may); the items already sent
+    stay done (and audited)."""
     now = utcnow()
-    role = roles.audited_role(config, actor) if config is not None else None
+    role = roles.audited_role(config, actor)
     with store.writing() as conn:
         job = q.job(conn, job_id)
-        allowed = job is not None and (config is None or actor == job["actor"] or role == roles.LEAD)
+        allowed = job is not None and (actor == job["actor"] or role == roles.LEAD)
         stopped = allowed and q.set_job_status(conn, job_id, "cancelling", now, only_from=("running",))
-        entry = Entry(actor, role or "", "bulk cancel", job_id, "", "succeeded" if stopped else "refused")
+        entry = Entry(actor, role, "bulk cancel", job_id, "", "succeeded" if stopped else "refused")
         ledger.audit(conn, entry, now)
     if not stopped:
         return ActionResult(

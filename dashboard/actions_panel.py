@@ -307,5 +307,5 @@ def _job_status(page: Page) -> None:
         st.session_state[JOB_SHOWN_DONE] = job
         st.rerun(scope="app")  # the queue above was read while the job ran: read it again, once
     if running and st.button("Cancel the job", key="bulk_cancel"):
-        result = api.cancel_bulk(page.store, job, page.viewer.actor)
+        result = api.cancel_bulk(page.store, job, page.viewer.actor, page.config)
         st.info(result.message)
