@@ -309,6 +309,13 @@ def webhook_endpoint(receiver: Receiver) -> Callable[[Request], Awaitable[Respon
         name = request.path_params["name"]
         mapping = receiver.webhooks.get(name)
         if mapping is None:
+            # Which webhooks exist is told only to a sender holding one of the tokens, where any is set.
+            tokens = {**receiver.tokens, **receiver.webhook_tokens}
+            if any(tokens.values()):
+                try:
+                    match_token(request.headers.get("authorization"), tokens)
+                except Unauthorized as err:
+                    return _json_refuse(401, str(err))
             return _json_refuse(404, f"no webhook named {name!r} is configured")
         headers = {k.lower(): v for k, v in request.headers.items()}
 

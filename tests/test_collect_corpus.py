@@ -333,6 +333,16 @@ def test_bodies_refused_while_decoding_keep_their_own_bytes_and_reasons(run_coll
     assert "not valid gzip" in kept[event] and "'zstd' is not supported" in kept[b'{"resourceLogs": []}']
 
 
+def test_which_webhooks_exist_is_told_only_to_a_sender_with_a_token(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """'no webhook named …' answered before the token was looked at: anyone could probe the names."""
+    collector = run_collector(CONFIG, {"PARTNER_TOKEN": TOKEN})
+    url = f"{collector.url}/v1/webhooks/nope"
+    stranger = httpx.post(url, json={})
+    assert stranger.status_code == 401 and "webhook" not in stranger.text
+    partner = httpx.post(url, json={}, headers={"authorization": f"Bearer {TOKEN}"})
+    assert partner.status_code == 404 and "no webhook named 'nope'" in partner.text
+
+
 def test_a_body_refused_for_its_token_keeps_only_a_kilobyte_in_quarantine(run_collector) -> None:  # type: ignore[no-untyped-def]
     collector = run_collector(CONFIG, {"PARTNER_TOKEN": TOKEN})
     big = pb_traces(*(pb_span(span_id=(n + 1).to_bytes(8, "big"), name="x" * 100) for n in range(2_000)))
