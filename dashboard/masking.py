@@ -11,7 +11,16 @@ import json
 import re
 from typing import Any
 
-from syncwatch.redact import EMAIL, MASK, PHONE_CANDIDATE, is_phone, mask_email, mask_phones, personal_key
+from syncwatch.redact import (
+    EMAIL,
+    MASK,
+    PHONE_CANDIDATE,
+    is_phone,
+    mask_email,
+    mask_phones,
+    mask_query,
+    personal_key,
+)
 
 # Keys whose values look like phone numbers but are identifiers an agent needs.
 IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
@@ -26,7 +35,7 @@ def mask_value(key: str, value: Any) -> Any:
     if isinstance(value, list):
         return [mask_value(key, v) for v in value]
     if isinstance(value, str):
-        value = EMAIL.sub(mask_email, value)
+        value = mask_query(EMAIL.sub(mask_email, value))
         return value if IDENTIFIER_KEY.search(key) else mask_phones(value)
     return value
 
@@ -58,10 +67,10 @@ _PHONE_BYTES = re.compile(PHONE_CANDIDATE.pattern.encode())
 def _masked_pairs(text: str) -> str:
     out, at = [], 0
     for pair in _PAIR.finditer(text):
-        out.append(mask_phones(EMAIL.sub(mask_email, text[at : pair.start(3)])))
+        out.append(mask_phones(mask_query(EMAIL.sub(mask_email, text[at : pair.start(3)]))))
         out.append(str(mask_value(pair.group(1), pair.group(3))))
         at = pair.end(3)
-    out.append(mask_phones(EMAIL.sub(mask_email, text[at:])))
+    out.append(mask_phones(mask_query(EMAIL.sub(mask_email, text[at:]))))
     return "".join(out)
 
 

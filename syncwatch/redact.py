@@ -91,3 +91,24 @@ def spreadsheet_safe(value: object) -> object:
     if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
         return "'" + value
     return value
+
+
+# A query parameter, ``?name=value`` or ``&name=value``, in a URL or a logged path.
+_QUERY_PARAM = re.compile(r"([?&])([^=&#\s\"']+)=([^&#\s\"']*)")
+_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|signature|^sig$", re.IGNORECASE)
+_ENCODED_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+-]+%40[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
+
+
+def mask_query(text: str) -> str:
+    """URLs as they may be shown: a query parameter named for a secret (token, api_key, password)
+    or for personal data (email, phone) keeps its name, not its value, and an address written
+    percent-encoded (``jane%40example.com``) is masked as any other."""
+
+    def parameter(match: re.Match[str]) -> str:
+        name = match.group(2)
+        if match.group(3) and (_SECRET_NAME.search(name) or personal_key(name)):
+            return f"{match.group(1)}{name}={MASK}"
+        return match.group(0)
+
+    text = _QUERY_PARAM.sub(parameter, text)
+    return _ENCODED_EMAIL.sub(lambda m: f"{m.group(0)[0]}{MASK}@{MASK}", text)

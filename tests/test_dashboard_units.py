@@ -154,10 +154,11 @@ def test_lines_nobody_reported_read_as_a_sentence() -> None:
 
 def test_a_bulk_jobs_failure_reasons_add_up_to_its_failures() -> None:
     from dashboard.actions_panel import _failure_lines
+    from dashboard.masking import literal
 
     reasons = [(f"erp answered 422: SKU S-{n} is not in the item master", 1) for n in range(7)]
     lines = _failure_lines(reasons, failed=9)
-    assert lines[:5] == [f"- 1 × erp answered 422: SKU S-{n} is not in the item master" for n in range(5)]
+    assert lines[:5] == [f"- 1 × {literal(f'erp answered 422: SKU S-{n} is not in the item master')}" for n in range(5)]
     assert lines[5:] == [
         "- 2 more, for 2 other reasons: each exception's history says which",
         "- 2 refused before anything was sent: the audit log (Admin) says why",
@@ -262,3 +263,14 @@ def test_a_body_that_does_not_parse_is_masked_by_its_keys_too() -> None:
     assert "Privet" not in shown and "Harry" not in shown and "111-2223334-5556667" in shown, shown
     raw = masked_bytes(cut.encode())
     assert len(raw) == len(cut) and b"Privet" not in raw and b"111-2223334-5556667" in raw, "same length, same offsets"
+
+
+def test_a_urls_secrets_and_personal_parameters_are_masked_and_so_is_an_encoded_address() -> None:
+    """A security review read a token, an API key, a phone number and jane%40example.com in payloads."""
+    from dashboard.masking import mask, masked_text
+
+    url = "https://x.example/cb?email=jane%40example.com&token=T0KEN&phone=5551234567&order=113-1&api_key=K1&sig=S1&p=2"
+    shown = mask({"url.full": url, "note": "write to jane%40example.com"})
+    assert shown["url.full"] == "https://x.example/cb?email=•••&token=•••&phone=•••&order=113-1&api_key=•••&sig=•••&p=2"
+    assert shown["note"] == "write to j•••@•••"
+    assert masked_text('{"cut": "GET /x?password=hunter2&id=5"') == '{"cut": "GET /x?password=•••&id=5"'
