@@ -94,7 +94,7 @@ def spreadsheet_safe(value: object) -> object:
 
 
 # A query parameter, ``?name=value`` or ``&name=value``, in a URL or a logged path.
-_QUERY_PARAM = re.compile(r"([?&])([^=&#\s\"']+)=([^&#\s\"']*)")
+_QUERY_PARAM = re.compile(r"([?&])([^=&?#\s\"']+)=([^&#\s\"']*)")
 _SECRET_NAME = re.compile(r"pass|secret|token|key|auth|signature|^sig$", re.IGNORECASE)
 _ENCODED_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+-]+%40[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
