@@ -67,7 +67,13 @@ PERSONAL_WORDS = frozenset(
 PERSON_WORDS = frozenset(
     {"first", "last", "full", "given", "family", "middle", "buyer", "customer", "person", "billing", "shipping"}
 )
-_PAIRS = {("e", "mail"), ("ship", "to"), ("bill", "to")}
+_PAIRS = {("e", "mail"), ("ship", "to"), ("bill", "to"), ("deliver", "to")}
+# Words run together in lower case (a CloudEvent extension must be: customername, shipto): the
+# unambiguous personal words inside one, and a person word or a hand-over glued to 'name' or 'to'.
+_INSIDE = ("email", "phone", "address", "street", "postcode", "zipcode", "recipient")
+_RUN_TOGETHER = re.compile(
+    rf"(?:{'|'.join(sorted(PERSON_WORDS | {'recipient', 'contact'}))})name|(?:ship|bill|deliver)to"
+)
 
 
 @lru_cache(maxsize=4096)
@@ -78,6 +84,8 @@ def personal_key(key: str) -> bool:
         return True
     if any(w == "line" and n.isdigit() for w, n in pairwise(words)):
         return True  # an address's line1, line2
+    if any(_RUN_TOGETHER.fullmatch(w) or (len(w) > 6 and any(p in w for p in _INSIDE)) for w in words):
+        return True
     return "name" in words and (words == ["name"] or bool(PERSON_WORDS.intersection(words)))
 
 

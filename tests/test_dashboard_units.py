@@ -274,3 +274,24 @@ def test_a_urls_secrets_and_personal_parameters_are_masked_and_so_is_an_encoded_
     assert shown["url.full"] == "https://x.example/cb?email=•••&token=•••&phone=•••&order=113-1&api_key=•••&sig=•••&p=2"
     assert shown["note"] == "write to j•••@•••"
     assert masked_text('{"cut": "GET /x?password=hunter2&id=5"') == '{"cut": "GET /x?password=•••&id=5"'
+
+
+def test_personal_words_run_together_in_lower_case_are_masked() -> None:
+    """CloudEvent extension names must be lower case: customername and shipto showed a name and a street."""
+    from dashboard.masking import mask
+
+    shown = mask(
+        {
+            "cloudevents.customername": "Jane Doe",
+            "cloudevents.shipto": "12 Elm Street",
+            "deliver_to": "Dock 4, Jane",
+            "contactphone": "5551234567",
+            "service.name": "erp",
+            "shipment": "SH-1",
+            "shipping_method": "ground",
+        }
+    )
+    assert [shown[k] for k in ("cloudevents.customername", "cloudevents.shipto", "deliver_to", "contactphone")] == [
+        "•••"
+    ] * 4
+    assert (shown["service.name"], shown["shipment"], shown["shipping_method"]) == ("erp", "SH-1", "ground")
