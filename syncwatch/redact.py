@@ -13,6 +13,7 @@ from functools import lru_cache
 from itertools import pairwise
 
 MASK = "•••"
+SECRET_WORDS = ("pass", "secret", "token", "key")  # a query parameter naming one is never shown with its value
 # A match may begin only where a run of address characters begins: otherwise a long run without an
 # '@' (a partner's 100,000-digit "status") is scanned again from each of its characters, which took
 # 75 s for one quarantine reason. Where a match begins, it would have begun anyway.
@@ -103,7 +104,8 @@ def spreadsheet_safe(value: object) -> object:
 
 # A query parameter, ``?name=value`` or ``&name=value``, in a URL or a logged path.
 _QUERY_PARAM = re.compile(r"([?&])([^=&?#\s\"']+)=([^&#\s\"']*)")
-_SECRET_NAME = re.compile(r"pass|secret|token|key|auth|signature|^sig$", re.IGNORECASE)
+# In a partner's URL also its authentication and signature (an Azure SAS's ``sig``).
+_SECRET_NAME = re.compile("|".join((*SECRET_WORDS, "auth", "signature", "^sig$")), re.IGNORECASE)
 _ENCODED_EMAIL = re.compile(r"(?<![\w.+%-])[\w.+-]+%40[\w-]+(?:\.[\w-]+)+", re.IGNORECASE)
 
 

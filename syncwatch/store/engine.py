@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, event, exc, make_url
 from sqlalchemy.engine import URL
 
+from syncwatch.redact import SECRET_WORDS
 from syncwatch.store.errors import DatabaseUnavailable
 
 BUSY_TIMEOUT_MS = 30_000
@@ -50,9 +51,6 @@ def parse_url(raw: str) -> URL:
     if backend == "postgresql" and url.get_driver_name() in ("", "psycopg2"):
         url = url.set(drivername="postgresql+psycopg")
     return url
-
-
-SECRET_WORDS = ("pass", "secret", "token", "key")  # query parameters whose values are never printed
 
 
 def describe(url: URL) -> str:
