@@ -63,7 +63,7 @@ def reopen_unconfirmed(services: Services, now: datetime | None = None) -> list[
         for row in q.unconfirmed(conn, now - window):
             last = row["last"]
             what = f"the {last['kind']} of {last['requested_at']:%a %d %b %H:%M} UTC" if last else "the last action"
-            reason = f"nothing confirmed {what} within {_span(window)}: open again for a person to look at"
+            reason = f"nothing confirmed {what} within {span(window)}: open again for a person to look at"
             values = {"status": "open", "updated_at": now}
             done = ledger.record_done(conn, row["id"], "reopen", roles.WATCH_ACTOR, {}, {"reason": reason}, now)
             q.set_exception(conn, row["id"], values)
@@ -86,7 +86,7 @@ def close_stalled_jobs(services: Services, now: datetime | None = None) -> list[
     with services.store.writing() as conn:
         for job_id in q.stalled_jobs(conn, now - STALLED_AFTER):
             if q.set_job_status(conn, job_id, "cancelled", now, only_from=("running", "cancelling")):
-                reason = f"no progress for {_span(STALLED_AFTER)}: the process running it ended"
+                reason = f"no progress for {span(STALLED_AFTER)}: the process running it ended"
                 entry = ledger.Entry(roles.WATCH_ACTOR, roles.POLICY, "bulk interrupted", job_id, "", "succeeded")
                 entry.detail = {"reason": reason}
                 ledger.audit(conn, entry, now)
@@ -94,7 +94,8 @@ def close_stalled_jobs(services: Services, now: datetime | None = None) -> list[
     return closed
 
 
-def _span(window: timedelta) -> str:
+def span(window: timedelta) -> str:
+    """A window as a person says it: "1 h", "10 min"."""
     minutes = int(window.total_seconds() // 60)
     return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
@@ -115,7 +116,7 @@ def _watch(services: Services) -> None:
     for exception_id in reopen_unconfirmed(services):
         log.warning("exception %s opened again: its retry or reroute was never confirmed", exception_id)
     for job_id in close_stalled_jobs(services):
-        log.warning("bulk job %s closed as cancelled: no progress for %s", job_id, _span(STALLED_AFTER))
+        log.warning("bulk job %s closed as cancelled: no progress for %s", job_id, span(STALLED_AFTER))
 
 
 def _logged(services: Services, run: Runner) -> None:

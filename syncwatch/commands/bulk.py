@@ -51,7 +51,7 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from actions import roles
     from actions.api import plan_bulk, refuse_bulk
-    from actions.jobs import close_stalled_jobs
+    from actions.jobs import STALLED_AFTER, close_stalled_jobs, span
     from actions.services import close_all, services_for
 
     config = config_from(args)
@@ -73,7 +73,7 @@ def _run(args: argparse.Namespace) -> int:
     store = open_store(config)
     try:
         for job_id in close_stalled_jobs(services_for(store, config)):
-            print(f"syncwatch bulk: job {job_id} made no progress in ten minutes; closed.", file=sys.stderr)
+            print(f"syncwatch bulk: job {job_id} made no progress in {span(STALLED_AFTER)}; closed.", file=sys.stderr)
         try:
             plan = plan_bulk(
                 store, config, action=args.action, filters=_filters(args), actor=args.actor, target=args.target
