@@ -161,6 +161,15 @@ def test_bench_store_prints_figures_with_units_as_json(tmp_path: Path) -> None:
     assert figures["observations_per_s"] > 0 and figures["batch_p95_ms"] > 0
 
 
+def test_bench_ingest_runs_a_real_serve_and_reports_the_ratio() -> None:
+    result = syncwatch("bench", "ingest", "--spans", "2000", "--lines", "500", "--events", "500", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["spans"] == 2000
+    assert figures["otlp_protobuf_spans_per_s"] > 0 and figures["bare_limit_spans_per_s"] > 0
+    assert figures["protobuf_to_bare_ratio"] > 0 and figures["log_lines_per_s"] > 0 and figures["events_per_s"] > 0
+
+
 def test_bench_dashboard_renders_every_page_without_streamlit_noise() -> None:
     result = syncwatch("bench", "dashboard", "--transactions", "600", "--runs", "1", "--json")
     assert result.returncode == 0, result.stderr
