@@ -170,6 +170,14 @@ def test_bench_ingest_runs_a_real_serve_and_reports_the_ratio() -> None:
     assert figures["protobuf_to_bare_ratio"] > 0 and figures["log_lines_per_s"] > 0 and figures["events_per_s"] > 0
 
 
+def test_bench_actions_resolves_every_retry_within_the_rate_limit() -> None:
+    result = syncwatch("bench", "actions", "--single", "5", "--bulk", "30", "--json")
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout)
+    assert figures["single_resolved"] == 5 and figures["bulk_resolved"] == 30
+    assert figures["bulk_partner_peak_per_s"] <= figures["rate_limit_per_s"]
+
+
 def test_bench_dashboard_renders_every_page_without_streamlit_noise() -> None:
     result = syncwatch("bench", "dashboard", "--transactions", "600", "--runs", "1", "--json")
     assert result.returncode == 0, result.stderr
