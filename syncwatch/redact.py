@@ -63,6 +63,7 @@ PERSONAL_WORDS = frozenset(
     {"email", "phone", "mobile", "tel", "telephone", "fax", "address", "street", "city", "zip", "zipcode"}
     | {"postal", "postcode"}
     | {"recipient", "contact"}
+    | {"latitude", "longitude", "lat", "lng", "coordinates"}  # a delivery address's geocode places the buyer's door
 )
 # 'name' is personal next to one of these, or alone; service.name, product_name and the like are not.
 PERSON_WORDS = frozenset(

@@ -295,3 +295,13 @@ def test_personal_words_run_together_in_lower_case_are_masked() -> None:
         "•••"
     ] * 4
     assert (shown["service.name"], shown["shipment"], shown["shipping_method"]) == ("erp", "SH-1", "ground")
+
+
+def test_an_address_geocode_is_masked_with_the_address() -> None:
+    """Shopify's addresses carry latitude and longitude, which place the buyer's door as the street does."""
+    from dashboard.masking import mask
+
+    address = {"address1": "Chestnut Street 92", "latitude": 45.41634, "longitude": -75.6868, "country_code": "US"}
+    shown = mask({"shipping_address": address, "geo": {"lat": 45.4, "lng": -75.6}})
+    assert shown["shipping_address"] == {"address1": "•••", "latitude": "•••", "longitude": "•••", "country_code": "US"}
+    assert shown["geo"] == {"lat": "•••", "lng": "•••"}
