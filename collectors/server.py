@@ -62,6 +62,40 @@ def load_tokens(sources: Mapping[str, str], environ: Mapping[str, str]) -> dict[
 
 
 UNAUTHENTICATED_RAW_BYTES = 1024  # kept of a body refused for its token: who sent it proved nothing
+# Refusals for a token kept in quarantine, at most this many a minute: anyone who reaches the port
+# can send them, so beyond it they are answered and counted, not kept, and the database cannot be filled.
+UNAUTHENTICATED_KEPT_PER_MINUTE = 60
+
+
+class Allowance:
+    """At most ``per_minute`` takes a minute, refilled steadily (a bucket of one minute's worth);
+    what was refused since it was last told is counted for one log line a minute."""
+
+    def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.per_minute = per_minute
+        self.clock = clock
+        self._left = float(per_minute)
+        self._at = clock()
+        self._refused = 0
+        self._told_at: float | None = None
+
+    def take(self) -> bool:
+        now = self.clock()
+        self._left = min(self.per_minute, self._left + (now - self._at) * self.per_minute / 60)
+        self._at = now
+        if self._left >= 1:
+            self._left -= 1
+            return True
+        self._refused += 1
+        return False
+
+    def refused_to_tell(self) -> int:
+        """How many were refused since the last time this was told, once a minute (else 0)."""
+        now = self.clock()
+        if not self._refused or (self._told_at is not None and now - self._told_at < 60):
+            return 0
+        refused, self._refused, self._told_at = self._refused, 0, now
+        return refused
 
 
 def match_token(header: str | None, tokens: Mapping[str, bytes]) -> str:
@@ -114,6 +148,7 @@ class Receiver:
             {n: w.token_env for n, w in self.webhooks.items() if w.token_env is not None}, environ
         )
         self.inflight = 0
+        self.unauthenticated = Allowance(UNAUTHENTICATED_KEPT_PER_MINUTE)
 
     def run_parser(self, parser: Parser, args: tuple[object, ...], source: str) -> Parsed:
         """``parser(*args, ctx)``: in a worker process when the receiver has a pool, else here."""
@@ -171,9 +206,10 @@ class Receiver:
         except Overloaded as err:
             return self._with_retry_after(refuse(err.status, str(err)))
         except CollectorError as err:
-            kept = body or bytes(received) or await self.raw_prefix(request)
             if isinstance(err, Unauthorized):
-                kept = kept[:UNAUTHENTICATED_RAW_BYTES]
+                await self.quarantine_unauthenticated(source, str(err), request, content_type)
+                return refuse(err.status, str(err))
+            kept = body or bytes(received) or await self.raw_prefix(request)
             size = err.size if isinstance(err, PayloadTooLarge) else None
             await self.quarantine(source, str(err), kept, content_type, size)
             return refuse(err.status, str(err))
@@ -219,6 +255,27 @@ class Receiver:
         except SQLAlchemyError as err:
             log.error("quarantine write failed for %s: %s", source, err.__class__.__name__)
 
+    async def quarantine_unauthenticated(
+        self, source: str, reason: str, request: Request, content_type: str | None
+    ) -> None:
+        """Keep the first kilobyte of a request refused for its token while the allowance lasts;
+        beyond it, count the refusal in the metrics and say once a minute how many were not kept."""
+        if self.unauthenticated.take():
+            raw = (await self.raw_prefix(request))[:UNAUTHENTICATED_RAW_BYTES]
+            await self.quarantine(source, reason, raw, content_type)
+            return
+        if self.sink.metrics is not None:
+            self.sink.metrics.refused_unkept(source)
+        if refused := self.unauthenticated.refused_to_tell():
+            log.warning(
+                "refused %d more requests without a valid token and did not keep them: at most %d a minute "
+                "are kept in quarantine (`syncwatch_inputs_refused_unkept_total` counts them); the latest at %s: %s",
+                refused,
+                UNAUTHENTICATED_KEPT_PER_MINUTE,
+                source,
+                reason,
+            )
+
     def _with_retry_after(self, response: Response) -> Response:
         response.headers["Retry-After"] = self.retry_after
         return response
@@ -254,8 +311,7 @@ async def _unsupported_otlp(receiver: Receiver, request: Request, media: str, si
         source = receiver.source_for(request, f"otlp/{signal}")
     except Unauthorized as err:
         source, message = f"otlp/{signal}", str(err)
-        raw = (await receiver.raw_prefix(request))[:UNAUTHENTICATED_RAW_BYTES]
-        await receiver.quarantine(source, message, raw, media)
+        await receiver.quarantine_unauthenticated(source, message, request, media)
         return Response(otlp.status_body("json", message), 401, media_type=JSON)
     await receiver.quarantine(source, message, await receiver.raw_prefix(request), media or None)
     return Response(otlp.status_body("json", message), 415, media_type=JSON)

@@ -64,6 +64,12 @@ class ServiceMetrics:
         self.quarantined = Counter(
             "syncwatch_inputs_quarantined", "Inputs rejected into quarantine", ["source"], registry=r
         )
+        self.unkept = Counter(
+            "syncwatch_inputs_refused_unkept",
+            "Requests refused for their token beyond the ones a minute kept in quarantine",
+            ["source"],
+            registry=r,
+        )
         self.job_runs = Counter(
             "syncwatch_job_runs",
             "Scheduler job runs: ok, failed, or skipped (another serve ran it)",
@@ -95,6 +101,9 @@ class ServiceMetrics:
             self.redelivered.labels(source).inc(redelivered)
         if quarantined:
             self.quarantined.labels(source).inc(quarantined)
+
+    def refused_unkept(self, source: str) -> None:
+        self.unkept.labels(source).inc()
 
     def tailed(self, source: str, behind: int) -> None:
         self.tail_behind.labels(source).set(max(0, behind))

@@ -21,7 +21,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
 from opentelemetry.proto.trace.v1.trace_pb2 import ResourceSpans, ScopeSpans, Span
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from syncwatch.store.schema import observations, quarantine
 
@@ -351,6 +351,45 @@ def test_a_body_refused_for_its_token_keeps_only_a_kilobyte_in_quarantine(run_co
     with collector.store.engine.connect() as conn:
         [(raw, size, reason)] = conn.execute(select(quarantine.c.raw, quarantine.c.raw_size, quarantine.c.reason))
     assert len(big) > 100_000 and size == 1024 and raw == big[:1024] and "missing bearer token" in reason
+
+
+def test_refusals_for_the_token_are_kept_at_most_sixty_a_minute_and_the_rest_counted(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """Anyone who reaches the port can send requests without a token: kept each, they filled the database."""
+    collector = run_collector(CONFIG, {"PARTNER_TOKEN": TOKEN})
+    with httpx.Client() as client:
+        for n in range(80):
+            body = pb_traces(pb_span(span_id=(n + 1).to_bytes(8, "big")))
+            assert (
+                client.post(f"{collector.url}/v1/traces", content=body, headers={"content-type": PB}).status_code == 401
+            )
+        scrape = client.get(f"{collector.url}/metrics").text
+        served = client.post(
+            f"{collector.url}/v1/traces",
+            content=pb_traces(pb_span()),
+            headers={"content-type": PB, "authorization": f"Bearer {TOKEN}"},
+        )
+    with collector.store.engine.connect() as conn:
+        kept = conn.execute(select(func.count()).select_from(quarantine)).scalar_one()
+    [unkept] = [
+        float(line.split()[-1]) for line in scrape.splitlines() if line.startswith("syncwatch_inputs_refused_unkept")
+    ]
+    assert 60 <= kept < 80 and kept + unkept == 80
+    assert served.status_code == 200
+
+
+def test_the_allowance_refills_steadily_and_tells_what_it_refused_once_a_minute() -> None:
+    from collectors.server import Allowance
+
+    now = [0.0]
+    allowance = Allowance(60, clock=lambda: now[0])
+    assert all(allowance.take() for _ in range(60))
+    assert not allowance.take() and not allowance.take()
+    assert allowance.refused_to_tell() == 2
+    now[0] = 1.0  # a second refills one
+    assert allowance.take() and not allowance.take()
+    assert allowance.refused_to_tell() == 0  # told a second ago; counted for the next minute
+    now[0] = 61.0
+    assert allowance.refused_to_tell() == 1
 
 
 def test_a_wrong_path_or_method_is_told_what_the_server_takes(run_collector) -> None:  # type: ignore[no-untyped-def]
