@@ -7,8 +7,10 @@ to the audit log, and a name refused too often is locked for a while.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import streamlit as st
 
@@ -76,9 +78,26 @@ def _oidc(config: Config) -> Viewer | None:
         st.title("syncwatch")
         st.button("Sign in", on_click=st.login, type="primary")
         return None
-    actor = str(st.user.get("email") or st.user.get("name") or "unknown")
+    actor = oidc_actor(st.user.to_dict())
     st.sidebar.button("Sign out", on_click=st.logout)
+    if actor is None:
+        st.title("syncwatch")
+        st.error(
+            "Your sign-in did not give syncwatch a verified e-mail address, and syncwatch knows people (and "
+            "their roles) by e-mail. Ask whoever runs your sign-in to release the verified `email` claim."
+        )
+        return None
     return viewer_for(config, actor)
+
+
+def oidc_actor(claims: Mapping[str, Any]) -> str | None:
+    """Who an OIDC sign-in is: the e-mail address the identity provider vouches for, or None. A
+    display name (``name``) is whatever its owner typed, and an address marked unverified may be
+    anyone's: either could take the role of the configured user it names."""
+    email = claims.get("email")
+    if not isinstance(email, str) or not email.strip() or claims.get("email_verified") in (False, "false"):
+        return None
+    return email.strip()
 
 
 def _local(config: Config, path: Path) -> Viewer | None:

@@ -305,3 +305,15 @@ def test_an_address_geocode_is_masked_with_the_address() -> None:
     shown = mask({"shipping_address": address, "geo": {"lat": 45.4, "lng": -75.6}})
     assert shown["shipping_address"] == {"address1": "•••", "latitude": "•••", "longitude": "•••", "country_code": "US"}
     assert shown["geo"] == {"lat": "•••", "lng": "•••"}
+
+
+def test_an_oidc_sign_in_is_known_by_its_verified_email_only() -> None:
+    """A display name is whatever its owner typed: 'name' = a lead's address took the lead's role."""
+    from dashboard.auth import oidc_actor
+
+    assert oidc_actor({"email": "lead@example.com", "email_verified": True}) == "lead@example.com"
+    assert oidc_actor({"email": "lead@example.com"}) == "lead@example.com"  # providers that vouch without saying so
+    assert oidc_actor({"email": "lead@example.com", "email_verified": False}) is None
+    assert oidc_actor({"email": "lead@example.com", "email_verified": "false"}) is None
+    assert oidc_actor({"name": "lead@example.com", "sub": "1234"}) is None
+    assert oidc_actor({"email": "  ", "name": "Jane"}) is None
