@@ -125,20 +125,19 @@ def _attempt(config: Config, path: Path, name: str, password: str) -> str | None
     ``LOCKOUT_FAILURES`` refusals within ``LOCKOUT_WINDOW`` a name is refused without a look at the
     password: an attacker gets five guesses a window, not one every 50 ms (scrypt's cost)."""
     store = context.store()
+    if store is None:  # no lockout to consult and no audit log to write: guesses would go unlimited and unseen
+        return "Sign-in waits for the database, which holds the audit log of sign-ins: try again once it is back."
     now = utcnow()
-    if store is not None:
-        with store.engine.connect() as conn:
-            locked = refused_sign_ins(conn, name, now - LOCKOUT_WINDOW) >= LOCKOUT_FAILURES
-        if locked:
-            _audit(store, name, None, "refused", "locked: too many refused sign-ins", now)
-            minutes = int(LOCKOUT_WINDOW.total_seconds() // 60)
-            return f"Too many failed sign-ins for this user name: try again in {minutes} minutes, or ask a lead."
+    with store.engine.connect() as conn:
+        locked = refused_sign_ins(conn, name, now - LOCKOUT_WINDOW) >= LOCKOUT_FAILURES
+    if locked:
+        _audit(store, name, None, "refused", "locked: too many refused sign-ins", now)
+        minutes = int(LOCKOUT_WINDOW.total_seconds() // 60)
+        return f"Too many failed sign-ins for this user name: try again in {minutes} minutes, or ask a lead."
     if not verify(path, name, password):
-        if store is not None:
-            _audit(store, name, None, "refused", "user name and password do not match", now)
+        _audit(store, name, None, "refused", "user name and password do not match", now)
         return "That user name and password do not match."
-    if store is not None:
-        _audit(store, name, role_of(config, name), "succeeded", "signed in", now)
+    _audit(store, name, role_of(config, name), "succeeded", "signed in", now)
     return None
 
 

@@ -723,6 +723,17 @@ def test_sign_ins_are_audited_and_a_name_refused_five_times_is_locked(
     assert any("Signed in as **alex" in c.value for c in at.sidebar.caption), "the window passed: alex is back"
 
 
+def test_no_sign_in_while_the_database_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Without the database no lockout is consulted and nothing is audited: guesses went unlimited and unseen."""
+    users = tmp_path / "users.txt"
+    add_user(users, "alex", "right-password-1")
+    at = sign_in_form(monkeypatch, f"sqlite:///{tmp_path / 'gone.db'}", users)
+    attempt(at, "alex", "right-password-1")
+    assert at.error[0].value.startswith("Sign-in waits for the database")
+    assert any("The database is not ready" in w.value for w in at.warning)
+    assert not any("Signed in as" in c.value for c in at.sidebar.caption)
+
+
 def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
     monkeypatch: pytest.MonkeyPatch, sample_copy: str
 ) -> None:
