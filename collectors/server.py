@@ -68,16 +68,13 @@ UNAUTHENTICATED_KEPT_PER_MINUTE = 60
 
 
 class Allowance:
-    """At most ``per_minute`` takes a minute, refilled steadily (a bucket of one minute's worth);
-    what was refused since it was last told is counted for one log line a minute."""
+    """At most ``per_minute`` takes a minute, refilled steadily (a bucket of one minute's worth)."""
 
     def __init__(self, per_minute: int, clock: Callable[[], float] = time.monotonic) -> None:
         self.per_minute = per_minute
         self.clock = clock
         self._left = float(per_minute)
         self._at = clock()
-        self._refused = 0
-        self._told_at: float | None = None
 
     def take(self) -> bool:
         now = self.clock()
@@ -86,16 +83,7 @@ class Allowance:
         if self._left >= 1:
             self._left -= 1
             return True
-        self._refused += 1
         return False
-
-    def refused_to_tell(self) -> int:
-        """How many were refused since the last time this was told, once a minute (else 0)."""
-        now = self.clock()
-        if not self._refused or (self._told_at is not None and now - self._told_at < 60):
-            return 0
-        refused, self._refused, self._told_at = self._refused, 0, now
-        return refused
 
 
 def match_token(header: str | None, tokens: Mapping[str, bytes]) -> str:
@@ -259,22 +247,15 @@ class Receiver:
         self, source: str, reason: str, request: Request, content_type: str | None
     ) -> None:
         """Keep the first kilobyte of a request refused for its token while the allowance lasts;
-        beyond it, count the refusal in the metrics and say once a minute how many were not kept."""
+        beyond it, count the refusal in the metrics and the log (thinned as quarantine warnings are)."""
         if self.unauthenticated.take():
             raw = (await self.raw_prefix(request))[:UNAUTHENTICATED_RAW_BYTES]
             await self.quarantine(source, reason, raw, content_type)
             return
         if self.sink.metrics is not None:
             self.sink.metrics.refused_unkept(source)
-        if refused := self.unauthenticated.refused_to_tell():
-            log.warning(
-                "refused %d more requests without a valid token and did not keep them: at most %d a minute "
-                "are kept in quarantine (`syncwatch_inputs_refused_unkept_total` counts them); the latest at %s: %s",
-                refused,
-                UNAUTHENTICATED_KEPT_PER_MINUTE,
-                source,
-                reason,
-            )
+        why = f"more than {UNAUTHENTICATED_KEPT_PER_MINUTE} a minute without a valid token; /metrics counts them"
+        self.sink.rejections.not_kept(source, reason, why)
 
     def _with_retry_after(self, response: Response) -> Response:
         response.headers["Retry-After"] = self.retry_after

@@ -55,6 +55,7 @@ class RejectionLog:
         self.clock = clock
         self._lock = threading.Lock()
         self._last: dict[str, tuple[float, int]] = {}  # source → (when last reported, quarantined since)
+        self._unkept: dict[str, tuple[float, int]] = {}  # the same for requests refused and not kept
 
     def report(self, items: Sequence[QuarantineItem]) -> None:
         by_source: dict[str, list[QuarantineItem]] = {}
@@ -81,22 +82,41 @@ class RejectionLog:
                 f" ({'; '.join(more)}; `syncwatch stats` lists them)" if more else "",
             )
 
+    def not_kept(self, source: str, reason: str, why: str) -> None:
+        """A request refused and, ``why``, not kept in quarantine: told as ``report`` tells, at
+        most once per source per interval, counting the rest."""
+        with self._lock:
+            now = self.clock()
+            last, since = self._unkept.get(source, (None, 0))
+            if last is not None and now - last < self.interval_s:
+                self._unkept[source] = (last, since + 1)
+                return
+            self._unkept[source] = (now, 0)
+        more = f"; {since} more since the last report" if since else ""
+        log.warning(
+            "refused at %s and not kept (%s): %s%s", source, why, clip(reason, REJECTION_LOG_REASON_CHARS), more
+        )
+
     def flush(self) -> None:
         """Tell what was counted but not yet told, once its source's interval has passed: the rest
         of a burst otherwise waited for that source's next rejection, perhaps for good."""
         with self._lock:
             now = self.clock()
-            due = [
-                (source, since)
-                for source, (last, since) in self._last.items()
-                if since and now - last >= self.interval_s
-            ]
-            for source, _ in due:
-                self._last[source] = (now, 0)
-        for source, since in due:
+            quarantined, unkept = _due(self._last, now, self.interval_s), _due(self._unkept, now, self.interval_s)
+        for source, since in quarantined:
             log.warning(
                 "quarantined from %s: %d more since the last report (`syncwatch stats` lists them)", source, since
             )
+        for source, since in unkept:
+            log.warning("refused at %s and not kept: %d more since the last report", source, since)
+
+
+def _due(counts: dict[str, tuple[float, int]], now: float, interval_s: float) -> list[tuple[str, int]]:
+    """The sources with a count not yet told whose interval has passed; each is marked told now."""
+    due = [(source, since) for source, (last, since) in counts.items() if since and now - last >= interval_s]
+    for source, _ in due:
+        counts[source] = (now, 0)
+    return due
 
 
 @dataclass(frozen=True, slots=True)

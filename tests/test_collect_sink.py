@@ -133,3 +133,23 @@ def test_quarantined_input_is_logged_with_source_position_and_reason_at_most_onc
     assert [r.getMessage() for r in caplog.records] == [
         "quarantined from /var/log/edge.log: 2 more since the last report (`syncwatch stats` lists them)"
     ]
+
+
+def test_requests_refused_and_not_kept_are_told_once_an_interval_and_the_rest_flushed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    from collectors.sink import RejectionLog
+
+    now = [0.0]
+    told = RejectionLog(interval_s=60, clock=lambda: now[0])
+    with caplog.at_level("WARNING", logger="collectors.sink"):
+        for _ in range(3):
+            told.not_kept("otlp/traces", "bearer token is not valid", "over 60 a minute")
+        told.flush()  # too early: nothing
+        now[0] = 61
+        told.flush()
+        told.flush()
+    assert [r.getMessage() for r in caplog.records] == [
+        "refused at otlp/traces and not kept (over 60 a minute): bearer token is not valid",
+        "refused at otlp/traces and not kept: 2 more since the last report",
+    ]
