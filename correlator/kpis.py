@@ -12,13 +12,16 @@ leave out exactly the late ones still stuck, and read best on the worst days.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import pandas as pd
 
 from correlator.processes import Process, compile_processes
 from syncwatch.config import Config
+from syncwatch.model import as_utc
 from syncwatch.store import Store
 from syncwatch.store import kpis as q
 
@@ -112,6 +115,77 @@ def _percentiles(frame: pd.DataFrame, d: Duration, grain: str) -> pd.DataFrame:
     frame = frame.assign(period=periods(frame["day"], grain), group=frame["grp"], value=frame["seconds"] / d.unit_s)
     grouped = frame.groupby(["period", "group"])["value"]
     return pd.DataFrame({cols[0]: grouped.quantile(0.5), cols[1]: grouped.quantile(0.9)}).reset_index()
+
+
+def as_it_stood(
+    store: Store, config: Config, start: datetime, end: datetime, as_of: datetime
+) -> dict[str, float | None]:
+    """The headline KPIs of the orders (and inventory syncs) started in [start, end), as they
+    stood at ``as_of``, keyed as ``kpi_table``'s columns. Orders take days to finish: last week's
+    same days read as they stand now hold finished orders where this week's hold young ones, and
+    a worse week could read as a better one. A stage counts as reached, an order as decided and
+    an exception as opened only if that had happened by ``as_of``."""
+    processes = {p.name: p for p in compile_processes(config)}
+    cohorts: dict[str, list[_Timeline]] = {}
+    with store.engine.connect() as conn:
+        for name in {d.process for d in DURATIONS} | {"order"}:
+            cohorts[name] = [_timeline(row, as_of) for row in q.cohort(conn, name, start, end)]
+    orders = cohorts["order"]
+    met = sum(1 for o in orders if o.met)
+    breached = sum(1 for o in orders if o.breached)
+    figures: dict[str, float | None] = {
+        "exception_rate": sum(1 for o in orders if o.with_exception) / len(orders) if orders else None,
+        "sla_attainment": met / (met + breached) if met + breached else None,
+    }
+    for d in DURATIONS:
+        names = [s.name for s in processes[d.process].stages] if d.process in processes else []
+        spans = [t.seconds(d.begin, d.end) for t in cohorts[d.process]] if d.begin in names and d.end in names else []
+        values = pd.Series([s / d.unit_s for s in spans if s is not None], dtype=float)
+        for stat, share in (("p50", 0.5), ("p90", 0.9)):
+            figures[d.column(stat)] = float(values.quantile(share)) if len(values) else None
+    return figures
+
+
+@dataclass(frozen=True, slots=True)
+class _Timeline:
+    """One transaction as it stood at a moment: the stages reached by then, and what was decided."""
+
+    reached: dict[str, datetime]
+    met: bool
+    breached: bool
+    with_exception: bool
+
+    def seconds(self, begin: str, end: str) -> float | None:
+        if begin in self.reached and end in self.reached:
+            return (self.reached[end] - self.reached[begin]).total_seconds()
+        return None
+
+
+def _timeline(row: tuple[str, str, str | None, datetime | None], as_of: datetime) -> _Timeline:
+    """A stored transaction as it stood at ``as_of``. It had breached by then if a stage was due by
+    then and not reached in time; it had met its SLA if it was complete by then and never breaches."""
+    status, sla_state, stages_text, first_exception = row
+    stages = json.loads(stages_text or "[]")
+    reached = {s["name"]: t for s in stages if s.get("reached_at") and (t := _utc(s["reached_at"])) <= as_of}
+    breaches = [due for s in stages if (due := _breached_at(s)) is not None]
+    # A breach of lines outstanding past their date is on no stage: it counts from when it was stored.
+    breached = sla_state == "breached" and (not breaches or min(breaches) <= as_of)
+    complete = status == "complete" and bool(stages) and stages[-1]["name"] in reached
+    met = complete and sla_state == "met"
+    return _Timeline(reached, met, breached, first_exception is not None and as_utc(first_exception) <= as_of)
+
+
+def _breached_at(stage: dict[str, Any]) -> datetime | None:
+    """When a stage became late: its due time, if it was reached after it or not at all."""
+    if not stage.get("due_at"):
+        return None
+    due = _utc(stage["due_at"])
+    reached = stage.get("reached_at")
+    return due if reached is None or _utc(reached) > due else None
+
+
+def _utc(text: str) -> datetime:
+    return as_utc(datetime.fromisoformat(text))
 
 
 def partner_onboarding(store: Store) -> pd.DataFrame:

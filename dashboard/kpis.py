@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 import pandas as pd
 import streamlit as st
 
-from correlator.kpis import DURATIONS, kpi_table, partner_onboarding, periods
+from correlator.kpis import DURATIONS, as_it_stood, kpi_table, partner_onboarding, periods
 from dashboard import charts, context
 from dashboard.widgets import Page, prepare
 from syncwatch.redact import spreadsheet_safe
@@ -145,20 +145,22 @@ def _day_after(now: datetime) -> datetime:
 
 
 def _headline(page: Page) -> None:
-    """This week so far against the same days and hours of last week, one number each: a whole week
-    against a part of one would read every Monday morning as a change."""
-    now = page.now.replace(second=0, microsecond=0)  # a minute's reruns share the cached tables
+    """This week so far against the same days and hours of last week as they stood then, one number
+    each: a whole week against a part of one would read every Monday morning as a change, and last
+    week's orders as they stand now have had a week longer to finish than this week's."""
+    now = page.now.replace(second=0, microsecond=0)  # a minute's reruns share the cached figures
     monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0)
-    this_week = _kpis(page, monday, now, "week", None)
-    last_week = _kpis(page, monday - timedelta(days=7), now - timedelta(days=7), "week", None)
+    week = timedelta(days=7)
+    this_week = _as_it_stood(page.config.db, monday, now, now)
+    last_week = _as_it_stood(page.config.db, monday - week, now - week, now - week)
     st.caption(
         f"This week so far (since Monday 00:00 UTC) against last week until the same day and time, "
-        f"{now - timedelta(days=7):%a %H:%M} UTC, whatever the range below shows:"
+        f"{now - week:%a %H:%M} UTC, as it stood then (orders take days to finish), whatever the range below shows:"
     )
     # Three a row: five to a row cut every label short on a laptop ("SLA attain…", "Confirmation l…").
     cols = [col for row in range(0, len(TRENDS), 3) for col in st.columns(3)][: len(TRENDS)]
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
-        now_value, before = _total(this_week, column), _total(last_week, column)
+        now_value, before = this_week.get(column), last_week.get(column)
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         explained = ATTAINMENT if column == "sla_attainment" else None
         delta = _delta(now_value, before, percent)
@@ -171,31 +173,28 @@ def _headline(page: Page) -> None:
         st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")
 
 
-def _tails(week: pd.DataFrame) -> list[str]:
+@st.cache_data(ttl=CACHE_S, show_spinner=False)
+def _as_it_stood(db: str, start: datetime, end: datetime, as_of: datetime) -> dict[str, float | None]:
+    """The headline figures of one window as they stood at ``as_of``; ``db`` keys the cache."""
+    store = context.store()
+    return as_it_stood(store, context.config(), start, end, as_of) if store is not None else {}
+
+
+def _tails(week: dict[str, float | None]) -> list[str]:
     """This week's p90 of each duration the cards show at p50, in the cards' units."""
-    if week.empty:
-        return []
-    last = week.sort_values("period").iloc[-1]
     found = []
     for column, label, _ in TRENDS:
         tail = _p90_of(column, week)
-        if tail and pd.notna(last[tail]):
+        if tail and week.get(tail) is not None:
             name, unit = label.split(" p50 ")
-            found.append(f"{name.lower()} {last[tail]:,.1f} {unit.strip('()')}")
+            found.append(f"{name.lower()} {week[tail]:,.1f} {unit.strip('()')}")
     return found
 
 
-def _p90_of(column: str, table: pd.DataFrame) -> str | None:
-    """The p90 column beside a p50 one, where the table has it."""
+def _p90_of(column: str, figures: pd.DataFrame | dict[str, float | None]) -> str | None:
+    """The p90 column beside a p50 one, where the table (or the figures) has it."""
     tail = column.replace("_p50_", "_p90_")
-    return tail if tail != column and tail in table.columns else None
-
-
-def _total(table: pd.DataFrame, column: str) -> float | None:
-    """The one period's value of ``column`` in a table of a window inside one week."""
-    if table.empty or column not in table:
-        return None
-    return table.sort_values("period")[column].iloc[-1]
+    return tail if tail != column and tail in figures else None
 
 
 def _show(value: float | None, percent: bool) -> str:

@@ -529,3 +529,56 @@ def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: P
         late["summary"].startswith("Stage shipped is overdue: it was due ")
         and "the order is with 3pl-fastship" in late["summary"]
     )
+
+
+def test_headline_kpis_read_a_week_as_it_stood_then_not_as_it_stands_now(store: Store) -> None:
+    """Last week's orders read as they stand now had a week longer to finish than this week's: an
+    order that took two days counted there and not here, so a slower week read as a faster one."""
+    from correlator.kpis import as_it_stood
+
+    monday = datetime(2026, 11, 2, tzinfo=UTC)
+
+    def at(hours: float) -> datetime:
+        return monday + timedelta(hours=hours)
+
+    process = next(p for p in compile_processes(load_config()) if p.name == "order")
+    names = [stage.name for stage in process.stages]
+
+    def order(name: str, status: str, state: str, stages: list[tuple[str, float | None, float | None]]) -> dict:
+        given = {n: (r, d) for n, r, d in stages}
+        timeline = [
+            {"name": n, "reached_at": r and at(r).isoformat(), "due_at": d and at(d).isoformat(), "sla_state": None}
+            for n in names
+            for r, d in [given.get(n, (None, None))]
+        ]
+        return {"id": f"order:{name}", "type": "order", "status": status, "sla_state": state, "stages": timeline}
+
+    rows = [
+        order("quick", "complete", "met", [("captured", 10, None), ("confirmed", 12, 30), ("invoiced", 13, 40)]),
+        order("slow", "complete", "met", [("captured", 11, None), ("confirmed", 59, 70), ("invoiced", 60, 80)]),
+        order("stuck", "open", "breached", [("captured", 9, None), ("confirmed", None, 10), ("invoiced", None, None)]),
+        order("late", "complete", "breached", [("captured", 8, None), ("confirmed", 32, 20), ("invoiced", 33, 40)]),
+    ]
+    times = {"started_at": monday, "last_seen_at": monday, "observation_count": 1, "updated_at": monday}
+    failure = {"category": "partner_unavailable", "status": "resolved", "system": "erp", "summary": "x", "context": {}}
+    with store.engine.begin() as conn:
+        conn.execute(transactions.insert(), [{**row, **times} for row in rows])
+        conn.execute(
+            exceptions.insert(),
+            {"id": "x1", "transaction_id": "order:slow", **failure, **dict.fromkeys(EXCEPTION_TIMES, at(33))},
+        )
+    config = load_config()
+    then = as_it_stood(store, config, monday, at(24), at(15))
+    assert then["sla_attainment"] == 0.5, "as it stood: quick met, stuck breached; slow and late not decided yet"
+    assert then["cycle_time_p50_h"] == 2.0 and then["exception_rate"] == 0.0
+    now = as_it_stood(store, config, monday, at(24), at(100))
+    assert now["sla_attainment"] == 0.5 and now["cycle_time_p50_h"] == 24.0 and now["exception_rate"] == 0.25
+    table = kpi_table(store, config, monday, at(24), grain="week")
+    assert [table[column].iloc[0] for column in ("sla_attainment", "cycle_time_p50_h", "exception_rate")] == [
+        now["sla_attainment"],
+        now["cycle_time_p50_h"],
+        now["exception_rate"],
+    ], "as it stands now, the cards and the table agree"
+
+
+EXCEPTION_TIMES = ("opened_at", "last_seen_at", "updated_at")

@@ -513,7 +513,7 @@ def test_kpis_by_partner_chart_partners_only_and_compare_like_with_like(
     charted = {trace["name"] for spec in specs for trace in spec["data"]}
     assert "3pl-fastship" in charted and not [name for name in charted if "not released" in name], charted
     assert "Orders not released yet to a partner are in the table below, not in the charts." in texts(at)
-    assert "against last week until the same day and time" in texts(at)
+    assert "against last week until the same day and time" in texts(at) and "as it stood then" in texts(at)
 
 
 def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:

@@ -87,3 +87,18 @@ def partner_firsts(conn: Connection) -> list[Any]:
         .group_by(t.partner)
     )
     return list(conn.execute(stmt))
+
+
+def cohort(conn: Connection, process: str, start: datetime, end: datetime) -> list[Any]:
+    """(status, SLA state, stage timeline as text, when its first exception needing a person
+    opened) of each transaction of ``process`` started in [start, end): what a KPI needs to tell
+    how the cohort stood at an earlier moment."""
+    first_exception = (
+        select(func.min(exceptions.c.opened_at))
+        .where(and_(exceptions.c.transaction_id == t.id, exceptions.c.category.not_in(INFORMATIONAL)))
+        .scalar_subquery()
+    )
+    stmt = select(t.status, t.sla_state, cast(t.stages, String), first_exception.label("first_exception")).where(
+        and_(t.type == process, t.started_at >= start, t.started_at < end)
+    )
+    return list(conn.execute(stmt))
