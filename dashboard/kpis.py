@@ -23,6 +23,7 @@ TRENDS = (
     ("inventory_latency_p50_min", "Inventory latency p50 (min)", False),
 )
 HIGHER_IS_BETTER = {"sla_attainment"}
+STILL_FINISHING = 0.05  # share of a period's orders still undecided above which its figures are not final
 ATTAINMENT = (
     "SLA attainment is the share of orders whose SLA is decided that met it: completed in time, against "
     "breached (completed late, or still open and already late)."
@@ -76,19 +77,21 @@ def render() -> None:
         return
     _headline(page)
     current = _current_period(page.now, grain)
-    labels = _period_labels(table["period"], current, start)
+    finishing = _still_finishing(table)
+    labels = _period_labels(table["period"], current, start, finishing)
     partial = labels != table["period"]
     # Orders held before release (credit holds, unknown SKUs) have an exception by nature: charted
     # as a partner, their 100 % would flatten the real partners' lines into the top of the axis.
     charted = table[table["group"] != NO_PARTNER] if by == "partner" else table
     _trends(charted, set(table["period"][partial]))
     if grain == "day":
-        notes = ["Days are UTC. Today is not over: its points are hollow."]
+        notes = ["Days are UTC, by the day orders were captured. Today is not over"]
     else:
-        notes = [
-            "Weeks run Monday to Sunday, UTC. This week is not over, and a week the range starts inside is not "
-            "whole: their points are hollow."
-        ]
+        notes = ["Weeks run Monday to Sunday, UTC. This week is not over, a week the range starts inside is not whole"]
+    notes[0] += (
+        f", and a {grain} whose orders are still finishing (over {STILL_FINISHING:.0%} of them neither met nor "
+        "breached their SLA yet) will still move: their points are hollow."
+    )
     if len(charted) < len(table):
         notes.append(f"Orders {NO_PARTNER} to a partner are in the table below, not in the charts.")
     if by != "overall":
@@ -96,10 +99,13 @@ def render() -> None:
     st.caption(" ".join(notes))
     st.subheader("Table")
     st.dataframe(table.assign(period=labels), hide_index=True, column_config=_table_columns(by))
-    # The CSV keeps plain dates for BI tools, and says which periods are not whole.
+    # The CSV keeps plain dates for BI tools, and says which periods are not whole or not final.
     st.download_button(
         "Download CSV",
-        table.assign(partial=partial).map(spreadsheet_safe).to_csv(index=False).encode(),
+        table.assign(partial=partial, still_finishing=table["period"].isin(finishing))
+        .map(spreadsheet_safe)
+        .to_csv(index=False)
+        .encode(),
         f"syncwatch-kpis-{grain}-{by}.csv",
         "text/csv",
     )
@@ -126,13 +132,29 @@ def _onboarding(db: str) -> pd.DataFrame:
     return partner_onboarding(store) if store is not None else pd.DataFrame()
 
 
-def _period_labels(periods: pd.Series, current: str, start: datetime) -> pd.Series:
+def _period_labels(periods: pd.Series, current: str, start: datetime, finishing: set[str]) -> pd.Series:
     """Periods as the table shows them: the running one '(so far)', a week the range starts inside
-    '(from Wed 18 Nov)', so a part of a period is never read as a whole one."""
+    '(from Wed 18 Nov)', one whose orders are still finishing '(still finishing)', so a part of a
+    period, or figures that will still move, are never read as final."""
     first = start.date().isoformat()
-    return periods.map(
-        lambda p: f"{p} (so far)" if p == current else f"{p} (from {start:%a %d %b})" if p < first else p
-    )
+
+    def label(period: str) -> str:
+        if period == current:
+            return f"{period} (so far)"
+        if period < first:
+            return f"{period} (from {start:%a %d %b})"
+        return f"{period} (still finishing)" if period in finishing else period
+
+    return periods.map(label)
+
+
+def _still_finishing(table: pd.DataFrame) -> set[str]:
+    """Periods with more than ``STILL_FINISHING`` of their orders neither met nor breached yet:
+    orders take a day or more, so yesterday's attainment and cycle time still change, and read as
+    final they showed a crash and a speed-up on the same day."""
+    totals = table.groupby("period")[["transactions", "met", "breached"]].sum()
+    undecided = (totals["transactions"] - totals["met"] - totals["breached"]) / totals["transactions"]
+    return set(undecided[undecided > STILL_FINISHING].index)
 
 
 def _current_period(now: datetime, grain: str) -> str:

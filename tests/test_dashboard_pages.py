@@ -538,7 +538,7 @@ def test_kpis_mark_the_day_still_running_so_a_half_day_is_no_dip(
     assert line["marker"]["symbol"][-1] == "circle-open" and set(line["marker"]["symbol"][:-1]) == {"circle"}
     periods = list(at.dataframe[0].value["period"])
     assert periods[-1] == f"{line['x'][-1]} (so far)" and not any("so far" in p for p in periods[:-1])
-    assert "Today is not over: its points are hollow." in texts(at)
+    assert "Today is not over, and a day whose orders are still finishing (over 5% of them" in texts(at)
     next(c for c in at.get("button_group") if "week" in str(c.proto)).set_value("week").run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     [line] = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")["data"]

@@ -171,7 +171,7 @@ def test_kpi_periods_say_when_they_are_only_part_of_a_period() -> None:
     from dashboard.kpis import _period_labels
 
     weeks = pd.Series(["2026-11-16", "2026-11-23"])
-    labels = _period_labels(weeks, current="2026-11-23", start=datetime(2026, 11, 18, tzinfo=UTC))
+    labels = _period_labels(weeks, current="2026-11-23", start=datetime(2026, 11, 18, tzinfo=UTC), finishing=set())
     assert list(labels) == ["2026-11-16 (from Wed 18 Nov)", "2026-11-23 (so far)"]
 
 
@@ -317,3 +317,24 @@ def test_an_oidc_sign_in_is_known_by_its_verified_email_only() -> None:
     assert oidc_actor({"email": "lead@example.com", "email_verified": "false"}) is None
     assert oidc_actor({"name": "lead@example.com", "sub": "1234"}) is None
     assert oidc_actor({"email": "  ", "name": "Jane"}) is None
+
+
+def test_a_day_whose_orders_are_still_finishing_is_not_read_as_final() -> None:
+    """Yesterday's orders were half on track: its attainment and cycle time read as a crash and a speed-up."""
+    import pandas as pd
+
+    from dashboard.kpis import _period_labels, _still_finishing
+
+    table = pd.DataFrame(
+        {
+            "period": ["2026-11-25", "2026-11-26", "2026-11-26", "2026-11-27"],
+            "group": ["all", "amz", "b2b", "all"],
+            "transactions": [720, 500, 220, 300],
+            "met": [690, 440, 215, 10],
+            "breached": [29, 20, 5, 1],
+        }
+    )
+    finishing = _still_finishing(table)
+    assert finishing == {"2026-11-26", "2026-11-27"}, "26 Nov: 40 of its 720 orders undecided; 25 Nov: 1"
+    labels = _period_labels(table["period"], "2026-11-27", datetime(2026, 11, 21, tzinfo=UTC), finishing)
+    assert list(labels) == ["2026-11-25", *["2026-11-26 (still finishing)"] * 2, "2026-11-27 (so far)"]
