@@ -44,7 +44,7 @@ def render() -> None:
     if not echoes.toggle("Callers' views of endpoints that report themselves", key="echoes", help=help_text):
         table = table[~echoed]
     shown = table if system == "all systems" else table[table["system"] == system]
-    st.dataframe(shown.drop(columns=["reported by", "peer"]), hide_index=True, column_config=_columns())
+    st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
     if shown["seen by"].ne("").any():
         ours = (
             f" Rows seen by {ACTIONS_SYSTEM} are its own actions' calls (retries, reroutes, lookups),"
@@ -94,6 +94,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "seen by": [s if a != s else "" for a, s in zip(answered, stats["system"], strict=True)],
             "reported by": stats["system"],
             "peer": stats["peer"],
+            "gateway": stats["gateway"],
             "requests/min": stats["requests"] / (window.total_seconds() / 60),
             "p50 ms": stats["p50_ms"],
             "last error": stats["last_error"].astype("string").fillna("").map(mask_emails),
@@ -118,13 +119,13 @@ def _columns() -> dict[str, object]:
 def _timeline(page: Page, table: pd.DataFrame, since: object, until: object) -> None:
     seen = table["seen by"].map(lambda by: f" (seen by {by})" if by else "")
     labels = table["system"] + " · " + table["endpoint"] + seen
-    rows = zip(table["reported by"], table["endpoint"], table["peer"], strict=True)
+    rows = zip(table["reported by"], table["endpoint"], table["peer"], table["gateway"], strict=True)
     endpoints = dict(zip(labels, rows, strict=True))
     chosen = st.selectbox("Timeline of", list(endpoints))
     if not chosen:
         return
-    system, endpoint, peer = endpoints[chosen]
-    data = q.endpoint_timeline(page.store, system, endpoint, since, until, peer)  # type: ignore[arg-type]
+    system, endpoint, peer, gateway = endpoints[chosen]
+    data = q.endpoint_timeline(page.store, system, endpoint, since, until, peer, gateway)  # type: ignore[arg-type]
     st.plotly_chart(charts.endpoint_timeline(data), key="endpoint_timeline")
 
 

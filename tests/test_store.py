@@ -346,3 +346,37 @@ def test_a_call_both_traced_and_logged_is_one_request_of_its_endpoint_on_every_e
     store.write_observations([*traced, *logged, replace(logged[0], natural_id="line-extra")])
     stats = q.endpoint_stats(store, at - timedelta(hours=1), at + timedelta(hours=1))
     assert stats[["system", "requests", "errors"]].values.tolist() == [["3pl-fastship", 4, 2]], "the log saw more"
+
+
+def test_a_gateways_lines_of_a_traced_endpoint_are_its_view_of_that_endpoint_on_every_engine(store: Store) -> None:
+    """nginx in front of the ERP logged every call the ERP traced: Endpoints listed each twice, once as
+    'gateway'. A 3PL known only by its edge lines serves calls of its own; a log record quoting a
+    partner's 429 is no request."""
+    from dataclasses import replace
+
+    from observation_support import span
+
+    from syncwatch.model import ObservationKind
+    from syncwatch.store import queries as q
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    erp = [span(n, "POST /sales-orders", "erp", at, 500 if n == 0 else 201) for n in range(10)]
+    nginx = [replace(s, natural_id=f"line-{n}", kind=ObservationKind.LOG, system="gateway") for n, s in enumerate(erp)]
+    parcelpro = [span(100 + n, "POST /fulfillment-orders", "3pl-parcelpro", at, 202) for n in range(10)]
+    fastship = [
+        replace(s, natural_id=f"edge-{n}", kind=ObservationKind.LOG, system="3pl-fastship")
+        for n, s in enumerate(parcelpro[:4])
+    ]
+    quoted = replace(span(200, "log", "erp", at, 429), natural_id="log-1", kind=ObservationKind.LOG, end=None)
+    store.write_observations([*erp, *nginx, *parcelpro, *fastship, quoted])
+    window = (at - timedelta(hours=1), at + timedelta(hours=1))
+    stats = q.endpoint_stats(store, *window)
+    rows = stats[["system", "operation", "peer", "gateway", "requests", "errors"]].values.tolist()
+    assert sorted(rows) == [
+        ["3pl-fastship", "POST /fulfillment-orders", "", False, 4, 0],
+        ["3pl-parcelpro", "POST /fulfillment-orders", "", False, 10, 0],
+        ["erp", "POST /sales-orders", "", False, 10, 1],
+        ["gateway", "POST /sales-orders", "erp", True, 10, 1],
+    ]
+    timeline = q.endpoint_timeline(store, "gateway", "POST /sales-orders", *window, "erp", gateway=True)
+    assert timeline["requests"].sum() == 10 and timeline["errors"].sum() == 1

@@ -447,8 +447,9 @@ def systems(store: Store) -> list[str]:
 
 
 def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement[bool]:
-    # Requests are spans and access-log lines (log records with an HTTP status); other log records are not.
-    request = or_(o.kind == "span", and_(o.kind == "log", o.status_code.is_not(None)))
+    # Requests are spans and access-log lines (log records with an HTTP status and a duration); other
+    # log records are not, not even one quoting a status (the ERP logging a partner's 429 at it).
+    request = or_(o.kind == "span", and_(o.kind == "log", o.status_code.is_not(None), o.end_time.is_not(None)))
     return and_(o.system.in_(names), o.start_time >= since, o.start_time < until, request)
 
 
@@ -466,11 +467,48 @@ def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFra
     # A call both traced and logged (a server span and the gateway's access-log line) is one call:
     # per endpoint the report that saw more of them counts, as an exception counts attempts.
     counts = counts.sort_values("requests", ascending=False, kind="stable").drop_duplicates(ENDPOINT)
-    counts = counts.drop(columns="logged").sort_values(ENDPOINT, kind="stable")
-    latency = frame(store, _endpoint_latency(store, names, since, until))
-    last = frame(store, _last_errors(names, since, until))
-    merged = counts.merge(latency, on=ENDPOINT, how="left")
-    return merged.merge(last, on=ENDPOINT, how="left")
+    owners = _gateway_owners(counts)
+    counts = _as_gateway_views(counts.drop(columns="logged"), owners).sort_values(ENDPOINT, kind="stable")
+    latency = _as_gateway_views(frame(store, _endpoint_latency(store, names, since, until)), owners)
+    last = _as_gateway_views(frame(store, _last_errors(names, since, until)), owners)
+    merged = counts.merge(latency, on=[*ENDPOINT, "gateway"], how="left")
+    return merged.merge(last, on=[*ENDPOINT, "gateway"], how="left")
+
+
+def _gateway_owners(counts: pd.DataFrame) -> dict[tuple[str, str], str]:
+    """(gateway, operation) → the system whose endpoint a gateway's access-log lines are. A system
+    that only logs requests may be a gateway in front of traced systems (nginx before our own APIs):
+    where one traced system serves nearly all of an operation, and about as many requests of it as
+    the lines count, they are the same calls seen from the gateway. Counted apart, each read as two
+    endpoints, the ERP's and the gateway's. A partner known only by its lines (a 3PL behind the Kong
+    edge) serves calls of its own, as many or as few as they are: it keeps its rows."""
+    own = counts[(counts["logged"] == 0) & (counts["peer"] == "")]
+    traced = set(counts.loc[counts["logged"] == 0, "system"])
+    owner: dict[str, tuple[str, int]] = {}
+    for operation, served in own.groupby("operation"):
+        top = served.loc[served["requests"].idxmax()]
+        if top["requests"] >= OWNER_SHARE * served["requests"].sum():
+            owner[operation] = (top["system"], int(top["requests"]))
+    lines = counts[(counts["logged"] == 1) & (counts["peer"] == "") & ~counts["system"].isin(traced)]
+    found = {}
+    for gateway, operation, requests in zip(lines["system"], lines["operation"], lines["requests"], strict=True):
+        system, served_requests = owner.get(operation, ("", 0))
+        if system and abs(requests - served_requests) <= (1 - OWNER_SHARE) * max(requests, served_requests):
+            found[(gateway, operation)] = system
+    return found
+
+
+OWNER_SHARE = 0.9  # of an operation's requests a system must serve, and a gateway's lines match, to be one endpoint
+
+
+def _as_gateway_views(rows: pd.DataFrame, owners: dict[tuple[str, str], str]) -> pd.DataFrame:
+    """``rows`` with a gateway's lines of another system's endpoint as a caller's view of it: the
+    system called as their peer, and ``gateway`` set (their own peer is none: they are log lines)."""
+    keys = list(zip(rows["system"], rows["operation"], strict=True))
+    called = [owners.get(key) if peer == "" else None for key, peer in zip(keys, rows["peer"], strict=True)]
+    gateway = pd.Series([c is not None for c in called], index=rows.index, dtype=bool)
+    peer = pd.Series([c or p for c, p in zip(called, rows["peer"], strict=True)], index=rows.index, dtype=object)
+    return rows.assign(peer=peer, gateway=gateway)
 
 
 ENDPOINT = ["system", "operation", "peer"]
@@ -551,10 +589,11 @@ def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[A
 
 
 def endpoint_timeline(
-    store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = ""
+    store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = "", gateway: bool = False
 ) -> pd.DataFrame:
     """Requests and errors per time bucket for one endpoint row of ``endpoint_stats`` (minutes for a
-    short window, else hours)."""
+    short window, else hours); ``gateway``: the row is a gateway's lines, whose peer it named."""
+    peer = "" if gateway else peer
     minutes = until - since <= timedelta(hours=2)
     bucket = (_minute(store, o.start_time) if minutes else _hour(store, o.start_time)).label("bucket")
     stmt = (
