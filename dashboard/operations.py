@@ -44,11 +44,19 @@ def _live(page: Page) -> None:
 
 
 def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
-    by_state = grid.groupby("sla_state")["transactions"].sum()
+    """Orders, as the charts below count them; other open transactions are named in the help."""
+    orders = grid["type"] == "order"
+    by_state = grid[orders].groupby("sla_state")["transactions"].sum()
+    others = grid[~orders].groupby("type")["transactions"].sum()
+    besides = ", ".join(f"{n:,} {kind.replace('_', ' ')}s" for kind, n in others.items() if n)
     cols = st.columns(5)
-    cols[0].metric("Open", int(by_state.sum()), help="Open transactions: orders, returns and inventory syncs")
-    cols[1].metric("Breached", int(by_state.get("breached", 0)))
-    cols[2].metric("At risk", int(by_state.get("at_risk", 0)))
+    cols[0].metric(
+        "Open orders",
+        int(by_state.sum()),
+        help="Open orders, as the charts below count them" + (f"; also open: {besides}" if besides else ""),
+    )
+    cols[1].metric("Breached", int(by_state.get("breached", 0)), help="Open orders already past their SLA")
+    cols[2].metric("At risk", int(by_state.get("at_risk", 0)), help="Open orders that have used most of their SLA")
     cols[3].metric("Active exceptions", int(failing["exceptions"].sum()) if not failing.empty else 0)
     cols[4].metric(
         "Systems to check",  # short enough for a laptop's fifth of the page

@@ -127,6 +127,9 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     assert links["Open erp's exceptions"] == ("exceptions", "system=erp"), "in the app: a plain link would sign out"
     metrics = {m.label: m.value for m in at.metric}
     assert metrics["Breached"] == "23" and metrics["Active exceptions"] == "24"
+    with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
+        (open_orders,) = conn.execute("SELECT count(*) FROM transactions WHERE type = 'order' AND status = 'open'")
+    assert int(metrics["Open orders"].replace(",", "")) == open_orders[0], "orders, as the charts beside it count"
     late = at.dataframe[0].value
     assert len(late) == 23 and set(late["SLA"]) == {"Breached"}
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
