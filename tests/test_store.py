@@ -380,3 +380,37 @@ def test_a_gateways_lines_of_a_traced_endpoint_are_its_view_of_that_endpoint_on_
     ]
     timeline = q.endpoint_timeline(store, "gateway", "POST /sales-orders", *window, "erp", gateway=True)
     assert timeline["requests"].sum() == 10 and timeline["errors"].sum() == 1
+
+
+def test_the_partner_filter_holds_the_partners_own_failures_on_orders_not_yet_its_on_every_engine(
+    store: Store,
+) -> None:
+    """A release the 3PL refused leaves the order with no partner: the 3PL's filter, on which a person
+    scoped to it opens the queue, showed none of its outages (39 on the demo)."""
+    from sqlalchemy import insert
+
+    from syncwatch.store import queries as q
+    from syncwatch.store.schema import exceptions, transactions
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    times = {"last_seen_at": at, "updated_at": at}
+    cases = {"shipped-late": ("3pl-fastship", "erp"), "refused": (None, "3pl-fastship"), "other": ("wms", "wms")}
+    with store.engine.begin() as conn:
+        for name, (partner, failing) in cases.items():
+            order = {"type": "order", "sla_state": "on_track", "stages": [], "observation_count": 1, **times}
+            conn.execute(insert(transactions).values(id=f"order:{name}", partner=partner, started_at=at, **order))
+            conn.execute(
+                insert(exceptions).values(
+                    id=f"exc-{name}",
+                    transaction_id=f"order:{name}",
+                    category="partner_unavailable",
+                    status="open",
+                    system=failing,
+                    context={},
+                    summary="unavailable",
+                    opened_at=at,
+                    **times,
+                )
+            )
+    queue = q.exception_queue(store, q.QueueFilter(partners=("3pl-fastship",)), order="oldest first")
+    assert sorted(queue["id"]) == ["exc-refused", "exc-shipped-late"]

@@ -102,11 +102,14 @@ def conditions(f: QueueFilter) -> list[ColumnElement[bool]]:
         (e.category, f.categories),
         (e.system, f.systems),
         (e.suggested_action, f.suggested_actions),
-        (t.partner, f.partners),
         (t.channel, f.channels),
         (t.sla_state, f.sla_states),
     )
     where: list[ColumnElement[bool]] = [column.in_(values) for column, values in pairs if values]
+    if f.partners:
+        # A partner's exceptions: those of its orders, and its own failures on orders not yet its (the
+        # release to it refused): a scope names the same two, and the filter opens on a person's scope.
+        where.append(or_(t.partner.in_(f.partners), e.system.in_(f.partners)))
     if f.assignee == "":
         where.append(e.assignee.is_(None))
     elif f.assignee:
