@@ -51,6 +51,11 @@ NOTHING_TO_SEND = ("stuck", "duplicate_notice", replay.REPLAYS)
 """Categories with no failed request to send: nothing failed, or a message waits in a dead-letter list (Replay)."""
 
 
+def reroute_choices(config: Config, exception_row: Any) -> tuple[str | None, list[str]]:
+    """Where a reroute of this exception moves the order from, and the alternates it may choose."""
+    return reroute.choices(config, exception_row)
+
+
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
     """What to offer on this exception: what the actor's role may do, less what cannot apply to
     its category (Replay needs a dead letter; Retry a failed request)."""

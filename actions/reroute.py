@@ -7,6 +7,7 @@ says exactly what was done and what was not; running the reroute again picks up 
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from actions.errors import NotActionable, PartnerError, PartnerRejected
@@ -15,6 +16,7 @@ from actions.ledger import Claim
 from actions.runner import Plan, Request
 from actions.services import Services
 from actions.steps import Step, failed_step
+from syncwatch.config import Config
 from syncwatch.store import actions as q
 
 
@@ -58,7 +60,25 @@ def _alternate(services: Services, original: str, target: str | None) -> str:
 
 
 def _fulfilers(services: Services) -> set[str]:
-    return {n for n, p in services.config.file.partners.items() if p.kind in fulfilment.APIS}
+    return fulfilers(services.config)
+
+
+def fulfilers(config: Config) -> set[str]:
+    """The partners an order can be rerouted between: warehouses and 3PLs, whose APIs we speak."""
+    return {n for n, p in config.file.partners.items() if p.kind in fulfilment.APIS}
+
+
+def choices(config: Config, exception: Mapping[str, Any]) -> tuple[str | None, list[str]]:
+    """What a reroute of this exception would move the order from, and the alternates it may go to,
+    as far as the exception tells (the action itself reads the failed step): the failing system
+    where it is a warehouse or 3PL, else the order's partner."""
+    movable = fulfilers(config)
+    context = exception.get("context") or {}
+    candidates = (exception.get("system"), exception.get("partner"), context.get("partner"))
+    original = next((name for name in candidates if name in movable), None)
+    if original is None:
+        return None, []
+    return original, [name for name in config.file.partners[original].alternates if name in movable]
 
 
 def _original_body(services: Services, observations: list[dict[str, Any]]) -> dict[str, Any] | None:

@@ -215,11 +215,16 @@ def _json(raw: bytes | str | None) -> Any:
 
 
 def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
-    partners = page.config.file.partners
-    current = row["partner"] or (row.get("context") or {}).get("partner")
-    alternates = list(partners[current].alternates) if current in partners else []
-    alternates = alternates or [n for n, p in partners.items() if p.kind in ("wms", "3pl") and n != current]
-    return st.selectbox("Reroute to", alternates, key=f"target_{row['id']}") if alternates else None
+    """The alternates of the partner the reroute moves from: the failing one where it is a warehouse
+    or 3PL. The order's partner is empty while the release to it fails, and offering every partner
+    put the failing one first, which the action then refused."""
+    original, alternates = api.reroute_choices(page.config, row)
+    if original is None:
+        return None
+    if not alternates:
+        st.caption(f"{original} has no alternates to reroute to: a lead names them in the config's partners.")
+        return None
+    return st.selectbox(f"Reroute from {original} to", alternates, key=f"target_{row['id']}")
 
 
 def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:

@@ -349,6 +349,21 @@ def test_an_agent_may_not_reroute(monkeypatch: pytest.MonkeyPatch, sample_db: st
     assert not any(e.label.startswith("Bulk action") for e in at.expander)
 
 
+def test_a_lead_reroutes_from_the_failing_partner_to_its_alternates(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """The order's partner is empty while the release to it fails: every partner was offered, the
+    failing one among them, and choosing it was refused."""
+    from syncwatch.config import load_config
+
+    at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "partner_unavailable")
+    target = next(s for s in at.selectbox if s.label.startswith("Reroute from "))
+    failing = target.label.removeprefix("Reroute from ").removesuffix(" to")
+    assert f"**Failing:** {failing} · " in texts(at), "the partner the reroute moves from is the failing one"
+    assert list(target.options) == list(load_config().file.partners[failing].alternates)
+    assert failing not in target.options
+
+
 def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input("944139036750").run()
