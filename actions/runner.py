@@ -65,17 +65,32 @@ def refusal(services: Services, request: Request, exception: dict[str, Any] | No
 
 
 def closed_by(services: Services, exception: dict[str, Any]) -> str:
-    """'resolved by sam at 19:11 UTC' (or by the observation that showed the step succeed): what
-    an agent acting on a stale page is told instead of a silent no-op."""
+    """'resolved by sam at 19:11 UTC', "resolved: sam's retry at 19:11 UTC succeeded" (or by the
+    observation that showed the step succeed): what an agent acting on a stale page is told
+    instead of a silent no-op."""
     status = exception["status"]
     if exception.get("resolved_by_observation_id"):
-        return f"{status} by a later observation that showed the step succeed"
+        with services.store.engine.connect() as conn:
+            sent = [
+                a
+                for kind in q.SENDING_ACTIONS
+                for a in q.actions_of(conn, exception["id"], kind)
+                if a["status"] == "succeeded"
+            ]
+        if not sent:
+            return f"{status} by a later observation that showed the step succeed"
+        last = max(sent, key=lambda a: a["requested_at"])  # whose action made the step succeed
+        return f"{status}: {last['actor']}'s {last['kind']} at {_when(last['requested_at'])} succeeded"
     with services.store.engine.connect() as conn:
         earlier = [a for kind in ("resolve", "ignore") for a in q.actions_of(conn, exception["id"], kind)]
     if not earlier:
         return status
     last = max(earlier, key=lambda a: a["requested_at"])
-    return f"{status} by {last['actor']} at {as_utc(last['requested_at']):%a %d %b %H:%M} UTC"
+    return f"{status} by {last['actor']} at {_when(last['requested_at'])}"
+
+
+def _when(moment: Any) -> str:
+    return f"{as_utc(moment):%a %d %b %H:%M} UTC"
 
 
 def entry_for(services: Services, request: Request, **parts: Any) -> Entry:

@@ -38,6 +38,9 @@ BUTTONS = (
     ("note", "Add note"),
 )
 ACTIVE = ("open", "retrying")
+# Buttons whose click on a page drawn before a colleague closed the exception still reaches the
+# action layer, which refuses it and says who closed it (a typed note keeps its own warning below).
+STALE_CLICKS = ("retry", "replay", "reroute", "resolve", "ignore")
 
 
 def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> None:
@@ -54,10 +57,16 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         return
     key = f"note_text_{row['id']}"
     if row["status"] not in ACTIVE:
+        stale = next((a for a in STALE_CLICKS if a in allowed and st.session_state.get(f"{a}_{row['id']}")), None)
+        if stale is not None:  # clicked on a page drawn before a colleague closed it: told why, and audited
+            _perform(
+                page, row, stale, note=(st.session_state.get(key) or "").strip() or None, payload=None, target=None
+            )
         closed = api.closed_text(page.store, page.config, row)
         st.caption(f"This exception is {closed}; nothing left to do.")
         typed = (st.session_state.get(key) or "").strip()
-        if typed and st.session_state.get(OUTCOME, {}).get("exception") != row["id"]:
+        last = st.session_state.get(OUTCOME, {})
+        if typed and not (last.get("exception") == row["id"] and last.get("ok")):  # not this viewer's own closing
             st.warning(
                 f"Your note was not recorded: the exception was {closed} while this page was open. "
                 f"It read: {mask_typed(typed)}"

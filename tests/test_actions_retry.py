@@ -47,6 +47,10 @@ def test_unknown_sku_then_master_data_then_retry_creates_one_order_and_resolves(
         entries = [(e["actor"], e["action"], e["result"]) for e in w.audit()]
         assert entries == [("sam", "retry", "allowed"), ("sam", "retry", "succeeded")]
         assert w.audit()[-1]["detail"]["status_after"] == "resolved"
+        late = perform(w.store, w.config, action="ignore", exception_id=exc["id"], actor="alex", note="dup")
+        assert re.match(
+            r"The exception is already resolved: sam's retry at \w{3} \d\d \w{3} [\d:]+ UTC succeeded", late.message
+        )
     close_all()
 
 

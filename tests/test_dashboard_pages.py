@@ -809,7 +809,10 @@ def test_an_exception_a_colleague_closes_meanwhile_says_who_and_keeps_the_typed_
         and "Your note was not recorded" in at.warning[0].value
         and "duplicate of the other one" in at.warning[0].value
     )
-    assert [action for _, action, _ in audit_rows(sample_copy)][-1:] == ["resolve"], "nothing was recorded for sam"
+    assert at.error and "**Ignore:** The exception is already resolved by alex at " in at.error[0].value
+    audited = audit_rows(sample_copy)[-2:]
+    assert [(actor, action) for actor, action, _ in audited] == [("alex", "resolve"), ("sam", "ignore")]
+    assert audited[-1][2] == "refused", "the click on the stale page is answered and audited, not dropped"
 
 
 def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(

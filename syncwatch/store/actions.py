@@ -132,12 +132,15 @@ def refused_sign_ins(conn: Connection, actor: str, since: datetime) -> int:
     return int(conn.execute(stmt).scalar_one())
 
 
+SENDING_ACTIONS = ("retry", "replay", "reroute")  # the actions that send the failed step again, somewhere
+
+
 def unconfirmed(conn: Connection, before: datetime) -> list[dict[str, Any]]:
     """Exceptions left retrying since before ``before``, with the last action that set them so."""
     stmt = select(e.id, e.status, e.updated_at).where(and_(e.status == "retrying", e.updated_at < before))
     found = []
     for row in conn.execute(stmt).all():
-        sent = select(actions).where(a.exception_id == row.id, a.kind.in_(("retry", "reroute", "replay")))
+        sent = select(actions).where(a.exception_id == row.id, a.kind.in_(SENDING_ACTIONS))
         last = conn.execute(sent.order_by(a.requested_at.desc()).limit(1)).first()
         found.append({**row._mapping, "last": dict(last._mapping) if last else None})
     return found
