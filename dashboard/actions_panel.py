@@ -165,8 +165,12 @@ def _outcome(exception_id: str, status: str) -> None:
     outcome = st.session_state.get(OUTCOME)
     if not outcome or outcome["exception"] != exception_id or outcome["status"] != status:
         return  # another exception's, or older than a change since (a colleague closed it)
-    text = f"**{outcome['action'].capitalize()}:** {outcome['message']}"
-    if "the exception" not in outcome["message"].lower():  # unless the message already says where it stands
+    action, message = outcome["action"].capitalize(), outcome["message"]
+    # "Retry failed: …" names the action itself: "**Retry** failed: …", not "**Retry:** Retry failed: …".
+    text = (
+        f"**{action}** {message[len(action) + 1 :]}" if message.startswith(f"{action} ") else f"**{action}:** {message}"
+    )
+    if "the exception" not in message.lower():  # unless the message already says where it stands
         text += f" The exception is {'now ' if outcome['ok'] else ''}{outcome['status']}."
     (st.success if outcome["ok"] else st.error)(text)
 

@@ -646,7 +646,7 @@ def test_retry_goes_through_the_action_layer_and_shows_the_outcome(
     next(b for b in at.button if b.label == "Retry").click().run()
     assert not at.exception, [e.value for e in at.exception]
     outcome = [*at.success, *at.error]
-    assert len(outcome) == 1 and outcome[0].value.startswith("**Retry:**"), [o.value for o in outcome]
+    assert len(outcome) == 1 and outcome[0].value.startswith("**Retry** failed: "), [o.value for o in outcome]
     assert outcome[0].value.endswith("; the exception stays open."), outcome[0].value
     assert outcome[0].value.count("open") == 1, "said once"
     assert ("alex", "retry") in {(actor, action) for actor, action, _ in audit_rows(sample_copy)}
@@ -762,7 +762,7 @@ def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
     note.input("Called the 3PL (ops@fastship.example, +1 555 010 9999): resend promised tonight").run()
     next(b for b in at.button if b.label == "Add note").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.success and at.success[0].value == "**Note:** Note added; the exception is open."
+    assert at.success and at.success[0].value == "**Note** added; the exception is open."
     assert next(t for t in at.text_input if t.label.startswith("Note")).value == "", "a note is added once"
     (history,) = [df.value for df in at.dataframe if "Note" in df.value.columns]
     latest = history.iloc[0]
@@ -859,7 +859,9 @@ def test_a_retry_with_no_recorded_body_lets_the_agent_write_one(
     assert not at.error
     next(b for b in at.button if b.label == "Retry").click().run()
     outcome = [*at.success, *at.error][0].value
-    assert outcome.startswith("**Retry:**") and "was not recorded" not in outcome, outcome
+    assert outcome.startswith("**Retry") and "Retry failed" not in outcome and "was not recorded" not in outcome, (
+        outcome
+    )
 
 
 def test_a_system_that_stops_sending_is_called_quiet_on_operations(
