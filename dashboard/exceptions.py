@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import pandas as pd
 import streamlit as st
 
 from actions import api
 from dashboard import actions_panel, charts
-from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, promise, sla_label, time_left, when
+from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, promise, sla_label, sla_time, when
 from dashboard.masking import literal, mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.config import Config
@@ -152,7 +152,7 @@ def _queue(page: Page, queue: pd.DataFrame, total: int, order: str, key: str | N
             "system": queue["system"],
             "summary": queue["summary"],
             "SLA": queue["sla_state"].map(sla_label),
-            "time left": [time_left(d, page.now) for d in queue["due_at"]],
+            "time left": [sla_time(s, d, page.now) for s, d in zip(queue["sla_state"], queue["due_at"], strict=True)],
             "channel": queue["channel"].fillna("—"),
             "partner": [
                 p if isinstance(p, str) else no_partner(tid)
@@ -288,7 +288,7 @@ def _business_context(page: Page, row: dict) -> None:
                 f"- **Customer:** {literal(row['customer'] or context.get('customer') or '—')}",
                 f"- **Order value:** {literal(money(row['order_value'] or context.get('order_value')) or '—')}",
                 f"- **Customer promise:** {promise(row['stages'], row['promised_at'], page.now) or '—'}",
-                f"- **SLA:** {sla_label(row['sla_state'])}, {time_left(row['due_at'], page.now) or 'nothing due'}",
+                f"- **SLA:** {_sla_line(row, page.now)}",
             ]
         )
     )
@@ -298,6 +298,16 @@ def _business_context(page: Page, row: dict) -> None:
         icon=":material/arrow_forward:",
         query_params={"key": row["transaction_id"]},
     )
+
+
+def _sla_line(row: dict, now: datetime) -> str:
+    """'Breached, late by 2 h', 'On track, 40 m left', 'Met': a breach with nothing pending (a
+    stuck stage past its due, an order since completed) read 'Breached, nothing due'."""
+    state = row["sla_state"]
+    left = sla_time(state, row["due_at"], now)
+    if not left and state in ("on_track", "at_risk"):
+        left = "nothing due"
+    return ", ".join(part for part in (sla_label(state), left) if part)
 
 
 def _where(row: dict) -> str:

@@ -338,3 +338,19 @@ def test_a_day_whose_orders_are_still_finishing_is_not_read_as_final() -> None:
     assert finishing == {"2026-11-26", "2026-11-27"}, "26 Nov: 40 of its 720 orders undecided; 25 Nov: 1"
     labels = _period_labels(table["period"], "2026-11-27", datetime(2026, 11, 21, tzinfo=UTC), finishing)
     assert list(labels) == ["2026-11-25", *["2026-11-26 (still finishing)"] * 2, "2026-11-27 (so far)"]
+
+
+def test_the_detail_says_where_the_sla_stands_without_calling_a_breach_nothing_due() -> None:
+    """A stuck order past its due read 'SLA: Breached, nothing due'."""
+    from datetime import timedelta
+
+    from dashboard.exceptions import _sla_line
+
+    now = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    assert _sla_line({"sla_state": "breached", "due_at": None}, now) == "Breached"
+    assert _sla_line({"sla_state": "breached", "due_at": now - timedelta(hours=2)}, now) == "Breached, late by 2 h 00 m"
+    assert _sla_line({"sla_state": "breached", "due_at": now + timedelta(days=1)}, now).startswith(
+        "Breached, next stage due in 1 d"
+    )
+    assert _sla_line({"sla_state": "on_track", "due_at": now + timedelta(minutes=40)}, now) == "On track, 40 m left"
+    assert _sla_line({"sla_state": "on_track", "due_at": None}, now) == "On track, nothing due"
