@@ -92,6 +92,9 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         if col.button(label, key=f"{action}_{row['id']}", type=kind, disabled=blocked):
             chosen = assignee if action == "assign" else target
             _perform(page, row, action, note=note or None, payload=payload, target=chosen)
+    suggested = row["suggested_action"]
+    if suggested and suggested not in allowed and suggested in roles.RIGHTS[roles.LEAD]:
+        st.caption(f"The runbook suggests {suggested}, which a lead does: ask one.")
 
 
 HISTORY_COLUMNS = {

@@ -347,6 +347,7 @@ def test_an_agent_may_not_reroute(monkeypatch: pytest.MonkeyPatch, sample_db: st
     labels = {b.label for b in at.button}
     assert "Retry" in labels and "Reroute" not in labels
     assert not any(e.label.startswith("Bulk action") for e in at.expander)
+    assert "The runbook suggests reroute, which a lead does: ask one." in texts(at)
 
 
 def test_a_lead_reroutes_from_the_failing_partner_to_its_alternates(
