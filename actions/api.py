@@ -23,6 +23,7 @@ HANDLERS: dict[str, Handler] = {
     "replay": lambda s, r, e: run_partner_action(s, r, e, replay.prepare),
     "resolve": manual.close,
     "ignore": manual.close,
+    "reopen": manual.reopen,
     "assign": manual.assign,
     "note": manual.note,
 }

@@ -1,4 +1,4 @@
-"""Resolve, ignore, assign and note: decisions of a person, recorded and audited; no partner is called."""
+"""Resolve, ignore, reopen, assign and note: decisions of a person, recorded and audited; no partner is called."""
 
 from __future__ import annotations
 
@@ -25,6 +25,25 @@ def close(services: Services, request: Request, exception: dict[str, Any]) -> Ac
     now = services.clock()
     values = {"status": status, "resolved_at": now, "resolved_by_observation_id": None, "updated_at": now}
     return _record(services, request, exception, entry, values, f"{request.kind.capitalize()}d with the note recorded")
+
+
+def reopen(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
+    """Undo a person's resolve or ignore (a wrong click, a fix that did not hold), with a note. An
+    exception a later observation resolved is not reopened by hand: the step succeeded, and a new
+    failure of it opens the exception again by itself."""
+    entry = entry_for(services, request)
+    if exception["status"] not in CLOSING.values():
+        return refuse(services, entry, exception["status"], f"the exception is {exception['status']}; nothing changed")
+    if exception.get("resolved_by_observation_id"):
+        reason = (
+            f"the exception is {closed_by(services, exception)}, so there is nothing to reopen; "
+            "a new failure of the step opens it again by itself"
+        )
+        return refuse(services, entry, exception["status"], reason)
+    if not (request.note or "").strip():
+        return refuse(services, entry, exception["status"], "a note is required to reopen", "failed")
+    values = {"status": "open", "resolved_at": None, "updated_at": services.clock()}
+    return _record(services, request, exception, entry, values, "Reopened with the note recorded")
 
 
 def assign(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:

@@ -14,10 +14,10 @@ WATCH_ACTOR = "policy:watch"
 """The actor of what `serve` does on its own when an action goes unanswered: an exception whose
 retry or reroute nothing confirmed opened again, a bulk job whose process died closed."""
 
-EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign", "note")
+EXCEPTION_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "reopen", "assign", "note")
 RIGHTS: dict[str, frozenset[str]] = {
     EXECUTIVE: frozenset(),
-    AGENT: frozenset({"retry", "replay", "resolve", "ignore", "assign", "note"}),
+    AGENT: frozenset({"retry", "replay", "resolve", "ignore", "reopen", "assign", "note"}),
     LEAD: frozenset({*EXCEPTION_ACTIONS, "bulk", "policies", "alerts"}),
     POLICY: frozenset({"retry"}),
 }

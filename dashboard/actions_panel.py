@@ -63,7 +63,10 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
                 page, row, stale, note=(st.session_state.get(key) or "").strip() or None, payload=None, target=None
             )
         closed = api.closed_text(page.store, page.config, row)
-        st.caption(f"This exception is {closed}; nothing left to do.")
+        reopenable = "reopen" in allowed and not row.get("resolved_by_observation_id")
+        st.caption(
+            f"This exception is {closed}; {'reopen it if that was wrong' if reopenable else 'nothing left to do'}."
+        )
         typed = (st.session_state.get(key) or "").strip()
         last = st.session_state.get(OUTCOME, {})
         if typed and not (last.get("exception") == row["id"] and last.get("ok")):  # not this viewer's own closing
@@ -71,6 +74,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
                 f"Your note was not recorded: the exception was {closed} while this page was open. "
                 f"It read: {mask_typed(typed)}"
             )
+        if reopenable:
+            _reopen(page, row)
         return
     if st.session_state.pop(NOTE_SENT, None) == row["id"]:
         st.session_state[key] = ""  # set before the box is drawn: the browser shows it emptied
@@ -228,6 +233,13 @@ def _json(raw: bytes | str | None) -> Any:
         return json.loads(raw) if raw else None
     except ValueError:
         return None
+
+
+def _reopen(page: Page, row: dict[str, Any]) -> None:
+    """A person's resolve or ignore undone (a wrong click, a fix that did not hold), with why."""
+    why = st.text_input("Why reopen it (kept in the history below)", key=f"reopen_note_{row['id']}")
+    if st.button("Reopen", key=f"reopen_{row['id']}"):
+        _perform(page, row, "reopen", note=why.strip() or None, payload=None, target=None)
 
 
 def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:

@@ -48,6 +48,8 @@ def test_unknown_sku_then_master_data_then_retry_creates_one_order_and_resolves(
         assert entries == [("sam", "retry", "allowed"), ("sam", "retry", "succeeded")]
         assert w.audit()[-1]["detail"]["status_after"] == "resolved"
         late = perform(w.store, w.config, action="ignore", exception_id=exc["id"], actor="alex", note="dup")
+        undo = perform(w.store, w.config, action="reopen", exception_id=exc["id"], actor="alex", note="sure?")
+        assert not undo.ok and "nothing to reopen" in undo.message and w.status(exc["id"]) == "resolved"
         assert re.match(
             r"The exception is already resolved: sam's retry at \w{3} \d\d \w{3} [\d:]+ UTC succeeded", late.message
         )
@@ -244,4 +246,10 @@ def test_an_exception_a_colleague_resolved_is_neither_retried_nor_closed_again(
             ("alex", "retry", "refused"),
             ("alex", "ignore", "refused"),
         ]
+        unexplained = perform(w.store, w.config, action="reopen", exception_id=exc["id"], actor="sam")
+        assert not unexplained.ok and "a note is required to reopen" in unexplained.message.lower()
+        reopened = perform(w.store, w.config, action="reopen", exception_id=exc["id"], actor="sam", note="not fixed")
+        assert reopened.ok and w.status(exc["id"]) == "open", reopened.message
+        w.settle()
+        assert w.status(exc["id"]) == "open", "the correlator keeps a person's reopening"
     close_all()

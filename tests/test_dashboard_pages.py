@@ -804,7 +804,7 @@ def test_an_exception_a_colleague_closes_meanwhile_says_who_and_keeps_the_typed_
     next(b for b in at.button if b.label == "Ignore").click().run()
     assert not at.exception, [e.value for e in at.exception]
     said = texts(at)
-    assert "This exception is resolved by alex at " in said and "nothing left to do" in said
+    assert "This exception is resolved by alex at " in said and "reopen it if that was wrong" in said
     assert (
         at.warning
         and "Your note was not recorded" in at.warning[0].value
@@ -814,6 +814,25 @@ def test_an_exception_a_colleague_closes_meanwhile_says_who_and_keeps_the_typed_
     audited = audit_rows(sample_copy)[-2:]
     assert [(actor, action) for actor, action, _ in audited] == [("alex", "resolve"), ("sam", "ignore")]
     assert audited[-1][2] == "refused", "the click on the stale page is answered and audited, not dropped"
+
+
+def test_an_agent_reopens_what_she_ignored_by_mistake(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    """Ignore took one click and could not be undone, in the dashboard or the CLI."""
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
+    next(t for t in at.text_input if t.label.startswith("Note")).input("looks like a duplicate").run()
+    next(b for b in at.button if b.label == "Ignore").click().run()
+    assert "This exception is ignored by sam at " in texts(at) and "reopen it if that was wrong" in texts(at)
+    next(b for b in at.button if b.label == "Reopen").click().run()
+    assert at.error and at.error[0].value == "**Reopen:** A note is required to reopen. The exception is ignored."
+    next(t for t in at.text_input if t.label.startswith("Why reopen")).input("not a duplicate after all").run()
+    next(b for b in at.button if b.label == "Reopen").click().run()
+    assert at.success and at.success[0].value == "**Reopen:** Reopened with the note recorded; the exception is open."
+    assert {"Replay", "Ignore", "Resolve"} <= {b.label for b in at.button}, "open again: the actions are back"
+    assert [action for actor, action, _ in audit_rows(sample_copy) if actor == "sam"][-3:] == [
+        "ignore",
+        "reopen",
+        "reopen",
+    ]
 
 
 def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(

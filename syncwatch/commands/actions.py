@@ -1,4 +1,4 @@
-"""`syncwatch retry|reroute|replay|resolve|ignore|assign|note EXC_ID --as USER`: act on one exception,
+"""`syncwatch retry|reroute|replay|resolve|ignore|reopen|assign|note EXC_ID --as USER`: act on one exception,
 as a runbook would, with the same checks and audit as the dashboard; `--json` for scripts."""
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ HELP = {
     "replay": "re-deliver an exception's dead-lettered message",
     "resolve": "mark an exception resolved, with a note",
     "ignore": "mark an exception ignored, with a note",
+    "reopen": "open again an exception a person resolved or ignored, with a note",
     "assign": "assign an exception to a user",
     "note": "add a note to an exception's history (nothing else changes)",
 }
@@ -31,7 +32,7 @@ def _arguments(action: str) -> Any:
         if action == "note":
             parser.add_argument("--note", required=True, help="the note, for whoever works the exception next")
         else:
-            parser.add_argument("--note", help="why (required for resolve and ignore)")
+            parser.add_argument("--note", help="why (required for resolve, ignore and reopen)")
         if action == "reroute":
             parser.add_argument("--to", dest="target", required=True, metavar="SYSTEM", help="the alternate system")
         if action == "assign":
