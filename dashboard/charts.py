@@ -161,7 +161,7 @@ def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
     fig = go.Figure()
     fig.add_bar(x=data["bucket"], y=data["requests"] - data["errors"], name="ok", marker_color="#4c78a8")
     fig.add_bar(x=data["bucket"], y=data["errors"], name="errors", marker_color="#d62728")
-    fig.update_layout(barmode="stack", yaxis_title="requests")
+    fig.update_layout(barmode="stack", yaxis_title="requests", xaxis_title="UTC")  # as every time on the pages
     return _layout(fig, 260)
 
 

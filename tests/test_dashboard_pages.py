@@ -463,6 +463,8 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     at = open_app(monkeypatch, sample_db, "endpoints.py")
     table = at.dataframe[0].value
     assert table["health"].iloc[0] == "failing"
+    [timeline] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    assert timeline["layout"]["xaxis"]["title"]["text"] == "UTC", "every time on the pages says its zone"
     assert list(table["health"]) == sorted(table["health"], key=["failing", "degraded", "healthy"].index)
     system = next(s for s in at.selectbox if s.label == "System")
     system.set_value("wms").run()
