@@ -110,6 +110,11 @@ def render() -> None:
         "text/csv",
     )
     st.subheader("Partner onboarding")
+    kept = f"the last {page.config.retention_days:g} days" if page.config.retention_days else "all of it"
+    st.caption(
+        f"From each partner's first order in the history syncwatch keeps ({kept}): a partner live before "
+        "that history begins shows the day it begins, not its go-live."
+    )
     st.dataframe(_onboarding(page.config.db), hide_index=True, column_config=ONBOARDING_COLUMNS)
 
 

@@ -535,6 +535,7 @@ def test_kpis_by_partner_chart_partners_only_and_compare_like_with_like(
     assert "3pl-fastship" in charted and not [name for name in charted if "not released" in name], charted
     assert "Orders not released yet to a partner are in the table below, not in the charts." in texts(at)
     assert "against last week until the same day and time" in texts(at) and "as it stood then" in texts(at)
+    assert "first order in the history syncwatch keeps (the last 90 days)" in texts(at), "not its go-live"
 
 
 def test_kpi_trends_of_durations_show_the_p90_beside_the_p50(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
