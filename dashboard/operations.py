@@ -154,9 +154,16 @@ def _late(page: Page) -> None:
 
 def _stage_delays(page: Page) -> None:
     st.subheader("Where open orders are late or at risk (stage × partner)")
-    data = q.stage_delays(page.store)
+    found = q.stage_delays(page.store, page.now)
+    behind = int(found.loc[found["behind"] == 1, "transactions"].sum()) if not found.empty else 0
+    data = found[found["behind"] == 0] if not found.empty else found
+    if behind:
+        st.caption(
+            f"{behind} breached order{'s have' if behind != 1 else ' has'} passed the stage that was late, with "
+            "nothing overdue now: not here, but in the late table ('… was late')."
+        )
     if data.empty:
-        none_yet("No open order is late or at risk.")
+        none_yet("No open order is late or at risk at a stage now.")
         return
     order = page.config.file.processes.get("order")
     stages = [stage_label(s.name) for s in order.stages] if order else []

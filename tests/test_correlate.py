@@ -305,18 +305,23 @@ def test_where_orders_are_late_holds_order_stages_only(tmp_path: Path) -> None:
     store.upgrade()
     late = {"sla_state": "breached", "status": "open", "stages": [], "observation_count": 1}
     times = {"started_at": AS_OF, "last_seen_at": AS_OF, "updated_at": AS_OF}
+    overdue, ahead = AS_OF - timedelta(hours=1), AS_OF + timedelta(hours=5)
     with store.engine.begin() as conn:
         conn.execute(
             transactions.insert(),
             [
-                {"id": "order:1", "type": "order", "stage_at_fault": "shipped", **late, **times},
-                {"id": "return:1", "type": "return", "stage_at_fault": "refunded", **late, **times},
+                {"id": "order:1", "type": "order", "stage_at_fault": "shipped", "due_at": overdue, **late, **times},
+                {"id": "order:2", "type": "order", "stage_at_fault": "released", "due_at": ahead, **late, **times},
+                {"id": "return:1", "type": "return", "stage_at_fault": "refunded", "due_at": overdue, **late, **times},
             ],
         )
-    assert list(q.stage_delays(store)["stage"]) == ["shipped"]
+    delays = q.stage_delays(store, AS_OF)
+    assert sorted(zip(delays["stage"], delays["behind"], strict=True)) == [("released", 1), ("shipped", 0)], (
+        "released was late, but the order waits at no stage now"
+    )
     with store.engine.begin() as conn:
-        conn.execute(transactions.update().where(transactions.c.id == "order:1").values(status="complete"))
-    assert q.stage_delays(store).empty, "a finished order is no longer anyone's to chase"
+        conn.execute(transactions.update().values(status="complete"))
+    assert q.stage_delays(store, AS_OF).empty, "a finished order is no longer anyone's to chase"
     store.close()
 
 

@@ -21,7 +21,7 @@ BIG = ("observations", "business_keys", "transaction_keys", "exceptions", "trans
 HOT: dict[str, Callable[[Store], Any]] = {
     "late transactions": q.late_transactions,
     "open by SLA": q.open_by_sla,
-    "stage delays": q.stage_delays,
+    "stage delays": lambda s: q.stage_delays(s, NOW),
     "failing systems": q.failing_systems,
     "exception queue": lambda s: q.exception_queue(s, q.QueueFilter()),
     "queue count": lambda s: q.exception_count(s, q.QueueFilter()),

@@ -132,15 +132,18 @@ def late_count(store: Store) -> int:
         return int(conn.execute(stmt).scalar_one())
 
 
-def stage_delays(store: Store) -> pd.DataFrame:
-    """Open orders late or at risk now, per stage at fault and partner (a return's or an inventory
-    sync's stages are not an order's; a finished order is no longer anyone's to chase)."""
+def stage_delays(store: Store, now: datetime) -> pd.DataFrame:
+    """Open orders late or at risk, per stage at fault and partner (a return's or an inventory
+    sync's stages are not an order's; a finished order is no longer anyone's to chase). ``behind``:
+    a breach whose late stage the order has since passed, with nothing overdue now (its stage at
+    fault, 'released was late', is behind it and no longer where it waits)."""
     partner = func.coalesce(t.partner, NO_PARTNER).label("partner")
     stage = func.coalesce(t.stage_at_fault, "unknown").label("stage")
+    behind = case((and_(t.sla_state == "breached", or_(t.due_at.is_(None), t.due_at >= now)), 1), else_=0)
     stmt = (
-        select(stage, partner, func.count().label("transactions"))
+        select(stage, partner, behind.label("behind"), func.count().label("transactions"))
         .where(and_(t.type == "order", t.sla_state.in_(LATE), t.status == "open"))
-        .group_by(stage, partner)
+        .group_by(stage, partner, behind)
     )
     return frame(store, stmt)
 
