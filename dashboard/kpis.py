@@ -83,7 +83,7 @@ def render() -> None:
     # Orders held before release (credit holds, unknown SKUs) have an exception by nature: charted
     # as a partner, their 100 % would flatten the real partners' lines into the top of the axis.
     charted = table[table["group"] != NO_PARTNER] if by == "partner" else table
-    _trends(charted, set(table["period"][partial]))
+    _trends(*_drawn_from(charted, set(table["period"][partial]), start))
     if grain == "day":
         notes = ["Days are UTC, by the day orders were captured. Today is not over"]
     else:
@@ -151,6 +151,15 @@ def _period_labels(periods: pd.Series, current: str, start: datetime, finishing:
         return f"{period} (still finishing)" if period in finishing else period
 
     return periods.map(label)
+
+
+def _drawn_from(table: pd.DataFrame, partial: set[str], start: datetime) -> tuple[pd.DataFrame, set[str]]:
+    """The periods as the charts draw them: a week the range starts inside at its first day in the
+    range, as the table labels it ('from Sun 22 Nov'); drawn at its Monday, Sunday alone read as
+    the week of the 16th."""
+    first = start.date().isoformat()
+    drawn = table.assign(period=table["period"].where(table["period"] >= first, first))
+    return drawn, {max(period, first) for period in partial}
 
 
 def _still_finishing(table: pd.DataFrame) -> set[str]:

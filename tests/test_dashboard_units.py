@@ -354,3 +354,14 @@ def test_the_detail_says_where_the_sla_stands_without_calling_a_breach_nothing_d
     )
     assert _sla_line({"sla_state": "on_track", "due_at": now + timedelta(minutes=40)}, now) == "On track, 40 m left"
     assert _sla_line({"sla_state": "on_track", "due_at": None}, now) == "On track, nothing due"
+
+
+def test_a_week_the_range_starts_inside_is_drawn_at_its_first_day_in_range() -> None:
+    """Drawn at its Monday, 'last 7 days' per week showed Sunday 22 Nov alone as the week of the 16th."""
+    import pandas as pd
+
+    from dashboard.kpis import _drawn_from
+
+    table = pd.DataFrame({"period": ["2026-11-16", "2026-11-23"], "group": ["all", "all"]})
+    drawn, hollow = _drawn_from(table, {"2026-11-16", "2026-11-23"}, datetime(2026, 11, 22, tzinfo=UTC))
+    assert list(drawn["period"]) == ["2026-11-22", "2026-11-23"] and hollow == {"2026-11-22", "2026-11-23"}
