@@ -16,6 +16,7 @@ from syncwatch.redact import (
     MASK,
     PHONE_CANDIDATE,
     is_phone,
+    key_words,
     mask_email,
     mask_phones,
     mask_query,
@@ -26,18 +27,30 @@ from syncwatch.redact import (
 IDENTIFIER_KEY = re.compile(r"(id|number|order|tracking|sku|ref|code|_at|time)$", re.IGNORECASE)
 
 
-def mask_value(key: str, value: Any) -> Any:
-    """Mask one value under ``key``: whole when the key names personal data, else by pattern."""
-    if personal_key(key) and not isinstance(value, dict | list):
+# Parts of an address coarse enough to show (where a parcel goes, not whose door it is).
+_COARSE_PLACE = frozenset({"country", "province", "state", "region"})
+
+
+def mask_value(key: str, value: Any, inside: bool = False) -> Any:
+    """Mask one value under ``key``: whole when the key names personal data, else by pattern.
+    ``inside`` a personal object (a shipping address, a recipient) every value is masked but
+    identifiers and coarse places: its company, geocode or 'first' name belong to the person too."""
+    personal = personal_key(key)
+    if not isinstance(value, dict | list) and (personal or (inside and not _shown_inside(key))):
         return MASK if value not in (None, "") else value
     if isinstance(value, dict):
-        return {k: mask_value(k, v) for k, v in value.items()}
+        return {k: mask_value(k, v, inside or personal) for k, v in value.items()}
     if isinstance(value, list):
-        return [mask_value(key, v) for v in value]
+        return [mask_value(key, v, inside) for v in value]
     if isinstance(value, str):
         value = mask_query(EMAIL.sub(mask_email, value))
         return value if IDENTIFIER_KEY.search(key) else mask_phones(value)
     return value
+
+
+def _shown_inside(key: str) -> bool:
+    """Whether a value inside a personal object may be shown: an identifier, or a coarse place."""
+    return bool(IDENTIFIER_KEY.search(key)) or bool(_COARSE_PLACE.intersection(key_words(key)))
 
 
 def mask(data: Any) -> Any:

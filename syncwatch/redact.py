@@ -78,10 +78,15 @@ _RUN_TOGETHER = re.compile(
 )
 
 
+def key_words(key: str) -> list[str]:
+    """A key's words in lower case: snake_case, camelCase (AddressLine1) and dotted alike."""
+    return [w.lower() for w in _WORDS.findall(key)]
+
+
 @lru_cache(maxsize=4096)
 def personal_key(key: str) -> bool:
     """Whether a key names personal data, judged by its words."""
-    words = [w.lower() for w in _WORDS.findall(key)]
+    words = key_words(key)
     if PERSONAL_WORDS.intersection(words) or _PAIRS.intersection(pairwise(words)):
         return True
     if any(w == "line" and n.isdigit() for w, n in pairwise(words)):

@@ -307,6 +307,23 @@ def test_an_address_geocode_is_masked_with_the_address() -> None:
     assert shown["geo"] == {"lat": "•••", "lng": "•••"}
 
 
+def test_every_value_inside_an_address_is_masked_but_identifiers_and_coarse_places() -> None:
+    """Judged by their own keys, an address's company and a recipient's 'first' showed."""
+    from dashboard.masking import mask
+
+    address = {"id": 7, "first": "Bob", "company": "Bob's Bikes", "province": "Kentucky", "StateOrRegion": "KY"}
+    shown = mask({"ShippingAddress": address, "recipient": {"first": "Bob", "ref": "R-1"}, "company": "Acme"})
+    assert shown["ShippingAddress"] == {
+        "id": 7,
+        "first": "•••",
+        "company": "•••",
+        "province": "Kentucky",
+        "StateOrRegion": "KY",
+    }
+    assert shown["recipient"] == {"first": "•••", "ref": "R-1"}
+    assert shown["company"] == "Acme", "outside a personal object a key is judged by its own words"
+
+
 def test_an_oidc_sign_in_is_known_by_its_verified_email_only() -> None:
     """A display name is whatever its owner typed: 'name' = a lead's address took the lead's role."""
     from dashboard.auth import oidc_actor
