@@ -93,7 +93,12 @@ def personal_key(key: str) -> bool:
         return True  # an address's line1, line2
     if any(_RUN_TOGETHER.fullmatch(w) or (len(w) > 6 and any(p in w for p in _INSIDE)) for w in words):
         return True
-    return "name" in words and (words == ["name"] or bool(PERSON_WORDS.intersection(words)))
+    named = "name" in words and not _THING_NAMED.intersection(words)
+    return named and (words == ["name"] or bool(PERSON_WORDS.intersection(words)))
+
+
+# 'name' beside one of these is a thing's name (Shopify's last_order_name is '#1001'), not a person's.
+_THING_NAMED = frozenset({"order", "product", "item", "variant", "shop", "store", "service", "event", "file"})
 
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")

@@ -322,6 +322,8 @@ def test_every_value_inside_an_address_is_masked_but_identifiers_and_coarse_plac
     }
     assert shown["recipient"] == {"first": "•••", "ref": "R-1"}
     assert shown["company"] == "Acme", "outside a personal object a key is judged by its own words"
+    named = mask({"customer": {"last_name": "Norman", "last_order_name": "#1001", "first_name": "Bob"}})
+    assert named["customer"] == {"last_name": "•••", "last_order_name": "#1001", "first_name": "•••"}
 
 
 def test_an_oidc_sign_in_is_known_by_its_verified_email_only() -> None:
