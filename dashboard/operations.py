@@ -11,6 +11,7 @@ from dashboard import charts
 from dashboard.fmt import SLA_LABELS, age, category_label, duration, fault_text, money, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
 from syncwatch.model import stage_label
+from syncwatch.redact import spreadsheet_safe
 from syncwatch.store import queries as q
 
 REFRESH_S = 30
@@ -124,7 +125,7 @@ def _late(page: Page) -> None:
     shown = f"{len(data):,} of {total:,}" if total > len(data) else f"{total:,}"
     st.subheader(f"Late and at risk: {shown}, least time left first")
     if total > len(data):
-        st.caption("The rest have more time left; `syncwatch export transactions` lists every one.")
+        st.caption("The rest have more time left: the CSV below lists every one.")
     if data.empty:
         st.success("Nothing is late or at risk.")
         return
@@ -145,11 +146,23 @@ def _late(page: Page) -> None:
         }
     )
     open_on_select(table, list(data["id"]), "search.py", "key", key="late")
+    st.download_button(
+        f"Download all {total:,} as CSV",
+        lambda: _late_csv(page),  # read when clicked, not on every rerun of the page
+        f"syncwatch-late-{page.now:%Y%m%d-%H%M}.csv",
+        "text/csv",
+    )
     if table["exception"].eq(NO_EXCEPTION).any():
         st.caption(
             f"Exception '{NO_EXCEPTION}': nothing to work in the queue. An order at risk is not late yet; a late "
             "one's exception was resolved or ignored while the order stayed late (open it to see its history)."
         )
+
+
+def _late_csv(page: Page) -> bytes:
+    """Every open transaction late or at risk, least time left first, as the table has them."""
+    every = q.late_transactions(page.store, None)
+    return every.map(spreadsheet_safe).to_csv(index=False).encode()
 
 
 def _stage_delays(page: Page) -> None:

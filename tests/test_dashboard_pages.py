@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import io
 import json
 import re
 import sqlite3
@@ -132,6 +133,17 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     assert int(metrics["Open orders"].replace(",", "")) == open_orders[0], "orders, as the charts beside it count"
     late = at.dataframe[0].value
     assert len(late) == 23 and set(late["SLA"]) == {"Breached"}
+    assert "Download all 23 as CSV" in [b.proto.label for b in at.get("download_button")]
+    from types import SimpleNamespace
+
+    from dashboard.operations import _late_csv
+
+    store = Store.open(sample_db)
+    try:
+        every = pd.read_csv(io.BytesIO(_late_csv(SimpleNamespace(store=store))))  # type: ignore[arg-type]
+    finally:
+        store.close()
+    assert sorted(every["id"]) == sorted(late["transaction"]), "the CSV holds what the table holds, and the rest"
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
         active = dict(
             conn.execute(

@@ -97,9 +97,10 @@ def open_by_sla(store: Store) -> pd.DataFrame:
     return frame(store, stmt)
 
 
-def late_transactions(store: Store, limit: int = 50) -> pd.DataFrame:
+def late_transactions(store: Store, limit: int | None = 50) -> pd.DataFrame:
     """Open at-risk and breached transactions, least time left first, each with the category of an
-    active exception it has (None: nothing to act on, as when only time has made it late)."""
+    active exception it has (None: nothing to act on, as when only time has made it late); ``limit``
+    None: every one."""
     active = (
         select(func.min(e.category))
         .where(and_(e.transaction_id == t.id, e.status.in_(ACTIVE_EXCEPTION)))
