@@ -587,3 +587,29 @@ def test_headline_kpis_read_a_week_as_it_stood_then_not_as_it_stands_now(store: 
 
 
 EXCEPTION_TIMES = ("opened_at", "last_seen_at", "updated_at")
+
+
+@pytest.mark.parametrize("by", ["channel", "partner", None])
+def test_kpis_by_channel_and_partner_on_every_engine(store: Store, by: str | None) -> None:
+    """By channel or partner, PostgreSQL refused the query: its GROUP BY held another copy of the grouping."""
+    monday = datetime(2026, 11, 2, tzinfo=UTC)
+    rows = [
+        {"id": f"order:{n}", "channel": channel, "partner": partner, "sla_state": state, "status": status}
+        for n, (channel, partner, state, status) in enumerate(
+            [
+                ("marketplace-amz", "wms", "met", "complete"),
+                ("marketplace-amz", None, "breached", "open"),
+                ("marketplace-b2b", "3pl-fastship", "on_track", "open"),
+            ]
+        )
+    ]
+    times = {"started_at": monday, "last_seen_at": monday, "updated_at": monday, "observation_count": 1}
+    with store.engine.begin() as conn:
+        conn.execute(transactions.insert(), [{**row, "type": "order", "stages": [], **times} for row in rows])
+    table = kpi_table(store, load_config(), monday, monday + timedelta(days=1), by=by)
+    expected = {
+        "channel": {"marketplace-amz": 2, "marketplace-b2b": 1},
+        "partner": {"wms": 1, "not released yet": 1, "3pl-fastship": 1},
+        None: {"all": 3},
+    }[by]
+    assert dict(zip(table["group"], table["transactions"], strict=True)) == expected

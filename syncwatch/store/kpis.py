@@ -57,10 +57,11 @@ def outcome_counts(
         and_(exceptions.c.transaction_id == t.id, exceptions.c.category.not_in(INFORMATIONAL))
     )
     day = cast(func.substr(cast(t.started_at, String), 1, 10), String).label("day")
+    group = _group(by)  # one expression for SELECT and GROUP BY: built twice, PostgreSQL saw two parameters
     stmt = (
         select(
             day,
-            _group(by),
+            group,
             func.count().label("transactions"),
             func.sum(case((has_exception, 1), else_=0)).label("with_exception"),
             func.sum(case((t.status == "complete", 1), else_=0)).label("complete"),
@@ -68,7 +69,7 @@ def outcome_counts(
             func.sum(case((t.sla_state == "breached", 1), else_=0)).label("breached"),
         )
         .where(and_(t.type == process, t.started_at >= start, t.started_at < end))
-        .group_by(day, _group(by))
+        .group_by(day, group)
     )
     return list(conn.execute(stmt))
 
@@ -85,6 +86,7 @@ def partner_firsts(conn: Connection) -> list[Any]:
         )
         .where(t.partner.is_not(None))
         .group_by(t.partner)
+        .order_by(t.partner)
     )
     return list(conn.execute(stmt))
 
