@@ -6,6 +6,7 @@ import gzip
 import json
 import os
 import re
+import sqlite3
 import subprocess
 import sys
 import time
@@ -300,7 +301,19 @@ def test_correlate_says_what_it_did_then_that_nothing_is_new(tmp_path: Path) -> 
     again = syncwatch("correlate", "--db", db, "--now", "2026-11-08T23:59:00Z", "--json")
     summary = json.loads(again.stdout)
     assert (summary["observations"], summary["transactions"], summary["busy"]) == (0, 0, False)
-    assert syncwatch("correlate", "--db", db).stdout.startswith("nothing new to correlate")
+    assert summary["sla_reevaluated"] == 0
+    # Time alone moves SLAs: a batch run days later turns orders past their due late, as serve does.
+    later = syncwatch("correlate", "--db", db, "--now", "2026-11-12T00:00:00Z")
+    lines = later.stdout.splitlines()
+    assert lines[0].startswith("nothing new to correlate") and re.fullmatch(
+        r"[\d,]+ transactions re-evaluated as time passed \(SLA due times reached\)", lines[1]
+    ), later.stdout
+    with sqlite3.connect(db.removeprefix("sqlite:///")) as conn:
+        (stale,) = conn.execute(
+            "SELECT count(*) FROM transactions WHERE status = 'open' AND sla_state IN ('on_track', 'at_risk') "
+            "AND due_at < '2026-11-12'"
+        ).fetchone()
+    assert stale == 0, "no open order past its due still reads on track"
 
 
 def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -> None:
