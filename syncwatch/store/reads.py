@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, func, select
@@ -63,7 +64,9 @@ def iter_transactions(conn: Connection) -> Iterator[dict[str, Any]]:
     columns = [transactions.c[name] for name in TRANSACTION_FIELDS if name != "keys"]
     for row in conn.execute(select(*columns).order_by(transactions.c.id)):
         found = keys.get(row.id, {})
-        yield {**_exported(row), "keys": {t: sorted(v) for t, v in sorted(found.items())}}
+        exported = _exported(row)
+        exported["stages"] = [_timed(stage) for stage in exported["stages"] or []]
+        yield {**exported, "keys": {t: sorted(v) for t, v in sorted(found.items())}}
 
 
 def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
@@ -77,8 +80,21 @@ def iter_exceptions(conn: Connection) -> Iterator[dict[str, Any]]:
 
 
 def _exported(row: Any) -> dict[str, Any]:
-    """A row as export writes it: times as ISO text."""
-    return {k: (v.isoformat() if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+    """A row as export writes it: times as ISO text, always to the microsecond (a time on a whole
+    second written without them gave a column two formats, which pandas refuses to read as one)."""
+    return {k: (_iso(v) if hasattr(v, "isoformat") else v) for k, v in row._mapping.items()}
+
+
+def _iso(moment: Any) -> str:
+    return str(moment.isoformat(timespec="microseconds"))
+
+
+def _timed(stage: dict[str, Any]) -> dict[str, Any]:
+    """A stage of the timeline with its times in the export's one format."""
+    return {k: _iso(datetime.fromisoformat(v)) if k in STAGE_TIMES and v else v for k, v in stage.items()}
+
+
+STAGE_TIMES = ("reached_at", "due_at")
 
 
 QUARANTINE_FIELDS = ("id", "source", "position", "reason", "deliveries", "received_at", "last_received_at")
