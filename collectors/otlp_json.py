@@ -161,7 +161,12 @@ def _containers(document: Any, top: str, scope_key: str, items_key: str) -> Iter
         raise MalformedInput(f"{top}: {err}") from None
 
 
+_SIGNALS = {"resourceSpans": "traces", "resourceLogs": "logs", "resourceMetrics": "metrics"}
+
+
 def _walk(document: Any, top: str, scope_key: str, items_key: str, build: Callable[..., Row], label: str) -> Parsed:
+    if isinstance(document, dict) and document and top not in document:
+        _wrong_document(document, top)
     parsed = Parsed()
     occurrences: dict[str, int] = {}
     for system, resource, items, where in _containers(document, top, scope_key, items_key):
@@ -171,6 +176,20 @@ def _walk(document: Any, top: str, scope_key: str, items_key: str, build: Callab
             except ItemError as err:
                 parsed.rejections.append(Rejection(str(err), raw_json(item), f"{label} {where}.{i}"))
     return parsed
+
+
+def _wrong_document(document: dict[str, Any], top: str) -> None:
+    """Refuse a document without ``top`` that is not empty: another signal's export, sent to this
+    endpoint, was answered 200 and vanished (an empty ``{}`` is a valid export of nothing)."""
+    other = next((key for key in document if key in _SIGNALS), None)
+    if other == "resourceMetrics":
+        raise MalformedInput(
+            "an OTLP metrics document (resourceMetrics): metrics are not collected, only traces and logs"
+        )
+    if other is not None:
+        raise MalformedInput(f"an OTLP {_SIGNALS[other]} document ({other}): send it to /v1/{_SIGNALS[other]}")
+    keys = ", ".join(sorted(map(str, document))[:5])
+    raise MalformedInput(f"no {top} in the document (it holds {keys}): not an OTLP {_SIGNALS[top]} export")
 
 
 def traces_document(document: Any, ctx: ParseContext) -> Parsed:

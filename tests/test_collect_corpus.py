@@ -136,6 +136,10 @@ CASES = {
         "/v1/traces", js_traces(js_span(startTimeUnixNano="-5")), JS, 200, "zero or negative"
     ),
     "invalid JSON": Case("/v1/traces", b'{"resourceSpans": [', JS, 400, "not valid JSON"),
+    "logs sent to the traces endpoint": Case(
+        "/v1/traces", b'{"resourceLogs": []}', JS, 400, "an OTLP logs document (resourceLogs): send it to /v1/logs"
+    ),
+    "a misspelt signal key": Case("/v1/logs", b'{"resourceLogz": []}', JS, 400, "no resourceLogs in the document"),
     "invalid UTF-8 in JSON": Case("/v1/traces", b'{"resourceSpans": ["\xff\xfe"]}', JS, 400, "not valid UTF-8"),
     "JSON array instead of object": Case("/v1/traces", b"[]", JS, 400, "must be an object"),
     "resourceSpans of the wrong type": Case(
