@@ -422,6 +422,12 @@ def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_
         "the keyless span in the keyed trace links through it; the one alone does not"
     )
     assert figures["unfollowed_keys"] == []
+    garbage = tmp_path / "garbage.log"
+    garbage.write_text("not a log line\nnor this\n")
+    refused = syncwatch("ingest", "--dry-run", "--format", "combined", str(garbage))
+    assert refused.returncode == 1 and "0 observations, 2 rejected" in refused.stdout, (
+        "nothing understood: fails as an import"
+    )
 
 
 def test_a_dry_run_names_a_key_type_no_process_follows(tmp_path: Path) -> None:

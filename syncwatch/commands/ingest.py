@@ -98,7 +98,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.dry_run:
         previews = {path: preview_file(spec_for(path, args, config), config) for path in args.paths}
         _print_previews(previews, args.json)
-        return 0
+        # As an import would: a file nothing of which was understood fails, so a check before go-live can gate on it.
+        return EXIT_NOT_UNDERSTOOD if any(p.rejected and not p.observations for p in previews.values()) else 0
     store = open_store(config)
     sink = Sink(store, config)
     per_file: dict[str, dict[str, object]] = {}
