@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from difflib import get_close_matches
 from fnmatch import fnmatchcase
 from typing import Any
 from urllib.parse import unquote
@@ -118,6 +119,17 @@ class KeyExtractor:
     @classmethod
     def from_config(cls, file: ConfigFile) -> KeyExtractor:
         return cls(file.key_types, file.key_rules)
+
+    def unread_system(self, system: str) -> str | None:
+        """Why notices of ``system`` (a webhook's) would carry no keys of their own: no rule for its
+        body names the system (only rules for every system, ``system = "*"``, apply), with the
+        rule's system it may have meant. None when a rule reads it."""
+        if any(r.system != "*" and r.json_pointer and fnmatchcase(system, r.system) for r in self._rules):
+            return None
+        named = sorted({r.system for r in self._rules if r.system != "*" and r.json_pointer})
+        close = get_close_matches(system, named, n=1, cutoff=0.8)
+        meant = f' (a rule names system = "{close[0]}": a typo?)' if close else ""
+        return f'no [[key_rules]] json_pointer names system = "{system}"{meant}'
 
     def _plan(self, system: str) -> _Plan:
         plan = self._plans.get(system)

@@ -137,6 +137,15 @@ class Receiver:
         )
         self.inflight = 0
         self.unauthenticated = Allowance(UNAUTHENTICATED_KEPT_PER_MINUTE)
+        for name, mapping in self.webhooks.items():
+            unread = sink.keys.unread_system(mapping.system)
+            if unread:
+                log.warning(
+                    "webhook %s: %s, so only the rules for every system read its notices, which then link to "
+                    "no order unless those find its identifiers",
+                    name,
+                    unread,
+                )
 
     def run_parser(self, parser: Parser, args: tuple[object, ...], source: str) -> Parsed:
         """``parser(*args, ctx)``: in a worker process when the receiver has a pool, else here."""

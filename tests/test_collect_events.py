@@ -92,3 +92,30 @@ def test_once_sources_have_tokens_a_webhook_without_its_own_asks_for_one(run_col
     assert httpx.post(url, json=body, headers={"authorization": "Bearer t0ken"}).status_code == 200
     with collector.store.engine.connect() as conn:
         assert list(conn.execute(select(observations.c.natural_id)).scalars()) == ["event:marketplace-amz:n-1"]
+
+
+def test_a_webhook_no_key_rule_reads_is_warned_at_start(run_collector, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+    """A key rule naming the system with a typo left a partner's notices keyless: 200, no hint anywhere."""
+    config = """
+[webhooks.quickship]
+system = "3pl-quickship"
+id = ["/id"]
+type_value = "fulfillment"
+
+[[key_rules]]
+system = "3pl-quikship"
+json_pointer = "/tracking_number"
+key = "tracking"
+"""
+    with caplog.at_level("WARNING", logger="collectors.server"):
+        run_collector(config)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith("webhook quickship:")]
+    assert said == [
+        'webhook quickship: no [[key_rules]] json_pointer names system = "3pl-quickship" (a rule names system = '
+        '"3pl-quikship": a typo?), so only the rules for every system read its notices, which then link to no '
+        "order unless those find its identifiers"
+    ]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="collectors.server"):
+        run_collector(config.replace('"3pl-quikship"', '"3pl-quickship"'))
+    assert not [r for r in caplog.records if r.getMessage().startswith("webhook quickship:")], "read: nothing to say"
