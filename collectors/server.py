@@ -308,17 +308,22 @@ async def _unsupported_otlp(receiver: Receiver, request: Request, media: str, si
 
 
 def _summary(committed: Committed, parsed: Parsed) -> dict[str, object]:
+    refused = [(r.position, r.reason) for r in parsed.rejections] + [
+        (c.position, c.reason) for c in committed.conflicts
+    ]
     return {
         "stored": committed.stored,
         "duplicates": committed.duplicates,
-        "rejected": len(parsed.rejections),
-        "errors": [{"position": r.position, "reason": r.reason} for r in parsed.rejections[:100]],
+        "rejected": len(refused),
+        "errors": [{"position": position, "reason": reason} for position, reason in refused[:100]],
     }
 
 
 def _json_answer(committed: Committed, parsed: Parsed, _source: str) -> Response:
     """200 when anything was accepted; 400 when every item was rejected (CloudEvents binding)."""
-    status = 400 if parsed.rejections and not parsed.rows else 200
+    status = (
+        400 if (parsed.rejections or committed.conflicts) and not (committed.stored or committed.duplicates) else 200
+    )
     return JSONResponse(_summary(committed, parsed), status)
 
 

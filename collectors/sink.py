@@ -121,15 +121,20 @@ def _due(counts: dict[str, tuple[float, int]], now: float, interval_s: float) ->
 
 @dataclass(frozen=True, slots=True)
 class Committed:
-    """What one commit did."""
+    """What one commit did; ``conflicts``: events refused as they were written (their id came
+    before with other content), quarantined with the rest."""
 
     stored: int = 0
     duplicates: int = 0
     quarantined: int = 0
+    conflicts: tuple[QuarantineItem, ...] = ()
 
     def __add__(self, other: Committed) -> Committed:
         return Committed(
-            self.stored + other.stored, self.duplicates + other.duplicates, self.quarantined + other.quarantined
+            self.stored + other.stored,
+            self.duplicates + other.duplicates,
+            self.quarantined + other.quarantined,
+            self.conflicts + other.conflicts,
         )
 
 
@@ -193,7 +198,7 @@ class Sink:
         if self.metrics is not None:
             self.metrics.ingested(source, result.stored, result.duplicates, result.quarantined)
         if result.quarantined:
-            self.rejections.report(job.quarantined)
+            self.rejections.report([*job.quarantined, *result.conflicts])
         return result
 
     def _lead_or_wait(self, job: _Job) -> list[_Job] | None:
@@ -256,10 +261,11 @@ class Sink:
     def _write_job(self, conn: Connection, job: _Job) -> Committed:
         rows = job.parsed.rows
         result = write_rows(conn, rows) if rows else WriteResult()
-        quarantined = write_quarantine(conn, job.quarantined, self.store.raw_limit) if job.quarantined else 0
+        refused = [*job.quarantined, *result.conflicts]
+        quarantined = write_quarantine(conn, refused, self.store.raw_limit) if refused else 0
         if job.checkpoint is not None:
             save_checkpoint(conn, job.checkpoint)
-        return Committed(result.stored, result.duplicates, quarantined)
+        return Committed(result.stored, result.duplicates, quarantined, result.conflicts)
 
     def reject(
         self,

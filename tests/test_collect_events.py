@@ -10,7 +10,7 @@ from sqlalchemy import select
 
 from collectors import events, webhook
 from collectors.sink import Sink
-from syncwatch.store.schema import observations
+from syncwatch.store.schema import observations, quarantine
 
 CE = "application/cloudevents+json"
 
@@ -119,3 +119,24 @@ key = "tracking"
     with caplog.at_level("WARNING", logger="collectors.server"):
         run_collector(config.replace('"3pl-quikship"', '"3pl-quickship"'))
     assert not [r for r in caplog.records if r.getMessage().startswith("webhook quickship:")], "read: nothing to say"
+
+
+def test_a_notice_whose_id_came_before_with_other_content_is_quarantined_not_counted(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """A partner reusing one id per fulfillment: the update (a tracking number) was dropped as a
+    duplicate and the exception called the two notices harmless repeats."""
+    collector = run_collector()
+    url = f"{collector.url}/v1/events"
+    created = {"specversion": "1.0", "id": "f-1", "source": "3pl-quickship", "type": "fulfillment.created"}
+    first = httpx.post(url, json={**created, "data": {"sales_order": "SO-1"}}, headers={"content-type": CE})
+    again = httpx.post(url, json={**created, "data": {"sales_order": "SO-1"}}, headers={"content-type": CE})
+    updated = {**created, "type": "fulfillment.updated", "data": {"sales_order": "SO-1", "tracking_number": "1Z9"}}
+    reused = httpx.post(url, json=updated, headers={"content-type": CE})
+    assert (first.json()["stored"], again.json()["duplicates"]) == (1, 1), "a true re-delivery is a duplicate"
+    assert reused.status_code == 400 and reused.json()["stored"] == reused.json()["duplicates"] == 0
+    [error] = reused.json()["errors"]
+    assert error["reason"].startswith("its id came before with type 'fulfillment.created', now 'fulfillment.updated'")
+    with collector.store.engine.connect() as conn:
+        [(duplicates,)] = conn.execute(select(observations.c.duplicates))
+        [(reason, raw)] = conn.execute(select(quarantine.c.reason, quarantine.c.raw))
+    assert duplicates == 1, "the reused id is not counted as the same notice again"
+    assert "must be unique per notice" in reason and b"1Z9" in raw

@@ -16,7 +16,7 @@ from syncwatch.store import Checkpoint, QuarantineItem, Store
 from syncwatch.store.bulk import statement_sizes
 from syncwatch.store.reads import quarantine_reasons
 from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
-from syncwatch.store.writes import SQLITE_FORM, json_text
+from syncwatch.store.writes import SQLITE_FORM, WriteResult, json_text
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -414,3 +414,26 @@ def test_the_partner_filter_holds_the_partners_own_failures_on_orders_not_yet_it
             )
     queue = q.exception_queue(store, q.QueueFilter(partners=("3pl-fastship",)), order="oldest first")
     assert sorted(queue["id"]) == ["exc-refused", "exc-shipped-late"]
+
+
+def test_an_event_id_reused_with_other_content_is_a_conflict_not_a_duplicate_on_every_engine(store: Store) -> None:
+    from dataclasses import replace
+
+    from observation_support import span
+
+    from syncwatch.model import ObservationKind
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    notice = replace(
+        span(1, "fulfillment.created", "3pl-quickship", at),
+        natural_id="event:3pl-quickship:f-1",
+        kind=ObservationKind.EVENT,
+        payload=b'{"sales_order": "SO-1", "lines": 2}',
+    )
+    assert store.write_observations([notice]).stored == 1
+    same = replace(notice, payload=b'{"lines":2,"sales_order":"SO-1"}')  # spacing and key order: the same notice
+    assert store.write_observations([same]) == WriteResult(duplicates=1)
+    changed = replace(notice, operation="fulfillment.updated", payload=b'{"sales_order": "SO-1", "tracking": "1Z9"}')
+    result = store.write_observations([changed, changed])
+    assert (result.stored, result.duplicates, len(result.conflicts)) == (0, 0, 2)
+    assert result.conflicts[0].source == "test" and b"1Z9" in result.conflicts[0].raw

@@ -153,13 +153,17 @@ def observation_row(o: Observation, form: DriverForm) -> Row:
 
 @dataclass(frozen=True, slots=True)
 class WriteResult:
-    """What one batch did: how many were new and how many were re-deliveries."""
+    """What one batch did: how many were new and how many were re-deliveries; ``conflicts``, the
+    events refused because their id came before with other content (for the caller to quarantine)."""
 
     stored: int = 0
     duplicates: int = 0
+    conflicts: tuple[QuarantineItem, ...] = ()
 
     def __add__(self, other: WriteResult) -> WriteResult:
-        return WriteResult(self.stored + other.stored, self.duplicates + other.duplicates)
+        return WriteResult(
+            self.stored + other.stored, self.duplicates + other.duplicates, self.conflicts + other.conflicts
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,21 +206,82 @@ def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
     hold_until_commit(conn, INGEST_LOCK)
     fresh: dict[str, Row] = {}
     repeats: Counter[str] = Counter()
+    conflicts: list[QuarantineItem] = []
     for row in batch:
-        if row[0] in fresh:
+        first = fresh.get(row[0])
+        if first is None:
+            fresh[row[0]] = row
+        elif _same_notice(_content(first), row):
             repeats[row[0]] += 1
         else:
-            fresh[row[0]] = row
+            conflicts.append(_conflict(row, _content(first)))
     ids = _existing_ids(conn, list(fresh))
-    for natural_id in ids:
-        repeats[natural_id] += 1
-        del fresh[natural_id]
+    stored_content = _event_contents(conn, [ids[nid] for nid in ids if fresh[nid][1] == EVENT])
+    for natural_id, row_id in ids.items():
+        row = fresh.pop(natural_id)
+        before = stored_content.get(row_id)
+        if before is not None and not _same_notice(before, row):
+            # its repeats in this batch are the same conflicting notice again, no re-delivery of the stored one
+            conflicts.extend([_conflict(row, before)] * (1 + repeats.pop(natural_id, 0)))
+        else:
+            repeats[natural_id] += 1
     now = utcnow()
     stored = _insert_new(conn, fresh, now)
     ids.update(stored)
     _write_identity_keys(conn, fresh, stored)
     _count_duplicates(conn, {ids[nid]: n for nid, n in repeats.items()}, now)
-    return WriteResult(stored=len(stored), duplicates=sum(repeats.values()))
+    return WriteResult(stored=len(stored), duplicates=sum(repeats.values()), conflicts=tuple(conflicts))
+
+
+EVENT = "event"
+OPERATION, PAYLOAD = 3, 15  # an event's type and data in a Row
+
+
+def _content(row: Row) -> tuple[Any, Any]:
+    return row[OPERATION], row[PAYLOAD]
+
+
+def _same_notice(before: tuple[Any, Any], row: Row) -> bool:
+    """Whether an event delivered again under its id is the same notice: the same type and data
+    (compared as JSON, so a re-sent body with other spacing or key order is still the same).
+    Spans and log lines delivered again are the same by their ids alone."""
+    if row[1] != EVENT:
+        return True
+    return before[0] == row[OPERATION] and _same_data(before[1], row[PAYLOAD])
+
+
+def _same_data(stored: Any, sent: Any) -> bool:
+    if stored == sent:
+        return True
+    try:
+        return bool(orjson.loads(stored) == orjson.loads(sent))
+    except (orjson.JSONDecodeError, TypeError):
+        return False
+
+
+def _conflict(row: Row, before: tuple[Any, Any]) -> QuarantineItem:
+    """An event whose id came before with other content: kept in quarantine, not counted as a
+    re-delivery. A partner that reuses an id per order or shipment loses every later notice else."""
+    natural_id, operation = row[0], row[OPERATION]
+    changed = f"type {before[0]!r}, now {operation!r}" if before[0] != operation else "other data"
+    reason = (
+        f"its id came before with {changed}: not stored. A notice's id must be unique per notice "
+        "(CloudEvents: source + id), not per order or shipment"
+    )
+    return QuarantineItem(row[12], reason, bytes(row[PAYLOAD] or b""), f"event {natural_id}")
+
+
+def _event_contents(conn: Connection, row_ids: list[int]) -> dict[int, tuple[Any, ...]]:
+    """row id → (type, payload) of stored events, to tell a re-delivery from a reused id."""
+    if not row_ids:
+        return {}
+    with driver_cursor(conn) as cursor:
+        if conn.dialect.name == "sqlite":
+            sql = "SELECT id, operation, payload FROM observations WHERE id IN (SELECT value FROM json_each(?))"
+            cursor.execute(sql, (json_text(row_ids),))
+        else:
+            cursor.execute("SELECT id, operation, payload FROM observations WHERE id = ANY(%b)", (row_ids,))
+        return {row_id: (operation, payload) for row_id, operation, payload in cursor.fetchall()}
 
 
 def _existing_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
