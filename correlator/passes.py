@@ -15,7 +15,7 @@ import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from operator import attrgetter
 from typing import Any
@@ -30,7 +30,7 @@ from correlator.members import MemberReader
 from correlator.processes import Member, compile_processes
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
-from syncwatch.model import ExceptionStatus, as_utc, partner_hosts, utcnow
+from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, utcnow
 from syncwatch.store import Checkpoint, Store
 from syncwatch.store import correlation as q
 from syncwatch.store.writes import read_checkpoint, save_checkpoint
@@ -63,6 +63,7 @@ class Correlator:
         self.processes = compile_processes(config)
         self.stager = Stager()
         self.hosts = partner_hosts(config.file.partners)
+        self.fulfilers = {name for name, p in config.file.partners.items() if p.kind in FULFILMENT_KINDS}
 
     def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
@@ -171,7 +172,10 @@ class Correlator:
                     keys.extend((tid, t, v) for t, v in component.nodes)
                     own = [n for n in component.nodes if n[0] != TRACE]
                     context, handed_over = business_context(row), component.process.partner_stage
-                    drafts.extend((tid, d) for d in derive(tid, members, sla, own, context, self.hosts, handed_over))
+                    derived = derive(tid, members, sla, own, context, self.hosts, handed_over)
+                    if row["partner"] is None:
+                        derived = _charged_to_fulfiler(row, derived, self.fulfilers)
+                    drafts.extend((tid, d) for d in derived)
                     retired |= component.previous
                 found.extend(transaction_alerts(before, rows, link_keys, self.config, now))
                 write(rows, keys)
@@ -198,6 +202,27 @@ def _without_cycle_collection() -> Iterator[None]:
     finally:
         if enabled:
             gc.enable()
+
+
+FULFILMENT_KINDS = ("wms", "3pl")
+CALL_FAILURES = {
+    ExceptionCategory.PARTNER_UNAVAILABLE,
+    ExceptionCategory.TIMEOUT,
+    ExceptionCategory.THROTTLED,
+    ExceptionCategory.VALIDATION,
+}
+
+
+def _charged_to_fulfiler(row: dict[str, Any], drafts: list[Draft], fulfilers: set[str]) -> list[Draft]:
+    """An order whose hand-over to a warehouse or 3PL failed is that partner's: it has no partner
+    yet (none took it), so it counted as 'not released yet' and the partner that was down read as
+    never late. The latest failed call to one names it, on the row and in its exceptions' context."""
+    tried = [d for d in drafts if d.system in fulfilers and d.category in CALL_FAILURES]
+    if not tried:
+        return drafts
+    partner = max(tried, key=lambda d: d.last_seen_at).system
+    row["partner"] = partner
+    return [replace(d, context={**d.context, "partner": partner}) for d in drafts]
 
 
 def _stale(stored: list[Any], derived: set[str]) -> list[str]:

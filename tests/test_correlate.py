@@ -613,3 +613,16 @@ def test_kpis_by_channel_and_partner_on_every_engine(store: Store, by: str | Non
         None: {"all": 3},
     }[by]
     assert dict(zip(table["group"], table["transactions"], strict=True)) == expected
+
+
+def test_an_order_whose_hand_over_failed_is_the_partners_that_was_down(sample: tuple[Store, list[dict]]) -> None:
+    """No partner took it, so it counted as 'not released yet': the 3PL that was down read as never late."""
+    store, _ = sample
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(exceptions.c.system, exceptions.c.context, transactions.c.partner)
+            .join(transactions, transactions.c.id == exceptions.c.transaction_id)
+            .where(exceptions.c.category.in_(("partner_unavailable", "timeout")), exceptions.c.system.like("3pl-%"))
+        ).all()
+    assert rows, "the sample week has 3PL outages"
+    assert all(partner == system == context["partner"] for system, context, partner in rows), rows[:3]

@@ -23,7 +23,8 @@ NO_CHANNEL = "channel not seen"
 NO_PARTNER = "not released yet"
 NO_GROUP = {"partner": NO_PARTNER, "channel": NO_CHANNEL}
 """What an order without one counts under (Operations and KPIs alike): no partner yet means the ERP has
-not released it; no channel, that no marketplace's own call about it was seen."""
+not released it (one whose release to a partner failed is that partner's); no channel, that no
+marketplace's own call about it was seen."""
 
 
 def _group(by: str | None) -> Any:
