@@ -69,14 +69,23 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
     [
         ("[settings]\nsla_at_risk_share = 'most'", "settings.sla_at_risk_share: expected a number"),
         ("[settings]\nlog_level = 'loud'", "expected one of debug, info, warning, error"),
-        ("[[key_rules]]\nattribute = 'x'", "key_rules.0: attribute and json_pointer rules need 'key'"),
+        (
+            "[[key_rules]]\nattribute = 'x'",
+            "key_rules #1 (attribute = \"x\"): attribute and json_pointer rules need 'key'",
+        ),
         ("[[key_rules]]\nattribute = 'x'\nregex = 'y'\nkey = 'sku'", "expected exactly one of"),
         ("[[key_rules]]\nattribute = 'x'\nkey = 'parcel'", "unknown key type 'parcel'"),
         ("[[key_rules]]\npath_template = '/orders/{erp_ordr}'", "unknown key type 'erp_ordr' (known: adjustment,"),
         ("[[key_rules]]\npath_template = '/orders/erp_order'", "names no key type: put it in braces"),
-        ("[[key_rules]]\nregex = '(?P<erp_ordr>SO-\\d+)'", "key_rules[0] produces unknown key type 'erp_ordr'"),
+        (
+            "[[key_rules]]\nregex = '(?P<erp_ordr>SO-\\d+)'",
+            "key_rules #1 (regex = \"(?P<erp_ordr>SO-\\d+)\") produces unknown key type 'erp_ordr'",
+        ),
         ("[[key_rules]]\nregex = 'SO-\\d+'", "regex 'SO-\\d+' names no key type: a named group says which"),
-        ("[[key_rules]]\nregex = '(?P<erp_order>SO-'", "key_rules.0: regex '(?P<erp_order>SO-' is not a valid regular"),
+        (
+            "[[key_rules]]\nregex = '(?P<erp_order>SO-'",
+            "key_rules #1 (regex = \"(?P<erp_order>SO-\"): regex '(?P<erp_order>SO-' is not a valid regular",
+        ),
         ("[key_types.ff]\nlabel = 'FF'\npattern = 'FF-(\\d'", "key_types.ff: pattern 'FF-(\\d' is not a valid regular"),
         ("[settings]\nport = 99999", "settings.port: expected 1 to 65535, got 99999"),
         ("[settings]\nretention_days = -5", "settings.retention_days: expected 0 to 36500, got -5"),
@@ -97,11 +106,11 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ("[partners.wms]\nkind = 'wms'\nbase_url = 'http://x'\nalternates = ['ghost']", "unknown partners ['ghost']"),
         ("[calendars.x]\ncutoff = '25:00'", "calendars.x.cutoff"),
         ("[calendars.x]\ntimezone = 'America/Chicgo'", "calendars.x.timezone: unknown time zone 'America/Chicgo'"),
-        ("[calendars.x]\nholidays = ['26/11/2026']", "calendars.x.holidays.0"),
+        ("[calendars.x]\nholidays = ['26/11/2026']", "calendars.x.holidays #1"),
         ("[webhooks.acme]\nsystem = 'acme'\nid = ['no-slash']\ntype_value = 't'", "webhooks.acme.id: 'no-slash'"),
         (
             "[[tailers]]\npath = 'kong.log'\nformat = 'json_access'\nfield_map = 'bogus'",
-            "tailers[0] (kong.log) names field map 'bogus', which is neither built in",
+            "tailers #1 (kong.log) names field map 'bogus', which is neither built in",
         ),
     ],
 )

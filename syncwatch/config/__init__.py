@@ -11,6 +11,7 @@ expected; the CLI prints it and exits with 2.
 
 from __future__ import annotations
 
+import json
 import os
 import tomllib
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ def _validate(raw: dict[str, Any], label: str) -> ConfigFile:
     try:
         return ConfigFile.model_validate(raw)
     except ValidationError as err:
-        problems = [_problem(error) for error in err.errors()]
+        problems = [_problem(error, raw) for error in err.errors()]
         shown = problems[:SHOWN_PROBLEMS]
         more = len(problems) - len(shown)
         text = "\n".join(f"{label}: {problem}" for problem in shown)
@@ -105,12 +106,31 @@ def _validate(raw: dict[str, Any], label: str) -> ConfigFile:
 SHOWN_PROBLEMS = 10  # each is named, so one fix does not just reveal the next
 
 
-def _problem(error: Any) -> str:
-    where = ".".join(str(p) for p in error["loc"]) or "(top level)"
+def _problem(error: Any, raw: Any) -> str:
+    where = _where(error["loc"], raw) or "(top level)"
     message = error["msg"].removeprefix("Value error, ")
     if error["type"] == "extra_forbidden":
         message = "unknown field (check the spelling against the README's configuration section)"
     return f"{where}: {message}"
+
+
+def _where(loc: tuple[Any, ...], raw: Any) -> str:
+    """Where a problem is, as the file reads: ``key_rules #3 (json_pointr = "/id", key = "tracking"),
+    json_pointr`` — a list item counted from one, with what it says, not pydantic's ``key_rules.2``."""
+    text, node = "", raw
+    for step in loc:
+        if isinstance(step, int) and isinstance(node, list):
+            node = node[step] if step < len(node) else None
+            text += f" #{step + 1}" + (f" ({item_text(node)})" if isinstance(node, dict) else "")
+        else:
+            text += f"{', ' if text.endswith(')') else '.' if text else ''}{step}"
+            node = node.get(step) if isinstance(node, dict) else None
+    return text
+
+
+def item_text(item: Mapping[str, Any], fields: int = 2) -> str:
+    """A list item of the config by its first fields, as TOML writes them: what the person can find."""
+    return ", ".join(f"{k} = {json.dumps(v, default=str)}" for k, v in list(item.items())[:fields])
 
 
 def _resolve_settings(

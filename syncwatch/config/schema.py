@@ -359,7 +359,10 @@ class ConfigFile(Strict):
         for i, rule in enumerate(self.key_rules):
             for key in rule.produces():
                 if key not in self.key_types:
-                    raise ValueError(f"key_rules[{i}] produces unknown key type '{key}' (known: {known})")
+                    rule_text = ", ".join(f'{k} = "{v}"' for k, v in rule.model_dump(exclude_defaults=True).items())
+                    raise ValueError(
+                        f"key_rules #{i + 1} ({rule_text}) produces unknown key type '{key}' (known: {known})"
+                    )
         owner: dict[str, str] = {}
         for name, process in self.processes.items():
             for key in [*process.starts_with, *process.keys]:
@@ -372,7 +375,7 @@ class ConfigFile(Strict):
         for i, tailer in enumerate(self.tailers):
             if tailer.format == "json_access" and tailer.field_map not in (*BUILT_IN_FIELD_MAPS, *self.field_maps):
                 raise ValueError(
-                    f"tailers[{i}] ({tailer.path}) names field map '{tailer.field_map}', which is neither built in "
+                    f"tailers #{i + 1} ({tailer.path}) names field map '{tailer.field_map}', which is neither built in "
                     f"({', '.join(BUILT_IN_FIELD_MAPS)}) nor in [field_maps]"
                 )
         for name, partner in self.partners.items():
