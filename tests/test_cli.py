@@ -127,7 +127,7 @@ def test_stats_on_an_empty_database_says_to_upgrade(tmp_path: Path) -> None:
         (
             "[processes.order]\nstarts_with = ['po_number']\n[[processes.order.stages]]\nname = 'a'\n"
             "match = [{ system = 'erp' }]\nsla = 'soon'",
-            ("processes.order.stages.0.sla", "expected a duration"),
+            ('processes.order.stages #1 (name = "a"', "), sla: expected a duration"),
         ),
     ],
 )
