@@ -234,7 +234,8 @@ def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
 
 
 EVENT = "event"
-OPERATION, PAYLOAD = 3, 15  # an event's type and data in a Row
+# An event's type, source and data in a Row.
+OPERATION, SOURCE, PAYLOAD = (COLUMNS.index(name) for name in ("operation", "source", "payload"))
 
 
 def _content(row: Row) -> tuple[Any, Any]:
@@ -268,7 +269,7 @@ def _conflict(row: Row, before: tuple[Any, Any]) -> QuarantineItem:
         f"its id came before with {changed}: not stored. A notice's id must be unique per notice "
         "(CloudEvents: source + id), not per order or shipment"
     )
-    return QuarantineItem(row[12], reason, bytes(row[PAYLOAD] or b""), f"event {natural_id}")
+    return QuarantineItem(row[SOURCE], reason, bytes(row[PAYLOAD] or b""), f"event {natural_id}")
 
 
 def _event_contents(conn: Connection, row_ids: list[int]) -> dict[int, tuple[Any, ...]]:
