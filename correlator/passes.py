@@ -30,7 +30,7 @@ from correlator.members import MemberReader
 from correlator.processes import Member, compile_processes
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
-from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, utcnow
+from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, partners_of_kind, utcnow
 from syncwatch.store import Checkpoint, Store
 from syncwatch.store import correlation as q
 from syncwatch.store.writes import read_checkpoint, save_checkpoint
@@ -63,7 +63,7 @@ class Correlator:
         self.processes = compile_processes(config)
         self.stager = Stager()
         self.hosts = partner_hosts(config.file.partners)
-        self.fulfilers = {name for name, p in config.file.partners.items() if p.kind in FULFILMENT_KINDS}
+        self.fulfilers = set(partners_of_kind(config.file.partners, "wms", "3pl"))  # an order's partners
 
     def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
@@ -204,7 +204,6 @@ def _without_cycle_collection() -> Iterator[None]:
             gc.enable()
 
 
-FULFILMENT_KINDS = ("wms", "3pl")
 CALL_FAILURES = {
     ExceptionCategory.PARTNER_UNAVAILABLE,
     ExceptionCategory.TIMEOUT,
