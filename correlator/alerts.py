@@ -29,6 +29,7 @@ from syncwatch.store import alerts as q
 
 log = logging.getLogger(__name__)
 FRESH = timedelta(days=1)
+FRESH_TEXT = "day"  # FRESH as an alert says it
 ALERTING_STATES = ("at_risk", "breached")
 FAILING = ("partner_unavailable", "timeout", "throttled")
 
@@ -54,10 +55,7 @@ def transaction_alerts(
         if state not in ALERTING_STATES or before.get(row["id"]) == state or happened < now - FRESH:
             continue
         key = link_keys.get(row["id"], row["id"])
-        stage = stage_label(row["stage_at_fault"]) or "its next stage"
-        text = f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')} at {stage}"
-        if row["due_at"] is not None:
-            text += f" (due {row['due_at']:%Y-%m-%d %H:%M} UTC)"
+        text = f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')}{_where(row, now)}"
         found.append(
             Alert(
                 f"transaction:{row['id']}:{state}",
@@ -70,6 +68,15 @@ def transaction_alerts(
     return found
 
 
+def _where(row: dict[str, Any], now: datetime) -> str:
+    """' at shipped (due … UTC)' where the order waits now; ': released was late' when the breach is
+    behind it (its due time is then the next stage's, which quoted as the breach's read as a future one)."""
+    stage, due = stage_label(row["stage_at_fault"]) or "its next stage", row["due_at"]
+    if row["sla_state"] == "breached" and (due is None or due >= now):
+        return f": {stage} was late" + (f"; the next stage is due {due:%Y-%m-%d %H:%M} UTC" if due else "")
+    return f" at {stage}" + (f" (due {due:%Y-%m-%d %H:%M} UTC)" if due else "")
+
+
 def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, now: datetime) -> list[Alert]:
     """One alert per partner endpoint with open, fresh transient failures in this pass."""
     failing: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
@@ -80,8 +87,8 @@ def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, no
         Alert(
             f"endpoint:{system}:{endpoint}",
             "endpoint_failing",
-            f"{system} {endpoint} is failing: {len(rows)} open exception{'' if len(rows) == 1 else 's'}, "
-            f"latest: {rows[-1]['summary']}",
+            f"{system} {endpoint} is failing: {len(rows)} order{'' if len(rows) == 1 else 's'} failed there in "
+            f"the last {FRESH_TEXT}, latest: {rows[-1]['summary']}",
             _link(config, "exceptions", "system", system),
         )
         for (system, endpoint), rows in sorted(failing.items())

@@ -77,7 +77,7 @@ def test_a_failing_endpoint_alerts_again_only_after_the_quiet_period(store: Stor
     correlator.run_pass()
     [(kind, text)] = raised(store)
     assert kind == "endpoint_failing" and text.startswith(
-        "erp POST /sales-orders is failing: 1 open exception, latest:"
+        "erp POST /sales-orders is failing: 1 order failed there in the last day, latest:"
     )
     clock.now = T0 + timedelta(minutes=40)
     store.write_observations([span(4, "POST /sales-orders", "erp", clock.now, 503, **keys)])
@@ -255,3 +255,18 @@ def test_only_a_lead_delivers_given_up_alerts_again_and_either_way_it_is_audited
         assert conn.execute(select(alerts.c.attempts)).scalar_one() == 0
         audited = conn.execute(select(audit_log.c.actor, audit_log.c.result).order_by(audit_log.c.id)).all()
     assert [tuple(row) for row in audited] == [("sam", "refused"), ("alex", "succeeded")]
+
+
+def test_a_breach_behind_the_order_is_not_given_the_next_stages_due_time() -> None:
+    """'breached at confirmed (due 2026-12-01 06:00 UTC)' quoted the next stage's due, days ahead."""
+    from correlator.alerts import transaction_alerts
+
+    now = datetime(2026, 11, 28, 3, 33, tzinfo=UTC)
+    row = {"id": "order:1", "type": "order", "sla_state": "breached", "stage_at_fault": "confirmed"}
+    ahead = {**row, "due_at": now + timedelta(days=3), "last_seen_at": now}
+    overdue = {**row, "id": "order:2", "due_at": now - timedelta(hours=2), "last_seen_at": now}
+    texts = [a.text for a in transaction_alerts({}, [ahead, overdue], {}, load_config(), now)]
+    assert texts == [
+        "Order order:1 is breached: confirmed was late; the next stage is due 2026-12-01 03:33 UTC",
+        "Order order:2 is breached at confirmed (due 2026-11-28 01:33 UTC)",
+    ]
