@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import streamlit as st
 
 from dashboard import auth, context
 
-st.set_page_config(page_title="syncwatch", page_icon=":material/sync_problem:", layout="wide")
+# The tab's icon is served from here: a Material icon there is fetched from Google's fonts, which a
+# dashboard behind a firewall cannot reach (a console error on every page).
+st.set_page_config(page_title="syncwatch", page_icon=str(Path(__file__).with_name("favicon.png")), layout="wide")
 
 LANDING = {"executive": "kpis", "agent": "exceptions", "lead": "operations"}
 PAGES = (
