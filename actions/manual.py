@@ -24,7 +24,7 @@ def close(services: Services, request: Request, exception: dict[str, Any]) -> Ac
         return refuse(services, entry, exception["status"], f"a note is required to {request.kind}", "failed")
     now = services.clock()
     values = {"status": status, "resolved_at": now, "resolved_by_observation_id": None, "updated_at": now}
-    return _record(services, request, exception, entry, values, f"{request.kind.capitalize()}d with the note recorded")
+    return _record(services, request, exception, entry, values, "Note recorded")
 
 
 def reopen(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
@@ -43,7 +43,7 @@ def reopen(services: Services, request: Request, exception: dict[str, Any]) -> A
     if not (request.note or "").strip():
         return refuse(services, entry, exception["status"], "a note is required to reopen", "failed")
     values = {"status": "open", "resolved_at": None, "updated_at": services.clock()}
-    return _record(services, request, exception, entry, values, "Reopened with the note recorded")
+    return _record(services, request, exception, entry, values, "Note recorded")
 
 
 def assign(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:

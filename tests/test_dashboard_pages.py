@@ -841,7 +841,7 @@ def test_an_agent_reopens_what_she_ignored_by_mistake(monkeypatch: pytest.Monkey
     assert at.error and at.error[0].value == "**Reopen:** A note is required to reopen. The exception is ignored."
     next(t for t in at.text_input if t.label.startswith("Why reopen")).input("not a duplicate after all").run()
     next(b for b in at.button if b.label == "Reopen").click().run()
-    assert at.success and at.success[0].value == "**Reopen:** Reopened with the note recorded; the exception is open."
+    assert at.success and at.success[0].value == "**Reopen:** Note recorded; the exception is open."
     assert {"Replay", "Ignore", "Resolve"} <= {b.label for b in at.button}, "open again: the actions are back"
     assert [action for actor, action, _ in audit_rows(sample_copy) if actor == "sam"][-3:] == [
         "ignore",
