@@ -83,6 +83,7 @@ def render() -> None:
     # Orders held before release (credit holds, unknown SKUs) have an exception by nature: charted
     # as a partner, their 100 % would flatten the real partners' lines into the top of the axis.
     charted = table[table["group"] != NO_PARTNER] if by == "partner" else table
+    charted, thin = _without_thin_shares(charted)
     _trends(*_drawn_from(charted, set(table["period"][partial]), start))
     if grain == "day":
         notes = ["Days are UTC, by the day orders were captured. Today is not over"]
@@ -94,6 +95,8 @@ def render() -> None:
     )
     if len(charted) < len(table):
         notes.append(f"Orders {NO_PARTNER} to a partner are in the table below, not in the charts.")
+    if thin:
+        notes.append(f"A share of fewer than {MIN_CHARTED} orders is in the table, not drawn: one breach is no 0 %.")
     if by != "overall":
         notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
     st.caption(" ".join(notes))
@@ -151,6 +154,24 @@ def _period_labels(periods: pd.Series, current: str, start: datetime, finishing:
         return f"{period} (still finishing)" if period in finishing else period
 
     return periods.map(label)
+
+
+MIN_CHARTED = 10  # orders a share must count to be drawn
+
+
+def _without_thin_shares(table: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
+    """The table with each share left out of the charts where fewer than ``MIN_CHARTED`` orders
+    make it (today's first hour: one breach drew attainment down to 0 %), and whether any was."""
+    decided = table["met"].fillna(0) + table["breached"].fillna(0)
+    thin_attainment, thin_rate = decided < MIN_CHARTED, table["transactions"].fillna(0) < MIN_CHARTED
+    shown = table.assign(
+        sla_attainment=table["sla_attainment"].mask(thin_attainment),
+        exception_rate=table["exception_rate"].mask(thin_rate),
+    )
+    thin = bool(
+        (thin_attainment & table["sla_attainment"].notna()).any() or (thin_rate & table["exception_rate"].notna()).any()
+    )
+    return shown, thin
 
 
 def _drawn_from(table: pd.DataFrame, partial: set[str], start: datetime) -> tuple[pd.DataFrame, set[str]]:

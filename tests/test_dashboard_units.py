@@ -384,3 +384,25 @@ def test_a_week_the_range_starts_inside_is_drawn_at_its_first_day_in_range() -> 
     table = pd.DataFrame({"period": ["2026-11-16", "2026-11-23"], "group": ["all", "all"]})
     drawn, hollow = _drawn_from(table, {"2026-11-16", "2026-11-23"}, datetime(2026, 11, 22, tzinfo=UTC))
     assert list(drawn["period"]) == ["2026-11-22", "2026-11-23"] and hollow == {"2026-11-22", "2026-11-23"}
+
+
+def test_a_share_of_a_handful_of_orders_is_not_drawn() -> None:
+    """Today's first hour had one order decided, breached: attainment dived from 92 % to 0 %."""
+    import pandas as pd
+
+    from dashboard.kpis import _without_thin_shares
+
+    table = pd.DataFrame(
+        {
+            "period": ["2026-11-27", "2026-11-28"],
+            "transactions": [720, 6],
+            "met": [600, 0],
+            "breached": [50, 1],
+            "sla_attainment": [600 / 650, 0.0],
+            "exception_rate": [0.05, 0.5],
+        }
+    )
+    shown, thin = _without_thin_shares(table)
+    assert thin and shown["sla_attainment"].iloc[0] == 600 / 650 and pd.isna(shown["sla_attainment"].iloc[1])
+    assert pd.isna(shown["exception_rate"].iloc[1]) and list(table["sla_attainment"]) == [600 / 650, 0.0]
+    assert not _without_thin_shares(table.iloc[:1])[1]
