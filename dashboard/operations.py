@@ -129,7 +129,24 @@ def _late(page: Page) -> None:
     if data.empty:
         st.success("Nothing is late or at risk.")
         return
-    table = pd.DataFrame(
+    table = _late_table(data, page)
+    open_on_select(table, list(data["id"]), "search.py", "key", key="late")
+    st.download_button(
+        f"Download all {total:,} as CSV",
+        lambda: _late_csv(page),  # read when clicked, not on every rerun of the page
+        f"syncwatch-late-{page.now:%Y%m%d-%H%M}.csv",
+        "text/csv",
+    )
+    if table["exception"].eq(NO_EXCEPTION).any():
+        st.caption(
+            f"Exception '{NO_EXCEPTION}': nothing to work in the queue. An order at risk is not late yet; a late "
+            "one's exception was resolved or ignored while the order stayed late (open it to see its history)."
+        )
+
+
+def _late_table(data: pd.DataFrame, page: Page) -> pd.DataFrame:
+    """Late and at-risk transactions as a person reads them: time left, where, what to work."""
+    return pd.DataFrame(
         {
             "transaction": data["id"],
             "SLA": data["sla_state"].map(SLA_LABELS),
@@ -145,24 +162,15 @@ def _late(page: Page) -> None:
             "value": data["order_value"].map(money),
         }
     )
-    open_on_select(table, list(data["id"]), "search.py", "key", key="late")
-    st.download_button(
-        f"Download all {total:,} as CSV",
-        lambda: _late_csv(page),  # read when clicked, not on every rerun of the page
-        f"syncwatch-late-{page.now:%Y%m%d-%H%M}.csv",
-        "text/csv",
-    )
-    if table["exception"].eq(NO_EXCEPTION).any():
-        st.caption(
-            f"Exception '{NO_EXCEPTION}': nothing to work in the queue. An order at risk is not late yet; a late "
-            "one's exception was resolved or ignored while the order stayed late (open it to see its history)."
-        )
 
 
 def _late_csv(page: Page) -> bytes:
-    """Every open transaction late or at risk, least time left first, as the table has them."""
+    """Every open transaction late or at risk, least time left first, in the table's words and
+    columns as of the page's time, with the time the next stage is due for a spreadsheet to sort."""
     every = q.late_transactions(page.store, None)
-    return every.map(spreadsheet_safe).to_csv(index=False).encode()
+    due = [f"{d:%Y-%m-%d %H:%M} UTC" if pd.notna(d) else "" for d in every["due_at"]]
+    table = _late_table(every, page).assign(**{"next due": due})
+    return table.map(spreadsheet_safe).to_csv(index=False).encode()
 
 
 def _stage_delays(page: Page) -> None:

@@ -140,10 +140,12 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
 
     store = Store.open(sample_db)
     try:
-        every = pd.read_csv(io.BytesIO(_late_csv(SimpleNamespace(store=store))))  # type: ignore[arg-type]
+        page = SimpleNamespace(store=store, now=datetime(2026, 11, 8, 23, 59, tzinfo=UTC))
+        every = pd.read_csv(io.BytesIO(_late_csv(page)))  # type: ignore[arg-type]
     finally:
         store.close()
-    assert sorted(every["id"]) == sorted(late["transaction"]), "the CSV holds what the table holds, and the rest"
+    assert sorted(every["transaction"]) == sorted(late["transaction"]), "the CSV holds what the table holds"
+    assert list(every.columns) == [*late.columns, "next due"] and set(every["SLA"]) == {"Breached"}, "in its words"
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
         active = dict(
             conn.execute(
