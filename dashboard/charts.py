@@ -73,7 +73,7 @@ def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
     fig = make_subplots(specs=[[{"secondary_y": True}]])
     fig.add_bar(x=hours, y=data["started"], name="started", marker_color="#9ecae1")
     fig.add_bar(x=hours, y=data["completed"], name="completed", marker_color="#3182bd")
-    fig.add_scatter(x=hours, y=backlog, name="backlog (open)", line_color="#d62728", secondary_y=True)
+    fig.add_scatter(x=hours, y=backlog, name="open (backlog)", line_color="#d62728", secondary_y=True)
     fig.update_yaxes(title_text="per hour", secondary_y=False)
     # Round ticks of its own (ticks synced to the bars' axis read 344, 687, 1,031), and no second grid.
     fig.update_yaxes(

@@ -193,10 +193,10 @@ def _stage_delays(page: Page) -> None:
 
 
 def _throughput(page: Page) -> None:
-    st.subheader("Throughput and backlog (last 48 h, UTC)")
+    st.subheader("Orders started, completed and open (last 48 h, UTC)")
     data = q.throughput(page.store, page.now - timedelta(hours=48), page.now + timedelta(seconds=1))
     if data.empty:
-        none_yet("No transactions started or completed in the last 48 hours.")
+        none_yet("No orders started or completed in the last 48 hours.")
         return
     st.plotly_chart(charts.throughput(data, q.open_count(page.store)), key="throughput")
 

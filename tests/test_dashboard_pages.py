@@ -131,6 +131,9 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
         (open_orders,) = conn.execute("SELECT count(*) FROM transactions WHERE type = 'order' AND status = 'open'")
     assert int(metrics["Open orders"].replace(",", "")) == open_orders[0], "orders, as the charts beside it count"
+    traces = [t for c in at.get("plotly_chart") for t in json.loads(c.proto.spec)["data"]]
+    backlog = next(t for t in traces if t.get("name") == "open (backlog)")
+    assert plotted(backlog["y"])[-1] == open_orders[0], "the backlog line ends where the card says"
     late = at.dataframe[0].value
     assert len(late) == 23 and set(late["SLA"]) == {"Breached"}
     assert "Download all 23 as CSV" in [b.proto.label for b in at.get("download_button")]

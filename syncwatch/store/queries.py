@@ -150,12 +150,13 @@ def stage_delays(store: Store, now: datetime) -> pd.DataFrame:
 
 
 def throughput(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
-    """Per hour: transactions started and completed; the backlog is derived from the open count now."""
+    """Per hour: orders started and completed; the backlog is derived from the open count now (orders,
+    as Operations counts them: returns and inventory syncs beside them put the line 100 above its card)."""
     started = _hour(store, t.started_at)
     done = _hour(store, t.last_seen_at)
     # The correlator changes a transaction after its observations arrive, so updated_at is never much older
     # than started_at or last_seen_at (an hour covers allowed clock skew): a bound the updated_at index serves.
-    touched = t.updated_at >= since - timedelta(hours=1)
+    touched = and_(t.updated_at >= since - timedelta(hours=1), t.type == "order")
     begun = select(started.label("hour"), func.count().label("started"), literal(0).label("completed")).where(
         and_(touched, t.started_at >= since, t.started_at < until)
     )
@@ -172,7 +173,9 @@ def throughput(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
 
 
 def open_count(store: Store) -> int:
-    return int(scalar(store, select(func.count()).where(and_(t.sla_state.in_(OPEN_SLA), t.status == "open"))) or 0)
+    """Open orders (what the throughput chart's backlog line ends at)."""
+    is_open = and_(t.sla_state.in_(OPEN_SLA), t.status == "open", t.type == "order")
+    return int(scalar(store, select(func.count()).where(is_open)) or 0)
 
 
 def failing_systems(store: Store) -> pd.DataFrame:
