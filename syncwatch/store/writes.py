@@ -274,28 +274,27 @@ def _conflict(row: Row, before: tuple[Any, Any]) -> QuarantineItem:
 
 def _event_contents(conn: Connection, row_ids: list[int]) -> dict[int, tuple[Any, ...]]:
     """row id → (type, payload) of stored events, to tell a re-delivery from a reused id."""
-    if not row_ids:
-        return {}
-    with driver_cursor(conn) as cursor:
-        if conn.dialect.name == "sqlite":
-            sql = "SELECT id, operation, payload FROM observations WHERE id IN (SELECT value FROM json_each(?))"
-            cursor.execute(sql, (json_text(row_ids),))
-        else:
-            cursor.execute("SELECT id, operation, payload FROM observations WHERE id = ANY(%b)", (row_ids,))
-        return {row_id: (operation, payload) for row_id, operation, payload in cursor.fetchall()}
+    rows = _observations_where_in(conn, "id, operation, payload", "id", row_ids)
+    return {row_id: (operation, payload) for row_id, operation, payload in rows}
 
 
 def _existing_ids(conn: Connection, natural_ids: list[str]) -> dict[str, int]:
     """natural id → row id of those already stored, in one statement whatever the batch size."""
-    if not natural_ids:
-        return {}
+    return dict(_observations_where_in(conn, "natural_id, id", "natural_id", natural_ids))
+
+
+def _observations_where_in(conn: Connection, columns: str, column: str, values: list[Any]) -> list[tuple[Any, ...]]:
+    """``columns`` of the observations whose ``column`` is one of ``values``, in one statement:
+    a JSON array on SQLite (no bound-parameter limit), a binary array on PostgreSQL."""
+    if not values:
+        return []
     with driver_cursor(conn) as cursor:
         if conn.dialect.name == "sqlite":
-            sql = "SELECT natural_id, id FROM observations WHERE natural_id IN (SELECT value FROM json_each(?))"
-            cursor.execute(sql, (json_text(natural_ids),))
+            sql = f"SELECT {columns} FROM observations WHERE {column} IN (SELECT value FROM json_each(?))"
+            cursor.execute(sql, (json_text(values),))
         else:
-            cursor.execute("SELECT natural_id, id FROM observations WHERE natural_id = ANY(%b)", (natural_ids,))
-        return dict(cursor.fetchall())
+            cursor.execute(f"SELECT {columns} FROM observations WHERE {column} = ANY(%b)", (values,))
+        return list(cursor.fetchall())
 
 
 def _insert_new(conn: Connection, fresh: dict[str, Row], now: datetime) -> dict[str, int]:
