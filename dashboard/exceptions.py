@@ -65,7 +65,11 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
         **url,
     )
     order = sort.selectbox(
-        "Order", list(q.QUEUE_ORDERS), help="Sorted by the database: the queue lists its first rows", key="order", **url
+        "Sort by",
+        list(q.QUEUE_ORDERS),
+        help="Sorted by the database: the queue lists its first rows",
+        key="order",
+        **url,
     )
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"], key="status", **url)

@@ -219,7 +219,7 @@ def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(
     monkeypatch: pytest.MonkeyPatch, sample_db: str
 ) -> None:
     at = open_app(monkeypatch, sample_db, "exceptions.py")
-    order = next(s for s in at.selectbox if s.label == "Order")
+    order = next(s for s in at.selectbox if s.label == "Sort by")
     assert order.value == "newest first"
     store = Store.open(sample_db)
     try:
@@ -230,7 +230,7 @@ def test_the_queue_comes_in_the_order_chosen_from_the_whole_match(
     first = at.dataframe[0].value.iloc[0]
     oldest = everything.sort_values(["opened_at", "id"]).iloc[0]
     assert first["summary"] == oldest["summary"] and first["system"] == oldest["system"]
-    next(s for s in at.selectbox if s.label == "Order").set_value("highest order value first").run()
+    next(s for s in at.selectbox if s.label == "Sort by").set_value("highest order value first").run()
     highest = everything["order_value"].dropna().astype(float).max()  # amounts, not text: $913.00 < $24,597.27
     assert at.dataframe[0].value["value"].iloc[0] == money(str(highest))
 
