@@ -57,8 +57,11 @@ def system_of(source: str) -> str:
 
 def event_time_ns(value: Any, ctx: ParseContext) -> int:
     """RFC 3339 ``time``; absent means now (the spec makes it optional)."""
-    if value is None:
-        return ctx.now_ns
+    return ctx.now_ns if value is None else rfc3339_ns(value)
+
+
+def rfc3339_ns(value: Any) -> int:
+    """An RFC 3339 time in ns since the epoch; ItemError saying what is wrong with it otherwise."""
     if not isinstance(value, str):
         raise ItemError(f"time must be an RFC 3339 string, got {value!r}")
     try:

@@ -11,7 +11,7 @@ from typing import Any
 
 from collectors.base import ItemError, ParseContext, Parsed, Rejection, media_type
 from collectors.errors import MalformedInput, UnsupportedContentType
-from collectors.events import observation
+from collectors.events import observation, rfc3339_ns
 from collectors.keys import parse_pointer, resolve_pointer
 from collectors.otlp_json import load
 from syncwatch.config.schema import Webhook
@@ -61,6 +61,10 @@ def as_event(document: Any, headers: Mapping[str, str], mapping: Webhook, name: 
     found_time = locate(mapping.time, document, headers)
     if found_time[1] is not None:
         event["time"] = _text(found_time, "time", name, (str,))
+        try:
+            rfc3339_ns(event["time"])
+        except ItemError as err:  # said here, where the mapping's location is known
+            raise ItemError(f"webhook {name}: at {found_time[0]}, {err}") from None
     return event
 
 

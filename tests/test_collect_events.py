@@ -81,6 +81,9 @@ def test_a_webhook_id_or_time_of_the_wrong_shape_is_rejected_naming_where(sink: 
     assert reason({**meta, "NotificationMetadata": {"NotificationId": "n-1"}, "EventTime": 1764064800}) == (
         "webhook amazon-sp-api: the time at /EventTime must be an RFC 3339 string, got 1764064800"
     )
+    assert reason({**meta, "NotificationMetadata": {"NotificationId": "n-1"}, "EventTime": "yesterday"}) == (
+        "webhook amazon-sp-api: at /EventTime, time 'yesterday' is not an RFC 3339 timestamp"
+    ), "where the time was read, as for an id"
 
 
 def test_once_sources_have_tokens_a_webhook_without_its_own_asks_for_one(run_collector) -> None:  # type: ignore[no-untyped-def]
