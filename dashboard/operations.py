@@ -7,6 +7,7 @@ from datetime import timedelta
 import pandas as pd
 import streamlit as st
 
+from actions import roles
 from dashboard import charts
 from dashboard.fmt import SLA_LABELS, age, category_label, duration, fault_text, money, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
@@ -22,6 +23,11 @@ def render() -> None:
     page = prepare("Operations", f"refreshes every {REFRESH_S} s")
     if page is None:
         return
+    scope = roles.scope_of(page.config, page.viewer.actor)
+    if scope != "everything":  # its figures are the whole business's; a scoped person read them as theirs
+        st.caption(
+            f"You work {scope}: these figures are every channel's and partner's; the Exceptions queue opens on yours."
+        )
     st.fragment(run_every=REFRESH_S)(_live)(page)
 
 

@@ -283,6 +283,9 @@ def test_a_scoped_agents_queue_opens_on_their_channel_and_names_each_order(
     assert queue["order"].iloc[0] in chooser.options[0], "the chooser names the order, not only the category"
     next(m for m in at.multiselect if m.label == "Channel").set_value([]).run()
     assert set(at.dataframe[0].value["channel"]) > {"marketplace-b2b"}, "the rest can still be read"
+    operations = open_app(monkeypatch, sample_db, "operations.py", user="pat")
+    assert "You work marketplace-b2b: these figures are every channel's and partner's" in texts(operations)
+    assert "You work" not in texts(open_app(monkeypatch, sample_db, "operations.py")), "alex works everything"
     next(m for m in at.multiselect if m.label == "Channel").set_value(["marketplace-amz"]).run()
     at = choose(at, "validation")
     assert "This exception is outside your scope (marketplace-b2b): you can read it; a lead acts on it." in texts(at)
