@@ -338,7 +338,7 @@ def _facts(page: Page, row: dict) -> None:
     elif row["last_seen_at"] != row["opened_at"]:
         facts.append(f"- **Stage reached:** {when(row['last_seen_at'])}")  # the observation that resolved it
     else:
-        facts.append("- **Seen since:** nothing: no observation has reached the stage")  # the due time is no sighting
+        facts.append("- **Seen since:** nothing: no call or event has reached the stage")  # the due time is no sighting
     facts.append(f"- **Assignee:** {row['assignee'] or 'nobody'}")
     st.markdown("\n".join(facts))
 
@@ -347,7 +347,7 @@ def _timeline(page: Page, row: dict) -> None:
     st.subheader("Across systems")
     data = q.transaction_observations(page.store, row["transaction_id"])
     if data.empty:
-        none_yet("No observations are linked to this transaction.")
+        none_yet("No call, log line or event is linked to this transaction yet.")
         return
     st.plotly_chart(charts.waterfall(data, row["observation_id"], row["opened_at"]), key="waterfall")
 
@@ -363,7 +363,7 @@ def _payload(page: Page, row: dict, recorded: dict | None) -> None:
         st.code(masked_text(body if isinstance(body, bytes | str) else json.dumps(body)), language="json")
     else:
         st.caption("No request body was stored for this step; the attributes below describe it.")
-    with st.expander("Attributes of the failing observation"):
+    with st.expander("What the failing call reported (its attributes)"):
         st.json(mask(failing["attributes"]))
 
 

@@ -144,10 +144,10 @@ def _transaction(page: Page, tid: str) -> None:
     if row.get("lines"):
         _lines(row["lines"])
     _exceptions(page, tid)
-    st.subheader("Every observation, across systems")
+    st.subheader("Every call, log line and event, across systems")
     observations = q.transaction_observations(page.store, tid)
     if observations.empty:
-        none_yet("No observations are linked.")
+        none_yet("No call, log line or event is linked to it yet.")
     else:
         st.plotly_chart(charts.waterfall(observations), key="search_waterfall")
         with st.expander(f"{count(len(observations), 'observation')}: each call, log line and event"):

@@ -390,6 +390,7 @@ def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.M
     at.text_input[0].input("944139036750").run()
     assert not at.exception
     assert read(at.header[0].value) == "order:215-2680494-0958771"
+    assert "Every call, log line and event, across systems" in texts(at), "in a manager's words, not 'observation'"
     context = next(read(m.value) for m in at.markdown if m.value.startswith("**Channel**"))
     assert "**Customer** AMZ-RETAIL" in context and re.search(r"\*\*Value\*\* \$[\d,]+\.\d\d", context), context
     assert re.search(r"\*\*Customer promise\*\* shipped \w{3} \d\d Nov \d\d:\d\d UTC, promised by .*: kept", context)
