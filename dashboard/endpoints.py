@@ -45,6 +45,10 @@ def render() -> None:
         table = table[~echoed]
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
+    st.caption(
+        f"Failing: more than {SICK_ERROR_RATE:.0%} of calls failed (a 429 aside); degraded: a 429, "
+        f"or over 5 in 100 calls slower than {SLOW_P95_MS / 1000:g} s."
+    )
     if shown["seen by"].ne("").any():
         ours = (
             f" Rows seen by {ACTIONS_SYSTEM} are its own actions' calls (retries, reroutes, lookups),"
@@ -108,11 +112,14 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
 def _columns() -> dict[str, object]:
     return {
         "system": st.column_config.TextColumn(help="The system whose endpoint it is: the one called"),
-        "seen by": st.column_config.TextColumn(help="The caller whose client spans these are; empty: the system's own"),
+        "seen by": st.column_config.TextColumn(
+            help="Who recorded these calls: the caller (or a gateway in between); empty: the called system itself"
+        ),
+        "429s": st.column_config.NumberColumn(help="Answers asking the caller to slow down (HTTP 429)"),
+        "p95 ms": st.column_config.NumberColumn(format="%.0f", help="95 of 100 calls answered within this time"),
         "requests/min": st.column_config.NumberColumn(format="%.2f"),
         "error rate": st.column_config.NumberColumn(format="percent"),
         "p50 ms": st.column_config.NumberColumn(format="%.0f"),
-        "p95 ms": st.column_config.NumberColumn(format="%.0f"),
     }
 
 

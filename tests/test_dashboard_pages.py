@@ -486,6 +486,7 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert table["health"].iloc[0] == "failing"
     [timeline] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert timeline["layout"]["xaxis"]["title"]["text"] == "UTC", "every time on the pages says its zone"
+    assert "Failing: more than 5% of calls failed (a 429 aside); degraded: a 429, or over 5 in 100" in texts(at)
     assert list(table["health"]) == sorted(table["health"], key=["failing", "degraded", "healthy"].index)
     system = next(s for s in at.selectbox if s.label == "System")
     system.set_value("wms").run()
