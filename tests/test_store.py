@@ -380,6 +380,13 @@ def test_a_gateways_lines_of_a_traced_endpoint_are_its_view_of_that_endpoint_on_
     ]
     timeline = q.endpoint_timeline(store, "gateway", "POST /sales-orders", *window, "erp", gateway=True)
     assert timeline["requests"].sum() == 10 and timeline["errors"].sum() == 1
+    # A traced system whose own lines outnumber its spans is no gateway before another system.
+    other = [span(300 + n, "POST /orders", "3pl-other", at, 202) for n in range(9)]
+    mixed = [span(400 + n, "POST /orders", "3pl-mixed", at, 202) for n in range(9)]
+    lines = [replace(s, natural_id=f"mixed-line-{n}", kind=ObservationKind.LOG) for n, s in enumerate(mixed)]
+    store.write_observations([*other, *mixed[:8], *lines])
+    rows = q.endpoint_stats(store, *window).set_index("system").loc[["3pl-mixed", "3pl-other"]]
+    assert list(rows["peer"]) == ["", ""] and list(rows["gateway"]) == [False, False], rows
 
 
 def test_the_partner_filter_holds_the_partners_own_failures_on_orders_not_yet_its_on_every_engine(

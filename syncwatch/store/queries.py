@@ -473,8 +473,8 @@ def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFra
         return counts
     # A call both traced and logged (a server span and the gateway's access-log line) is one call:
     # per endpoint the report that saw more of them counts, as an exception counts attempts.
+    owners = _gateway_owners(counts)  # before the folding below, which may keep a traced system's log row
     counts = counts.sort_values("requests", ascending=False, kind="stable").drop_duplicates(ENDPOINT)
-    owners = _gateway_owners(counts)
     counts = _as_gateway_views(counts.drop(columns="logged"), owners).sort_values(ENDPOINT, kind="stable")
     latency = _as_gateway_views(frame(store, _endpoint_latency(store, names, since, until)), owners)
     last = _as_gateway_views(frame(store, _last_errors(names, since, until)), owners)
