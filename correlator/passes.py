@@ -109,15 +109,16 @@ class Correlator:
         state = {**checkpoint.state, "redelivered_after": now.isoformat()}
         save_checkpoint(conn, Checkpoint(CHECKPOINT, checkpoint.position, state))
 
-    def reevaluate(self, limit: int = 10_000) -> int:
-        """Re-derive transactions whose SLA state changes with time alone (now past their check time)."""
+    def reevaluate(self, limit: int = 10_000, result: PassResult | None = None) -> int:
+        """Re-derive transactions whose SLA state changes with time alone (now past their check time);
+        ``result`` adds up what that derived (exceptions, alerts)."""
         with self.store.writing() as conn:
             if not q.claim_correlation(conn):
                 return 0
             ids = q.due_for_sla_check(conn, self.clock(), limit)
             keys = q.keys_of_transactions(conn, ids)
             rows = [(node,) for nodes in keys.values() for node in sorted(nodes) if node[0] != TRACE]
-            self._apply(conn, rows, PassResult())
+            self._apply(conn, rows, result if result is not None else PassResult())
         return len(ids)
 
     def _apply(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> None:

@@ -30,7 +30,7 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from correlator.passes import BACKLOG, Correlator
+    from correlator.passes import BACKLOG, Correlator, PassResult
 
     config = config_from(args)
     store = open_store(config)
@@ -38,21 +38,22 @@ def _run(args: argparse.Namespace) -> int:
     try:
         correlator = Correlator(store, config, clock=(lambda: now) if now else utcnow)
         result = correlator.run_pass(args.batch or BACKLOG)
-        rechecked = 0 if result.busy else _reevaluate(correlator)
+        timed = PassResult()
+        rechecked = 0 if result.busy else _reevaluate(correlator, timed)
     finally:
         store.close()
     summary = {
         "observations": result.observations,
         "transactions": result.transactions,
         "sla_reevaluated": rechecked,
-        "exceptions": result.exceptions,
-        "alerts": result.alerts,
+        "exceptions": result.exceptions + timed.exceptions,
+        "alerts": result.alerts + timed.alerts,
         "refused_links": result.refused_links,
         "conflicts": result.conflicts,
         "busy": result.busy,
         "seconds": round(result.seconds, 3),
     }
-    print(json.dumps(summary) if args.json else "\n".join(_sentences(result, rechecked)))
+    print(json.dumps(summary) if args.json else "\n".join(_sentences(result, rechecked, timed)))
     return 0
 
 
@@ -60,26 +61,29 @@ RECHECK_AT_ONCE = 10_000
 MAX_RECHECKS = 1_000  # rounds of RECHECK_AT_ONCE: a bound, should a check time ever stay in the past
 
 
-def _reevaluate(correlator: Correlator) -> int:
+def _reevaluate(correlator: Correlator, result: PassResult) -> int:
     """Re-derive the transactions whose SLA changed with time alone since they were last derived,
     as `serve` does every few seconds: without it, a batch run's on-track orders long past their due
     stayed on track."""
     done = 0
     for _ in range(MAX_RECHECKS):
-        found = correlator.reevaluate(RECHECK_AT_ONCE)
+        found = correlator.reevaluate(RECHECK_AT_ONCE, result)
         done += found
         if found < RECHECK_AT_ONCE:
             break
     return done
 
 
-def _sentences(result: PassResult, rechecked: int) -> list[str]:
+def _sentences(result: PassResult, rechecked: int, timed: PassResult) -> list[str]:
     """The pass in words: what it read, what it recomputed, and anything to look into."""
     if result.busy:
         return ["another syncwatch process is correlating this database right now; this pass did nothing"]
-    timed = [f"{count(rechecked, 'transaction')} re-evaluated as time passed (SLA due times reached)"] * bool(rechecked)
+    moved = [
+        f"{count(rechecked, 'transaction')} re-evaluated as time passed (SLA due times reached): "
+        f"{count(timed.exceptions, 'exception')} derived, {count(timed.alerts, 'alert')} raised"
+    ] * bool(rechecked)
     if not result.observations and not result.transactions:
-        return [f"nothing new to correlate ({result.seconds:.1f} s)", *timed]
+        return [*moved] if rechecked else [f"nothing new to correlate ({result.seconds:.1f} s)"]
     lines = [
         f"correlated {count(result.observations, 'new observation')} in {result.seconds:.1f} s: "
         f"{count(result.transactions, 'transaction')} recomputed, {count(result.exceptions, 'exception')} "
@@ -91,7 +95,7 @@ def _sentences(result: PassResult, rechecked: int) -> list[str]:
             "their own identifying keys (a trace or an attribute shared by two orders)"
         )
         lines.extend(f"  {conflict}" for conflict in result.conflicts)
-    return [*lines, *timed]
+    return [*lines, *moved]
 
 
 COMMAND = Command(
