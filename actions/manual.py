@@ -49,6 +49,9 @@ def reopen(services: Services, request: Request, exception: dict[str, Any]) -> A
 def assign(services: Services, request: Request, exception: dict[str, Any]) -> ActionResult:
     entry = entry_for(services, request)
     assignee = request.target
+    if exception["status"] in CLOSING.values():  # nothing left to work (reopen it first)
+        reason = f"the exception is already {closed_by(services, exception)}; nothing to assign"
+        return refuse(services, entry, exception["status"], reason)
     if assignee is None or not roles.may(services.config, assignee, "resolve"):
         return refuse(services, entry, exception["status"], roles.cannot_work(services.config, assignee), "failed")
     if not roles.in_scope(services.config, assignee, exception):

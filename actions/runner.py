@@ -80,7 +80,12 @@ def closed_by(services: Services, exception: dict[str, Any]) -> str:
         if not sent:
             return f"{status} by a later observation that showed the step succeed"
         last = max(sent, key=lambda a: a["requested_at"])  # whose action made the step succeed
-        return f"{status}: {last['actor']}'s {last['kind']} at {_when(last['requested_at'])} succeeded"
+        whose = (
+            f"the automatic {last['kind']}"
+            if last["actor"].startswith("policy:")
+            else f"{last['actor']}'s {last['kind']}"
+        )
+        return f"{status}: {whose} at {_when(last['requested_at'])} succeeded"
     with services.store.engine.connect() as conn:
         earlier = [a for kind in ("resolve", "ignore") for a in q.actions_of(conn, exception["id"], kind)]
     if not earlier:

@@ -40,7 +40,7 @@ BUTTONS = (
 ACTIVE = ("open", "retrying")
 # Buttons whose click on a page drawn before a colleague closed the exception still reaches the
 # action layer, which refuses it and says who closed it (a typed note keeps its own warning below).
-STALE_CLICKS = ("retry", "replay", "reroute", "resolve", "ignore")
+STALE_CLICKS = ("retry", "replay", "reroute", "resolve", "ignore", "assign")
 
 
 def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> None:
@@ -48,6 +48,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     (``recorded``: the body a retry would send, read once for the whole page)."""
     _outcome(row["id"], row["status"])
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
+    if not allowed and row["status"] not in ACTIVE:  # who closed it is for every reader, not only who may act
+        st.caption(f"This exception is {api.closed_text(page.store, page.config, row)}.")
     if not allowed and page.viewer.role != "executive":
         scope = roles.scope_of(page.config, page.viewer.actor)
         st.caption(f"This exception is outside your scope ({scope}): you can read it; a lead acts on it.")
@@ -59,9 +61,9 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     if row["status"] not in ACTIVE:
         stale = next((a for a in STALE_CLICKS if a in allowed and st.session_state.get(f"{a}_{row['id']}")), None)
         if stale is not None:  # clicked on a page drawn before a colleague closed it: told why, and audited
-            _perform(
-                page, row, stale, note=(st.session_state.get(key) or "").strip() or None, payload=None, target=None
-            )
+            chosen = st.session_state.get(f"assignee_{row['id']}", page.viewer.actor) if stale == "assign" else None
+            typed = (st.session_state.get(key) or "").strip() or None
+            _perform(page, row, stale, note=typed, payload=None, target=chosen)
         closed = api.closed_text(page.store, page.config, row)
         reopenable = "reopen" in allowed and not row.get("resolved_by_observation_id")
         st.caption(
@@ -237,7 +239,7 @@ def _json(raw: bytes | str | None) -> Any:
 
 def _reopen(page: Page, row: dict[str, Any]) -> None:
     """A person's resolve or ignore undone (a wrong click, a fix that did not hold), with why."""
-    why = st.text_input("Why reopen it (kept in the history below)", key=f"reopen_note_{row['id']}")
+    why = st.text_input("Why reopen it (needed; kept in the history below)", key=f"reopen_note_{row['id']}")
     if st.button("Reopen", key=f"reopen_{row['id']}"):
         _perform(page, row, "reopen", note=why.strip() or None, payload=None, target=None)
 

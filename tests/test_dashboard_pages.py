@@ -847,6 +847,11 @@ def test_an_agent_reopens_what_she_ignored_by_mistake(monkeypatch: pytest.Monkey
     next(t for t in at.text_input if t.label.startswith("Note")).input("looks like a duplicate").run()
     next(b for b in at.button if b.label == "Ignore").click().run()
     assert "This exception is ignored by sam at " in texts(at) and "reopen it if that was wrong" in texts(at)
+    opened = at.query_params["exception"]
+    reader = open_app(monkeypatch, sample_copy, "exceptions.py", user="kim")
+    reader.query_params["exception"] = opened[0] if isinstance(opened, list) else opened
+    reader.run()
+    assert "This exception is ignored by sam at " in texts(reader), "who closed it is for every reader"
     next(b for b in at.button if b.label == "Reopen").click().run()
     assert at.error and at.error[0].value == "**Reopen:** A note is required to reopen. The exception is ignored."
     next(t for t in at.text_input if t.label.startswith("Why reopen")).input("not a duplicate after all").run()
@@ -858,6 +863,35 @@ def test_an_agent_reopens_what_she_ignored_by_mistake(monkeypatch: pytest.Monkey
         "reopen",
         "reopen",
     ]
+
+
+def test_assign_to_me_on_an_exception_a_colleague_closed_is_refused_and_says_who(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    from actions.api import perform
+    from actions.services import close_all
+    from syncwatch.config import load_config
+
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
+    opened = at.query_params["exception"]
+    store = Store.open(sample_copy)
+    try:
+        exception_id = opened[0] if isinstance(opened, list) else opened
+        perform(store, load_config(environ={}), action="ignore", exception_id=exception_id, actor="alex", note="dup")
+    finally:
+        close_all()
+        store.close()
+    next(b for b in at.button if b.label == "Assign to me").click().run()
+    assert at.error and at.error[0].value.startswith("**Assign:** The exception is already ignored by alex at ")
+    assert (
+        at.error[0].value.endswith("nothing to assign. The exception is ignored.")
+        or "nothing to assign" in at.error[0].value
+    )
+    assert [(actor, action, result) for actor, action, result in audit_rows(sample_copy)][-1] == (
+        "sam",
+        "assign",
+        "refused",
+    )
 
 
 def test_a_rejected_order_offers_its_recorded_body_to_edit_before_retrying(
