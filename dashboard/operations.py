@@ -172,10 +172,12 @@ def _late_table(data: pd.DataFrame, page: Page) -> pd.DataFrame:
 
 def _late_csv(page: Page) -> bytes:
     """Every open transaction late or at risk, least time left first, in the table's words and
-    columns as of the page's time, with the time the next stage is due for a spreadsheet to sort."""
+    columns as of the page's time, with the value as a number and the due time a spreadsheet sorts by."""
     every = q.late_transactions(page.store, None)
     due = [f"{d:%Y-%m-%d %H:%M} UTC" if pd.notna(d) else "" for d in every["due_at"]]
-    table = _late_table(every, page).assign(**{"next due": due})
+    # The value as a number a spreadsheet sums, not '$15,778.56'; the due time is the stage's, past or coming.
+    value = pd.to_numeric(every["order_value"], errors="coerce")
+    table = _late_table(every, page).assign(value=value, **{"due (UTC)": due})
     return table.map(spreadsheet_safe).to_csv(index=False).encode()
 
 

@@ -148,7 +148,8 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     finally:
         store.close()
     assert sorted(every["transaction"]) == sorted(late["transaction"]), "the CSV holds what the table holds"
-    assert list(every.columns) == [*late.columns, "next due"] and set(every["SLA"]) == {"Breached"}, "in its words"
+    assert list(every.columns) == [*late.columns, "due (UTC)"] and set(every["SLA"]) == {"Breached"}, "in its words"
+    assert every["value"].dtype == float and every["value"].sum() > 0, "a value a spreadsheet sums, not '$1,234.50'"
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
         active = dict(
             conn.execute(
