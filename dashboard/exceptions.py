@@ -51,6 +51,10 @@ def render() -> None:
     actions_panel.bulk(page, filters, total)
 
 
+def _unless_set(key: str, default: list[str]) -> list[str] | None:
+    return None if key in st.session_state else default
+
+
 def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     """The queue's filter (bulk actions take the same) and the order its first rows come in."""
     options = filter_options(page.config)
@@ -82,8 +86,14 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
     if previous is not None and previous != page.viewer.actor:  # the demo's role switch: the new person's scope
         st.session_state["partner"], st.session_state["channel"] = own_partners, own_channels
         actions_panel.forget_drafts()  # the last person's typed note and last outcome are not theirs
-    partners = cols[2].multiselect("Partner", options["partner"], default=own_partners, key="partner", **url)
-    channels = cols[3].multiselect("Channel", options["channel"], default=own_channels, key="channel", **url)
+    # A default only where the state holds none: given both (the role switch sets the state), Streamlit
+    # logs a warning with a stack trace on every switch.
+    partners = cols[2].multiselect(
+        "Partner", options["partner"], default=_unless_set("partner", own_partners), key="partner", **url
+    )
+    channels = cols[3].multiselect(
+        "Channel", options["channel"], default=_unless_set("channel", own_channels), key="channel", **url
+    )
     cols = st.columns(4)
     sla = cols[0].multiselect("SLA state", list(SLA_LABELS), format_func=sla_label, key="sla", **url)
     assignee = cols[1].selectbox("Assignee", [ANYONE, UNASSIGNED, ME, *options["assignee"]], key="assignee", **url)
