@@ -263,13 +263,13 @@ def _same_data(stored: Any, sent: Any) -> bool:
 def _conflict(row: Row, before: tuple[Any, Any]) -> QuarantineItem:
     """An event whose id came before with other content: kept in quarantine, not counted as a
     re-delivery. A partner that reuses an id per order or shipment loses every later notice else."""
-    natural_id, operation = row[0], row[OPERATION]
+    natural_id, operation = row[0], row[OPERATION]  # event:SOURCE:ID, which says where without more words
     changed = f"type {before[0]!r}, now {operation!r}" if before[0] != operation else "other data"
     reason = (
         f"its id came before with {changed}: not stored. A notice's id must be unique per notice "
-        "(CloudEvents: source + id), not per order or shipment"
+        "(a webhook's as a CloudEvent's), not per order or shipment"
     )
-    return QuarantineItem(row[SOURCE], reason, bytes(row[PAYLOAD] or b""), f"event {natural_id}")
+    return QuarantineItem(row[SOURCE], reason, bytes(row[PAYLOAD] or b""), natural_id)
 
 
 def _event_contents(conn: Connection, row_ids: list[int]) -> dict[int, tuple[Any, ...]]:
