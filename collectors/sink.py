@@ -62,13 +62,9 @@ class RejectionLog:
         for item in items:
             by_source.setdefault(item.source, []).append(item)
         for source, quarantined in by_source.items():
-            with self._lock:
-                now = self.clock()
-                last, since = self._last.get(source, (None, 0))
-                if last is not None and now - last < self.interval_s:
-                    self._last[source] = (last, since + len(quarantined))
-                    continue
-                self._last[source] = (now, 0)
+            since = self._tell_now(self._last, source, len(quarantined))
+            if since is None:
+                continue
             first = quarantined[0]
             reason = clip(mask_emails(first.reason), REJECTION_LOG_REASON_CHARS + 1)  # quoted input, then "…"
             more = [f"{len(quarantined) - 1} more with it"] if len(quarantined) > 1 else []
@@ -85,17 +81,25 @@ class RejectionLog:
     def not_kept(self, source: str, reason: str, why: str) -> None:
         """A request refused and, ``why``, not kept in quarantine: told as ``report`` tells, at
         most once per source per interval, counting the rest."""
-        with self._lock:
-            now = self.clock()
-            last, since = self._unkept.get(source, (None, 0))
-            if last is not None and now - last < self.interval_s:
-                self._unkept[source] = (last, since + 1)
-                return
-            self._unkept[source] = (now, 0)
+        since = self._tell_now(self._unkept, source, 1)
+        if since is None:
+            return
         more = f"; {since} more since the last report" if since else ""
         log.warning(
             "refused at %s and not kept (%s): %s%s", source, why, clip(reason, REJECTION_LOG_REASON_CHARS), more
         )
+
+    def _tell_now(self, counts: dict[str, tuple[float, int]], source: str, n: int) -> int | None:
+        """How many of ``source`` went untold before these ``n``, when its interval has passed and
+        they are told now; None while it has not (they are counted for later)."""
+        with self._lock:
+            now = self.clock()
+            last, since = counts.get(source, (None, 0))
+            if last is not None and now - last < self.interval_s:
+                counts[source] = (last, since + n)
+                return None
+            counts[source] = (now, 0)
+            return since
 
     def flush(self) -> None:
         """Tell what was counted but not yet told, once its source's interval has passed: the rest
