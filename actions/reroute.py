@@ -17,6 +17,7 @@ from actions.runner import Plan, Request
 from actions.services import Services
 from actions.steps import Step, failed_step
 from syncwatch.config import Config
+from syncwatch.model import partners_of_kind
 from syncwatch.store import actions as q
 
 
@@ -65,7 +66,7 @@ def _fulfilers(services: Services) -> set[str]:
 
 def fulfilers(config: Config) -> set[str]:
     """The partners an order can be rerouted between: warehouses and 3PLs, whose APIs we speak."""
-    return {n for n, p in config.file.partners.items() if p.kind in fulfilment.APIS}
+    return set(partners_of_kind(config.file.partners, *fulfilment.APIS))
 
 
 def choices(config: Config, exception: Mapping[str, Any]) -> tuple[str | None, list[str]]:
