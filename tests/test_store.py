@@ -5,6 +5,7 @@ from __future__ import annotations
 import multiprocessing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
+from typing import Any
 
 import pytest
 from alembic.autogenerate import compare_metadata
@@ -227,41 +228,13 @@ def test_two_processes_write_one_sqlite_file_without_locking_errors(tmp_path) ->
 
 
 def test_the_queue_sorts_order_values_as_amounts_on_every_engine(store: Store) -> None:
-    from sqlalchemy import insert
-
     from syncwatch.store import queries as q
-    from syncwatch.store.schema import exceptions, transactions
 
-    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
     values = {"a": "90.43", "b": "8796.77", "c": "858.20", "d": "n/a", "e": None, "f": " 1000 "}
-    times = {"last_seen_at": at, "updated_at": at}
+    failure = {"category": "timeout", "system": "erp", "summary": "ERP timed out"}
     with store.engine.begin() as conn:
         for name, value in values.items():
-            conn.execute(
-                insert(transactions).values(
-                    id=f"order:{name}",
-                    type="order",
-                    sla_state="on_track",
-                    stages=[],
-                    observation_count=1,
-                    order_value=value,
-                    started_at=at,
-                    **times,
-                )
-            )
-            conn.execute(
-                insert(exceptions).values(
-                    id=f"exc-{name}",
-                    transaction_id=f"order:{name}",
-                    category="timeout",
-                    status="open",
-                    system="erp",
-                    context={},
-                    summary="ERP timed out",
-                    opened_at=at,
-                    **times,
-                )
-            )
+            order_with_exception(conn, name, {"order_value": value}, failure)
     queue = q.exception_queue(store, q.QueueFilter(), order="highest order value first")
     assert list(queue["id"]) == ["exc-b", "exc-f", "exc-c", "exc-a", "exc-d", "exc-e"]
 
@@ -389,36 +362,41 @@ def test_a_gateways_lines_of_a_traced_endpoint_are_its_view_of_that_endpoint_on_
     assert list(rows["peer"]) == ["", ""] and list(rows["gateway"]) == [False, False], rows
 
 
+def order_with_exception(conn: Any, name: str, order: dict[str, Any], failure: dict[str, Any]) -> None:
+    """Order ``name`` (on track, started at noon on 26 Nov) with one open exception, ``exc-NAME``."""
+    from sqlalchemy import insert
+
+    from syncwatch.store.schema import exceptions, transactions
+
+    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
+    times = {"last_seen_at": at, "updated_at": at}
+    base = {"type": "order", "sla_state": "on_track", "stages": [], "observation_count": 1, "started_at": at}
+    conn.execute(insert(transactions).values(id=f"order:{name}", **base, **times, **order))
+    conn.execute(
+        insert(exceptions).values(
+            id=f"exc-{name}",
+            transaction_id=f"order:{name}",
+            status="open",
+            context={},
+            opened_at=at,
+            **times,
+            **failure,
+        )
+    )
+
+
 def test_the_partner_filter_holds_the_partners_own_failures_on_orders_not_yet_its_on_every_engine(
     store: Store,
 ) -> None:
     """A release the 3PL refused leaves the order with no partner: the 3PL's filter, on which a person
     scoped to it opens the queue, showed none of its outages (39 on the demo)."""
-    from sqlalchemy import insert
-
     from syncwatch.store import queries as q
-    from syncwatch.store.schema import exceptions, transactions
 
-    at = datetime(2026, 11, 26, 12, tzinfo=UTC)
-    times = {"last_seen_at": at, "updated_at": at}
     cases = {"shipped-late": ("3pl-fastship", "erp"), "refused": (None, "3pl-fastship"), "other": ("wms", "wms")}
     with store.engine.begin() as conn:
         for name, (partner, failing) in cases.items():
-            order = {"type": "order", "sla_state": "on_track", "stages": [], "observation_count": 1, **times}
-            conn.execute(insert(transactions).values(id=f"order:{name}", partner=partner, started_at=at, **order))
-            conn.execute(
-                insert(exceptions).values(
-                    id=f"exc-{name}",
-                    transaction_id=f"order:{name}",
-                    category="partner_unavailable",
-                    status="open",
-                    system=failing,
-                    context={},
-                    summary="unavailable",
-                    opened_at=at,
-                    **times,
-                )
-            )
+            failure = {"category": "partner_unavailable", "system": failing, "summary": "unavailable"}
+            order_with_exception(conn, name, {"partner": partner}, failure)
     queue = q.exception_queue(store, q.QueueFilter(partners=("3pl-fastship",)), order="oldest first")
     assert sorted(queue["id"]) == ["exc-refused", "exc-shipped-late"]
 
