@@ -158,9 +158,12 @@ def _hover(part: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
+    """Calls per bucket: answered, asked to slow down (429, the partner's pause, not a failure) and failed."""
     fig = go.Figure()
+    failed = data["errors"] - data["throttled"]
     fig.add_bar(x=data["bucket"], y=data["requests"] - data["errors"], name="ok", marker_color="#4c78a8")
-    fig.add_bar(x=data["bucket"], y=data["errors"], name="errors", marker_color="#d62728")
+    fig.add_bar(x=data["bucket"], y=data["throttled"], name="429 (slow down)", marker_color="#f2a93b")
+    fig.add_bar(x=data["bucket"], y=failed, name="failed", marker_color="#d62728")
     fig.update_layout(barmode="stack", yaxis_title="requests", xaxis_title="UTC")  # as every time on the pages
     return _layout(fig, 260)
 

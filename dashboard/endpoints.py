@@ -46,7 +46,7 @@ def render() -> None:
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
     st.caption(
-        f"Failing: more than {SICK_ERROR_RATE:.0%} of calls failed (a 429 aside); degraded: a 429, "
+        f"Failing: an error rate over {SICK_ERROR_RATE:.0%}; degraded: a 429, "
         f"or over 5 in 100 calls slower than {SLOW_P95_MS / 1000:g} s."
     )
     if shown["seen by"].ne("").any():
@@ -77,10 +77,11 @@ def echoes_of_own_rows(table: pd.DataFrame) -> pd.Series:
 def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataFrame:
     """Rates, latency and health per endpoint, failing endpoints first. A 429 is the partner asking
     for a pause, which the retry policy honours: it degrades an endpoint, it does not fail it."""
-    error_rate = stats["errors"] / stats["requests"]
+    failed = stats["errors"] - stats["throttled"]
+    error_rate = failed / stats["requests"]
     health = pd.Series("healthy", index=stats.index)
     health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0)] = "degraded"
-    health[(stats["errors"] - stats["throttled"]) / stats["requests"] > SICK_ERROR_RATE] = "failing"
+    health[error_rate > SICK_ERROR_RATE] = "failing"
     hosts = partner_hosts(page.config.file.partners)
     called = [hosts.get(peer, peer) if peer else None for peer in stats["peer"]]
     answered = [c if c and c != s else s for c, s in zip(called, stats["system"], strict=True)]
@@ -91,7 +92,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "endpoint": stats["operation"],
             # What makes it unhealthy comes first, in view on a laptop; who saw it, after.
             "error rate": error_rate,
-            "errors": stats["errors"],
+            "errors": failed,
             "429s": stats["throttled"],
             "p95 ms": stats["p95_ms"],
             "requests": stats["requests"],
@@ -118,7 +119,10 @@ def _columns() -> dict[str, object]:
         "429s": st.column_config.NumberColumn(help="Answers asking the caller to slow down (HTTP 429)"),
         "p95 ms": st.column_config.NumberColumn(format="%.0f", help="95 of 100 calls answered within this time"),
         "requests/min": st.column_config.NumberColumn(format="%.2f"),
-        "error rate": st.column_config.NumberColumn(format="percent"),
+        "error rate": st.column_config.NumberColumn(
+            format="percent", help="Calls that failed, of all calls; 429s are counted apart, not as failures"
+        ),
+        "errors": st.column_config.NumberColumn(help="Calls that failed; 429s are counted apart"),
         "p50 ms": st.column_config.NumberColumn(format="%.0f"),
     }
 

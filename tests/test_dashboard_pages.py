@@ -19,9 +19,10 @@ from observation_support import span
 from streamlit.testing.v1 import AppTest
 
 from dashboard import auth
-from dashboard.endpoints import echoes_of_own_rows
+from dashboard.endpoints import echoes_of_own_rows, health_table
 from dashboard.fmt import category_label, money
 from dashboard.users import add_user
+from dashboard.widgets import Page
 from syncwatch.config import load_config
 from syncwatch.model import stage_label
 from syncwatch.store import QuarantineItem, Store
@@ -487,7 +488,9 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert table["health"].iloc[0] == "failing"
     [timeline] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert timeline["layout"]["xaxis"]["title"]["text"] == "UTC", "every time on the pages says its zone"
-    assert "Failing: more than 5% of calls failed (a 429 aside); degraded: a 429, or over 5 in 100" in texts(at)
+    assert "Failing: an error rate over 5%; degraded: a 429, or over 5 in 100" in texts(at)
+    assert [bar["name"] for bar in timeline["data"]] == ["ok", "429 (slow down)", "failed"]
+    assert (table["error rate"] > 0.05).eq(table["health"] == "failing").all(), "the rate shown is the one judged"
     assert list(table["health"]) == sorted(table["health"], key=["failing", "degraded", "healthy"].index)
     system = next(s for s in at.selectbox if s.label == "System")
     system.set_value("wms").run()
@@ -502,6 +505,28 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     everything = at.dataframe[0].value
     seen = everything[(everything["endpoint"] == "POST /fulfillment-orders") & (everything["seen by"] == "erp")]
     assert set(seen["system"]) == {"3pl-fastship", "3pl-parcelpro"}, "the ERP's calls to each 3PL are that 3PL's row"
+
+
+def test_an_endpoints_error_rate_counts_its_429s_apart() -> None:
+    stats = pd.DataFrame(
+        {
+            "system": ["marketplace-a", "erp"],
+            "operation": ["GET /orders", "POST /sales-orders"],
+            "peer": ["", ""],
+            "gateway": [False, False],
+            "requests": [100, 100],
+            "errors": [40, 10],
+            "throttled": [38, 0],
+            "p95_ms": [120.0, 90.0],
+            "p50_ms": [40.0, 30.0],
+            "last_error": ["429 Too Many Requests", "503"],
+            "last_error_at": [datetime(2026, 11, 8, 23, 0, tzinfo=UTC)] * 2,
+        }
+    )
+    page = Page(store=None, config=load_config(None), viewer=None, now=datetime(2026, 11, 9, tzinfo=UTC))  # type: ignore[arg-type]
+    table = health_table(stats, timedelta(hours=1), page).set_index("system")
+    assert table.loc["marketplace-a", ["health", "error rate", "errors", "429s"]].tolist() == ["degraded", 0.02, 2, 38]
+    assert table.loc["erp", ["health", "error rate", "errors", "429s"]].tolist() == ["failing", 0.10, 10, 0]
 
 
 def test_a_callers_view_is_folded_only_when_it_saw_the_endpoint_no_worse() -> None:

@@ -598,7 +598,7 @@ def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[A
 def endpoint_timeline(
     store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = "", gateway: bool = False
 ) -> pd.DataFrame:
-    """Requests and errors per time bucket for one endpoint row of ``endpoint_stats`` (minutes for a
+    """Requests, errors and 429s per time bucket for one endpoint row of ``endpoint_stats`` (minutes for a
     short window, else hours); ``gateway``: the row is a gateway's lines, whose peer it named."""
     peer = "" if gateway else peer
     minutes = until - since <= timedelta(hours=2)
@@ -608,6 +608,7 @@ def endpoint_timeline(
             bucket,
             func.count().label("requests"),
             func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
+            func.sum(case((o.status_code == 429, 1), else_=0)).label("throttled"),
         )
         .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer))
         .group_by(bucket)
