@@ -45,20 +45,25 @@ def test_stats_count_re_deliveries_and_say_where_quarantined_items_came_from_and
     good = (
         '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "GET /orders/113-000000{n}-0000001 HTTP/1.1" 200 5 "-" "t" 0.01\n'
     )
-    log.write_text(good.format(n=1) + "not an access log line\n" + good.format(n=2))
+    health = '10.0.0.1 - - [25/Nov/2026:10:00:03 +0000] "GET /healthz HTTP/1.1" 200 2 "-" "t" 0.001\n'
+    log.write_text(good.format(n=1) + "not an access log line\n" + good.format(n=2) + health)
     assert syncwatch("db", "upgrade", "--db", db).returncode == 0
     for _ in range(2):
         assert syncwatch("ingest", "--db", db, str(log)).returncode == 0
     figures = json.loads(syncwatch("stats", "--json", "--db", db).stdout)
-    assert (figures["observations"], figures["redeliveries"]) == (2, 2)
+    assert (figures["observations"], figures["redeliveries"]) == (3, 3)
     [reason] = figures["quarantined_by"]
     assert reason["source"] == str(log) and (reason["items"], reason["deliveries"]) == (1, 2)
     assert figures["quarantine"] == 1, "the bad line imported twice is one quarantined item"
     text = syncwatch("stats", "--db", db).stdout
-    assert "re-deliveries stored once: 2" in text
-    assert "correlation: 2 observations received since " in text and figures["correlation_backlog"] == 2
+    assert "re-deliveries stored once: 3" in text
+    assert "correlation: 3 observations received since " in text and figures["correlation_backlog"] == 3
+    assert figures["unlinked_by"] == [], "what the correlator has not read is not called unlinked"
     assert syncwatch("correlate", "--db", db).returncode == 0
-    assert "correlation: every observation is correlated" in syncwatch("stats", "--db", db).stdout
+    after = syncwatch("stats", "--db", db).stdout
+    assert "correlation: up to date: every observation was read" in after
+    assert "         1 of 1  gateway log lines GET /healthz\n" in after, "the line naming no order links nothing"
+    assert "GET /orders" not in after
     assert f"         1  {log}: {reason['reason']} (rejected 2 times)" in text
 
 

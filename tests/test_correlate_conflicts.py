@@ -3,6 +3,7 @@ whatever order the database returns its keys in, so SQLite and PostgreSQL agree.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from observation_support import span
@@ -11,6 +12,7 @@ from sqlalchemy import select
 from correlator.passes import Correlator
 from syncwatch.config import load_config
 from syncwatch.store import Store
+from syncwatch.store.reads import unlinked_observations
 from syncwatch.store.schema import transaction_keys
 
 AT = datetime(2026, 11, 26, 9, tzinfo=UTC)
@@ -103,4 +105,21 @@ def test_serve_warns_of_each_conflict_once_when_it_correlates_them(store: Store,
     assert warnings == [
         "correlate: one observation named erp_order SO-1 (of marketplace_order 111-0000000-0000001) and "
         "marketplace_order 111-0000000-0000002: kept apart (check the partner's references)"
+    ]
+
+
+def test_stats_name_what_the_correlator_read_and_linked_to_nothing_on_every_engine(store: Store) -> None:
+    """A call sharing a trace with an order's call is the order's; one naming no order, alone in its
+    trace, belongs to nothing, and is listed as such once the correlator has read it."""
+    booked = replace(span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001"), trace_id="ab" * 16)
+    traced = replace(span(2, "GET /stock", "erp", AT), trace_id="ab" * 16)
+    alone = replace(span(3, "GET /stock", "erp", AT), trace_id="cd" * 16)
+    store.write_observations([booked, traced, alone, span(4, "GET /health", "erp", AT)])
+    Correlator(store, load_config(environ={})).run_pass()
+    store.write_observations([span(5, "GET /health", "erp", AT)])  # not read by the correlator yet
+    with store.engine.connect() as conn:
+        unlinked = unlinked_observations(conn)
+    assert [(u["system"], u["kind"], u["operation"], u["unlinked"], u["observations"]) for u in unlinked] == [
+        ("erp", "span", "GET /health", 1, 1),
+        ("erp", "span", "GET /stock", 1, 2),
     ]

@@ -6,10 +6,19 @@ from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Connection, func, select
+from sqlalchemy import Connection, and_, case, exists, func, or_, select
 
 from syncwatch.redact import mask_emails
-from syncwatch.store.schema import exceptions, observations, quarantine, transaction_keys, transactions
+from syncwatch.store.correlation import CORRELATOR_CHECKPOINT, TRACE
+from syncwatch.store.schema import (
+    business_keys,
+    exceptions,
+    observations,
+    quarantine,
+    transaction_keys,
+    transactions,
+)
+from syncwatch.store.writes import read_checkpoint
 
 EXCEPTION_FIELDS = (
     "id",
@@ -130,3 +139,23 @@ def quarantine_reasons(conn: Connection, limit: int = 10) -> list[dict[str, Any]
         .order_by(items.desc(), q.source, q.reason)
     )
     return [{**row._mapping, "reason": mask_emails(row.reason)} for row in conn.execute(stmt.limit(limit))]
+
+
+def unlinked_observations(conn: Connection, limit: int = 10) -> list[dict[str, Any]]:
+    """Per system, kind and operation, the observations the correlator has read that belong to no
+    transaction (no business key, and no trace that one shares) beside all of them: events and calls
+    first, then log lines, most unlinked first. A gateway's line of
+    a POST names no order in its path, so some are expected; an event type or span none of whose
+    observations link is usually a key rule that names its system or field wrongly."""
+    o, b, t = observations.c, business_keys.c, transaction_keys.c
+    keyless = ~exists().where(b.observation_id == o.id)
+    traced = exists().where(and_(t.key_type == TRACE, t.value == o.trace_id))
+    unlinked = func.sum(case((and_(keyless, or_(o.trace_id.is_(None), ~traced)), 1), else_=0)).label("unlinked")
+    checkpoint = read_checkpoint(conn, CORRELATOR_CHECKPOINT)
+    stmt = (
+        select(o.system, o.kind, o.operation, unlinked, func.count().label("observations"))
+        .where(o.id <= (checkpoint.position if checkpoint else 0))
+        .group_by(o.system, o.kind, o.operation)
+        .order_by(case((o.kind == "log", 1), else_=0), unlinked.desc(), o.system, o.kind, o.operation)
+    )
+    return [dict(row._mapping) for row in conn.execute(stmt.limit(limit)) if row.unlinked]
