@@ -136,6 +136,15 @@ def _transaction(page: Page, tid: str) -> None:
     cols[1].metric("Stage", stage_label(row["current_stage"]) or "—", fault, delta_color="inverse", delta_arrow="off")
     st.markdown(" · ".join(f"**{label}** {literal(value)}" for label, value in _context(row, page.now)))
     keys = q.transaction_key_list(page.store, tid)
+    starts = page.config.file.processes[row["type"]].starts_with if row["type"] in page.config.file.processes else []
+    if starts and not keys["key_type"].isin(starts).any():
+        named = " or ".join(k.replace("_", " ") for k in starts)
+        kind = row["type"].replace("_", " ")
+        st.warning(
+            f"No {named}, the key every {kind} starts with: what is below was reported under other keys only. "
+            f"Either the {kind}'s own calls and events have not arrived, or a key rule misses them "
+            "(`syncwatch stats` lists what links to nothing). It stays open until they link."
+        )
     st.dataframe(
         pd.DataFrame({"identifier": keys["value"], "kind": keys["key_type"].str.replace("_", " ")}), hide_index=True
     )

@@ -536,6 +536,35 @@ def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: P
     )
 
 
+def test_a_piece_without_its_order_number_is_never_a_finished_order(tmp_path: Path) -> None:
+    """An invoice and a release that name only the ERP's order reach the last stage, but no marketplace
+    order or PO says which order they are: counted complete, they would pass as an order delivered on
+    time while the real one runs late. Once the order's own call links them, it is complete."""
+    from observation_support import span
+
+    store = Store.open(f"sqlite:///{tmp_path / 'piece.db'}")
+    store.upgrade()
+    t0 = AS_OF - timedelta(days=1)
+    store.write_observations(
+        [
+            span(1, "POST /fulfillment-orders", "3pl-fastship", t0, erp_order="SO-7"),
+            span(2, "POST /invoices", "erp", t0 + timedelta(minutes=20), erp_order="SO-7"),
+        ]
+    )
+    correlator = Correlator(store, load_config(environ={}), clock=lambda: AS_OF)
+    correlator.run_pass()
+    with store.engine.connect() as conn:
+        [piece] = conn.execute(select(transactions.c.id, transactions.c.status, transactions.c.current_stage)).all()
+    assert piece == ("order:~erp_order:SO-7", "open", "invoiced")
+    order = {"marketplace_order": "111-0000000-0000007", "erp_order": "SO-7"}
+    store.write_observations([span(3, "POST /sales-orders", "erp", t0 - timedelta(minutes=5), **order)])
+    correlator.run_pass()
+    with store.engine.connect() as conn:
+        [whole] = conn.execute(select(transactions.c.id, transactions.c.status)).all()
+    store.close()
+    assert whole == ("order:111-0000000-0000007", "complete")
+
+
 def test_headline_kpis_read_a_week_as_it_stood_then_not_as_it_stands_now(store: Store) -> None:
     """Last week's orders read as they stand now had a week longer to finish than this week's: an
     order that took two days counted there and not here, so a slower week read as a faster one."""

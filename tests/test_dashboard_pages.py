@@ -18,6 +18,7 @@ import pytest
 from observation_support import span
 from streamlit.testing.v1 import AppTest
 
+from correlator.passes import Correlator
 from dashboard import auth
 from dashboard.endpoints import echoes_of_own_rows, health_table
 from dashboard.fmt import category_label, money
@@ -469,6 +470,25 @@ def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
     at.run()
     assert at.text_input[0].value == "order:215-2680494-0958771"
     assert read(at.header[0].value) == "order:215-2680494-0958771"
+
+
+def test_a_transaction_without_its_order_number_says_why_it_stays_open(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    store = Store.open(sample_copy)
+    at = datetime(2026, 11, 8, 23, 50, tzinfo=UTC)
+    store.write_observations([span(9_000_001, "POST /invoices", "erp", at, erp_order="SO-ORPHAN-1")])
+    Correlator(store, load_config(environ={}), clock=lambda: at).run_pass()
+    store.close()
+    app = open_app(monkeypatch, sample_copy, "search.py")
+    app.query_params["key"] = "SO-ORPHAN-1"
+    app.run()
+    assert read(app.header[0].value) == "order:~erp_order:SO-ORPHAN-1"
+    [warning] = [w.value for w in app.warning]
+    assert warning.startswith("No marketplace order or po number, the key every order starts with: ")
+    app.query_params["key"] = "944139036750"
+    app.run()
+    assert not app.warning, "an order with its own number needs no such word"
 
 
 def test_a_backordered_order_shows_which_lines_shipped_and_which_wait(
