@@ -109,6 +109,9 @@ class KeyExtractor:
 
     def __init__(self, key_types: Mapping[str, KeyType], rules: Iterable[KeyRule]) -> None:
         self._identity = {name: kt.identity for name, kt in key_types.items()}
+        # A value not of its type's shape ("#1001" for a numeric order id) would start an order of its
+        # own: it is kept, as a descriptive key that links nothing.
+        self._shapes = {name: re.compile(kt.pattern).fullmatch for name, kt in key_types.items() if kt.pattern}
         self._rules = list(rules)
         patterns = {name: kt.pattern for name, kt in key_types.items() if kt.pattern}
         self._templates = {
@@ -172,8 +175,10 @@ class KeyExtractor:
                     found[(key_type, value)] = None
         if plan.regexes:
             self._from_regexes(plan, attributes, path, found)
-        identity = self._identity
-        return tuple([(t, v, identity.get(t, True)) for t, v in found]), route
+        identity, shapes = self._identity, self._shapes
+        return tuple(
+            [(t, v, identity.get(t, True) and (t not in shapes or bool(shapes[t](v)))) for t, v in found]
+        ), route
 
     def _from_path(self, plan: _Plan, path: str, found: dict[tuple[str, str], None]) -> str | None:
         path = path.split("?", 1)[0]

@@ -8,6 +8,7 @@ there needs a key rule before its traffic can tell anyone about an order.
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from syncwatch.redact import clip, mask_emails
 from syncwatch.store.writes import COLUMNS, IDENTITY, driver_form
 
 _SYSTEM, _OPERATION, _TRACE = COLUMNS.index("system"), COLUMNS.index("operation"), COLUMNS.index("trace_id")
+_KEYS = COLUMNS.index("extracted_keys")
 REASON_CHARS = 200  # a reason may quote the input; a summary line gets its start
 
 
@@ -33,6 +35,8 @@ class Preview:
     repeated: int = 0  # natural ids met again inside the file: stored once
     keys: Counter[str] = field(default_factory=Counter)  # observations carrying each identity key type
     unfollowed: set[str] = field(default_factory=set)  # of those, types no process links transactions by
+    off_shape: Counter[str] = field(default_factory=Counter)  # identity values not of their type's pattern
+    off_shape_example: dict[str, str] = field(default_factory=dict)  # key type: its first such value
     linked: int = 0  # observations with an identity key, or in a trace where one has
     unlinked: Counter[str] = field(default_factory=Counter)  # "system operation" of the others
     rejected: Counter[str] = field(default_factory=Counter)  # reason: items
@@ -45,6 +49,9 @@ class Preview:
             "repeated": self.repeated,
             "identity_keys": dict(self.keys.most_common()),
             "unfollowed_keys": sorted(self.unfollowed),
+            "off_shape_keys": {
+                t: {"values": n, "example": self.off_shape_example[t]} for t, n in self.off_shape.items()
+            },
             "linked": self.linked,
             "unlinked": dict(self.unlinked.most_common()),
             "rejected": [
@@ -66,6 +73,7 @@ def preview_file(spec: FileSpec, config: Config) -> Preview:
     """Parse all of ``spec``'s file as an import would, keeping counts instead of rows."""
     preview, seen = Preview(spec.format), set()
     followed = {key for process in config.file.processes.values() for key in (*process.starts_with, *process.keys)}
+    shaped = {name for name, kt in config.file.key_types.items() if kt.identity and kt.pattern}
     keyed_traces: set[str] = set()
     keyless: list[tuple[str | None, str]] = []  # (trace, "system operation") of observations without a key
     with open(spec.path, "rb") as handle:
@@ -79,6 +87,8 @@ def preview_file(spec: FileSpec, config: Config) -> Preview:
                 preview.observations += 1
                 identity, trace = row[IDENTITY], row[_TRACE]
                 found = {key_type for key_type, _ in identity}
+                if shaped:
+                    _count_off_shape(preview, row[_KEYS], shaped)
                 preview.keys.update(found)
                 preview.unfollowed |= found - followed
                 if found & followed:
@@ -97,3 +107,11 @@ def preview_file(spec: FileSpec, config: Config) -> Preview:
         else:
             preview.unlinked[endpoint] += 1
     return preview
+
+
+def _count_off_shape(preview: Preview, keys_json: str, shaped: set[str]) -> None:
+    """Values of identity key types with a pattern that the extractor kept as descriptive: not of that shape."""
+    for key_type, value, identity in json.loads(keys_json):
+        if key_type in shaped and not identity:
+            preview.off_shape[key_type] += 1
+            preview.off_shape_example.setdefault(key_type, clip(mask_emails(value), REASON_CHARS))

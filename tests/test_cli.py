@@ -456,6 +456,39 @@ def test_a_dry_run_names_a_key_type_no_process_follows(tmp_path: Path) -> None:
     assert "0 link to a transaction" in result.stdout and "1 link to nothing" in result.stdout
 
 
+def test_a_value_not_of_its_key_types_shape_links_nothing_and_the_dry_run_says_so(tmp_path: Path) -> None:
+    """A marketplace sent its order's display name ("#1001") where its number goes: taken as the order's
+    number, it would start an order of its own."""
+    spans = [
+        {
+            "traceId": f"{n}" * 32,
+            "spanId": f"{n}" * 16,
+            "name": "POST /orders",
+            "kind": 2,
+            "startTimeUnixNano": "1764064800000000000",
+            "endTimeUnixNano": "1764064801000000000",
+            "attributes": [{"key": "amz.order_id", "value": {"stringValue": value}}],
+        }
+        for n, value in ((1, "113-1234567-1234567"), (2, "#1001"))
+    ]
+    resource = {"attributes": [{"key": "service.name", "value": {"stringValue": "marketplace-amz"}}]}
+    traces = tmp_path / "traces.jsonl"
+    traces.write_text(json.dumps({"resourceSpans": [{"resource": resource, "scopeSpans": [{"spans": spans}]}]}) + "\n")
+    result = syncwatch("ingest", "--dry-run", str(traces))
+    assert result.returncode == 0, result.stderr
+    assert (
+        "  marketplace_order: 1 value not of its [key_types] pattern, such as '#1001': kept as descriptive, "
+        "linking nothing\n" in result.stdout
+    )
+    assert "  identity keys: marketplace_order on 1\n" in result.stdout
+    db = f"sqlite:///{tmp_path / 'shape.db'}"
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    assert syncwatch("ingest", "--db", db, str(traces)).returncode == 0
+    assert syncwatch("correlate", "--db", db).returncode == 0
+    exported = syncwatch("export", "transactions", "--db", db, "--format", "jsonl").stdout.splitlines()
+    assert [json.loads(line)["id"] for line in exported] == ["order:113-1234567-1234567"]
+
+
 @pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])
 def test_a_port_out_of_range_is_refused_before_anything_starts(argv: list[str]) -> None:
     """The operating system would take 99999 modulo 65536 and listen where nobody looks."""

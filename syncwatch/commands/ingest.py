@@ -197,6 +197,11 @@ def _print_previews(previews: dict[str, Preview], as_json: bool) -> None:
         print(f"{path} ({p.format}): {count(p.observations, 'observation')}{repeated}, {p.rejected.total():,} rejected")
         if p.keys:
             print("  identity keys: " + ", ".join(f"{key_type} on {n:,}" for key_type, n in p.keys.most_common()))
+        for key_type, n in p.off_shape.most_common():
+            print(
+                f"  {key_type}: {n:,} value{'s' if n != 1 else ''} not of its [key_types] pattern, such as "
+                f"{p.off_shape_example[key_type]!r}: kept as descriptive, linking nothing"
+            )
         if p.unfollowed:
             print(
                 f"  no process follows {', '.join(sorted(p.unfollowed))}: such a key links nothing until it is in a "

@@ -50,7 +50,11 @@ class KeyType(Strict):
 
     label: str
     identity: bool = True
-    pattern: str | None = Field(None, description="Regex a value of this type matches (used in path templates)")
+    pattern: str | None = Field(
+        None,
+        description="Regex every value of this type matches whole: a path template's placeholder matches it, and an "
+        "identity value of another shape is kept as descriptive, linking nothing",
+    )
 
     @model_validator(mode="after")
     def _valid_pattern(self) -> KeyType:
