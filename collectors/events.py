@@ -122,7 +122,7 @@ def observation(event: Mapping[str, Any], ctx: ParseContext) -> Row:
     source, event_type = event["source"], event["type"]
     system = system_of(source)
     plain = {k: v for k, v in event.items() if k not in CONTEXT and k not in ("data", "data_base64")}
-    keys, _route = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data)
+    keys, _route = ctx.keys.extract(system, {**plain, "subject": event.get("subject")}, None, data, event_type)
     failed = event_type.rsplit(".", 1)[-1].lower() in FAILED_TYPES
     return row(
         ctx,

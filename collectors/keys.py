@@ -34,7 +34,7 @@ class _Plan:
 
     attributes: tuple[tuple[str, str], ...]
     paths: tuple[PathTemplate, ...]
-    pointers: tuple[tuple[tuple[str, ...], str], ...]
+    pointers: tuple[tuple[tuple[str, ...], str, str | None], ...]  # (tokens, key type, event type glob)
     regexes: tuple[tuple[str | None, re.Pattern[str]], ...]
     paths_by_head: dict[str, tuple[PathTemplate, ...]]
 
@@ -147,13 +147,20 @@ class KeyExtractor:
         return _Plan(
             attributes=tuple((r.attribute, r.key) for r in rules if r.attribute and r.key),
             paths=wild,
-            pointers=tuple((parse_pointer(r.json_pointer), r.key) for r in rules if r.json_pointer and r.key),
+            pointers=tuple(
+                (parse_pointer(r.json_pointer), r.key, r.event_type) for r in rules if r.json_pointer and r.key
+            ),
             regexes=tuple((r.field, re.compile(r.regex)) for r in rules if r.regex),
             paths_by_head=by_head,
         )
 
     def extract(
-        self, system: str, attributes: Mapping[str, Any], path: str | None = None, data: Any = None
+        self,
+        system: str,
+        attributes: Mapping[str, Any],
+        path: str | None = None,
+        data: Any = None,
+        event_type: str | None = None,
     ) -> Extracted:
         plan = self._plan(system)
         found: dict[tuple[str, str], None] = {}
@@ -170,7 +177,9 @@ class KeyExtractor:
                 found[(key_type, text)] = None
         route = self._from_path(plan, path, found) if path and (plan.paths or plan.paths_by_head) else None
         if data is not None:
-            for tokens, key_type in plan.pointers:
+            for tokens, key_type, types in plan.pointers:
+                if types is not None and (event_type is None or not fnmatchcase(event_type, types)):
+                    continue
                 for value in _values(resolve_pointer(data, tokens)):
                     found[(key_type, value)] = None
         if plan.regexes:

@@ -138,11 +138,11 @@ def _transaction(page: Page, tid: str) -> None:
     keys = q.transaction_key_list(page.store, tid)
     starts = page.config.file.processes[row["type"]].starts_with if row["type"] in page.config.file.processes else []
     if starts and not keys["key_type"].isin(starts).any():
-        named = " or ".join(k.replace("_", " ") for k in starts)
+        labels = ", ".join(page.config.file.key_types[k].label for k in starts)
         kind = row["type"].replace("_", " ")
         st.warning(
-            f"No {named}, the key every {kind} starts with: what is below was reported under other keys only. "
-            f"Either the {kind}'s own calls and events have not arrived, or a key rule misses them "
+            f"None of the keys every {kind} starts with ({labels}): what is below was reported under other keys "
+            f"only. Either the {kind}'s own calls and events have not arrived, or a key rule misses them "
             "(`syncwatch stats` lists what links to nothing). It stays open until they link."
         )
     st.dataframe(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,7 +12,11 @@ from sqlalchemy import select
 
 from collectors import events, webhook
 from collectors.sink import Sink
-from syncwatch.store.schema import observations, quarantine
+from correlator.passes import Correlator
+from syncwatch.config import load_config
+from syncwatch.store.schema import observations, quarantine, transaction_keys, transactions
+
+FIXTURES = Path(__file__).parent / "fixtures"
 
 CE = "application/cloudevents+json"
 
@@ -122,6 +128,36 @@ key = "tracking"
     with caplog.at_level("WARNING", logger="collectors.server"):
         run_collector(config.replace('"3pl-quikship"', '"3pl-quickship"'))
     assert not [r for r in caplog.records if r.getMessage().startswith("webhook quickship:")], "read: nothing to say"
+
+
+def test_shopifys_order_and_fulfilment_webhooks_make_one_order_with_the_packaged_rules(run_collector) -> None:  # type: ignore[no-untyped-def]
+    """The packaged mapping read only /order_id, which an order topic does not carry: Shopify's own
+    orders linked to nothing. Public fixtures, as Shopify posts them (the resource unwrapped)."""
+    collector = run_collector()
+    url = f"{collector.url}/v1/webhooks/shopify"
+    sent = [
+        ("orders/create", "shopifypy_order.json", "order"),
+        ("fulfillments/create", "shopifypy_fulfillment.json", "fulfillment"),
+    ]
+    for n, (topic, name, wrapper) in enumerate(sent):
+        body = json.loads((FIXTURES / "commerce" / name).read_text())[wrapper]
+        headers = {
+            "X-Shopify-Topic": topic,
+            "X-Shopify-Webhook-Id": f"w-{n}",
+            "X-Shopify-Triggered-At": f"2026-11-26T10:0{n}:00Z",
+        }
+        assert httpx.post(url, json=body, headers=headers).json()["stored"] == 1
+    Correlator(
+        collector.store, load_config(environ={}), clock=lambda: datetime(2026, 11, 26, 11, tzinfo=UTC)
+    ).run_pass()
+    with collector.store.engine.connect() as conn:
+        [order] = conn.execute(select(transactions.c.id, transactions.c.channel, transactions.c.stages)).all()
+        keys = set(conn.execute(select(transaction_keys.c.key_type, transaction_keys.c.value)).all())
+    assert order.id == "order:450789469" and order.channel == "marketplace-shopify"
+    reached = {s["name"] for s in order.stages if s["reached_at"]}
+    assert reached == {"captured", "confirmed"}
+    assert {("shopify_order", "450789469"), ("tracking", "1Z2345")} <= keys
+    assert ("shopify_order", "255858046") not in keys, "a fulfilment's own id is not its order's"
 
 
 def test_a_notice_whose_id_came_before_with_other_content_is_quarantined_not_counted(run_collector) -> None:  # type: ignore[no-untyped-def]

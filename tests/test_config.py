@@ -83,6 +83,10 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ),
         ("[[key_rules]]\nregex = 'SO-\\d+'", "regex 'SO-\\d+' names no key type: a named group says which"),
         (
+            "[[key_rules]]\nattribute = 'x'\nkey = 'sku'\nevent_type = 'orders/*'",
+            "event_type narrows json_pointer rules only: an event's data is what they read",
+        ),
+        (
             "[[key_rules]]\nregex = '(?P<erp_order>SO-'",
             "key_rules #1 (regex = \"(?P<erp_order>SO-\"): regex '(?P<erp_order>SO-' is not a valid regular",
         ),

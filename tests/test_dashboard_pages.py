@@ -485,7 +485,9 @@ def test_a_transaction_without_its_order_number_says_why_it_stays_open(
     app.run()
     assert read(app.header[0].value) == "order:~erp_order:SO-ORPHAN-1"
     [warning] = [w.value for w in app.warning]
-    assert warning.startswith("No marketplace order or po number, the key every order starts with: ")
+    assert warning.startswith(
+        "None of the keys every order starts with (Marketplace order, Purchase order, Shopify order): what is below"
+    )
     app.query_params["key"] = "944139036750"
     app.run()
     assert not app.warning, "an order with its own number needs no such word"

@@ -74,6 +74,9 @@ class KeyRule(Strict):
     json_pointer: str | None = None
     regex: str | None = None
     field: str | None = Field(None, description="For regex rules: the attribute the regex reads (default: all text)")
+    event_type: str | None = Field(
+        None, description="For json_pointer rules: only events whose type matches this glob (orders/*)"
+    )
 
     @model_validator(mode="after")
     def _one_locator(self) -> KeyRule:
@@ -88,6 +91,8 @@ class KeyRule(Strict):
             raise ValueError(
                 f"path_template '{self.path_template}' names no key type: put it in braces, as /orders/{{erp_order}}"
             )
+        if self.event_type and not self.json_pointer:
+            raise ValueError("event_type narrows json_pointer rules only: an event's data is what they read")
         if (self.attribute or self.json_pointer) and not self.key:
             raise ValueError("attribute and json_pointer rules need 'key' (the key type they produce)")
         return self
