@@ -104,6 +104,9 @@ def _ours(member: Member) -> bool:
     return bool(member.attributes.get(PARTNER_CALLED))
 
 
+REFUSALS = ("rejected", "refused", "declined", "invalid")
+
+
 def category_of(member: Member) -> ExceptionCategory:
     text = f"{member.operation} {member.error_message or ''} {member.attributes.get('error.type', '')}".lower()
     status = member.status_code or 0
@@ -115,6 +118,8 @@ def category_of(member: Member) -> ExceptionCategory:
         return Cat.TIMEOUT
     if 400 <= status < 500:
         return Cat.VALIDATION
+    if not status and member.kind != "span" and any(word in text for word in REFUSALS):
+        return Cat.VALIDATION  # a partner's notice that it refused the order: it answered, so it is not down
     return Cat.PARTNER_UNAVAILABLE
 
 

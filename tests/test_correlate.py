@@ -18,13 +18,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from correlator.exceptions import category_of
 from correlator.kpis import kpi_table, partner_onboarding
 from correlator.linking import Linker
 from correlator.passes import Correlator
-from correlator.processes import compile_processes
+from correlator.processes import Member, compile_processes
 from correlator.sla import add_budget, evaluate
 from syncwatch.config import load_config
-from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, SlaState
+from syncwatch.model import BusinessKey, ExceptionCategory, Observation, ObservationKind, Outcome, SlaState
 from syncwatch.store import Store
 from syncwatch.store import queries as q
 from syncwatch.store.correlation import CORRELATOR_LOCK
@@ -435,7 +436,6 @@ def test_a_refused_retry_reads_as_the_partners_answer_before_the_partners_own_sp
     """syncwatch's client span is exported at once, the ERP's a little later: in between, the title
     names the ERP and its reason, not syncwatch or the client's exception class."""
     from correlator.exceptions import derive
-    from correlator.processes import Member
 
     t0 = AS_OF - timedelta(hours=1)
     reason = "SKU X-1 is not in the item master"
@@ -466,7 +466,6 @@ def test_syncwatchs_own_failed_lookup_opens_no_exception_of_its_own() -> None:
     """The check before a retry ('is the order there already?') failed against a 3PL that was down,
     opened a second exception, and the retry policy retried that lookup."""
     from correlator.exceptions import derive
-    from correlator.processes import Member
 
     t0 = AS_OF - timedelta(hours=1)
     down = "3pl-fastship could not be reached (ConnectError)"
@@ -485,7 +484,6 @@ def test_a_dead_letter_stamped_to_the_millisecond_is_not_resolved_by_a_release_w
     .7094, before it. Read as later, the release 'moved the order on' and the dead letter read
     resolved with nothing redelivered. Only the shipment it carried, arriving after, resolves it."""
     from correlator.exceptions import derive
-    from correlator.processes import Member
 
     t0 = AS_OF.replace(microsecond=709000) - timedelta(hours=1)
     order = next(p for p in compile_processes(load_config()) if p.name == "order")
@@ -505,6 +503,18 @@ def test_a_dead_letter_stamped_to_the_millisecond_is_not_resolved_by_a_release_w
     sla = evaluate(order, {**reached, "shipped": shipped.start}, {}, AS_OF, 0.8)
     drafts = derive("order:1", [released, notice, shipped], sla, [], {})
     assert [d.resolved_by for d in drafts if d.category.value == "dead_lettered"] == [shipped]
+
+
+def test_a_partners_notice_that_it_rejected_the_order_is_a_data_problem_not_an_outage() -> None:
+    """A 3PL's 'shipment.rejected' event (reason: address invalid) was filed as the partner being
+    down, with Reroute suggested and the automatic retry tried."""
+    t0 = AS_OF - timedelta(hours=1)
+    rejected = Member(1, "event", "3pl-acme", "com.acme3pl.shipment.rejected", t0, "error", None, "Address invalid", 0)
+    assert category_of(rejected) is ExceptionCategory.VALIDATION
+    failed = Member(2, "event", "3pl-acme", "com.acme3pl.shipment.failed", t0, "error", None, "upstream down", 0)
+    assert category_of(failed) is ExceptionCategory.PARTNER_UNAVAILABLE, "a failure it does not call a refusal"
+    unanswered = Member(3, "span", "erp", "POST /fulfillment-orders", t0, "error", None, "invalid response", 0)
+    assert category_of(unanswered) is ExceptionCategory.PARTNER_UNAVAILABLE, "a call with no answer is not a refusal"
 
 
 def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: Path) -> None:
