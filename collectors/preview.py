@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-from collectors.base import ParseContext, now_ns
+from collectors import webhook
+from collectors.base import ParseContext, Parsed, Rejection, now_ns
+from collectors.errors import CollectorError
 from collectors.formats import FileSpec
 from collectors.keys import KeyExtractor
 from collectors.sink import collector_limits
@@ -71,36 +74,51 @@ def context_for(config: Config) -> Callable[[str], ParseContext]:
 
 def preview_file(spec: FileSpec, config: Config) -> Preview:
     """Parse all of ``spec``'s file as an import would, keeping counts instead of rows."""
-    preview, seen = Preview(spec.format), set()
+    with open(spec.path, "rb") as handle:
+        start = (0, f"{first_line_identity(handle) or ''}:0")
+        return _counted(spec.format, parsed_chunks(handle, spec, context_for(config), start, True), config)
+
+
+def preview_webhook(path: str, name: str, headers: Mapping[str, str], config: Config) -> Preview:
+    """Parse a partner's sample body as ``POST /v1/webhooks/NAME`` with ``headers`` would."""
+    ctx = context_for(config)(f"webhook/{name}")
+    body = Path(path).read_bytes()
+    try:
+        parsed = webhook.parse(body, headers, config.file.webhooks[name], name, ctx)
+    except CollectorError as err:
+        parsed = Parsed(rejections=[Rejection(str(err), body, "the whole file")])
+    return _counted(f"webhook {name}", [(parsed, len(body))], config)
+
+
+def _counted(label: str, chunks: Iterable[tuple[Parsed, Any]], config: Config) -> Preview:
+    preview, seen = Preview(label), set()
     followed = {key for process in config.file.processes.values() for key in (*process.starts_with, *process.keys)}
     shaped = {name for name, kt in config.file.key_types.items() if kt.identity and kt.pattern}
     keyed_traces: set[str] = set()
     keyless: list[tuple[str | None, str]] = []  # (trace, "system operation") of observations without a key
-    with open(spec.path, "rb") as handle:
-        start = (0, f"{first_line_identity(handle) or ''}:0")
-        for parsed, _end in parsed_chunks(handle, spec, context_for(config), start, True):
-            for row in parsed.rows:
-                if row[0] in seen:
-                    preview.repeated += 1
-                    continue
-                seen.add(row[0])
-                preview.observations += 1
-                identity, trace = row[IDENTITY], row[_TRACE]
-                found = {key_type for key_type, _ in identity}
-                if shaped:
-                    _count_off_shape(preview, row[_KEYS], shaped)
-                preview.keys.update(found)
-                preview.unfollowed |= found - followed
-                if found & followed:
-                    preview.linked += 1
-                    if trace:
-                        keyed_traces.add(trace)
-                else:
-                    keyless.append((trace, f"{row[_SYSTEM]} {row[_OPERATION]}"))
-            for rejection in parsed.rejections:
-                reason = clip(mask_emails(rejection.reason), REASON_CHARS)
-                preview.rejected[reason] += 1
-                preview.first_at.setdefault(reason, rejection.position or "the whole file")
+    for parsed, _end in chunks:
+        for row in parsed.rows:
+            if row[0] in seen:
+                preview.repeated += 1
+                continue
+            seen.add(row[0])
+            preview.observations += 1
+            identity, trace = row[IDENTITY], row[_TRACE]
+            found = {key_type for key_type, _ in identity}
+            if shaped:
+                _count_off_shape(preview, row[_KEYS], shaped)
+            preview.keys.update(found)
+            preview.unfollowed |= found - followed
+            if found & followed:
+                preview.linked += 1
+                if trace:
+                    keyed_traces.add(trace)
+            else:
+                keyless.append((trace, f"{row[_SYSTEM]} {row[_OPERATION]}"))
+        for rejection in parsed.rejections:
+            reason = clip(mask_emails(rejection.reason), REASON_CHARS)
+            preview.rejected[reason] += 1
+            preview.first_at.setdefault(reason, rejection.position or "the whole file")
     for trace, endpoint in keyless:
         if trace in keyed_traces:
             preview.linked += 1

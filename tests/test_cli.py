@@ -21,6 +21,8 @@ from syncwatch.commands.bench import benchmarks
 from syncwatch.sim.ports import free_port_run
 from syncwatch.store.schema import COUNTED_TABLES
 
+FIXTURES = Path(__file__).parent / "fixtures"
+
 
 def assert_one_clear_sentence(result: subprocess.CompletedProcess, *fragments: str) -> None:
     assert result.returncode != 0
@@ -487,6 +489,30 @@ def test_a_value_not_of_its_key_types_shape_links_nothing_and_the_dry_run_says_s
     assert syncwatch("correlate", "--db", db).returncode == 0
     exported = syncwatch("export", "transactions", "--db", db, "--format", "jsonl").stdout.splitlines()
     assert [json.loads(line)["id"] for line in exported] == ["order:113-1234567-1234567"]
+
+
+def test_a_dry_run_reads_a_partners_webhook_sample_with_the_headers_it_comes_with(tmp_path: Path) -> None:
+    """The promised check of a partner's sample against the key rules took no webhook body: 'not an
+    OTLP JSON document'. Shopify's public order fixture, as its orders/create webhook posts it."""
+    order = json.loads((FIXTURES / "commerce" / "shopifypy_order.json").read_text())["order"]
+    sample = tmp_path / "order.json"
+    sample.write_text(json.dumps(order, indent=2))
+    bare = syncwatch("ingest", "--dry-run", "--webhook", "shopify", str(sample))
+    assert bare.returncode == 1, "nothing understood fails, as an import would"
+    assert "1  webhook shopify: no id at header:X-Shopify-Webhook-Id, header:X-Shopify-Event-Id" in bare.stdout
+    headers = ["--header", "X-Shopify-Topic: orders/create", "--header", "x-shopify-webhook-id: w-1"]
+    read = syncwatch("ingest", "--dry-run", "--webhook", "shopify", *headers, str(sample))
+    assert read.returncode == 0, read.stderr
+    assert (
+        f"{sample} (webhook shopify): 1 observation, 0 rejected\n  identity keys: shopify_order on 1\n" in read.stdout
+    )
+    unknown = syncwatch("ingest", "--dry-run", "--webhook", "shopfy", str(sample))
+    assert (
+        unknown.returncode == 2
+        and "names no [webhooks.NAME] in the config (configured: amazon-sp-api, shopify)" in (unknown.stderr)
+    )
+    stored = syncwatch("ingest", "--webhook", "shopify", str(sample))
+    assert stored.returncode == 2 and "check samples with --dry-run" in stored.stderr
 
 
 @pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from collectors.access_log import COMBINED, JSON_ACCESS, LineFormat
 from collectors.formats import FORMATS, FileSpec, detect, field_map, spec_from_tailer
-from collectors.preview import Preview, preview_file
+from collectors.preview import Preview, preview_file, preview_webhook
 from collectors.sink import Committed, Sink
 from collectors.tailer import commit_chunks, first_line_identity, parsed_chunks
 from collectors.workers import ParsePool, workers_for
@@ -33,6 +33,18 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="store nothing (no database needed): show the identity keys found, the endpoints whose "
         "observations link to nothing, and what would be rejected, to check key rules on a partner's sample",
+    )
+    parser.add_argument(
+        "--webhook",
+        metavar="NAME",
+        help="with --dry-run: each file is one body a partner posts to /v1/webhooks/NAME, read with [webhooks.NAME]",
+    )
+    parser.add_argument(
+        "--header",
+        action="append",
+        default=[],
+        metavar="'NAME: VALUE'",
+        help="with --webhook: a header the partner sends along (its id, topic or time), as many as needed",
     )
     parser.add_argument(
         "--parse-workers",
@@ -95,6 +107,8 @@ def _run(args: argparse.Namespace) -> int:
     if any(unreadable):
         print("\n".join(f"syncwatch ingest: {reason}" for reason in unreadable if reason), file=sys.stderr)
         return EXIT_USAGE
+    if args.webhook or args.header:
+        return _preview_webhooks(args, config)
     if args.dry_run:
         previews = {path: preview_file(spec_for(path, args, config), config) for path in args.paths}
         _print_previews(previews, args.json)
@@ -186,6 +200,26 @@ def _print_summary(per_file: dict[str, dict[str, object]], total: Committed, as_
                 file=sys.stderr,
             )
     print(f"total: {total.stored:,} stored, {count(total.duplicates, 'duplicate')}, {total.quarantined:,} quarantined")
+
+
+def _preview_webhooks(args: argparse.Namespace, config: Config) -> int:
+    """A partner's sample bodies read as its webhook would read them; nothing is stored."""
+    webhooks = config.file.webhooks
+    problem = None
+    if not args.dry_run:
+        problem = "--webhook and --header check samples with --dry-run; serve stores what partners post"
+    elif args.webhook not in webhooks:
+        known = ", ".join(sorted(webhooks)) or "none"
+        problem = f"--webhook {args.webhook!r} names no [webhooks.NAME] in the config (configured: {known})"
+    elif bad := [h for h in args.header if ":" not in h]:
+        problem = f"--header {bad[0]!r} is not 'NAME: VALUE'"
+    if problem:
+        print(f"syncwatch ingest: {problem}", file=sys.stderr)
+        return EXIT_USAGE
+    headers = {name.strip().lower(): value.strip() for name, value in (h.split(":", 1) for h in args.header)}
+    previews = {path: preview_webhook(path, args.webhook, headers, config) for path in args.paths}
+    _print_previews(previews, args.json)
+    return EXIT_NOT_UNDERSTOOD if any(p.rejected and not p.observations for p in previews.values()) else 0
 
 
 def _print_previews(previews: dict[str, Preview], as_json: bool) -> None:
