@@ -34,6 +34,7 @@ _COMBINED = re.compile(
     rf"(?: {_Q.replace('(', '(?P<referer>', 1)} {_Q.replace('(', '(?P<agent>', 1)})?"
     r"(?: (?P<rt>\d+(?:\.\d+)?|-))?(?P<rest> .*)?$"
 )
+_NAMED_REQUEST_TIME = re.compile(r" (?:rt|request_time)=(\d+(?:\.\d+)?)(?: |$)")
 _MONTH_NAMES = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")
 _MONTHS = {name: i + 1 for i, name in enumerate(_MONTH_NAMES)}
 _UNITS = {"s": 1e9, "ms": 1e6, "us": 1e3, "ns": 1.0}
@@ -178,6 +179,9 @@ def parse_combined(text: str, fmt: LineFormat) -> _Request:
     if len(parts) < 2:
         raise ItemError(f"request {match['request']!r} is not 'METHOD TARGET PROTOCOL'")
     rt = match["rt"]
+    if rt is None and match["rest"]:  # nginx's timed formats put it after the agent as rt=0.250
+        named = _NAMED_REQUEST_TIME.search(match["rest"])
+        rt = named[1] if named else None
     duration = int(float(rt) * _UNITS[fmt.request_time_unit]) if rt and rt != "-" else None
     vhost = match["vhost"]
     attributes = {"client.address": match["client"], "user_agent.original": match["agent"]}

@@ -418,6 +418,25 @@ def test_a_path_no_template_names_is_grouped_by_its_words_not_its_ids(path: str,
     assert generic_route(path) == route
 
 
+@pytest.mark.parametrize(
+    ("tail", "seconds"),
+    [
+        (' "t" 0.250', 0.25),
+        (' "t" upstream=10.0.0.2:80 rt=0.250 uct=0.001 urt=0.249', 0.25),
+        (' "t" request_time=1.5 upstream_response_time=1.4', 1.5),
+        (' "t" urt=0.249', None),
+        (' "t"', None),
+    ],
+)
+def test_a_combined_line_takes_its_request_time_last_or_named_rt(tail: str, seconds: float | None) -> None:
+    """nginx's timed formats write rt=$request_time after the agent: the request read as taking no time."""
+    from collectors.access_log import LineFormat, parse_combined
+
+    line = '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /orders/1 HTTP/1.1" 200 5 "-"' + tail
+    duration = parse_combined(line, LineFormat()).duration_ns
+    assert duration == (None if seconds is None else int(seconds * 1e9))
+
+
 def test_access_log_lines_for_different_skus_are_one_endpoint(tmp_path: Path) -> None:
     log = tmp_path / "edge.log"
     text = '10.0.0.1 - - [25/Nov/2026:10:00:0{n} +0000] "PUT {path} HTTP/1.1" 200 5 "-" "t" 0.01\n'
