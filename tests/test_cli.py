@@ -37,7 +37,7 @@ def test_upgrade_then_stats_prints_zero_counts(db_url: str) -> None:
     assert syncwatch("db", "upgrade", "--db", db_url).returncode == 0
     result = syncwatch("stats", "--json", "--db", db_url)
     assert result.returncode == 0, result.stderr
-    empty = {**dict.fromkeys(COUNTED_TABLES, 0), "redeliveries": 0, "quarantined_by": []}
+    empty = {**dict.fromkeys(COUNTED_TABLES, 0), "redeliveries": 0, "quarantined_by": [], "unlinked_by": []}
     assert json.loads(result.stdout) == {**empty, "correlation_backlog": 0, "waiting_since": None}
 
 
