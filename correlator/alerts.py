@@ -3,7 +3,7 @@ syncwatch's own correlator falling behind.
 
 Raised inside the correlator pass into an outbox table (so a slow webhook never holds the
 database), delivered after it by a scheduler job as Slack-compatible JSON to the URL held in
-the environment variable the config names. A transaction alerts once per state; an endpoint
+the environment variable the config names. A transaction alerts once per stage and state; an endpoint
 alerts again only after the quiet period. History being replayed (older than a day) is quiet.
 """
 
@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 import httpx
+import orjson
 from sqlalchemy import Connection
 
 from syncwatch.config import Config
@@ -45,22 +46,29 @@ class Alert:
 
 
 def transaction_alerts(
-    before: dict[str, str], rows: Iterable[dict[str, Any]], link_keys: dict[str, str], config: Config, now: datetime
+    rows: Iterable[dict[str, Any]], link_keys: dict[str, str], config: Config, now: datetime
 ) -> list[Alert]:
-    """Transactions whose SLA state just became at risk or breached, and are not old history."""
+    """Transactions whose stage at fault is at risk or breached, and are not old history: once per
+    stage and state (``raise_alerts`` keeps each key once), so an order late once at the ERP still
+    alerts when its shipment runs late hours later."""
     found = []
     for row in rows:
-        state = row["sla_state"]
+        if row["sla_state"] not in ALERTING_STATES:
+            continue
         happened = row["due_at"] or row["last_seen_at"]  # the breach (or the late completion) itself
-        if state not in ALERTING_STATES or before.get(row["id"]) == state or happened < now - FRESH:
+        stage = row["stage_at_fault"]
+        state = _state_of(row["stages"], stage) or row["sla_state"]
+        if state not in ALERTING_STATES or happened < now - FRESH:
             continue
         key = link_keys.get(row["id"], row["id"])
-        text = f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')}{_where(row, now)}"
+        said = (
+            f"{row['type'].replace('_', ' ').capitalize()} {key} is {state.replace('_', ' ')}{_where(row, state, now)}"
+        )
         found.append(
             Alert(
-                f"transaction:{row['id']}:{state}",
+                f"transaction:{row['id']}:{state}:{stage}",
                 f"transaction_{state}",
-                text,
+                said,
                 _link(config, "search", "key", key),
                 row["id"],
             )
@@ -68,11 +76,17 @@ def transaction_alerts(
     return found
 
 
-def _where(row: dict[str, Any], now: datetime) -> str:
+def _state_of(stages: str | list[dict[str, Any]], name: str | None) -> str | None:
+    """The SLA state of stage ``name`` in a stored timeline (JSON text, as the writer holds it)."""
+    timeline = orjson.loads(stages) if isinstance(stages, str) else stages
+    return next((s["sla_state"] for s in timeline if s["name"] == name), None)
+
+
+def _where(row: dict[str, Any], state: str, now: datetime) -> str:
     """' at shipped (due … UTC)' where the order waits now; ': released was late' when the breach is
     behind it (its due time is then the next stage's, which quoted as the breach's read as a future one)."""
     stage, due = stage_label(row["stage_at_fault"]) or "its next stage", row["due_at"]
-    if row["sla_state"] == "breached" and (due is None or due >= now):
+    if state == "breached" and (due is None or due > now):  # due now is this breach, not the next stage's
         return f": {stage} was late" + (f"; the next stage is due {due:%Y-%m-%d %H:%M} UTC" if due else "")
     return f" at {stage}" + (f" (due {due:%Y-%m-%d %H:%M} UTC)" if due else "")
 

@@ -151,18 +151,18 @@ class Correlator:
             add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
 
     def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
-        # In id order, the writes append to the tables' b-trees; the stored states are read
-        # before the writer thread takes the connection.
+        # In id order, the writes append to the tables' b-trees; what is stored is read before the
+        # writer thread takes the connection.
         live = sorted(((c.id, c) for c in components if c.members), key=lambda pair: pair[0])
         ids = [tid for tid, _ in live]
-        before = q.sla_states(conn, ids)
+        stored_ids = q.stored_transactions(conn, ids)
         stored = q.exceptions_of(conn, ids)
         drafts: list[tuple[str, Draft]] = []
         retired: set[str] = set()
         found: list[Alert] = []
         share, written = self.config.sla_at_risk_share, 0
         link_keys = {tid: c.link_key for tid, c in live}
-        with q.transaction_writer(conn, before.keys()) as write:
+        with q.transaction_writer(conn, stored_ids) as write:
             for start in range(0, len(live), WRITE_EVERY):
                 rows, keys = [], []
                 for tid, component in live[start : start + WRITE_EVERY]:
@@ -178,7 +178,7 @@ class Correlator:
                         derived = _charged_to_fulfiler(row, derived, self.fulfilers)
                     drafts.extend((tid, d) for d in derived)
                     retired |= component.previous
-                found.extend(transaction_alerts(before, rows, link_keys, self.config, now))
+                found.extend(transaction_alerts(rows, link_keys, self.config, now))
                 write(rows, keys)
                 written += len(rows)
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring

@@ -62,6 +62,29 @@ def test_a_transaction_alerts_once_when_at_risk_and_once_when_breached(store: St
     assert all(ORDER in text and " at accepted by ERP" in text for _, text in raised(store))
 
 
+def test_an_order_late_once_alerts_again_when_a_later_stage_runs_late(store: Store) -> None:
+    """Accepted by the ERP a minute late, the order was 'breached' for good, so its allocation going
+    overdue hours later, stuck, sent nothing: a state already breached never changed."""
+    clock = Clock()
+    correlator = Correlator(store, load_config(), clock=clock)
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", T0, marketplace_order=ORDER)])
+    keys = {"marketplace_order": ORDER, "erp_order": "SO-1"}
+    store.write_observations([span(2, "POST /sales-orders", "erp", T0 + timedelta(minutes=16), **keys)])
+    clock.now = T0 + timedelta(minutes=17)
+    correlator.run_pass()
+    for minutes in (17 + 25, 17 + 29, 17 + 31, 17 + 40):  # allocation is due 30 minutes after acceptance
+        clock.now = T0 + timedelta(minutes=minutes)
+        correlator.reevaluate()
+    assert raised(store) == [
+        (
+            "transaction_breached",
+            f"Order {ORDER} is breached: accepted by ERP was late; the next stage is due 2026-11-24 15:46 UTC",
+        ),
+        ("transaction_at_risk", f"Order {ORDER} is at risk at allocated (due 2026-11-24 15:46 UTC)"),
+        ("transaction_breached", f"Order {ORDER} is breached at allocated (due 2026-11-24 15:46 UTC)"),
+    ]
+
+
 def test_a_failing_endpoint_alerts_again_only_after_the_quiet_period(store: Store) -> None:
     clock = Clock()
     correlator = Correlator(store, load_config(), clock=clock)
@@ -263,9 +286,10 @@ def test_a_breach_behind_the_order_is_not_given_the_next_stages_due_time() -> No
 
     now = datetime(2026, 11, 28, 3, 33, tzinfo=UTC)
     row = {"id": "order:1", "type": "order", "sla_state": "breached", "stage_at_fault": "confirmed"}
-    ahead = {**row, "due_at": now + timedelta(days=3), "last_seen_at": now}
-    overdue = {**row, "id": "order:2", "due_at": now - timedelta(hours=2), "last_seen_at": now}
-    texts = [a.text for a in transaction_alerts({}, [ahead, overdue], {}, load_config(), now)]
+    stages = '[{"name": "confirmed", "reached_at": null, "due_at": null, "sla_state": "breached"}]'
+    ahead = {**row, "due_at": now + timedelta(days=3), "last_seen_at": now, "stages": stages}
+    overdue = {**row, "id": "order:2", "due_at": now - timedelta(hours=2), "last_seen_at": now, "stages": stages}
+    texts = [a.text for a in transaction_alerts([ahead, overdue], {}, load_config(), now)]
     assert texts == [
         "Order order:1 is breached: confirmed was late; the next stage is due 2026-12-01 03:33 UTC",
         "Order order:2 is breached at confirmed (due 2026-11-28 01:33 UTC)",

@@ -270,8 +270,9 @@ def trace_observation_ids(conn: Connection, traces: Collection[str]) -> list[int
     return found
 
 
-def sla_states(conn: Connection, ids: Iterable[str]) -> dict[str, str]:
-    return dict(_fetch_in(conn, "SELECT id, sla_state FROM transactions WHERE id {in}", ids))  # type: ignore[arg-type]
+def stored_transactions(conn: Connection, ids: Iterable[str]) -> set[str]:
+    """Which of ``ids`` the transactions table holds already."""
+    return {row[0] for row in _fetch_in(conn, "SELECT id FROM transactions WHERE id {in}", ids)}
 
 
 def stored_exceptions(conn: Connection, ids: Sequence[str]) -> dict[str, Any]:
