@@ -10,7 +10,7 @@ import streamlit as st
 from actions import roles
 from dashboard import charts
 from dashboard.fmt import SLA_LABELS, age, category_label, duration, fault_text, money, sla_time, when
-from dashboard.widgets import Page, none_yet, open_on_select, prepare
+from dashboard.widgets import Page, none_yet, open_on_select, prepare, refreshed
 from syncwatch.model import stage_label
 from syncwatch.redact import spreadsheet_safe
 from syncwatch.store import queries as q
@@ -20,7 +20,7 @@ FAILING_AT = 3  # active exceptions on one system before it is called out
 
 
 def render() -> None:
-    page = prepare("Operations", f"refreshes every {REFRESH_S} s")
+    page = prepare("Operations", live=True)
     if page is None:
         return
     scope = roles.scope_of(page.config, page.viewer.actor)
@@ -32,6 +32,7 @@ def render() -> None:
 
 
 def _live(page: Page) -> None:
+    page = refreshed(page, REFRESH_S)
     failing = q.failing_systems(page.store)
     grid = q.open_by_sla(page.store)
     _headline(grid, failing)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -26,8 +26,9 @@ class Page:
     now: datetime
 
 
-def prepare(title: str, caption: str = "") -> Page | None:
-    """Draw the title; return what the page needs, or None after showing how to get data in."""
+def prepare(title: str, live: bool = False) -> Page | None:
+    """Draw the title; return what the page needs, or None after showing how to get data in. A
+    ``live`` page refreshes itself, and says how old its data is each time (``refreshed``)."""
     st.title(title)
     config = context.config()
     store = context.store()
@@ -37,9 +38,17 @@ def prepare(title: str, caption: str = "") -> Page | None:
         how_to_start(config)
         return None
     now = context.clock(store)
-    st.caption(" · ".join(filter(None, [f"Data as of {when(now)}", caption])))
+    if not live:
+        st.caption(f"Data as of {when(now)}")
     _behind(store, config)
     return Page(store, config, context.viewer(), now)
+
+
+def refreshed(page: Page, every_s: int) -> Page:
+    """``page`` as of this refresh of a live page: SLA times, ages and windows move with the clock."""
+    now = context.clock(page.store)
+    st.caption(f"Data as of {when(now)} · refreshes every {every_s} s")
+    return replace(page, now=now)
 
 
 def _behind(store: Store, config: Config) -> None:

@@ -91,6 +91,28 @@ def test_a_backlog_the_correlator_left_waiting_is_announced_on_every_page(
     assert warning.startswith("250 observations received since ") and "`syncwatch correlate`" in warning
 
 
+def test_operations_reads_the_clock_at_each_refresh_not_once_at_page_load(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """A wall screen's figures refreshed every 30 s while 'Data as of', ages and SLA time left stayed
+    at the time the page was opened: its refreshing part used the time the page had read once."""
+    from dashboard import context
+
+    readings: list[datetime] = []
+
+    def clock(store: Store) -> datetime:
+        readings.append(datetime(2026, 11, 8, 23, len(readings), tzinfo=UTC))
+        return readings[-1]
+
+    monkeypatch.setattr(context, "clock", clock)
+    at = open_app(monkeypatch, sample_db, "operations.py")
+    readings.clear()
+    at.run()
+    said = [c.value for c in at.caption if c.value.startswith("Data as of")]
+    assert len(readings) == 2, "the page reads the clock, and its refreshing part reads it again each time"
+    assert said == [f"Data as of {readings[-1]:%a %d %b %H:%M} UTC · refreshes every 30 s"]
+
+
 @pytest.mark.parametrize("page", PAGES)
 def test_every_page_renders_the_sample_week(monkeypatch: pytest.MonkeyPatch, sample_db: str, page: str) -> None:
     at = open_app(monkeypatch, sample_db, page)
