@@ -12,7 +12,10 @@ from typing import Any
 import httpx
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
 
+from syncwatch.config import load_config
+from syncwatch.model import partner_hosts
 from syncwatch.sim.driver import LiveOptions, run_live, running, wait_for_collectors
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.ids import Ids
@@ -84,6 +87,13 @@ def test_one_order_flows_through_the_live_services(tmp_path: Path) -> None:
     assert ("erp", "POST /invoices") in names
     assert any(name == "POST /orders/{marketplace_order}/shipment-confirmation" for _, name in names)
     assert [e["type"] for e in seen["events"]] == ["com.syncwatch.shipment.shipped"]
+    # Every live partner listens on 127.0.0.1: a call names whom it called as the history does, so a
+    # 3PL that is down reads as the 3PL's failure, not as the ERP's that called it.
+    hosts = partner_hosts(load_config(environ={}).file.partners)
+    clients = [span for span in exporter.get_finished_spans() if span.kind is SpanKind.CLIENT]
+    called = {(span.name, hosts.get(span.attributes["server.address"])) for span in clients}
+    assert ("POST /sales-orders", "erp") in called and ("POST /invoices", "erp") in called
+    assert None not in {to for _, to in called}, called
     gateway = (tmp_path / "gateway.log").read_text(encoding="utf-8").splitlines()
     assert gateway and all(NGINX.match(line) for line in gateway)
 

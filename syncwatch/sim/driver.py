@@ -122,12 +122,13 @@ class Driver:
             body,
             {"Idempotency-Key": order.ref},
             attrs=order.ref_attrs,
+            to="erp",
         )
         if created.status_code != 201:
             return {"order": order.ref, "outcome": "rejected", "status": created.status_code}
         order.erp_order = created.json()["sales_order"]
         await self.pace(MINUTE, 20 * MINUTE)
-        await post(self.client, erp, self.url("erp", f"/sales-orders/{order.erp_order}/allocate"), {})
+        await post(self.client, erp, self.url("erp", f"/sales-orders/{order.erp_order}/allocate"), {}, to="erp")
         await self.pace(MINUTE, 30 * MINUTE)
         return await self.fulfil(order)
 
@@ -182,13 +183,18 @@ class Driver:
             "erp.invoice": self.flow.ids.next("INV"),
             "shipment.id": shipment,
         }
-        await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice)
+        await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice, to="erp")
 
     async def release(self, order: Order, system: str, fault: str) -> httpx.Response:
         erp, mine = self.network.tracer("erp"), {"erp.sales_order": order.erp_order}
         if system == "wms":
             return await post(
-                self.client, erp, self.url("wms", "/pick-orders"), {"wms.order_ref": order.erp_order}, attrs=mine
+                self.client,
+                erp,
+                self.url("wms", "/pick-orders"),
+                {"wms.order_ref": order.erp_order},
+                attrs=mine,
+                to="wms",
             )
         state = self.network.partners[system]
         state.down, state.slow = state.down or fault == "partner_down", state.slow or fault == "partner_timeout"
@@ -199,6 +205,7 @@ class Driver:
                 self.url(system, "/fulfillment-orders"),
                 {"tpl.client_order": order.erp_order},
                 attrs=mine,
+                to=system,
             )
         finally:
             state.down, state.slow = state.down and fault != "partner_down", state.slow and fault != "partner_timeout"
@@ -249,10 +256,10 @@ class Driver:
         url = self.url(order.channel, f"/orders/{order.ref}/shipment-confirmation")
         body = {"shipment.id": shipment, "shipment.tracking_number": tracking}
         mine = {"erp.sales_order": order.erp_order, "shipment.id": shipment}
-        response = await post(self.client, self.network.tracer("erp"), url, body, attrs=mine)
+        response = await post(self.client, self.network.tracer("erp"), url, body, attrs=mine, to=order.channel)
         if response.status_code == 429:
             await asyncio.sleep(float(response.headers.get("retry-after", "1")))
-            await post(self.client, self.network.tracer("erp"), url, body, attrs=mine)
+            await post(self.client, self.network.tracer("erp"), url, body, attrs=mine, to=order.channel)
 
 
 class Silent:

@@ -32,6 +32,7 @@ from starlette.routing import Match
 
 from syncwatch.sim import access_logs
 from syncwatch.sim.flow import Network
+from syncwatch.sim.hops import HOSTS
 from syncwatch.sim.services import ErpState, PartnerState, erp_app, initial_erp, partner_app
 
 SYSTEMS = ("marketplace-amz", "marketplace-b2b", "erp", "wms", "3pl-fastship", "3pl-parcelpro")
@@ -193,9 +194,13 @@ async def post(
     body: dict[str, Any],
     headers: dict[str, str] | None = None,
     attrs: dict[str, Any] | None = None,
+    *,
+    to: str,
 ) -> httpx.Response:
-    """A CLIENT span around the request, its context injected as ``traceparent``; ``attrs`` are the
-    caller's own business attributes (its ids for the document, as the generator's caller spans carry)."""
+    """A CLIENT span around the request to system ``to``, its context injected as ``traceparent``;
+    ``attrs`` are the caller's own business attributes (its ids for the document, as the generator's
+    caller spans carry). ``server.address`` names the partner's host as the generated history does
+    (every live partner listens on one local address, which would name none of them)."""
     path = httpx.URL(url).path
     with tracer.start_as_current_span(f"POST {path}", kind=SpanKind.CLIENT) as span:
         carrier: dict[str, str] = dict(headers or {})
@@ -206,6 +211,7 @@ async def post(
             {
                 "http.request.method": "POST",
                 "url.full": url,
+                "server.address": HOSTS[to],
                 "http.response.status_code": response.status_code,
                 "http.request.body": json.dumps(body, sort_keys=True),
                 **(attrs or {}),
