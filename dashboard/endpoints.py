@@ -19,7 +19,7 @@ WINDOWS = {"last hour": timedelta(hours=1), "last 6 h": timedelta(hours=6), "las
 SICK_ERROR_RATE = 0.05  # above this share of errors an endpoint is unhealthy
 SLOW_P95_MS = 2_000
 ACTIONS_SYSTEM = SYSTEM  # the service.name of syncwatch's own calls to partners
-HEALTH_ORDER = {"failing": 0, "degraded": 1, "healthy": 2}
+HEALTH_ORDER = {"failing": 0, "recovering": 1, "degraded": 2, "healthy": 3}
 
 
 def render() -> None:
@@ -46,7 +46,8 @@ def render() -> None:
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
     st.caption(
-        f"Failing: an error rate over {SICK_ERROR_RATE:.0%}; degraded: a 429, "
+        f"Failing: an error rate over {SICK_ERROR_RATE:.0%} (no answer, or 5xx); recovering: so in this window, "
+        f"but its latest call succeeded; degraded: a 429, over {SICK_ERROR_RATE:.0%} refused (4xx), "
         f"or over 5 in 100 calls slower than {SLOW_P95_MS / 1000:g} s."
     )
     if shown["seen by"].ne("").any():
@@ -75,13 +76,18 @@ def echoes_of_own_rows(table: pd.DataFrame) -> pd.Series:
 
 
 def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataFrame:
-    """Rates, latency and health per endpoint, failing endpoints first. A 429 is the partner asking
-    for a pause, which the retry policy honours: it degrades an endpoint, it does not fail it."""
-    failed = stats["errors"] - stats["throttled"]
+    """Rates, latency and health per endpoint, failing endpoints first. An endpoint fails when it does
+    not answer or answers 5xx. A 429 is the partner asking for a pause, which the retry policy honours,
+    and a 4xx refusal (an unknown SKU) is the data's problem: both degrade it, neither fails it. One
+    whose latest call succeeded after its failures is recovering, not failing for the rest of the window."""
+    failed = stats["errors"] - stats["throttled"] - stats["rejected"]
     error_rate = failed / stats["requests"]
     health = pd.Series("healthy", index=stats.index)
-    health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0)] = "degraded"
-    health[error_rate > SICK_ERROR_RATE] = "failing"
+    refusing = stats["rejected"] / stats["requests"] > SICK_ERROR_RATE
+    health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0) | refusing] = "degraded"
+    answering = pd.to_datetime(stats["last_ok_at"], utc=True) > pd.to_datetime(stats["last_error_at"], utc=True)
+    health[(error_rate > SICK_ERROR_RATE) & answering] = "recovering"
+    health[(error_rate > SICK_ERROR_RATE) & ~answering] = "failing"
     hosts = partner_hosts(page.config.file.partners)
     called = [hosts.get(peer, peer) if peer else None for peer in stats["peer"]]
     answered = [c if c and c != s else s for c, s in zip(called, stats["system"], strict=True)]
@@ -93,6 +99,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             # What makes it unhealthy comes first, in view on a laptop; who saw it, after.
             "error rate": error_rate,
             "errors": failed,
+            "refused": stats["rejected"],
             "429s": stats["throttled"],
             "p95 ms": stats["p95_ms"],
             "requests": stats["requests"],
@@ -120,9 +127,13 @@ def _columns() -> dict[str, object]:
         "p95 ms": st.column_config.NumberColumn(format="%.0f", help="95 of 100 calls answered within this time"),
         "requests/min": st.column_config.NumberColumn(format="%.2f"),
         "error rate": st.column_config.NumberColumn(
-            format="percent", help="Calls that failed, of all calls; 429s are counted apart, not as failures"
+            format="percent", help="Calls not answered or answered 5xx, of all calls; 429s and refusals are apart"
         ),
-        "errors": st.column_config.NumberColumn(help="Calls that failed; 429s are counted apart"),
+        "errors": st.column_config.NumberColumn(help="Calls not answered, or answered 5xx"),
+        "refused": st.column_config.NumberColumn(
+            help="Calls answered 4xx (other than 429): the request's data was refused, so the endpoint works; "
+            "the Exceptions page has them as data to fix"
+        ),
         "p50 ms": st.column_config.NumberColumn(format="%.0f"),
     }
 

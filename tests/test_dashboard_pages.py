@@ -532,10 +532,10 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert table["health"].iloc[0] == "failing"
     [timeline] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert timeline["layout"]["xaxis"]["title"]["text"] == "UTC", "every time on the pages says its zone"
-    assert "Failing: an error rate over 5%; degraded: a 429, or over 5 in 100" in texts(at)
-    assert [bar["name"] for bar in timeline["data"]] == ["ok", "429 (slow down)", "failed"]
+    assert "Failing: an error rate over 5% (no answer, or 5xx); recovering: so in this window, but" in texts(at)
+    assert [bar["name"] for bar in timeline["data"]] == ["ok", "refused (4xx)", "429 (slow down)", "failed"]
     assert (table["error rate"] > 0.05).eq(table["health"] == "failing").all(), "the rate shown is the one judged"
-    assert list(table["health"]) == sorted(table["health"], key=["failing", "degraded", "healthy"].index)
+    assert list(table["health"]) == sorted(table["health"], key=["failing", "recovering", "degraded", "healthy"].index)
     system = next(s for s in at.selectbox if s.label == "System")
     system.set_value("wms").run()
     assert set(at.dataframe[0].value["system"]) == {"wms"}
@@ -551,26 +551,35 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert set(seen["system"]) == {"3pl-fastship", "3pl-parcelpro"}, "the ERP's calls to each 3PL are that 3PL's row"
 
 
-def test_an_endpoints_error_rate_counts_its_429s_apart() -> None:
+def test_an_endpoint_fails_only_when_it_does_not_answer_and_recovers_when_it_answers_again() -> None:
+    """A marketplace throttling (429) and an ERP refusing unknown SKUs (422) work: they read failing.
+    A 3PL that answered again after its outage read failing for the rest of the hour."""
+    at = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)
     stats = pd.DataFrame(
         {
-            "system": ["marketplace-a", "erp"],
-            "operation": ["GET /orders", "POST /sales-orders"],
-            "peer": ["", ""],
-            "gateway": [False, False],
-            "requests": [100, 100],
-            "errors": [40, 10],
-            "throttled": [38, 0],
-            "p95_ms": [120.0, 90.0],
-            "p50_ms": [40.0, 30.0],
-            "last_error": ["429 Too Many Requests", "503"],
-            "last_error_at": [datetime(2026, 11, 8, 23, 0, tzinfo=UTC)] * 2,
+            "system": ["marketplace-a", "erp", "3pl-a", "3pl-b"],
+            "operation": ["GET /orders", "POST /sales-orders", "POST /fulfillment-orders", "POST /fulfillment-orders"],
+            "peer": [""] * 4,
+            "gateway": [False] * 4,
+            "requests": [100, 100, 100, 100],
+            "errors": [40, 10, 50, 50],
+            "throttled": [38, 0, 0, 0],
+            "rejected": [0, 10, 0, 0],
+            "p95_ms": [120.0, 90.0, 90.0, 90.0],
+            "p50_ms": [40.0, 30.0, 30.0, 30.0],
+            "last_error": ["429 Too Many Requests", "unknown SKU", "503", "503"],
+            "last_error_at": [at] * 4,
+            "last_ok_at": [at - timedelta(minutes=1), at, at + timedelta(minutes=5), at - timedelta(minutes=20)],
         }
     )
-    page = Page(store=None, config=load_config(None), viewer=None, now=datetime(2026, 11, 9, tzinfo=UTC))  # type: ignore[arg-type]
+    page = Page(store=None, config=load_config(None), viewer=None, now=at + timedelta(minutes=10))  # type: ignore[arg-type]
     table = health_table(stats, timedelta(hours=1), page).set_index("system")
-    assert table.loc["marketplace-a", ["health", "error rate", "errors", "429s"]].tolist() == ["degraded", 0.02, 2, 38]
-    assert table.loc["erp", ["health", "error rate", "errors", "429s"]].tolist() == ["failing", 0.10, 10, 0]
+    columns = ["health", "error rate", "errors", "refused", "429s"]
+    assert table.loc["marketplace-a", columns].tolist() == ["degraded", 0.02, 2, 0, 38]
+    assert table.loc["erp", columns].tolist() == ["degraded", 0.0, 0, 10, 0]
+    assert table.loc["3pl-a", columns].tolist() == ["recovering", 0.5, 50, 0, 0]
+    assert table.loc["3pl-b", columns].tolist() == ["failing", 0.5, 50, 0, 0]
+    assert list(table.index) == ["3pl-b", "3pl-a", "marketplace-a", "erp"], "failing first, then recovering"
 
 
 def test_a_callers_view_is_folded_only_when_it_saw_the_endpoint_no_worse() -> None:

@@ -461,10 +461,10 @@ def _window(names: list[str], since: datetime, until: datetime) -> ColumnElement
 
 
 def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFrame:
-    """Per system, operation and peer in the window: requests, errors, 429s, p50/p95 latency, last
-    error. ``peer`` is whom a caller's client span called (the partner syncwatch's own calls name,
-    else the host addressed), so one caller's calls to two partners are two rows; empty for a
-    system's own endpoints."""
+    """Per system, operation and peer in the window: requests, errors (of which 429s and other 4xx
+    refusals), p50/p95 latency, the last error and the last success. ``peer`` is whom a caller's
+    client span called (the partner syncwatch's own calls name, else the host addressed), so one
+    caller's calls to two partners are two rows; empty for a system's own endpoints."""
     names = systems(store)
     if not names:
         return pd.DataFrame()
@@ -532,7 +532,9 @@ def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Sele
     # Grouped over a subquery: PostgreSQL cannot tell that the peer in GROUP BY, with its own bound
     # parameters, is the one selected.
     logged = case((o.kind == "log", 1), else_=0).label("logged")
-    rows = select(o.system, o.operation, _peer(), logged, o.outcome, o.status_code).where(_window(names, since, until))
+    rows = select(o.system, o.operation, _peer(), logged, o.outcome, o.status_code, o.start_time).where(
+        _window(names, since, until)
+    )
     r = rows.subquery().c
     return select(
         r.system,
@@ -542,7 +544,14 @@ def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Sele
         func.count().label("requests"),
         func.sum(case((r.outcome == "error", 1), else_=0)).label("errors"),
         func.sum(case((r.status_code == 429, 1), else_=0)).label("throttled"),
+        func.sum(case((and_(r.outcome == "error", _refused(r.status_code)), 1), else_=0)).label("rejected"),
+        func.max(case((r.outcome == "ok", r.start_time))).label("last_ok_at"),
     ).group_by(r.system, r.operation, r.peer, r.logged)
+
+
+def _refused(status: Any) -> ColumnElement[bool]:
+    """An answer refusing the request as it was (4xx), other than a 429's 'not now': the endpoint works."""
+    return and_(status >= 400, status < 500, status != 429)
 
 
 def _duration_ms(store: Store) -> ColumnElement[Any]:
@@ -598,8 +607,9 @@ def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[A
 def endpoint_timeline(
     store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = "", gateway: bool = False
 ) -> pd.DataFrame:
-    """Requests, errors and 429s per time bucket for one endpoint row of ``endpoint_stats`` (minutes for a
-    short window, else hours); ``gateway``: the row is a gateway's lines, whose peer it named."""
+    """Requests, errors, 429s and other refusals per time bucket for one endpoint row of
+    ``endpoint_stats`` (minutes for a short window, else hours); ``gateway``: the row is a gateway's
+    lines, whose peer it named."""
     peer = "" if gateway else peer
     minutes = until - since <= timedelta(hours=2)
     bucket = (_minute(store, o.start_time) if minutes else _hour(store, o.start_time)).label("bucket")
@@ -609,6 +619,7 @@ def endpoint_timeline(
             func.count().label("requests"),
             func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
             func.sum(case((o.status_code == 429, 1), else_=0)).label("throttled"),
+            func.sum(case((and_(o.outcome == "error", _refused(o.status_code)), 1), else_=0)).label("rejected"),
         )
         .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer))
         .group_by(bucket)
