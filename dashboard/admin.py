@@ -12,7 +12,7 @@ from actions import api
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
-from syncwatch.commands.common import count
+from syncwatch.model import count
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 from syncwatch.store.alerts import MAX_ATTEMPTS, next_delivery

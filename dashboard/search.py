@@ -11,8 +11,7 @@ from dashboard import actions_panel, charts
 from dashboard.fmt import category_label, fault_text, money, no_partner, promise, sla_label, sla_time, when
 from dashboard.masking import literal
 from dashboard.widgets import Page, none_yet, open_on_select, prepare
-from syncwatch.commands.common import count
-from syncwatch.model import stage_label
+from syncwatch.model import count, stage_label
 from syncwatch.redact import mask_emails
 from syncwatch.store import queries as q
 

@@ -63,6 +63,11 @@ def stage_label(name: str | None) -> str:
     return " ".join(w.upper() if w in ("erp", "wms", "3pl") else w for w in words.split(" "))
 
 
+def count(number: int, noun: str) -> str:
+    """``1 duplicate``, ``2 duplicates``: a figure with its noun agreeing, in a summary line or on a page."""
+    return f"{number:,} {noun}{'' if number == 1 else 's'}"
+
+
 def utcnow() -> datetime:
     return datetime.now(UTC)
 

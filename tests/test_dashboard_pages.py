@@ -599,7 +599,7 @@ def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
 ) -> None:
     store = Store.open(sample_copy)
     at = datetime(2026, 11, 8, 23, 50, tzinfo=UTC)
-    retried = span(9_000_001, "POST /sales-orders", "syncwatch", at, status=422)
+    retried = span(9_000_001, "POST /sales-orders", "syncwatch", at, status=503)
     store.write_observations([replace(retried, attributes={"span.kind": "client", "syncwatch.partner": "erp"})])
     store.close()
     page = open_app(monkeypatch, sample_copy, "endpoints.py")

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from syncwatch.commands.common import Command, add_common_options, config_from, interrupt, open_store
-from syncwatch.commands.common import count as plural
+from syncwatch.model import count as plural
 from syncwatch.store.filters import QueueFilter
 
 EXIT_USAGE = 2

@@ -81,11 +81,6 @@ def iso_time(text: str) -> datetime:
         raise argparse.ArgumentTypeError(f"expected an ISO-8601 time like 2026-11-09T00:00:00Z, got {text!r}") from None
 
 
-def count(number: int, noun: str) -> str:
-    """``1 duplicate``, ``2 duplicates``: a figure in a summary line with its noun agreeing."""
-    return f"{number:,} {noun}{'' if number == 1 else 's'}"
-
-
 def interrupt(_signum: int, _frame: object) -> None:
     """A signal handler that stops a command the way Ctrl-C does: a plain `kill` (SIGTERM) then
     stops what the command started instead of leaving it running without its parent."""

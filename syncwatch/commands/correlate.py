@@ -6,8 +6,8 @@ import argparse
 import json
 from typing import TYPE_CHECKING
 
-from syncwatch.commands.common import Command, add_common_options, config_from, count, iso_time, open_store
-from syncwatch.model import utcnow
+from syncwatch.commands.common import Command, add_common_options, config_from, iso_time, open_store
+from syncwatch.model import count, utcnow
 
 if TYPE_CHECKING:
     from correlator.passes import Correlator, PassResult

@@ -11,9 +11,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from pathlib import Path
 
-from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
-from syncwatch.model import utcnow
+from syncwatch.model import count, utcnow
 from syncwatch.store import Store, migrate
 from syncwatch.store.backup import BackupFailed
 from syncwatch.store.correlation import CORRELATOR_CHECKPOINT

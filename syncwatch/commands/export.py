@@ -11,7 +11,7 @@ from contextlib import nullcontext
 from typing import Any, TextIO
 
 from syncwatch.commands.common import Command, add_common_options, config_from, open_store
-from syncwatch.commands.common import count as plural
+from syncwatch.model import count as plural
 from syncwatch.redact import spreadsheet_safe
 from syncwatch.store.reads import (
     CONTEXT_FIELDS,

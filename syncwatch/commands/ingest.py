@@ -17,8 +17,9 @@ from collectors.preview import Preview, preview_file, preview_webhook
 from collectors.sink import Committed, Sink
 from collectors.tailer import commit_chunks, first_line_identity, parsed_chunks
 from collectors.workers import ParsePool, workers_for
-from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
+from syncwatch.model import count
 
 
 def _add_arguments(parser: argparse.ArgumentParser) -> None:

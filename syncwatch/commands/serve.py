@@ -21,8 +21,9 @@ from functools import partial
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
-from syncwatch.commands.common import Command, add_common_options, config_from, count, open_store
+from syncwatch.commands.common import Command, add_common_options, config_from, open_store
 from syncwatch.config import Config
+from syncwatch.model import count
 from syncwatch.store import Store
 from syncwatch.store.locks import sole_serve
 
