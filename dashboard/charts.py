@@ -55,6 +55,9 @@ def stage_heatmap(data: pd.DataFrame, stages: list[str]) -> go.Figure:
             x=list(grid.columns),
             y=list(grid.index),
             colorscale="Reds",
+            zmin=0,  # from none late: a grid of equal counts otherwise reads 31.5, 32, 32.5 on its scale
+            zmax=max(1, int(grid.values.max())),
+            colorbar={"tickformat": ",d"},
             text=grid.values,
             texttemplate="%{text}",
             hovertemplate="%{y} at %{x}: %{z} late<extra></extra>",
@@ -74,6 +77,8 @@ def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
     fig.add_bar(x=hours, y=data["started"], name="started", marker_color="#9ecae1")
     fig.add_bar(x=hours, y=data["completed"], name="completed", marker_color="#3182bd")
     fig.add_scatter(x=hours, y=backlog, name="open (backlog)", line_color="#d62728", secondary_y=True)
+    # Half an hour either side of the hours drawn: one hour alone would be scaled to its milliseconds.
+    fig.update_xaxes(range=[hours.min() - HALF_HOUR, hours.max() + HALF_HOUR])
     fig.update_yaxes(title_text="per hour", secondary_y=False)
     # Round ticks of its own (ticks synced to the bars' axis read 344, 687, 1,031), and no second grid.
     fig.update_yaxes(
@@ -85,6 +90,8 @@ def throughput(data: pd.DataFrame, open_now: int) -> go.Figure:
 KIND_NAMES = {"span": "call", "log": "log line", "event": "event"}
 OUTCOME_NAMES = {"ok": "ok", "error": "failed"}
 THINNEST = 0.004  # of the whole timeline: a call of 80 ms in a day-long order is still drawn
+SHORTEST_TIMELINE = pd.Timedelta(seconds=10)
+HALF_HOUR = pd.Timedelta(minutes=30)
 
 
 def waterfall(data: pd.DataFrame, highlight: int | None = None, opened: datetime | None = None) -> go.Figure:
@@ -146,6 +153,9 @@ def waterfall(data: pd.DataFrame, highlight: int | None = None, opened: datetime
         )
     fig.update_yaxes(categoryorder="array", categoryarray=rows[::-1])
     fig.update_xaxes(type="date")
+    if last - first < SHORTEST_TIMELINE:  # one instant would be drawn across fractions of a millisecond
+        middle = first + (last - first) / 2
+        fig.update_xaxes(range=[middle - SHORTEST_TIMELINE / 2, middle + SHORTEST_TIMELINE / 2])
     return _layout(fig, 120 + 26 * len(rows))
 
 

@@ -406,3 +406,34 @@ def test_a_share_of_a_handful_of_orders_is_not_drawn() -> None:
     assert thin and shown["sla_attainment"].iloc[0] == 600 / 650 and pd.isna(shown["sla_attainment"].iloc[1])
     assert pd.isna(shown["exception_rate"].iloc[1]) and list(table["sla_attainment"]) == [600 / 650, 0.0]
     assert not _without_thin_shares(table.iloc[:1])[1]
+
+
+def test_a_chart_of_one_instant_or_one_hour_keeps_a_readable_axis() -> None:
+    """A new database's first order and first hour were drawn across fractions of a millisecond
+    (04:59:59.9996 … 05:00:00.0004), and a grid of equal late counts read 31.5, 32, 32.5."""
+    import pandas as pd
+
+    from dashboard.charts import stage_heatmap, throughput, waterfall
+
+    at = pd.Timestamp("2026-11-26T05:00:00Z")
+    one = pd.DataFrame(
+        {
+            "id": [1],
+            "kind": ["event"],
+            "system": ["marketplace-amz"],
+            "operation": ["order.created"],
+            "start_time": [at],
+            "end_time": [pd.NaT],
+            "outcome": ["ok"],
+            "status_code": [None],
+            "error_message": [None],
+        }
+    )
+    low, high = (pd.Timestamp(t) for t in waterfall(one).layout.xaxis.range)
+    assert high - low == pd.Timedelta(seconds=10) and low < at < high
+    hour = pd.DataFrame({"hour": ["2026-11-26 05"], "started": [3], "completed": [1]})
+    low, high = (pd.Timestamp(t) for t in throughput(hour, 2).layout.xaxis.range)
+    assert (low, high) == (pd.Timestamp("2026-11-26 04:30"), pd.Timestamp("2026-11-26 05:30"))
+    late = pd.DataFrame({"stage": ["released", "shipped"], "partner": ["3pl-a", "3pl-a"], "transactions": [32, 32]})
+    [grid] = stage_heatmap(late, ["released", "shipped"]).data
+    assert (grid.zmin, grid.zmax) == (0, 32)
