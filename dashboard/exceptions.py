@@ -268,7 +268,11 @@ def _choose(queue: pd.DataFrame) -> str | None:
 def _detail(page: Page, exception_id: str) -> None:
     row = q.exception_row(page.store, exception_id)
     if row is None:
-        st.warning(f"There is no exception {exception_id}.")
+        st.warning(
+            f"There is no exception {literal(exception_id)} now. The correlator drops one that no longer "
+            "applies (an overdue step that has since arrived, or a newer failure of the same step), and "
+            "history is pruned after `retention_days`. Transaction search shows where its order stands."
+        )
         return
     st.divider()
     st.header(literal(row["summary"]))

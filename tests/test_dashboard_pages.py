@@ -494,6 +494,17 @@ def test_search_takes_each_new_key_another_page_brings_and_keeps_what_was_typed(
     assert read(at.header[0].value) == "order:215-2680494-0958771"
 
 
+def test_a_link_to_an_exception_that_no_longer_applies_says_why_and_where_to_look(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    at = open_app(monkeypatch, sample_db, "exceptions.py")
+    at.query_params["exception"] = "exc-0000000000000000"
+    at.run()
+    [said] = [read(w.value) for w in at.warning if "no exception" in w.value]
+    assert said.startswith("There is no exception exc-0000000000000000 now.")
+    assert "no longer applies" in said and said.endswith("Transaction search shows where its order stands.")
+
+
 def test_a_transaction_without_its_order_number_says_why_it_stays_open(
     monkeypatch: pytest.MonkeyPatch, sample_copy: str
 ) -> None:
