@@ -137,15 +137,25 @@ class Receiver:
         )
         self.inflight = 0
         self.unauthenticated = Allowance(UNAUTHENTICATED_KEPT_PER_MINUTE)
+        packaged = []
         for name, mapping in self.webhooks.items():
             unread = sink.keys.unread_system(mapping.system)
-            if unread:
+            if unread and (name in config.own_webhooks or config.path is None):
                 log.warning(
                     "webhook %s: %s, so only the rules for every system read its notices, which then link to "
                     "no order unless those find its identifiers",
                     name,
                     unread,
                 )
+            elif unread:
+                packaged.append(name)
+        if packaged:  # the packaged mappings stay when a config replaces the key rules they came with
+            log.info(
+                "packaged webhooks %s take notices, but no [[key_rules]] of %s reads them: if a partner posts "
+                "there, copy their rules from the packaged defaults",
+                ", ".join(packaged),
+                config.path,
+            )
 
     def run_parser(self, parser: Parser, args: tuple[object, ...], source: str) -> Parsed:
         """``parser(*args, ctx)``: in a worker process when the receiver has a pool, else here."""

@@ -160,6 +160,16 @@ def test_shopifys_order_and_fulfilment_webhooks_make_one_order_with_the_packaged
     assert ("shopify_order", "255858046") not in keys, "a fulfilment's own id is not its order's"
 
 
+def test_packaged_webhooks_a_config_no_longer_reads_are_named_once_not_warned_about(run_collector, caplog) -> None:  # type: ignore[no-untyped-def]
+    """A deployment's own [[key_rules]] replace the packaged ones, but the packaged webhooks stay: every
+    start warned twice about partners it may never have."""
+    with caplog.at_level("INFO", logger="collectors.server"):
+        run_collector("[[key_rules]]\nsystem = 'erp'\nattribute = 'erp.so'\nkey = 'erp_order'\n")
+    said = [(r.levelname, r.getMessage()) for r in caplog.records if "webhook" in r.getMessage()]
+    assert [level for level, _ in said] == ["INFO"]
+    assert said[0][1].startswith("packaged webhooks amazon-sp-api, shopify take notices, but no [[key_rules]] of ")
+
+
 def test_a_notice_whose_id_came_before_with_other_content_is_quarantined_not_counted(run_collector) -> None:  # type: ignore[no-untyped-def]
     """A partner reusing one id per fulfillment: the update (a tracking number) was dropped as a
     duplicate and the exception called the two notices harmless repeats."""

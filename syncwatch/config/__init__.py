@@ -42,6 +42,7 @@ class Config:
     settings: dict[str, Any]
     origins: dict[str, str] = field(default_factory=dict)
     path: str | None = None
+    own_webhooks: frozenset[str] = frozenset()  # the [webhooks.NAME] the user's file names; the rest are packaged
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -56,14 +57,15 @@ def load_config(
     """Resolve the config: flag → SYNCWATCH_* variable → config file → default."""
     environ = os.environ if environ is None else environ
     path = path or environ.get(CONFIG_ENV) or None
-    raw = _read_defaults()
+    raw, own = _read_defaults(), {}
     label = f"packaged {DEFAULTS_NAME}"
     if path:
-        raw = merge(raw, _read_toml(Path(path)))
-        label = path
+        own = _read_toml(Path(path))
+        raw, label = merge(raw, own), path
     file = _validate(raw, label)
     settings, origins = _resolve_settings(file.settings, flags or {}, environ, label)
-    return Config(file=file, settings=settings, origins=origins, path=path)
+    webhooks = own.get("webhooks")
+    return Config(file, settings, origins, path, frozenset(webhooks if isinstance(webhooks, dict) else ()))
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
