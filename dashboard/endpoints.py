@@ -20,6 +20,7 @@ SICK_ERROR_RATE = 0.05  # above this share of errors an endpoint is unhealthy
 SLOW_P95_MS = 2_000
 ACTIONS_SYSTEM = SYSTEM  # the service.name of syncwatch's own calls to partners
 HEALTH_ORDER = {"failing": 0, "recovering": 1, "degraded": 2, "healthy": 3}
+QUIET_BEFORE_RECOVERING = timedelta(minutes=5)  # without a failure, and answered since: not flapping
 
 
 def render() -> None:
@@ -46,8 +47,9 @@ def render() -> None:
     shown = table if system == "all systems" else table[table["system"] == system]
     st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
     st.caption(
-        f"Failing: an error rate over {SICK_ERROR_RATE:.0%} (no answer, or 5xx); recovering: so in this window, "
-        f"but its latest call succeeded; degraded: a 429, over {SICK_ERROR_RATE:.0%} refused (4xx), "
+        f"Failing: an error rate over {SICK_ERROR_RATE:.0%} (no answer, or 5xx); recovering: failing in this "
+        "window, but no failure for 5 minutes and answered since; degraded: a 429, "
+        f"over {SICK_ERROR_RATE:.0%} refused (4xx), "
         f"or over 5 in 100 calls slower than {SLOW_P95_MS / 1000:g} s."
     )
     if shown["seen by"].ne("").any():
@@ -79,13 +81,17 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
     """Rates, latency and health per endpoint, failing endpoints first. An endpoint fails when it does
     not answer or answers 5xx. A 429 is the partner asking for a pause, which the retry policy honours,
     and a 4xx refusal (an unknown SKU) is the data's problem: both degrade it, neither fails it. One
-    whose latest call succeeded after its failures is recovering, not failing for the rest of the window."""
+    that has not failed for five minutes and answered since is recovering, not failing for the rest of
+    the window; one that fails and answers by turns is failing."""
     failed = stats["errors"] - stats["throttled"] - stats["rejected"]
     error_rate = failed / stats["requests"]
     health = pd.Series("healthy", index=stats.index)
     refusing = stats["rejected"] / stats["requests"] > SICK_ERROR_RATE
     health[(stats["p95_ms"] > SLOW_P95_MS) | (stats["throttled"] > 0) | refusing] = "degraded"
-    answering = pd.to_datetime(stats["last_ok_at"], utc=True) > pd.to_datetime(stats["last_error_at"], utc=True)
+    last_failed = pd.to_datetime(stats["last_failed_at"], utc=True)
+    answering = (pd.to_datetime(stats["last_ok_at"], utc=True) > last_failed) & (
+        last_failed <= pd.Timestamp(page.now) - QUIET_BEFORE_RECOVERING
+    )
     health[(error_rate > SICK_ERROR_RATE) & answering] = "recovering"
     health[(error_rate > SICK_ERROR_RATE) & ~answering] = "failing"
     hosts = partner_hosts(page.config.file.partners)
@@ -113,6 +119,10 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "last error ago": [age(t, page.now) for t in stats["last_error_at"]],
         }
     )
+    # A system calling its own endpoint (the ERP allocating its order over HTTP) reports the calls from
+    # both ends under its own name: one row, the end that saw more of them.
+    table = table.sort_values("requests", ascending=False, kind="stable")
+    table = table.drop_duplicates(["system", "endpoint", "seen by", "gateway"])
     order = table["health"].map(HEALTH_ORDER)
     return table.assign(_o=order).sort_values(["_o", "error rate"], ascending=[True, False]).drop(columns="_o")
 

@@ -543,7 +543,7 @@ def test_endpoints_put_failing_ones_first(monkeypatch: pytest.MonkeyPatch, sampl
     assert table["health"].iloc[0] == "failing"
     [timeline] = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     assert timeline["layout"]["xaxis"]["title"]["text"] == "UTC", "every time on the pages says its zone"
-    assert "Failing: an error rate over 5% (no answer, or 5xx); recovering: so in this window, but" in texts(at)
+    assert "Failing: an error rate over 5% (no answer, or 5xx); recovering: failing in this window, but no" in texts(at)
     assert [bar["name"] for bar in timeline["data"]] == ["ok", "refused (4xx)", "429 (slow down)", "failed"]
     assert (table["error rate"] > 0.05).eq(table["health"] == "failing").all(), "the rate shown is the one judged"
     assert list(table["health"]) == sorted(table["health"], key=["failing", "recovering", "degraded", "healthy"].index)
@@ -579,18 +579,37 @@ def test_an_endpoint_fails_only_when_it_does_not_answer_and_recovers_when_it_ans
             "p95_ms": [120.0, 90.0, 90.0, 90.0],
             "p50_ms": [40.0, 30.0, 30.0, 30.0],
             "last_error": ["429 Too Many Requests", "unknown SKU", "503", "503"],
-            "last_error_at": [at] * 4,
+            "last_error_at": [at, at, at + timedelta(minutes=6), at],  # 3pl-a refused one since it answered again
+            "last_failed_at": [at - timedelta(minutes=30), at - timedelta(minutes=30), at, at],
             "last_ok_at": [at - timedelta(minutes=1), at, at + timedelta(minutes=5), at - timedelta(minutes=20)],
         }
     )
+    flapping = stats.iloc[[2]].assign(system="3pl-c", last_failed_at=at + timedelta(minutes=8))
     page = Page(store=None, config=load_config(None), viewer=None, now=at + timedelta(minutes=10))  # type: ignore[arg-type]
-    table = health_table(stats, timedelta(hours=1), page).set_index("system")
+    table = health_table(pd.concat([stats, flapping]), timedelta(hours=1), page).set_index("system")
     columns = ["health", "error rate", "errors", "refused", "429s"]
     assert table.loc["marketplace-a", columns].tolist() == ["degraded", 0.02, 2, 0, 38]
     assert table.loc["erp", columns].tolist() == ["degraded", 0.0, 0, 10, 0]
-    assert table.loc["3pl-a", columns].tolist() == ["recovering", 0.5, 50, 0, 0]
+    assert table.loc["3pl-a", columns].tolist() == ["recovering", 0.5, 50, 0, 0], "a refusal since is an answer"
     assert table.loc["3pl-b", columns].tolist() == ["failing", 0.5, 50, 0, 0]
-    assert list(table.index) == ["3pl-b", "3pl-a", "marketplace-a", "erp"], "failing first, then recovering"
+    assert table.loc["3pl-c", "health"] == "failing", "failing two minutes ago: by turns, not recovering"
+    assert list(table.index)[:3] == ["3pl-b", "3pl-c", "3pl-a"], "failing first, then recovering"
+
+
+def test_a_system_calling_its_own_endpoint_is_one_row() -> None:
+    """The ERP allocating its orders over HTTP reported each call as its client and as its server."""
+    at = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)
+    row = {"system": "erp", "operation": "POST /invoices", "gateway": False, "errors": 0, "throttled": 0}
+    stats = pd.DataFrame(
+        [
+            {**row, "peer": "", "requests": 15},
+            {**row, "peer": "erp.internal", "requests": 14},
+        ]
+    ).assign(rejected=0, p95_ms=90.0, p50_ms=30.0, last_error="", last_error_at=pd.NaT)
+    stats = stats.assign(last_failed_at=pd.NaT, last_ok_at=at)
+    page = Page(store=None, config=load_config(None), viewer=None, now=at)  # type: ignore[arg-type]
+    table = health_table(stats, timedelta(hours=1), page)
+    assert table[["system", "endpoint", "seen by", "requests"]].values.tolist() == [["erp", "POST /invoices", "", 15]]
 
 
 def test_a_callers_view_is_folded_only_when_it_saw_the_endpoint_no_worse() -> None:

@@ -546,12 +546,18 @@ def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Sele
         func.sum(case((r.status_code == 429, 1), else_=0)).label("throttled"),
         func.sum(case((and_(r.outcome == "error", _refused(r.status_code)), 1), else_=0)).label("rejected"),
         func.max(case((r.outcome == "ok", r.start_time))).label("last_ok_at"),
+        func.max(case((and_(r.outcome == "error", _unanswered(r.status_code)), r.start_time))).label("last_failed_at"),
     ).group_by(r.system, r.operation, r.peer, r.logged)
 
 
 def _refused(status: Any) -> ColumnElement[bool]:
     """An answer refusing the request as it was (4xx), other than a 429's 'not now': the endpoint works."""
     return and_(status >= 400, status < 500, status != 429)
+
+
+def _unanswered(status: Any) -> ColumnElement[bool]:
+    """A failed call without a 4xx (a 429 among them), which would be the endpoint answering: no answer, or a 5xx."""
+    return or_(status.is_(None), status < 400, status >= 500)
 
 
 def _duration_ms(store: Store) -> ColumnElement[Any]:
