@@ -147,14 +147,15 @@ def _failure(
     category = category_of(culprit)
     resolver = _resolver(category, step, last, ordered, step_of_id, sla)
     attempts = _attempts(failures)
+    failing = _failing_system(culprit, hosts)
     return Draft(
         id=_id(identity, "step", step),
         category=category,
         status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
-        system=_failing_system(culprit, hosts),
+        system=failing,
         endpoint=step,
         stage=_stage_at(sla, first.start),
-        summary=_summary(culprit, attempts, last),
+        summary=_summary(culprit, attempts, last, failing),
         opened_at=first.start,
         last_seen_at=last.start,
         attempts=attempts,
@@ -316,15 +317,15 @@ def _stage_at(sla: SlaResult, when: datetime) -> str | None:
     return next((s.name for s in sla.stages if s.reached_at is None or s.reached_at > when), None)
 
 
-def _summary(member: Member, attempts: int, last: Member) -> str:
+def _summary(member: Member, attempts: int, last: Member, failing: str) -> str:
+    """Told as the answer of the system that failed: a caller's view of a 3PL's 503 (or syncwatch's own
+    retry) reads as the 3PL's answer, as the 3PL's own span would tell it."""
     status = f" {member.status_code}" if member.status_code else ""
     tries = f" ({attempts} attempts)" if attempts > 1 else ""
     since = ""
     if last.kind == "span" and last.start > member.start and not last.status_code:
         since = f"; the last attempt, {last.start:%Y-%m-%d %H:%M} UTC, got no answer: {_reason(last)}"
-    # syncwatch's own call (a retry) is told as the partner's answer, as the partner's own span tells it.
-    who = member.attributes.get(PARTNER_CALLED) or member.system
-    return f"{who} {_what(member)}{status}: {_reason(member)}{tries}{since}"
+    return f"{failing} {_what(member)}{status}: {_reason(member)}{tries}{since}"
 
 
 def _what(member: Member) -> str:
