@@ -515,6 +515,20 @@ def test_a_dry_run_reads_a_partners_webhook_sample_with_the_headers_it_comes_wit
     assert stored.returncode == 2 and "check samples with --dry-run" in stored.stderr
 
 
+def test_serve_on_a_port_in_use_says_so_and_runs_no_job(tmp_path: Path) -> None:
+    """A second serve on a taken port ran its scheduled jobs (automatic retries sent to partners,
+    alert delivery) before uvicorn found the port taken, on every restart a supervisor made."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = syncwatch("serve", "--port", str(port), "--db", f"sqlite:///{tmp_path / 'taken.db'}")
+    assert_one_clear_sentence(done, f"syncwatch serve: cannot listen on 127.0.0.1:{port}: Address already in use")
+    assert done.returncode == 1, "one line on stderr: no job logged a thing"
+
+
 @pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])
 def test_a_port_out_of_range_is_refused_before_anything_starts(argv: list[str]) -> None:
     """The operating system would take 99999 modulo 65536 and listen where nobody looks."""

@@ -13,6 +13,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import socket
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -247,6 +249,13 @@ def _serve(config: Config, store: Store, parse_workers: int | None) -> int:
     from collectors.workers import ParsePool, workers_for
     from syncwatch.metrics import ServiceMetrics
 
+    # The port first: an instance that cannot listen must not run its jobs (retries sent to partners,
+    # alerts, pruning) on every restart a supervisor makes.
+    try:
+        listening = _listen(config.host, config.port)
+    except OSError as err:
+        print(f"syncwatch serve: cannot listen on {config.host}:{config.port}: {err.strerror or err}", file=sys.stderr)
+        return 1
     store.upgrade()
     store.checkpoint_less_often()
     sink = Sink(store, config)
@@ -271,14 +280,29 @@ def _serve(config: Config, store: Store, parse_workers: int | None) -> int:
         log.info("serve: %s", _plan(config, store, workers))
         scheduler.start()
         try:
-            server.run()
+            server.run(sockets=[listening])
         finally:
             stop_jobs()
     finally:
+        listening.close()
         if parse_pool is not None:
             parse_pool.close()
         store.close()
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` for uvicorn to serve on (as its own binding would make it)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
 
 
 def _plan(config: Config, store: Store, workers: int) -> str:
