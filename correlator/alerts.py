@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Connection
 
 from syncwatch.config import Config
-from syncwatch.model import stage_label, utcnow
+from syncwatch.model import count, stage_label, utcnow
 from syncwatch.redact import mask_emails, mask_phones
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
@@ -182,20 +182,54 @@ def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: date
 
 def deliver(store: Store, config: Config, client: httpx.Client | None = None, now: datetime | None = None) -> int:
     """Post the alerts due for delivery to the webhook; returns how many it accepted. No URL, no
-    delivery. A failed delivery is tried again later, a wait after it that grows (``RETRY_WAITS``)."""
+    delivery. A failed delivery is tried again later, a wait after it that grows (``RETRY_WAITS``).
+    More than ``DIGEST_FROM`` transactions due at once (an outage's backlog, a catch-up) go as one
+    digest, not a message each that floods the channel. After a failed delivery (the webhook down, or
+    answering 429) the round stops: the rest are tried at the next."""
     url = os.environ.get(config.alert_webhook_env)
     if not url:
         return 0
     now = now or utcnow()
     with store.engine.connect() as conn:
-        waiting = q.due(conn, now)
+        waiting = q.due(conn, now, limit=q.DUE_LIMIT)
+    late = [alert for alert in waiting if alert.kind in TRANSACTION_KINDS]
+    messages: list[tuple[str, str, list[Any]]] = []
+    if len(late) > DIGEST_FROM:
+        messages.append((digest_text(late), f"{config.dashboard_url.rstrip('/')}/operations", late))
+        waiting = [alert for alert in waiting if alert.kind not in TRANSACTION_KINDS]
+    messages.extend((alert.text, alert.link, [alert]) for alert in waiting)
     own = client is None
     client = client or httpx.Client(timeout=10)
+    sent = 0
     try:
-        return sum(_post(store, client, url, alert, now) for alert in waiting)
+        for text, link, alerts in messages:
+            if not _post(store, client, url, text, link, alerts, now):
+                break  # down, or asking to slow down (429): the rest wait for the next round
+            sent += len(alerts)
+        return sent
     finally:
         if own:
             client.close()
+
+
+DIGEST_FROM = 5  # transactions due at once above which they go as one message
+DIGEST_GROUPS = 8  # (kind, state, stage) lines a digest names; the rest are counted
+TRANSACTION_KINDS = ("transaction_at_risk", "transaction_breached")
+
+
+def digest_text(alerts: list[Any]) -> str:
+    """'2,583 orders breached at shipped, 120 orders at risk at released': per kind of transaction,
+    state and stage, most first (read from each alert's key, ``transaction:ID:STATE:STAGE``)."""
+    groups: dict[tuple[str, str, str], int] = defaultdict(int)
+    for alert in alerts:
+        head, state, stage = alert.dedupe_key.rsplit(":", 2)
+        kind = head.removeprefix("transaction:").split(":", 1)[0].replace("_", " ")
+        groups[(kind, state.replace("_", " "), stage_label(stage) if stage != "None" else "its next stage")] += 1
+    ranked = sorted(groups.items(), key=lambda item: (-item[1], item[0]))
+    lines = [f"{count(n, kind)} {state} at {stage}" for (kind, state, stage), n in ranked[:DIGEST_GROUPS]]
+    rest = sum(n for _, n in ranked[DIGEST_GROUPS:])
+    more = f", and {rest:,} more" if rest else ""
+    return f"{len(alerts):,} transactions turned late or at risk: {', '.join(lines)}{more}"
 
 
 def chat_text(text: str) -> str:
@@ -206,10 +240,11 @@ def chat_text(text: str) -> str:
     return masked.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _post(store: Store, client: httpx.Client, url: str, alert: Any, now: datetime) -> int:
+def _post(store: Store, client: httpx.Client, url: str, text: str, link: str, alerts: list[Any], now: datetime) -> bool:
+    """Post one message for ``alerts`` (one alert, or a digest of several); whether it was taken."""
     error = None
     try:
-        client.post(url, json={"text": f"{chat_text(alert.text)} <{alert.link}|open in syncwatch>"}).raise_for_status()
+        client.post(url, json={"text": f"{chat_text(text)} <{link}|open in syncwatch>"}).raise_for_status()
     except httpx.HTTPError as err:
         # The webhook URL is a secret: log the failure without it.
         status = f" {err.response.status_code}" if isinstance(err, httpx.HTTPStatusError) else ""
@@ -217,10 +252,13 @@ def _post(store: Store, client: httpx.Client, url: str, alert: Any, now: datetim
     except (httpx.InvalidURL, ValueError) as err:
         error = f"the webhook URL is not valid ({type(err).__name__})"
     if error is not None:
-        log.warning("alert %s (%s) not delivered: %s; %s", alert.id, alert.kind, error, _then(alert, now))
+        first = alerts[0]
+        what = f"alert {first.id} ({first.kind})" if len(alerts) == 1 else f"a digest of {len(alerts)} alerts"
+        log.warning("%s not delivered: %s; %s", what, error, _then(first, now))
     with store.writing() as conn:
-        q.record_attempt(conn, alert.id, now, error is None, error)
-    return 1 if error is None else 0
+        for alert in alerts:
+            q.record_attempt(conn, alert.id, now, error is None, error)
+    return error is None
 
 
 def _then(alert: Any, now: datetime) -> str:

@@ -155,6 +155,46 @@ def test_alerts_are_posted_once_with_a_link_to_the_order(store: Store, webhook: 
     assert f"{config.dashboard_url}/search?key={ORDER}" in message["text"]
 
 
+def breach_orders(store: Store, orders: int) -> Config:
+    """``orders`` orders captured together and left without the ERP: as many breached alerts at once."""
+    config = load_config()
+    clock = Clock()
+    correlator = Correlator(store, config, clock=clock)
+    captured = [
+        span(n, "POST /orders", "marketplace-amz", T0, marketplace_order=f"113-0000001-{n:07d}")
+        for n in range(1, orders + 1)
+    ]
+    store.write_observations(captured)
+    correlator.run_pass()
+    clock.now = T0 + timedelta(minutes=16)
+    correlator.reevaluate()
+    return config
+
+
+def test_many_orders_late_at_once_go_as_one_digest_not_a_message_each(store: Store, webhook: type[Webhook]) -> None:
+    """A day of late data posted 3,129 messages to the chat within a minute, one per order."""
+    config = breach_orders(store, 12)
+    assert deliver(store, config, now=T0 + timedelta(minutes=16)) == 12
+    (message,) = webhook.received
+    assert message["text"].startswith("12 transactions turned late or at risk: 12 orders breached at accepted by ERP")
+    assert message["text"].endswith(f"<{config.dashboard_url}/operations|open in syncwatch>")
+    with store.engine.connect() as conn:
+        assert conn.execute(select(alerts.c.id).where(alerts.c.sent_at.is_(None))).all() == []
+    assert deliver(store, config, now=T0 + timedelta(minutes=17)) == 0, "each alert is delivered once"
+
+
+def test_a_webhook_asking_to_slow_down_gets_nothing_more_that_round(store: Store, webhook: type[Webhook]) -> None:
+    webhook.status = 429
+    config = breach_orders(store, 3)
+    assert deliver(store, config, now=T0 + timedelta(minutes=16)) == 0
+    assert len(webhook.received) == 1, "after a 429, the next two wait for the next round"
+    with store.engine.connect() as conn:
+        attempts = sorted(conn.execute(select(alerts.c.attempts)).scalars())
+    assert attempts == [0, 0, 1]
+    webhook.status = 200
+    assert deliver(store, config, now=T0 + timedelta(minutes=16, seconds=5)) == 2, "the untried go next round"
+
+
 def test_a_partners_message_reaches_the_chat_without_its_control_codes_or_personal_data(
     store: Store, webhook: type[Webhook]
 ) -> None:

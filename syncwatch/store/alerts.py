@@ -35,9 +35,12 @@ def enqueue(conn: Connection, rows: list[dict[str, Any]]) -> None:
         conn.execute(alerts.insert(), rows)
 
 
+DUE_LIMIT = 5_000  # alerts read for one round of delivery
+
+
 def due(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
     """Undelivered alerts whose next delivery is due by ``now``, oldest first."""
-    stmt = select(a.id, a.kind, a.text, a.link, a.attempts, a.last_attempt_at).where(
+    stmt = select(a.id, a.dedupe_key, a.kind, a.text, a.link, a.attempts, a.last_attempt_at).where(
         and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS)
     )
     rows = [row for row in conn.execute(stmt.order_by(a.id)) if next_delivery(row.last_attempt_at, row.attempts) <= now]
