@@ -106,6 +106,9 @@ def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
     settings = config.file.actions.policy
     if not settings.enabled:
         return
+    if not config.own_partners:  # whatever listens on those ports is not a partner that agreed to it
+        log.info("automatic retries off: [partners] are the simulator's, on this machine, until a config names yours")
+        return
     yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
 
 

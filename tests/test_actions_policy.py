@@ -83,6 +83,16 @@ def test_the_policy_job_retries_a_transient_failure_once_its_backoff_passed(run_
     close_all()
 
 
+def test_no_automatic_retry_goes_to_the_packaged_partners(tmp_path: Path) -> None:
+    """Without [partners] of its own, serve retried failed orders against the simulator's addresses on
+    this machine, whatever listened there; a person's retry still may, and the banner says where."""
+    store = Store.open(f"sqlite:///{tmp_path / 'packaged.db'}")
+    store.upgrade()
+    jobs = {job.id for job in build_scheduler(load_config(environ={}), store).get_jobs()}
+    store.close()
+    assert "actions:watch" in jobs and "actions:auto-retry" not in jobs
+
+
 def test_the_cli_resolves_with_a_note_and_prints_json(
     run_collector: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

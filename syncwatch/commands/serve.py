@@ -328,8 +328,8 @@ def _partners_note(config: Config) -> str:
     if not hosts or not hosts <= {"127.0.0.1", "localhost", "::1"}:
         return ""
     return (
-        f"; partners: all {len(config.file.partners)} on this machine, as the simulator's are, so retries and "
-        "reroutes go there until [partners] names your systems"
+        f"; partners: all {len(config.file.partners)} on this machine, as the simulator's are, so a person's "
+        "retries and reroutes go there until [partners] names your systems"
     )
 
 

@@ -43,6 +43,7 @@ class Config:
     origins: dict[str, str] = field(default_factory=dict)
     path: str | None = None
     own_webhooks: frozenset[str] = frozenset()  # the [webhooks.NAME] the user's file names; the rest are packaged
+    own_partners: bool = False  # the user's file names its [partners]; else they are the simulator's, on this machine
 
     def __getattr__(self, name: str) -> Any:
         try:
@@ -65,7 +66,8 @@ def load_config(
     file = _validate(raw, label)
     settings, origins = _resolve_settings(file.settings, flags or {}, environ, label)
     webhooks = own.get("webhooks")
-    return Config(file, settings, origins, path, frozenset(webhooks if isinstance(webhooks, dict) else ()))
+    own_webhooks = frozenset(webhooks if isinstance(webhooks, dict) else ())
+    return Config(file, settings, origins, path, own_webhooks, "partners" in own)
 
 
 def merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
