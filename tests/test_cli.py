@@ -529,6 +529,17 @@ def test_serve_on_a_port_in_use_says_so_and_runs_no_job(tmp_path: Path) -> None:
     assert done.returncode == 1, "one line on stderr: no job logged a thing"
 
 
+def test_serve_whose_token_variable_is_unset_does_not_start(tmp_path: Path) -> None:
+    """It started with a warning and refused every request of that sender, 401 after 401."""
+    config = tmp_path / "syncwatch.toml"
+    config.write_text('[sources.erp]\ntoken_env = "SYNCWATCH_TEST_UNSET_TOKEN"\n')
+    done = syncwatch("serve", "--config", str(config), "--db", f"sqlite:///{tmp_path / 'unset.db'}", "--port", "1")
+    assert_one_clear_sentence(
+        done, "[sources.erp] token_env names SYNCWATCH_TEST_UNSET_TOKEN, which is not set in this environment"
+    )
+    assert done.returncode == 2
+
+
 @pytest.mark.parametrize("argv", [["serve", "--port", "99999"], ["demo", "--dashboard-port", "70000"]])
 def test_a_port_out_of_range_is_refused_before_anything_starts(argv: list[str]) -> None:
     """The operating system would take 99999 modulo 65536 and listen where nobody looks."""

@@ -236,6 +236,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _run(args: argparse.Namespace) -> int:
     config = config_from(args, host=args.host, port=args.port)
+    if missing := _unset_tokens(config):
+        print(f"syncwatch serve: {missing}", file=sys.stderr)
+        return 2
     store = open_store(config, require_schema=False)
     with sole_serve(store.engine):
         return _serve(config, store, args.parse_workers)
@@ -289,6 +292,17 @@ def _serve(config: Config, store: Store, parse_workers: int | None) -> int:
             parse_pool.close()
         store.close()
     return 0
+
+
+def _unset_tokens(config: Config) -> str | None:
+    """The first token variable the config names that serve's environment lacks: every request of that
+    sender would be refused (401) from the first, a deploy's mistake better said before starting."""
+    named = [(f"[sources.{n}]", s.token_env) for n, s in sorted(config.file.sources.items())]
+    named += [(f"[webhooks.{n}]", w.token_env) for n, w in sorted(config.file.webhooks.items()) if w.token_env]
+    for where, env in named:
+        if not os.environ.get(env):
+            return f"{where} token_env names {env}, which is not set in this environment: set it, or remove the token"
+    return None
 
 
 def _listen(host: str, port: int) -> socket.socket:
