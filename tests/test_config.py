@@ -92,6 +92,10 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
         ),
         ("[key_types.ff]\nlabel = 'FF'\npattern = 'FF-(\\d'", "key_types.ff: pattern 'FF-(\\d' is not a valid regular"),
         ("[settings]\nport = 99999", "settings.port: expected 1 to 65535, got 99999"),
+        (
+            "[settings]\ndb = 'postgresql://root:s3cret@127.0.0.1/syncwatch'",
+            "settings.db holds a password; put the URL in SYNCWATCH_DB (the environment), not the file",
+        ),
         ("[settings]\nretention_days = -5", "settings.retention_days: expected 0 to 36500, got -5"),
         (
             "[field_maps.ff]\ntime = '/ts'\nmethod = 'm'\npath = 'p'\nstatus = 's'",

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic import ValidationError
 
@@ -143,6 +144,10 @@ def _resolve_settings(
     unknown = sorted(set(from_file) - BY_NAME.keys())
     if unknown:
         raise ConfigError(f"{label}: settings.{unknown[0]}: unknown setting; known: {', '.join(BY_NAME)}")
+    if urlsplit(str(from_file.get("db", ""))).password:  # secrets come from the environment only
+        raise ConfigError(
+            f"{label}: settings.db holds a password; put the URL in SYNCWATCH_DB (the environment), not the file"
+        )
     values: dict[str, Any] = {}
     origins: dict[str, str] = {}
     for setting in SETTINGS:
