@@ -513,6 +513,8 @@ def test_a_dry_run_reads_a_partners_webhook_sample_with_the_headers_it_comes_wit
     )
     stored = syncwatch("ingest", "--webhook", "shopify", str(sample))
     assert stored.returncode == 2 and "check samples with --dry-run" in stored.stderr
+    alone = syncwatch("ingest", "--dry-run", "--header", "X-Shopify-Topic: orders/create", str(sample))
+    assert alone.returncode == 2 and "--header goes with --webhook NAME" in alone.stderr
 
 
 def test_serve_on_a_port_in_use_says_so_and_runs_no_job(tmp_path: Path) -> None:

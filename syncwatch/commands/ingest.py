@@ -209,6 +209,8 @@ def _preview_webhooks(args: argparse.Namespace, config: Config) -> int:
     problem = None
     if not args.dry_run:
         problem = "--webhook and --header check samples with --dry-run; serve stores what partners post"
+    elif args.webhook is None:
+        problem = "--header goes with --webhook NAME: the headers a partner sends with its webhook's body"
     elif args.webhook not in webhooks:
         known = ", ".join(sorted(webhooks)) or "none"
         problem = f"--webhook {args.webhook!r} names no [webhooks.NAME] in the config (configured: {known})"
