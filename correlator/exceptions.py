@@ -75,10 +75,12 @@ def derive(
     context: dict[str, Any],
     hosts: dict[str, str] | None = None,
     partner_stage: str | None = None,
+    owners: dict[str, str] | None = None,
 ) -> list[Draft]:
     """Every exception the transaction's observations show; ``hosts`` maps the host names a
     caller's span shows for a partner to that partner, so a failed call blames the callee. Past
-    ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs."""
+    ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs;
+    ``owners`` names the system other stages wait on (see ``Stage.owner``)."""
     ordered = sorted(members, key=lambda m: (m.start, m.id))
     errors = [m for m in ordered if m.outcome == "error"]
     by_value = {value: key_type for key_type, value in keys}
@@ -95,7 +97,8 @@ def derive(
     drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
     drafts += _duplicates(identity, ordered)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
-        drafts += _stuck(identity, sla, ordered, _held_by(sla, partner_stage, context.get("partner")))
+        held = _held_by(sla, partner_stage, context.get("partner"))
+        drafts += _stuck(identity, sla, ordered, held, owners or {})
         drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
 
@@ -243,28 +246,39 @@ def _held_by(sla: SlaResult, partner_stage: str | None, partner: Any) -> tuple[s
     return names[names.index(partner_stage) + 1], str(partner)
 
 
-def _stuck(identity: str, sla: SlaResult, ordered: Sequence[Member], held: tuple[str, str] | None) -> list[Draft]:
+def _stuck(
+    identity: str,
+    sla: SlaResult,
+    ordered: Sequence[Member],
+    held: tuple[str, str] | None,
+    owners: dict[str, str],
+) -> list[Draft]:
     drafts = []
     for stage in sla.stages:
         if stage.state is not SlaState.BREACHED or stage.due_at is None:
             continue
         resolver = next((m for m in ordered if m.start == stage.reached_at), None) if stage.reached_at else None
         before = [m for m in ordered if m.start <= stage.due_at] or list(ordered[:1])
-        owner = held[1] if held and held[0] == stage.name else None
-        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, before[-1], resolver, owner))
+        last = before[-1]
+        if held and held[0] == stage.name:
+            owner, where = held[1], f"the order is with {held[1]}"
+        elif (owner := owners.get(stage.name)) and owner != last.system:
+            where = f"waiting on {owner}; last seen at {last.system}"
+        else:
+            owner, where = last.system, f"last seen at {last.system}"
+        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, last, resolver, owner, where))
     return drafts
 
 
 def _stuck_draft(
-    identity: str, stage: str, due: datetime, last: Member, resolver: Member | None, owner: str | None
+    identity: str, stage: str, due: datetime, last: Member, resolver: Member | None, owner: str, where: str
 ) -> Draft:
     late = "arrived late" if resolver else "is overdue"
-    where = f"the order is with {owner}" if owner else f"last seen at {last.system}"
     return Draft(
         id=_id(identity, "stuck", stage),
         category=Cat.STUCK,
         status=ExceptionStatus.RESOLVED if resolver else ExceptionStatus.OPEN,
-        system=owner or last.system,
+        system=owner,
         endpoint=stage,
         stage=stage,
         summary=f"Stage {stage_label(stage)} {late}: it was due {due:%Y-%m-%d %H:%M} UTC; {where}.",

@@ -64,6 +64,7 @@ class Correlator:
         self.stager = Stager()
         self.hosts = partner_hosts(config.file.partners)
         self.fulfilers = set(partners_of_kind(config.file.partners, "wms", "3pl"))  # an order's partners
+        self.owners = {p.name: {s.name: s.owner for s in p.stages if s.owner} for p in self.processes}
 
     def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
@@ -173,7 +174,8 @@ class Correlator:
                     keys.extend((tid, t, v) for t, v in component.nodes)
                     own = [n for n in component.nodes if n[0] != TRACE]
                     context, handed_over = business_context(row), component.process.partner_stage
-                    derived = derive(tid, members, sla, own, context, self.hosts, handed_over)
+                    owners = self.owners[component.process.name]
+                    derived = derive(tid, members, sla, own, context, self.hosts, handed_over, owners)
                     if row["partner"] is None:
                         derived = _charged_to_fulfiler(row, derived, self.fulfilers)
                     drafts.extend((tid, d) for d in derived)

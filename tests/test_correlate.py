@@ -546,6 +546,23 @@ def test_an_order_overdue_to_ship_is_the_partners_it_was_released_to(tmp_path: P
     )
 
 
+def test_an_order_the_erp_never_accepted_is_stuck_at_the_erp_not_at_the_marketplace(tmp_path: Path) -> None:
+    """Operations said 'marketplace-amz needs attention: 5 stuck' when the ERP was not answering: a
+    stuck stage was charged to whoever reported last, the marketplace that captured the order."""
+    from observation_support import span
+
+    store = Store.open(f"sqlite:///{tmp_path / 'unaccepted.db'}")
+    store.upgrade()
+    t0 = AS_OF - timedelta(hours=2)
+    store.write_observations([span(1, "POST /orders", "marketplace-amz", t0, marketplace_order="111-0000000-0000008")])
+    Correlator(store, load_config(environ={}), clock=lambda: AS_OF).run_pass()
+    with store.engine.connect() as conn:
+        [stuck] = conn.execute(select(exceptions.c.system, exceptions.c.summary)).all()
+    store.close()
+    assert stuck.system == "erp"
+    assert stuck.summary.endswith("; waiting on erp; last seen at marketplace-amz.")
+
+
 def test_a_piece_without_its_order_number_is_never_a_finished_order(tmp_path: Path) -> None:
     """An invoice and a release that name only the ERP's order reach the last stage, but no marketplace
     order or PO says which order they are: counted complete, they would pass as an order delivered on
