@@ -52,8 +52,9 @@ def _run(args: argparse.Namespace) -> int:
     if unlinked:
         print(
             "\nbelonging to no order or other transaction (no business key, no trace shared with one);"
-            "\ncounted on Endpoints only. A log line of a POST names no order in its path, so some are expected;"
-            "\nan event or call listed here usually means a [[key_rules]] entry misses its system or field."
+            "\ncounted on Endpoints only. A log line of a POST names no order in its path, and a partner's 5xx"
+            "\noften carries no keys, so some are expected; an event or a call that succeeded listed here"
+            "\nusually means a [[key_rules]] entry misses its system or field."
             "\nEvents and calls first, then log lines, most first:"
         )
         for u in unlinked:
