@@ -42,13 +42,15 @@ def failed_step(services: Services, observations: list[dict[str, Any]], edit: di
 
 
 def _partner(services: Services, observations: list[dict[str, Any]]) -> str:
-    """Where the request went: the address a client span called, else the system that answered."""
+    """Where the request went: the address a client span called (its URL, else the server it names:
+    a partner behind a proxy or on another port still has its host among the partner's), else the
+    system that answered."""
     for obs in observations:
         attrs = obs["attributes"] or {}
-        address = attrs.get("url.full") or attrs.get("server.address")
-        found = services.partner_at(str(address)) if address else None
-        if found:
-            return found
+        for address in (attrs.get("url.full"), attrs.get("server.address")):
+            found = services.partner_at(str(address)) if address else None
+            if found:
+                return found
     for obs in observations:
         if (obs["attributes"] or {}).get("span.kind") != "client" and obs["system"] in services.config.file.partners:
             return str(obs["system"])

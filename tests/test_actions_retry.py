@@ -253,3 +253,28 @@ def test_an_exception_a_colleague_resolved_is_neither_retried_nor_closed_again(
         w.settle()
         assert w.status(exc["id"]) == "open", "the correlator keeps a person's reopening"
     close_all()
+
+
+def test_a_call_to_a_partner_on_another_port_is_sent_to_the_partner_its_server_address_names(tmp_path: Path) -> None:
+    """The simulator on other ports than the config's: the URL matched no partner, and the retry gave
+    up though the span named the 3PL's host, which [partners] lists."""
+    from actions.services import services_for
+    from actions.steps import failed_step
+    from syncwatch.store import Store
+
+    store = Store.open(f"sqlite:///{tmp_path / 'ports.db'}")
+    store.upgrade()
+    attributes = {
+        "span.kind": "client",
+        "url.full": "http://127.0.0.1:47413/fulfillment-orders",
+        "server.address": "api.fastship.example",
+        "http.request.method": "POST",
+        "http.request.body": '{"tpl.client_order": "SO-1"}',
+    }
+    call = {"operation": "POST /fulfillment-orders", "system": "erp", "attributes": attributes, "payload": None}
+    try:
+        step = failed_step(services_for(store, load_config(environ={})), [call], None)
+    finally:
+        close_all()
+        store.close()
+    assert (step.partner, step.path) == ("3pl-fastship", "/fulfillment-orders")
