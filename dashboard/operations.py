@@ -189,8 +189,9 @@ def _stage_delays(page: Page) -> None:
     data = found[found["behind"] == 0] if not found.empty else found
     if behind:
         st.caption(
-            f"{behind} breached order{'s have' if behind != 1 else ' has'} passed the stage that was late, with "
-            "nothing overdue now: not here, but in the late table ('… was late')."
+            f"Not drawn here: {behind} breached order{'s' if behind != 1 else ''} whose late stage is behind "
+            f"{'them' if behind != 1 else 'it'}, with nothing overdue now. The late table lists "
+            f"{'them' if behind != 1 else 'it'} ('… was late')."
         )
     if data.empty:
         none_yet("No open order is late or at risk at a stage now.")
