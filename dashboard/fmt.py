@@ -15,7 +15,7 @@ SLA_LABELS = {"breached": "Breached", "at_risk": "At risk", "on_track": "On trac
 
 
 def duration(delta: timedelta) -> str:
-    """'3 d 4 h', '2 h 05 m', '12 m' — the two largest units are enough to act on."""
+    """'3 d 4 h', '2 h 05 m', '12 m', '< 1 m' — the two largest units are enough to act on."""
     seconds = int(abs(delta.total_seconds()))
     days, rest = divmod(seconds, 86400)
     hours, rest = divmod(rest, 3600)
@@ -24,7 +24,7 @@ def duration(delta: timedelta) -> str:
         return f"{days} d {hours} h"
     if hours:
         return f"{hours} h {minutes:02d} m"
-    return f"{minutes} m"
+    return f"{minutes} m" if minutes else "< 1 m"
 
 
 def time_left(due: datetime | None, now: datetime) -> str:

@@ -437,3 +437,15 @@ def test_a_chart_of_one_instant_or_one_hour_keeps_a_readable_axis() -> None:
     late = pd.DataFrame({"stage": ["released", "shipped"], "partner": ["3pl-a", "3pl-a"], "transactions": [32, 32]})
     [grid] = stage_heatmap(late, ["released", "shipped"]).data
     assert (grid.zmin, grid.zmax) == (0, 32)
+
+
+def test_under_a_minute_late_or_left_reads_so_not_zero_minutes() -> None:
+    """'late by 0 m' beside a breached order read as a contradiction."""
+    from datetime import UTC, datetime, timedelta
+
+    from dashboard.fmt import time_left
+
+    now = datetime(2026, 11, 26, 10, 0, tzinfo=UTC)
+    assert time_left(now - timedelta(seconds=20), now) == "late by < 1 m"
+    assert time_left(now + timedelta(seconds=50), now) == "< 1 m left"
+    assert time_left(now + timedelta(minutes=3, seconds=10), now) == "3 m left"
