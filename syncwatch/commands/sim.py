@@ -20,7 +20,13 @@ def add_generate_options(parser: argparse.ArgumentParser) -> None:
     """The options that decide what is generated; the benchmark shares them."""
     parser.add_argument("--days", type=int, default=7, help="days of traffic (default 7)")
     parser.add_argument("--orders-per-day", type=int, default=280, help="orders per day (default 280)")
-    parser.add_argument("--seed", type=int, default=1, help="random seed: same seed, same bytes (default 1)")
+    parser.add_argument(
+        "--seed",
+        type=int,
+        default=1,
+        help="random seed: same seed, same bytes (default 1); another seed numbers its documents (SO-…, PO-…) "
+        "the same way, so put one generated week in a database and continue it live with --continue-after",
+    )
     parser.add_argument(
         "--start", type=_date, default=DEFAULT_START, help="first day, UTC (default 2026-11-02, a Monday)"
     )
