@@ -137,7 +137,8 @@ def test_every_order_knows_which_lines_shipped_and_is_complete_only_when_all_did
         assert (lines["ordered"], lines["shipped"]) == (len(record["lines"]), len(shipped)), record["id"]
         assert {s["reference"] for s in lines["shipments"]} == set(record.get("shipments", {})), record["id"]
         assert lines["backordered"] == [sku for sku in backordered if sku not in shipped], record["id"]
-        done = "invoiced" in record["stages"] and len(shipped) == len(record["lines"])
+        # Invoiced runs beside confirmed (after shipped): an order is done when both have come.
+        done = {"confirmed", "invoiced"} <= set(record["stages"]) and len(shipped) == len(record["lines"])
         assert status == ("complete" if done else "open"), record["id"]
         partly += bool(shipped) and len(shipped) < len(record["lines"])
     assert partly, "the sample should hold orders shipped in part at the end of its week"
@@ -257,6 +258,21 @@ def test_sla_state_moves_from_on_track_to_at_risk_to_breached_as_time_passes() -
     assert states[0].check_at == captured + timedelta(minutes=12)
     assert states[2].stage_at_fault == "accepted_by_erp"
     assert states[0].due_at == captured + timedelta(minutes=15)
+
+
+def test_an_order_invoiced_before_its_confirmation_came_is_not_finished() -> None:
+    """Invoiced runs beside confirmed (after shipped): an invoice reached the last stage, so an order
+    whose confirmation never came read 'complete', out of Open orders and the late table."""
+    order = compile_processes(load_config())[0]
+    t0 = datetime(2026, 11, 3, 15, 0, tzinfo=UTC)
+    names = ("captured", "accepted_by_erp", "allocated", "released")
+    reached = {**dict.fromkeys(names, t0), "shipped": t0 + timedelta(hours=2)}
+    invoiced = {**reached, "invoiced": t0 + timedelta(hours=3)}
+    waiting = evaluate(order, invoiced, {}, t0 + timedelta(hours=5), 0.8)
+    assert not waiting.complete and waiting.stage_at_fault == "confirmed" and waiting.state is SlaState.BREACHED
+    assert waiting.due_at == t0 + timedelta(hours=4), "the confirmation's due time, so it is evaluated again"
+    done = evaluate(order, {**invoiced, "confirmed": t0 + timedelta(hours=6)}, {}, t0 + timedelta(hours=7), 0.8)
+    assert done.complete
 
 
 def test_the_stage_at_fault_is_the_one_overdue_now_not_one_that_finished_late() -> None:
@@ -584,7 +600,19 @@ def test_a_piece_without_its_order_number_is_never_a_finished_order(tmp_path: Pa
         [piece] = conn.execute(select(transactions.c.id, transactions.c.status, transactions.c.current_stage)).all()
     assert piece == ("order:~erp_order:SO-7", "open", "invoiced")
     order = {"marketplace_order": "111-0000000-0000007", "erp_order": "SO-7"}
-    store.write_observations([span(3, "POST /sales-orders", "erp", t0 - timedelta(minutes=5), **order)])
+    confirmed = "POST /orders/111-0000000-0000007/shipment-confirmation"
+    store.write_observations(
+        [
+            span(3, "POST /sales-orders", "erp", t0 - timedelta(minutes=5), **order),
+            span(
+                4,
+                confirmed,
+                "marketplace-amz",
+                t0 + timedelta(minutes=30),
+                marketplace_order=order["marketplace_order"],
+            ),
+        ]
+    )
     correlator.run_pass()
     with store.engine.connect() as conn:
         [whole] = conn.execute(select(transactions.c.id, transactions.c.status)).all()
