@@ -257,8 +257,10 @@ def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
     return st.selectbox(f"Reroute from {original} to", alternates, key=f"target_{row['id']}")
 
 
-def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
-    """Leads act on everything the filter matches: plan first (how many, which partners), then run."""
+def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
+    """Leads act on everything the filter matches: plan first (how many, which partners), then run.
+    A plan is for the filter it was made with (``age``: the Opened choice, whose times move): once
+    the filter changes, it is dropped, so a run never acts on what the queue no longer shows."""
     if page.viewer.role != "lead":
         return
     if st.session_state.get(JOB):  # whatever the queue holds now: a job that resolved it all empties it
@@ -268,8 +270,9 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
     with st.expander(f"Bulk action on all {total} matching exceptions"):
         action = st.selectbox("Action", api.BULK_ACTIONS, key="bulk_action")
         target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee") if action == "assign" else None
+        chosen = _chosen(filters, age, action, target)
         if st.button("Plan", key="bulk_plan_button"):
-            st.session_state[PLAN] = api.plan_bulk(
+            planned = api.plan_bulk(
                 page.store,
                 page.config,
                 action=action,
@@ -277,14 +280,25 @@ def bulk(page: Page, filters: q.QueueFilter, total: int) -> None:
                 actor=page.viewer.actor,
                 target=target,
             )
+            st.session_state[PLAN] = (chosen, planned)
         needed = action in NOTE_REQUIRED
         note = st.text_input(
             "Note (why; recorded in each exception's history)" + (", required to " + action if needed else ""),
             key="bulk_note",
         )
-        plan = st.session_state.get(PLAN)
-        if plan is not None and (plan.action, plan.target) == (action, target):
+        planned_for, plan = st.session_state.get(PLAN, (None, None))
+        if plan is not None and planned_for == chosen:
             _show_plan(page, plan, note.strip() or None)
+        elif plan is not None:
+            st.session_state.pop(PLAN)
+            st.info("The filters or the action changed since the plan: press Plan for what matches now.")
+
+
+def _chosen(filters: q.QueueFilter, age: str, action: str, target: str | None) -> str:
+    """What a plan was made for, as text: the filters but for the Opened times, which move with the
+    clock at every rerun, and the age chosen instead."""
+    mapping = {k: v for k, v in filters.as_mapping().items() if k not in ("opened_after", "opened_before")}
+    return json.dumps([mapping, age, action, target], sort_keys=True, default=str)
 
 
 def _assignees(page: Page) -> list[str]:

@@ -39,7 +39,7 @@ def render() -> None:
     page = prepare("Exceptions")
     if page is None:
         return
-    filters, order = _filters(page)
+    filters, order, age = _filters(page)
     total = q.exception_count(page.store, filters)
     first = _first_row(total)
     queue = q.exception_queue(page.store, filters, PAGE_ROWS, order, first)
@@ -48,15 +48,16 @@ def render() -> None:
         chosen = _choose(queue)
         if chosen:
             _detail(page, chosen)
-    actions_panel.bulk(page, filters, total)
+    actions_panel.bulk(page, filters, total, age)
 
 
 def _unless_set(key: str, default: list[str]) -> list[str] | None:
     return None if key in st.session_state else default
 
 
-def _filters(page: Page) -> tuple[q.QueueFilter, str]:
-    """The queue's filter (bulk actions take the same) and the order its first rows come in."""
+def _filters(page: Page) -> tuple[q.QueueFilter, str, str]:
+    """The queue's filter (bulk actions take the same), the order its first rows come in, and the
+    age chosen (its times move with the clock; the choice does not)."""
     options = filter_options(page.config)
     # Every filter lives in the address too (bind): a reload, the Back button or a link a lead
     # sends keeps the queue as it was filtered.
@@ -122,7 +123,7 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str]:
         opened_before=page.now - older if older else None,
         key=key.strip() or None,
     )
-    return filters, order
+    return filters, order, opened
 
 
 def filter_options(config: Config) -> dict[str, list[str]]:

@@ -835,6 +835,26 @@ def test_a_bulk_resolve_asks_for_the_note_it_records(monkeypatch: pytest.MonkeyP
     assert not next(b for b in at.button if b.label.startswith("Run resolve on ")).disabled
 
 
+def test_a_bulk_plan_is_dropped_when_the_filter_changes_so_a_run_acts_only_on_what_is_shown(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Planned on a whole channel (141), then narrowed to 22 dead letters: 'Run resolve on 141'
+    stayed, and resolved every one of the 141."""
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(s for s in at.selectbox if s.label == "Action").select("resolve").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert any(b.label.startswith("Run resolve on ") for b in at.button)
+    next(m for m in at.multiselect if m.label == "Category").select("dead_lettered").run()
+    assert not any(b.label.startswith("Run resolve on ") for b in at.button), "the old plan cannot be run"
+    assert "The filters or the action changed since the plan: press Plan for what matches now." in texts(at)
+    next(b for b in at.button if b.label == "Plan").click().run()
+    plan = next(w.value for w in at.warning if w.value.startswith("**Resolve"))
+    heading = next(e.label for e in at.expander if e.label.startswith("Bulk action on all "))
+    assert plan.startswith(f"**Resolve {heading.split()[4]} exceptions.**"), (plan, heading)
+    at.run()
+    assert any(b.label.startswith("Run resolve on ") for b in at.button), "the same filter keeps its plan"
+
+
 def sign_in_form(monkeypatch: pytest.MonkeyPatch, db: str, users: Path) -> AppTest:
     monkeypatch.setenv("SYNCWATCH_DB", db)
     monkeypatch.setenv("SYNCWATCH_DASHBOARD_USERS", str(users))
