@@ -8,7 +8,7 @@ from typing import Any
 from actions import bulk, ledger, manual, replay, reroute, retry, roles, steps
 from actions.bulk import BULK_ACTIONS
 from actions.results import ActionResult, BulkPlan
-from actions.runner import Request, closed_by, entry_for, refusal, refuse, run_partner_action
+from actions.runner import Request, closed_by, entry_for, refusal, refuse, rerouted, run_partner_action
 from actions.services import Services, services_for
 from syncwatch.config import Config
 from syncwatch.store import Store
@@ -94,6 +94,13 @@ def run(services: Services, request: Request) -> ActionResult:
         return refuse(services, entry_for(services, request), status, reason)
     assert exception is not None
     return HANDLERS[request.kind](services, request, exception)
+
+
+def rerouted_text(store: Store, config: Config, exception_row: Any) -> str | None:
+    """'alex rerouted it to wms (WMS-7) at Sat 28 Nov 06:17 UTC' where a reroute of it succeeded:
+    Retry and Reroute are then refused, since either would fulfil the order twice."""
+    moved = rerouted(services_for(store, config), dict(exception_row))
+    return moved[0] if moved else None
 
 
 def closed_text(store: Store, config: Config, exception_row: Any) -> str:

@@ -61,7 +61,26 @@ def refusal(services: Services, request: Request, exception: dict[str, Any] | No
         return f"as {roles.described(config, actor)}, {actor} may not {request.kind}"
     if not roles.in_scope(config, actor, exception):
         return f"outside the scope of {actor}: exceptions of {exception.get('channel')} / {exception['system']}"
-    return None
+    moved = rerouted(services, exception) if request.kind in ("retry", "reroute") else None
+    if moved is None:
+        return None
+    # Either would fulfil the order twice: a retry sends the failed request to the first partner again.
+    if request.kind == "retry":
+        return f"{moved[0]}: a retry would send the order to {moved[1]} as well"
+    return f"{moved[0]}, where it is now: a second reroute would move it again"
+
+
+def rerouted(services: Services, exception: dict[str, Any]) -> tuple[str, str] | None:
+    """('alex rerouted it to wms (WMS-7) at …', the partner it left) where a reroute of this
+    exception succeeded; None where none did."""
+    with services.store.engine.connect() as conn:
+        moved = [a for a in q.actions_of(conn, exception["id"], "reroute") if a["status"] == "succeeded"]
+    if not moved:
+        return None
+    last, asked = moved[0], moved[0]["request"] or {}
+    ref = (last["outcome"] or {}).get("partner_ref")
+    where = f"{asked.get('alternate', 'its alternate')}" + (f" ({ref})" if ref else "")
+    return f"{last['actor']} rerouted it to {where} at {_when(last['requested_at'])}", asked.get("partner", "")
 
 
 def closed_by(services: Services, exception: dict[str, Any]) -> str:

@@ -48,6 +48,9 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     (``recorded``: the body a retry would send, read once for the whole page)."""
     _outcome(row["id"], row["status"])
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
+    if {"retry", "reroute"} & allowed and (moved := api.rerouted_text(page.store, page.config, row)):
+        allowed -= {"retry", "reroute"}  # either would fulfil the order twice
+        st.caption(f"{moved[0].upper()}{moved[1:]}: no retry or second reroute, which would fulfil the order twice.")
     if not allowed and row["status"] not in ACTIVE:  # who closed it is for every reader, not only who may act
         st.caption(f"This exception is {api.closed_text(page.store, page.config, row)}.")
     if not allowed and page.viewer.role != "executive":

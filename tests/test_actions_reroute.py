@@ -28,8 +28,14 @@ def test_3pl_down_reroute_ships_from_the_alternate_and_confirms_once(run_collect
         assert exc["suggested_action"] == "reroute" and order["system"] == "3pl-fastship"
         w.driver.network.partners["3pl-fastship"].down = True
         result = act(w, "reroute", exc["id"], "alex", target="3pl-parcelpro")
-        w.settle()
         assert result.ok, result.message
+        # Still waiting for the alternate to confirm: a retry would send the order to fastship too.
+        retried = act(w, "retry", exc["id"], "alex")
+        assert not retried.ok and "Alex rerouted it to 3pl-parcelpro (" in retried.message, retried.message
+        assert "a retry would send the order to 3pl-fastship as well" in retried.message
+        again = act(w, "reroute", exc["id"], "alex", target="3pl-parcelpro")
+        assert not again.ok and "a second reroute would move it again" in again.message
+        w.settle()
         assert live_at(w, "3pl-fastship") == [] and len(live_at(w, "3pl-parcelpro")) == 1
         assert w.calls(f"{order_channel(order)} POST /orders/{{marketplace_order}}/shipment-confirmation") == 1
         assert w.status(exc["id"]) == "resolved"

@@ -411,6 +411,26 @@ def test_a_lead_reroutes_from_the_failing_partner_to_its_alternates(
     assert failing not in target.options
 
 
+def test_after_a_reroute_neither_retry_nor_a_second_reroute_is_offered(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Retry stayed on offer after a reroute, and sent the order to the 3PL it had left: open at both."""
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py"), "partner_unavailable")
+    assert "Retry" in {b.label for b in at.button}
+    opened = at.query_params["exception"]
+    exception_id = opened[0] if isinstance(opened, list) else opened
+    request = json.dumps({"partner": "3pl-fastship", "alternate": "3pl-parcelpro", "sales_order": "SO-1"})
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        conn.execute(
+            "INSERT INTO actions (id, exception_id, kind, actor, idempotency_key, status, attempts, request, outcome,"
+            " requested_at) VALUES ('act-1', ?, 'reroute', 'alex', 'k-1', 'succeeded', 1, ?, ?, '2026-11-08 23:00:00')",
+            (exception_id, request, json.dumps({"partner_ref": "PP-7"})),
+        )
+    at.run()
+    assert not {"Retry", "Reroute"} & {b.label for b in at.button}
+    assert "Alex rerouted it to 3pl-parcelpro (PP-7) at Sun 08 Nov 23:00 UTC: no retry or second reroute" in texts(at)
+
+
 def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "search.py")
     at.text_input[0].input("944139036750").run()
