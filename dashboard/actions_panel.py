@@ -28,6 +28,7 @@ JOB_SHOWN_DONE = "bulk_job_shown_done"  # the finished job the whole page was re
 REASONS_SHOWN = 5
 NOTE_REQUIRED = ("resolve", "ignore")  # a bulk job of these records why on every exception
 NOTE_SENT = "note_sent"  # the exception whose note box empties on the next run
+DRAFTS = "note_drafts"  # exception id → the note typed there, kept while other exceptions are open
 BUTTONS = (
     ("retry", "Retry"),
     ("reroute", "Reroute"),
@@ -82,9 +83,18 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
         if reopenable:
             _reopen(page, row)
         return
+    drafts = st.session_state.setdefault(DRAFTS, {})
     if st.session_state.pop(NOTE_SENT, None) == row["id"]:
+        drafts.pop(row["id"], None)
         st.session_state[key] = ""  # set before the box is drawn: the browser shows it emptied
-    note = st.text_input("Note (kept in the history below; needed to resolve, ignore or add a note)", key=key)
+    elif key not in st.session_state and row["id"] in drafts:
+        st.session_state[key] = drafts[row["id"]]  # typed before another exception was opened
+    note = st.text_input(
+        "Note (kept in the history below; needed to resolve, ignore or add a note)",
+        key=key,
+        on_change=_keep_draft,
+        args=(key, row["id"]),
+    )
     payload, sendable = _edited_payload(row, recorded) if "retry" in allowed else (None, True)
     target = _reroute_target(page, row) if "reroute" in allowed else None
     # A lead hands an exception to someone; an agent takes it ("Assign to me").
@@ -166,10 +176,17 @@ def _perform(page: Page, row: dict[str, Any], action: str, **options: Any) -> No
     st.rerun()
 
 
+def _keep_draft(key: str, exception_id: str) -> None:
+    """Keep what was typed in a note box beside the widget: Streamlit forgets a widget's state once a
+    run draws it no more, so a note half-typed on one exception was gone after opening another."""
+    st.session_state.setdefault(DRAFTS, {})[exception_id] = st.session_state.get(key, "")
+
+
 def forget_drafts() -> None:
     """Drop typed notes and the last outcome: the demo switched to another person."""
     for key in [k for k in st.session_state if str(k).startswith("note_text_")]:
         del st.session_state[key]
+    st.session_state.pop(DRAFTS, None)
     st.session_state.pop(OUTCOME, None)
 
 

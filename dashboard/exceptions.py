@@ -28,6 +28,7 @@ AGES = {
 }
 ANYONE, UNASSIGNED, ME = "anyone", "unassigned", "me"
 QUEUE_KEY = "exception_queue"
+CHOOSER, LINKED = "open_exception", "open_exception_linked"  # the chooser, and the ?exception= it last matched
 TICKED = "exception_queue_ticked"  # the row ticked last, and the exception it stood for then
 SHOWN = "exception_queue_shown"  # the queue's exception ids as last drawn, in their order
 QUEUE_GENERATION = "exception_queue_generation"  # bumped to draw the table afresh, without a misplaced tick
@@ -253,16 +254,22 @@ def _choose(queue: pd.DataFrame) -> str | None:
     if wanted and wanted not in labels:
         ids.insert(0, wanted)
         labels[wanted] = f"{wanted} (opened from a link or an earlier visit; not in this queue)"
-    index = ids.index(wanted) if wanted in ids else None
+    # Keyed, the chooser keeps its identity as the queue and the choice move; unkeyed, the index of
+    # the last choice made it a new widget at each pick, so every other pick was dropped. The address
+    # sets it only where a link or a row of the queue asked for another exception since.
+    if wanted and wanted != st.session_state.get(LINKED):
+        st.session_state[CHOOSER] = wanted
     chosen = st.selectbox(
         "Open an exception",
         ids,
-        index=index,
+        index=None,
+        key=CHOOSER,
         format_func=lambda i: labels.get(i, i),
         placeholder="Choose one from the queue",
     )
     if chosen:
         st.query_params["exception"] = chosen
+    st.session_state[LINKED] = chosen or wanted
     return chosen
 
 

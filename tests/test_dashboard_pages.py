@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -926,6 +927,38 @@ def test_no_sign_in_while_the_database_is_missing(monkeypatch: pytest.MonkeyPatc
     assert at.error[0].value.startswith("Sign-in waits for the database")
     assert any("The database is not ready" in w.value for w in at.warning)
     assert not any("Signed in as" in c.value for c in at.sidebar.caption)
+
+
+def test_every_pick_in_the_chooser_opens_that_exception(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
+    """The chooser was a new widget after each pick (its index followed the last one), so every
+    other exception an agent picked was dropped and the previous one stayed open."""
+    at = open_app(monkeypatch, sample_db, "exceptions.py", user="sam")
+    opened = []
+    for category in ("dead_lettered", "partner_unavailable", "dead_lettered", "timeout"):
+        choose(at, category)
+        opened.append(next(s for s in at.selectbox if s.label == "Open an exception").value)
+        assert at.query_params["exception"] in (opened[-1], [opened[-1]])
+    assert opened[0] == opened[2] and len({opened[0], opened[1], opened[3]}) == 3, opened
+
+
+def test_a_note_half_typed_on_one_exception_is_there_after_opening_another(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Streamlit forgets the state of a widget a run no longer draws: the note was gone on return."""
+
+    def note_box() -> Any:
+        return next(t for t in at.text_input if t.label.startswith("Note"))
+
+    at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
+    first = note_box().key
+    note_box().input("Called ERP team, waiting for callback").run()
+    choose(at, "partner_unavailable")
+    assert note_box().key != first and note_box().value == "", "another exception, its own box"
+    choose(at, "dead_lettered")
+    assert (note_box().key, note_box().value) == (first, "Called ERP team, waiting for callback")
+    next(b for b in at.button if b.label == "Add note").click().run()
+    choose(choose(at, "partner_unavailable"), "dead_lettered")
+    assert (note_box().key, note_box().value) == (first, ""), "a note sent is not kept"
 
 
 def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
