@@ -16,6 +16,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from fnmatch import fnmatchcase
 from typing import Any
 
 from correlator.lines import LineCheck
@@ -75,12 +76,12 @@ def derive(
     context: dict[str, Any],
     hosts: dict[str, str] | None = None,
     partner_stage: str | None = None,
-    owners: dict[str, str] | None = None,
+    owners: dict[str, tuple[str, ...]] | None = None,
 ) -> list[Draft]:
     """Every exception the transaction's observations show; ``hosts`` maps the host names a
     caller's span shows for a partner to that partner, so a failed call blames the callee. Past
     ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs;
-    ``owners`` names the system other stages wait on (see ``Stage.owner``)."""
+    ``owners`` names the systems other stages wait on (see ``Stage.systems``)."""
     ordered = sorted(members, key=lambda m: (m.start, m.id))
     errors = [m for m in ordered if m.outcome == "error"]
     by_value = {value: key_type for key_type, value in keys}
@@ -251,7 +252,7 @@ def _stuck(
     sla: SlaResult,
     ordered: Sequence[Member],
     held: tuple[str, str] | None,
-    owners: dict[str, str],
+    owners: dict[str, tuple[str, ...]],
 ) -> list[Draft]:
     drafts = []
     for stage in sla.stages:
@@ -262,12 +263,21 @@ def _stuck(
         last = before[-1]
         if held and held[0] == stage.name:
             owner, where = held[1], f"the order is with {held[1]}"
-        elif (owner := owners.get(stage.name)) and owner != last.system:
+        elif (owner := _waited_on(owners.get(stage.name, ()), ordered)) and owner != last.system:
             where = f"waiting on {owner}; last seen at {last.system}"
         else:
             owner, where = last.system, f"last seen at {last.system}"
         drafts.append(_stuck_draft(identity, stage.name, stage.due_at, last, resolver, owner, where))
     return drafts
+
+
+def _waited_on(systems: tuple[str, ...], ordered: Sequence[Member]) -> str | None:
+    """The one system that would reach an overdue stage: of the systems its rules name, the one this
+    order has seen (its marketplace, for ``marketplace-*``), else the one the rules name alone (the ERP)."""
+    seen = {m.system for m in ordered if any(fnmatchcase(m.system, pattern) for pattern in systems)}
+    named = [s for s in systems if not any(c in s for c in "*?[")]
+    found = seen or set(named)
+    return found.pop() if len(found) == 1 else None
 
 
 def _stuck_draft(

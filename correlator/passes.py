@@ -64,7 +64,7 @@ class Correlator:
         self.stager = Stager()
         self.hosts = partner_hosts(config.file.partners)
         self.fulfilers = set(partners_of_kind(config.file.partners, "wms", "3pl"))  # an order's partners
-        self.owners = {p.name: {s.name: s.owner for s in p.stages if s.owner} for p in self.processes}
+        self.owners = {p.name: {s.name: s.systems for s in p.stages if s.systems} for p in self.processes}
 
     def run_pass(self, batch: int = BACKLOG) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""

@@ -122,12 +122,11 @@ class Stage:
         return any(_matches(rule, member) for rule in self.matches)
 
     @property
-    def owner(self) -> str | None:
-        """The one system that reaches this stage, where its rules name one and no pattern (the ERP
-        accepts an order): the system an overdue stage waits on."""
-        systems = {rule.system for rule in self.matches}
-        only = systems.pop() if len(systems) == 1 else None
-        return only if only and not any(c in only for c in "*?[") else None
+    def systems(self) -> tuple[str, ...]:
+        """The systems (names or patterns) whose observations reach this stage: what an overdue stage
+        waits on; none where a rule takes any system."""
+        found = tuple(dict.fromkeys(rule.system for rule in self.matches))
+        return () if "*" in found else found
 
 
 def _matches(rule: StageMatch, member: Member) -> bool:

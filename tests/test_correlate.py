@@ -103,6 +103,30 @@ def test_every_injected_fault_is_an_exception_of_its_category_and_healthy_orders
         assert set(got) == {f["category"] for f in record["faults"]}, record["id"]
 
 
+def test_every_injected_fault_is_charged_to_the_system_it_was_injected_at(sample: tuple[Store, list[dict]]) -> None:
+    """A late confirmation read 'last seen at wms': the shipper that was on time carried the order's
+    open exception. Each fault's exception names the system the simulator made fail or wait."""
+    store, truth = sample
+    by_keys = {keys: tid for tid, keys in groupings(store).items()}
+    with store.engine.connect() as conn:
+        rows = conn.execute(select(exceptions.c.transaction_id, exceptions.c.category, exceptions.c.system)).all()
+    systems: dict[tuple[str, str], set[str]] = {}
+    for transaction_id, category, system in rows:
+        systems.setdefault((transaction_id, category), set()).add(system)
+    wrong = [
+        (
+            record["id"],
+            fault["category"],
+            fault["system"],
+            systems.get((by_keys[truth_keys(record)], fault["category"])),
+        )
+        for record in truth
+        for fault in record["faults"]
+        if fault["system"] not in systems.get((by_keys[truth_keys(record)], fault["category"]), set())
+    ]
+    assert not wrong, wrong
+
+
 def stored_lines(store: Store) -> dict[str, tuple[str, dict | None]]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(transactions.c.id, transactions.c.status, transactions.c.lines))
