@@ -96,7 +96,7 @@ def derive(
     # exception of its own, which the retry policy would then retry. Its action's outcome tells it.
     failures = {name: failed for name, failed in failures.items() if not all(_ours(m) for m in failed)}
     drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
-    drafts += _duplicates(identity, ordered)
+    drafts += _duplicates(identity, ordered, sla)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         held = _held_by(sla, partner_stage, context.get("partner"))
         drafts += _stuck(identity, sla, ordered, held, owners or {})
@@ -208,7 +208,7 @@ def _surely_after(member: Member, failure: Member) -> bool:
     return member.start >= failure.start + grain
 
 
-def _duplicates(identity: str, ordered: Sequence[Member]) -> list[Draft]:
+def _duplicates(identity: str, ordered: Sequence[Member], sla: SlaResult) -> list[Draft]:
     notices: dict[tuple[str, str], list[Member]] = defaultdict(list)
     for member in ordered:
         if member.kind == "event":
@@ -217,11 +217,16 @@ def _duplicates(identity: str, ordered: Sequence[Member]) -> list[Draft]:
     for (operation, subject), group in notices.items():
         repeats = sum(m.duplicates for m in group) + len(group) - 1
         if repeats > 0:
-            drafts.append(_duplicate_draft(identity, operation, subject, group, repeats))
+            stage = next((s.name for s in sla.stages if s.reached_at == group[0].start), None)
+            drafts.append(_duplicate_draft(identity, operation, subject, group, repeats, stage))
     return drafts
 
 
-def _duplicate_draft(identity: str, operation: str, subject: str, group: list[Member], repeats: int) -> Draft:
+def _duplicate_draft(
+    identity: str, operation: str, subject: str, group: list[Member], repeats: int, stage: str | None
+) -> Draft:
+    """The notice sent again, at the stage the first one reached; opened when the second came (a
+    delivery again under the same id is counted on the first, whose time is all there is)."""
     first = group[0]
     return Draft(
         id=_id(identity, "duplicate", operation, subject),
@@ -229,9 +234,9 @@ def _duplicate_draft(identity: str, operation: str, subject: str, group: list[Me
         status=ExceptionStatus.RESOLVED,
         system=first.system,
         endpoint=operation,
-        stage=None,
+        stage=stage,
         summary=f"{first.system} sent {operation} for {subject or 'this order'} {repeats + 1} times; stored once.",
-        opened_at=first.start,
+        opened_at=group[1].start if len(group) > 1 else first.start,
         last_seen_at=group[-1].start,
         attempts=repeats + 1,
         observation_id=first.id,

@@ -25,7 +25,7 @@ from correlator.passes import Correlator
 from correlator.processes import Member, compile_processes
 from correlator.sla import add_budget, evaluate
 from syncwatch.config import load_config
-from syncwatch.model import BusinessKey, ExceptionCategory, Observation, ObservationKind, Outcome, SlaState
+from syncwatch.model import BusinessKey, ExceptionCategory, Observation, ObservationKind, Outcome, SlaState, as_utc
 from syncwatch.store import Store
 from syncwatch.store import queries as q
 from syncwatch.store.correlation import CORRELATOR_LOCK
@@ -125,6 +125,22 @@ def test_every_injected_fault_is_charged_to_the_system_it_was_injected_at(sample
         if fault["system"] not in systems.get((by_keys[truth_keys(record)], fault["category"]), set())
     ]
     assert not wrong, wrong
+
+
+def test_a_notice_sent_twice_is_at_its_stage_and_opened_when_the_second_came(sample: tuple[Store, list[dict]]) -> None:
+    store, truth = sample
+    by_keys = {keys: tid for tid, keys in groupings(store).items()}
+    query = select(exceptions.c.transaction_id, exceptions.c.stage, exceptions.c.opened_at).where(
+        exceptions.c.category == "duplicate_notice"
+    )
+    with store.engine.connect() as conn:
+        found = {tid: (stage, as_utc(opened)) for tid, stage, opened in conn.execute(query)}
+    faults = [(r, f) for r in truth for f in r["faults"] if f["category"] == "duplicate_notice"]
+    assert faults
+    for record, fault in faults:
+        stage, opened = found[by_keys[truth_keys(record)]]
+        at = datetime.fromisoformat(fault["at"])
+        assert stage == fault["stage"] and abs(opened - at) <= timedelta(seconds=60), (record["id"], opened, at)
 
 
 def stored_lines(store: Store) -> dict[str, tuple[str, dict | None]]:
