@@ -106,6 +106,6 @@ def _attribute_context(process: Process, members: Sequence[Member]) -> dict[str,
     context = {}
     for name, attributes in process.context.items():
         value = first_attribute(members, *attributes)
-        if value is not None:
-            context[name] = str(value)
+        if value is not None:  # an amount sent as a double (2155.6) is told to the cent, as money is
+            context[name] = f"{value:.2f}" if isinstance(value, float) else str(value)
     return context

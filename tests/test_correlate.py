@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -159,6 +160,10 @@ def test_every_exception_of_an_order_carries_its_business_context(sample: tuple[
     assert len(contexts) > 20
     missing = {eid: ctx for eid, ctx in contexts.items() if None in (ctx.get(k) for k in CONTEXT)}
     assert not missing, missing
+    with store.engine.connect() as conn:
+        values = list(conn.execute(select(transactions.c.order_value).where(transactions.c.order_value.is_not(None))))
+    uneven = [value for (value,) in values if not re.fullmatch(r"\d+\.\d\d", value)]
+    assert values and not uneven, f"an amount to the cent, as money is: {uneven[:5]}"
 
 
 def test_every_order_knows_which_lines_shipped_and_is_complete_only_when_all_did(
