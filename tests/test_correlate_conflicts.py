@@ -114,12 +114,14 @@ def test_stats_name_what_the_correlator_read_and_linked_to_nothing_on_every_engi
     booked = replace(span(1, *SALES_ORDER, AT, marketplace_order="111-0000000-0000001"), trace_id="ab" * 16)
     traced = replace(span(2, "GET /stock", "erp", AT), trace_id="ab" * 16)
     alone = replace(span(3, "GET /stock", "erp", AT), trace_id="cd" * 16)
-    store.write_observations([booked, traced, alone, span(4, "GET /health", "erp", AT)])
+    mailed = span(6, "GET /customers/jane.doe@example.com", "erp", AT)
+    store.write_observations([booked, traced, alone, span(4, "GET /health", "erp", AT), mailed])
     Correlator(store, load_config(environ={})).run_pass()
     store.write_observations([span(5, "GET /health", "erp", AT)])  # not read by the correlator yet
     with store.engine.connect() as conn:
         unlinked = unlinked_observations(conn)
     assert [(u["system"], u["kind"], u["operation"], u["unlinked"], u["observations"]) for u in unlinked] == [
+        ("erp", "span", "GET /customers/j•••@•••", 1, 1),
         ("erp", "span", "GET /health", 1, 1),
         ("erp", "span", "GET /stock", 1, 2),
     ]

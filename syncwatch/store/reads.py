@@ -158,4 +158,9 @@ def unlinked_observations(conn: Connection, limit: int = 10) -> list[dict[str, A
         .group_by(o.system, o.kind, o.operation)
         .order_by(case((o.kind == "log", 1), else_=0), unlinked.desc(), o.system, o.kind, o.operation)
     )
-    return [dict(row._mapping) for row in conn.execute(stmt.limit(limit)) if row.unlinked]
+    # A path no template names may carry an email where an id goes (/customers/jane@…): masked, as reasons are.
+    return [
+        {**row._mapping, "operation": mask_emails(row.operation)}
+        for row in conn.execute(stmt.limit(limit))
+        if row.unlinked
+    ]
