@@ -114,7 +114,7 @@ def _counted(label: str, chunks: Iterable[tuple[Parsed, Any]], config: Config) -
                 if trace:
                     keyed_traces.add(trace)
             else:
-                keyless.append((trace, f"{row[_SYSTEM]} {row[_OPERATION]}"))
+                keyless.append((trace, mask_emails(f"{row[_SYSTEM]} {row[_OPERATION]}")))
         for rejection in parsed.rejections:
             reason = clip(mask_emails(rejection.reason), REASON_CHARS)
             preview.rejected[reason] += 1

@@ -440,6 +440,16 @@ def test_a_dry_run_shows_which_endpoints_link_to_nothing_and_stores_nothing(tmp_
     )
 
 
+def test_a_dry_run_masks_an_email_in_a_path_that_links_to_nothing(tmp_path: Path) -> None:
+    log = tmp_path / "partner.log"
+    log.write_text(
+        '10.0.0.1 - - [25/Nov/2026:10:00:00 +0000] "GET /customers/jane.doe@example.com HTTP/1.1" 200 5 "-" "t" 0.01\n'
+    )
+    result = syncwatch("ingest", "--dry-run", str(log))
+    assert result.returncode == 0 and "jane.doe" not in result.stdout and "example.com" not in result.stdout
+    assert "  gateway GET /customers/j•••@•••" in result.stdout, result.stdout
+
+
 def test_a_dry_run_names_a_key_type_no_process_follows(tmp_path: Path) -> None:
     """A partner's own key type, declared and extracted but in no process, linked nothing in silence
     while the dry run counted its observations as linked."""
