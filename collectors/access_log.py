@@ -237,6 +237,8 @@ def parse_json_access(text: str, fmt: LineFormat) -> _Request:
         document = json.loads(text)
     except json.JSONDecodeError as err:
         raise ItemError(f"line is not valid JSON: {err.msg} at column {err.colno}") from None
+    except (ValueError, RecursionError):
+        raise ItemError("line is not usable JSON: nested too deeply, or a number of more than 4,300 digits") from None
     if not isinstance(document, dict):
         raise ItemError("line is not a JSON object")
     fields = fmt.fields

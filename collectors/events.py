@@ -105,7 +105,7 @@ def _json_or_none(raw: bytes, content_type: Any) -> Any:
         return None
     try:
         return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # not JSON, not UTF-8, or a number too long to convert
         return None
 
 

@@ -126,6 +126,6 @@ def detect(head: bytes) -> str:
         return CLOUDEVENTS
     try:
         json.loads(first_line)
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):
         return OTLP_JSON
     return access_log.JSON_ACCESS

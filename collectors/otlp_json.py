@@ -21,7 +21,9 @@ from collectors.otlp_model import log_record, span, system_of
 from syncwatch.store.writes import Row
 
 _HEX = re.compile(r"^[0-9a-fA-F]*$")
-_INT = re.compile(r"^-?\d+$")
+_INT = re.compile(r"^-?\d{1,20}$")  # an int64 in decimal; longer is no OTLP integer (nor cheap to convert)
+# Python refuses to convert an integer of more digits (a guard against slow conversions): told, not a crash.
+TOO_LONG = "it holds a number of more than 4,300 digits"
 _STARTS = re.compile(rb"\n(?=[{\[])")
 _SCALARS: dict[str, tuple[type | tuple[type, ...], str]] = {
     "stringValue": (str, "a string"),
@@ -43,6 +45,8 @@ def load(body: bytes) -> Any:
         raise MalformedInput(f"body is not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
     except RecursionError:
         raise MalformedInput("body is not usable JSON: nested too deeply") from None
+    except ValueError:
+        raise MalformedInput(f"body is not usable JSON: {TOO_LONG}") from None
 
 
 def integer(value: Any, what: str) -> int:
@@ -327,6 +331,8 @@ def _decode_chunk(chunk: bytes) -> list[Any]:
             document, pos = decoder.raw_decode(text_data, pos)
         except json.JSONDecodeError as err:
             raise MalformedInput(f"not valid JSON: {err.msg} at line {err.lineno} column {err.colno}") from None
+        except ValueError:
+            raise MalformedInput(f"not usable JSON: {TOO_LONG}") from None
         found.append(document)
         while pos < len(text_data) and text_data[pos].isspace():
             pos += 1
@@ -372,6 +378,8 @@ class _Text:
             return begin + len(text[char : err.pos].encode("utf-8", "surrogateescape")), failed
         except RecursionError:
             return begin + 1, MalformedInput("not usable JSON: nested too deeply")
+        except ValueError:
+            return begin + 1, MalformedInput(f"not usable JSON: {TOO_LONG}")
         stop = begin + len(text[char:end].encode("utf-8", "surrogateescape"))
         if not _is_utf8(self._data[begin:stop]):
             return stop, MalformedInput("not valid UTF-8")

@@ -232,6 +232,12 @@ CASES = {
         "/v1/webhooks/amazon-sp-api", b'{"NotificationType": "ORDER_CHANGE"}', JS, 400, "no id at"
     ),
     "webhook body that is not JSON": Case("/v1/webhooks/shopify", b"<xml/>", JS, 400, "not valid JSON"),
+    "webhook body with a 5,000-digit number": Case(
+        "/v1/webhooks/shopify", b'{"id": ' + b"9" * 5000 + b"}", JS, 400, "a number of more than 4,300 digits"
+    ),
+    "OTLP JSON with a 5,000-digit number": Case(
+        "/v1/traces", b'{"resourceSpans": ' + b"9" * 5000 + b"}", JS, 400, "a number of more than 4,300 digits"
+    ),
     "webhook body of another content type": Case(
         "/v1/webhooks/shopify", b"<xml/>", "application/xml", 415, "content type 'application/xml' is not supported"
     ),
