@@ -12,7 +12,7 @@ from actions import ledger, roles
 from actions.api import run
 from actions.policy import History, Policy, decide
 from actions.results import ActionResult
-from actions.runner import Request
+from actions.runner import Request, rerouted
 from actions.services import Services, services_for
 from syncwatch.commands.serve import Job
 from syncwatch.config import Config
@@ -33,7 +33,9 @@ def run_policy(services: Services, run: Runner, now: datetime | None = None) -> 
             conn, roles.POLICY_ACTOR, "retry", {r["id"]: r["last_seen_at"] for r in candidates}
         )
         histories = [_history(conn, row, unsendable.get(row["id"])) for row in candidates]
-    due = [h for h in histories if decide(policy, h, now).retry]
+    # A rerouted exception is a person's again (reopened when nothing confirmed the move): a retry would
+    # be refused, and audited, at every pass.
+    due = [h for h in histories if decide(policy, h, now).retry and not rerouted(services, {"id": h.exception_id})]
     results = []
     for history in due:
         result = run(services, Request("retry", history.exception_id, roles.POLICY_ACTOR))

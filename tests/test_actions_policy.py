@@ -128,6 +128,20 @@ def test_a_retry_the_policy_cannot_build_is_tried_once_a_failure_not_every_pass(
     close_all()
 
 
+def test_the_policy_leaves_a_rerouted_exception_to_a_person(store: Store) -> None:
+    """Reopened after its reroute went unconfirmed, it was retried, refused and audited every 15 s."""
+    (exception_id,) = seed_exceptions(store, 1, category="timeout")
+    with store.engine.begin() as conn:
+        request = {"partner": "3pl-fastship", "alternate": "wms"}
+        record_done(conn, exception_id, "reroute", "alex", request, {"partner_ref": "WMS-1"}, SEEDED_AT)
+    services = services_for(store, load_config(environ={}))
+    for hours in (1, 2):
+        assert run_policy(services, run, now=SEEDED_AT + timedelta(hours=hours)) == []
+    with store.engine.connect() as conn:
+        assert conn.execute(select(audit_log.c.id).where(audit_log.c.target == exception_id)).all() == []
+    close_all()
+
+
 def test_a_retry_nothing_confirmed_opens_its_exception_again_with_why(store: Store) -> None:
     """A reroute the 3PL took but never confirmed read 'retrying', as if in hand, forever."""
     stale, fresh, untouched = seed_exceptions(store, 3, category="timeout")
