@@ -51,7 +51,8 @@ def panel(page: Page, row: dict[str, Any], recorded: dict[str, Any] | None) -> N
     allowed = api.allowed_actions(page.config, page.viewer.actor, row)
     if {"retry", "reroute"} & allowed and (moved := api.rerouted_text(page.store, page.config, row)):
         allowed -= {"retry", "reroute"}  # either would fulfil the order twice
-        st.caption(f"{moved[0].upper()}{moved[1:]}: no retry or second reroute, which would fulfil the order twice.")
+        told = literal(f"{moved[0].upper()}{moved[1:]}")  # the partner's reference is the partner's text
+        st.caption(f"{told}: no retry or second reroute, which would fulfil the order twice.")
     if not allowed and row["status"] not in ACTIVE:  # who closed it is for every reader, not only who may act
         st.caption(f"This exception is {api.closed_text(page.store, page.config, row)}.")
     if not allowed and page.viewer.role != "executive":
@@ -197,8 +198,11 @@ def _outcome(exception_id: str, status: str) -> None:
         return  # another exception's, or older than a change since (a colleague closed it)
     action, message = outcome["action"].capitalize(), outcome["message"]
     # "Retry failed: …" names the action itself: "**Retry** failed: …", not "**Retry:** Retry failed: …".
+    # The message quotes the partner (its answer, its references): shown as text, never as Markdown.
     text = (
-        f"**{action}** {message[len(action) + 1 :]}" if message.startswith(f"{action} ") else f"**{action}:** {message}"
+        f"**{action}** {literal(message[len(action) + 1 :])}"
+        if message.startswith(f"{action} ")
+        else f"**{action}:** {literal(message)}"
     )
     if "the exception" not in message.lower():  # unless the message already says where it stands
         text += f" The exception is {'now ' if outcome['ok'] else ''}{outcome['status']}."

@@ -425,11 +425,15 @@ def test_after_a_reroute_neither_retry_nor_a_second_reroute_is_offered(
         conn.execute(
             "INSERT INTO actions (id, exception_id, kind, actor, idempotency_key, status, attempts, request, outcome,"
             " requested_at) VALUES ('act-1', ?, 'reroute', 'alex', 'k-1', 'succeeded', 1, ?, ?, '2026-11-08 23:00:00')",
-            (exception_id, request, json.dumps({"partner_ref": "PP-7"})),
+            (exception_id, request, json.dumps({"partner_ref": "PP-7 ![t](https://evil.example/t.png)"})),
         )
     at.run()
     assert not {"Retry", "Reroute"} & {b.label for b in at.button}
-    assert "Alex rerouted it to 3pl-parcelpro (PP-7) at Sun 08 Nov 23:00 UTC: no retry or second reroute" in texts(at)
+    [said] = [c.value for c in at.caption if "rerouted it to" in c.value]
+    assert read(said).startswith("Alex rerouted it to 3pl-parcelpro (PP-7 ![t](https://evil.example/t.png)) at Sun")
+    assert "](https://" not in said and read(said).endswith(
+        ": no retry or second reroute, which would fulfil the order twice."
+    )
 
 
 def test_search_finds_a_transaction_by_its_tracking_number(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
@@ -803,8 +807,8 @@ def test_retry_goes_through_the_action_layer_and_shows_the_outcome(
     next(b for b in at.button if b.label == "Retry").click().run()
     assert not at.exception, [e.value for e in at.exception]
     outcome = [*at.success, *at.error]
-    assert len(outcome) == 1 and outcome[0].value.startswith("**Retry** failed: "), [o.value for o in outcome]
-    assert outcome[0].value.endswith("; the exception stays open."), outcome[0].value
+    assert len(outcome) == 1 and read(outcome[0].value).startswith("**Retry** failed: "), [o.value for o in outcome]
+    assert read(outcome[0].value).endswith("; the exception stays open."), outcome[0].value
     assert outcome[0].value.count("open") == 1, "said once"
     assert ("alex", "retry") in {(actor, action) for actor, action, _ in audit_rows(sample_copy)}
     at.switch_page("admin.py").run()
@@ -966,12 +970,12 @@ def test_an_agent_leaves_a_note_the_next_one_reads_in_the_history(
 ) -> None:
     at = choose(open_app(monkeypatch, sample_copy, "exceptions.py", user="sam"), "dead_lettered")
     next(b for b in at.button if b.label == "Add note").click().run()
-    assert at.error and at.error[0].value == "**Note:** Write the note to add. The exception is open."
+    assert at.error and read(at.error[0].value) == "**Note:** Write the note to add. The exception is open."
     note = next(t for t in at.text_input if t.label.startswith("Note"))
     note.input("Called the 3PL (ops@fastship.example, +1 555 010 9999): resend promised tonight").run()
     next(b for b in at.button if b.label == "Add note").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    assert at.success and at.success[0].value == "**Note** added; the exception is open."
+    assert at.success and read(at.success[0].value) == "**Note** added; the exception is open."
     assert next(t for t in at.text_input if t.label.startswith("Note")).value == "", "a note is added once"
     (history,) = [df.value for df in at.dataframe if "Note" in df.value.columns]
     latest = history.iloc[0]
@@ -1018,7 +1022,7 @@ def test_an_exception_a_colleague_closes_meanwhile_says_who_and_keeps_the_typed_
         and "Your note was not recorded" in at.warning[0].value
         and "duplicate of the other one" in at.warning[0].value
     )
-    assert at.error and "**Ignore:** The exception is already resolved by alex at " in at.error[0].value
+    assert at.error and "**Ignore:** The exception is already resolved by alex at " in read(at.error[0].value)
     audited = audit_rows(sample_copy)[-2:]
     assert [(actor, action) for actor, action, _ in audited] == [("alex", "resolve"), ("sam", "ignore")]
     assert audited[-1][2] == "refused", "the click on the stale page is answered and audited, not dropped"
@@ -1036,10 +1040,10 @@ def test_an_agent_reopens_what_she_ignored_by_mistake(monkeypatch: pytest.Monkey
     reader.run()
     assert "This exception is ignored by sam at " in texts(reader), "who closed it is for every reader"
     next(b for b in at.button if b.label == "Reopen").click().run()
-    assert at.error and at.error[0].value == "**Reopen:** A note is required to reopen. The exception is ignored."
+    assert at.error and read(at.error[0].value) == "**Reopen:** A note is required to reopen. The exception is ignored."
     next(t for t in at.text_input if t.label.startswith("Why reopen")).input("not a duplicate after all").run()
     next(b for b in at.button if b.label == "Reopen").click().run()
-    assert at.success and at.success[0].value == "**Reopen:** Note recorded; the exception is open."
+    assert at.success and read(at.success[0].value) == "**Reopen:** Note recorded; the exception is open."
     assert {"Replay", "Ignore", "Resolve"} <= {b.label for b in at.button}, "open again: the actions are back"
     assert [action for actor, action, _ in audit_rows(sample_copy) if actor == "sam"][-3:] == [
         "ignore",
@@ -1065,8 +1069,8 @@ def test_assign_to_me_on_an_exception_a_colleague_closed_is_refused_and_says_who
         close_all()
         store.close()
     next(b for b in at.button if b.label == "Assign to me").click().run()
-    assert at.error and at.error[0].value.startswith("**Assign:** The exception is already ignored by alex at ")
-    assert "; nothing to assign" in at.error[0].value, "reopen it first"
+    assert at.error and read(at.error[0].value).startswith("**Assign:** The exception is already ignored by alex at ")
+    assert "; nothing to assign" in read(at.error[0].value), "reopen it first"
     assert audit_rows(sample_copy)[-1] == (
         "sam",
         "assign",
