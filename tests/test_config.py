@@ -96,6 +96,14 @@ def test_a_user_file_with_users_replaces_the_demo_users(tmp_path: Path) -> None:
             "[settings]\ndb = 'postgresql://root:s3cret@127.0.0.1/syncwatch'",
             "settings.db holds a password; put the URL in SYNCWATCH_DB (the environment), not the file",
         ),
+        (
+            "[settings]\ndb = 'postgresql://root@127.0.0.1/syncwatch?sslpassword=s3cret'",
+            "settings.db holds a password; put the URL in SYNCWATCH_DB (the environment), not the file",
+        ),
+        (
+            "[settings]\ndb = 'postgresql://root:s3cret@[::1/syncwatch'",
+            "settings.db is not a usable URL (Invalid IPv6 URL)",
+        ),
         ("[settings]\nretention_days = -5", "settings.retention_days: expected 0 to 36500, got -5"),
         (
             "[field_maps.ff]\ntime = '/ts'\nmethod = 'm'\npath = 'p'\nstatus = 's'",

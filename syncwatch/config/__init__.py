@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from pydantic import ValidationError
 
@@ -144,7 +144,11 @@ def _resolve_settings(
     unknown = sorted(set(from_file) - BY_NAME.keys())
     if unknown:
         raise ConfigError(f"{label}: settings.{unknown[0]}: unknown setting; known: {', '.join(BY_NAME)}")
-    if urlsplit(str(from_file.get("db", ""))).password:  # secrets come from the environment only
+    try:
+        secret = _holds_password(str(from_file.get("db", "")))
+    except ValueError as err:  # says what is wrong, never the URL, which may hold a password
+        raise ConfigError(f"{label}: settings.db is not a usable URL ({err})") from None
+    if secret:  # secrets come from the environment only
         raise ConfigError(
             f"{label}: settings.db holds a password; put the URL in SYNCWATCH_DB (the environment), not the file"
         )
@@ -163,6 +167,13 @@ def _resolve_settings(
             raise ConfigError(str(err)) from None
         origins[setting.name] = origin
     return values, origins
+
+
+def _holds_password(url: str) -> bool:
+    """A password in the URL's user part or its query (``?password=``, ``?sslpassword=``); ValueError
+    for a URL too broken to read (an unclosed ``[`` of an IPv6 address)."""
+    parts = urlsplit(url)
+    return bool(parts.password) or any("password" in name.lower() for name in parse_qs(parts.query))
 
 
 __all__ = ["Config", "ConfigError", "load_config", "merge"]
