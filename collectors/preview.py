@@ -23,7 +23,7 @@ from collectors.keys import KeyExtractor
 from collectors.sink import collector_limits
 from collectors.tailer import first_line_identity, parsed_chunks
 from syncwatch.config import Config
-from syncwatch.redact import clip, mask_emails
+from syncwatch.redact import clip, mask_emails, mask_phones
 from syncwatch.store.writes import COLUMNS, IDENTITY, driver_form
 
 _SYSTEM, _OPERATION, _TRACE = COLUMNS.index("system"), COLUMNS.index("operation"), COLUMNS.index("trace_id")
@@ -116,7 +116,7 @@ def _counted(label: str, chunks: Iterable[tuple[Parsed, Any]], config: Config) -
             else:
                 keyless.append((trace, mask_emails(f"{row[_SYSTEM]} {row[_OPERATION]}")))
         for rejection in parsed.rejections:
-            reason = clip(mask_emails(rejection.reason), REASON_CHARS)
+            reason = clip(mask_phones(mask_emails(rejection.reason)), REASON_CHARS)
             preview.rejected[reason] += 1
             preview.first_at.setdefault(reason, rejection.position or "the whole file")
     for trace, endpoint in keyless:
@@ -132,4 +132,4 @@ def _count_off_shape(preview: Preview, keys_json: str, shaped: set[str]) -> None
     for key_type, value, identity in json.loads(keys_json):
         if key_type in shaped and not identity:
             preview.off_shape[key_type] += 1
-            preview.off_shape_example.setdefault(key_type, clip(mask_emails(value), REASON_CHARS))
+            preview.off_shape_example.setdefault(key_type, clip(mask_phones(mask_emails(value)), REASON_CHARS))

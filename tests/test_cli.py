@@ -525,6 +525,11 @@ def test_a_dry_run_reads_a_partners_webhook_sample_with_the_headers_it_comes_wit
     assert stored.returncode == 2 and "check samples with --dry-run" in stored.stderr
     alone = syncwatch("ingest", "--dry-run", "--header", "X-Shopify-Topic: orders/create", str(sample))
     assert alone.returncode == 2 and "--header goes with --webhook NAME" in alone.stderr
+    typo = syncwatch(
+        "ingest", "--dry-run", "--webhook", "shopify", "--header", "Authorization=Bearer s3cret", str(sample)
+    )
+    assert typo.returncode == 2 and "--header 'Authorization'… is not 'NAME: VALUE'" in typo.stderr
+    assert "s3cret" not in typo.stderr, "a token typed with '=' is not echoed"
 
 
 def test_serve_on_a_port_in_use_says_so_and_runs_no_job(tmp_path: Path) -> None:

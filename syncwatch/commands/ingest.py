@@ -214,8 +214,8 @@ def _preview_webhooks(args: argparse.Namespace, config: Config) -> int:
     elif args.webhook not in webhooks:
         known = ", ".join(sorted(webhooks)) or "none"
         problem = f"--webhook {args.webhook!r} names no [webhooks.NAME] in the config (configured: {known})"
-    elif bad := [h for h in args.header if ":" not in h]:
-        problem = f"--header {bad[0]!r} is not 'NAME: VALUE'"
+    elif bad := [h for h in args.header if ":" not in h]:  # its value may be a token: named, not shown
+        problem = f"--header {bad[0].split('=', 1)[0].split(' ', 1)[0]!r}… is not 'NAME: VALUE'"
     if problem:
         print(f"syncwatch ingest: {problem}", file=sys.stderr)
         return EXIT_USAGE
