@@ -6,7 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Connection, and_, func, select, update
+from sqlalchemy import Connection, and_, func, or_, select, update
 
 from syncwatch.model import as_utc
 from syncwatch.store.bulk import chunks
@@ -39,12 +39,13 @@ DUE_LIMIT = 5_000  # alerts read for one round of delivery
 
 
 def due(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
-    """Undelivered alerts whose next delivery is due by ``now``, oldest first."""
+    """Undelivered alerts whose next delivery is due by ``now``, oldest first: chosen by the database,
+    so thousands waiting out a webhook's outage are not read at every round."""
+    waited = [and_(a.attempts == n, a.last_attempt_at <= now - wait) for n, wait in enumerate(RETRY_WAITS, 1)]
     stmt = select(a.id, a.dedupe_key, a.kind, a.text, a.link, a.attempts, a.last_attempt_at).where(
-        and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS)
+        and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS, or_(a.attempts == 0, a.last_attempt_at.is_(None), *waited))
     )
-    rows = [row for row in conn.execute(stmt.order_by(a.id)) if next_delivery(row.last_attempt_at, row.attempts) <= now]
-    return rows[:limit]
+    return list(conn.execute(stmt.order_by(a.id).limit(limit)))
 
 
 def next_delivery(last_attempt_at: datetime | None, attempts: int) -> datetime:
