@@ -23,7 +23,7 @@ import orjson
 from sqlalchemy import Connection
 
 from syncwatch.config import Config
-from syncwatch.model import count, stage_label, utcnow
+from syncwatch.model import as_utc, count, stage_label, utcnow
 from syncwatch.redact import mask_emails, mask_phones
 from syncwatch.store import Store
 from syncwatch.store import alerts as q
@@ -183,9 +183,9 @@ def raise_alerts(conn: Connection, found: list[Alert], config: Config, now: date
 def deliver(store: Store, config: Config, client: httpx.Client | None = None, now: datetime | None = None) -> int:
     """Post the alerts due for delivery to the webhook; returns how many it accepted. No URL, no
     delivery. A failed delivery is tried again later, a wait after it that grows (``RETRY_WAITS``).
-    More than ``DIGEST_FROM`` transactions due at once (an outage's backlog, a catch-up) go as one
-    digest, not a message each that floods the channel. After a failed delivery (the webhook down, or
-    answering 429) the round stops: the rest are tried at the next."""
+    Transactions' alerts gather for ``GATHER``; more than ``DIGEST_FROM`` of them (an outage's
+    backlog, a catch-up) go as one digest, not a message each that floods the channel. After a failed
+    delivery (the webhook down, or answering 429) the round stops: the rest are tried at the next."""
     url = os.environ.get(config.alert_webhook_env)
     if not url:
         return 0
@@ -193,11 +193,17 @@ def deliver(store: Store, config: Config, client: httpx.Client | None = None, no
     with store.engine.connect() as conn:
         waiting = q.due(conn, now, limit=q.DUE_LIMIT)
     late = [alert for alert in waiting if alert.kind in TRANSACTION_KINDS]
+    others = [alert for alert in waiting if alert.kind not in TRANSACTION_KINDS]
     messages: list[tuple[str, str, list[Any]]] = []
+    # Orders turn late seconds apart in an outage: new ones gather a minute from the first raised, so
+    # that they go together, as one digest where there are more than a few. One tried before goes when due.
+    fresh = [alert for alert in late if not alert.attempts]
+    if fresh and min(as_utc(alert.created_at) for alert in fresh) > now - GATHER:
+        late = [alert for alert in late if alert.attempts]
     if len(late) > DIGEST_FROM:
         messages.append((digest_text(late), f"{config.dashboard_url.rstrip('/')}/operations", late))
-        waiting = [alert for alert in waiting if alert.kind not in TRANSACTION_KINDS]
-    messages.extend((alert.text, alert.link, [alert]) for alert in waiting)
+        late = []
+    messages.extend((alert.text, alert.link, [alert]) for alert in [*others, *late])
     own = client is None
     client = client or httpx.Client(timeout=10)
     sent = 0
@@ -212,7 +218,8 @@ def deliver(store: Store, config: Config, client: httpx.Client | None = None, no
             client.close()
 
 
-DIGEST_FROM = 5  # transactions due at once above which they go as one message
+DIGEST_FROM = 3  # transactions due at once above which they go as one message
+GATHER = timedelta(minutes=1)  # how long a transaction's alert waits for others to go with it
 DIGEST_GROUPS = 8  # (kind, state, stage) lines a digest names; the rest are counted
 TRANSACTION_KINDS = ("transaction_at_risk", "transaction_breached")
 

@@ -174,25 +174,26 @@ def breach_orders(store: Store, orders: int) -> Config:
 def test_many_orders_late_at_once_go_as_one_digest_not_a_message_each(store: Store, webhook: type[Webhook]) -> None:
     """A day of late data posted 3,129 messages to the chat within a minute, one per order."""
     config = breach_orders(store, 12)
-    assert deliver(store, config, now=T0 + timedelta(minutes=16)) == 12
+    assert deliver(store, config, now=T0 + timedelta(minutes=16, seconds=30)) == 0, "they gather a minute"
+    assert deliver(store, config, now=T0 + timedelta(minutes=17)) == 12
     (message,) = webhook.received
     assert message["text"].startswith("12 transactions turned late or at risk: 12 orders breached at accepted by ERP")
     assert message["text"].endswith(f"<{config.dashboard_url}/operations|open in syncwatch>")
     with store.engine.connect() as conn:
         assert conn.execute(select(alerts.c.id).where(alerts.c.sent_at.is_(None))).all() == []
-    assert deliver(store, config, now=T0 + timedelta(minutes=17)) == 0, "each alert is delivered once"
+    assert deliver(store, config, now=T0 + timedelta(minutes=18)) == 0, "each alert is delivered once"
 
 
 def test_a_webhook_asking_to_slow_down_gets_nothing_more_that_round(store: Store, webhook: type[Webhook]) -> None:
     webhook.status = 429
     config = breach_orders(store, 3)
-    assert deliver(store, config, now=T0 + timedelta(minutes=16)) == 0
+    assert deliver(store, config, now=T0 + timedelta(minutes=17)) == 0
     assert len(webhook.received) == 1, "after a 429, the next two wait for the next round"
     with store.engine.connect() as conn:
         attempts = sorted(conn.execute(select(alerts.c.attempts)).scalars())
     assert attempts == [0, 0, 1]
     webhook.status = 200
-    assert deliver(store, config, now=T0 + timedelta(minutes=16, seconds=5)) == 2, "the untried go next round"
+    assert deliver(store, config, now=T0 + timedelta(minutes=17, seconds=5)) == 2, "the untried go next round"
 
 
 def test_a_partners_message_reaches_the_chat_without_its_control_codes_or_personal_data(
@@ -222,12 +223,14 @@ def test_a_failing_webhook_keeps_the_alert_and_never_logs_its_url(
     webhook.status = 500
     config = breach_one_order(store)
     raised_at = T0 + timedelta(minutes=16)
+    assert deliver(store, config, now=raised_at) == 0 and webhook.received == [], "gathering a minute"
+    raised_at += timedelta(minutes=1)
     assert deliver(store, config, now=raised_at) == 0
     with store.engine.connect() as conn:
         (row,) = conn.execute(select(alerts))
     assert (row.sent_at, row.attempts, row.last_error) == (None, 1, "HTTPStatusError 500")
     assert "secret-token" not in caplog.text
-    assert "(transaction_breached) not delivered: HTTPStatusError 500; tried again at 15:16:30 UTC" in caplog.text
+    assert "(transaction_breached) not delivered: HTTPStatusError 500; tried again at 15:17:30 UTC" in caplog.text
     webhook.status = 200
     assert deliver(store, config, now=raised_at + timedelta(seconds=10)) == 0, "not due yet: a breather"
     assert deliver(store, config, now=raised_at + timedelta(minutes=1)) == 1
@@ -256,7 +259,7 @@ def test_a_webhook_url_that_is_not_one_is_recorded_on_the_alert_not_a_traceback(
 ) -> None:
     monkeypatch.setenv("SYNCWATCH_ALERT_WEBHOOK", "http://[::1/hook")
     config = breach_one_order(store)
-    assert deliver(store, config, now=T0 + timedelta(minutes=16)) == 0
+    assert deliver(store, config, now=T0 + timedelta(minutes=17)) == 0
     with store.engine.connect() as conn:
         (row,) = conn.execute(select(alerts))
     assert (row.attempts, row.last_error) == (1, "the webhook URL is not valid (InvalidURL)")

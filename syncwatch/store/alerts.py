@@ -42,7 +42,7 @@ def due(conn: Connection, now: datetime, limit: int = 100) -> list[Any]:
     """Undelivered alerts whose next delivery is due by ``now``, oldest first: chosen by the database,
     so thousands waiting out a webhook's outage are not read at every round."""
     waited = [and_(a.attempts == n, a.last_attempt_at <= now - wait) for n, wait in enumerate(RETRY_WAITS, 1)]
-    stmt = select(a.id, a.dedupe_key, a.kind, a.text, a.link, a.attempts, a.last_attempt_at).where(
+    stmt = select(a.id, a.dedupe_key, a.kind, a.text, a.link, a.attempts, a.last_attempt_at, a.created_at).where(
         and_(a.sent_at.is_(None), a.attempts < MAX_ATTEMPTS, or_(a.attempts == 0, a.last_attempt_at.is_(None), *waited))
     )
     return list(conn.execute(stmt.order_by(a.id).limit(limit)))
