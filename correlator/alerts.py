@@ -33,6 +33,7 @@ FRESH = timedelta(days=1)
 FRESH_TEXT = "day"  # FRESH as an alert says it
 ALERTING_STATES = ("at_risk", "breached")
 FAILING = ("partner_unavailable", "timeout", "throttled")
+FAILING_NOW = timedelta(minutes=15)  # a failure this recent makes an endpoint 'failing' in an alert
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,22 +92,30 @@ def _where(row: dict[str, Any], state: str, now: datetime) -> str:
     return f" at {stage}" + (f" (due {due:%Y-%m-%d %H:%M} UTC)" if due else "")
 
 
-def endpoint_alerts(exception_rows: Iterable[dict[str, Any]], config: Config, now: datetime) -> list[Alert]:
-    """One alert per partner endpoint with open, fresh transient failures in this pass."""
+def endpoint_alerts(
+    conn: Connection, exception_rows: Iterable[dict[str, Any]], config: Config, now: datetime
+) -> list[Alert]:
+    """One alert per partner endpoint that failed in this pass within ``FAILING_NOW`` (a failure an
+    hour old, derived again once the partner is back, is no news), counting every order open there
+    with a transient failure in the last day, as stored."""
     failing: dict[tuple[str, str], list[dict[str, Any]]] = defaultdict(list)
     for row in exception_rows:
-        if row["status"] == "open" and row["category"] in FAILING and row["last_seen_at"] >= now - FRESH:
+        if row["status"] == "open" and row["category"] in FAILING and row["last_seen_at"] >= now - FAILING_NOW:
             failing[(row["system"], row["endpoint"])].append(row)
-    return [
-        Alert(
-            f"endpoint:{system}:{endpoint}",
-            "endpoint_failing",
-            f"{system} {endpoint} is failing: {len(rows)} order{'' if len(rows) == 1 else 's'} failed there in "
-            f"the last {FRESH_TEXT}, latest: {rows[-1]['summary']}",
-            _link(config, "exceptions", "system", system),
+    counts = q.open_failures(conn, list(failing), FAILING, now - FRESH)
+    found = []
+    for (system, endpoint), rows in sorted(failing.items()):
+        orders = max(counts.get((system, endpoint), 0), len(rows))
+        found.append(
+            Alert(
+                f"endpoint:{system}:{endpoint}",
+                "endpoint_failing",
+                f"{system} {endpoint} is failing: {count(orders, 'order')} failed there in the last {FRESH_TEXT} "
+                f"and {'is' if orders == 1 else 'are'} open, latest: {rows[-1]['summary']}",
+                _link(config, "exceptions", "system", system),
+            )
         )
-        for (system, endpoint), rows in sorted(failing.items())
-    ]
+    return found
 
 
 def watch_backlog(store: Store, config: Config, now: datetime | None = None) -> int:

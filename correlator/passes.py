@@ -186,9 +186,11 @@ class Correlator:
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)
-        result.alerts += raise_alerts(conn, found + endpoint_alerts(exception_rows, self.config, now), self.config, now)
         q.drop_exceptions(conn, _stale(stored, {r["id"] for r in exception_rows}))
         q.upsert_exceptions(conn, exception_rows)
+        # After the upsert: an endpoint's alert counts every order failing there, not this pass's few.
+        found += endpoint_alerts(conn, exception_rows, self.config, now)
+        result.alerts += raise_alerts(conn, found, self.config, now)
         q.retire_transactions(conn, retired - set(ids))
         result.transactions += written
         result.exceptions += len(exception_rows)

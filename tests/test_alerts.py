@@ -100,12 +100,39 @@ def test_a_failing_endpoint_alerts_again_only_after_the_quiet_period(store: Stor
     correlator.run_pass()
     [(kind, text)] = raised(store)
     assert kind == "endpoint_failing" and text.startswith(
-        "erp POST /sales-orders is failing: 1 order failed there in the last day, latest:"
+        "erp POST /sales-orders is failing: 1 order failed there in the last day and is open, latest:"
     )
     clock.now = T0 + timedelta(minutes=40)
     store.write_observations([span(4, "POST /sales-orders", "erp", clock.now, 503, **keys)])
     correlator.run_pass()
     assert [kind for kind, _ in raised(store)].count("endpoint_failing") == 2
+
+
+def test_an_endpoint_alert_counts_every_order_failing_there_not_only_this_passs(store: Store) -> None:
+    """'2 orders failed there' while 11 were open: the count was of the exceptions derived in the pass."""
+    clock = Clock()
+    config = load_config()
+    correlator = Correlator(store, config, clock=clock)
+    for n, order in enumerate(("113-0000001-0000001", "113-0000001-0000002", "113-0000001-0000003")):
+        at = T0 + timedelta(minutes=40 * n)
+        clock.now = at + timedelta(minutes=2)
+        store.write_observations(
+            [
+                span(10 * n + 1, "POST /orders", "marketplace-amz", at, marketplace_order=order),
+                span(10 * n + 2, "POST /sales-orders", "erp", at + timedelta(minutes=1), 503, marketplace_order=order),
+            ]
+        )
+        correlator.run_pass()
+    said = [text for kind, text in raised(store) if kind == "endpoint_failing"]
+    assert [text.split(" failed there")[0] for text in said] == [
+        "erp POST /sales-orders is failing: 1 order",
+        "erp POST /sales-orders is failing: 2 orders",
+        "erp POST /sales-orders is failing: 3 orders",
+    ]
+    clock.now = T0 + timedelta(hours=4)  # the first order derived again, its failure hours old: no news
+    store.write_observations([span(99, "GET /orders/1", "marketplace-amz", clock.now, marketplace_order=ORDER)])
+    correlator.run_pass()
+    assert [kind for kind, _ in raised(store)].count("endpoint_failing") == 3
 
 
 class Webhook(BaseHTTPRequestHandler):

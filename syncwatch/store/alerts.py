@@ -10,7 +10,7 @@ from sqlalchemy import Connection, and_, func, or_, select, update
 
 from syncwatch.model import as_utc
 from syncwatch.store.bulk import chunks
-from syncwatch.store.schema import alerts
+from syncwatch.store.schema import alerts, exceptions
 
 a = alerts.c
 # How long after a failed delivery the next is tried: a webhook down for a few minutes, or for the
@@ -71,3 +71,23 @@ def deliver_again(conn: Connection) -> int:
     """Give the alerts given up on a new round of deliveries (once the webhook works again)."""
     stmt = update(alerts).where(and_(a.sent_at.is_(None), a.attempts >= MAX_ATTEMPTS)).values(attempts=0)
     return int(conn.execute(stmt).rowcount)
+
+
+def open_failures(
+    conn: Connection, endpoints: list[tuple[str, str]], categories: Iterable[str], since: datetime
+) -> dict[tuple[str, str], int]:
+    """Open exceptions of ``categories`` seen since ``since``, per (system, endpoint) of ``endpoints``."""
+    if not endpoints:
+        return {}
+    e = exceptions.c
+    stmt = (
+        select(e.system, e.endpoint, func.count())
+        .where(
+            e.status == "open",
+            e.category.in_(list(categories)),
+            e.last_seen_at >= since,
+            e.system.in_(sorted({system for system, _ in endpoints})),
+        )
+        .group_by(e.system, e.endpoint)
+    )
+    return {(system, endpoint): n for system, endpoint, n in conn.execute(stmt)}
