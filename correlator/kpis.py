@@ -136,6 +136,8 @@ def as_it_stood(
     figures: dict[str, float | None] = {
         "exception_rate": sum(1 for o in orders if o.with_exception) / len(orders) if orders else None,
         "sla_attainment": met / (met + breached) if met + breached else None,
+        "transactions": len(orders),  # what each share is of, as kpi_table names them
+        "decided": met + breached,
     }
     for d in DURATIONS:
         names = [s.name for s in processes[d.process].stages] if d.process in processes else []

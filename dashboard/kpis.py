@@ -220,7 +220,10 @@ def _headline(page: Page) -> None:
         now_value, before = this_week.get(column), last_week.get(column)
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
         explained = ATTAINMENT if column == "sla_attainment" else None
-        delta = _delta(now_value, before, percent)
+        if _thin(column, this_week):  # as the charts below: one breach among five orders is no 80 %
+            now_value = None
+            explained = f"{explained or ''} Fewer than {MIN_CHARTED} orders so far this week: not shown.".strip()
+        delta = None if _thin(column, last_week) else _delta(now_value, before, percent)
         arrow = "auto"
         if delta == "no change":
             color, arrow = "off", "off"  # a change that rounds away is neither good nor bad news, nor up
@@ -252,6 +255,12 @@ def _p90_of(column: str, figures: pd.DataFrame | dict[str, float | None]) -> str
     """The p90 column beside a p50 one, where the table (or the figures) has it."""
     tail = column.replace("_p50_", "_p90_")
     return tail if tail != column and tail in figures else None
+
+
+def _thin(column: str, figures: dict[str, float | None]) -> bool:
+    """A share of fewer than ``MIN_CHARTED`` orders (decided ones, for SLA attainment)."""
+    of = {"sla_attainment": "decided", "exception_rate": "transactions"}.get(column)
+    return of is not None and (figures.get(of) or 0) < MIN_CHARTED
 
 
 def _show(value: float | None, percent: bool) -> str:

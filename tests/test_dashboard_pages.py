@@ -666,6 +666,23 @@ def test_syncwatchs_own_failed_calls_read_as_the_partners_answer(
     assert said.endswith("are its own actions' calls (retries, reroutes, lookups), not syncwatch failing.")
 
 
+def test_a_headline_share_of_a_handful_of_orders_is_not_shown(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Seven decided orders, all late, read 'SLA attainment 0.0%' on the tile, while the charts below
+    leave out a share of fewer than ten."""
+    from correlator import kpis
+
+    thin = {"sla_attainment": 0.0, "decided": 7, "exception_rate": 0.5, "transactions": 40}
+    monkeypatch.setattr(kpis, "as_it_stood", lambda *args: thin)  # the page imports it when it runs
+    at = open_app(monkeypatch, sample_copy, "kpis.py")
+    tiles = {m.label: m for m in at.metric}
+    assert tiles["SLA attainment"].value == "—" and tiles["SLA attainment"].proto.help.endswith(
+        "Fewer than 10 orders so far this week: not shown."
+    )
+    assert tiles["Exception rate"].value == "50.0%", "a share of 40 orders is shown"
+
+
 def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "kpis.py")
     by = next(b for b in at.button_group if b.label == "By")
