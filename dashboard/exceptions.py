@@ -47,7 +47,6 @@ def render() -> None:
     _queue(page, queue, total, order, filters.key, first)
     if not queue.empty:
         chosen = _choose(queue)
-        _untick_if_elsewhere(chosen)
         if chosen:
             _detail(page, chosen)
     actions_panel.bulk(page, filters, total, age)
@@ -236,16 +235,6 @@ def follow_tick(
         return None, None, True
     moved = row >= len(ids) or ids[row] != clicked
     return (None if moved else (row, clicked)), clicked, moved
-
-
-def _untick_if_elsewhere(chosen: str | None) -> None:
-    """A row ticked in the queue while the chooser (or a link) opened another exception: the table is
-    drawn afresh without it, at once, so that a click on that row opens it again rather than untick it."""
-    tick = st.session_state.get(TICKED)
-    if chosen and tick is not None and tick[1] != chosen:
-        st.session_state[TICKED] = None
-        st.session_state[QUEUE_GENERATION] = st.session_state.get(QUEUE_GENERATION, 0) + 1
-        st.rerun()
 
 
 def _choose(queue: pd.DataFrame) -> str | None:

@@ -962,25 +962,6 @@ def test_every_pick_in_the_chooser_opens_that_exception(monkeypatch: pytest.Monk
     assert opened[0] == opened[2] and len({opened[0], opened[1], opened[3]}) == 3, opened
 
 
-def test_a_row_ticked_before_the_chooser_opened_another_is_unticked(
-    monkeypatch: pytest.MonkeyPatch, sample_db: str
-) -> None:
-    """The tick stayed on the row the chooser moved away from, so clicking that row unticked it and
-    left the other exception open."""
-    at = open_app(monkeypatch, sample_db, "exceptions.py", user="sam")
-    chooser = next(s for s in at.selectbox if s.label == "Open an exception")
-    chooser.select_index(0).run()  # the queue's first row, as a tick on it opens it
-    ticked = next(s for s in at.selectbox if s.label == "Open an exception").value
-    at.session_state["exception_queue_ticked"] = (0, ticked)  # as a click on its row leaves it
-    at.session_state["exception_queue_generation"] = generation = 3
-    at.session_state["exception_queue_3"] = {"selection": {"rows": [0], "columns": []}}  # the browser's tick
-    chooser = next(s for s in at.selectbox if s.label == "Open an exception")
-    chooser.select_index(1).run()
-    assert at.session_state["exception_queue_ticked"] is None
-    assert at.session_state["exception_queue_generation"] == generation + 1, "the table is drawn without the tick"
-    assert next(s for s in at.selectbox if s.label == "Open an exception").value != ticked
-
-
 def test_a_note_half_typed_on_one_exception_is_there_after_opening_another(
     monkeypatch: pytest.MonkeyPatch, sample_copy: str
 ) -> None:
