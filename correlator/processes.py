@@ -18,7 +18,7 @@ from functools import cache
 from typing import Any
 
 from syncwatch.config import Config
-from syncwatch.config.schema import Calendar, LinesDef, StageMatch
+from syncwatch.config.schema import Calendar, LinesDef, StageDef, StageMatch
 from syncwatch.model import as_utc
 
 log = logging.getLogger(__name__)
@@ -156,6 +156,9 @@ class Process:
     partner_stage: str | None = None
     context: dict[str, list[str]] = field(default_factory=dict)
     lines: LinesDef | None = None
+    ends: tuple[str, ...] = ()
+    """The last stage of each path, all of which a finished transaction reached: invoiced runs ``after``
+    shipped, beside confirmed, so an order invoiced before its confirmation came is not finished."""
 
     @property
     def lines_stage(self) -> Stage | None:
@@ -185,6 +188,13 @@ def compile_processes(config: Config) -> tuple[Process, ...]:
             partner_stage=p.partner_stage,
             context=p.context,
             lines=p.lines,
+            ends=_ends(p.stages),
         )
         for name, p in file.processes.items()
     )
+
+
+def _ends(stages: Sequence[StageDef]) -> tuple[str, ...]:
+    """The stages no other stage follows: each follows its ``after``, else the one listed before it."""
+    followed = {s.after or (stages[i - 1].name if i else None) for i, s in enumerate(stages)}
+    return tuple(s.name for s in stages if s.name not in followed)

@@ -80,7 +80,7 @@ def evaluate(
             checks.append(check)
         if at is not None:
             previous = at
-    return _summarise(tuple(states), checks, _finished(process, reached))
+    return _summarise(tuple(states), checks, all(name in reached for name in process.ends))
 
 
 def _due(
@@ -105,16 +105,6 @@ def stage_state(
     if now >= at_risk_from:
         return SlaState.AT_RISK, due
     return SlaState.ON_TRACK, at_risk_from
-
-
-def _finished(process: Process, reached: Iterable[str]) -> bool:
-    """Whether the last stage of every path is reached. A stage that runs beside another (invoiced
-    ``after`` shipped, beside confirmed) ends a path of its own: an order invoiced before its
-    confirmation came is not finished, though its last stage is reached."""
-    names = [s.name for s in process.stages]
-    before = {s.name: s.after or (names[i - 1] if i else None) for i, s in enumerate(process.stages)}
-    followed = {name for name in before.values() if name}
-    return all(name in reached for name in names if name not in followed)
 
 
 def _summarise(states: tuple[StageState, ...], checks: list[datetime], complete: bool) -> SlaResult:
