@@ -171,11 +171,10 @@ def endpoint_timeline(data: pd.DataFrame) -> go.Figure:
     """Calls per bucket: answered, refused (4xx: the data's problem), asked to slow down (429, the
     partner's pause) and failed (no answer, or 5xx)."""
     fig = go.Figure()
-    failed = data["errors"] - data["throttled"] - data["rejected"]
     fig.add_bar(x=data["bucket"], y=data["requests"] - data["errors"], name="ok", marker_color="#4c78a8")
     fig.add_bar(x=data["bucket"], y=data["rejected"], name="refused (4xx)", marker_color="#b279a2")
     fig.add_bar(x=data["bucket"], y=data["throttled"], name="429 (slow down)", marker_color="#f2a93b")
-    fig.add_bar(x=data["bucket"], y=failed, name="failed", marker_color="#d62728")
+    fig.add_bar(x=data["bucket"], y=data["failed"], name="failed", marker_color="#d62728")
     fig.update_layout(barmode="stack", yaxis_title="requests", xaxis_title="UTC")  # as every time on the pages
     return _layout(fig, 260)
 

@@ -83,7 +83,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
     and a 4xx refusal (an unknown SKU) is the data's problem: both degrade it, neither fails it. One
     that has not failed for five minutes and answered since is recovering, not failing for the rest of
     the window; one that fails and answers by turns is failing."""
-    failed = stats["errors"] - stats["throttled"] - stats["rejected"]
+    failed = stats["failed"]
     error_rate = failed / stats["requests"]
     health = pd.Series("healthy", index=stats.index)
     refusing = stats["rejected"] / stats["requests"] > SICK_ERROR_RATE

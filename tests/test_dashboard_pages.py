@@ -602,6 +602,7 @@ def test_an_endpoint_fails_only_when_it_does_not_answer_and_recovers_when_it_ans
             "errors": [40, 10, 50, 50],
             "throttled": [38, 0, 0, 0],
             "rejected": [0, 10, 0, 0],
+            "failed": [2, 0, 50, 50],
             "p95_ms": [120.0, 90.0, 90.0, 90.0],
             "p50_ms": [40.0, 30.0, 30.0, 30.0],
             "last_error": ["429 Too Many Requests", "unknown SKU", "503", "503"],
@@ -631,7 +632,7 @@ def test_a_system_calling_its_own_endpoint_is_one_row() -> None:
             {**row, "peer": "", "requests": 15},
             {**row, "peer": "erp.internal", "requests": 14},
         ]
-    ).assign(rejected=0, p95_ms=90.0, p50_ms=30.0, last_error="", last_error_at=pd.NaT)
+    ).assign(rejected=0, failed=0, p95_ms=90.0, p50_ms=30.0, last_error="", last_error_at=pd.NaT)
     stats = stats.assign(last_failed_at=pd.NaT, last_ok_at=at)
     page = Page(store=None, config=load_config(None), viewer=None, now=at)  # type: ignore[arg-type]
     table = health_table(stats, timedelta(hours=1), page)

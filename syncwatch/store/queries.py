@@ -545,6 +545,7 @@ def _endpoint_counts(names: list[str], since: datetime, until: datetime) -> Sele
         func.sum(case((r.outcome == "error", 1), else_=0)).label("errors"),
         func.sum(case((r.status_code == 429, 1), else_=0)).label("throttled"),
         func.sum(case((and_(r.outcome == "error", _refused(r.status_code)), 1), else_=0)).label("rejected"),
+        func.sum(case((and_(r.outcome == "error", _unanswered(r.status_code)), 1), else_=0)).label("failed"),
         func.max(case((r.outcome == "ok", r.start_time))).label("last_ok_at"),
         func.max(case((and_(r.outcome == "error", _unanswered(r.status_code)), r.start_time))).label("last_failed_at"),
     ).group_by(r.system, r.operation, r.peer, r.logged)
@@ -626,6 +627,7 @@ def endpoint_timeline(
             func.sum(case((o.outcome == "error", 1), else_=0)).label("errors"),
             func.sum(case((o.status_code == 429, 1), else_=0)).label("throttled"),
             func.sum(case((and_(o.outcome == "error", _refused(o.status_code)), 1), else_=0)).label("rejected"),
+            func.sum(case((and_(o.outcome == "error", _unanswered(o.status_code)), 1), else_=0)).label("failed"),
         )
         .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer))
         .group_by(bucket)
