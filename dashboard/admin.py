@@ -148,6 +148,7 @@ def _audit(page: Page) -> None:
         mask_emails(_why(d)) if isinstance(d, dict) and result in ("refused", "failed") else ""
         for d, result in zip(details, log["result"], strict=True)
     ]
+    log["client"] = [str(d.get("client") or "") if isinstance(d, dict) else "" for d in details]
     st.dataframe(log, hide_index=True, column_config=_AUDIT_COLUMNS)
 
 
@@ -161,6 +162,7 @@ _AUDIT_COLUMNS = {
     "request_summary": "asked for (personal data masked)",
     "result": "result",
     "why": "why (refused or failed)",
+    "client": "from (sign-ins)",
 }
 
 

@@ -2,7 +2,9 @@
 
 Roles always come from the config's [users] through the action layer, which checks them again on
 every action: the pages only hide what a role may not use. Local sign-ins, allowed or refused, go
-to the audit log, and a name refused too often is locked for a while.
+to the audit log with the client that asked, and a name guessed wrong too often is locked for a
+while: for that client after a few guesses, for everyone only after many (guessing spread over many
+clients), so a stranger cannot lock a lead out by typing the lead's name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,8 @@ from dashboard.users import verify
 from syncwatch.config import Config
 from syncwatch.model import utcnow
 from syncwatch.store import Store
-from syncwatch.store.actions import SIGN_IN, append_audit, refused_sign_ins
+from syncwatch.store.actions import append_audit
+from syncwatch.store.sign_ins import MISMATCH, PREFIX, SIGN_IN, failed_guesses
 
 SIGNED_IN = "signed_in_as"
 
@@ -122,33 +125,49 @@ def _local(config: Config, path: Path) -> Viewer | None:
 
 def _attempt(config: Config, path: Path, name: str, password: str) -> str | None:
     """Check one sign-in and write it to the audit log; why it was refused, or None. After
-    ``LOCKOUT_FAILURES`` refusals within ``LOCKOUT_WINDOW`` a name is refused without a look at the
-    password: an attacker gets five guesses a window, not one every 50 ms (scrypt's cost)."""
+    ``LOCKOUT_FAILURES`` wrong passwords for a name from one client within ``LOCKOUT_WINDOW``, that
+    client is refused the name without a look at the password (five guesses a window, not one every
+    50 ms, scrypt's cost); after ``LOCKOUT_ANYWHERE`` from any clients, every client is."""
     store = context.store()
     if store is None:  # no lockout to consult and no audit log to write: guesses would go unlimited and unseen
         return "Sign-in waits for the database, which holds the audit log of sign-ins: try again once it is back."
-    now = utcnow()
+    now, client = utcnow(), client_address()
     with store.engine.connect() as conn:
-        locked = refused_sign_ins(conn, name, now - LOCKOUT_WINDOW) >= LOCKOUT_FAILURES
-    if locked:
-        _audit(store, name, None, "refused", "locked: too many refused sign-ins", now)
-        minutes = int(LOCKOUT_WINDOW.total_seconds() // 60)
-        return f"Too many failed sign-ins for this user name: try again in {minutes} minutes, or ask a lead."
+        guesses = failed_guesses(conn, name, now - LOCKOUT_WINDOW)
+    minutes = int(LOCKOUT_WINDOW.total_seconds() // 60)
+    if len(guesses) >= LOCKOUT_ANYWHERE:
+        _audit(store, name, None, "refused", "locked: too many refused sign-ins from several clients", now, client)
+        return f"Too many failed sign-ins for this user name: try again in {minutes} minutes."
+    if guesses.count(client) >= LOCKOUT_FAILURES:
+        _audit(store, name, None, "refused", "locked: too many refused sign-ins from this client", now, client)
+        return f"Too many failed sign-ins for this user name from here: try again in {minutes} minutes."
     if not verify(path, name, password):
-        _audit(store, name, None, "refused", "user name and password do not match", now)
+        _audit(store, name, None, "refused", MISMATCH, now, client)
         return "That user name and password do not match."
-    _audit(store, name, role_of(config, name), "succeeded", "signed in", now)
+    _audit(store, name, role_of(config, name), "succeeded", "signed in", now, client)
     return None
 
 
-def _audit(store: Store, actor: str, role: str | None, result: str, summary: str, at: datetime) -> None:
+def client_address() -> str:
+    """The network address the browser connects from (the TCP peer, which a header cannot forge);
+    "local" for this computer. Behind a reverse proxy every client has the proxy's address, so the
+    lockout is per name there, as it was before clients were told apart."""
+    address = st.context.ip_address
+    return address if isinstance(address, str) and address else "local"
+
+
+def _audit(store: Store, actor: str, role: str | None, result: str, summary: str, at: datetime, client: str) -> None:
     entry = {"at": at, "actor": actor, "role": role, "action": SIGN_IN, "target": None}
     with store.writing() as conn:
-        append_audit(conn, {**entry, "request_summary": f"local sign-in: {summary}", "result": result, "detail": {}})
+        append_audit(
+            conn,
+            {**entry, "request_summary": PREFIX + summary, "result": result, "detail": {"client": client}},
+        )
 
 
 NAME_CHARS = 128  # the audit log's actor column
 LOCKOUT_FAILURES = 5
+LOCKOUT_ANYWHERE = 25
 LOCKOUT_WINDOW = timedelta(minutes=15)
 
 

@@ -923,7 +923,7 @@ def test_sign_ins_are_audited_and_a_name_refused_five_times_is_locked(
         attempt(at, "alex", "a-guess")
         assert [e.value for e in at.error] == ["That user name and password do not match."]
     attempt(at, "alex", "right-password-1")
-    assert at.error[0].value.startswith("Too many failed sign-ins for this user name: try again in 15 minutes")
+    assert at.error[0].value == "Too many failed sign-ins for this user name from here: try again in 15 minutes."
     assert not any("Signed in as" in c.value for c in at.sidebar.caption), "locked: even the right password waits"
     attempt(at, "sam", "sams-password-1")
     assert any("Signed in as **sam" in c.value for c in at.sidebar.caption), "others are not locked"
@@ -933,11 +933,57 @@ def test_sign_ins_are_audited_and_a_name_refused_five_times_is_locked(
         )
         rows = audited.fetchall()
         assert [r[:2] for r in rows] == [("alex", "refused")] * 6 + [("sam", "succeeded")]
-        assert rows[5][2] == "local sign-in: locked: too many refused sign-ins"
+        assert rows[5][2] == "local sign-in: locked: too many refused sign-ins from this client"
     monkeypatch.setattr(auth, "LOCKOUT_WINDOW", timedelta(0))  # the audit log refuses edits: time passes here
     at = sign_in_form(monkeypatch, sample_copy, users)
     attempt(at, "alex", "right-password-1")
     assert any("Signed in as **alex" in c.value for c in at.sidebar.caption), "the window passed: alex is back"
+
+
+def test_a_stranger_guessing_a_name_locks_out_only_their_own_client(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str, tmp_path: Path
+) -> None:
+    """The lockout was by name alone: anyone typing a lead's name five times locked the lead out,
+    and every refusal while locked counted again, so a stranger could keep the lead out for good."""
+    users = tmp_path / "users.txt"
+    add_user(users, "alex", "right-password-1")
+    client = {"address": "203.0.113.9"}
+    monkeypatch.setattr(auth, "client_address", lambda: client["address"])
+    at = sign_in_form(monkeypatch, sample_copy, users)
+    for _ in range(5):
+        attempt(at, "alex", "a-guess")
+    for _ in range(3):  # kept trying while locked: refused, audited, and not counted as guesses
+        attempt(at, "alex", "a-guess")
+        assert at.error[0].value.startswith("Too many failed sign-ins for this user name from here")
+    client["address"] = "198.51.100.7"
+    attempt(at, "alex", "right-password-1")
+    assert any("Signed in as **alex" in c.value for c in at.sidebar.caption), "alex's own client is not locked"
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:
+        clients = conn.execute(
+            "SELECT json_extract(detail, '$.client'), result FROM audit_log WHERE action = 'sign_in' ORDER BY id"
+        ).fetchall()
+    assert clients == [("203.0.113.9", "refused")] * 8 + [("198.51.100.7", "succeeded")]
+    at = open_app(monkeypatch, sample_copy, "admin.py")
+    audit = next(df.value for df in at.dataframe if "client" in df.value.columns)
+    assert audit["client"].iloc[0] == "198.51.100.7"
+
+
+def test_guesses_spread_over_many_clients_lock_the_name_everywhere(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str, tmp_path: Path
+) -> None:
+    users = tmp_path / "users.txt"
+    add_user(users, "alex", "right-password-1")
+    client = {"address": ""}
+    monkeypatch.setattr(auth, "client_address", lambda: client["address"])
+    at = sign_in_form(monkeypatch, sample_copy, users)
+    for n in range(auth.LOCKOUT_ANYWHERE):
+        client["address"] = f"192.0.2.{n // 4}"  # four guesses each: no one client reaches its own lock
+        attempt(at, "alex", "a-guess")
+        assert [e.value for e in at.error] == ["That user name and password do not match."]
+    client["address"] = "198.51.100.7"
+    attempt(at, "alex", "right-password-1")
+    assert at.error[0].value == "Too many failed sign-ins for this user name: try again in 15 minutes."
+    assert not any("Signed in as" in c.value for c in at.sidebar.caption)
 
 
 def test_no_sign_in_while_the_database_is_missing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
