@@ -34,6 +34,7 @@ __all__ = [
     "ActionResult",
     "BulkPlan",
     "allowed_actions",
+    "bulk_failure_reasons",
     "bulk_status",
     "cancel_bulk",
     "perform",
@@ -135,7 +136,13 @@ def start_bulk(store: Store, config: Config, plan: BulkPlan, actor: str) -> str:
 
 
 def bulk_status(store: Store, job_id: str) -> dict[str, Any]:
+    """The job's progress: ``succeeded`` and ``failed`` count what it did; ``skipped`` what it found already done."""
     return bulk.status(store, job_id)
+
+
+def bulk_failure_reasons(store: Store, job_id: str) -> list[tuple[str, int]]:
+    """Why a job's items failed, most frequent first: what a lead reads before running it again."""
+    return bulk.failure_reasons(store, job_id)
 
 
 def cancel_bulk(store: Store, job_id: str, actor: str, config: Config) -> ActionResult:

@@ -126,8 +126,9 @@ def _work(services: Services, job_id: str, plan: BulkPlan, actor: str, run: Runn
             return
         request = Request(plan.action, exception_id, actor, note, target=plan.target, job_id=job_id, settle=False)
         result = run(services, request)
+        fixed, failed = (0, 0) if result.skipped else (int(result.ok), int(not result.ok))
         with services.store.writing() as conn:
-            status = q.job_progress(conn, job_id, int(result.ok), int(not result.ok), services.clock())
+            status = q.job_progress(conn, job_id, fixed, failed, services.clock(), skipped=int(bool(result.skipped)))
         if status != "running":
             stop.set()
 
@@ -144,13 +145,24 @@ def _close(services: Services, job_id: str, status: str) -> None:
 
 
 def status(store: Store, job_id: str) -> dict[str, Any]:
+    """The job row, with ``skipped``: the items found already done (another agent's resolve, an
+    earlier retry), which are neither ``succeeded`` nor ``failed``, and why (``skipped_reasons``)."""
     with store.engine.connect() as conn:
         job = q.job(conn, job_id)
-    if job is None:
-        return {"id": job_id, "status": "unknown"}
+        if job is None:
+            return {"id": job_id, "status": "unknown"}
+        job["skipped"] = job["done"] - job["succeeded"] - job["failed"]
+        found = q.job_reasons(conn, job_id)[1] if job["skipped"] else {}
+        job["skipped_reasons"] = dict(sorted(found.items(), key=lambda i: (-i[1], i[0])))
     job.pop("exception_ids")
     job["progress"] = job["done"] / job["total"] if job["total"] else 1.0
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in job.items()}
+
+
+def failure_reasons(store: Store, job_id: str) -> list[tuple[str, int]]:
+    """Why the job's failed items failed, most frequent first (items found already done are not among them)."""
+    with store.engine.connect() as conn:
+        return q.job_reasons(conn, job_id)[0].most_common()
 
 
 def cancel(store: Store, job_id: str, actor: str, config: Config) -> ActionResult:

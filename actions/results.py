@@ -14,6 +14,9 @@ class ActionResult:
     status: str
     message: str
     action_id: str | None = None
+    skipped: str | None = None
+    """Why nothing needed doing ("already retried", "already resolved"): a bulk job counts these
+    apart from what it fixed, so "40 succeeded" means 40 fixed by the job."""
 
 
 @dataclass(frozen=True)

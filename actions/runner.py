@@ -21,6 +21,8 @@ from syncwatch.model import ExceptionStatus, as_utc
 from syncwatch.store import actions as q
 
 RESOLVED = ExceptionStatus.RESOLVED.value
+DONE = {"retry": "retried", "reroute": "rerouted", "replay": "replayed"}
+"""How a bulk job says an item was done before it got there ("already retried")."""
 
 
 @dataclass(frozen=True)
@@ -61,13 +63,9 @@ def refusal(services: Services, request: Request, exception: dict[str, Any] | No
         return f"as {roles.described(config, actor)}, {actor} may not {request.kind}"
     if not roles.in_scope(config, actor, exception):
         return f"outside the scope of {actor}: exceptions of {exception.get('channel')} / {exception['system']}"
-    moved = rerouted(services, exception) if request.kind in ("retry", "reroute") else None
-    if moved is None:
-        return None
-    # Either would fulfil the order twice: a retry sends the failed request to the first partner again.
-    if request.kind == "retry":
-        return f"{moved[0]}: a retry would send the order to {moved[1]} as well"
-    return f"{moved[0]}, where it is now: a second reroute would move it again"
+    # A retry after a reroute would fulfil the order twice: it sends the failed request to the first partner again.
+    moved = rerouted(services, exception) if request.kind == "retry" else None
+    return None if moved is None else f"{moved[0]}: a retry would send the order to {moved[1]} as well"
 
 
 def rerouted(services: Services, exception: dict[str, Any]) -> tuple[str, str] | None:
@@ -124,18 +122,27 @@ def entry_for(services: Services, request: Request, **parts: Any) -> Entry:
     return Entry(request.actor, role, request.kind, request.exception_id, text, detail=detail)
 
 
-def refuse(services: Services, entry: Entry, status: str, reason: str, result: str = "refused") -> ActionResult:
-    """A refused or impossible action changes nothing but the audit log."""
+def refuse(
+    services: Services, entry: Entry, status: str, reason: str, result: str = "refused", skipped: str | None = None
+) -> ActionResult:
+    """A refused or impossible action changes nothing but the audit log; ``skipped`` says it was
+    needless, not wrong (already resolved), which the audit entry keeps for the bulk job's count."""
     entry.result, entry.detail = result, {**entry.detail, "reason": reason}
+    if skipped:
+        entry.detail["skipped"] = skipped
     with services.store.writing() as conn:
         ledger.audit(conn, entry, services.clock())
-    return ActionResult(False, status, _sentence(reason))
+    return ActionResult(False, status, _sentence(reason), skipped=skipped)
 
 
 def run_partner_action(
     services: Services, request: Request, exception: dict[str, Any], prepare: Prepare
 ) -> ActionResult:
     entry = entry_for(services, request)
+    moved = rerouted(services, exception) if request.kind == "reroute" else None
+    if moved is not None:  # moving it again would leave the order live at two partners, or bounce it back
+        reason = f"{moved[0]}, where it is now: a second reroute would move it again"
+        return refuse(services, entry, exception["status"], reason, skipped="already rerouted")
     if exception["status"] == RESOLVED:
         with services.store.engine.connect() as conn:
             done = [a for a in q.actions_of(conn, exception["id"], request.kind) if a["status"] == "succeeded"]
@@ -145,7 +152,7 @@ def run_partner_action(
             f"the exception is already {closed_by(services, exception)}: nothing was sent. If the order still "
             "fails, its next failure opens the exception again"
         )
-        return refuse(services, entry, exception["status"], reason)
+        return refuse(services, entry, exception["status"], reason, skipped="already resolved")
     waiting = _retry_after_pending(services, request, exception)
     if waiting:
         return refuse(services, entry, exception["status"], waiting)
@@ -197,8 +204,9 @@ def _claim(
 
 def _already_done(services: Services, entry: Entry, exception: dict[str, Any], earlier: dict[str, Any]) -> ActionResult:
     reason = f"already done by {earlier['actor']} ({earlier['id']}); nothing was sent again"
-    refuse(services, entry, exception["status"], reason)
-    return ActionResult(True, exception["status"], _sentence(reason), earlier["id"])
+    skipped = f"already {DONE.get(earlier['kind'], 'done')}"
+    refuse(services, entry, exception["status"], reason, skipped=skipped)
+    return ActionResult(True, exception["status"], _sentence(reason), earlier["id"], skipped)
 
 
 def _run(

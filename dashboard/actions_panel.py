@@ -363,6 +363,15 @@ def _failure_lines(reasons: list[tuple[str, int]], failed: int) -> list[str]:
     return lines
 
 
+def _skipped_text(status: dict[str, Any]) -> str:
+    """', 3 already done (2 already resolved, 1 already retried)': found done, so not counted as the job's."""
+    skipped = status.get("skipped", 0)
+    if not skipped:
+        return ""
+    why = ", ".join(f"{n} {reason}" for reason, n in (status.get("skipped_reasons") or {}).items())
+    return f", {skipped} already done" + (f" ({literal(why)})" if why else "")
+
+
 def _job_status(page: Page) -> None:
     job = st.session_state[JOB]
     status = api.bulk_status(page.store, job)
@@ -372,9 +381,11 @@ def _job_status(page: Page) -> None:
     st.progress(min(1.0, done / total) if total else 1.0, text=f"{done} of {total} done")
     if done:
         say = st.error if failed and not succeeded else st.warning if failed else st.success
-        say(f"{succeeded} succeeded, {failed} failed or refused.")
+        if not succeeded and not failed:
+            say = st.info  # the job fixed nothing: others had, before it got there
+        say(f"{succeeded} succeeded, {failed} failed or refused{_skipped_text(status)}.")
     if failed:
-        st.markdown("\n".join(_failure_lines(q.job_failure_reasons(page.store, job), failed)))
+        st.markdown("\n".join(_failure_lines(api.bulk_failure_reasons(page.store, job), failed)))
     running = status.get("status") in ("pending", "running")
     if not running and st.session_state.get(JOB_SHOWN_DONE) != job:
         st.session_state[JOB_SHOWN_DONE] = job

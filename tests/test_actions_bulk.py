@@ -11,7 +11,7 @@ from actions_support import SEEDED_AT, seed_exceptions, world
 from sqlalchemy import select, update
 
 from actions import bulk
-from actions.api import bulk_status, cancel_bulk, plan_bulk, start_bulk
+from actions.api import bulk_failure_reasons, bulk_status, cancel_bulk, perform, plan_bulk, start_bulk
 from actions.bulk import Refused
 from actions.results import ActionResult, BulkPlan
 from actions.runner import Request
@@ -45,6 +45,27 @@ def test_a_bulk_retry_plans_then_runs_every_matching_exception(run_collector: An
         assert (status["status"], status["done"], status["succeeded"]) == ("finished", 3, 3)
         assert all(w.status(i) == "resolved" for i in plan.exception_ids)
         assert [e["result"] for e in w.audit() if e["action"] == "bulk retry"] == ["refused", "allowed"]
+    close_all()
+
+
+def test_items_found_already_done_are_counted_apart_from_what_the_job_fixed(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
+        for _ in range(3):
+            w.order()
+        w.driver.network.erp.skus.update(
+            f"{s}-{n:04d}" for s in ("CHR", "DSK", "LMP", "RUG", "SHF", "TBL", "CAB", "BED") for n in range(9000, 10000)
+        )
+        plan = plan_bulk(w.store, w.config, action="retry", filters={"category": "validation"}, actor="alex")
+        first, second, third = plan.exception_ids
+        # Between the plan and the run, an agent fixes two of them one by one.
+        assert perform(w.store, w.config, action="retry", exception_id=first, actor="sam").ok
+        assert perform(w.store, w.config, action="resolve", exception_id=second, actor="sam", note="done by phone").ok
+        status = wait_for(w.store, start_bulk(w.store, w.config, plan, "alex"))
+        counts = (status["done"], status["succeeded"], status["failed"], status["skipped"])
+        assert counts == (3, 1, 0, 2), status
+        assert status["skipped_reasons"] == {"already resolved": 1, "already retried": 1}
+        assert bulk_failure_reasons(w.store, status["id"]) == []
+        assert w.status(third) == "resolved"
     close_all()
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from actions_support import seed_exceptions
@@ -177,3 +178,33 @@ def test_a_job_whose_process_died_is_closed_and_says_why(seeded: str) -> None:
     finally:
         store.close()
         close_all()
+
+
+def test_items_done_by_others_after_the_plan_are_not_counted_as_the_jobs(
+    seeded: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """'2 succeeded' told a lead the job fixed two exceptions that agents had fixed before it got there."""
+    import actions.api
+    from actions.ledger import record_done
+    from syncwatch.model import utcnow
+    from syncwatch.store.schema import exceptions as exception_table
+
+    planned = actions.api.plan_bulk
+
+    def meanwhile(store: Store, *args: Any, **kwargs: Any) -> Any:
+        plan = planned(store, *args, **kwargs)
+        now = utcnow()
+        with store.engine.begin() as conn:  # sam's retry of exc-1 went through; sam resolved exc-2 by hand
+            record_done(conn, "exc-1", "retry", "sam", {}, {"steps": ["POST /sales-orders at erp: 201"]}, now)
+            record_done(conn, "exc-2", "resolve", "sam", {"note": "n"}, {}, now)
+            conn.execute(
+                exception_table.update().where(exception_table.c.id.in_(("exc-1", "exc-2"))), {"status": "resolved"}
+            )
+        return plan
+
+    monkeypatch.setattr(actions.api, "plan_bulk", meanwhile)
+    assert main(["bulk", "retry", "--as", "alex", "--ids", "exc-1,exc-2", "--yes", "--db", seeded]) == 0
+    close_all()
+    said = capsys.readouterr().out
+    assert said.startswith("Job job-"), said
+    assert said.endswith(" finished: 0 succeeded, 0 failed, 2 already done (1 already resolved, 1 already retried).\n")

@@ -130,10 +130,9 @@ def _unknown_names(args: argparse.Namespace, config: Any) -> list[str]:
 def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> int:
     from dataclasses import replace
 
-    from actions.api import bulk_status, cancel_bulk, start_bulk
+    from actions.api import bulk_failure_reasons, bulk_status, cancel_bulk, start_bulk
     from actions.bulk import Refused
     from syncwatch.redact import mask_emails
-    from syncwatch.store.queries import job_failure_reasons
 
     try:
         job_id = start_bulk(store, config, replace(plan, note=args.note), args.actor)
@@ -152,14 +151,24 @@ def _execute(store: Any, config: Any, plan: Any, args: argparse.Namespace) -> in
             status = bulk_status(store, job_id)
             if status["done"] != shown:
                 shown = status["done"]
-                print(f"  {shown} of {status['total']} done, {status['failed']} failed", file=sys.stderr)
+                found = f", {status['skipped']} already done" if status["skipped"] else ""
+                print(f"  {shown} of {status['total']} done, {status['failed']} failed{found}", file=sys.stderr)
     finally:
         signal.signal(signal.SIGTERM, previous)
-    summary = f"Job {job_id} {status['status']}: {status['succeeded']} succeeded, {status['failed']} failed."
-    reasons = job_failure_reasons(store, job_id) if status["failed"] else []
+    summary = f"Job {job_id} {status['status']}: {status['succeeded']} succeeded, {status['failed']} failed"
+    summary += _skipped_text(status) + "."
+    reasons = bulk_failure_reasons(store, job_id) if status["failed"] else []
     why = "".join(f"\n  {n} × {mask_emails(reason)}" for reason, n in reasons[:5])
     print(json.dumps(status) if args.json else summary + (f"\nWhy they failed:{why}" if why else ""))
     return 0 if status["status"] == "finished" and not status["failed"] else 1
+
+
+def _skipped_text(status: dict[str, Any]) -> str:
+    """', 2 already done (1 already retried, 1 already resolved)': items the job found done, not done by it."""
+    if not status["skipped"]:
+        return ""
+    why = ", ".join(f"{n} {reason}" for reason, n in status["skipped_reasons"].items())
+    return f", {status['skipped']} already done" + (f" ({why})" if why else "")
 
 
 COMMAND = Command("bulk", "run one action on every exception a filter matches (plan first)", _add_arguments, _run)

@@ -3,6 +3,7 @@ claims keyed by idempotency key, the append-only audit log, exception status, an
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from datetime import datetime
 from typing import Any
@@ -211,20 +212,42 @@ def job(conn: Connection, job_id: str) -> dict[str, Any] | None:
     return dict(row._mapping) if row else None
 
 
-def job_progress(conn: Connection, job_id: str, succeeded: int, failed: int, now: datetime) -> str:
-    """Count finished items; returns the job's status, so a worker sees a cancel request at once."""
+def job_progress(conn: Connection, job_id: str, succeeded: int, failed: int, now: datetime, skipped: int = 0) -> str:
+    """Count finished items; returns the job's status, so a worker sees a cancel request at once.
+    An item found already done counts in ``done`` only: ``done - succeeded - failed`` of them."""
     j = action_jobs.c
     conn.execute(
         update(action_jobs)
         .where(j.id == job_id)
         .values(
-            done=j.done + succeeded + failed,
+            done=j.done + succeeded + failed + skipped,
             succeeded=j.succeeded + succeeded,
             failed=j.failed + failed,
             updated_at=now,
         )
     )
     return str(conn.execute(select(j.status).where(j.id == job_id)).scalar_one())
+
+
+def job_reasons(conn: Connection, job_id: str) -> tuple[Counter[str], Counter[str]]:
+    """Why a bulk job's items failed, and why others were found already done: a sent action's
+    failure is on its action row; an item refused or skipped before anything was sent only in
+    the audit log, whose entry says ``skipped`` when it needed no doing."""
+    log = audit_log.c
+    sent = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
+    refused = select(log.detail).where(
+        and_(log.detail["job_id"].as_string() == job_id, log.result.in_(("refused", "failed")))
+    )
+    failed: Counter[str] = Counter(
+        str((outcome or {}).get("reason") or "no reason recorded") for (outcome,) in conn.execute(sent)
+    )
+    skipped: Counter[str] = Counter()
+    for (detail,) in conn.execute(refused):
+        if detail.get("skipped"):
+            skipped[str(detail["skipped"])] += 1
+        elif "action_id" not in detail:
+            failed[str(detail.get("reason") or "no reason recorded")] += 1
+    return failed, skipped
 
 
 def set_job_status(
