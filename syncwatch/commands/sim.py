@@ -85,6 +85,13 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="DIR",
         help="a folder written by --generate: live orders, shipments and invoices are numbered after its ids",
     )
+    live.add_argument(
+        "--dead-letters-from",
+        type=Path,
+        metavar="FILE",
+        help="a CloudEvents file of a generated history (its events/events.jsonl): the ERP starts with the "
+        "shipment notices it dead-lettered, so they can be replayed, and a replay confirms and invoices the order",
+    )
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -121,6 +128,9 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
             file=sys.stderr,
         )
         return 2
+    if args.dead_letters_from is not None and not args.dead_letters_from.is_file():
+        print(f"syncwatch sim: there is no file {args.dead_letters_from} to take dead letters from.", file=sys.stderr)
+        return 2
     options = LiveOptions(
         args.host,
         args.base_port,
@@ -130,6 +140,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         args.orders_per_minute,
         args.seed,
         truth,
+        args.dead_letters_from,
         real_time=not args.instant,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console

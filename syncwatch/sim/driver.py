@@ -8,11 +8,11 @@ import random
 import sys
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
@@ -24,6 +24,7 @@ from syncwatch.sim.catalog import WAREHOUSES
 from syncwatch.sim.clock import iso
 from syncwatch.sim.faults import FaultProfile
 from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, SHIPPED, Network, Order
+from syncwatch.sim.history import HeldLetter, held_letters
 from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
 
 T = TypeVar("T")
@@ -73,19 +74,41 @@ class Delivery:
             self.dead_letters[event["id"]] = {"id": event["id"], "reason": reason, "event": event}
 
 
+class Confirmable(Protocol):
+    """What confirming a shipment to the marketplace and invoicing it needs of its order: a live
+    ``Order``, or a history's order whose notice is in the dead-letter list (a ``HeldLetter``)."""
+
+    @property
+    def channel(self) -> str: ...
+
+    @property
+    def ref(self) -> str: ...
+
+    @property
+    def erp_order(self) -> str: ...
+
+
 class Driver:
     def __init__(self, network: LiveNetwork, flow: Network, urls: dict[str, str], delivery: Delivery) -> None:
         self.network, self.flow, self.urls, self.delivery = network, flow, urls, delivery
         self.client = delivery.client
         delivery.dead_letters = network.erp.dead_letters
         self.unshipped: dict[str, Order] = {}
-        self.unnoticed: dict[str, Order] = {}
-        """Orders whose shipment notice was dead-lettered, by sales order: a re-delivery moves them on."""
         """Orders whose release failed, by sales order: a fulfilment created for one later ships."""
+        self.unnoticed: dict[str, Confirmable] = {}
+        """Orders whose shipment notice was dead-lettered, by sales order: a re-delivery moves them on."""
         self.background: set[asyncio.Task[Any]] = set()
         self.pace: Pace = no_pause
         for system in WAREHOUSES.values():
             network.partners[system].on_create = self._fulfilment_created(system)
+
+    def hold(self, letters: Iterable[HeldLetter]) -> None:
+        """Take over a history's dead letters: the ERP lists them, the marketplace knows their orders,
+        and a re-delivery confirms and invoices the order as it does one dead-lettered live."""
+        for held in letters:
+            self.network.erp.dead_letters[held.event["id"]] = held.letter
+            self.unnoticed[held.erp_order] = held
+            self.network.partners[held.channel].documents.setdefault(held.ref, {"id": held.ref, "status": "open"})
 
     def _fulfilment_created(self, system: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         """A warehouse ships what it receives: a fulfilment sent for a failed release (a reroute or a
@@ -174,7 +197,7 @@ class Driver:
             "outcome": fault or "ok",
         }
 
-    async def confirm_and_invoice(self, order: Order, shipment: str, tracking: str, fault: str) -> None:
+    async def confirm_and_invoice(self, order: Confirmable, shipment: str, tracking: str, fault: str) -> None:
         await self.pace(5 * MINUTE, HOUR)
         await self.confirm(order, shipment, tracking, fault == "throttled")
         await self.pace(30 * MINUTE, 8 * HOUR)
@@ -250,7 +273,7 @@ class Driver:
         at = time.time_ns() // 1000
         return json.loads(cloudevents.event(self.flow.ids.event_id(), "erp", DEAD_LETTERED, at, data))
 
-    async def confirm(self, order: Order, shipment: str, tracking: str, throttled: bool) -> None:
+    async def confirm(self, order: Confirmable, shipment: str, tracking: str, throttled: bool) -> None:
         if throttled:
             self.network.partners[order.channel].throttle = 1
         url = self.url(order.channel, f"/orders/{order.ref}/shipment-confirmation")
@@ -289,6 +312,8 @@ class LiveOptions:
     seed: int = 1
     continue_after: Path | None = None
     """A generated history's ground truth: live documents are numbered after its ids."""
+    dead_letters_from: Path | None = None
+    """A history's CloudEvents file: the ERP starts with the dead letters it holds (``Driver.hold``)."""
     real_time: bool = True
     """Hops as far apart as in the history (hours to ship); False: each order runs through at once."""
 
@@ -313,6 +338,9 @@ async def running(
         while not all(server.started for server in pool):
             await asyncio.sleep(0.02)
         drivers.append(Driver(network, flow, urls, delivery))
+        if options.dead_letters_from is not None:
+            with options.dead_letters_from.open(encoding="utf-8") as events:
+                drivers[0].hold(held_letters(events))
         yield drivers[0]
     finally:
         for server in pool:

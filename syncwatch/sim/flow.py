@@ -43,6 +43,12 @@ def request_body(body: dict[str, Any]) -> Attrs:
     return {"http.request.body": json.dumps(body, sort_keys=True)}
 
 
+def channel_of(ref: str) -> str:
+    """The marketplace an order id came from: B2B purchase orders are numbered ``PO-n``, Amazon's
+    orders are not (``new_order`` mints both)."""
+    return "marketplace-b2b" if ref.startswith("PO-") else "marketplace-amz"
+
+
 @dataclass
 class Record:
     """What the ground truth says about one transaction: its keys, stages and faults."""
