@@ -109,6 +109,12 @@ def history_folder(folder: Path) -> Path:
     return folder / "history"
 
 
+def history_events(folder: Path) -> Path:
+    from syncwatch.sim.generate import FILES
+
+    return history_folder(folder) / FILES["events"]
+
+
 def _step(env: dict[str, str], *args: str) -> None:
     subprocess.run(syncwatch(*args), check=True, stdout=subprocess.DEVNULL, env=env)
 
@@ -173,16 +179,22 @@ def demo_environment(args: argparse.Namespace, db: str, config_path: Path) -> di
     }
 
 
-def _start(
-    args: argparse.Namespace, folder: Path, db: str, env: dict[str, str], logs: Path, processes: Processes
-) -> str:
+def sim_arguments(args: argparse.Namespace, folder: Path, logs: Path) -> list[str]:
+    """The live simulator's command line: it goes on from the history, sending to `serve`."""
     otlp = f"http://127.0.0.1:{args.port}"
-    processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
     sim = ["sim", "--base-port", str(args.sim_base_port), "--otlp-endpoint", otlp, "--events-url", f"{otlp}/v1/events"]
     sim += ["--access-log-dir", str(logs)]
     sim += ["--orders-per-minute", str(args.orders_per_minute), "--profile", args.profile, "--seed", str(SEED)]
     sim += ["--continue-after", str(history_folder(folder))]  # a live order must never take a history order's ids
-    processes.start("sim", syncwatch(*sim), env)
+    sim += ["--dead-letters-from", str(history_events(folder))]  # a Replay of the history's exceptions finds them
+    return sim
+
+
+def _start(
+    args: argparse.Namespace, folder: Path, db: str, env: dict[str, str], logs: Path, processes: Processes
+) -> str:
+    processes.start("serve", syncwatch("serve", "--db", db, "--port", str(args.port)), env)
+    processes.start("sim", syncwatch(*sim_arguments(args, folder, logs)), env)
     # With a users file configured the demo asks for a sign-in; without one it signs everyone in as a lead.
     signed_in = {} if os.environ.get("SYNCWATCH_DASHBOARD_USERS") else {"SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
     dashboard_env = {**env, **signed_in}
