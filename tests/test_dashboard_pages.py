@@ -1226,3 +1226,34 @@ def test_a_bulk_job_that_failed_says_so_and_why(monkeypatch: pytest.MonkeyPatch,
     assert re.fullmatch(r"0 succeeded, \d+ failed or refused\.", outcome), outcome
     assert "could not be reached" in texts(at), "the most frequent reason is named"
     assert not any("of 0 done" in p.proto.text for p in at.get("progress"))
+
+
+def test_a_bulk_job_counts_what_others_fixed_meanwhile_as_already_done(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Exceptions an agent's retry fixed between the plan and the run read as the job's successes."""
+    import time
+
+    from actions.ledger import record_done
+    from syncwatch.model import utcnow
+    from syncwatch.store.schema import exceptions as exceptions_table
+
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(m for m in at.multiselect if m.label == "Category").set_value(["validation"]).run()
+    next(s for s in at.selectbox if s.label == "Action").select("retry").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    fixed = at.session_state["bulk_plan"][1].exception_ids[:2]
+    store = Store.open(sample_copy)
+    with store.engine.begin() as conn:
+        for exception_id in fixed:
+            record_done(conn, exception_id, "retry", "sam", {}, {"steps": ["sent"]}, utcnow())
+            conn.execute(exceptions_table.update().where(exceptions_table.c.id == exception_id), {"status": "resolved"})
+    store.close()
+    next(b for b in at.button if b.label.startswith("Run retry on ")).click().run()
+    for _ in range(60):
+        if any("failed or refused" in e.value for e in at.error):
+            break
+        time.sleep(0.5)
+        at.run()
+    outcome = next(e.value for e in at.error if "failed or refused" in e.value)
+    assert re.fullmatch(r"0 succeeded, \d+ failed or refused, 2 already done \(2 already retried\)\.", outcome), outcome
