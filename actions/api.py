@@ -58,6 +58,11 @@ def reroute_choices(config: Config, exception_row: Any) -> tuple[str | None, lis
     return reroute.choices(config, exception_row)
 
 
+def reroute_targets(config: Config) -> list[str]:
+    """The warehouses and 3PLs a bulk reroute may move orders to; its plan leaves out the orders that cannot go."""
+    return reroute.targets(config)
+
+
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
     """What to offer on this exception: what the actor's role may do, less what cannot apply to
     its category (Replay needs a dead letter; Retry a failed request)."""
@@ -120,7 +125,8 @@ def plan_bulk(
     store: Store, config: Config, *, action: str, filters: dict[str, Any], actor: str, target: str | None = None
 ) -> BulkPlan:
     """Every exception the filter matches (not a page of them), counted by partner; nothing runs yet.
-    ``target`` is the assignee of a bulk assign. Raises ValueError for an unknown action or filter."""
+    ``target`` is the assignee of a bulk assign, or the partner a bulk reroute moves orders to.
+    Raises ValueError for an unknown action, filter or target."""
     return bulk.plan(services_for(store, config), action, filters, actor, target)
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from actions import ledger, roles
+from actions import ledger, reroute, roles
 from actions.errors import ActionError
 from actions.ledger import Entry
 from actions.masking import summary
@@ -24,7 +24,7 @@ from syncwatch.model import utcnow
 from syncwatch.store import Store
 from syncwatch.store import actions as q
 
-BULK_ACTIONS = ("retry", "replay", "resolve", "ignore", "assign")
+BULK_ACTIONS = ("retry", "reroute", "replay", "resolve", "ignore", "assign")
 WORKERS = 8
 """Items in flight at once: enough to keep a partner's rate limit busy while each waits on the store."""
 Runner = Callable[[Services, Request], ActionResult]
@@ -39,26 +39,40 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
     if action == "assign" and not roles.may(services.config, target or "", "resolve"):
         raise ValueError(roles.cannot_work(services.config, target))
+    if action == "reroute" and target not in reroute.targets(services.config):
+        said = f"{target} is not a warehouse or 3PL" if target else "name the partner to reroute to"
+        raise ValueError(f"{said}; choose from {', '.join(reroute.targets(services.config)) or 'none configured'}")
     with services.store.engine.connect() as conn:
         matched = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
-        left_out = Counter(reason for r in matched if (reason := _left_out(action, r["status"])))
-        rows = [r for r in matched if not _left_out(action, r["status"])]
-        systems = q.observation_systems(conn, [r["observation_id"] for r in rows if r["observation_id"]])
-    partners = Counter(_partner(services, systems.get(r["observation_id"]), r) for r in rows)
-    ids, assignee = tuple(r["id"] for r in rows), target if action == "assign" else None
+        moved = q.rerouted_among(conn, [r["id"] for r in matched]) if action == "reroute" else set()
+        systems = q.observation_systems(conn, [r["observation_id"] for r in matched if r["observation_id"]])
+    partner = {r["id"]: _partner(services, systems.get(r["observation_id"]), r) for r in matched}
+    why = {r["id"]: _left_out(services, action, r, partner[r["id"]], target, r["id"] in moved) for r in matched}
+    rows = [r for r in matched if not why[r["id"]]]
+    left_out = Counter(reason for reason in why.values() if reason)
+    partners = Counter(partner[r["id"]] for r in rows)
+    ids, chosen = tuple(r["id"] for r in rows), target if action in ("assign", "reroute") else None
     suggested = dict(Counter(r["suggested_action"] or "none" for r in rows))
     return BulkPlan(
-        action, dict(filters), len(rows), dict(partners), ids, target=assignee, suggested=suggested, left_out=left_out
+        action, dict(filters), len(rows), dict(partners), ids, target=chosen, suggested=suggested, left_out=left_out
     )
 
 
-def _left_out(action: str, status: str) -> str | None:
-    """Why an exception the filter matched is not in the job: what the action would refuse anyway."""
+def _left_out(
+    services: Services, action: str, row: dict[str, Any], partner: str, target: str | None, rerouted: bool
+) -> str | None:
+    """Why an exception the filter matched is not in the job: what the action would refuse anyway,
+    or for a reroute, what a lead would not move there one by one (``partner``: where its failed step went)."""
+    status = row["status"]
     if status == "resolved" and action != "assign":
         return "already resolved"
     if status == "ignored" and action == "ignore":
         return "already ignored"
-    return None
+    if action != "reroute":
+        return None
+    if rerouted:
+        return "already rerouted"
+    return reroute.left_out(services.config, row, partner, str(target))
 
 
 def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:

@@ -82,6 +82,34 @@ def choices(config: Config, exception: Mapping[str, Any]) -> tuple[str | None, l
     return original, [name for name in config.file.partners[original].alternates if name in movable]
 
 
+MOVABLE = frozenset({"partner_unavailable", "timeout", "throttled"})
+"""Failures a move to another partner fixes: the partner is down, slow or throttling. The alternate
+would reject what was rejected (validation) too; a stuck order, a duplicate notice or a dead letter
+has no failed fulfilment to move."""
+
+
+def targets(config: Config) -> list[str]:
+    """The partners a bulk reroute may move orders to."""
+    return sorted(fulfilers(config))
+
+
+def left_out(config: Config, exception: Mapping[str, Any], failing: str, target: str) -> str | None:
+    """Why a bulk reroute to ``target`` leaves this exception out ('already with 3pl-parcelpro'),
+    where one by one the lead would not have rerouted it there either. ``failing``: the partner its
+    failed step was sent to (the ERP reports a 3PL that is down, so the exception's system is the ERP's)."""
+    suggested = exception.get("suggested_action")
+    if suggested != "reroute" and (suggested is None or exception.get("category") not in MOVABLE):
+        return f"not reroutable ({exception.get('category')})"
+    original = failing if failing in fulfilers(config) else choices(config, exception)[0]
+    if original is None:
+        return "not at a warehouse or 3PL"
+    if original == target:
+        return f"already with {target}"
+    if target not in config.file.partners[original].alternates:
+        return f"at {original}, which does not reroute to {target}"
+    return None
+
+
 def _original_body(services: Services, observations: list[dict[str, Any]]) -> dict[str, Any] | None:
     try:
         step: Step = failed_step(services, observations, None)

@@ -30,7 +30,7 @@ class BulkPlan:
     exception_ids: tuple[str, ...]
     note: str | None = None
     target: str | None = None
-    """The assignee of a bulk assign."""
+    """The assignee of a bulk assign, or the partner a bulk reroute moves the orders to."""
     suggested: dict[str, int] = field(default_factory=dict)
     """How many of them suggest each action (retry, reroute, replay, resolve, or none)."""
     left_out: dict[str, int] = field(default_factory=dict)

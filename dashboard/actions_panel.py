@@ -293,7 +293,11 @@ def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
         return
     with st.expander(f"Bulk action on all {total} matching exceptions"):
         action = st.selectbox("Action", api.BULK_ACTIONS, key="bulk_action")
-        target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee") if action == "assign" else None
+        target = None
+        if action == "assign":
+            target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee")
+        elif action == "reroute":  # each order moves from the partner its failed step went to
+            target = st.selectbox("Reroute to", api.reroute_targets(page.config), key="bulk_reroute_target")
         chosen = _chosen(filters, age, action, target)
         if st.button("Plan", key="bulk_plan_button"):
             planned = api.plan_bulk(

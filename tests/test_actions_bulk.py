@@ -142,3 +142,34 @@ def test_a_bulk_plan_leaves_out_what_its_action_would_refuse(store: Store) -> No
     assert ignore.exception_ids == (ids[3],) and ignore.left_out == {"already resolved": 2, "already ignored": 1}
     assign = plan_bulk(store, config, action="assign", filters=every, actor="alex", target="sam")
     assert assign.count == 4 and not assign.left_out
+
+
+def test_a_bulk_reroute_plan_takes_only_what_a_move_to_the_target_would_fix(store: Store) -> None:
+    config = load_config(environ={})
+    ids = seed_exceptions(store, 5)
+    with store.engine.begin() as conn:
+        conn.execute(update(exceptions).values(suggested_action="retry", system="3pl-fastship"))
+        conn.execute(update(exceptions).where(exceptions.c.id == ids[0]).values(system="erp"))
+        conn.execute(
+            update(exceptions).where(exceptions.c.id == ids[1]).values(category="stuck", suggested_action=None)
+        )
+        conn.execute(update(exceptions).where(exceptions.c.id == ids[2]).values(category="validation"))
+    with pytest.raises(
+        ValueError, match="name the partner to reroute to; choose from 3pl-fastship, 3pl-parcelpro, wms"
+    ):
+        plan_bulk(store, config, action="reroute", filters={}, actor="alex")
+    with pytest.raises(ValueError, match="erp is not a warehouse or 3PL; choose from 3pl-fastship, 3pl-parcelpro"):
+        plan_bulk(store, config, action="reroute", filters={}, actor="alex", target="erp")
+    plan = plan_bulk(store, config, action="reroute", filters={}, actor="alex", target="3pl-parcelpro")
+    assert (plan.exception_ids, plan.target) == (tuple(ids[3:]), "3pl-parcelpro")
+    assert plan.left_out == {
+        "not at a warehouse or 3PL": 1,
+        "not reroutable (stuck)": 1,
+        "not reroutable (validation)": 1,
+    }
+    assert (
+        plan_bulk(store, config, action="reroute", filters={}, actor="alex", target="3pl-fastship").left_out[
+            "already with 3pl-fastship"
+        ]
+        == 2
+    )

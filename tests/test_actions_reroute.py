@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
+import pytest
 from actions_support import World, world
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from actions.api import perform
+from actions.api import bulk_status, perform, plan_bulk, start_bulk
+from actions.bulk import Refused
 from actions.services import close_all
 
 
@@ -131,3 +134,33 @@ def test_resolve_needs_a_note_then_stays_resolved_and_the_audit_cannot_be_change
 
 def order_channel(order: dict[str, Any]) -> str:
     return "marketplace-b2b" if order["order"].startswith("PO-") else "marketplace-amz"
+
+
+def test_a_lead_reroutes_every_order_the_down_3pls_hold_in_one_job(run_collector: Any, tmp_path: Path) -> None:
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        for _ in range(3):
+            w.order()
+        every = {"category": "partner_unavailable"}
+        to_parcelpro = plan_bulk(
+            w.store, w.config, action="reroute", filters=every, actor="alex", target="3pl-parcelpro"
+        )
+        assert (to_parcelpro.count, to_parcelpro.left_out_text) == (1, "Left out: 2 already with 3pl-parcelpro.")
+        plan = plan_bulk(w.store, w.config, action="reroute", filters=every, actor="alex", target="wms")
+        assert (plan.count, plan.partners, plan.target) == (3, {"3pl-fastship": 1, "3pl-parcelpro": 2}, "wms")
+        with pytest.raises(Refused):
+            start_bulk(w.store, w.config, plan, "sam")
+        assert act(w, "reroute", plan.exception_ids[0], "alex", target="wms").ok  # one by one, before the job runs
+        again = plan_bulk(w.store, w.config, action="reroute", filters=every, actor="alex", target="wms")
+        assert (again.count, again.left_out_text) == (2, "Left out: 1 already rerouted.")
+        job = start_bulk(w.store, w.config, plan, "alex")
+        for thread in [t for t in threading.enumerate() if t.name == job]:
+            thread.join()
+        status = bulk_status(w.store, job)
+        assert (status["succeeded"], status["failed"], status["skipped"]) == (2, 0, 1), status
+        assert status["skipped_reasons"] == {"already rerouted": 1}
+        w.settle()
+        assert live_at(w, "3pl-fastship") == live_at(w, "3pl-parcelpro") == [] and len(live_at(w, "wms")) == 3
+        audit = [(e["action"], e["result"]) for e in w.audit() if e["action"] in ("bulk reroute", "reroute")]
+        assert audit.count(("bulk reroute", "refused")) == 1 and audit.count(("bulk reroute", "allowed")) == 1
+        assert audit.count(("reroute", "succeeded")) == 3 and audit.count(("reroute", "refused")) == 1
+    close_all()

@@ -62,7 +62,14 @@ def test_with_yes_it_runs_every_match_and_prints_the_job(seeded: str, capsys: py
     [
         (["resolve", "--as", "alex"], 2, "resolve needs --note"),
         (["resolve", "--as", "alex", "--note", "   ", "--yes"], 2, "resolve needs --note"),  # blank is no note
-        (["retry", "--as", "alex", "--to", "sam"], 2, "--to names an assignee; retry takes none."),
+        (["retry", "--as", "alex", "--to", "sam"], 2, "--to names an assignee or a partner to reroute to; retry takes"),
+        (["reroute", "--as", "alex"], 2, "reroute needs --to, the warehouse or 3PL to move the orders to."),
+        (
+            ["reroute", "--as", "alex", "--to", "erp"],
+            2,
+            "erp is not a warehouse or 3PL; choose from 3pl-fastship, 3pl-parcelpro, wms.",
+        ),
+        (["reroute", "--as", "sam", "--to", "wms", "--yes"], 1, "only a lead may run bulk jobs, and sam is an agent"),
         (
             ["assign", "--as", "alex", "--to", "kim"],
             2,
@@ -208,3 +215,21 @@ def test_items_done_by_others_after_the_plan_are_not_counted_as_the_jobs(
     said = capsys.readouterr().out
     assert said.startswith("Job job-"), said
     assert said.endswith(" finished: 0 succeeded, 0 failed, 2 already done (1 already resolved, 1 already retried).\n")
+
+
+def test_a_bulk_reroute_plan_names_the_target_and_what_it_leaves_out(
+    seeded: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    store = Store.open(seeded)
+    with store.engine.begin() as conn:
+        conn.execute(exceptions.update(), {"suggested_action": "reroute", "category": "partner_unavailable"})
+        conn.execute(exceptions.update().where(exceptions.c.id.in_(("exc-0", "exc-1"))), {"system": "3pl-fastship"})
+        conn.execute(exceptions.update().where(exceptions.c.id == "exc-2"), {"system": "3pl-parcelpro"})
+    store.close()
+    assert main(["bulk", "reroute", "--as", "alex", "--to", "3pl-parcelpro", "--db", seeded]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "Plan: reroute 2 exceptions to 3pl-parcelpro.",
+        "Left out: 1 already with 3pl-parcelpro, 1 not at a warehouse or 3PL.",
+        "  3pl-fastship: 2",
+        "Run again with --yes to start.",
+    ]

@@ -1257,3 +1257,24 @@ def test_a_bulk_job_counts_what_others_fixed_meanwhile_as_already_done(
         at.run()
     outcome = next(e.value for e in at.error if "failed or refused" in e.value)
     assert re.fullmatch(r"0 succeeded, \d+ failed or refused, 2 already done \(2 already retried\)\.", outcome), outcome
+
+
+def test_a_lead_plans_a_bulk_reroute_to_a_partner_for_the_filter_shown(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(m for m in at.multiselect if m.label == "Category").set_value(["partner_unavailable"]).run()
+    next(s for s in at.selectbox if s.label == "Action").select("reroute").run()
+    target = next(s for s in at.selectbox if s.label == "Reroute to")
+    assert list(target.options) == ["3pl-fastship", "3pl-parcelpro", "wms"]
+    target.select("wms").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    plan = next(w.value for w in at.warning if w.value.startswith("**Reroute"))
+    assert re.match(r"\*\*Reroute \d+ exceptions to wms\.\*\*", plan), plan
+    assert any(b.label.startswith("Run reroute on ") for b in at.button)
+    next(s for s in at.selectbox if s.label == "Reroute to").select("3pl-parcelpro").run()
+    assert not any(b.label.startswith("Run reroute on ") for b in at.button), "planned for another partner"
+    next(b for b in at.button if b.label == "Plan").click().run()
+    plan = next(w.value for w in at.warning if w.value.startswith("**Reroute"))
+    assert "already with 3pl-parcelpro" in read(plan), plan

@@ -27,7 +27,9 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     add_common_options(parser)
     parser.add_argument("action", choices=BULK_ACTIONS, help="what to do to each exception")
     parser.add_argument("--as", dest="actor", required=True, metavar="USER", help="who acts (a lead)")
-    parser.add_argument("--to", dest="target", metavar="USER", help="the assignee (assign only)")
+    parser.add_argument(
+        "--to", dest="target", metavar="NAME", help="the assignee (assign) or the warehouse or 3PL to move to (reroute)"
+    )
     parser.add_argument("--note", help="why (recorded with every item; required for resolve and ignore)")
     parser.add_argument("--yes", action="store_true", help="run the plan (without it, only print the plan)")
     parser.add_argument("--json", action="store_true", help="print the plan or the finished job as JSON")
@@ -67,8 +69,14 @@ def _run(args: argparse.Namespace) -> int:
     if args.action in ("resolve", "ignore") and not (args.note or "").strip():
         print(f"syncwatch bulk: {args.action} needs --note (why, for the audit log).", file=sys.stderr)
         return EXIT_USAGE
-    if args.target and args.action != "assign":
-        print(f"syncwatch bulk: --to names an assignee; {args.action} takes none.", file=sys.stderr)
+    if args.target and args.action not in ("assign", "reroute"):
+        print(
+            f"syncwatch bulk: --to names an assignee or a partner to reroute to; {args.action} takes none.",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.action == "reroute" and not args.target:
+        print("syncwatch bulk: reroute needs --to, the warehouse or 3PL to move the orders to.", file=sys.stderr)
         return EXIT_USAGE
     store = open_store(config)
     try:
@@ -98,6 +106,7 @@ def _plan_json(plan: Any) -> dict[str, Any]:
         "suggested": plan.suggested,
         "caveat": plan.caveat,
         "left_out": plan.left_out,
+        "target": plan.target,
         "filters": plan.filters,
     }
 

@@ -91,6 +91,14 @@ def actions_of(conn: Connection, exception_id: str, kind: str) -> list[dict[str,
     return [dict(r._mapping) for r in conn.execute(stmt)]
 
 
+def rerouted_among(conn: Connection, exception_ids: list[str]) -> set[str]:
+    """Those of the exceptions a reroute succeeded on: a second would move the order again."""
+    if not exception_ids:
+        return set()
+    stmt = select(a.exception_id).where(a.kind == "reroute", a.status == "succeeded", a.exception_id.in_(exception_ids))
+    return set(conn.execute(stmt).scalars())
+
+
 def action(conn: Connection, action_id: str) -> dict[str, Any] | None:
     row = conn.execute(select(actions).where(a.id == action_id)).first()
     return dict(row._mapping) if row else None
