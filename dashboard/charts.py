@@ -206,19 +206,34 @@ def kpi_trend(
 ) -> go.Figure:
     """One line per group over the periods; with ``tail`` (a p90 beside a p50), a dashed line of it
     in the same colour, so the slow orders show next to the typical one. ``partial`` periods (today,
-    this week, a week the range starts inside) are not whole, so their points are hollow: a half day
-    is no dip. A share's axis spans two points at least: a 0.1-point change is no cliff."""
+    this week, a week the range starts inside, one still finishing) are not whole or not final, so
+    their points are hollow and only a dotted line reaches them: a half day is no dip. A share's axis
+    spans two points at least: a 0.1-point change is no cliff."""
     fig = go.Figure()
     for index, (group, part) in enumerate(data.groupby("group")):
         color = _PALETTE[index % len(_PALETTE)]
-        symbols = ["circle-open" if period in partial else "circle" for period in part["period"]]
+        open_points = part["period"].isin(partial)
+        symbols = ["circle-open" if hollow else "circle" for hollow in open_points]
         fig.add_scatter(
             x=part["period"],
             y=part[column],
             name=str(group),
+            legendgroup=str(group),
             mode="lines+markers",
+            line={"color": color, "dash": "dot", "width": 1},
+            marker={"symbol": symbols, "size": [10 if hollow else 6 for hollow in open_points]},
+        )
+        # The solid line joins only whole, final periods: drawn on to a young day, it read as a collapse.
+        fig.add_scatter(
+            x=part["period"],
+            y=part[column].mask(open_points),
+            name=f"{group} (final)",
+            legendgroup=str(group),
+            showlegend=False,
+            hoverinfo="skip",
+            mode="lines",
             line_color=color,
-            marker={"symbol": symbols, "size": [10 if s == "circle-open" else 6 for s in symbols]},
+            connectgaps=False,
         )
         if tail is not None:
             fig.add_scatter(

@@ -14,7 +14,8 @@ from syncwatch.redact import spreadsheet_safe
 from syncwatch.store.kpis import NO_PARTNER
 
 CACHE_S = 300  # KPIs are read by the week; five minutes old is fresh enough, and they are the costliest page
-RANGES = {"last 7 days": 7, "last 4 weeks": 28, "last 13 weeks": 91}
+LAST_WEEK = "last complete week"  # Monday to Sunday before this one: on a Monday, "last 7 days" is mostly today
+RANGES = {"last 7 days": 7, LAST_WEEK: 7, "last 4 weeks": 28, "last 13 weeks": 91}
 TRENDS = (
     ("sla_attainment", "SLA attainment", True),
     ("exception_rate", "Exception rate", True),
@@ -28,6 +29,11 @@ ATTAINMENT = (
     "SLA attainment is the share of orders whose SLA is decided that met it: completed in time, against "
     "breached (completed late, or still open and already late)."
 )
+EXCEPTION_RATE = (
+    "Exception rate is the share of orders with at least one exception, open or closed: one that resolved "
+    "itself (a throttled call that went through when sent again) counts too. A duplicate notice does not."
+)
+EXPLAINED = {"sla_attainment": ATTAINMENT, "exception_rate": EXCEPTION_RATE}
 
 
 def _table_columns(by: str) -> dict[str, object | None]:
@@ -35,15 +41,16 @@ def _table_columns(by: str) -> dict[str, object | None]:
     the column names a BI tool reads."""
     number = st.column_config.NumberColumn
     columns: dict[str, object | None] = {
-        "period": st.column_config.TextColumn("Period"),
-        "group": st.column_config.TextColumn(by.capitalize()) if by != "overall" else None,  # overall: one group
+        "period": st.column_config.TextColumn("Period", pinned=True),  # in view while the durations scroll
+        # overall: one group
+        "group": st.column_config.TextColumn(by.capitalize(), pinned=True) if by != "overall" else None,
         "transactions": number("Orders", format="localized"),
         "with_exception": number("With an exception", format="localized"),
         "complete": number("Completed", format="localized"),
         "met": number("Met SLA", format="localized"),
         "breached": number("Breached SLA", format="localized"),
-        "exception_rate": number("Exception rate", format="percent"),
-        "sla_attainment": number("SLA attainment", format="percent"),
+        "exception_rate": number("Exception rate", format="percent", help=EXCEPTION_RATE),
+        "sla_attainment": number("SLA attainment", format="percent", help=ATTAINMENT),
     }
     for d in DURATIONS:
         unit = d.column("p50").rsplit("_", 1)[1]
@@ -66,11 +73,11 @@ def render() -> None:
     if page is None:
         return
     cols = st.columns([2, 2, 3])  # "overall · channel · partner" needs the room on a narrow screen
-    days = RANGES[cols[0].selectbox("Range", list(RANGES))]
+    chosen = cols[0].selectbox("Range", list(RANGES))
     grain = cols[1].segmented_control("Per", ["day", "week"], default="day", required=True)
     by = cols[2].segmented_control("By", ["overall", "channel", "partner"], default="overall", required=True)
-    end = _day_after(page.now)
-    start = end - timedelta(days=days)
+    end = _monday(page.now) if chosen == LAST_WEEK else _day_after(page.now)
+    start = end - timedelta(days=RANGES[chosen])
     table = _kpis(page, start, end, grain, None if by == "overall" else by)
     if table.empty:
         st.info("No orders started in this range yet.")
@@ -97,6 +104,8 @@ def render() -> None:
         notes.append(f"Orders {NO_PARTNER} to a partner are in the table below, not in the charts.")
     if thin:
         notes.append(f"A share of fewer than {MIN_CHARTED} orders is in the table, not drawn: one breach is no 0 %.")
+    if by == "partner":
+        notes.append("An order split over partners counts under the first partner it was released to.")
     if by != "overall":
         notes.append("Inventory latency is measured per inventory sync, which has no channel or partner: see Overall.")
     st.caption(" ".join(notes))
@@ -201,28 +210,46 @@ def _day_after(now: datetime) -> datetime:
     return now.replace(hour=0, minute=0, second=0, microsecond=0) + timedelta(days=1)
 
 
+def _monday(now: datetime) -> datetime:
+    """This week's Monday, 00:00 UTC."""
+    return (now - timedelta(days=now.weekday())).replace(hour=0, minute=0, second=0, microsecond=0)
+
+
 def _headline(page: Page) -> None:
     """This week so far against the same days and hours of last week as they stood then, one number
     each: a whole week against a part of one would read every Monday morning as a change, and last
-    week's orders as they stand now have had a week longer to finish than this week's."""
+    week's orders as they stand now have had a week longer to finish than this week's. Until this
+    week has ``MIN_CHARTED`` orders (Monday morning), last week against the week before, each a
+    week old then, so the tiles are never all dashes on the morning they are read most."""
     now = page.now.replace(second=0, microsecond=0)  # a minute's reruns share the cached figures
-    monday = (now - timedelta(days=now.weekday())).replace(hour=0, minute=0)
-    week = timedelta(days=7)
+    monday, week = _monday(now), timedelta(days=7)
     this_week = _as_it_stood(page.config.db, monday, now, now)
     last_week = _as_it_stood(page.config.db, monday - week, now - week, now - week)
-    st.caption(
-        f"This week so far (since Monday 00:00 UTC) against last week until the same day and time, "
-        f"{now - week:%a %H:%M} UTC, as it stood then (orders take days to finish), whatever the range below shows:"
-    )
+    which = "this week"
+    if (this_week.get("transactions") or 0) < MIN_CHARTED:
+        which = "last week"
+        this_week = _as_it_stood(page.config.db, monday - week, monday, now)
+        last_week = _as_it_stood(page.config.db, monday - 2 * week, monday - week, now - week)
+        st.caption(
+            f"Last week ({monday - week:%a %d %b} to {monday - timedelta(days=1):%a %d %b}, UTC) against the week "
+            f"before as it stood a week ago (orders take days to finish): this week has fewer than {MIN_CHARTED} "
+            "orders so far. Whatever the range below shows:"
+        )
+    else:
+        st.caption(
+            f"This week so far (since Monday 00:00 UTC) against last week until the same day and time, "
+            f"{now - week:%a %H:%M} UTC, as it stood then (orders take days to finish), whatever the range below shows:"
+        )
     # Three a row: five to a row cut every label short on a laptop ("SLA attain…", "Confirmation l…").
     cols = [col for row in range(0, len(TRENDS), 3) for col in st.columns(3)][: len(TRENDS)]
     for col, (column, label, percent) in zip(cols, TRENDS, strict=True):
         now_value, before = this_week.get(column), last_week.get(column)
         color = "normal" if column in HIGHER_IS_BETTER else "inverse"
-        explained = ATTAINMENT if column == "sla_attainment" else None
+        explained = EXPLAINED.get(column)
         if _thin(column, this_week):  # as the charts below: one breach among five orders is no 80 %
             now_value = None
-            explained = f"{explained or ''} Fewer than {MIN_CHARTED} orders so far this week: not shown.".strip()
+            so_far = " so far" if which == "this week" else ""
+            explained = f"{explained or ''} Fewer than {MIN_CHARTED} orders{so_far} {which}: not shown.".strip()
         delta = None if _thin(column, last_week) else _delta(now_value, before, percent)
         arrow = "auto"
         if delta == "no change":
@@ -230,7 +257,7 @@ def _headline(page: Page) -> None:
         col.metric(label, _show(now_value, percent), delta, delta_color=color, delta_arrow=arrow, help=explained)
     tails = _tails(this_week)
     if tails:
-        st.caption(f"p90 this week, the slowest tenth: {', '.join(tails)}.")
+        st.caption(f"p90 {which}, the slowest tenth: {', '.join(tails)}.")
 
 
 @st.cache_data(ttl=CACHE_S, show_spinner=False)

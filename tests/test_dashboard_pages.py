@@ -153,7 +153,7 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     assert links["Open erp's exceptions"] == ("exceptions", "system=erp"), "in the app: a plain link would sign out"
     metrics = {m.label: m.value for m in at.metric}
     # PO-451311, invoiced before its confirmation came, is open and late at confirmed: 24 of 24.
-    assert metrics["Breached"] == "24" and metrics["Active exceptions"] == "24"
+    assert metrics["Open, breached"] == "24" and metrics["Active exceptions"] == "24"
     with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as conn:
         (open_orders,) = conn.execute("SELECT count(*) FROM transactions WHERE type = 'order' AND status = 'open'")
     assert int(metrics["Open orders"].replace(",", "")) == open_orders[0], "orders, as the charts beside it count"
@@ -684,6 +684,26 @@ def test_a_headline_share_of_a_handful_of_orders_is_not_shown(
     assert tiles["Exception rate"].value == "50.0%", "a share of 40 orders is shown"
 
 
+def test_on_monday_morning_the_kpi_tiles_read_last_week_not_dashes(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """At 08:00 on Monday 'this week' held no orders, so every tile read '—' on the morning the page
+    is read most, and last week's figures were nowhere on it."""
+    with sqlite3.connect(sample_copy.removeprefix("sqlite:///")) as conn:  # the correlator's clock: Monday 08:00
+        conn.execute("UPDATE transactions SET updated_at = '2026-11-09 08:00:00.000000' WHERE rowid = 1")
+    at = open_app(monkeypatch, sample_copy, "kpis.py", user="kim")
+    assert "Last week (Mon 02 Nov to Sun 08 Nov, UTC) against the week before as it stood a week ago" in texts(at)
+    tiles = {m.label: m for m in at.metric}
+    assert re.fullmatch(r"\d+\.\d%", tiles["SLA attainment"].value), tiles["SLA attainment"].value
+    assert tiles["Exception rate"].proto.help.startswith("Exception rate is the share of orders with at least one")
+    next(s for s in at.selectbox if s.label == "Range").set_value("last complete week").run()
+    table = next(d.value for d in at.dataframe if "sla_attainment" in d.value.columns)
+    assert [p.split(" ")[0] for p in table["period"]] == [f"2026-11-0{d}" for d in range(2, 9)], "Monday to Sunday"
+    assert not [p for p in table["period"] if "so far" in p or "from" in p], "whole days, today not among them"
+    next(b for b in at.button_group if b.label == "By").set_value("partner").run()
+    assert "An order split over partners counts under the first partner it was released to." in texts(at)
+
+
 def test_kpis_by_channel_per_week_offer_a_csv(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
     at = open_app(monkeypatch, sample_db, "kpis.py")
     by = next(b for b in at.button_group if b.label == "By")
@@ -731,14 +751,17 @@ def test_kpis_mark_the_day_still_running_so_a_half_day_is_no_dip(
     at = open_app(monkeypatch, sample_db, "kpis.py")
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
     attainment = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")
-    [line] = attainment["data"]
-    assert line["marker"]["symbol"][-1] == "circle-open" and set(line["marker"]["symbol"][:-1]) == {"circle"}
+    dotted, solid = attainment["data"]
+    assert dotted["marker"]["symbol"][-1] == "circle-open" and set(dotted["marker"]["symbol"][:-1]) == {"circle"}
+    assert dotted["line"]["dash"] == "dot" and "dash" not in solid["line"], "a dotted line, not the solid one"
+    final, every = plotted(solid["y"]), plotted(dotted["y"])
+    assert final[:-1] == every[:-1] and pd.isna(final[-1]), "the solid line joins only the final days"
     periods = list(at.dataframe[0].value["period"])
-    assert periods[-1] == f"{line['x'][-1]} (so far)" and not any("so far" in p for p in periods[:-1])
+    assert periods[-1] == f"{dotted['x'][-1]} (so far)" and not any("so far" in p for p in periods[:-1])
     assert "Today is not over, and a day whose orders are still finishing (over 5% of them" in texts(at)
     next(c for c in at.get("button_group") if "week" in str(c.proto)).set_value("week").run()
     specs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    [line] = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")["data"]
+    line, _ = next(s for s in specs if s["layout"]["title"]["text"] == "SLA attainment")["data"]
     labels = list(at.dataframe[0].value["period"])
     hollow = [p for p, symbol in zip(labels, line["marker"]["symbol"], strict=True) if symbol == "circle-open"]
     assert hollow == [p for p in labels if "(from " in p or "(so far)" in p], "every part of a week, and only those"
