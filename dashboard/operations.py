@@ -63,7 +63,11 @@ def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
         int(by_state.sum()),
         help="Open orders, as the charts below count them" + (f"; also open: {besides}" if besides else ""),
     )
-    cols[1].metric("Breached", int(by_state.get("breached", 0)), help="Open orders already past their SLA")
+    cols[1].metric(  # the KPIs' "breached" also counts orders completed late: this is the open ones alone
+        "Open, breached",
+        int(by_state.get("breached", 0)),
+        help="Open orders already past their SLA. Orders completed late are counted on the KPIs page.",
+    )
     cols[2].metric("At risk", int(by_state.get("at_risk", 0)), help="Open orders that have used most of their SLA")
     cols[3].metric("Active exceptions", int(failing["exceptions"].sum()) if not failing.empty else 0)
     cols[4].metric(
