@@ -19,7 +19,7 @@ def close(services: Services, request: Request, exception: dict[str, Any]) -> Ac
     status = CLOSING[request.kind]
     if exception["status"] == status or exception["status"] == RESOLVED:
         reason = f"the exception is already {closed_by(services, exception)}; nothing changed"
-        return refuse(services, entry, exception["status"], reason)
+        return refuse(services, entry, exception["status"], reason, skipped=f"already {exception['status']}")
     if not (request.note or "").strip():
         return refuse(services, entry, exception["status"], f"a note is required to {request.kind}", "failed")
     now = services.clock()
@@ -51,7 +51,7 @@ def assign(services: Services, request: Request, exception: dict[str, Any]) -> A
     assignee = request.target
     if exception["status"] in CLOSING.values():  # nothing left to work (reopen it first)
         reason = f"the exception is already {closed_by(services, exception)}; nothing to assign"
-        return refuse(services, entry, exception["status"], reason)
+        return refuse(services, entry, exception["status"], reason, skipped=f"already {exception['status']}")
     if assignee is None or not roles.may(services.config, assignee, "resolve"):
         return refuse(services, entry, exception["status"], roles.cannot_work(services.config, assignee), "failed")
     if not roles.in_scope(services.config, assignee, exception):
@@ -59,7 +59,8 @@ def assign(services: Services, request: Request, exception: dict[str, Any]) -> A
         reason = f"the scope of {assignee} is {scope}, which leaves this exception out; assign someone whose it is"
         return refuse(services, entry, exception["status"], reason, "failed")
     if assignee == exception.get("assignee"):
-        return refuse(services, entry, exception["status"], f"it is already assigned to {assignee}; nothing changed")
+        reason = f"it is already assigned to {assignee}; nothing changed"
+        return refuse(services, entry, exception["status"], reason, skipped=f"already assigned to {assignee}")
     values = {"assignee": assignee, "updated_at": services.clock()}
     earlier = exception.get("assignee")
     taken = f", taking it over from {earlier}" if earlier else ""

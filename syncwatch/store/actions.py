@@ -129,18 +129,6 @@ def update_action(conn: Connection, action_id: str, values: Mapping[str, Any]) -
     conn.execute(update(actions).where(a.id == action_id).values(**values))
 
 
-SIGN_IN = "sign_in"  # the audit action of a dashboard sign-in, allowed or refused
-
-
-def refused_sign_ins(conn: Connection, actor: str, since: datetime) -> int:
-    """Sign-ins as ``actor`` refused since ``since``: what a lockout counts (the audit log is the record)."""
-    log = audit_log.c
-    stmt = select(func.count()).where(
-        log.action == SIGN_IN, log.actor == actor, log.result == "refused", log.at >= since
-    )
-    return int(conn.execute(stmt).scalar_one())
-
-
 SENDING_ACTIONS = ("retry", "replay", "reroute")  # the actions that send the failed step again, somewhere
 
 

@@ -7,7 +7,6 @@ checked with EXPLAIN in tests/test_dashboard_queries.py.
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -316,21 +315,6 @@ def exception_actions(store: Store, exception_id: str) -> pd.DataFrame:
         .limit(50)
     )
     return frame(store, stmt)
-
-
-def job_failure_reasons(store: Store, job_id: str) -> list[tuple[str, int]]:
-    """Why a bulk job's items failed, most frequent first: what a lead reads before running it
-    again. A sent action's failure is on its action row; an item refused before anything was sent
-    (already assigned, nothing recorded to send) only in the audit log."""
-    a, log = actions.c, audit_log.c
-    sent = select(a.outcome).where(and_(a.job_id == job_id, a.status == "failed"))
-    refused = select(log.detail).where(
-        and_(log.detail["job_id"].as_string() == job_id, log.result.in_(("refused", "failed")))
-    )
-    with store.engine.connect() as conn:
-        reasons = [(outcome or {}).get("reason") for (outcome,) in conn.execute(sent)]
-        reasons += [detail.get("reason") for (detail,) in conn.execute(refused) if "action_id" not in detail]
-    return Counter(str(reason or "no reason recorded") for reason in reasons).most_common()
 
 
 def observation(store: Store, observation_id: int) -> dict[str, Any] | None:
