@@ -53,9 +53,13 @@ NOTHING_TO_SEND = ("stuck", "duplicate_notice", replay.REPLAYS)
 """Categories with no failed request to send: nothing failed, or a message waits in a dead-letter list (Replay)."""
 
 
-def reroute_choices(config: Config, exception_row: Any) -> tuple[str | None, list[str]]:
+def reroute_choices(store: Store, config: Config, exception_row: Any) -> tuple[str | None, list[str]]:
     """Where a reroute of this exception moves the order from, and the alternates it may choose."""
-    return reroute.choices(config, exception_row)
+    row, services = dict(exception_row), services_for(store, config)
+    step = row.get("observation_id")
+    with store.engine.connect() as conn:
+        observation = q.observation_systems(conn, [int(step)]).get(int(step)) if step else None
+    return reroute.choices(config, row, reroute.failed_at(services, observation, row))
 
 
 def reroute_targets(config: Config) -> list[str]:

@@ -46,7 +46,7 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         matched = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
         moved = q.rerouted_among(conn, [r["id"] for r in matched]) if action == "reroute" else set()
         systems = q.observation_systems(conn, [r["observation_id"] for r in matched if r["observation_id"]])
-    partner = {r["id"]: _partner(services, systems.get(r["observation_id"]), r) for r in matched}
+    partner = {r["id"]: reroute.failed_at(services, systems.get(r["observation_id"]), r) for r in matched}
     why = {r["id"]: _left_out(services, action, r, partner[r["id"]], target, r["id"] in moved) for r in matched}
     rows = [r for r in matched if not why[r["id"]]]
     left_out = Counter(reason for reason in why.values() if reason)
@@ -73,12 +73,6 @@ def _left_out(
     if rerouted:
         return "already rerouted"
     return reroute.left_out(services.config, row, partner, str(target))
-
-
-def _partner(services: Services, observation: dict[str, Any] | None, row: dict[str, Any]) -> str:
-    attrs = (observation or {}).get("attributes") or {}
-    address = attrs.get("url.full") or attrs.get("server.address")
-    return (services.partner_at(str(address)) if address else None) or row["system"]
 
 
 def refuse_unplanned(services: Services, action: str, actor: str, filters: dict[str, Any], reason: str) -> None:

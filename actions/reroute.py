@@ -15,7 +15,7 @@ from actions.kinds import fulfilment
 from actions.ledger import Claim
 from actions.runner import Plan, Request
 from actions.services import Services
-from actions.steps import Step, failed_step
+from actions.steps import Step, failed_step, sent_to
 from syncwatch.config import Config
 from syncwatch.model import partners_of_kind
 from syncwatch.store import actions as q
@@ -69,13 +69,22 @@ def fulfilers(config: Config) -> set[str]:
     return set(partners_of_kind(config.file.partners, *fulfilment.APIS))
 
 
-def choices(config: Config, exception: Mapping[str, Any]) -> tuple[str | None, list[str]]:
-    """What a reroute of this exception would move the order from, and the alternates it may go to,
-    as far as the exception tells (the action itself reads the failed step): the failing system
-    where it is a warehouse or 3PL, else the order's partner."""
+def failed_at(services: Services, observation: dict[str, Any] | None, exception: Mapping[str, Any]) -> str:
+    """The partner an exception's failed step was sent to (a 3PL that is down is reported by the ERP,
+    whose exception it then is), by the address its call went to; else the exception's system."""
+    try:
+        return sent_to(services, [observation]) if observation else str(exception["system"])
+    except NotActionable:
+        return str(exception["system"])
+
+
+def choices(config: Config, exception: Mapping[str, Any], failing: str | None = None) -> tuple[str | None, list[str]]:
+    """What a reroute of this exception would move the order from, and the alternates it may go to:
+    the partner its failed step went to (``failing``, see ``failed_at``), else the failing system,
+    else the order's partner, the first that is a warehouse or 3PL (the action reads the step again)."""
     movable = fulfilers(config)
     context = exception.get("context") or {}
-    candidates = (exception.get("system"), exception.get("partner"), context.get("partner"))
+    candidates = (failing, exception.get("system"), exception.get("partner"), context.get("partner"))
     original = next((name for name in candidates if name in movable), None)
     if original is None:
         return None, []

@@ -30,7 +30,7 @@ def failed_step(services: Services, observations: list[dict[str, Any]], edit: di
     """The request behind the failure; ``edit`` (the agent's version of the body) replaces it once valid."""
     if not observations:
         raise NotActionable("the failure has no stored observation to re-send")
-    partner = _partner(services, observations)
+    partner = sent_to(services, observations)
     method, path = _method_and_path(observations)
     original = first_body(observations)
     if edit is not None:
@@ -41,7 +41,7 @@ def failed_step(services: Services, observations: list[dict[str, Any]], edit: di
     return Step(partner, method, path, original, original)
 
 
-def _partner(services: Services, observations: list[dict[str, Any]]) -> str:
+def sent_to(services: Services, observations: list[dict[str, Any]]) -> str:
     """Where the request went: the address a client span called (its URL, else the server it names:
     a partner behind a proxy or on another port still has its host among the partner's), else the
     system that answered."""
@@ -54,7 +54,7 @@ def _partner(services: Services, observations: list[dict[str, Any]]) -> str:
     for obs in observations:
         if (obs["attributes"] or {}).get("span.kind") != "client" and obs["system"] in services.config.file.partners:
             return str(obs["system"])
-    raise NotActionable(f"no configured partner matches where {observations[0]['operation']} was sent")
+    raise NotActionable(f"no configured partner matches where {observations[0].get('operation', 'it')} was sent")
 
 
 def _method_and_path(observations: list[dict[str, Any]]) -> tuple[str, str]:

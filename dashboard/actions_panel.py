@@ -272,7 +272,7 @@ def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
     """The alternates of the partner the reroute moves from: the failing one where it is a warehouse
     or 3PL. The order's partner is empty while the release to it fails, and offering every partner
     put the failing one first, which the action then refused."""
-    original, alternates = api.reroute_choices(page.config, row)
+    original, alternates = api.reroute_choices(page.store, page.config, row)
     if original is None:
         return None
     if not alternates:

@@ -11,7 +11,7 @@ from actions_support import World, world
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from actions.api import bulk_status, perform, plan_bulk, start_bulk
+from actions.api import bulk_status, perform, plan_bulk, reroute_choices, start_bulk
 from actions.bulk import Refused
 from actions.services import close_all
 
@@ -42,6 +42,18 @@ def test_3pl_down_reroute_ships_from_the_alternate_and_confirms_once(run_collect
         assert live_at(w, "3pl-fastship") == [] and len(live_at(w, "3pl-parcelpro")) == 1
         assert w.calls(f"{order_channel(order)} POST /orders/{{marketplace_order}}/shipment-confirmation") == 1
         assert w.status(exc["id"]) == "resolved"
+    close_all()
+
+
+def test_the_reroute_chooser_offers_the_alternates_of_the_3pl_the_failed_call_went_to(
+    run_collector: Any, tmp_path: Path
+) -> None:
+    """A 3PL that is down is reported by the ERP calling it: the exception is the ERP's and the order
+    has no partner yet, so the chooser, reading the exception row alone, offered no partner to move to."""
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        assert reroute_choices(w.store, w.config, exc) == ("3pl-fastship", ["3pl-parcelpro", "wms"]), exc
     close_all()
 
 
