@@ -292,7 +292,12 @@ action_jobs = Table(
     "action_jobs",
     metadata,
     Column("id", String(64), primary_key=True, comment="Stable job id"),
-    Column("kind", String(16), nullable=False, comment="The action applied to each exception: retry | resolve | …"),
+    Column(
+        "kind",
+        String(16),
+        nullable=False,
+        comment="The action applied to each exception: retry | replay | reroute | resolve | ignore | assign",
+    ),
     Column("actor", String(128), nullable=False, comment="Who started it"),
     Column("filters", JSON, nullable=False, comment="The filter the exceptions were selected by"),
     Column("partners", JSON, nullable=False, comment="Exceptions per partner when it was planned"),
@@ -300,9 +305,24 @@ action_jobs = Table(
     Column("note", Text, comment="Note recorded with each action (resolve, ignore)"),
     Column("status", String(16), nullable=False, comment="running | cancelling | cancelled | finished"),
     Column("total", Integer, nullable=False, comment="Exceptions planned"),
-    Column("done", Integer, nullable=False, server_default=text("0"), comment="Exceptions acted on so far"),
+    Column(
+        "done",
+        Integer,
+        nullable=False,
+        server_default=text("0"),
+        comment=(
+            "Exceptions reached so far: succeeded + failed + those found already done"
+            " (another's action got there first)"
+        ),
+    ),
     Column("succeeded", Integer, nullable=False, server_default=text("0"), comment="Actions that succeeded"),
-    Column("failed", Integer, nullable=False, server_default=text("0"), comment="Actions that failed or were refused"),
+    Column(
+        "failed",
+        Integer,
+        nullable=False,
+        server_default=text("0"),
+        comment="Actions that failed or were refused (not those found already done)",
+    ),
     Column("created_at", UTCDateTime, nullable=False, comment="When it was started (UTC)"),
     Column("updated_at", UTCDateTime, nullable=False, comment="Last progress (UTC)"),
     Column("finished_at", UTCDateTime, comment="When it finished or stopped (UTC)"),
