@@ -237,6 +237,17 @@ def follow_tick(
     return (None if moved else (row, clicked)), clicked, moved
 
 
+def _untick() -> None:
+    """The agent picked another exception in the chooser (or cleared it): a row still ticked for the
+    last one is unticked by drawing the table as a new widget, as Streamlit offers no way to clear a
+    selection. Left ticked, it contradicted the exception open, and a click on it only unticked it.
+    A callback, as it runs before the table is drawn in the same run: no second run."""
+    tick = st.session_state.get(TICKED)
+    if tick is not None and tick[1] != st.session_state.get(CHOOSER):
+        st.session_state[TICKED] = None
+        st.session_state[QUEUE_GENERATION] = st.session_state.get(QUEUE_GENERATION, 0) + 1
+
+
 def _choose(queue: pd.DataFrame) -> str | None:
     """The exception to open: picked here, or named in the link (?exception=ID) another page gave."""
     described = (
@@ -264,6 +275,7 @@ def _choose(queue: pd.DataFrame) -> str | None:
         ids,
         index=None,
         key=CHOOSER,
+        on_change=_untick,
         format_func=lambda i: labels.get(i, i),
         placeholder="Choose one from the queue",
     )

@@ -1032,6 +1032,26 @@ def test_every_pick_in_the_chooser_opens_that_exception(monkeypatch: pytest.Monk
     assert opened[0] == opened[2] and len({opened[0], opened[1], opened[3]}) == 3, opened
 
 
+def test_a_pick_in_the_chooser_unticks_the_queue_row_ticked_for_another(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """The row stayed ticked after the chooser opened another exception, so a click on it only
+    unticked it (the browser test clicks it for real; here the browser's tick is set by hand)."""
+    at = open_app(monkeypatch, sample_db, "exceptions.py", user="sam")
+    next(s for s in at.selectbox if s.label == "Open an exception").select_index(0).run()
+    ticked = next(s for s in at.selectbox if s.label == "Open an exception").value
+    at.session_state["exception_queue_ticked"] = (0, ticked)  # as a click on the queue's first row leaves it
+    at.session_state["exception_queue_generation"] = 3
+    at.session_state["exception_queue_3"] = {"selection": {"rows": [0], "columns": [], "cells": []}}
+    at.run()
+    assert at.session_state["exception_queue_ticked"] == (0, ticked), "the tick is kept while its exception is open"
+    next(s for s in at.selectbox if s.label == "Open an exception").select_index(1).run()
+    picked = next(s for s in at.selectbox if s.label == "Open an exception").value
+    assert picked != ticked and at.query_params["exception"] in (picked, [picked])
+    assert at.session_state["exception_queue_ticked"] is None
+    assert at.session_state["exception_queue_generation"] == 4, "the table is drawn anew, without the tick"
+
+
 def test_a_note_half_typed_on_one_exception_is_there_after_opening_another(
     monkeypatch: pytest.MonkeyPatch, sample_copy: str
 ) -> None:
