@@ -14,6 +14,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -112,12 +113,19 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Demo]:
 
 
 @pytest.fixture(scope="module")
-def page(demo: Demo) -> Iterator[Any]:
+def browser() -> Iterator[Any]:
+    """One Chromium for the module: Playwright's sync API cannot be started twice in one thread."""
     with _playwright()() as p:
         browser = p.chromium.launch(executable_path=str(CHROMIUM), args=FLAGS)
-        page = browser.new_page(viewport={"width": 1440, "height": 1000})
-        yield page
+        yield browser
         browser.close()
+
+
+@pytest.fixture(scope="module")
+def page(demo: Demo, browser: Any) -> Iterator[Any]:
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    yield page
+    page.close()
 
 
 def settle(page: Any) -> None:
@@ -326,17 +334,7 @@ def test_every_page_has_an_address_that_opens_it_bookmarked(demo: Demo, page: An
 def test_the_demo_switcher_keeps_its_person_on_a_page_opened_from_a_row(demo: Demo, page: Any) -> None:
     """Opening an exception from a table row (a page switch) dropped the switcher's choice: kim, an
     executive, read the page as the lead, with Admin in the menu and the lead's buttons."""
-    port = free_port_run(1)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
-    env |= {"SYNCWATCH_DB": f"sqlite:///{demo.folder / 'demo' / 'demo.db'}", "SYNCWATCH_DASHBOARD_DEMO_USER": "alex"}
-    argv = [sys.executable, "-m", "syncwatch", "dashboard", "--port", str(port)]
-    switcher = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while not _answers(f"{url}/_stcore/health"):
-            assert switcher.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
-            time.sleep(0.3)
+    with _dashboard(f"sqlite:///{demo.folder / 'demo' / 'demo.db'}") as url:
         exception_id, _ = demo.unknown_sku_exception()
         with sqlite3.connect(demo.folder / "demo" / "demo.db") as conn:
             (order,) = conn.execute("SELECT transaction_id FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
@@ -356,9 +354,91 @@ def test_the_demo_switcher_keeps_its_person_on_a_page_opened_from_a_row(demo: De
         assert page.get_by_text("Signed in as kim (executive)").count()
         assert page.get_by_text("can read this exception").count()
         assert not page.get_by_role("button", name="Resolve", exact=True).count()
+
+
+def test_a_queue_row_opens_its_exception_again_after_the_chooser_opened_another(
+    sample_db: str, tmp_path: Path, browser: Any
+) -> None:
+    """Tick a row, pick another exception in the chooser, click the row again: the row stayed ticked,
+    so the click unticked it and the chooser's exception stayed open. On the sample week, not the demo."""
+    copy = tmp_path / "sample.db"
+    with sqlite3.connect(sample_db.removeprefix("sqlite:///")) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    page = browser.new_page(viewport={"width": 1440, "height": 1000})
+    with _dashboard(f"sqlite:///{copy}") as url:
+        page.goto(f"{url}/exceptions")
+        page.get_by_test_id("stDataFrame").first.wait_for(timeout=60_000)
+        settle(page)
+        _tick_row(page, 0)
+        ticked = _opened(page)
+        for _ in range(2):
+            _pick(page, 3)
+            picked = _opened(page, other_than=ticked)
+            assert picked and _shows(page, copy, picked), "the chooser opens the exception picked"
+            _tick_row(page, 0)
+            assert _opened(page, other_than=picked) == ticked, "a click on the row opens its exception again"
+            assert _shows(page, copy, ticked)
+    page.close()
+
+
+def _shows(page: Any, db: Path, exception_id: str | None) -> bool:
+    """Whether the detail below the queue is that of ``exception_id`` (its heading is the summary)."""
+    with sqlite3.connect(db) as conn:
+        (summary,) = conn.execute("SELECT summary FROM exceptions WHERE id = ?", (exception_id,)).fetchone()
+    return page.get_by_role("heading", name=summary, exact=True).count() == 1
+
+
+@contextmanager
+def _dashboard(db: str) -> Iterator[str]:
+    """`syncwatch dashboard` on ``db`` as the demo starts it (the lead signed in): its address."""
+    port = free_port_run(1)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
+    env |= {"SYNCWATCH_DB": db, "SYNCWATCH_DASHBOARD_DEMO_USER": "alex"}
+    argv = [sys.executable, "-m", "syncwatch", "dashboard", "--port", str(port)]
+    server = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 60
+        while not _answers(f"{url}/_stcore/health"):
+            assert server.poll() is None and time.monotonic() < deadline, "the dashboard did not start"
+            time.sleep(0.3)
+        yield url
     finally:
-        switcher.terminate()
-        switcher.wait(timeout=30)
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def _tick_row(page: Any, row: int) -> None:
+    """Click a row's selection box in the Exceptions queue. Centred first: scrolled only into view, the
+    table's top rows can sit under Streamlit's fixed header, which then takes the click."""
+    queue = page.get_by_test_id("stDataFrame").first
+    queue.evaluate("table => table.scrollIntoView({block: 'center'})")
+    box = queue.bounding_box()
+    page.mouse.click(box["x"] + 12, box["y"] + 35 + 35 * row + 17)
+
+
+def _pick(page: Any, option: int) -> None:
+    """Pick the chooser's ``option``-th exception. Its list can fail to open on a click that lands
+    while the page is redrawn, so the click is repeated until it is open."""
+    chooser = page.get_by_role("combobox", name=re.compile("^Open an exception"))
+    for _ in range(3):
+        chooser.click()
+        if chooser.get_attribute("aria-expanded") == "true":
+            break
+        page.wait_for_timeout(1_000)
+    page.get_by_role("option").nth(option).click()
+
+
+def _opened(page: Any, other_than: str | None = None) -> str | None:
+    """The exception the page's address names once it names one other than ``other_than`` (None if it
+    does not within 20 s), after the page has drawn it."""
+    script = "other => { const id = new URLSearchParams(location.search).get('exception'); return id && id !== other }"
+    try:
+        page.wait_for_function(script, arg=other_than, timeout=20_000)
+    except Exception:  # playwright's TimeoutError; the package is imported only where it is installed
+        return None
+    settle(page)
+    return re.search(r"exception=([^&]+)", page.url)[1]  # type: ignore[index]
 
 
 def _answers(url: str) -> bool:
