@@ -10,6 +10,7 @@ the dashboard and actions read as rows.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -31,8 +32,14 @@ PARTNER_CALLED = "syncwatch.partner"
 
 
 def partner_hosts(partners: Mapping[str, Any]) -> dict[str, str]:
-    """Host name → partner, from the config's ``[partners.NAME]`` (the name itself and its ``hosts``)."""
-    return {host: name for name, partner in partners.items() for host in [name, *partner.hosts]}
+    """Host name → partner, from the config's ``[partners.NAME]``: the name itself, its ``hosts``, and
+    the address of its ``base_url``, which a call to it shows in ``url.full`` whatever name its
+    ``server.address`` gives (a config pointing at the simulator's ports names no ``hosts``). An
+    address several partners share (one gateway, told apart by path) names none of them."""
+    addresses = [(address_of(partner.base_url), name) for name, partner in partners.items()]
+    shared = Counter(address for address, _ in addresses)
+    hosts = {address: name for address, name in addresses if address and shared[address] == 1}
+    return hosts | {host: name for name, partner in partners.items() for host in [name, *partner.hosts]}
 
 
 def partners_of_kind(partners: Mapping[str, Any], *kinds: str) -> list[str]:
@@ -41,13 +48,28 @@ def partners_of_kind(partners: Mapping[str, Any], *kinds: str) -> list[str]:
     return sorted(name for name, partner in partners.items() if partner.kind in kinds)
 
 
+def address_of(url: str) -> str | None:
+    """``host:port`` where a URL names its port, else its host; None when it names no host."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return None
+    if not parts.hostname:
+        return None
+    return f"{parts.hostname}:{port}" if port else parts.hostname
+
+
 def called_system(attributes: Mapping[str, Any], hosts: Mapping[str, str]) -> str | None:
     """The system a client span called: the partner syncwatch's own calls name, else the one whose
-    host it addressed (``server.address`` or ``url.full``); None when it names none."""
+    host it addressed (``server.address``, else ``url.full``'s address or host); None when it names none."""
     if partner := attributes.get(PARTNER_CALLED):
         return str(partner)
-    host = attributes.get("server.address") or urlsplit(str(attributes.get("url.full", ""))).hostname
-    return hosts.get(str(host)) if host else None
+    url = str(attributes.get("url.full", ""))
+    for host in (attributes.get("server.address"), address_of(url), urlsplit(url).hostname):
+        if host and (system := hosts.get(str(host))):
+            return system
+    return None
 
 
 def from_ns(ns: int) -> datetime:
