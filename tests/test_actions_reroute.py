@@ -48,12 +48,15 @@ def test_3pl_down_reroute_ships_from_the_alternate_and_confirms_once(run_collect
 def test_the_reroute_chooser_offers_the_alternates_of_the_3pl_the_failed_call_went_to(
     run_collector: Any, tmp_path: Path
 ) -> None:
-    """A 3PL that is down is reported by the ERP calling it: the exception is the ERP's and the order
-    has no partner yet, so the chooser, reading the exception row alone, offered no partner to move to."""
+    """A 3PL that is down is reported by the ERP calling it. The exception is the 3PL's (the call's
+    ``url.full`` is its ``base_url``); where a config names neither address, it is the ERP's and the
+    order has no partner, and the chooser still finds the 3PL from the failed call itself."""
     with world(run_collector, tmp_path, ["partner_down=1"]) as w:
         w.order()
         exc = w.exception("partner_unavailable")
         assert reroute_choices(w.store, w.config, exc) == ("3pl-fastship", ["3pl-parcelpro", "wms"]), exc
+        callers = {**exc, "system": "erp", "context": {**exc["context"], "partner": None}}
+        assert reroute_choices(w.store, w.config, callers) == ("3pl-fastship", ["3pl-parcelpro", "wms"])
     close_all()
 
 
