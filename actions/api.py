@@ -53,18 +53,23 @@ NOTHING_TO_SEND = ("stuck", "duplicate_notice", replay.REPLAYS)
 """Categories with no failed request to send: nothing failed, or a message waits in a dead-letter list (Replay)."""
 
 
-def reroute_choices(store: Store, config: Config, exception_row: Any) -> tuple[str | None, list[str]]:
-    """Where a reroute of this exception moves the order from, and the alternates it may choose."""
+def reroute_choices(
+    store: Store, config: Config, exception_row: Any, actor: str | None = None
+) -> tuple[str | None, list[str]]:
+    """Where a reroute of this exception moves the order from, and the alternates it may go to
+    (those ``actor`` may send orders to, if given)."""
     row, services = dict(exception_row), services_for(store, config)
     step = row.get("observation_id")
     with store.engine.connect() as conn:
         observation = q.observation_systems(conn, [int(step)]).get(int(step)) if step else None
-    return reroute.choices(config, row, reroute.failed_at(services, observation, row))
+    original, alternates = reroute.choices(config, row, reroute.failed_at(services, observation, row))
+    return original, [a for a in alternates if actor is None or roles.may_send_to(config, actor, a)]
 
 
-def reroute_targets(config: Config) -> list[str]:
-    """The warehouses and 3PLs a bulk reroute may move orders to; its plan leaves out the orders that cannot go."""
-    return reroute.targets(config)
+def reroute_targets(config: Config, actor: str) -> list[str]:
+    """The warehouses and 3PLs ``actor``'s bulk reroute may move orders to; its plan leaves out the
+    orders that cannot go."""
+    return reroute.targets(config, actor)
 
 
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:

@@ -21,6 +21,7 @@ from actions.services import Services
 from correlator.passes import Correlator
 from syncwatch.config import Config
 from syncwatch.model import utcnow
+from syncwatch.redact import mask_emails
 from syncwatch.store import Store
 from syncwatch.store import actions as q
 
@@ -39,9 +40,15 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
     if action == "assign" and not roles.may(services.config, target or "", "resolve"):
         raise ValueError(roles.cannot_work(services.config, target))
-    if action == "reroute" and target not in reroute.targets(services.config):
-        said = f"{target} is not a warehouse or 3PL" if target else "name the partner to reroute to"
-        raise ValueError(f"{said}; choose from {', '.join(reroute.targets(services.config)) or 'none configured'}")
+    if action == "reroute" and target not in reroute.targets(services.config, actor):
+        allowed = reroute.targets(services.config, actor)
+        if not target:
+            said = "name the partner to reroute to"
+        elif target in reroute.fulfilers(services.config):
+            said = f"{target} is outside your partners ({roles.scope_of(services.config, actor)})"
+        else:
+            said = f"{target} is not a warehouse or 3PL"
+        raise ValueError(f"{said}; choose from {', '.join(allowed) or 'none configured'}")
     with services.store.engine.connect() as conn:
         matched = [r for r in q.select_exceptions(conn, filters) if roles.in_scope(services.config, actor, r)]
         moved = q.rerouted_among(conn, [r["id"] for r in matched]) if action == "reroute" else set()
@@ -161,7 +168,10 @@ def status(store: Store, job_id: str) -> dict[str, Any]:
             return {"id": job_id, "status": "unknown"}
         job["skipped"] = job["done"] - job["succeeded"] - job["failed"]
         found = q.job_reasons(conn, job_id)[1] if job["skipped"] else {}
-        job["skipped_reasons"] = dict(sorted(found.items(), key=lambda i: (-i[1], i[0])))
+        masked: Counter[str] = Counter()  # a reason may name an assignee by e-mail address: masked, as failures
+        for reason, n in found.items():
+            masked[mask_emails(reason)] += n
+        job["skipped_reasons"] = dict(sorted(masked.items(), key=lambda i: (-i[1], i[0])))
     job.pop("exception_ids")
     job["progress"] = job["done"] / job["total"] if job["total"] else 1.0
     return {k: v.isoformat() if hasattr(v, "isoformat") else v for k, v in job.items()}

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from actions import roles
 from actions.errors import NotActionable, PartnerError, PartnerRejected
 from actions.kinds import fulfilment
 from actions.ledger import Claim
@@ -97,9 +98,9 @@ would reject what was rejected (validation) too; a stuck order, a duplicate noti
 has no failed fulfilment to move."""
 
 
-def targets(config: Config) -> list[str]:
-    """The partners a bulk reroute may move orders to."""
-    return sorted(fulfilers(config))
+def targets(config: Config, actor: str) -> list[str]:
+    """The partners a bulk reroute by ``actor`` may move orders to."""
+    return sorted(p for p in fulfilers(config) if roles.may_send_to(config, actor, p))
 
 
 def left_out(config: Config, exception: Mapping[str, Any], failing: str, target: str) -> str | None:

@@ -86,6 +86,13 @@ def in_scope(config: Config, actor: str, exception_row: Any) -> bool:
     return not partners or bool(systems & set(partners))
 
 
+def may_send_to(config: Config, actor: str, partner: str) -> bool:
+    """Whether a reroute by ``actor`` may move an order to ``partner``: inside their partners, if
+    they are limited to some (a lead of one 3PL hands orders to another 3PL's lead, not to it)."""
+    user = config.file.users.get(actor)
+    return user is None or not user.scope.partners or partner in user.scope.partners
+
+
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
     """The exception actions this actor may take on this exception (empty for executives)."""
     if not in_scope(config, actor, exception_row):

@@ -139,6 +139,16 @@ def run_partner_action(
     services: Services, request: Request, exception: dict[str, Any], prepare: Prepare
 ) -> ActionResult:
     entry = entry_for(services, request)
+    if (
+        request.kind == "reroute"
+        and request.target
+        and not roles.may_send_to(services.config, request.actor, request.target)
+    ):
+        scope = roles.scope_of(services.config, request.actor)
+        reason = (
+            f"{request.target} is outside your partners ({scope}); a lead whose partners include it moves orders there"
+        )
+        return refuse(services, entry, exception["status"], reason)
     moved = rerouted(services, exception) if request.kind == "reroute" else None
     if moved is not None:  # moving it again would leave the order live at two partners, or bounce it back
         reason = f"{moved[0]}, where it is now: a second reroute would move it again"

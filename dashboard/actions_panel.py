@@ -272,11 +272,18 @@ def _reroute_target(page: Page, row: dict[str, Any]) -> str | None:
     """The alternates of the partner the reroute moves from: the failing one where it is a warehouse
     or 3PL. The order's partner is empty while the release to it fails, and offering every partner
     put the failing one first, which the action then refused."""
-    original, alternates = api.reroute_choices(page.store, page.config, row)
+    original, alternates = api.reroute_choices(page.store, page.config, row, page.viewer.actor)
     if original is None:
         return None
     if not alternates:
-        st.caption(f"{original} has no alternates to reroute to: a lead names them in the config's partners.")
+        every = api.reroute_choices(page.store, page.config, row)[1]
+        if every:
+            st.caption(
+                f"The alternates of {original} ({', '.join(every)}) are outside your partners: a lead whose "
+                "partners include them reroutes there."
+            )
+        else:
+            st.caption(f"{original} has no alternates to reroute to: a lead names them in the config's partners.")
         return None
     return st.selectbox(f"Reroute from {original} to", alternates, key=f"target_{row['id']}")
 
@@ -297,7 +304,8 @@ def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
         if action == "assign":
             target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee")
         elif action == "reroute":  # each order moves from the partner its failed step went to
-            target = st.selectbox("Reroute to", api.reroute_targets(page.config), key="bulk_reroute_target")
+            targets = api.reroute_targets(page.config, page.viewer.actor)
+            target = st.selectbox("Reroute to", targets, key="bulk_reroute_target")
         chosen = _chosen(filters, age, action, target)
         if st.button("Plan", key="bulk_plan_button"):
             planned = api.plan_bulk(

@@ -17,6 +17,7 @@ from actions.results import ActionResult, BulkPlan
 from actions.runner import Request
 from actions.services import Services, close_all, services_for
 from syncwatch.config import load_config
+from syncwatch.redact import mask_emails
 from syncwatch.store import Store
 from syncwatch.store.filters import QueueFilter
 from syncwatch.store.schema import exceptions
@@ -106,6 +107,23 @@ def test_a_bulk_assign_gives_every_matching_exception_to_the_chosen_agent(store:
         5,
         {"already assigned to sam": 5},
     ), "nothing to do is neither a failure nor a success, and the job says why"
+    close_all()
+
+
+def test_why_a_bulk_job_found_items_already_done_has_e_mail_addresses_masked(store: Store, tmp_path: Path) -> None:
+    """The reasons of failed items were masked, those of items found already done were not: a user
+    known by the e-mail address of an OIDC sign-in was printed in full."""
+    path = tmp_path / "people.toml"
+    path.write_text('[users.alex]\nrole = "lead"\n\n[users."jo.doe@example.com"]\nrole = "agent"\n')
+    config = load_config(str(path), environ={})
+    seed_exceptions(store, 3)
+    plan = plan_bulk(
+        store, config, action="assign", filters={"status": "open"}, actor="alex", target="jo.doe@example.com"
+    )
+    wait_for(store, start_bulk(store, config, plan, "alex"))
+    again = wait_for(store, start_bulk(store, config, plan, "alex"))
+    assert again["skipped_reasons"] == {f"already assigned to {mask_emails('jo.doe@example.com')}": 3}
+    assert "jo.doe" not in str(again)
     close_all()
 
 

@@ -11,7 +11,7 @@ from actions_support import World, world
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from actions.api import bulk_status, perform, plan_bulk, reroute_choices, start_bulk
+from actions.api import bulk_status, perform, plan_bulk, reroute_choices, reroute_targets, start_bulk
 from actions.bulk import Refused
 from actions.services import close_all
 
@@ -57,6 +57,28 @@ def test_the_reroute_chooser_offers_the_alternates_of_the_3pl_the_failed_call_we
         assert reroute_choices(w.store, w.config, exc) == ("3pl-fastship", ["3pl-parcelpro", "wms"]), exc
         callers = {**exc, "system": "erp", "context": {**exc["context"], "partner": None}}
         assert reroute_choices(w.store, w.config, callers) == ("3pl-fastship", ["3pl-parcelpro", "wms"])
+    close_all()
+
+
+def test_a_lead_limited_to_some_partners_moves_orders_only_to_them(run_collector: Any, tmp_path: Path) -> None:
+    """The scope was checked on where an order is, not where it goes: a lead of one 3PL moved its
+    orders to another 3PL, one at a time and, with bulk reroute, all at once."""
+    users = '\n[users.lina]\nrole = "lead"\nscope = { partners = ["3pl-fastship", "wms"] }\n'
+    with world(run_collector, tmp_path, ["partner_down=1"], users) as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        assert reroute_choices(w.store, w.config, exc, "lina") == ("3pl-fastship", ["wms"]), "her partners only"
+        assert reroute_targets(w.config, "lina") == ["3pl-fastship", "wms"]
+        refused = act(w, "reroute", exc["id"], "lina", target="3pl-parcelpro")
+        assert not refused.ok and refused.message.startswith(
+            "3pl-parcelpro is outside your partners (3pl-fastship, wms)"
+        )
+        assert (w.audit()[-1]["result"], w.audit()[-1]["actor"]) == ("refused", "lina")
+        assert live_at(w, "3pl-parcelpro") == [], "nothing was sent"
+        with pytest.raises(ValueError, match="3pl-parcelpro is outside your partners"):
+            plan_bulk(
+                w.store, w.config, action="reroute", filters={"status": "open"}, actor="lina", target="3pl-parcelpro"
+            )
     close_all()
 
 
