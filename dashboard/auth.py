@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import datetime, timedelta
+from ipaddress import ip_address, ip_network
 from pathlib import Path
 from typing import Any
 
@@ -149,11 +150,20 @@ def _attempt(config: Config, path: Path, name: str, password: str) -> str | None
 
 
 def client_address() -> str:
-    """The network address the browser connects from (the TCP peer, which a header cannot forge);
-    "local" for this computer. Behind a reverse proxy every client has the proxy's address, so the
-    lockout is per name there, as it was before clients were told apart."""
-    address = st.context.ip_address
-    return address if isinstance(address, str) and address else "local"
+    """Where the browser connects from, as the lockout counts it: the IPv4 address, or the /64 an
+    IPv6 address is one of (one host holds a whole /64); "local" for this computer. It is the TCP
+    peer unless ``FORWARDED_ALLOW_IPS`` names a reverse proxy whose X-Forwarded-For is trusted
+    (``syncwatch dashboard`` trusts none by default); behind an untrusted proxy every browser has the
+    proxy's address, so the lockout is per name there."""
+    try:
+        address = ip_address(str(st.context.ip_address))
+    except ValueError:  # None (this computer), or not an address
+        return "local" if st.context.ip_address is None else "unknown"
+    if address.version == 6:
+        if address.ipv4_mapped is not None:  # ::ffff:203.0.113.9 is that IPv4 client
+            return str(address.ipv4_mapped)
+        return str(ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def _audit(store: Store, actor: str, role: str | None, result: str, summary: str, at: datetime, client: str) -> None:

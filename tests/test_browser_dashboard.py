@@ -189,6 +189,27 @@ def test_sign_in_then_every_page_renders(demo: Demo, page: Any) -> None:
         page.screenshot(path=str(SHOTS / f"{number}-{title.lower().replace(' ', '-')}.png"), full_page=True)
 
 
+def test_a_forwarded_for_header_does_not_choose_the_address_a_sign_in_is_counted_under(
+    demo: Demo, browser: Any
+) -> None:
+    """Streamlit's server took X-Forwarded-For from anyone on this machine: a guesser named a new
+    address for each five guesses, or locked others out under theirs, and the audit log kept the
+    header's text as where the sign-in came from."""
+    context = browser.new_context(extra_http_headers={"X-Forwarded-For": "203.0.113.9"})
+    try:
+        guess = context.new_page()
+        guess.goto(demo.url)
+        guess.get_by_role("textbox", name="User name").fill("nobody-here")
+        guess.get_by_role("textbox", name="Password").fill("a-guess-1")
+        guess.get_by_role("button", name="Sign in").click()
+        guess.get_by_text("That user name and password do not match.").wait_for(timeout=60_000)
+    finally:
+        context.close()
+    with sqlite3.connect(demo.folder / "demo" / "demo.db") as conn:
+        sql = "SELECT json_extract(detail, '$.client') FROM audit_log WHERE actor = 'nobody-here'"
+        assert [client for (client,) in conn.execute(sql)] == ["local"], "the TCP peer, not the header"
+
+
 def test_open_an_exception_retry_and_see_it_resolved(demo: Demo, page: Any) -> None:
     """The rejected order's request was recorded; once the SKU exists in the live simulated ERP,
     Retry sends it again, the correlator sees the ERP accept it, and the page shows it resolved."""

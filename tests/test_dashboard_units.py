@@ -449,3 +449,27 @@ def test_under_a_minute_late_or_left_reads_so_not_zero_minutes() -> None:
     assert time_left(now - timedelta(seconds=20), now) == "late by < 1 m"
     assert time_left(now + timedelta(seconds=50), now) == "< 1 m left"
     assert time_left(now + timedelta(minutes=3, seconds=10), now) == "3 m left"
+
+
+@pytest.mark.parametrize(
+    ("seen", "counted"),
+    [
+        (None, "local"),
+        ("203.0.113.9", "203.0.113.9"),
+        ("2001:db8:1:2:aaaa::1", "2001:db8:1:2::/64"),
+        ("2001:db8:1:2:bbbb::7", "2001:db8:1:2::/64"),
+        ("::ffff:203.0.113.9", "203.0.113.9"),
+        ("lead alex signed in from HQ ok", "unknown"),
+    ],
+)
+def test_the_lockout_counts_an_address_once_however_it_is_written(
+    monkeypatch: pytest.MonkeyPatch, seen: str | None, counted: str
+) -> None:
+    """Every address of an IPv6 /64 is one host's to choose, and a forwarded header's text is no
+    address: counted apiece, they let one client guess again and again, and wrote fiction to the audit log."""
+    from types import SimpleNamespace
+
+    from dashboard import auth
+
+    monkeypatch.setattr(auth, "st", SimpleNamespace(context=SimpleNamespace(ip_address=seen)))
+    assert auth.client_address() == counted

@@ -61,9 +61,17 @@ def streamlit_command(port: int, address: str = ADDRESS) -> list[str]:
     ]
 
 
+def trusting_no_proxy(env: dict[str, str]) -> dict[str, str]:
+    """``env`` with Streamlit's server (uvicorn) trusting no proxy's X-Forwarded-For unless its
+    ``FORWARDED_ALLOW_IPS`` names one: by default it trusts 127.0.0.1, so anyone on this machine could
+    sign in under an address of their choosing, which the lockout counts and the audit log keeps."""
+    return {"FORWARDED_ALLOW_IPS": "", **env}
+
+
 def dashboard_env(config: Config, **settings: str) -> dict[str, str]:
     """The environment the app reads its settings from: this command's database, config and port win."""
-    env = {**os.environ, "SYNCWATCH_DB": config.db, "SYNCWATCH_DASHBOARD_PORT": str(config.dashboard_port)}
+    env = trusting_no_proxy({**os.environ})
+    env |= {"SYNCWATCH_DB": config.db, "SYNCWATCH_DASHBOARD_PORT": str(config.dashboard_port)}
     if config.path:
         env["SYNCWATCH_CONFIG"] = str(Path(config.path).resolve())
     env.update({f"SYNCWATCH_{name.upper()}": value for name, value in settings.items()})

@@ -22,7 +22,7 @@ from pathlib import Path
 import httpx
 
 from syncwatch.commands.common import Command, port, stop_on_signals
-from syncwatch.commands.dashboard import streamlit_command
+from syncwatch.commands.dashboard import streamlit_command, trusting_no_proxy
 from syncwatch.config import Config, load_config
 
 SEED, ORDERS_PER_DAY, DEMO_USER = 20261102, 720, "alex"
@@ -197,7 +197,7 @@ def _start(
     processes.start("sim", syncwatch(*sim_arguments(args, folder, logs)), env)
     # With a users file configured the demo asks for a sign-in; without one it signs everyone in as a lead.
     signed_in = {} if os.environ.get("SYNCWATCH_DASHBOARD_USERS") else {"SYNCWATCH_DASHBOARD_DEMO_USER": DEMO_USER}
-    dashboard_env = {**env, **signed_in}
+    dashboard_env = trusting_no_proxy({**env, **signed_in})
     processes.start("dashboard", streamlit_command(args.dashboard_port), dashboard_env)
     url = f"http://127.0.0.1:{args.dashboard_port}"
     if not _wait_ready(f"{url}/_stcore/health", processes):
