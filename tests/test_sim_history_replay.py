@@ -22,7 +22,7 @@ from actions.results import ActionResult
 from actions.services import close_all
 from correlator.passes import Correlator
 from syncwatch.cli import build_parser, main
-from syncwatch.commands.demo import SEED, history_events, history_folder, sim_arguments
+from syncwatch.commands.demo import SEED, history_folder, sim_arguments
 from syncwatch.config import load_config
 from syncwatch.sim.driver import LiveOptions, LiveThread, otlp_exporter
 from syncwatch.sim.faults import build_profile
@@ -81,10 +81,9 @@ def demo(run_collector: Any, tmp_path: Path) -> Iterator[Demo]:
         events_url=args.events_url,
         seed=args.seed,
         continue_after=args.continue_after / FILES["truth"],
-        dead_letters_from=args.dead_letters_from,
+        held=tuple(held_letters(args.dead_letters_from)),
     )
-    with history_events(folder).open(encoding="utf-8") as events:
-        held = {letter.erp_order: letter for letter in held_letters(events)}
+    held = {letter.erp_order: letter for letter in options.held}
     sim = LiveThread(options, build_profile(["none"], []), otlp_exporter(collector.url))
     with sim as driver:
         yield Demo(World(sim, driver, collector.store, config), held)
@@ -134,8 +133,7 @@ def test_the_sample_weeks_dead_letters_are_the_notices_its_ground_truth_says_wer
         for r in records
         if any(f["name"] == "dead_letter" for f in r["faults"])
     }
-    with (sample / FILES["events"]).open(encoding="utf-8") as events:
-        held = held_letters(events)
+    held = held_letters(sample / FILES["events"])
     assert len(expected) == 5 and {(h.erp_order, h.ref, h.channel) for h in held} == expected
     assert {h.event["type"] for h in held} == {"com.syncwatch.shipment.shipped"}
 
@@ -143,3 +141,24 @@ def test_the_sample_weeks_dead_letters_are_the_notices_its_ground_truth_says_wer
 def test_sim_says_when_the_dead_letters_file_is_missing(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["sim", "--dead-letters-from", str(tmp_path / "events.jsonl")]) == 2
     assert "there is no file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    ("content", "said"),
+    [
+        (b"not json\n", "line 1 is no JSON event (Expecting value"),
+        (b"\n[1, 2]\n", "line 2 is no CloudEvent: expected an object whose data is an object"),
+        (b'{"type": "com.syncwatch.shipment.shipped", "data": {"shipment_id": "SH-1"}}\n', "line 1: a com.syncwatch"),
+        (b'{"type": "x", "data": "\xff"}\n', "line 1 is no JSON event ("),
+    ],
+)
+def test_sim_names_the_line_of_a_dead_letters_file_it_cannot_read(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], content: bytes, said: str
+) -> None:
+    """A malformed file ended the simulator in a traceback (JSONDecodeError, AttributeError, KeyError)."""
+    events = tmp_path / "events.jsonl"
+    events.write_bytes(content)
+    assert main(["sim", "--dead-letters-from", str(events)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"syncwatch sim: cannot take dead letters from {events}: {said}"), err
+    assert "Traceback" not in err

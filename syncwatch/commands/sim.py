@@ -120,6 +120,7 @@ def _run(args: argparse.Namespace) -> int:
 def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
     from syncwatch.sim.driver import LiveOptions, run_live
     from syncwatch.sim.generate import FILES
+    from syncwatch.sim.history import HeldLetter, held_letters
 
     truth = args.continue_after / FILES["truth"] if args.continue_after else None
     if truth is not None and not truth.is_file():
@@ -128,9 +129,18 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
             file=sys.stderr,
         )
         return 2
-    if args.dead_letters_from is not None and not args.dead_letters_from.is_file():
-        print(f"syncwatch sim: there is no file {args.dead_letters_from} to take dead letters from.", file=sys.stderr)
-        return 2
+    held: tuple[HeldLetter, ...] = ()
+    if args.dead_letters_from is not None:
+        if not args.dead_letters_from.is_file():
+            print(
+                f"syncwatch sim: there is no file {args.dead_letters_from} to take dead letters from.", file=sys.stderr
+            )
+            return 2
+        try:  # read before the services start: a bad file stops here, not in their first second
+            held = tuple(held_letters(args.dead_letters_from))
+        except ValueError as err:
+            print(f"syncwatch sim: cannot take dead letters from {args.dead_letters_from}: {err}.", file=sys.stderr)
+            return 2
     options = LiveOptions(
         args.host,
         args.base_port,
@@ -140,7 +150,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         args.orders_per_minute,
         args.seed,
         truth,
-        args.dead_letters_from,
+        held,
         real_time=not args.instant,
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console

@@ -24,7 +24,7 @@ from syncwatch.sim.catalog import WAREHOUSES
 from syncwatch.sim.clock import iso
 from syncwatch.sim.faults import FaultProfile
 from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, SHIPPED, Network, Order
-from syncwatch.sim.history import HeldLetter, held_letters
+from syncwatch.sim.history import HeldLetter
 from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
 
 T = TypeVar("T")
@@ -312,8 +312,8 @@ class LiveOptions:
     seed: int = 1
     continue_after: Path | None = None
     """A generated history's ground truth: live documents are numbered after its ids."""
-    dead_letters_from: Path | None = None
-    """A history's CloudEvents file: the ERP starts with the dead letters it holds (``Driver.hold``)."""
+    held: tuple[HeldLetter, ...] = ()
+    """A history's dead letters (``history.held_letters``): the ERP starts with them (``Driver.hold``)."""
     real_time: bool = True
     """Hops as far apart as in the history (hours to ship); False: each order runs through at once."""
 
@@ -338,9 +338,7 @@ async def running(
         while not all(server.started for server in pool):
             await asyncio.sleep(0.02)
         drivers.append(Driver(network, flow, urls, delivery))
-        if options.dead_letters_from is not None:
-            with options.dead_letters_from.open(encoding="utf-8") as events:
-                drivers[0].hold(held_letters(events))
+        drivers[0].hold(options.held)
         yield drivers[0]
     finally:
         for server in pool:
