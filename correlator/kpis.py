@@ -190,11 +190,23 @@ def _utc(text: str) -> datetime:
     return as_utc(datetime.fromisoformat(text))
 
 
+ALREADY_LIVE = pd.Timedelta(days=1)
+"""A partner first seen this close to where the kept history begins was live before it."""
+
+
 def partner_onboarding(store: Store) -> pd.DataFrame:
-    """Per partner: first seen, first order completed within its SLA, and the days in between."""
+    """Per partner: first seen, first order completed within its SLA, and the days in between;
+    ``before_history`` where it was already live when the kept history begins, whose days would be
+    the history's first hours, not an onboarding (left empty)."""
     with store.engine.connect() as conn:
         frame = pd.DataFrame(q.partner_firsts(conn), columns=["partner", "first_seen", "first_success", "transactions"])
+        began = q.history_start(conn)
     first_seen = pd.to_datetime(frame["first_seen"], utc=True)
     first_success = pd.to_datetime(frame["first_success"], utc=True)
-    days = (first_success - first_seen).dt.total_seconds() / 86400
-    return frame.assign(first_seen=first_seen, first_success=first_success, days_to_first_success=days)
+    before = pd.Series(False, index=frame.index)
+    if began is not None:
+        before = first_seen - pd.Timestamp(as_utc(began)) < ALREADY_LIVE
+    days = ((first_success - first_seen).dt.total_seconds() / 86400).mask(before)
+    return frame.assign(
+        first_seen=first_seen, first_success=first_success, days_to_first_success=days, before_history=before
+    )

@@ -65,6 +65,9 @@ ONBOARDING_COLUMNS = {
     "first_success": st.column_config.DatetimeColumn("First order within SLA", format="YYYY-MM-DD HH:mm [UTC]"),
     "transactions": st.column_config.NumberColumn("Orders", format="localized"),
     "days_to_first_success": st.column_config.NumberColumn("Days to first success", format="%.1f"),
+    "before_history": st.column_config.CheckboxColumn(
+        "Live before the history", help="First seen on the history's first day: its go-live is older"
+    ),
 }
 
 
@@ -124,8 +127,9 @@ def render() -> None:
     st.subheader("Partner onboarding")
     kept = f"the last {page.config.retention_days:g} days" if page.config.retention_days else "all of it"
     st.caption(
-        f"From each partner's first order in the history syncwatch keeps ({kept}): a partner live before "
-        "that history begins shows the day it begins, not its go-live."
+        f"From each partner's first order in the history syncwatch keeps ({kept}). A partner already live "
+        "when that history begins is marked, its days to first success left empty: they would be the "
+        "history's first hours, not its onboarding."
     )
     st.dataframe(_onboarding(page.config.db), hide_index=True, column_config=ONBOARDING_COLUMNS)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import random
 import re
+import sqlite3
 import subprocess
 import sys
 from collections import Counter, defaultdict
@@ -387,11 +388,24 @@ def test_where_orders_are_late_holds_order_stages_only(tmp_path: Path) -> None:
     store.close()
 
 
-def test_partner_onboarding_names_every_fulfilment_partner(sample: tuple[Store, list[dict]]) -> None:
+def test_partner_onboarding_names_every_fulfilment_partner_and_who_was_live_before_the_history(
+    sample: tuple[Store, list[dict]], tmp_path: Path
+) -> None:
+    """Every partner of the sample week read '0.2 days to first success': the hours between the
+    history's first order and their first one finished, no onboarding."""
     store, _ = sample
     onboarding = partner_onboarding(store)
     assert set(onboarding["partner"]) == {"wms", "3pl-fastship", "3pl-parcelpro"}
-    assert (onboarding["days_to_first_success"] >= 0).all()
+    assert onboarding["before_history"].all(), "every partner of the sample week worked from its first day"
+    assert onboarding["days_to_first_success"].isna().all()
+    copy = tmp_path / "later.db"
+    with sqlite3.connect(str(store.engine.url.database)) as source, sqlite3.connect(copy) as target:
+        source.backup(target)
+    with sqlite3.connect(copy) as conn:  # parcelpro's orders began on the week's fourth day
+        conn.execute("DELETE FROM transactions WHERE partner = '3pl-parcelpro' AND started_at < '2026-11-05'")
+    later = partner_onboarding(Store.open(f"sqlite:///{copy}")).set_index("partner")
+    assert not later.loc["3pl-parcelpro", "before_history"] and later.loc["wms", "before_history"]
+    assert later.loc["3pl-parcelpro", "days_to_first_success"] >= 0
 
 
 @pytest.mark.postgres

@@ -92,6 +92,11 @@ def partner_firsts(conn: Connection) -> list[Any]:
     return list(conn.execute(stmt))
 
 
+def history_start(conn: Connection) -> datetime | None:
+    """When the oldest transaction syncwatch keeps started: where its history begins."""
+    return conn.execute(select(func.min(t.started_at))).scalar_one()
+
+
 def cohort(conn: Connection, process: str, start: datetime, end: datetime) -> list[Any]:
     """(status, SLA state, stage timeline as text, when its first exception needing a person
     opened) of each transaction of ``process`` started in [start, end): what a KPI needs to tell
