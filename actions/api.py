@@ -74,13 +74,16 @@ def reroute_targets(config: Config, actor: str) -> list[str]:
 
 def allowed_actions(config: Config, actor: str, exception_row: Any) -> set[str]:
     """What to offer on this exception: what the actor's role may do, less what cannot apply to
-    its category (Replay needs a dead letter; Retry a failed request)."""
+    it (Replay needs a dead letter; Retry a failed request; Reroute a failure a move fixes, on an
+    order not shipped yet)."""
     allowed = roles.allowed_actions(config, actor, exception_row)
     category = exception_row["category"]
     if category != replay.REPLAYS:
         allowed.discard("replay")
     if category in NOTHING_TO_SEND:
         allowed.discard("retry")
+    if not reroute.movable(exception_row) or reroute.past_partner(config, exception_row):
+        allowed.discard("reroute")
     return allowed
 
 

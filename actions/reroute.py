@@ -18,11 +18,17 @@ from actions.runner import Plan, Request
 from actions.services import Services
 from actions.steps import Step, failed_step, sent_to
 from syncwatch.config import Config
-from syncwatch.model import partners_of_kind
+from syncwatch.model import partners_of_kind, stage_label
 from syncwatch.store import actions as q
 
 
 def prepare(services: Services, request: Request, exception: dict[str, Any]) -> Plan:
+    if not movable(exception):
+        kind = str(exception["category"]).replace("_", " ")
+        raise NotActionable(f"a reroute does not fix a {kind} exception: {_what_fixes(exception)}")
+    reached = past_partner(services.config, exception)
+    if reached:
+        raise NotActionable(f"the order is already {stage_label(reached)}: a reroute would fulfil it a second time")
     with services.store.engine.connect() as conn:
         observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
         keys = q.transaction_keys_of(conn, exception["transaction_id"])
@@ -39,6 +45,11 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
 
     first = observations[0] if observations else {}
     return Plan(summary, execute, (first.get("trace_id"), first.get("span_id")))
+
+
+def _what_fixes(exception: Mapping[str, Any]) -> str:
+    suggested = exception.get("suggested_action")
+    return f"its runbook suggests {suggested}" if suggested else "a person follows it up (see its runbook)"
 
 
 def _original(services: Services, exception: dict[str, Any], observations: list[dict[str, Any]]) -> str:
@@ -103,13 +114,34 @@ def targets(config: Config, actor: str) -> list[str]:
     return sorted(p for p in fulfilers(config) if roles.may_send_to(config, actor, p))
 
 
+def movable(exception: Mapping[str, Any]) -> bool:
+    """Whether a move to another partner can fix this exception: the runbook suggests a reroute, or
+    the failure is one a move fixes (``MOVABLE``) and there is a step to act on."""
+    suggested = exception.get("suggested_action")
+    return suggested == "reroute" or (suggested is not None and exception.get("category") in MOVABLE)
+
+
+def past_partner(config: Config, exception: Mapping[str, Any]) -> str | None:
+    """The stage after the hand-over to a partner that the order reached (shipped, confirmed…), if
+    any: its fulfilment is done, and a move would fulfil it a second time elsewhere."""
+    process = config.file.processes.get(str(exception.get("type") or "order"))
+    current = exception.get("current_stage")
+    if process is None or not process.partner_stage or not current:
+        return None
+    names = [stage.name for stage in process.stages]
+    if current in names and names.index(current) > names.index(process.partner_stage):
+        return str(current)
+    return None
+
+
 def left_out(config: Config, exception: Mapping[str, Any], failing: str, target: str) -> str | None:
     """Why a bulk reroute to ``target`` leaves this exception out ('already with 3pl-parcelpro'),
     where one by one the lead would not have rerouted it there either. ``failing``: the partner its
     failed step was sent to (the ERP reports a 3PL that is down, so the exception's system is the ERP's)."""
-    suggested = exception.get("suggested_action")
-    if suggested != "reroute" and (suggested is None or exception.get("category") not in MOVABLE):
+    if not movable(exception):
         return f"not reroutable ({exception.get('category')})"
+    if past_partner(config, exception):
+        return "already past its partner (shipped)"
     original = failing if failing in fulfilers(config) else choices(config, exception)[0]
     if original is None:
         return "not at a warehouse or 3PL"

@@ -11,9 +11,11 @@ from actions_support import World, world
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
-from actions.api import bulk_status, perform, plan_bulk, reroute_choices, reroute_targets, start_bulk
+from actions.api import allowed_actions, bulk_status, perform, plan_bulk, reroute_choices, reroute_targets, start_bulk
 from actions.bulk import Refused
 from actions.services import close_all
+from syncwatch.store.queries import exception_row
+from syncwatch.store.schema import exceptions, transactions
 
 
 def act(w: World, action: str, exception_id: str, actor: str, **kw: Any) -> Any:
@@ -79,6 +81,38 @@ def test_a_lead_limited_to_some_partners_moves_orders_only_to_them(run_collector
             plan_bulk(
                 w.store, w.config, action="reroute", filters={"status": "open"}, actor="lina", target="3pl-parcelpro"
             )
+    close_all()
+
+
+def test_reroute_is_neither_offered_nor_run_where_a_move_fixes_nothing(run_collector: Any, tmp_path: Path) -> None:
+    """Reroute was offered, and ran, on any exception: a lead rerouted a dead-lettered order that had
+    shipped, and it went live at a second warehouse."""
+    with world(run_collector, tmp_path, ["partner_down=1"]) as w:
+        w.order()
+        exc = w.exception("partner_unavailable")
+        assert "reroute" in allowed_actions(w.config, "alex", exception_row(w.store, exc["id"]))
+        with w.store.engine.begin() as conn:  # the order has shipped since (from wherever)
+            conn.execute(
+                transactions.update().where(transactions.c.id == exc["transaction_id"]).values(current_stage="shipped")
+            )
+        assert "reroute" not in allowed_actions(w.config, "alex", exception_row(w.store, exc["id"]))
+        shipped = act(w, "reroute", exc["id"], "alex", target="3pl-parcelpro")
+        assert not shipped.ok and "already shipped: a reroute would fulfil it a second time" in shipped.message
+        with w.store.engine.begin() as conn:
+            conn.execute(
+                exceptions.update()
+                .where(exceptions.c.id == exc["id"])
+                .values(category="dead_lettered", suggested_action="replay")
+            )
+            conn.execute(
+                transactions.update().where(transactions.c.id == exc["transaction_id"]).values(current_stage="released")
+            )
+        stuck = act(w, "reroute", exc["id"], "alex", target="3pl-parcelpro")
+        assert not stuck.ok and stuck.message.startswith(
+            "A reroute does not fix a dead lettered exception: its runbook suggests replay"
+        ), stuck.message
+        assert live_at(w, "3pl-parcelpro") == [], "nothing was created at the alternate"
+        assert [a["result"] for a in w.audit()[-2:]] == ["failed", "failed"]
     close_all()
 
 

@@ -42,7 +42,15 @@ STEP_COLUMNS = (
 def exception_target(conn: Connection, exception_id: str) -> dict[str, Any] | None:
     """The exception with what an action needs of its transaction (SLA state, channel, partner)."""
     stmt = (
-        select(exceptions, t.sla_state, t.channel, t.partner, t.current_stage, t.status.label("transaction_status"))
+        select(
+            exceptions,
+            t.type,
+            t.sla_state,
+            t.channel,
+            t.partner,
+            t.current_stage,
+            t.status.label("transaction_status"),
+        )
         .join(transactions, t.id == e.transaction_id)
         .where(e.id == exception_id)
     )

@@ -286,6 +286,8 @@ def exception_row(store: Store, exception_id: str) -> dict[str, Any] | None:
     stmt = (
         select(
             exceptions,
+            t.type,
+            t.current_stage,
             t.sla_state,
             t.due_at,
             t.stage_at_fault,
