@@ -92,9 +92,58 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a CloudEvents file of a generated history (its events/events.jsonl): the ERP starts with the "
         "shipment notices it dead-lettered, so they can be replayed, and a replay confirms and invoices the order",
     )
+    _add_outage(parser)
+
+
+def _add_outage(parser: argparse.ArgumentParser) -> None:
+    """`sim outage`: a sub-command of `sim` because it acts on a running simulator, found by its base port."""
+    from syncwatch.sim.outage import MODES, PARTNERS
+
+    commands = parser.add_subparsers(dest="sim_command", metavar="outage", required=False)
+    what = "take a partner of the running simulator (or demo) down, or bring it back up"
+    outage = commands.add_parser("outage", help=what, description=what + ".")
+    outage.add_argument("partner", help=f"one of {', '.join(PARTNERS)}")
+    outage.add_argument("mode", help="; ".join(f"{mode}: it {does}" for mode, does in MODES.items()))
+    outage.add_argument(
+        "--base-port",
+        type=port,
+        default=8101,
+        help="the simulator's --base-port (the demo's --sim-base-port; default 8101): "
+        "outages are staged on 127.0.0.1 at that port + 6",
+    )
+
+
+def _outage(args: argparse.Namespace) -> int:
+    import httpx
+
+    from syncwatch.sim.outage import HOST, MODES, PATH, admin_port, command, problem
+
+    error = problem(args.partner, args.mode)
+    if error is not None:
+        print(f"syncwatch sim outage: {error}", file=sys.stderr)
+        return 2
+    address = f"{HOST}:{admin_port(args.base_port)}"
+    try:
+        answer = httpx.post(f"http://{address}{PATH}", json={"partner": args.partner, "mode": args.mode}, timeout=10)
+    except httpx.TransportError:
+        print(
+            f"syncwatch sim outage: nothing answers at {address}; is `syncwatch sim` or `syncwatch demo` running "
+            f"with base port {args.base_port}? (--base-port here is the simulator's, the demo's --sim-base-port)",
+            file=sys.stderr,
+        )
+        return 1
+    if answer.status_code == 400:
+        print(f"syncwatch sim outage: {answer.json()['error']}", file=sys.stderr)
+        return 2
+    answer.raise_for_status()
+    until = "" if args.mode == "up" else f", until `{command(args.partner, 'up', args.base_port)}`"
+    print(f"syncwatch sim: {args.partner} {MODES[args.mode]}{until}.")
+    return 0
 
 
 def _run(args: argparse.Namespace) -> int:
+    if getattr(args, "sim_command", None) == "outage":
+        return _outage(args)
     try:
         profile = plan_from(args).profile
     except FaultSpecError as err:
@@ -121,6 +170,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
     from syncwatch.sim.driver import LiveOptions, run_live
     from syncwatch.sim.generate import FILES
     from syncwatch.sim.history import HeldLetter, held_letters
+    from syncwatch.sim.outage import HOST, admin_port
 
     truth = args.continue_after / FILES["truth"] if args.continue_after else None
     if truth is not None and not truth.is_file():
@@ -152,9 +202,14 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         truth,
         held,
         real_time=not args.instant,
+        admin_port=admin_port(args.base_port),
     )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # one line per request drowns the console
-    print(f"syncwatch sim: serving on {args.host}:{args.base_port}-{args.base_port + 5}; Ctrl-C stops", file=sys.stderr)
+    print(
+        f"syncwatch sim: serving on {args.host}:{args.base_port}-{args.base_port + 5}, outages staged on "
+        f"{HOST}:{admin_port(args.base_port)} (`syncwatch sim outage PARTNER down|up`); Ctrl-C stops",
+        file=sys.stderr,
+    )
     asyncio.run(run_live(options, profile))
     return 0
 

@@ -16,10 +16,11 @@ from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 import httpx
+import uvicorn
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from syncwatch.sim import cloudevents
+from syncwatch.sim import cloudevents, outage
 from syncwatch.sim.catalog import WAREHOUSES
 from syncwatch.sim.clock import iso
 from syncwatch.sim.faults import FaultProfile
@@ -132,9 +133,11 @@ class Driver:
         lines = [{"sku": item.sku, "qty": qty} for item, qty in order.lines]
         if order.fault is not None and order.fault.name == "unknown_sku":
             lines[0]["sku"] = self.flow.catalog.unknown_sku(self.flow.rng)
-        await self.client.post(
+        captured = await self.client.post(
             self.url(order.channel, CAPTURE_ROUTE[order.channel]), json=self.capture_body(order, lines)
         )
+        if order.ref not in self.network.partners[order.channel].documents:  # a marketplace that is down
+            return {"order": order.ref, "outcome": "capture_failed", "status": captured.status_code}
         await self.pace(MINUTE, 12 * MINUTE)
         erp = self.network.tracer("erp")
         body = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
@@ -316,6 +319,8 @@ class LiveOptions:
     """A history's dead letters (``history.held_letters``): the ERP starts with them (``Driver.hold``)."""
     real_time: bool = True
     """Hops as far apart as in the history (hours to ship); False: each order runs through at once."""
+    admin_port: int | None = None
+    """Where ``POST /_sim/outage`` listens on 127.0.0.1 (``outage.admin_port``); None: outages cannot be staged."""
 
 
 @asynccontextmanager
@@ -334,6 +339,12 @@ async def running(
     urls = {system: f"http://{options.host}:{options.base_port + i}" for i, system in enumerate(SYSTEMS)}
     pool = servers(network, options.host, options.base_port)
     tasks = [asyncio.create_task(server.serve()) for server in pool]
+    admin = outage.admin_socket(options.admin_port) if options.admin_port is not None else None
+    if admin is not None:
+        pool.append(
+            uvicorn.Server(uvicorn.Config(outage.admin_app(network.partners), log_level="warning", lifespan="off"))
+        )
+        tasks.append(asyncio.create_task(pool[-1].serve(sockets=[admin])))
     try:
         while not all(server.started for server in pool):
             await asyncio.sleep(0.02)
@@ -344,6 +355,8 @@ async def running(
         for server in pool:
             server.should_exit = True
         await asyncio.gather(*tasks)
+        if admin is not None:
+            admin.close()
         await client.aclose()
         network.shutdown()
 

@@ -40,7 +40,9 @@ class PartnerState:
     ``down`` fails intake (creates answer 503) while cancels and reads still work, as when a 3PL's
     order API is out; ``unreachable`` fails everything; ``slow`` takes a create but answers 504,
     as a gateway does when the partner's backend is too slow (the document exists all the same);
-    ``throttle`` answers that many requests with 429 and ``Retry-After: retry_after_s``.
+    ``throttle`` answers that many requests with 429 and ``Retry-After: retry_after_s``. ``outage``
+    is one of those three modes staged from outside the process (``syncwatch sim outage``), kept
+    apart from the flags an order's fault sets for its own call, so that call cannot end it.
     """
 
     mint: Callable[[], str]  # the id of a document created without one, in this partner's shape
@@ -52,6 +54,11 @@ class PartnerState:
     retry_after_s: int = 1
     idempotent: dict[str, tuple[int, dict[str, Any]]] = field(default_factory=dict)
     on_create: Callable[[dict[str, Any]], Awaitable[None]] | None = None
+    outage: str = ""
+
+    def failing(self, mode: str) -> bool:
+        """Whether the partner is ``down``, ``unreachable`` or ``slow``, by a fault's flag or an outage."""
+        return bool(getattr(self, mode)) or self.outage == mode
 
 
 def _json(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> JSONResponse:
@@ -160,7 +167,7 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
             state.idempotent[key] = (201, state.documents[ident])
         if state.on_create is not None:
             await state.on_create(state.documents[ident])
-        if state.slow:
+        if state.failing("slow"):
             request.state.error = "upstream timed out"
             return _json(504, {"error": "gateway timeout: the partner took too long to answer"})
         return _json(201, state.documents[ident])
@@ -172,7 +179,7 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
         return _json(200, {"items": found, "count": len(found)})
 
     async def get(request: Request) -> Response:
-        if state.unreachable:
+        if state.failing("unreachable"):
             return _json(503, {"error": "service unavailable"})
         found = state.documents.get(next(iter(request.path_params.values())))
         return _json(200, found) if found else _json(404, {"error": "not found"})
@@ -218,7 +225,7 @@ def partner_app(system: str, state: PartnerState, ref_attr: str) -> Starlette:
 
 def _refusal(state: PartnerState, request: Request, *, intake: bool) -> Response | None:
     """How a failing partner answers: 503 when down (intake) or unreachable, 429 while throttling."""
-    if state.unreachable or (intake and state.down):
+    if state.failing("unreachable") or (intake and state.failing("down")):
         request.state.error = "service unavailable"
         return _json(503, {"error": "service unavailable"})
     if state.throttle > 0:
