@@ -35,7 +35,12 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--dir", type=Path, help="folder for the database and generated files (default: a new one)")
     parser.add_argument("--port", type=port, default=4318, help="port of `serve` (default 4318)")
     parser.add_argument("--dashboard-port", type=port, default=8501, help="port of the dashboard (default 8501)")
-    parser.add_argument("--sim-base-port", type=port, default=8101, help="first of the six simulator ports (8101)")
+    parser.add_argument(
+        "--sim-base-port",
+        type=port,
+        default=8101,
+        help="first of the simulator's seven ports: its six systems, then where outages are staged (8101)",
+    )
     parser.add_argument(
         "--orders-per-minute",
         type=float,
@@ -59,7 +64,8 @@ def history_days(start: datetime, now: datetime) -> int:
 
 @dataclass
 class Processes:
-    """The long-running children, stopped in reverse order: SIGINT first, as Ctrl-C would."""
+    """The long-running children, stopped with SIGINT as Ctrl-C would: every other one first, and
+    `serve` once they have exited, so the simulator's last spans still reach it."""
 
     running: list[tuple[str, subprocess.Popen[bytes]]] = field(default_factory=list)
 
@@ -70,15 +76,21 @@ class Processes:
         return next((name for name, p in self.running if p.poll() is not None), None)
 
     def stop(self) -> None:
-        for _, process in reversed(self.running):
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        for _, process in reversed(self.running):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        senders = [process for name, process in reversed(self.running) if name != "serve"]
+        _stop(senders)
+        _stop([process for name, process in self.running if name == "serve"])
+
+
+def _stop(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+    for process in processes:
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def syncwatch(*args: str) -> list[str]:
@@ -205,6 +217,17 @@ def _start(
     return url
 
 
+def outage_help(base_port: int) -> str:
+    """How to stage the bad day the dashboard is for: a 3PL down, its orders failing to hand over."""
+    from syncwatch.sim.outage import MODES, PARTNERS, command
+
+    modes = " or ".join(mode for mode in MODES if mode not in ("down", "up"))
+    return (
+        f"to stage a partner outage from another terminal: {command('3pl-fastship', 'down', base_port)} "
+        f"(or {modes}, for any of {', '.join(PARTNERS)}); end it with: {command('3pl-fastship', 'up', base_port)}"
+    )
+
+
 def _run(args: argparse.Namespace) -> int:
     stop_on_signals()
     config = load_config()  # a broken SYNCWATCH_CONFIG is reported before anything starts
@@ -234,6 +257,7 @@ def _run(args: argparse.Namespace) -> int:
             f"syncwatch demo: to act from another terminal, give the CLI the demo's database and partners: "
             f"SYNCWATCH_DB={db} SYNCWATCH_CONFIG={config_path} syncwatch retry EXCEPTION_ID --as {DEMO_USER}"
         )
+        print(f"syncwatch demo: {outage_help(args.sim_base_port)}")
         print(f"syncwatch demo: dashboard at {url}  — Ctrl-C stops everything.", flush=True)
         while (dead := processes.dead()) is None:
             time.sleep(0.5)
