@@ -204,6 +204,9 @@ def _outcome(exception_id: str, status: str) -> None:
         if message.startswith(f"{action} ")
         else f"**{action}:** {literal(message)}"
     )
+    if outcome.get("skipped") and outcome["ok"]:  # the same action done already (a second click): nothing now
+        st.info(f"{text} Nothing changed: the exception is {outcome['status']}.")
+        return
     if "the exception" not in message.lower():  # unless the message already says where it stands
         text += f" The exception is {'now ' if outcome['ok'] else ''}{outcome['status']}."
     (st.success if outcome["ok"] else st.error)(text)
@@ -293,6 +296,8 @@ def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
     A plan is for the filter it was made with (``age``: the Opened choice, whose times move): once
     the filter changes, it is dropped, so a run never acts on what the queue no longer shows."""
     if page.viewer.role != "lead":
+        if total and page.viewer.role == "agent":  # the single panel says so too: what is a lead's, and whom to ask
+            st.caption(f"Bulk actions on all {total} matching exceptions are a lead's: ask one to run them.")
         return
     if st.session_state.get(JOB):  # whatever the queue holds now: a job that resolved it all empties it
         st.fragment(run_every=2)(_job_status)(page)
@@ -304,10 +309,14 @@ def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
         if action == "assign":
             target = st.selectbox("Assign to", _assignees(page), key="bulk_assignee")
         elif action == "reroute":  # each order moves from the partner its failed step went to
-            targets = api.reroute_targets(page.config, page.viewer.actor)
-            target = st.selectbox("Reroute to", targets, key="bulk_reroute_target")
+            # Not the partners the queue is filtered to: those are the ones failing, which the plan
+            # would leave every order with. No default either: where orders go is the lead's choice.
+            away = set(filters.systems) | set(filters.partners)
+            targets = [p for p in api.reroute_targets(page.config, page.viewer.actor) if p not in away]
+            target = st.selectbox("Reroute to", targets, index=None, placeholder="Choose a partner", key="bulk_target")
         chosen = _chosen(filters, age, action, target)
-        if st.button("Plan", key="bulk_plan_button"):
+        unnamed = action in ("assign", "reroute") and target is None
+        if st.button("Plan", key="bulk_plan_button", disabled=unnamed):
             planned = api.plan_bulk(
                 page.store,
                 page.config,

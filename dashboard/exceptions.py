@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 import pandas as pd
@@ -52,6 +53,18 @@ def render() -> None:
     actions_panel.bulk(page, filters, total, age)
 
 
+def _stored_names_as_labels(name: str, values: list[str], label: Callable[[str], str]) -> None:
+    """The address keeps a filter as the page shows it (?category=dead+lettered); a link written
+    with the stored name the CLI and the export use (?category=dead_lettered) was dropped without
+    a word, and the queue showed everything. Such a link now sets the filter (the widget's key),
+    which then writes the address its way."""
+    given = st.query_params.get_all(name)
+    if not set(given) & set(values):
+        return
+    wanted = set(given)
+    st.session_state[name] = [value for value in values if value in wanted or label(value) in wanted]
+
+
 def _unless_set(key: str, default: list[str]) -> list[str] | None:
     return None if key in st.session_state else default
 
@@ -77,6 +90,8 @@ def _filters(page: Page) -> tuple[q.QueueFilter, str, str]:
         key="order",
         **url,
     )
+    _stored_names_as_labels("category", options["category"], category_label)
+    _stored_names_as_labels("sla", list(SLA_LABELS), sla_label)
     cols = st.columns(4)
     statuses = cols[0].multiselect("Status", STATUSES, default=["open", "retrying"], key="status", **url)
     categories = cols[1].multiselect("Category", options["category"], format_func=category_label, key="category", **url)

@@ -350,7 +350,7 @@ def test_the_detail_shows_context_runbook_timeline_and_masked_payload(
     assert "Across systems" in shown and "What the failing call sent (personal data masked)" in shown
     assert any('"original_type": "com.syncwatch.shipment.shipped"' in c.value for c in at.code)
     labels = {b.label for b in at.button}
-    assert {"Reroute", "Replay", "Resolve", "Ignore", "Assign to me"} <= labels and "Retry" not in labels
+    assert {"Replay", "Resolve", "Ignore", "Assign to me"} <= labels and not {"Retry", "Reroute"} & labels
     assert [b.label for b in at.button if b.proto.type == "primary"] == ["Replay"], "the runbook's action stands out"
 
 
@@ -1309,7 +1309,8 @@ def test_a_lead_plans_a_bulk_reroute_to_a_partner_for_the_filter_shown(
     next(m for m in at.multiselect if m.label == "Category").set_value(["partner_unavailable"]).run()
     next(s for s in at.selectbox if s.label == "Action").select("reroute").run()
     target = next(s for s in at.selectbox if s.label == "Reroute to")
-    assert list(target.options) == ["3pl-fastship", "3pl-parcelpro", "wms"]
+    assert list(target.options) == ["3pl-fastship", "3pl-parcelpro", "wms"] and target.value is None, "no default"
+    assert next(b for b in at.button if b.label == "Plan").disabled, "where orders go is the lead's choice"
     target.select("wms").run()
     next(b for b in at.button if b.label == "Plan").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -1321,3 +1322,61 @@ def test_a_lead_plans_a_bulk_reroute_to_a_partner_for_the_filter_shown(
     next(b for b in at.button if b.label == "Plan").click().run()
     plan = next(w.value for w in at.warning if w.value.startswith("**Reroute"))
     assert "already with 3pl-parcelpro" in read(plan), plan
+
+
+def test_bulk_reroute_does_not_offer_the_partners_the_queue_is_filtered_to(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """Filtered to the 3PL that is down, the chooser's first partner was that 3PL, and the plan
+    then left every order out: 'already with 3pl-fastship'."""
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(m for m in at.multiselect if m.label == "Failing system").set_value(["3pl-fastship"]).run()
+    next(s for s in at.selectbox if s.label == "Action").select("reroute").run()
+    assert list(next(s for s in at.selectbox if s.label == "Reroute to").options) == ["3pl-parcelpro", "wms"]
+
+
+def test_an_agent_reads_that_bulk_actions_are_a_leads(monkeypatch: pytest.MonkeyPatch, sample_db: str) -> None:
+    at = open_app(monkeypatch, sample_db, "exceptions.py", user="sam")
+    assert not [e for e in at.expander if e.label.startswith("Bulk action")]
+    assert any(
+        re.fullmatch(r"Bulk actions on all \d+ matching exceptions are a lead's: ask one to run them\.", c.value)
+        for c in at.caption
+    )
+
+
+def test_an_action_found_done_already_reads_as_nothing_changed_not_as_success(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """A second Replay read, in green, 'Already done by alex …; nothing was sent again. The exception
+    is now retrying.', which an agent took for a second replay that worked."""
+    at = choose(open_app(monkeypatch, sample_db, "exceptions.py"), "dead_lettered")
+    [shown] = [s.value for s in at.selectbox if s.label.startswith("Open an exception")]
+    at.session_state["action_outcome"] = {  # what the page keeps of the click's result (OUTCOME)
+        "exception": shown,
+        "action": "replay",
+        "ok": True,
+        "status": "open",
+        "message": "Already done by alex (act-1); nothing was sent again.",
+        "action_id": "act-1",
+        "skipped": "already replayed",
+    }
+    at.run()
+    assert not at.success, "nothing happened now: no good news"
+    [said] = [i.value for i in at.info if i.value.startswith("**Replay:**")]
+    assert "Already done by alex" in read(said) and said.endswith("Nothing changed: the exception is open."), said
+
+
+def test_a_link_filtering_by_a_stored_category_name_filters_the_queue(
+    monkeypatch: pytest.MonkeyPatch, sample_db: str
+) -> None:
+    """?category=dead_lettered (the name the CLI and the export use) was dropped without a word and
+    the queue showed all exceptions; only ?category=dead+lettered, the label, worked."""
+    at = open_app(monkeypatch, sample_db, "exceptions.py")
+    everything = at.dataframe[0].value
+    at.query_params["category"] = "dead_lettered"
+    at.query_params["sla"] = "breached"
+    at.run()
+    assert next(m for m in at.multiselect if m.label == "Category").value == ["dead_lettered"]
+    assert next(m for m in at.multiselect if m.label == "SLA state").value == ["breached"]
+    shown = at.dataframe[0].value
+    assert 0 < len(shown) < len(everything) and set(shown["category"]) == {"dead lettered"}
