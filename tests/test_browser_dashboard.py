@@ -52,7 +52,7 @@ def _playwright() -> Any:
 
 class Demo:
     def __init__(self, folder: Path) -> None:
-        base = free_port_run(9)
+        base = free_port_run(10)  # serve, dashboard, a spare, the simulator's six services and its outage control
         self.port, self.dashboard, self.sim = base, base + 1, base + 3
         self.folder, self.log = folder, folder / "demo.log"
         users = folder / "users.txt"
