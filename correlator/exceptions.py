@@ -21,7 +21,7 @@ from typing import Any
 
 from correlator.lines import LineCheck
 from correlator.processes import Member
-from correlator.sla import SlaResult
+from correlator.sla import Handover, SlaResult
 from syncwatch.model import (
     PARTNER_CALLED,
     ActionKind,
@@ -96,10 +96,11 @@ def derive(
     # exception of its own, which the retry policy would then retry. Its action's outcome tells it.
     failures = {name: failed for name, failed in failures.items() if not all(_ours(m) for m in failed)}
     drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
+    failed_at = [(d.stage, d.opened_at) for d in drafts]
     drafts += _duplicates(identity, ordered, sla)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         held = _held_by(sla, partner_stage, context.get("partner"))
-        drafts += _stuck(identity, sla, ordered, held, owners or {})
+        drafts += _stuck(identity, sla, ordered, held, owners or {}, failed_at)
         drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
 
@@ -258,22 +259,42 @@ def _stuck(
     ordered: Sequence[Member],
     held: tuple[str, str] | None,
     owners: dict[str, tuple[str, ...]],
+    failed_at: list[tuple[str | None, datetime]],
 ) -> list[Draft]:
+    """Stages overdue, or reached late where no failure at the stage before its due explains it: a
+    3PL that was down made the release late, and its own exception says so; the alternate the order
+    was rerouted to, which released it, was not late. A stage still overdue is stuck either way."""
     drafts = []
     for stage in sla.stages:
         if stage.state is not SlaState.BREACHED or stage.due_at is None:
             continue
+        explained = any(name == stage.name and at <= stage.due_at for name, at in failed_at)
+        if explained and stage.reached_at is not None:
+            continue
         resolver = next((m for m in ordered if m.start == stage.reached_at), None) if stage.reached_at else None
         before = [m for m in ordered if m.start <= stage.due_at] or list(ordered[:1])
-        last = before[-1]
+        last, opened = before[-1], stage.due_at
         if held and held[0] == stage.name:
             owner, where = held[1], f"the order is with {held[1]}"
+            handover = sla.handover
+            if handover is not None and handover.stage == stage.name:
+                if not handover.late:
+                    continue  # late for the customer, but its partner took it late and still has its own budget
+                where, opened = f"{_took(owner, handover)}; {where}", max(handover.due_at, handover.received_at)
         elif (owner := _waited_on(owners.get(stage.name, ()), ordered)) and owner != last.system:
             where = f"waiting on {owner}; last seen at {last.system}"
         else:
             owner, where = last.system, f"last seen at {last.system}"
-        drafts.append(_stuck_draft(identity, stage.name, stage.due_at, last, resolver, owner, where))
+        drafts.append(_stuck_draft(identity, stage.name, (stage.due_at, opened), last, resolver, owner, where))
     return drafts
+
+
+def _took(owner: str, handover: Handover) -> str:
+    """When the partner an overdue stage is charged to took the order, and what time it had from then."""
+    took = f"{owner} took the order {handover.received_at:%Y-%m-%d %H:%M} UTC"
+    if handover.due_at > handover.received_at:
+        return f"{took} and had until {handover.due_at:%Y-%m-%d %H:%M} UTC"
+    return f"{took}, after it was due"
 
 
 def _waited_on(systems: tuple[str, ...], ordered: Sequence[Member]) -> str | None:
@@ -286,9 +307,17 @@ def _waited_on(systems: tuple[str, ...], ordered: Sequence[Member]) -> str | Non
 
 
 def _stuck_draft(
-    identity: str, stage: str, due: datetime, last: Member, resolver: Member | None, owner: str, where: str
+    identity: str,
+    stage: str,
+    times: tuple[datetime, datetime],
+    last: Member,
+    resolver: Member | None,
+    owner: str,
+    where: str,
 ) -> Draft:
-    late = "arrived late" if resolver else "is overdue"
+    """``times``: when the stage was due, and when it became ``owner``'s lateness (later, where
+    ``owner`` took the order late)."""
+    (due, opened), late = times, "arrived late" if resolver else "is overdue"
     return Draft(
         id=_id(identity, "stuck", stage),
         category=Cat.STUCK,
@@ -297,8 +326,8 @@ def _stuck_draft(
         endpoint=stage,
         stage=stage,
         summary=f"Stage {stage_label(stage)} {late}: it was due {due:%Y-%m-%d %H:%M} UTC; {where}.",
-        opened_at=due,
-        last_seen_at=resolver.start if resolver else due,
+        opened_at=opened,
+        last_seen_at=resolver.start if resolver else opened,
         attempts=1,
         observation_id=last.id,
         resolved_by=resolver,

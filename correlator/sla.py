@@ -4,16 +4,18 @@ A stage's budget runs from the stage before it (or from ``after``). Budgets of a
 count business days in the process calendar: an order captured after the cut-off, or on a
 non-working day, starts counting on the next business day, and is due at the end of its last
 business day. An absolute deadline carried on the order (the marketplace's promised ship-by)
-is the contract, so where the order carries one it replaces the relative budget. The result
-also says when the state would next change if nothing arrives, so the scheduled
-re-evaluation only touches transactions whose time has come.
+is the contract, so where the order carries one it replaces the relative budget. A partner
+that took the order late (rerouted to it past the promise) still has the stage's own budget
+from then before the lateness is its own (``Handover``). The result also says when the state,
+or whose lateness it is, would next change if nothing arrives, so the scheduled re-evaluation
+only touches transactions whose time has come.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -47,6 +49,18 @@ def stages_json(stages: Iterable[StageState]) -> str:
     ).decode()
 
 
+class Handover(NamedTuple):
+    """The stage after the hand-over to a partner (``Process.partner_stage``), as that partner owes
+    it: by its own budget from ``received_at``, where that ends after the stage is due. The order is
+    late either way; the partner is late only by ``due_at``. Without a budget of its own the stage
+    gives none (``due_at`` is the stage's), and the partner took it after it was due."""
+
+    stage: str
+    received_at: datetime
+    due_at: datetime
+    late: bool  # the partner has not reached the stage by ``due_at``, or reached it after
+
+
 @dataclass(frozen=True, slots=True)
 class SlaResult:
     stages: tuple[StageState, ...]
@@ -57,6 +71,7 @@ class SlaResult:
     due_at: datetime | None
     check_at: datetime | None
     lines: LineCheck | None = None  # where the process tracks lines and the order shipped in parts
+    handover: Handover | None = None  # where the order reached its partner too late for the stage's due
 
 
 def evaluate(
@@ -80,7 +95,31 @@ def evaluate(
             checks.append(check)
         if at is not None:
             previous = at
-    return _summarise(tuple(states), checks, all(name in reached for name in process.ends))
+    handover = _handover(process, reached, states, now)
+    if handover is not None and not handover.late and handover.stage not in reached:
+        checks.append(handover.due_at)  # when its lateness becomes the partner's: looked at again then
+    result = _summarise(tuple(states), checks, all(name in reached for name in process.ends))
+    return replace(result, handover=handover) if handover is not None else result
+
+
+def _handover(
+    process: Process, reached: dict[str, datetime], states: list[StageState], now: datetime
+) -> Handover | None:
+    """The stage after the hand-over, where the partner received the order too late to meet its due
+    (the promised ship-by) within the stage's own budget, or after it was due."""
+    names = [s.name for s in process.stages]
+    if process.partner_stage not in names or names.index(process.partner_stage) + 1 >= len(names):
+        return None
+    received = reached.get(process.partner_stage)
+    index = names.index(process.partner_stage) + 1
+    stage, due = process.stages[index], states[index].due_at
+    if received is None or due is None:
+        return None
+    own = add_budget(received, stage.sla, process.calendar) if stage.sla else due
+    if own <= due and received <= due:
+        return None
+    at = reached.get(stage.name)
+    return Handover(stage.name, received, own, at > own if at is not None else now >= own)
 
 
 def _due(
