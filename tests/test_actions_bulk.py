@@ -30,14 +30,19 @@ def wait_for(store: Store, job_id: str) -> dict[str, Any]:
     return bulk_status(store, job_id)
 
 
+def three_rejected_then_fixed(w: Any) -> Any:
+    """Three orders the ERP rejected for unknown SKUs, whose SKUs it then knows: a bulk retry's plan of them."""
+    for _ in range(3):
+        w.order()
+    w.driver.network.erp.skus.update(
+        f"{s}-{n:04d}" for s in ("CHR", "DSK", "LMP", "RUG", "SHF", "TBL", "CAB", "BED") for n in range(9000, 10000)
+    )
+    return plan_bulk(w.store, w.config, action="retry", filters={"category": "validation"}, actor="alex")
+
+
 def test_a_bulk_retry_plans_then_runs_every_matching_exception(run_collector: Any, tmp_path: Path) -> None:
     with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
-        for _ in range(3):
-            w.order()
-        w.driver.network.erp.skus.update(
-            f"{s}-{n:04d}" for s in ("CHR", "DSK", "LMP", "RUG", "SHF", "TBL", "CAB", "BED") for n in range(9000, 10000)
-        )
-        plan = plan_bulk(w.store, w.config, action="retry", filters={"category": "validation"}, actor="alex")
+        plan = three_rejected_then_fixed(w)
         assert plan.count == 3 and plan.partners == {"erp": 3}
         with pytest.raises(Refused):
             start_bulk(w.store, w.config, plan, "sam")
@@ -50,12 +55,7 @@ def test_a_bulk_retry_plans_then_runs_every_matching_exception(run_collector: An
 
 def test_items_found_already_done_are_counted_apart_from_what_the_job_fixed(run_collector: Any, tmp_path: Path) -> None:
     with world(run_collector, tmp_path, ["unknown_sku=1"]) as w:
-        for _ in range(3):
-            w.order()
-        w.driver.network.erp.skus.update(
-            f"{s}-{n:04d}" for s in ("CHR", "DSK", "LMP", "RUG", "SHF", "TBL", "CAB", "BED") for n in range(9000, 10000)
-        )
-        plan = plan_bulk(w.store, w.config, action="retry", filters={"category": "validation"}, actor="alex")
+        plan = three_rejected_then_fixed(w)
         first, second, third = plan.exception_ids
         # Between the plan and the run, an agent fixes two of them one by one.
         assert perform(w.store, w.config, action="retry", exception_id=first, actor="sam").ok

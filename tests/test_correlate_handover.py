@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from correlator.passes import Correlator
 from syncwatch.config import load_config
-from syncwatch.model import PARTNER_CALLED, BusinessKey, Observation, ObservationKind, Outcome
+from syncwatch.model import PARTNER_CALLED, BusinessKey, Observation, ObservationKind
 from syncwatch.store import Store
 from syncwatch.store.schema import exceptions, transactions
 
@@ -30,20 +30,8 @@ KEYS = {"marketplace_order": "111-0000000-0000042", "erp_order": "SO-42"}
 def observed(
     n: int, operation: str, system: str, at: datetime, status: int, attributes: dict[str, Any], **keys: str
 ) -> Observation:
-    return Observation(
-        natural_id=f"span-{n}",
-        kind=ObservationKind.SPAN,
-        system=system,
-        operation=operation,
-        start=at,
-        end=at + timedelta(milliseconds=80),
-        outcome=Outcome.OK if status < 400 else Outcome.ERROR,
-        status_code=status,
-        error_message=None if status < 400 else "upstream unavailable",
-        source="test",
-        keys=tuple(BusinessKey(t, v) for t, v in (keys or {"erp_order": "SO-42"}).items()),
-        attributes=attributes,
-    )
+    """``span`` with attributes (the call's peer), of the order's sales order unless keys are given."""
+    return replace(span(n, operation, system, at, status, **(keys or {"erp_order": "SO-42"})), attributes=attributes)
 
 
 def rerouted_order(tmp_path: Path, shipped_at: datetime | None = None, **config: str) -> Store:

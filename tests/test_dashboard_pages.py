@@ -7,6 +7,7 @@ import io
 import json
 import re
 import sqlite3
+import time
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -1251,21 +1252,24 @@ def test_a_system_that_stops_sending_is_called_quiet_on_operations(
     ), quiet
 
 
-def test_a_bulk_job_that_failed_says_so_and_why(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
-    """No simulator answers here, so every retry fails: the job must not read as a success."""
-    import time
-
-    at = open_app(monkeypatch, sample_copy, "exceptions.py")
-    next(m for m in at.multiselect if m.label == "Category").set_value(["validation"]).run()
-    next(s for s in at.selectbox if s.label == "Action").select("retry").run()
-    next(b for b in at.button if b.label == "Plan").click().run()
-    next(b for b in at.button if b.label.startswith("Run retry on ")).click().run()
+def finished_job(at: AppTest) -> str:
+    """The bulk job's closing line, once it has one (the page reads the job every run)."""
     for _ in range(60):
         if any("failed or refused" in e.value for e in at.error):
             break
         time.sleep(0.5)
         at.run()
-    outcome = next(e.value for e in at.error if "failed or refused" in e.value)
+    return next(e.value for e in at.error if "failed or refused" in e.value)
+
+
+def test_a_bulk_job_that_failed_says_so_and_why(monkeypatch: pytest.MonkeyPatch, sample_copy: str) -> None:
+    """No simulator answers here, so every retry fails: the job must not read as a success."""
+    at = open_app(monkeypatch, sample_copy, "exceptions.py")
+    next(m for m in at.multiselect if m.label == "Category").set_value(["validation"]).run()
+    next(s for s in at.selectbox if s.label == "Action").select("retry").run()
+    next(b for b in at.button if b.label == "Plan").click().run()
+    next(b for b in at.button if b.label.startswith("Run retry on ")).click().run()
+    outcome = finished_job(at)
     assert re.fullmatch(r"0 succeeded, \d+ failed or refused\.", outcome), outcome
     assert "could not be reached" in texts(at), "the most frequent reason is named"
     assert not any("of 0 done" in p.proto.text for p in at.get("progress"))
@@ -1275,8 +1279,6 @@ def test_a_bulk_job_counts_what_others_fixed_meanwhile_as_already_done(
     monkeypatch: pytest.MonkeyPatch, sample_copy: str
 ) -> None:
     """Exceptions an agent's retry fixed between the plan and the run read as the job's successes."""
-    import time
-
     from actions.ledger import record_done
     from syncwatch.model import utcnow
     from syncwatch.store.schema import exceptions as exceptions_table
@@ -1293,12 +1295,7 @@ def test_a_bulk_job_counts_what_others_fixed_meanwhile_as_already_done(
             conn.execute(exceptions_table.update().where(exceptions_table.c.id == exception_id), {"status": "resolved"})
     store.close()
     next(b for b in at.button if b.label.startswith("Run retry on ")).click().run()
-    for _ in range(60):
-        if any("failed or refused" in e.value for e in at.error):
-            break
-        time.sleep(0.5)
-        at.run()
-    outcome = next(e.value for e in at.error if "failed or refused" in e.value)
+    outcome = finished_job(at)
     assert re.fullmatch(r"0 succeeded, \d+ failed or refused, 2 already done \(2 already retried\)\.", outcome), outcome
 
 
