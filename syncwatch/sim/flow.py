@@ -32,6 +32,9 @@ RETURN_RECEIVED = "com.syncwatch.return.received"
 DEAD_LETTERED = "com.syncwatch.message.dead_lettered"
 RETURN_SHARE = 0.06
 BACKORDER_SHARE = 0.04
+STEPS = ("accepted_by_erp", "allocated", "released", "shipped", "confirmed", "invoiced")
+"""An order's stages after capture, in the order the network reaches them: the first two the order's,
+the others each shipment's."""
 BACKORDER_LEAD = 5 * DAY
 """When the ERP promises a backordered line: the supplier's restock lead time (at most three
 days) plus time to release, pick and ship it."""
@@ -60,6 +63,11 @@ class Record:
     stages: dict[str, str] = field(default_factory=dict)
     faults: list[dict[str, Any]] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+    planned: dict[str, int] = field(default_factory=dict)
+    """When each stage falls that the end cut off (earliest), or its fault: what a live network
+    going on from the files has left to do. Not ground truth: the files never saw it."""
+    carried: dict[str, Any] | None = None
+    """An order the end cut off (``Network.order``): what a live network needs to carry it on."""
 
     def key(self, type_: str, value: str, at: int) -> None:
         """Like stages, a key exists in the files only if it was used before the window ended."""
@@ -72,6 +80,8 @@ class Record:
         when = iso(at)
         if at < self.end and (name not in self.stages or when < self.stages[name]):
             self.stages[name] = when
+        elif at >= self.end:
+            self.planned[name] = min(at, self.planned.get(name, at))
 
     def shipped(self, shipment: str, lines: list[dict[str, Any]], at: int) -> None:
         """Which lines each shipment carried: an order is complete only when all of them shipped."""
@@ -79,6 +89,8 @@ class Record:
             self.extra.setdefault("shipments", {})[shipment] = lines
 
     def fault(self, fault: Fault, at: int, system: str, stage: str, detail: str) -> None:
+        if at >= self.end:
+            self.planned.setdefault(f"fault:{stage}", at)
         if at < self.end:
             self.faults.append(
                 {
@@ -134,6 +146,16 @@ class Shipment:
     id: str = ""
     carrier: str = ""
     tracking: str = ""
+
+
+def _times(planned: dict[str, int], stages: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """When each of ``stages`` falls that the end cut off: the stage itself, or the fault that stops it."""
+    at = {}
+    for stage in stages:
+        when = planned.get(stage, planned.get(f"fault:{stage}"))
+        if when is not None:
+            at[stage] = iso(when)
+    return at
 
 
 class Network:
@@ -199,15 +221,55 @@ class Network:
         records = [order.record]
         accepted = self.post_to_erp(order, ctx, at + self.between(MINUTE, 12 * MINUTE))
         if accepted is None:
+            self.carry(order, [])
             return records
         at, ctx = accepted
         at += self.between(MINUTE, 20 * MINUTE)
         shipments = self.allocate(order, ctx, at)
+        planned, parts = order.record.planned, []
         for index, (shipment, delay) in enumerate(shipments):
+            order.record.planned = {}  # what the end cut off of this shipment alone
             released = self.release(order, shipment, at + delay + self.between(MINUTE, 30 * MINUTE), index == 0)
             if released is not None:
                 records.extend(self.fulfil(order, shipment, released, first=index == 0))
+            parts.append((shipment, order.record.planned))
+        order.record.planned = planned
+        self.carry(order, parts)
         return records
+
+    def carry(self, order: Order, parts: list[tuple[Shipment, dict[str, int]]]) -> None:
+        """Note what a live network needs to finish an order the end cut off: its plan, the ids it
+        already has, and when each step left falls, the order's own and each shipment's (a step
+        whose fault stops the order falls when the fault does)."""
+        record = order.record
+        shipments = []
+        for index, (shipment, planned) in enumerate(parts):
+            at = _times(planned, STEPS[2:])
+            if at:
+                shipped = "shipped" not in at
+                shipments.append(
+                    {
+                        "system": shipment.system,
+                        "first": index == 0,
+                        "lines": [{"sku": item.sku, "qty": qty} for item, qty in shipment.lines],
+                        "shipment": shipment.id if shipped else None,
+                        "tracking": shipment.tracking if shipped else None,
+                        "at": at,
+                    }
+                )
+        at = _times(record.planned, [stage for stage in STEPS[:2] if stage not in record.stages])
+        if not at and not shipments:
+            return
+        record.carried = {
+            "id": order.ref,
+            "channel": order.channel,
+            "customer": order.customer,
+            "lines": [{"sku": item.sku, "qty": qty} for item, qty in order.lines],
+            "fault": order.fault.name if order.fault else None,
+            "erp_order": next(iter(record.keys.get("erp_order", [])), None),
+            "at": at,
+            "shipments": shipments,
+        }
 
     def new_order(self, at: int) -> Order:
         rng = self.rng

@@ -47,6 +47,9 @@ FILES = {
     "events": "events/events.jsonl",
     "truth": "ground_truth.jsonl",
 }
+IN_FLIGHT = "in_flight.jsonl"
+"""Written beside the others when ``--until`` cuts the traffic: the orders the cut left unfinished,
+with what is left of each (``Record.carried``), for the live network that goes on from there."""
 
 
 @dataclass(frozen=True)
@@ -186,6 +189,8 @@ def generate(plan: Plan, out: Path) -> Summary:
     """Write the plan's days of traffic under ``out``; the same plan always writes the same bytes."""
     summary = Summary()
     files = _open(out)
+    if plan.until is not None:
+        files["in_flight"] = (out / IN_FLIGHT).open("w", encoding="utf-8", newline="\n")
     try:
         _run(plan, files, summary)
     finally:
@@ -212,6 +217,10 @@ def _run(plan: Plan, files: dict[str, IO[str]], summary: Summary) -> None:
         emitter.flush(at)
         records = network.order(at) if kind == "order" else [network.inventory_sync(at)]
         _record_truth(files["truth"], records, summary)
+        if "in_flight" in files:
+            for record in records:
+                if record.carried is not None:
+                    files["in_flight"].write(json.dumps(record.carried, separators=(",", ":")) + "\n")
     emitter.flush(end + WINDOW)
 
 

@@ -1,16 +1,19 @@
 """What a live network going on from a generated history takes over from it: the shipment notices
 the history's ERP dead-lettered, which nobody re-delivered there, so that a Replay of one of the
-history's exceptions finds its message in the live ERP's dead-letter list."""
+history's exceptions finds its message in the live ERP's dead-letter list; and the orders the
+history's end cut off, so that they go on to their planned end instead of looking stuck."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from syncwatch.sim.flow import DEAD_LETTERED, SHIPPED, channel_of
+from syncwatch.sim.clock import to_us
+from syncwatch.sim.flow import DEAD_LETTERED, SHIPPED, STEPS, channel_of
 
 
 @dataclass(frozen=True)
@@ -77,3 +80,87 @@ def _events(path: Path) -> Iterator[tuple[dict[str, Any], dict[str, Any]]]:
             if missing:
                 raise ValueError(f"line {number}: a {event['type']} event without {', '.join(missing)} in its data")
             yield event, data
+
+
+@dataclass(frozen=True)
+class Part:
+    """One shipment of an order the history's end cut off: its warehouse and lines, its ids if it
+    shipped before the end, and when each of its steps left falls (microseconds since the epoch)."""
+
+    system: str
+    first: bool
+    """The order's first shipment: the one its fault, if any, happens to."""
+    lines: list[dict[str, Any]]
+    shipment: str
+    tracking: str
+    at: dict[str, int]
+
+    @property
+    def left(self) -> tuple[str, ...]:
+        """Its steps still to do, from the first one the end cut off."""
+        return STEPS[min(STEPS.index(stage) for stage in self.at) :]
+
+
+@dataclass
+class InFlight:
+    """An order the history's end cut off (a line of ``in_flight.jsonl``): its plan, the ids it
+    already has, when each of its own steps left falls, and its shipments with steps left."""
+
+    ref: str
+    channel: str
+    customer: str
+    lines: list[dict[str, Any]]
+    fault: str
+    erp_order: str
+    at: dict[str, int]
+    shipments: list[Part]
+
+
+def in_flight(path: Path) -> list[InFlight]:
+    """The orders of a ``--generate --until`` folder's ``in_flight.jsonl``; none when it has no
+    such file (a history that ran to the end of its days). Raises ValueError naming the line of
+    what cannot be read."""
+    if not path.is_file():
+        return []
+    orders = []
+    with path.open(encoding="utf-8") as lines:
+        for number, line in enumerate(lines, start=1):
+            try:
+                o = json.loads(line)
+                parts = [
+                    Part(
+                        p["system"],
+                        bool(p["first"]),
+                        list(p["lines"]),
+                        p["shipment"] or "",
+                        p["tracking"] or "",
+                        _at(p),
+                    )
+                    for p in o["shipments"]
+                ]
+                orders.append(
+                    InFlight(
+                        str(o["id"]),
+                        str(o["channel"]),
+                        str(o["customer"]),
+                        list(o["lines"]),
+                        o["fault"] or "",
+                        o["erp_order"] or "",
+                        _at(o),
+                        parts,
+                    )
+                )
+            except (ValueError, KeyError, TypeError) as err:
+                raise ValueError(f"line {number} is no in-flight order ({err!r})") from None
+    return orders
+
+
+def _at(planned: dict[str, Any]) -> dict[str, int]:
+    at = {stage: to_us(_parse(when)) for stage, when in planned["at"].items()}
+    if set(at) - set(STEPS):
+        raise ValueError(f"unknown steps {sorted(set(at) - set(STEPS))}")
+    return at
+
+
+def _parse(when: str) -> datetime:
+    return datetime.fromisoformat(when.replace("Z", "+00:00"))
