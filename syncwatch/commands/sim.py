@@ -83,7 +83,8 @@ def _add_arguments(parser: argparse.ArgumentParser) -> None:
         "--continue-after",
         type=Path,
         metavar="DIR",
-        help="a folder written by --generate: live orders, shipments and invoices are numbered after its ids",
+        help="a folder written by --generate: live orders, shipments and invoices are numbered after its ids, "
+        "and the orders its --until cut off go on live, each step at its planned time",
     )
     live.add_argument(
         "--dead-letters-from",
@@ -168,8 +169,8 @@ def _run(args: argparse.Namespace) -> int:
 
 def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
     from syncwatch.sim.driver import LiveOptions, run_live
-    from syncwatch.sim.generate import FILES
-    from syncwatch.sim.history import HeldLetter, held_letters
+    from syncwatch.sim.generate import FILES, IN_FLIGHT
+    from syncwatch.sim.history import HeldLetter, InFlight, held_letters, in_flight
     from syncwatch.sim.outage import HOST, admin_port
 
     truth = args.continue_after / FILES["truth"] if args.continue_after else None
@@ -179,6 +180,13 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
             file=sys.stderr,
         )
         return 2
+    carried: tuple[InFlight, ...] = ()
+    if args.continue_after is not None:
+        try:  # the orders its --until cut off: the live network carries them on
+            carried = tuple(in_flight(args.continue_after / IN_FLIGHT))
+        except ValueError as err:
+            print(f"syncwatch sim: cannot take over {args.continue_after / IN_FLIGHT}: {err}.", file=sys.stderr)
+            return 2
     held: tuple[HeldLetter, ...] = ()
     if args.dead_letters_from is not None:
         if not args.dead_letters_from.is_file():
@@ -201,6 +209,7 @@ def _live(args: argparse.Namespace, profile: FaultProfile) -> int:
         args.seed,
         truth,
         held,
+        carried,
         real_time=not args.instant,
         admin_port=admin_port(args.base_port),
     )

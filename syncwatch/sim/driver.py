@@ -24,8 +24,8 @@ from syncwatch.sim import cloudevents, outage
 from syncwatch.sim.catalog import WAREHOUSES
 from syncwatch.sim.clock import iso
 from syncwatch.sim.faults import FaultProfile
-from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, SHIPPED, Network, Order
-from syncwatch.sim.history import HeldLetter
+from syncwatch.sim.flow import CAPTURE_ROUTE, DEAD_LETTERED, ORDER_ATTR, SHIPPED, Network, Order
+from syncwatch.sim.history import HeldLetter, InFlight, Part
 from syncwatch.sim.live import SYSTEMS, LiveNetwork, build, post, servers
 
 T = TypeVar("T")
@@ -77,7 +77,8 @@ class Delivery:
 
 class Confirmable(Protocol):
     """What confirming a shipment to the marketplace and invoicing it needs of its order: a live
-    ``Order``, or a history's order whose notice is in the dead-letter list (a ``HeldLetter``)."""
+    ``Order``, a history's order whose notice is in the dead-letter list (a ``HeldLetter``), or one
+    the history's end cut off (an ``InFlight``)."""
 
     @property
     def channel(self) -> str: ...
@@ -94,12 +95,14 @@ class Driver:
         self.network, self.flow, self.urls, self.delivery = network, flow, urls, delivery
         self.client = delivery.client
         delivery.dead_letters = network.erp.dead_letters
-        self.unshipped: dict[str, Order] = {}
+        self.unshipped: dict[str, Confirmable] = {}
         """Orders whose release failed, by sales order: a fulfilment created for one later ships."""
         self.unnoticed: dict[str, Confirmable] = {}
         """Orders whose shipment notice was dead-lettered, by sales order: a re-delivery moves them on."""
         self.background: set[asyncio.Task[Any]] = set()
         self.pace: Pace = no_pause
+        self.on_time = False
+        """Whether an order taken over from a history waits for each stage's planned time (run_live)."""
         for system in WAREHOUSES.values():
             network.partners[system].on_create = self._fulfilment_created(system)
 
@@ -110,6 +113,77 @@ class Driver:
             self.network.erp.dead_letters[held.event["id"]] = held.letter
             self.unnoticed[held.erp_order] = held
             self.network.partners[held.channel].documents.setdefault(held.ref, {"id": held.ref, "status": "open"})
+
+    def know(self, orders: Iterable[InFlight]) -> None:
+        """Know what a history's unfinished orders already are: the marketplace holds each order, the
+        ERP each one it accepted (and its items, a blocked customer as blocked), so their next calls
+        meet the same documents as in the history."""
+        erp = self.network.erp
+        for order in orders:
+            self.network.partners[order.channel].documents.setdefault(order.ref, {"id": order.ref, "status": "open"})
+            erp.skus.update(str(line["sku"]) for line in order.lines)
+            if order.fault == "blocked_customer":
+                erp.blocked.add(order.customer)
+            if order.erp_order:
+                status = "open" if "allocated" in order.at else "allocated"
+                body = {"external_ref": order.ref, "customer": order.customer, "lines": order.lines}
+                erp.orders[order.erp_order] = {"sales_order": order.erp_order, "status": status, **body}
+                erp.idempotent[order.ref] = (201, erp.orders[order.erp_order])
+
+    async def take_over(self, orders: Sequence[InFlight]) -> None:
+        """Carry a history's unfinished orders on in the background: at their planned times when
+        ``on_time``, else one after another at once (so one order's partner fault meets no other's call)."""
+        if self.on_time:
+            for order in orders:
+                self._background(self.carry_on(order))
+        else:
+            self._background(self._in_turn(orders))
+
+    async def _in_turn(self, orders: Sequence[InFlight]) -> None:
+        for order in orders:
+            await self.carry_on(order)
+
+    async def carry_on(self, order: InFlight) -> None:
+        """The steps the history's end cut off, each at its planned time (at once if already due), as
+        a live order does them: its fault fails the same call and stops it where the history's would."""
+        if "accepted_by_erp" in order.at:
+            await self._when(order.at["accepted_by_erp"])
+            created = await self.accept(order, [dict(line) for line in order.lines], order.fault)
+            if created.status_code != 201:
+                return
+            order.erp_order = created.json()["sales_order"]
+        if "allocated" in order.at:
+            await self._when(order.at["allocated"])
+            url = self.url("erp", f"/sales-orders/{order.erp_order}/allocate")
+            await post(self.client, self.network.tracer("erp"), url, {}, to="erp")
+        await asyncio.gather(*(self._carry_shipment(order, part) for part in order.shipments))
+
+    async def _carry_shipment(self, order: InFlight, part: Part) -> None:
+        fault, shipment, tracking, at = order.fault if part.first else "", part.shipment, part.tracking, 0
+        for stage in part.left:
+            at = part.at.get(stage, at)
+            await self._when(at)
+            if stage == "released":
+                released = await self.release(order, part.system, fault)
+                if released.status_code >= 400:
+                    self.unshipped[order.erp_order] = order
+                    return
+            elif stage == "shipped":
+                shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
+                await self.ship(order, part.system, shipment, tracking, fault, part.lines)
+                if fault == "dead_letter":
+                    return
+            elif stage == "confirmed" and fault == "dead_letter":  # shipped in the history, dead-lettered after
+                await self.dead_lettered(order, self.shipped_event(order, part.system, shipment, tracking, part.lines))
+                return
+            elif stage == "confirmed":
+                await self.confirm(order, shipment, tracking, fault == "throttled")
+            else:
+                await self.invoice(order, shipment)
+
+    async def _when(self, at_us: int) -> None:
+        if self.on_time:
+            await asyncio.sleep(max(0.0, at_us / 1e6 - time.time()))
 
     def _fulfilment_created(self, system: str) -> Callable[[dict[str, Any]], Awaitable[None]]:
         """A warehouse ships what it receives: a fulfilment sent for a failed release (a reroute or a
@@ -140,16 +214,7 @@ class Driver:
             return {"order": order.ref, "outcome": "capture_failed", "status": captured.status_code}
         await self.pace(MINUTE, 12 * MINUTE)
         erp = self.network.tracer("erp")
-        body = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
-        created = await post(
-            self.client,
-            self.network.tracer(order.channel),
-            self.url("erp", "/sales-orders"),
-            body,
-            {"Idempotency-Key": order.ref},
-            attrs=order.ref_attrs,
-            to="erp",
-        )
+        created = await self.accept(order, lines, "")
         if created.status_code != 201:
             return {"order": order.ref, "outcome": "rejected", "status": created.status_code}
         order.erp_order = created.json()["sales_order"]
@@ -157,6 +222,22 @@ class Driver:
         await post(self.client, erp, self.url("erp", f"/sales-orders/{order.erp_order}/allocate"), {}, to="erp")
         await self.pace(MINUTE, 30 * MINUTE)
         return await self.fulfil(order)
+
+    async def accept(self, order: Order | InFlight, lines: list[dict[str, Any]], fault: str) -> httpx.Response:
+        """The channel's connector posts the order to the ERP (with the unknown SKU an
+        ``unknown_sku`` fault sends, for a history's order: a live one's lines carry it already)."""
+        if fault == "unknown_sku":
+            lines[0]["sku"] = self.flow.catalog.unknown_sku(random.Random(order.ref))
+        body = {"external_ref": order.ref, "customer": order.customer, "lines": lines}
+        return await post(
+            self.client,
+            self.network.tracer(order.channel),
+            self.url("erp", "/sales-orders"),
+            body,
+            {"Idempotency-Key": order.ref},
+            attrs={ORDER_ATTR[order.channel]: order.ref},
+            to="erp",
+        )
 
     def capture_body(self, order: Order, lines: list[dict[str, Any]]) -> dict[str, Any]:
         return {
@@ -185,7 +266,7 @@ class Driver:
             }
         return await self.complete(order, system, fault)
 
-    async def complete(self, order: Order, system: str, fault: str) -> dict[str, Any]:
+    async def complete(self, order: Confirmable, system: str, fault: str) -> dict[str, Any]:
         """Ship, confirm to the marketplace and invoice a released order."""
         shipment, tracking = self.flow.ids.next("SH"), self.flow.ids.tracking("UPS")
         await self.pace(2 * HOUR, (18 if system == "wms" else 26) * HOUR)
@@ -204,6 +285,9 @@ class Driver:
         await self.pace(5 * MINUTE, HOUR)
         await self.confirm(order, shipment, tracking, fault == "throttled")
         await self.pace(30 * MINUTE, 8 * HOUR)
+        await self.invoice(order, shipment)
+
+    async def invoice(self, order: Confirmable, shipment: str) -> None:
         invoice = {
             "erp.sales_order": order.erp_order,
             "erp.invoice": self.flow.ids.next("INV"),
@@ -211,7 +295,7 @@ class Driver:
         }
         await post(self.client, self.network.tracer("erp"), self.url("erp", "/invoices"), invoice, to="erp")
 
-    async def release(self, order: Order, system: str, fault: str) -> httpx.Response:
+    async def release(self, order: Confirmable, system: str, fault: str) -> httpx.Response:
         erp, mine = self.network.tracer("erp"), {"erp.sales_order": order.erp_order}
         if system == "wms":
             return await post(
@@ -236,24 +320,45 @@ class Driver:
         finally:
             state.down, state.slow = state.down and fault != "partner_down", state.slow and fault != "partner_timeout"
 
-    async def ship(self, order: Order, system: str, shipment: str, tracking: str, fault: str) -> None:
-        data = {
+    async def ship(
+        self,
+        order: Confirmable,
+        system: str,
+        shipment: str,
+        tracking: str,
+        fault: str,
+        lines: list[dict[str, Any]] | None = None,
+    ) -> None:
+        event = self.shipped_event(order, system, shipment, tracking, lines)
+        if fault == "dead_letter":
+            await self.dead_lettered(order, event)
+            return
+        await self.delivery.send(event)
+        if fault == "duplicate_notice":
+            await self.delivery.send(event)
+
+    def shipped_event(
+        self, order: Confirmable, system: str, shipment: str, tracking: str, lines: list[dict[str, Any]] | None = None
+    ) -> dict[str, Any]:
+        """The warehouse's shipment notice; ``lines`` when only some of the order's lines shipped
+        (a history's split order), so that the others count as outstanding until they ship."""
+        data: dict[str, Any] = {
             "order_id": order.ref,
             "sales_order": order.erp_order,
             "shipment_id": shipment,
             "tracking_number": tracking,
             "carrier": "UPS",
         }
-        event = json.loads(cloudevents.event(self.flow.ids.event_id(), system, SHIPPED, time.time_ns() // 1000, data))
-        if fault == "dead_letter":
-            self.unnoticed[order.erp_order] = order
-            reason = "consumer rejected the message 5 times"
-            self.delivery.dead_letter(event, reason)
-            await self.delivery.send(self.dead_letter_notice(event, reason))
-            return
-        await self.delivery.send(event)
-        if fault == "duplicate_notice":
-            await self.delivery.send(event)
+        if lines is not None:
+            data["lines"] = lines
+        return json.loads(cloudevents.event(self.flow.ids.event_id(), system, SHIPPED, time.time_ns() // 1000, data))
+
+    async def dead_lettered(self, order: Confirmable, event: dict[str, Any]) -> None:
+        """The ERP's consumer gives up on the notice: it waits in the dead-letter list for a Replay."""
+        self.unnoticed[order.erp_order] = order
+        reason = "consumer rejected the message 5 times"
+        self.delivery.dead_letter(event, reason)
+        await self.delivery.send(self.dead_letter_notice(event, reason))
 
     async def redelivered(self, event: dict[str, Any]) -> bool:
         """The ERP re-delivers a dead letter: once it goes through, the ERP confirms and invoices."""
@@ -317,6 +422,9 @@ class LiveOptions:
     """A generated history's ground truth: live documents are numbered after its ids."""
     held: tuple[HeldLetter, ...] = ()
     """A history's dead letters (``history.held_letters``): the ERP starts with them (``Driver.hold``)."""
+    in_flight: tuple[InFlight, ...] = ()
+    """A history's unfinished orders (``history.in_flight``): the services know them from the start
+    (``Driver.know``) and ``run_live`` carries them on (``Driver.take_over``)."""
     real_time: bool = True
     """Hops as far apart as in the history (hours to ship); False: each order runs through at once."""
     admin_port: int | None = None
@@ -350,6 +458,7 @@ async def running(
             await asyncio.sleep(0.02)
         drivers.append(Driver(network, flow, urls, delivery))
         drivers[0].hold(options.held)
+        drivers[0].know(options.in_flight)
         yield drivers[0]
     finally:
         for server in pool:
@@ -374,6 +483,8 @@ async def run_live(options: LiveOptions, profile: FaultProfile) -> None:
         await wait_for_collectors([options.otlp_endpoint, options.events_url])
         if options.real_time:
             driver.pace = real_time(random.Random(options.seed + 1))  # its own: the orders' faults stay as seeded
+            driver.on_time = True
+        await driver.take_over(options.in_flight)
         while True:
             if options.real_time:
                 driver._background(driver.order(time.time_ns() // 1000))  # it takes hours: the next starts meanwhile
