@@ -303,7 +303,9 @@ def bulk(page: Page, filters: q.QueueFilter, total: int, age: str) -> None:
         st.fragment(run_every=2)(_job_status)(page)
     if total == 0:
         return
-    with st.expander(f"Bulk action on all {total} matching exceptions"):
+    # Keyed: its title counts the queue, which grows while a lead works through an outage, and a new
+    # title made a new expander, closed under the lead's hands between choosing the action and the target.
+    with st.expander(f"Bulk action on all {total} matching exceptions", key="bulk_panel"):
         action = st.selectbox("Action", api.BULK_ACTIONS, key="bulk_action")
         target = None
         if action == "assign":

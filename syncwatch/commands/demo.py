@@ -224,7 +224,9 @@ def outage_help(base_port: int) -> str:
     modes = " or ".join(mode for mode in MODES if mode not in ("down", "up"))
     return (
         f"to stage a partner outage from another terminal: {command('3pl-fastship', 'down', base_port)} "
-        f"(or {modes}, for any of {', '.join(PARTNERS)}); end it with: {command('3pl-fastship', 'up', base_port)}"
+        f"(or {modes}, for any of {', '.join(PARTNERS)}; the ERP is the business's own, not staged); orders "
+        "reach their 3PL minutes after capture, so its failures show some minutes in (sooner with more "
+        f"--orders-per-minute); end it with: {command('3pl-fastship', 'up', base_port)}"
     )
 
 
