@@ -16,6 +16,7 @@ from pathlib import Path
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.bench import Benchmark, Figures
 from syncwatch.config import load_config
+from syncwatch.sim.generate import observed_files
 from syncwatch.store import Checkpoint, Store
 from syncwatch.store.retention import prune
 
@@ -44,8 +45,7 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> Store:
     store.upgrade()
     if store.counts()["observations"]:
         raise SystemExit("syncwatch bench correlate needs an empty database")
-    files = sorted(str(p) for p in data.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
-    _syncwatch("ingest", "--db", url, *files)
+    _syncwatch("ingest", "--db", url, *observed_files(data))
     return store
 
 

@@ -107,8 +107,9 @@ def _prepare(folder: Path, db: str, now: datetime, env: dict[str, str]) -> str:
     shape += ("--until", now.isoformat(timespec="seconds"))
     _step(env, "db", "upgrade", "--db", db)
     _step(env, "sim", *generate, *shape)
-    files = sorted(str(p) for p in out.rglob("*") if p.suffix in (".jsonl", ".log") and p.name != "ground_truth.jsonl")
-    _step(env, "ingest", "--db", db, *files)
+    from syncwatch.sim.generate import observed_files
+
+    _step(env, "ingest", "--db", db, *observed_files(out))
     _step(env, "correlate", "--db", db)
     return (
         f"history generated from {start:%a %d %b} to now ({now:%a %d %b %H:%M} UTC) with the sample_data/ command "

@@ -47,6 +47,8 @@ FILES = {
     "events": "events/events.jsonl",
     "truth": "ground_truth.jsonl",
 }
+OBSERVED = ("traces", "logs", "gateway", "edge", "events")
+"""The files of ``FILES`` that hold what the systems reported: what to ingest (not the truth)."""
 IN_FLIGHT = "in_flight.jsonl"
 """Written beside the others when ``--until`` cuts the traffic: the orders the cut left unfinished,
 with what is left of each (``Record.carried``), for the live network that goes on from there."""
@@ -232,3 +234,9 @@ def _record_truth(handle: IO[str], records: list[Record], summary: Summary) -> N
         for fault in record.faults:
             if record.type == "order":
                 summary.faults[fault["name"]] = summary.faults.get(fault["name"], 0) + 1
+
+
+def observed_files(folder: Path) -> list[str]:
+    """The files a generated folder holds that are to be ingested, in a fixed order: the ground truth
+    and the orders left in flight are the simulator's own, not anything a system reported."""
+    return [str(folder / FILES[name]) for name in OBSERVED if (folder / FILES[name]).is_file()]
