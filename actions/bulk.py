@@ -60,8 +60,19 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
     partners = Counter(partner[r["id"]] for r in rows)
     ids, chosen = tuple(r["id"] for r in rows), target if action in ("assign", "reroute") else None
     suggested = dict(Counter(r["suggested_action"] or "none" for r in rows))
+    categories = dict(Counter(str(r["category"]) for r in rows))
+    breached = sum(1 for r in rows if r["sla_state"] == "breached")
     return BulkPlan(
-        action, dict(filters), len(rows), dict(partners), ids, target=chosen, suggested=suggested, left_out=left_out
+        action,
+        dict(filters),
+        len(rows),
+        dict(partners),
+        ids,
+        target=chosen,
+        suggested=suggested,
+        left_out=left_out,
+        categories=categories,
+        breached=breached,
     )
 
 

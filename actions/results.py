@@ -35,6 +35,10 @@ class BulkPlan:
     """How many of them suggest each action (retry, reroute, replay, resolve, or none)."""
     left_out: dict[str, int] = field(default_factory=dict)
     """Exceptions the filter matched that the job leaves out, by reason (already resolved…)."""
+    categories: dict[str, int] = field(default_factory=dict)
+    """How many of them are of each category: a lead moving a backlog sees what it is made of."""
+    breached: int = 0
+    """How many of their orders are already past their SLA: a reroute hands them over late."""
 
     @property
     def left_out_text(self) -> str | None:
@@ -42,6 +46,21 @@ class BulkPlan:
             return None
         reasons = ", ".join(f"{n} {reason}" for reason, n in sorted(self.left_out.items(), key=lambda i: -i[1]))
         return f"Left out: {reasons}."
+
+    @property
+    def makeup(self) -> str | None:
+        """'42 partner unavailable, 17 timeout; the orders of 55 are already past their SLA.'"""
+        if not self.categories:
+            return None
+        kinds = ", ".join(
+            f"{n} {c.replace('_', ' ')}" for c, n in sorted(self.categories.items(), key=lambda i: (-i[1], i[0]))
+        )
+        late = ""
+        if self.breached:
+            late = f"; the orders of {self.breached} are already past their SLA"
+            if self.action == "reroute" and self.target:
+                late += f", which {self.target} takes over late"
+        return f"Of them: {kinds}{late}."
 
     @property
     def caveat(self) -> str | None:

@@ -356,7 +356,7 @@ def _assignees(page: Page) -> list[str]:
 
 def _show_plan(page: Page, plan: api.BulkPlan, note: str | None) -> None:
     to = f" to {plan.target}" if plan.target else ""
-    said = " ".join(t for t in (plan.left_out_text, plan.caveat) if t)
+    said = " ".join(t for t in (plan.makeup, plan.left_out_text, plan.caveat) if t)
     st.warning(f"**{plan.action.capitalize()} {plan.count} exceptions{to}.** {said}")
     if plan.partners:
         st.dataframe(

@@ -13,7 +13,7 @@ from sqlalchemy import select
 from actions.services import close_all
 from syncwatch.cli import main
 from syncwatch.store import Store
-from syncwatch.store.schema import audit_log, exceptions
+from syncwatch.store.schema import audit_log, exceptions, transactions
 
 
 @pytest.fixture
@@ -38,6 +38,7 @@ def test_without_yes_it_only_plans(seeded: str, capsys: pytest.CaptureFixture[st
     assert main(["bulk", "resolve", "--as", "alex", "--note", "n", "--category", "timeout", "--db", seeded]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "Plan: resolve 4 exceptions.",
+        "Of them: 4 timeout.",
         "  erp: 4",
         "Run again with --yes to start.",
     ]
@@ -225,10 +226,13 @@ def test_a_bulk_reroute_plan_names_the_target_and_what_it_leaves_out(
         conn.execute(exceptions.update(), {"suggested_action": "reroute", "category": "partner_unavailable"})
         conn.execute(exceptions.update().where(exceptions.c.id.in_(("exc-0", "exc-1"))), {"system": "3pl-fastship"})
         conn.execute(exceptions.update().where(exceptions.c.id == "exc-2"), {"system": "3pl-parcelpro"})
+        conn.execute(transactions.update(), {"sla_state": "breached"})  # the down 3PL held them past their promise
     store.close()
     assert main(["bulk", "reroute", "--as", "alex", "--to", "3pl-parcelpro", "--db", seeded]) == 0
     assert capsys.readouterr().out.splitlines() == [
         "Plan: reroute 2 exceptions to 3pl-parcelpro.",
+        "Of them: 2 partner unavailable; the orders of 2 are already past their SLA,"
+        " which 3pl-parcelpro takes over late.",
         "Left out: 1 already with 3pl-parcelpro, 1 not at a warehouse or 3PL.",
         "  3pl-fastship: 2",
         "Run again with --yes to start.",

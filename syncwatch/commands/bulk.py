@@ -104,6 +104,8 @@ def _plan_json(plan: Any) -> dict[str, Any]:
         "count": plan.count,
         "partners": plan.partners,
         "suggested": plan.suggested,
+        "categories": plan.categories,
+        "breached": plan.breached,
         "caveat": plan.caveat,
         "left_out": plan.left_out,
         "target": plan.target,
@@ -114,7 +116,7 @@ def _plan_json(plan: Any) -> dict[str, Any]:
 def _plan_text(plan: Any, unknown: list[str]) -> str:
     to = f" to {plan.target}" if plan.target else ""
     lines = [f"Plan: {plan.action} {plural(plan.count, 'exception')}{to}."]
-    lines += [t for t in (plan.left_out_text, plan.caveat) if t]
+    lines += [t for t in (plan.makeup, plan.left_out_text, plan.caveat) if t]
     lines += [f"  {partner}: {count}" for partner, count in sorted(plan.partners.items(), key=lambda i: -i[1])]
     lines.append("Run again with --yes to start." if plan.count else "Nothing matches; nothing to do.")
     if not plan.count:

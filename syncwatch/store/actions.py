@@ -183,7 +183,18 @@ def select_exceptions(conn: Connection, filters: Mapping[str, Any]) -> list[dict
     ``QueueFilter.from_mapping`` reads them), oldest first."""
     stmt = (
         select(
-            e.id, e.system, e.category, e.status, e.suggested_action, e.context, e.observation_id, t.channel, t.partner
+            e.id,
+            e.system,
+            e.category,
+            e.status,
+            e.suggested_action,
+            e.context,
+            e.observation_id,
+            t.channel,
+            t.partner,
+            t.type,
+            t.current_stage,
+            t.sla_state,
         )
         .join(transactions, t.id == e.transaction_id)
         .where(*_conditions(filters))
