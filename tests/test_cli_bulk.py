@@ -237,3 +237,17 @@ def test_a_bulk_reroute_plan_names_the_target_and_what_it_leaves_out(
         "  3pl-fastship: 2",
         "Run again with --yes to start.",
     ]
+
+
+def test_a_bulk_reroute_leaves_out_orders_that_have_shipped(seeded: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """A shipped order moved to another 3PL is fulfilled twice: the plan leaves it out, and says so."""
+    store = Store.open(seeded)
+    with store.engine.begin() as conn:
+        moved = {"suggested_action": "reroute", "category": "timeout", "system": "3pl-fastship"}
+        conn.execute(exceptions.update(), moved)
+        conn.execute(transactions.update(), {"current_stage": "shipped"})
+    store.close()
+    assert main(["bulk", "reroute", "--as", "alex", "--to", "3pl-parcelpro", "--db", seeded]) == 0
+    said = capsys.readouterr().out
+    assert "Plan: reroute 0 exceptions to 3pl-parcelpro." in said
+    assert "Left out: 4 already past its partner (shipped)." in said, said
