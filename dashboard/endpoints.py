@@ -45,7 +45,8 @@ def render() -> None:
     if not echoes.toggle("Callers' views of endpoints that report themselves", key="echoes", help=help_text):
         table = table[~echoed]
     shown = table if system == "all systems" else table[table["system"] == system]
-    st.dataframe(shown.drop(columns=["reported by", "peer", "gateway"]), hide_index=True, column_config=_columns())
+    internal = ["reported by", "peer", "gateway", "logged"]
+    st.dataframe(shown.drop(columns=internal), hide_index=True, column_config=_columns())
     st.caption(
         f"Failing: an error rate over {SICK_ERROR_RATE:.0%} (no answer, or 5xx); recovering: failing in this "
         "window, but no failure for 5 minutes and answered since; degraded: a 429, "
@@ -113,6 +114,7 @@ def health_table(stats: pd.DataFrame, window: timedelta, page: Page) -> pd.DataF
             "reported by": stats["system"],
             "peer": stats["peer"],
             "gateway": stats["gateway"],
+            "logged": stats["logged"],
             "requests/min": stats["requests"] / (window.total_seconds() / 60),
             "p50 ms": stats["p50_ms"],
             "last error": stats["last_error"].astype("string").fillna("").map(mask_emails),
@@ -151,13 +153,13 @@ def _columns() -> dict[str, object]:
 def _timeline(page: Page, table: pd.DataFrame, since: object, until: object) -> None:
     seen = table["seen by"].map(lambda by: f" (seen by {by})" if by else "")
     labels = table["system"] + " · " + table["endpoint"] + seen
-    rows = zip(table["reported by"], table["endpoint"], table["peer"], table["gateway"], strict=True)
+    rows = zip(table["reported by"], table["endpoint"], table["peer"], table["gateway"], table["logged"], strict=True)
     endpoints = dict(zip(labels, rows, strict=True))
     chosen = st.selectbox("Timeline of", list(endpoints))
     if not chosen:
         return
-    system, endpoint, peer, gateway = endpoints[chosen]
-    data = q.endpoint_timeline(page.store, system, endpoint, since, until, peer, gateway)  # type: ignore[arg-type]
+    system, endpoint, peer, gateway, logged = endpoints[chosen]
+    data = q.endpoint_timeline(page.store, system, endpoint, since, until, peer, gateway, logged)  # type: ignore[arg-type]
     st.plotly_chart(charts.endpoint_timeline(data), key="endpoint_timeline")
 
 

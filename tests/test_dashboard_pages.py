@@ -599,6 +599,7 @@ def test_an_endpoint_fails_only_when_it_does_not_answer_and_recovers_when_it_ans
             "operation": ["GET /orders", "POST /sales-orders", "POST /fulfillment-orders", "POST /fulfillment-orders"],
             "peer": [""] * 4,
             "gateway": [False] * 4,
+            "logged": [False] * 4,
             "requests": [100, 100, 100, 100],
             "errors": [40, 10, 50, 50],
             "throttled": [38, 0, 0, 0],
@@ -627,7 +628,8 @@ def test_an_endpoint_fails_only_when_it_does_not_answer_and_recovers_when_it_ans
 def test_a_system_calling_its_own_endpoint_is_one_row() -> None:
     """The ERP allocating its orders over HTTP reported each call as its client and as its server."""
     at = datetime(2026, 11, 8, 23, 0, tzinfo=UTC)
-    row = {"system": "erp", "operation": "POST /invoices", "gateway": False, "errors": 0, "throttled": 0}
+    row = {"system": "erp", "operation": "POST /invoices", "gateway": False, "logged": False, "errors": 0}
+    row["throttled"] = 0
     stats = pd.DataFrame(
         [
             {**row, "peer": "", "requests": 15},

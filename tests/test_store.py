@@ -319,6 +319,9 @@ def test_a_call_both_traced_and_logged_is_one_request_of_its_endpoint_on_every_e
     store.write_observations([*traced, *logged, replace(logged[0], natural_id="line-extra")])
     stats = q.endpoint_stats(store, at - timedelta(hours=1), at + timedelta(hours=1))
     assert stats[["system", "requests", "errors"]].values.tolist() == [["3pl-fastship", 4, 2]], "the log saw more"
+    window = (at - timedelta(hours=1), at + timedelta(hours=1))
+    timeline = q.endpoint_timeline(store, "3pl-fastship", "POST /fulfillment-orders", *window, logged=True)
+    assert (timeline["requests"].sum(), timeline["errors"].sum()) == (4, 2), "as the table counts: once, not 7"
 
 
 def test_a_gateways_lines_of_a_traced_endpoint_are_its_view_of_that_endpoint_on_every_engine(store: Store) -> None:

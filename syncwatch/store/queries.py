@@ -461,7 +461,8 @@ def endpoint_stats(store: Store, since: datetime, until: datetime) -> pd.DataFra
     # per endpoint the report that saw more of them counts, as an exception counts attempts.
     owners = _gateway_owners(counts)  # before the folding below, which may keep a traced system's log row
     counts = counts.sort_values("requests", ascending=False, kind="stable").drop_duplicates(ENDPOINT)
-    counts = _as_gateway_views(counts.drop(columns="logged"), owners).sort_values(ENDPOINT, kind="stable")
+    counts = _as_gateway_views(counts, owners).sort_values(ENDPOINT, kind="stable")
+    counts["logged"] = counts["logged"].astype(bool)  # which report counts: the timeline draws the same one
     latency = _as_gateway_views(frame(store, _endpoint_latency(store, names, since, until)), owners)
     last = _as_gateway_views(frame(store, _last_errors(names, since, until)), owners)
     merged = counts.merge(latency, on=[*ENDPOINT, "gateway"], how="left")
@@ -598,12 +599,22 @@ def _last_errors(names: list[str], since: datetime, until: datetime) -> Select[A
 
 
 def endpoint_timeline(
-    store: Store, system: str, operation: str, since: datetime, until: datetime, peer: str = "", gateway: bool = False
+    store: Store,
+    system: str,
+    operation: str,
+    since: datetime,
+    until: datetime,
+    peer: str = "",
+    gateway: bool = False,
+    logged: bool = False,
 ) -> pd.DataFrame:
     """Requests, errors, 429s and other refusals per time bucket for one endpoint row of
     ``endpoint_stats`` (minutes for a short window, else hours); ``gateway``: the row is a gateway's
-    lines, whose peer it named."""
+    lines, whose peer it named; ``logged``: the row counts log lines, not spans. A call both traced
+    and logged counts once in the table, by the report that saw more: drawn from both, the timeline
+    showed it twice."""
     peer = "" if gateway else peer
+    kind = "log" if logged or gateway else "span"
     minutes = until - since <= timedelta(hours=2)
     bucket = (_minute(store, o.start_time) if minutes else _hour(store, o.start_time)).label("bucket")
     stmt = (
@@ -615,7 +626,7 @@ def endpoint_timeline(
             func.sum(case((and_(o.outcome == "error", _refused(o.status_code)), 1), else_=0)).label("rejected"),
             func.sum(case((and_(o.outcome == "error", _unanswered(o.status_code)), 1), else_=0)).label("failed"),
         )
-        .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer))
+        .where(and_(_window([system], since, until), o.operation == operation, _peer() == peer, o.kind == kind))
         .group_by(bucket)
         .order_by(bucket)
     )
