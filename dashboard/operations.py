@@ -79,12 +79,14 @@ def _headline(grid: pd.DataFrame, failing: pd.DataFrame) -> None:
 
 
 def _callouts(page: Page, failing: pd.DataFrame) -> None:
-    for row in failing[failing["exceptions"] >= FAILING_AT].itertuples():
-        oldest = age(row.oldest, page.now)
-        st.error(
-            f"**{row.system}** needs attention: {row.exceptions} open exceptions ({row.categories}), "
-            f"the oldest {oldest} old."
-        )
+    """The systems to call, the one failing most recently first: a partner down now comes before one
+    with an older backlog, however long that is."""
+    called = failing[failing["exceptions"] >= FAILING_AT].sort_values("newest", ascending=False, kind="stable")
+    for row in called.itertuples():
+        # The newest tells a partner failing now from an old backlog, which read the same by count.
+        newest, oldest = age(row.newest, page.now), age(row.oldest, page.now)
+        span = f"the newest {newest} old" if row.exceptions == 1 else f"the newest {newest}, the oldest {oldest} old"
+        st.error(f"**{row.system}** needs attention: {row.exceptions} open exceptions ({row.categories}), {span}.")
         st.page_link(
             "exceptions.py",
             label=f"Open {row.system}'s exceptions",

@@ -149,7 +149,8 @@ def test_operations_calls_out_the_failing_erp(monkeypatch: pytest.MonkeyPatch, s
     at = open_app(monkeypatch, sample_db)
     assert at.title[0].value == "Operations", "a lead lands on Operations"
     callout = next(e.value for e in at.error if e.value.startswith("**erp** needs attention: "))
-    assert re.search(r"open exceptions \(\d+ \w[\w ]+(, \d+ \w[\w ]+)*\)", callout), callout
+    said = r"open exceptions \(\d+ \w[\w ]+(, \d+ \w[\w ]+)*\), the newest .+, the oldest .+ old\.$"
+    assert re.search(said, callout), callout
     links = {p.proto.label: (p.proto.page, p.proto.query_string) for p in at.get("page_link")}
     assert links["Open erp's exceptions"] == ("exceptions", "system=erp"), "in the app: a plain link would sign out"
     metrics = {m.label: m.value for m in at.metric}

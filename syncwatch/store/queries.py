@@ -179,19 +179,29 @@ def open_count(store: Store) -> int:
 
 def failing_systems(store: Store) -> pd.DataFrame:
     """Systems with active exceptions, most first: the partners to call out, with how many of each
-    category (a system with stuck orders or rejected data is not the same call as one that is down)."""
+    category (a system with stuck orders or rejected data is not the same call as one that is down),
+    and when the oldest and the newest opened (a partner failing now, or an old backlog)."""
     stmt = (
-        select(e.system, e.category, func.count().label("exceptions"), func.min(e.opened_at).label("oldest"))
+        select(
+            e.system,
+            e.category,
+            func.count().label("exceptions"),
+            func.min(e.opened_at).label("oldest"),
+            func.max(e.opened_at).label("newest"),
+        )
         .where(e.status.in_(ACTIVE_EXCEPTION))
         .group_by(e.system, e.category)
     )
     rows = frame(store, stmt)
     if rows.empty:
-        return pd.DataFrame(columns=["system", "exceptions", "oldest", "categories"])
+        return pd.DataFrame(columns=["system", "exceptions", "oldest", "newest", "categories"])
     rows = rows.sort_values(["exceptions", "category"], ascending=[False, True])
     described = rows.assign(part=rows["exceptions"].astype(str) + " " + rows["category"].str.replace("_", " "))
     by_system = described.groupby("system").agg(
-        exceptions=("exceptions", "sum"), oldest=("oldest", "min"), categories=("part", ", ".join)
+        exceptions=("exceptions", "sum"),
+        oldest=("oldest", "min"),
+        newest=("newest", "max"),
+        categories=("part", ", ".join),
     )
     return by_system.reset_index().sort_values(["exceptions", "system"], ascending=[False, True], ignore_index=True)
 
