@@ -40,8 +40,8 @@ def plan(services: Services, action: str, filters: dict[str, Any], actor: str, t
         raise ValueError(f"bulk runs {', '.join(BULK_ACTIONS)}, not {action!r}")
     if action == "assign" and not roles.may(services.config, target or "", "resolve"):
         raise ValueError(roles.cannot_work(services.config, target))
-    if action == "reroute" and target not in reroute.targets(services.config, actor):
-        allowed = reroute.targets(services.config, actor)
+    allowed = reroute.targets(services.config, actor) if action == "reroute" else []
+    if action == "reroute" and target not in allowed:
         if not target:
             said = "name the partner to reroute to"
         elif target in reroute.fulfilers(services.config):
