@@ -78,6 +78,40 @@ def test_a_repeat_inside_one_batch_is_stored_once(store: Store) -> None:
     assert [row.duplicates for row in rows(store)] == [2]
 
 
+def test_a_batch_of_new_and_redelivered_rows_stores_the_new_ones_under_their_own_ids(store: Store) -> None:
+    """The writer inserts first and looks up only what was left out: the ids, identity keys and
+    duplicate counts must still land on the right rows when a batch mixes both."""
+    store.write_observations([span(2), span(4)])
+    result = store.write_observations([span(1), span(2), span(3), span(4), span(4), span(5)])
+    assert (result.stored, result.duplicates) == (3, 3)
+    by_id = {row.natural_id: row for row in rows(store)}
+    assert {nid: row.duplicates for nid, row in by_id.items()} == {
+        f"trace{n:04d}:span{n:04d}": {2: 1, 4: 2}.get(n, 0) for n in range(1, 6)
+    }
+    keys = {(row.value, row.observation_id) for row in rows(store, business_keys)}
+    assert keys == {(f"SO-{n}", by_id[f"trace{n:04d}:span{n:04d}"].id) for n in range(1, 6)}
+
+
+def test_sqlite_ids_taken_at_random_still_tell_new_rows_from_stored_ones(tmp_path: Path) -> None:
+    """Once the largest 64-bit id is taken SQLite picks new ids at random: the writer then looks
+    the stored ones up before inserting, since the new ones no longer follow the largest."""
+    store = Store.open(f"sqlite:///{tmp_path / 'top.db'}")
+    store.upgrade()
+    store.write_observations([span(1)])
+    top = 2**63 - 1
+    with store.engine.begin() as conn:  # span 1 moved, with its identity key, to the largest id
+        conn.execute(business_keys.delete())
+        conn.execute(observations.update().values(id=top))
+        conn.execute(business_keys.insert().values(value="SO-1", key_type="erp_order", observation_id=top))
+    result = store.write_observations([span(1), span(2), span(3)])
+    assert (result.stored, result.duplicates) == (2, 1)
+    by_id = {row.natural_id: row for row in rows(store)}
+    assert by_id["trace0001:span0001"].duplicates == 1 and by_id["trace0001:span0001"].id == top
+    keys = {(row.value, row.observation_id) for row in rows(store, business_keys)}
+    assert keys == {(f"SO-{n}", by_id[f"trace{n:04d}:span{n:04d}"].id) for n in (1, 2, 3)}
+    store.close()
+
+
 def test_every_field_survives_the_round_trip(store: Store) -> None:
     original = span(
         3,

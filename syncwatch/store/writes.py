@@ -1,11 +1,12 @@
 """Writes that collectors make: observations (deduplicated), quarantine and checkpoints.
 
 The observation path is the ingest hot path, so parsers build ``Row``s (DBAPI values already in
-the driver's form) and the writer talks to the driver cursor: one SELECT finds the natural ids
-already stored, one executemany (SQLite) or a few multi-row ``INSERT … RETURNING`` statements
-(PostgreSQL) store the new ones, and re-deliveries bump ``duplicates`` and stamp ``redelivered_at``
-by primary key. ``ON CONFLICT (natural_id) DO NOTHING`` keeps dedupe right across processes: a row
-another writer stored first counts as a duplicate.
+the driver's form) and the writer talks to the driver cursor: multi-row INSERTs (SQLite) or a few
+``INSERT … RETURNING`` statements (PostgreSQL) with ``ON CONFLICT (natural_id) DO NOTHING`` store
+the new rows first, and only when some were not stored (re-deliveries, rare) does one SELECT find
+the ids of those already there. Re-deliveries bump ``duplicates`` and stamp ``redelivered_at`` by
+primary key. Transactions that write observations commit one after another (SQLite's write lock,
+PostgreSQL's ingest lock), so a row not stored by this call was stored by an earlier one.
 """
 
 from __future__ import annotations
@@ -215,7 +216,8 @@ def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
             repeats[row[0]] += 1
         else:
             conflicts.append(_conflict(row, _content(first)))
-    ids = _existing_ids(conn, list(fresh))
+    now = utcnow()
+    ids, stored = _store_new(conn, fresh, now)
     stored_content = _event_contents(conn, [ids[nid] for nid in ids if fresh[nid][1] == EVENT])
     for natural_id, row_id in ids.items():
         row = fresh.pop(natural_id)
@@ -225,10 +227,8 @@ def write_rows(conn: Connection, batch: Sequence[Row]) -> WriteResult:
             conflicts.extend([_conflict(row, before)] * (1 + repeats.pop(natural_id, 0)))
         else:
             repeats[natural_id] += 1
-    now = utcnow()
-    stored = _insert_new(conn, fresh, now)
-    ids.update(stored)
     _write_identity_keys(conn, fresh, stored)
+    ids.update(stored)
     _count_duplicates(conn, {ids[nid]: n for nid, n in repeats.items()}, now)
     return WriteResult(stored=len(stored), duplicates=sum(repeats.values()), conflicts=tuple(conflicts))
 
@@ -297,25 +297,43 @@ def _observations_where_in(conn: Connection, columns: str, column: str, values: 
         return list(cursor.fetchall())
 
 
-def _insert_new(conn: Connection, fresh: dict[str, Row], now: datetime) -> dict[str, int]:
-    """Insert the new rows; natural id → row id of each row this call stored."""
+def _store_new(conn: Connection, fresh: dict[str, Row], now: datetime) -> tuple[dict[str, int], dict[str, int]]:
+    """Insert the rows whose natural id is not stored yet: (natural id → row id of those already
+    stored, natural id → row id of those this call stored). Inserting first and looking up only
+    what was left out saves a lookup per row whenever a batch is new, as nearly every one is."""
     if not fresh:
-        return {}
+        return {}, {}
     if conn.dialect.name == "sqlite":
-        return _insert_sqlite(conn, fresh, _sqlite_time(now))
-    return _insert_postgresql(conn, fresh, now)
+        return _store_sqlite(conn, fresh, _sqlite_time(now))
+    stored = _insert_postgresql(conn, fresh, now)
+    left_out = [natural_id for natural_id in fresh if natural_id not in stored]
+    return _existing_ids(conn, left_out), stored
 
 
-def _insert_sqlite(conn: Connection, fresh: dict[str, Row], received: str) -> dict[str, int]:
+def _store_sqlite(conn: Connection, fresh: dict[str, Row], received: str) -> tuple[dict[str, int], dict[str, int]]:
     """Under SQLite's write lock (BEGIN IMMEDIATE, or the first write of any transaction) nobody
-    else inserts, so the batch gets consecutive ids ending at last_insert_rowid(). Were a row ever
-    skipped, or the ids chosen at random, the ids are selected instead."""
+    else inserts, and each new row gets the largest id so far plus one: the rows this call stores
+    get the ids after the largest one before it, in order. Were ids ever chosen at random (once the
+    largest 64-bit id is taken), the stored ones are looked up first and only the others inserted."""
+    with driver_cursor(conn) as cursor:
+        largest = cursor.execute("SELECT max(id) FROM observations").fetchone()[0] or 0
+    if largest + len(fresh) >= _MAX_ROWID:
+        existing = _existing_ids(conn, list(fresh))
+        rest = {natural_id: row for natural_id, row in fresh.items() if natural_id not in existing}
+        insert_tuples(conn, observations, COLUMNS, _with_received(rest.values(), received), ("natural_id",))
+        return existing, _existing_ids(conn, list(rest))
     rows = _with_received(fresh.values(), received)
     inserted = insert_tuples(conn, observations, COLUMNS, rows, ("natural_id",))
-    ids = sqlite_last_ids(conn, inserted) if inserted == len(rows) else None
-    if ids is None:
-        return _existing_ids(conn, list(fresh))
-    return dict(zip(fresh, ids, strict=True))
+    if inserted == len(rows) and sqlite_last_ids(conn, inserted) == range(largest + 1, largest + inserted + 1):
+        return {}, dict(zip(fresh, range(largest + 1, largest + inserted + 1), strict=True))
+    existing: dict[str, int] = {}
+    stored: dict[str, int] = {}
+    for natural_id, row_id in _existing_ids(conn, list(fresh)).items():
+        (stored if row_id > largest else existing)[natural_id] = row_id
+    return existing, stored
+
+
+_MAX_ROWID = 2**63 - 1  # SQLite picks ids at random once this one is taken
 
 
 def _insert_postgresql(conn: Connection, fresh: dict[str, Row], now: datetime) -> dict[str, int]:
