@@ -4,11 +4,12 @@ exceptions whose backoff has passed, within the partners' rate limits, as actor 
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
-from actions import ledger, roles
+from actions import breaker, ledger, retry, roles
 from actions.api import run
 from actions.policy import History, Policy, decide
 from actions.results import ActionResult
@@ -24,34 +25,62 @@ Runner = Callable[[Services, Request], ActionResult]
 
 
 def run_policy(services: Services, run: Runner, now: datetime | None = None) -> list[ActionResult]:
-    """One pass of the policy: decide for each open exception of a retried category, act on the due ones."""
+    """One pass of the policy: decide for each open exception of a retried category, act on the due
+    ones, but hold those to a partner whose circuit is open (``actions.breaker``) but for its probe."""
     policy = Policy.from_config(services.config.file.actions.policy)
+    settings = breaker.Settings.from_config(services.config.file.actions.policy)
     now = now or services.clock()
     with services.store.engine.connect() as conn:
         candidates = q.open_exceptions_in(conn, sorted(policy.categories))
         unsendable = q.unprepared_since(
             conn, roles.POLICY_ACTOR, "retry", {r["id"]: r["last_seen_at"] for r in candidates}
         )
-        histories = [_history(conn, row, unsendable.get(row["id"])) for row in candidates]
+        histories = [(row, *_history(conn, row, unsendable.get(row["id"]))) for row in candidates]
     # A rerouted exception is a person's again (reopened when nothing confirmed the move): a retry would
     # be refused, and audited, at every pass.
-    due = [h for h in histories if decide(policy, h, now).retry and not rerouted(services, {"id": h.exception_id})]
+    due = [
+        (row, history, partner)
+        for row, history, partner in histories
+        if decide(policy, history, now).retry and not rerouted(services, {"id": history.exception_id})
+    ]
+    circuits = breaker.read(services, now) if settings.enabled else {}
+    for circuit in circuits.values():  # what a pass cut short left unwritten, and circuits idle too long
+        breaker.settle(services, circuit, settings, now)
+    held: Counter[str] = Counter()
     results = []
-    for history in due:
+    for row, history, partner in due:
+        partner = partner or (retry.partner_of(services, row) if settings.enabled else None)
+        circuit = circuits.setdefault(partner, breaker.Circuit(partner)) if partner and settings.enabled else None
+        if circuit is not None and circuit.holds(settings, now):
+            held[circuit.partner] += 1  # not sent, not an attempt: it stays due, for after the circuit closes
+            continue
+        probe = circuit is not None and circuit.open
         result = run(services, Request("retry", history.exception_id, roles.POLICY_ACTOR))
         if result.action_id is None:
             log.warning("automatic retry of %s not sent, left to a person: %s", history.exception_id, result.message)
         results.append(result)
+        if circuit is None or result.action_id is None:
+            continue
+        with services.store.engine.connect() as conn:
+            outcome = (q.action(conn, result.action_id) or {}).get("outcome") or {}
+        circuit.saw(outcome)
+        if probe:
+            breaker.probed(services, circuit, settings, now, history.exception_id, result.ok)
+        breaker.settle(services, circuit, settings, now)
+    for partner, n in held.items():
+        log.debug("automatic retries to %s held while its circuit is open: %d", partner, n)
     return results
 
 
-def _history(conn: Any, row: dict[str, Any], unsendable: str | None) -> History:
+def _history(conn: Any, row: dict[str, Any], unsendable: str | None) -> tuple[History, str | None]:
+    """The policy's view of one exception, and the partner its automatic retries went to, if any went."""
     automatic = [a for a in q.actions_of(conn, row["id"], "retry") if a["actor"] == roles.POLICY_ACTOR]
     last = automatic[0] if automatic else None
     last_failure = max([row["last_seen_at"], *([last["finished_at"]] if last and last["finished_at"] else [])])
     retry_after = (last["outcome"] or {}).get("retry_after") if last else None
     attempts = sum(a["attempts"] for a in automatic)
-    return History(row["id"], row["category"], last_failure, attempts, retry_after, unsendable)
+    partner = next((str(a["request"]["partner"]) for a in automatic if (a["request"] or {}).get("partner")), None)
+    return History(row["id"], row["category"], last_failure, attempts, retry_after, unsendable), partner
 
 
 def reopen_unconfirmed(services: Services, now: datetime | None = None) -> list[str]:

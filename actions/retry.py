@@ -15,7 +15,7 @@ from actions.kinds import erp, fulfilment
 from actions.ledger import Claim
 from actions.runner import Plan, Request
 from actions.services import Services
-from actions.steps import Step, failed_step
+from actions.steps import Step, failed_step, sent_to
 from syncwatch.store import actions as q
 
 UNCERTAIN = {"timeout"}
@@ -44,6 +44,7 @@ def prepare(services: Services, request: Request, exception: dict[str, Any]) -> 
 
 
 def _send(client: PartnerClient, step: Step, claim: Claim, outcome: dict[str, Any], uncertain: bool) -> str:
+    outcome["partner"] = client.name  # whose circuit the automatic retries' outcomes count for (actions.breaker)
     maybe_landed = uncertain or (
         claim.earlier is not None and not (claim.earlier["outcome"] or {}).get("definitive", True)
     )
@@ -75,3 +76,15 @@ def _existing(client: PartnerClient, step: Step) -> str | None:
 def _reference(body: dict[str, Any]) -> str | None:
     value = body.get("sales_order") or body.get("id")
     return str(value) if value else None
+
+
+def partner_of(services: Services, exception: dict[str, Any]) -> str | None:
+    """The partner a retry of this exception would go to, where that can be told from its failure."""
+    with services.store.engine.connect() as conn:
+        observations = q.step_observations(conn, exception["observation_id"], exception["transaction_id"])
+    if not observations:
+        return None
+    try:
+        return sent_to(services, observations)
+    except NotActionable:
+        return None

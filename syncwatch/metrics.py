@@ -4,10 +4,11 @@
 Counted as they happen in this process: requests to the collector endpoints by status and how
 long they took, observations stored and re-delivered and inputs quarantined by source, and every
 scheduler job's runs, failures and duration. Read from the database at each scrape: what waits for
-correlation, unfinished exceptions, open transactions by SLA state, and alerts the webhook has not
+correlation, unfinished exceptions, open transactions by SLA state, alerts the webhook has not
 taken — the same figures `/healthz`, `syncwatch stats` and the Admin page show, as time series to
-alert on. Labels are endpoints, configured source names, job ids, systems, categories and states:
-never an order, a customer or anything else that grows with traffic.
+alert on — and the partners whose circuit holds the automatic retries (the Admin page's audit log
+says why). Labels are endpoints, configured source names, job ids, systems, partners, categories
+and states: never an order, a customer or anything else that grows with traffic.
 """
 
 from __future__ import annotations
@@ -196,6 +197,21 @@ class StoreFigures(Collector):
             quiet.add_metric([system], 1 if system in figures.quiet else 0)
         yield heard
         yield quiet
+        circuit = GaugeMetricFamily(
+            "syncwatch_partner_circuit_open",
+            "1 while a partner's automatic retries are held after it failed them in a row (one probe per cool-down)",
+            labels=["partner"],
+        )
+        changed = GaugeMetricFamily(
+            "syncwatch_partner_circuit_changed_timestamp_seconds",
+            "When a partner's circuit last opened or closed",
+            labels=["partner"],
+        )
+        for partner, (is_open, since) in sorted(figures.circuits.items()):
+            circuit.add_metric([partner], 1 if is_open else 0)
+            changed.add_metric([partner], since.timestamp())
+        yield circuit
+        yield changed
 
 
 def _version() -> str:

@@ -18,6 +18,7 @@ from syncwatch.config import Config, load_config
 from syncwatch.sim.driver import Driver, LiveOptions, LiveThread, otlp_exporter
 from syncwatch.sim.faults import build_profile
 from syncwatch.sim.live import SYSTEMS
+from syncwatch.sim.outage import admin_port
 from syncwatch.sim.ports import free_port_run
 from syncwatch.store import Store
 from syncwatch.store.schema import audit_log, exceptions, observations, transactions
@@ -64,6 +65,8 @@ class World:
     driver: Driver
     store: Store
     config: Config
+    base_port: int = 0
+    """The simulator's first port, as `syncwatch sim outage … --base-port` takes it."""
 
     def order(self) -> dict[str, Any]:
         """One order through the live services, its spans stored, then correlated."""
@@ -108,14 +111,15 @@ class World:
 def world(
     run_collector: Any, tmp_path: Path, faults: list[str], extra: str = "", *, over_otlp: bool = False
 ) -> Iterator[World]:
-    """``over_otlp``: action spans go to the collector over OTLP/HTTP instead of in process."""
-    base = free_port_run(6)
+    """``over_otlp``: action spans go to the collector over OTLP/HTTP instead of in process. The
+    simulator's outage endpoint (`syncwatch sim outage`) listens after its six services."""
+    base = free_port_run(7)
     text = partners_toml(base) + extra
     collector = run_collector(text)
     config_path = tmp_path / "actions.toml"
     config_path.write_text(text + (f'\n[actions]\notlp_endpoint = "{collector.url}"\n' if over_otlp else ""))
     config = load_config(str(config_path), {"db": str(collector.store.engine.url)}, environ={})
-    options = LiveOptions(base_port=base, events_url=f"{collector.url}/v1/events")
+    options = LiveOptions(base_port=base, events_url=f"{collector.url}/v1/events", admin_port=admin_port(base))
     sim = LiveThread(options, build_profile(["none"], faults), otlp_exporter(collector.url))
     with sim as driver:
-        yield World(sim, driver, collector.store, config)
+        yield World(sim, driver, collector.store, config, base)

@@ -231,6 +231,18 @@ class RetryPolicy(Strict):
     max_age: Duration = Field(
         timedelta(hours=24), description="A failure older than this is left to a person (a restart after days)"
     )
+    breaker_failures: int = Field(
+        5,
+        ge=0,
+        description="Automatic retries to one partner failing in a row as unavailable or timed out that open its"
+        " circuit: its automatic retries then wait, one probe at a time (0: never)",
+    )
+    breaker_cooldown: Duration = Field(
+        timedelta(minutes=5),
+        gt=timedelta(0),
+        le=timedelta(hours=6),
+        description="While a partner's circuit is open, one automatic retry goes as a probe at most this often",
+    )
 
 
 class Actions(Strict):

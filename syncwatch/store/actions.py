@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import ColumnElement, Connection, and_, func, insert, select, update
@@ -292,8 +292,56 @@ def open_exceptions_in(conn: Connection, categories: list[str]) -> list[dict[str
         .scalar_subquery()
     )
     stmt = (
-        select(e.id, e.category, e.last_seen_at, e.opened_at, automatic.label("automatic_attempts"))
+        select(
+            e.id,
+            e.category,
+            e.last_seen_at,
+            e.opened_at,
+            e.observation_id,
+            e.transaction_id,
+            automatic.label("automatic_attempts"),
+        )
         .where(e.status == "open", e.category.in_(categories))
         .order_by(e.last_seen_at)
     )
     return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+CIRCUIT_CHANGES = ("circuit opened", "circuit probe", "circuit closed")
+"""The audit log's record of a partner's circuit for automatic retries (``actions.breaker``)."""
+CIRCUIT_MEMORY = timedelta(hours=24)
+"""How far back the audit log is read for circuits: an open one records a probe or closes well within it."""
+
+
+def circuit_trail(conn: Connection, actor: str, since: datetime) -> list[dict[str, Any]]:
+    """The automatic retries' finished attempts and the circuits' changes since ``since``, in the
+    order they were written (the audit log's index on ``at`` bounds the read)."""
+    log = audit_log.c
+    stmt = (
+        select(log.id, log.at, log.action, log.target, log.result, log.detail)
+        .where(
+            log.at >= since,
+            log.actor == actor,
+            (log.action.in_(CIRCUIT_CHANGES)) | ((log.action == "retry") & log.result.in_(("succeeded", "failed"))),
+        )
+        .order_by(log.id)
+    )
+    return [dict(r._mapping) for r in conn.execute(stmt)]
+
+
+def circuits_open(conn: Connection, now: datetime) -> dict[str, tuple[bool, datetime]]:
+    """Each partner whose circuit changed within ``CIRCUIT_MEMORY``: whether it is open now, and
+    since when it is as it is (for /metrics; the policy reads the whole trail)."""
+    log = audit_log.c
+    stmt = (
+        select(log.target, log.action, log.at)
+        .where(log.at >= now - CIRCUIT_MEMORY, log.action.in_(CIRCUIT_CHANGES))
+        .order_by(log.id)
+    )
+    found: dict[str, tuple[bool, datetime]] = {}
+    for partner, change, at in conn.execute(stmt):
+        if change == "circuit closed":
+            found[partner] = (False, as_utc(at))
+        elif change == "circuit opened" or partner not in found:
+            found[partner] = (True, as_utc(at))
+    return found

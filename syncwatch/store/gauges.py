@@ -1,6 +1,7 @@
 """The figures `serve`'s /metrics reads from the database at each scrape: what waits for
 correlation, open exceptions and transactions by their state, alerts the webhook has not taken,
-and when each system was last heard from (and whether it went quiet).
+when each system was last heard from (and whether it went quiet), and which partners' circuits
+hold the automatic retries.
 
 Each is one grouped count over an indexed column, so a scrape every few seconds costs the database
 little even with a long history.
@@ -13,6 +14,7 @@ from datetime import datetime
 
 from sqlalchemy import Connection, func, select
 
+from syncwatch.store.actions import circuits_open
 from syncwatch.store.alerts import MAX_ATTEMPTS
 from syncwatch.store.correlation import Backlog, correlation_backlog
 from syncwatch.store.filters import ACTIVE_EXCEPTION
@@ -29,6 +31,7 @@ class ServiceGauges:
     alerts_given_up: int  # tried the most times allowed
     last_seen: dict[str, datetime]  # system → its latest observation
     quiet: frozenset[str]  # systems that stopped sending (see ``quiet``)
+    circuits: dict[str, tuple[bool, datetime]]  # partner → its circuit is open, and since when it is as it is
 
 
 def service_gauges(conn: Connection, now: datetime) -> ServiceGauges:
@@ -52,4 +55,5 @@ def service_gauges(conn: Connection, now: datetime) -> ServiceGauges:
         int(undelivered[1] or 0),
         seen,
         frozenset(q.system for q in quiet_systems(conn, now, seen)),
+        circuits_open(conn, now),
     )
