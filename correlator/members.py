@@ -52,31 +52,32 @@ class MemberReader:
         return found, count, last
 
     def _new(self, batch: list[tuple[q.NewRow, list[Node]]], found: list[Member]) -> None:
-        strings, nodes, read, as_time = self._strings, self._nodes, self._read, q.as_time
+        read, as_time, add, ships = self._read, q.as_time, found.append, self._ships_lines
+        string, shared = self._strings.setdefault, self._nodes.setdefault  # bound once: this runs per observation
         for row, keys in batch:
             oid, kind, system, operation, start, outcome, status, error, duplicates, text, payload, trace = row
             if not keys and not trace:
                 continue
             if len(keys) > 1:
                 keys.sort()  # the engine returns them in any order; which link is refused must not depend on it
-            own = [nodes.setdefault(k, k) for k in keys]
+            own = list(map(shared, keys, keys))
             if trace:
                 node = (TRACE, trace)
-                own.append(nodes.setdefault(node, node))
-            found.append(
+                own.append(shared(node, node))
+            add(
                 Member(
                     oid,
-                    strings.setdefault(kind, kind),
-                    strings.setdefault(system, system),
-                    strings.setdefault(operation, operation),
+                    string(kind, kind),
+                    string(system, system),
+                    string(operation, operation),
                     as_time(start),
-                    strings.setdefault(outcome, outcome),
+                    string(outcome, outcome),
                     status,
                     error,
                     duplicates,
                     text if outcome == "error" or read(text) else None,
                     tuple(own),
-                    payload if self._ships_lines(kind, system, operation, outcome, payload) else None,
+                    payload if payload is not None and ships(kind, system, operation, outcome, payload) else None,
                 )
             )
 

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from operator import attrgetter
 from typing import Any
 
 from sqlalchemy import Connection
@@ -27,7 +26,7 @@ from correlator.components import Component, Nodes, add_members, link, older_nod
 from correlator.exceptions import Draft, derive
 from correlator.linking import MAX_CONFLICTS, TRACE
 from correlator.members import MemberReader
-from correlator.processes import Member, compile_processes
+from correlator.processes import TIME_ORDER, Member, compile_processes
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
 from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, partners_of_kind, utcnow
@@ -37,7 +36,6 @@ from syncwatch.store.writes import read_checkpoint, save_checkpoint
 
 CHECKPOINT = q.CORRELATOR_CHECKPOINT
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
-_START = attrgetter("start", "id")
 WRITE_EVERY = 5_000  # transactions handed to the writer thread at a time
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
@@ -167,12 +165,15 @@ class Correlator:
             for start in range(0, len(live), WRITE_EVERY):
                 rows, keys = [], []
                 for tid, component in live[start : start + WRITE_EVERY]:
-                    members = sorted(component.members.values(), key=_START)
+                    members = sorted(component.members.values(), key=TIME_ORDER)
                     component.members.clear()  # a backlog's members go as their transactions are derived
                     sla, row = transaction_row(component, members, self.stager, now, share)
                     rows.append(row)
-                    keys.extend((tid, t, v) for t, v in component.nodes)
-                    own = [n for n in component.nodes if n[0] != TRACE]
+                    own = []
+                    for node in component.nodes:  # a loop, not comprehensions: this runs per transaction
+                        keys.append((tid, *node))
+                        if node[0] != TRACE:
+                            own.append(node)
                     context, handed_over = business_context(row), component.process.partner_stage
                     owners = self.owners[component.process.name]
                     derived = derive(tid, members, sla, own, context, self.hosts, handed_over, owners)

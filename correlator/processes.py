@@ -15,7 +15,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
 from functools import cache
+from operator import attrgetter
 from typing import Any
+
+import orjson
 
 from syncwatch.config import Config
 from syncwatch.config.schema import Calendar, LinesDef, StageDef, StageMatch
@@ -75,7 +78,7 @@ class Member:
     def attributes(self) -> dict:
         if self._attributes is None:
             raw = self.attributes_json
-            self._attributes = json.loads(raw) if isinstance(raw, str) else dict(raw or {})
+            self._attributes = _decoded(raw) if isinstance(raw, str) else dict(raw or {})
         return self._attributes
 
     def attribute(self, name: str) -> Any:
@@ -92,6 +95,16 @@ class Member:
 
 
 _quoted = cache(json.dumps)  # an attribute name as JSON text writes it
+TIME_ORDER = attrgetter("start", "id")  # the order members are read in: by start, then by id
+
+
+def _decoded(text: str) -> dict:
+    """Attribute text as stored: orjson reads it several times faster; the standard library what
+    orjson refuses (integers beyond 64 bits, which the writer stores through it)."""
+    try:
+        return orjson.loads(text)
+    except orjson.JSONDecodeError:
+        return json.loads(text)
 
 
 def first_attribute(members: Sequence[Member], *names: str | None) -> Any:

@@ -80,15 +80,18 @@ def evaluate(
     now = as_utc(now)
     states: list[StageState] = []
     checks: list[datetime] = []
-    stages = process.stages
-    latest = max((i for i, s in enumerate(stages) if s.name in reached), default=-1)
+    stages, calendar = process.stages, process.calendar
+    latest = -1
+    for index, stage in enumerate(stages):  # loops, not generators: this runs for every transaction
+        if stage.name in reached:
+            latest = index
     # A stage's budget starts at the nearest stage before it that was reached (or at ``after``);
     # one never observed but passed (a later stage, up to ``latest``, was reached) hands over.
     previous: datetime | None = None
     for index, stage in enumerate(stages):
         base = reached.get(stage.after) if stage.after else previous if index - 1 <= latest else None
         at = reached.get(stage.name)
-        due = _due(stage, base, deadlines, process.calendar)
+        due = _due(stage, base, deadlines, calendar)
         state, check = stage_state(at, base, due, now, at_risk_share)
         states.append(StageState(stage.name, at, due, state))
         if check:
@@ -175,12 +178,25 @@ def add_budget(start: datetime, budget: timedelta, calendar: Calendar | None) ->
         return start + budget
     zone = ZoneInfo(calendar.timezone)
     local = as_utc(start).astimezone(zone)
-    day = local.date()
-    if local.time() > _cutoff(calendar.cutoff) or not _working(day, calendar):
+    day, late = local.date(), local.time() > _cutoff(calendar.cutoff)
+    # Every order of a day shares its due time: a pass asks this for each of 100k+ transactions.
+    key = (id(calendar), day, late, budget)
+    known = _DUE.get(key)
+    if known is not None and known[0] is calendar:
+        return known[1]
+    if late or not _working(day, calendar):
         day = _next_working(day, calendar)
     for _ in range(math.ceil(budget / DAY) - 1):
         day = _next_working(day, calendar)
-    return as_utc(datetime.combine(day + DAY, time(0), zone))
+    due = as_utc(datetime.combine(day + DAY, time(0), zone))
+    if len(_DUE) >= _DUE_LIMIT:
+        _DUE.clear()
+    _DUE[key] = (calendar, due)  # the calendar itself, so an id reused by a reloaded config is not taken for it
+    return due
+
+
+_DUE: dict[tuple[int, date, bool, timedelta], tuple[Calendar, datetime]] = {}
+_DUE_LIMIT = 10_000
 
 
 @cache
