@@ -17,7 +17,7 @@ from syncwatch.store import Checkpoint, QuarantineItem, Store
 from syncwatch.store.bulk import statement_sizes
 from syncwatch.store.reads import quarantine_reasons
 from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
-from syncwatch.store.writes import SQLITE_FORM, WriteResult, json_text
+from syncwatch.store.writes import INGEST_CACHE_KIB, SQLITE_FORM, WriteResult, json_text
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
 
@@ -109,6 +109,15 @@ def test_sqlite_ids_taken_at_random_still_tell_new_rows_from_stored_ones(tmp_pat
     assert by_id["trace0001:span0001"].duplicates == 1 and by_id["trace0001:span0001"].id == top
     keys = {(row.value, row.observation_id) for row in rows(store, business_keys)}
     assert keys == {(f"SO-{n}", by_id[f"trace{n:04d}:span{n:04d}"].id) for n in (1, 2, 3)}
+    store.close()
+
+
+def test_a_sqlite_connection_that_writes_observations_keeps_a_roomy_page_cache(tmp_path: Path) -> None:
+    store = Store.open(f"sqlite:///{tmp_path / 'cache.db'}")
+    store.upgrade()
+    store.write_observations([span(1)])
+    with store.engine.connect() as conn:  # the pool hands back the connection that wrote
+        assert conn.exec_driver_sql("PRAGMA cache_size").scalar() == -INGEST_CACHE_KIB
     store.close()
 
 
