@@ -60,7 +60,7 @@ class MemberReader:
                 continue
             if len(keys) > 1:
                 keys.sort()  # the engine returns them in any order; which link is refused must not depend on it
-            own = list(map(shared, keys, keys))
+            own = keys  # shared already (``q.new_observations``)
             if trace:
                 node = (TRACE, trace)
                 own.append(shared(node, node))

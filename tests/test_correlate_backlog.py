@@ -19,7 +19,7 @@ from sqlalchemy import select
 from correlator import passes
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
-from syncwatch.store import Store
+from syncwatch.store import Store, correlation
 from syncwatch.store.schema import exceptions, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -65,6 +65,25 @@ def test_one_pass_over_the_backlog_derives_what_small_passes_derive(ingested: Pa
     expected = derived(whole)
     assert all(expected), "the sample should derive transactions, keys and exceptions"
     assert derived(steps) == expected
+
+
+def test_keys_read_along_the_key_table_derive_what_keys_merged_by_observation_derive(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A large batch on SQLite reads its keys node by node (``correlation._keys_by_observation``);
+    the sample is smaller than that takes, so the threshold is lowered: in thirds, the first two
+    batches read keys that way (the second leaving out keys of observations on either side of it)."""
+    merged = copy_of(ingested, tmp_path / "merged")
+    Correlator(merged, load_config(), clock=lambda: AS_OF).run_pass()
+    scans = []
+    scan = correlation._keys_by_observation
+    monkeypatch.setattr(correlation, "KEY_SCAN_FROM", 0)
+    monkeypatch.setattr(correlation, "_keys_by_observation", lambda *args: scans.append(args[1:]) or scan(*args))
+    scanned = copy_of(ingested, tmp_path / "scanned")
+    third = scanned.counts()["observations"] // 3 + 1
+    Correlator(scanned, load_config(), clock=lambda: AS_OF).run_pass(batch=third)
+    assert [after for after, _ in scans] == [0, third]
+    assert derived(scanned) == derived(merged)
 
 
 def test_a_pass_failing_midway_leaves_the_store_as_it_was(

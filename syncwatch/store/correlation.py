@@ -37,6 +37,7 @@ TRACE = "trace"
 MemberRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, bytes | None]
 NewRow = tuple[int, str, str, str, str | datetime, str, int | None, str | None, int, str, bytes | None, str | None]
 SCAN_FROM = 50_000  # observations from which counting the stored keys is worth it
+KEY_SCAN_FROM = 50_000  # new observations from which their keys are read along the key table (SQLite)
 ROOMY_CACHE_KIB = -262_144  # 256 MiB, as PRAGMA cache_size takes it
 FETCH = 20_000  # rows per fetchmany: bounds the driver's buffers on a whole-backlog read
 _cursors = count()
@@ -161,7 +162,8 @@ def claim_correlation(conn: Connection) -> bool:
 
 def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
     """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
-    and trace id, with their identity keys (from the business_keys index: no JSON is decoded)."""
+    and trace id, with their identity keys (from the business_keys index: no JSON is decoded), each
+    (key type, value) one tuple shared by every observation carrying it."""
     last = next(
         _fetch(
             conn,
@@ -173,6 +175,37 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
         return
     # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
+    if conn.dialect.name == "sqlite" and last - after_id >= max(KEY_SCAN_FROM, after_id):
+        keys = _keys_by_observation(conn, after_id, last)
+        for rows in _batches(conn, sql, (after_id, last)):
+            yield [(row, keys[row[0] - after_id - 1] or []) for row in rows]
+        return
+    yield from _merged_with_keys(conn, sql, after_id, last)
+
+
+def _keys_by_observation(conn: Connection, after_id: int, last: int) -> list[list[Node] | None]:
+    """The identity keys of observations ``after_id < id <= last``, at ``id - after_id - 1``: for a
+    batch at least as large as the history before it, read key by key along the primary key, which
+    makes each (key type, value) once, instead of a row per key merged with the observations."""
+    found: list[list[Node] | None] = [None] * (last - after_id)
+    sql = "SELECT key_type, value, group_concat(observation_id) FROM business_keys GROUP BY value, key_type"
+    for rows in _batches(conn, sql, ()):
+        for key_type, value, ids in rows:
+            node = (key_type, value)
+            for oid in map(int, ids.split(",")):
+                if after_id < oid <= last:
+                    own = found[oid - after_id - 1]
+                    if own is None:
+                        found[oid - after_id - 1] = [node]
+                    else:
+                        own.append(node)
+    return found
+
+
+def _merged_with_keys(
+    conn: Connection, sql: str, after_id: int, last: int
+) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+    """The observations of ``sql`` merged with their keys, both read in observation id order."""
     keys = _batches(
         conn,
         "SELECT observation_id, key_type, value FROM business_keys"
@@ -180,6 +213,8 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
         (after_id, last),
         stream=True,
     )
+    shared: dict[Node, Node] = {}
+    share = shared.setdefault
     pending, at = next(keys, []), 0
     for rows in _batches(conn, sql, (after_id, last), stream=True):
         found = []
@@ -190,7 +225,8 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
                 if key[0] > oid:
                     break
                 if key[0] == oid:
-                    own.append((key[1], key[2]))
+                    node = (key[1], key[2])
+                    own.append(share(node, node))
                 at += 1
                 if at == len(pending):
                     pending, at = next(keys, []), 0
