@@ -57,9 +57,10 @@ def link(
     owner = {key_type: linkers[p.name] for p in processes for key_type in p.keys}
     seen: set[Nodes] = set()
     for nodes in rows:
-        if nodes in seen:
+        before = len(seen)
+        seen.add(nodes)  # and see whether it grew: one hash of the nodes, not two
+        if len(seen) == before:
             continue
-        seen.add(nodes)
         trace = nodes[-1] if nodes and nodes[-1][0] == TRACE else None
         keys = nodes[:-1] if trace else nodes
         if len(keys) == 1:
@@ -91,28 +92,39 @@ def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) 
     return components
 
 
-def owners(components: Iterable[Component]) -> dict[Node, list[Component]]:
-    """The components holding each node (a trace id may be in one of each process)."""
-    found: dict[Node, list[Component]] = {}
+Owners = tuple[dict[Node, Component], dict[Node, list[Component]]]
+
+
+def owners(components: Iterable[Component]) -> Owners:
+    """The component holding each node, and apart, the nodes several hold: a trace id may be in one
+    component of each process. A process's components share no node, so its map is made in C, a
+    component at a time, and only the nodes two processes share are listed (a backlog has 1.6M)."""
+    by_process: dict[str, dict[Node, Component]] = {}
     for component in components:
-        for node in component.nodes:
-            held = found.get(node)
-            if held is None:
-                found[node] = [component]
-            else:
-                held.append(component)
-    return found
+        by_process.setdefault(component.process.name, {}).update(dict.fromkeys(component.nodes, component))
+    single: dict[Node, Component] = {}
+    several: dict[Node, list[Component]] = {}
+    for held in by_process.values():
+        for node in single.keys() & held.keys():
+            several.setdefault(node, [single[node]]).append(held[node])
+        single.update(held)
+    for node in several:
+        del single[node]
+    return single, several
 
 
-def add_members(owned: dict[Node, list[Component]], members: Iterable[Member]) -> None:
+def add_members(owned: Owners, members: Iterable[Member]) -> None:
     """Make each member a member of every component holding one of its nodes."""
-    get = owned.get
+    single, several = owned
+    one, many = single.get, several.get
     for member in members:
         oid = member.id
         for node in member.nodes:
-            found = get(node)
-            if found is not None:
-                for component in found:
+            component = one(node)
+            if component is not None:
+                component.members[oid] = member
+            else:
+                for component in many(node, ()):
                     component.members[oid] = member
 
 

@@ -114,8 +114,11 @@ class Linker:
 
     def components(self) -> dict[Node, list[Node]]:
         groups: dict[Node, list[Node]] = {}
-        for node in self.parent:
-            groups.setdefault(self.find(node), []).append(node)
+        parent, find = self.parent, self.find
+        for node, above in parent.items():
+            # Most nodes hang right under their root (or are one): no call to find for them.
+            root = above if parent[above] is above else find(node)
+            groups.setdefault(root, []).append(node)
         return groups
 
     def root_values(self, node: Node) -> dict[str, str]:
