@@ -10,7 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from actions import api
-from dashboard import actions_panel, charts
+from dashboard import actions_panel, charts, circuits
 from dashboard.fmt import SLA_LABELS, age, category_label, money, no_partner, promise, sla_label, sla_time, when
 from dashboard.masking import literal, mask, masked_text
 from dashboard.widgets import Page, none_yet, prepare
@@ -45,11 +45,13 @@ def render() -> None:
     total = q.exception_count(page.store, filters)
     first = _first_row(total)
     queue = q.exception_queue(page.store, filters, PAGE_ROWS, order, first)
+    paused = circuits.held(page)  # partners whose automatic retries are paused while they are down
+    circuits.queue_caption(paused)
     _queue(page, queue, total, order, filters.key, first)
     if not queue.empty:
         chosen = _choose(queue)
         if chosen:
-            _detail(page, chosen)
+            _detail(page, chosen, paused)
     actions_panel.bulk(page, filters, total, age)
 
 
@@ -300,7 +302,7 @@ def _choose(queue: pd.DataFrame) -> str | None:
     return chosen
 
 
-def _detail(page: Page, exception_id: str) -> None:
+def _detail(page: Page, exception_id: str, paused: dict[str, circuits.HeldCircuit]) -> None:
     row = q.exception_row(page.store, exception_id)
     if row is None:
         st.warning(
@@ -316,6 +318,8 @@ def _detail(page: Page, exception_id: str) -> None:
         _business_context(page, row)
     with right:
         _facts(page, row)
+    history = q.exception_actions(page.store, exception_id)
+    circuits.exception_note(page, row, history, paused)
     runbook = page.config.file.runbooks.get(row["category"], "No runbook for this category yet.")
     suggested = row["suggested_action"] or "none, see the runbook"
     st.info(f"**Runbook ({category_label(row['category'])}).** {runbook}\n\n**Suggested action:** {suggested}")
@@ -323,7 +327,6 @@ def _detail(page: Page, exception_id: str) -> None:
     actions_panel.panel(page, row, recorded)
     _timeline(page, row)
     _payload(page, row, recorded)
-    history = q.exception_actions(page.store, exception_id)
     if not history.empty:
         st.subheader("History")
         st.dataframe(actions_panel.history(history), hide_index=True)

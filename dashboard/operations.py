@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from actions import roles
-from dashboard import charts
+from dashboard import charts, circuits
 from dashboard.fmt import SLA_LABELS, age, category_label, duration, fault_text, money, sla_time, when
 from dashboard.widgets import Page, none_yet, open_on_select, prepare, refreshed
 from syncwatch.model import stage_label
@@ -37,6 +37,7 @@ def _live(page: Page) -> None:
     grid = q.open_by_sla(page.store)
     _headline(grid, failing)
     _callouts(page, failing)
+    circuits.operations(page, circuits.held(page))  # partners whose automatic retries are paused
     _quiet(page)
     left, right = st.columns(2)
     with left:

@@ -38,6 +38,7 @@ HOT: dict[str, Callable[[Store], Any]] = {
     "endpoint timeline": lambda s: q.endpoint_timeline(s, "erp", "POST /sales-orders", NOW - DAY, NOW),
     "quarantine": q.quarantine_recent,
     "audit log": q.audit_recent,
+    "paused partners": lambda s: q.held_circuits(s, NOW),
     "as of": q.as_of,
     "open count": q.open_count,
     "throughput": lambda s: q.throughput(s, NOW - 2 * DAY, NOW),

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -345,3 +346,45 @@ def circuits_open(conn: Connection, now: datetime) -> dict[str, tuple[bool, date
         elif change == "circuit opened" or partner not in found:
             found[partner] = (True, as_utc(at))
     return found
+
+
+@dataclass(frozen=True)
+class HeldCircuit:
+    """A partner whose circuit holds its automatic retries now, as its own audit entries tell it."""
+
+    partner: str
+    opened_at: datetime | None
+    """When it opened (None: more than ``CIRCUIT_MEMORY`` ago, probed ever since)."""
+    reason: str
+    """Why it opened, as the opening entry says it: the failures in a row and the partner's last error
+    (opened before the day read: what its first probe within it found)."""
+    probed_at: datetime
+    """When it opened or last let a probe through: the next probe goes a cool-down later."""
+    probes: int
+    """Probes sent since it opened; each found the partner still down, or it would have closed."""
+
+
+def circuits_held(conn: Connection, now: datetime) -> dict[str, HeldCircuit]:
+    """Each partner whose circuit is open now (its last change within ``CIRCUIT_MEMORY`` is no close),
+    for the dashboard: the circuits' own entries alone, a handful a day, as ``circuits_open`` reads
+    them for /metrics, so both say the same."""
+    log = audit_log.c
+    # Read in the order of the index on ``at`` (ordered by id, SQLite chose to scan the whole log), then
+    # folded in the order the entries were written.
+    stmt = (
+        select(log.id, log.target, log.action, log.at, log.detail)
+        .where(log.at >= now - CIRCUIT_MEMORY, log.action.in_(CIRCUIT_CHANGES))
+        .order_by(log.at)
+    )
+    held: dict[str, HeldCircuit] = {}
+    for _, partner, change, at, detail in sorted(conn.execute(stmt).all(), key=lambda row: row.id):
+        at = as_utc(at)
+        if change == "circuit closed":
+            held.pop(partner, None)
+        elif change == "circuit opened":
+            held[partner] = HeldCircuit(partner, at, str((detail or {}).get("reason") or ""), at, 0)
+        else:  # a probe: opened before, within the day read or (probed for longer) before it
+            said = str((detail or {}).get("reason") or "")
+            was = held.get(partner) or HeldCircuit(partner, None, said, at, 0)
+            held[partner] = replace(was, probed_at=at, probes=was.probes + 1)
+    return held

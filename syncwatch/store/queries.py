@@ -17,6 +17,7 @@ from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.functions import FunctionElement
 
 from syncwatch.model import PARTNER_CALLED
+from syncwatch.store import actions as action_reads
 from syncwatch.store import alerts as alert_outbox
 from syncwatch.store import quiet, reads
 from syncwatch.store.database import Store
@@ -714,6 +715,13 @@ def alerts_given_up(store: Store) -> int:
 def alerts_undelivered(store: Store) -> int:
     """Alerts the webhook has not accepted: waiting for a delivery, or given up on."""
     return int(scalar(store, select(func.count()).where(alerts.c.sent_at.is_(None))) or 0)
+
+
+def held_circuits(store: Store, now: datetime) -> dict[str, action_reads.HeldCircuit]:
+    """The partners whose automatic retries are paused now (``actions.breaker``): the circuits' own
+    audit entries of the last day, a handful, read by the audit log's index on time."""
+    with store.engine.connect() as conn:
+        return action_reads.circuits_held(conn, now)
 
 
 def audit_recent(store: Store, limit: int = 200, actor: str | None = None) -> pd.DataFrame:
