@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from correlator.lines import LineCheck
-from correlator.processes import TIME_ORDER, Member
+from correlator.processes import Member, in_time_order
 from correlator.sla import Handover, SlaResult
 from syncwatch.model import (
     PARTNER_CALLED,
@@ -82,7 +82,7 @@ def derive(
     caller's span shows for a partner to that partner, so a failed call blames the callee. Past
     ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs;
     ``owners`` names the systems other stages wait on (see ``Stage.systems``)."""
-    ordered = sorted(members, key=TIME_ORDER)  # a pass hands them in this order: one look each
+    ordered = in_time_order(members)
     errors = [m for m in ordered if m.outcome == "error"]
     by_value = {value: key_type for key_type, value in keys}
     # Steps matter only where something failed: most transactions need none.

@@ -26,7 +26,7 @@ from correlator.components import Component, Nodes, add_members, link, older_nod
 from correlator.exceptions import Draft, derive
 from correlator.linking import MAX_CONFLICTS, TRACE
 from correlator.members import MemberReader
-from correlator.processes import TIME_ORDER, Member, compile_processes
+from correlator.processes import Member, compile_processes, in_time_order
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
 from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, partners_of_kind, utcnow
@@ -165,7 +165,7 @@ class Correlator:
             for start in range(0, len(live), WRITE_EVERY):
                 rows, keys = [], []
                 for tid, component in live[start : start + WRITE_EVERY]:
-                    members = sorted(component.members.values(), key=TIME_ORDER)
+                    members = in_time_order(component.members.values())
                     component.members.clear()  # a backlog's members go as their transactions are derived
                     sla, row = transaction_row(component, members, self.stager, now, share)
                     rows.append(row)

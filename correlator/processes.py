@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from fnmatch import fnmatchcase
@@ -95,7 +95,15 @@ class Member:
 
 
 _quoted = cache(json.dumps)  # an attribute name as JSON text writes it
-TIME_ORDER = attrgetter("start", "id")  # the order members are read in: by start, then by id
+_BY_ID, _BY_START = attrgetter("id"), attrgetter("start")
+
+
+def in_time_order(members: Iterable[Member]) -> list[Member]:
+    """``members`` by start, then by id: two stable sorts by one attribute each, which make no key
+    tuples (a pass orders 1.4M members; a (start, id) key took two thirds longer)."""
+    ordered = sorted(members, key=_BY_ID)
+    ordered.sort(key=_BY_START)
+    return ordered
 
 
 def _decoded(text: str) -> dict:
