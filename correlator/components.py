@@ -32,12 +32,12 @@ class Component:
     def link_key(self) -> str:
         """The identifier a person would search for: the root key, else the smallest key."""
         if self.roots:
-            return sorted(self.roots.items())[0][1]
+            return min(self.roots.items())[1]
         return min(n for n in self.nodes if n[0] != TRACE)[1]
 
     @property
     def id(self) -> str:
-        root = sorted(self.roots.items())[0] if self.roots else min(n for n in self.nodes if n[0] != TRACE)
+        root = min(self.roots.items()) if self.roots else min(n for n in self.nodes if n[0] != TRACE)
         text = f"{self.process.name}:{root[1]}" if self.roots else f"{self.process.name}:~{root[0]}:{root[1]}"
         return text if len(text) <= 64 else f"{self.process.name}:{hashlib.sha1(text.encode()).hexdigest()[:24]}"
 
