@@ -23,7 +23,7 @@ from zoneinfo import ZoneInfo
 
 import orjson
 
-from correlator.processes import Process, Stage
+from correlator.processes import Process
 from syncwatch.config.schema import Calendar
 from syncwatch.model import SlaState, as_utc
 
@@ -91,7 +91,10 @@ def evaluate(
     for index, stage in enumerate(stages):
         base = reached.get(stage.after) if stage.after else previous if index - 1 <= latest else None
         at = reached.get(stage.name)
-        due = _due(stage, base, deadlines, calendar)
+        # A deadline carried on the order is the contract; else the stage's budget from its base.
+        due = deadlines.get(stage.deadline_attribute) if stage.deadline_attribute else None
+        if due is None and base is not None and stage.sla:
+            due = add_budget(base, stage.sla, calendar)
         state, check = stage_state(at, base, due, now, at_risk_share)
         states.append(StageState(stage.name, at, due, state))
         if check:
@@ -123,15 +126,6 @@ def _handover(
         return None
     at = reached.get(stage.name)
     return Handover(stage.name, received, own, at > own if at is not None else now >= own)
-
-
-def _due(
-    stage: Stage, base: datetime | None, deadlines: dict[str, datetime], calendar: Calendar | None
-) -> datetime | None:
-    deadline = deadlines.get(stage.deadline_attribute) if stage.deadline_attribute else None
-    if deadline is not None:
-        return deadline
-    return add_budget(base, stage.sla, calendar) if base is not None and stage.sla else None
 
 
 def stage_state(
