@@ -48,7 +48,15 @@ def pb_value(value: AnyValue) -> Any:
 
 
 def pb_attributes(attributes: Any) -> dict[str, Any]:
-    return {kv.key: pb_value(kv.value) for kv in attributes}
+    """Attributes as a dict. A non-empty ``string_value`` can only be the value that is set (the
+    oneof's others read as their defaults): most attributes are strings, and reading it first
+    skips ``WhichOneof``; an empty one goes the long way, which tells "" from another type."""
+    out = {}
+    for kv in attributes:
+        value = kv.value
+        text = value.string_value
+        out[kv.key] = text if text else pb_value(value)
+    return out
 
 
 _ZEROS = {16: bytes(16), 8: bytes(8)}

@@ -223,3 +223,31 @@ def test_health_says_when_correlation_falls_behind_and_when_the_database_fails(r
         conn.exec_driver_sql("DROP TABLE checkpoints")
     broken = httpx.get(health)
     assert broken.status_code == 503 and broken.json() == {"status": "unavailable", "database": "does not answer"}
+
+
+def test_protobuf_attributes_keep_their_types_empty_strings_and_unset_values() -> None:
+    """pb_attributes reads string_value first (most attributes are strings): an empty string, a
+    zero, false and an unset value must still come out as what they are."""
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, ArrayValue, KeyValue
+
+    from collectors.otlp import pb_attributes
+
+    attributes = [
+        KeyValue(key="text", value=AnyValue(string_value="SO-1")),
+        KeyValue(key="empty", value=AnyValue(string_value="")),
+        KeyValue(key="zero", value=AnyValue(int_value=0)),
+        KeyValue(key="no", value=AnyValue(bool_value=False)),
+        KeyValue(key="ratio", value=AnyValue(double_value=0.5)),
+        KeyValue(key="list", value=AnyValue(array_value=ArrayValue(values=[AnyValue(string_value="a")]))),
+        KeyValue(key="unset", value=AnyValue()),
+    ]
+    assert pb_attributes(attributes) == {
+        "text": "SO-1",
+        "empty": "",
+        "zero": 0,
+        "no": False,
+        "ratio": 0.5,
+        "list": ["a"],
+        "unset": None,
+    }
+    assert type(pb_attributes(attributes)["no"]) is bool
