@@ -316,7 +316,7 @@ CIRCUIT_MEMORY = timedelta(hours=24)
 
 def circuit_trail(conn: Connection, actor: str, since: datetime) -> list[dict[str, Any]]:
     """The automatic retries' finished attempts and the circuits' changes since ``since``, in the
-    order they were written (the audit log's index on ``at`` bounds the read)."""
+    order they were written (the audit log's index on ``at`` bounds the read; see ``_written_order``)."""
     log = audit_log.c
     stmt = (
         select(log.id, log.at, log.action, log.target, log.result, log.detail)
@@ -325,9 +325,15 @@ def circuit_trail(conn: Connection, actor: str, since: datetime) -> list[dict[st
             log.actor == actor,
             (log.action.in_(CIRCUIT_CHANGES)) | ((log.action == "retry") & log.result.in_(("succeeded", "failed"))),
         )
-        .order_by(log.id)
+        .order_by(log.at)
     )
-    return [dict(r._mapping) for r in conn.execute(stmt)]
+    return [dict(r._mapping) for r in _written_order(conn.execute(stmt).all())]
+
+
+def _written_order(rows: list[Any]) -> list[Any]:
+    """Rows read along the index on ``at``, put in the order they were written: asked to order by id,
+    SQLite scans the whole audit log instead of the last day of it."""
+    return sorted(rows, key=lambda row: row.id)
 
 
 def circuits_open(conn: Connection, now: datetime) -> dict[str, tuple[bool, datetime]]:
@@ -335,12 +341,12 @@ def circuits_open(conn: Connection, now: datetime) -> dict[str, tuple[bool, date
     since when it is as it is (for /metrics; the policy reads the whole trail)."""
     log = audit_log.c
     stmt = (
-        select(log.target, log.action, log.at)
+        select(log.id, log.target, log.action, log.at)
         .where(log.at >= now - CIRCUIT_MEMORY, log.action.in_(CIRCUIT_CHANGES))
-        .order_by(log.id)
+        .order_by(log.at)
     )
     found: dict[str, tuple[bool, datetime]] = {}
-    for partner, change, at in conn.execute(stmt):
+    for _, partner, change, at in _written_order(conn.execute(stmt).all()):
         if change == "circuit closed":
             found[partner] = (False, as_utc(at))
         elif change == "circuit opened" or partner not in found:
@@ -369,15 +375,13 @@ def circuits_held(conn: Connection, now: datetime) -> dict[str, HeldCircuit]:
     for the dashboard: the circuits' own entries alone, a handful a day, as ``circuits_open`` reads
     them for /metrics, so both say the same."""
     log = audit_log.c
-    # Read in the order of the index on ``at`` (ordered by id, SQLite chose to scan the whole log), then
-    # folded in the order the entries were written.
     stmt = (
         select(log.id, log.target, log.action, log.at, log.detail)
         .where(log.at >= now - CIRCUIT_MEMORY, log.action.in_(CIRCUIT_CHANGES))
         .order_by(log.at)
     )
     held: dict[str, HeldCircuit] = {}
-    for _, partner, change, at, detail in sorted(conn.execute(stmt).all(), key=lambda row: row.id):
+    for _, partner, change, at, detail in _written_order(conn.execute(stmt).all()):
         at = as_utc(at)
         if change == "circuit closed":
             held.pop(partner, None)
