@@ -62,12 +62,12 @@ def link(
         if len(seen) == before:
             continue
         trace = nodes[-1] if nodes and nodes[-1][0] == TRACE else None
-        keys = nodes[:-1] if trace else nodes
-        if len(keys) == 1:
-            linker = owner.get(keys[0][0])
+        if len(nodes) - (trace is not None) == 1:  # one key (most rows): no slices, no loops
+            linker = owner.get(nodes[0][0])
             if linker is not None:
-                linker.link_row(keys, trace)
+                linker.link_one(nodes[0], trace)
             continue
+        keys = nodes[:-1] if trace else nodes
         groups: dict[Linker, list[Node]] = {}
         for node in keys:
             linker = owner.get(node[0])

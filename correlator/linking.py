@@ -112,6 +112,18 @@ class Linker:
         else:  # a trace seen first holds no root value: it joins the center's component as is
             parent[trace] = center
 
+    def link_one(self, key: Node, trace: Node | None) -> None:
+        """``link_row`` for an observation with one identity key."""
+        parent = self.parent
+        if key not in parent:
+            self.add(key)
+        if trace is None:
+            return
+        if trace in parent:
+            self.union(key, trace)
+        else:
+            parent[trace] = key
+
     def components(self) -> dict[Node, list[Node]]:
         groups: dict[Node, list[Node]] = {}
         parent, find = self.parent, self.find
