@@ -103,8 +103,8 @@ def _retries_over(
     return attempts >= max_attempts or too_old
 
 
-def queue_caption(circuits: dict[str, HeldCircuit]) -> None:
-    """Above the queue: whose exceptions wait, and why their automatic retries stopped."""
+def paused_caption(circuits: dict[str, HeldCircuit]) -> None:
+    """Above the queue and the endpoints: whose exceptions wait, and why their automatic retries stopped."""
     if not circuits:
         return
     names = ", ".join(literal(p) for p in sorted(circuits))

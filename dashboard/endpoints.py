@@ -8,7 +8,7 @@ import pandas as pd
 import streamlit as st
 
 from actions.telemetry import SYSTEM
-from dashboard import charts
+from dashboard import charts, circuits
 from dashboard.fmt import age
 from dashboard.widgets import Page, none_yet, prepare
 from syncwatch.model import partner_hosts
@@ -28,6 +28,7 @@ def render() -> None:
     if page is None:
         return
     window = WINDOWS[st.segmented_control("Window", list(WINDOWS), default="last hour", required=True)]
+    circuits.paused_caption(circuits.held(page))  # a partner failing here may have its automatic retries paused
     since, until = page.now - window, page.now + timedelta(seconds=1)
     stats = q.endpoint_stats(page.store, since, until)
     if stats.empty:

@@ -46,7 +46,7 @@ def render() -> None:
     first = _first_row(total)
     queue = q.exception_queue(page.store, filters, PAGE_ROWS, order, first)
     paused = circuits.held(page)  # partners whose automatic retries are paused while they are down
-    circuits.queue_caption(paused)
+    circuits.paused_caption(paused)
     _queue(page, queue, total, order, filters.key, first)
     if not queue.empty:
         chosen = _choose(queue)

@@ -1,6 +1,6 @@
 """A partner whose automatic retries are paused (its circuit, ``actions.breaker``) is said on Operations
-for a lead and on its exceptions for an agent, while it lasts: opened by the retry policy against the
-live simulator with the 3PL taken down, then closed when it comes back."""
+for a lead, on its exceptions for an agent and over the endpoints, while it lasts: opened by the retry
+policy against the live simulator with the 3PL taken down, then closed when it comes back."""
 
 from __future__ import annotations
 
@@ -80,6 +80,8 @@ def test_a_partner_down_has_its_automatic_retries_shown_paused_until_it_answers(
         assert "Your own Retry is not paused: it goes at once." in note
         assert "Retry" in {b.label for b in at.button}, "and the button is there"
         assert f"Automatic retries to {FASTSHIP} are paused while it is down" in texts(at), "over the queue too"
+        endpoints = texts(open_app(monkeypatch, db, "endpoints.py"))
+        assert f"Automatic retries to {FASTSHIP} are paused while it is down" in endpoints, "and over its endpoints"
 
         assert policy_pass(w, t0 + timedelta(minutes=5)) == 1, "the test retry, still refused"
         box = next(w for w in warnings(open_app(monkeypatch, db, "operations.py")) if "paused" in w)
@@ -91,6 +93,7 @@ def test_a_partner_down_has_its_automatic_retries_shown_paused_until_it_answers(
         assert not [x for x in warnings(open_app(monkeypatch, db, "operations.py")) if "paused" in x]
         at = detail(monkeypatch, db, held)
         assert "paused" not in texts(at), "the notes are gone once it answers"
+        assert "paused" not in texts(open_app(monkeypatch, db, "endpoints.py"))
         admin = open_app(monkeypatch, db, "admin.py").dataframe
         audit = next(d.value for d in admin if "action" in d.value.columns)
         assert {"circuit opened", "circuit probe", "circuit closed"} <= set(audit["action"]), "history stays"
