@@ -22,6 +22,7 @@ from typing import Any
 
 from actions import ledger, roles
 from actions.services import Services
+from actions.wording import span
 from syncwatch.config.schema import RetryPolicy
 from syncwatch.model import as_utc
 from syncwatch.store import actions as q
@@ -119,14 +120,14 @@ def settle(services: Services, circuit: Circuit, settings: Settings, now: dateti
     if settings.enabled and not circuit.open and circuit.failures >= settings.failures:
         circuit.open, circuit.probed_at, circuit.answered = True, now, None
         why = f"{circuit.failures} automatic retries to it in a row failed, the last: {circuit.reason}"
-        then = f"its automatic retries wait, one probe every {_span(settings.cooldown)}"
+        then = f"its automatic retries wait, one probe every {span(settings.cooldown)}"
         _change(services, circuit, OPENED, now, why, then, failures=circuit.failures, level=logging.WARNING)
     elif circuit.open and circuit.answered:
         why, circuit.open, circuit.failures, circuit.answered = circuit.answered, False, 0, None
         _change(services, circuit, CLOSED, now, why, "the held automatic retries go on under their backoff")
     elif circuit.open and circuit.probed_at is not None and now - circuit.probed_at >= IDLE:
         circuit.open, circuit.failures = False, 0
-        why = f"no automatic retry was due to probe it for {_span(IDLE)}"
+        why = f"no automatic retry was due to probe it for {span(IDLE)}"
         _change(services, circuit, CLOSED, now, why, "the next failures open it again")
 
 
@@ -162,10 +163,3 @@ def _change(
     entry.detail = {"reason": why, "then": then, **detail}
     with services.store.writing() as conn:
         ledger.audit(conn, entry, now)
-
-
-def _span(window: timedelta) -> str:
-    minutes = int(window.total_seconds() // 60)
-    if minutes < 1:
-        return f"{int(window.total_seconds())} s"
-    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"

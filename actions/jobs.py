@@ -15,6 +15,7 @@ from actions.policy import History, Policy, decide
 from actions.results import ActionResult
 from actions.runner import Request, rerouted
 from actions.services import Services, services_for
+from actions.wording import span
 from syncwatch.commands.serve import Job
 from syncwatch.config import Config
 from syncwatch.store import Store
@@ -123,12 +124,6 @@ def close_stalled_jobs(services: Services, now: datetime | None = None) -> list[
                 ledger.audit(conn, entry, now)
                 closed.append(job_id)
     return closed
-
-
-def span(window: timedelta) -> str:
-    """A window as a person says it: "1 h", "10 min"."""
-    minutes = int(window.total_seconds() // 60)
-    return f"{minutes // 60} h" if minutes % 60 == 0 else f"{minutes} min"
 
 
 def policy_jobs(config: Config, store: Store) -> Iterable[Job]:

@@ -53,8 +53,9 @@ def _filters(args: argparse.Namespace) -> dict[str, Any]:
 def _run(args: argparse.Namespace) -> int:
     from actions import roles
     from actions.api import plan_bulk, refuse_bulk
-    from actions.jobs import STALLED_AFTER, close_stalled_jobs, span
+    from actions.jobs import STALLED_AFTER, close_stalled_jobs
     from actions.services import close_all, services_for
+    from actions.wording import span
 
     config = config_from(args)
     if not roles.may(config, args.actor, "bulk"):  # say so before asking for more, or planning what could not run
