@@ -21,10 +21,12 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from actions import ledger, roles
+from actions.masking import mask
 from actions.services import Services
 from actions.wording import span
 from syncwatch.config.schema import RetryPolicy
 from syncwatch.model import as_utc
+from syncwatch.redact import clip
 from syncwatch.store import actions as q
 
 log = logging.getLogger(__name__)
@@ -66,18 +68,21 @@ class Circuit:
     """What answered since it opened: a probe's success whose close is not written yet (a crash between)."""
 
     def saw(self, outcome: dict[str, Any]) -> None:
-        """One automatic retry's outcome at this partner."""
+        """One automatic retry's outcome at this partner. One that found its document there already
+        and sent nothing says only that the partner's reads answer, not that it takes orders again."""
         error = outcome.get("error")
         if error in UNAVAILABLE:
             self.failures += 1
-            self.reason = str(outcome.get("reason") or error)
+            self.reason = _partner_text(outcome.get("reason") or error)
+        elif outcome.get("resolved_without_request"):
+            return
         elif error is None or error in ANSWERED:
             self.failures = 0
             if self.open:
                 self.answered = (
                     "an automatic retry to it succeeded"
                     if error is None
-                    else f"it answered an automatic retry: {outcome.get('reason')}"
+                    else f"it answered an automatic retry: {_partner_text(outcome.get('reason'))}"
                 )
 
     def next_probe(self, settings: Settings) -> datetime | None:
@@ -163,3 +168,21 @@ def _change(
     entry.detail = {"reason": why, "then": then, **detail}
     with services.store.writing() as conn:
         ledger.audit(conn, entry, now)
+
+
+def _partner_text(text: Any) -> str:
+    """A partner's error as the audit log, the log line and the dashboard quote it: personal data
+    masked (an answer may echo the order's customer), cut to a readable length."""
+    return clip(str(mask(str(text))), REASON_LIMIT)
+
+
+REASON_LIMIT = 300
+
+
+def close_open(services: Services, now: datetime, why: str) -> None:
+    """Close every circuit still open: where the policy or its breaker is off, none holds anything,
+    and the pages and /metrics must not go on saying so."""
+    for circuit in read(services, now).values():
+        if circuit.open:
+            circuit.open, circuit.failures, circuit.answered = False, 0, None
+            _change(services, circuit, CLOSED, now, why, "automatic retries are no longer held")

@@ -130,6 +130,17 @@ def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
     services = services_for(store, config)
     yield Job("actions:watch", lambda: _watch(services), WATCH_INTERVAL_S)
     settings = config.file.actions.policy
+    off = (
+        "automatic retries are off ([actions.policy] enabled = false)"
+        if not settings.enabled
+        else "automatic retries are off: [partners] are the simulator's"
+        if not config.own_partners
+        else "the breaker is off (breaker_failures = 0)"
+        if not settings.breaker_failures
+        else None
+    )
+    if off:  # a circuit left open by an earlier start would read as paused on the pages and /metrics
+        breaker.close_open(services, services.clock(), off)
     if not settings.enabled:
         return
     if not config.own_partners:  # whatever listens on those ports is not a partner that agreed to it

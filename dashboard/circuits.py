@@ -22,7 +22,7 @@ from syncwatch.store.actions import HeldCircuit
 
 ICON = ":material/pause_circle:"
 REASON_SHOWN = 300  # characters of the partner's error quoted
-PEOPLE = "People's own retries, reroutes and bulk jobs are not paused: they go to the partner at once."
+PEOPLE = "People's own retries, reroutes and bulk jobs are not paused."
 
 
 def held(page: Page) -> dict[str, HeldCircuit]:

@@ -15,7 +15,7 @@ from sqlalchemy import select
 
 from actions import breaker, ledger, roles
 from actions.api import perform, run
-from actions.jobs import run_policy
+from actions.jobs import policy_jobs, run_policy
 from actions.services import close_all, services_for
 from syncwatch.cli import main
 from syncwatch.config import load_config
@@ -161,4 +161,53 @@ def test_the_circuit_is_the_stores_so_every_serve_instance_sees_it(store: Store,
     assert not breaker.read(second, now)["3pl-acme"].open
     assert store.service_gauges(now).circuits["3pl-acme"][0] is False
     other.close()
+    close_all()
+
+
+def test_a_probe_that_found_its_document_there_does_not_close_the_circuit() -> None:
+    """A lookup before a retry (the first try may have landed) answering says the partner's reads work,
+    not that it takes orders again: closing on it sent every held retry into the outage."""
+    circuit = breaker.Circuit("3pl-acme", open=True, probed_at=utcnow(), failures=5, reason="3pl-acme answered 503")
+    circuit.saw({"partner": "3pl-acme", "resolved_without_request": True, "found": "SH-1", "steps": []})
+    assert circuit.answered is None and circuit.failures == 5
+    circuit.saw({"partner": "3pl-acme", "status_code": 201, "steps": []})
+    assert circuit.answered == "an automatic retry to it succeeded"
+
+
+def test_the_partners_error_is_masked_in_the_audit_log_and_the_log_line(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    services = services_for(store, load_config(environ={}))
+    now = utcnow()
+    outcome = {
+        "partner": "3pl-acme",
+        "error": "PartnerUnavailable",
+        "reason": "3pl-acme answered 503 for jane.doe@example.com, +44 7700 900123",
+    }
+    for _ in range(3):
+        entry = ledger.Entry(roles.POLICY_ACTOR, roles.POLICY, "retry", "exc-1", "", "failed", {"outcome": outcome})
+        with store.writing() as conn:
+            ledger.audit(conn, entry, now)
+    with caplog.at_level(logging.WARNING, logger="actions.breaker"):
+        breaker.settle(services, breaker.read(services, now)["3pl-acme"], breaker.Settings(3, timedelta(1)), now)
+    with store.engine.connect() as conn:
+        [opened] = conn.execute(select(audit_log).where(audit_log.c.action == "circuit opened")).all()
+    written = " ".join([opened.request_summary, str(opened.detail), caplog.text])
+    assert "3pl-acme answered 503 for" in written
+    assert "jane.doe" not in written and "7700 900123" not in written
+    close_all()
+
+
+def test_a_serve_whose_automatic_retries_are_off_closes_the_circuits_left_open(store: Store) -> None:
+    """Otherwise the pages and /metrics said a partner's retries were paused while every retry went."""
+    config = load_config(environ={})
+    services = services_for(store, config)
+    now = utcnow()
+    for _ in range(3):
+        fail(store, "3pl-acme", now)
+    breaker.settle(services, breaker.read(services, now)["3pl-acme"], breaker.Settings(3, timedelta(1)), now)
+    assert store.service_gauges(now).circuits == {"3pl-acme": (True, now)}
+    list(policy_jobs(config, store))  # the packaged config: [partners] are the simulator's, so retries are off
+    assert not breaker.read(services, utcnow())["3pl-acme"].open
+    assert store.service_gauges(utcnow()).circuits["3pl-acme"][0] is False
     close_all()

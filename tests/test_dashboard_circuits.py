@@ -113,7 +113,7 @@ def test_the_partners_error_is_masked_and_shown_as_text(monkeypatch: pytest.Monk
     store = Store.open(sample_copy)
     services = services_for(store, load_config(environ={}))
     now = utcnow()
-    reason = "erp answered 503: write to ops@erp.example.com or see [status](https://evil.example/x.png)"
+    reason = "erp answered 503: write to ops@erp.example.com, call +44 7700 900123 or see [status](https://evil.example/x.png)"
     outcome = {"partner": "erp", "error": "PartnerUnavailable", "reason": reason, "definitive": True}
     for _ in range(5):
         entry = ledger.Entry(roles.POLICY_ACTOR, roles.POLICY, "retry", "exc-x", "", "failed", {"outcome": outcome})
@@ -126,7 +126,7 @@ def test_the_partners_error_is_masked_and_shown_as_text(monkeypatch: pytest.Monk
 
     at = open_app(monkeypatch, sample_copy, "operations.py")
     box = next(w.value for w in at.warning if "paused" in w.value)
-    assert "ops@erp.example.com" not in read(box) and "o•••@•••" in read(box), "masked as partner text is"
+    assert "ops@erp.example.com" not in read(box) and "7700 900123" not in read(box), "masked as partner text is"
     assert "\\[status\\]\\(https" in box, "escaped: the browser shows the text, follows no link, loads no image"
     assert "erp answered 503" in read(box)
 
