@@ -9,6 +9,7 @@ import pandas as pd
 import streamlit as st
 
 from actions import api
+from actions.roles import POLICY_ACTOR
 from dashboard.config_view import partners_table, settings_table
 from dashboard.masking import masked_bytes, masked_text
 from dashboard.widgets import Page, none_yet, prepare
@@ -137,10 +138,16 @@ _ALERT_COLUMNS = {
 }
 
 
+AUDIT_WHO = {"everyone": {}, "people": {"not_actor": POLICY_ACTOR}, "the retry policy": {"actor": POLICY_ACTOR}}
+"""Whose entries the audit tab shows: a partner down for hours fills the newest 200 with the retry
+policy's automatic retries and probes, and a lead looking for what people did then found none."""
+
+
 def _audit(page: Page) -> None:
-    log = q.audit_recent(page.store)
+    who = st.segmented_control("Who", list(AUDIT_WHO), default="everyone", required=True, key="audit_who")
+    log = q.audit_recent(page.store, **AUDIT_WHO[who])
     if log.empty:
-        none_yet("No action has been taken yet.")
+        none_yet("No action has been taken yet." if who == "everyone" else f"No entries of {who} yet.")
         return
     st.caption("Every action and sign-in, newest first; the log is append-only, so nobody can change it.")
     details = log.pop("detail")

@@ -157,3 +157,28 @@ def test_the_paused_partners_are_read_from_the_circuits_own_entries_on_each_engi
     assert q.held_circuits(store, answered) == {}
     assert store.service_gauges(answered).circuits["3pl-acme"][0] is False
     close_all()
+
+
+def test_the_audit_tab_shows_peoples_entries_apart_from_the_retry_policys(
+    monkeypatch: pytest.MonkeyPatch, sample_copy: str
+) -> None:
+    """A partner down for hours filled the newest 200 entries with automatic retries and probes."""
+    store = Store.open(sample_copy)
+    now = utcnow()
+    with store.writing() as conn:
+        ledger.audit(conn, ledger.Entry("sam", roles.LEAD, "note", "exc-1", "called the 3PL", "succeeded"), now)
+        for _ in range(3):
+            entry = ledger.Entry(roles.POLICY_ACTOR, roles.POLICY, "retry", "exc-2", "", "failed")
+            ledger.audit(conn, entry, now)
+    store.close()
+
+    def shown(who: str | None) -> set[str]:
+        at = open_app(monkeypatch, sample_copy, "admin.py")
+        if who:
+            next(b for b in at.button_group if b.label == "Who").set_value(who).run()
+        assert not at.exception, [e.value for e in at.exception]
+        return set(next(d.value for d in at.dataframe if "request_summary" in d.value.columns)["actor"])
+
+    assert {"sam", roles.POLICY_ACTOR} <= shown(None)
+    assert roles.POLICY_ACTOR not in shown("people") and "sam" in shown("people")
+    assert shown("the retry policy") == {roles.POLICY_ACTOR}

@@ -724,11 +724,16 @@ def held_circuits(store: Store, now: datetime) -> dict[str, action_reads.HeldCir
         return action_reads.circuits_held(conn, now)
 
 
-def audit_recent(store: Store, limit: int = 200, actor: str | None = None) -> pd.DataFrame:
+def audit_recent(
+    store: Store, limit: int = 200, actor: str | None = None, not_actor: str | None = None
+) -> pd.DataFrame:
+    """The newest entries, of ``actor`` alone or of everyone but ``not_actor`` where given."""
     a = audit_log.c
     stmt = select(a.id, a.at, a.actor, a.role, a.action, a.target, a.request_summary, a.result, a.detail).order_by(
         a.at.desc(), a.id.desc()
     )
     if actor:
         stmt = stmt.where(a.actor == actor)
+    if not_actor:
+        stmt = stmt.where(a.actor != not_actor)
     return frame(store, stmt.limit(limit))
