@@ -130,23 +130,17 @@ def policy_jobs(config: Config, store: Store) -> Iterable[Job]:
     services = services_for(store, config)
     yield Job("actions:watch", lambda: _watch(services), WATCH_INTERVAL_S)
     settings = config.file.actions.policy
-    off = (
-        "automatic retries are off ([actions.policy] enabled = false)"
-        if not settings.enabled
-        else "automatic retries are off: [partners] are the simulator's"
-        if not config.own_partners
-        else "the breaker is off (breaker_failures = 0)"
-        if not settings.breaker_failures
-        else None
-    )
-    if off:  # a circuit left open by an earlier start would read as paused on the pages and /metrics
-        breaker.close_open(services, services.clock(), off)
     if not settings.enabled:
-        return
-    if not config.own_partners:  # whatever listens on those ports is not a partner that agreed to it
+        off = "automatic retries are off ([actions.policy] enabled = false)"
+    elif not config.own_partners:  # whatever listens on those ports is not a partner that agreed to it
+        off = "automatic retries are off: [partners] are the simulator's"
         log.info("automatic retries off: [partners] are the simulator's, on this machine, until a config names yours")
-        return
-    yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
+    else:
+        off = None
+    if off or not settings.breaker_failures:  # a circuit an earlier start left open would read as paused
+        breaker.close_open(services, services.clock(), off or "the breaker is off (breaker_failures = 0)")
+    if off is None:
+        yield Job("actions:auto-retry", lambda: _logged(services, run), settings.interval_s)
 
 
 WATCH_INTERVAL_S = 60.0
