@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import partial
 from typing import Any
 
 from sqlalchemy import Connection
@@ -26,6 +27,7 @@ from correlator.components import Component, Nodes, add_members, link, older_nod
 from correlator.exceptions import Draft, derive
 from correlator.linking import MAX_CONFLICTS, TRACE
 from correlator.members import MemberReader
+from correlator.parallel import derived_in_order, processes_for
 from correlator.processes import Member, compile_processes, in_time_order
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
@@ -36,7 +38,8 @@ from syncwatch.store.writes import read_checkpoint, save_checkpoint
 
 CHECKPOINT = q.CORRELATOR_CHECKPOINT
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
-WRITE_EVERY = 5_000  # transactions handed to the writer thread at a time
+WRITE_EVERY = 5_000  # transactions handed to the writer thread (and derived by one process) at a time
+PARALLEL_FROM = 20_000  # transactions from which helper processes derive a share (see correlator.parallel)
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
@@ -159,31 +162,15 @@ class Correlator:
         drafts: list[tuple[str, Draft]] = []
         retired: set[str] = set()
         found: list[Alert] = []
-        share, written = self.config.sla_at_risk_share, 0
-        link_keys = {tid: c.link_key for tid, c in live}
-        with q.transaction_writer(conn, stored_ids) as write:
-            for start in range(0, len(live), WRITE_EVERY):
-                rows, keys = [], []
-                for tid, component in live[start : start + WRITE_EVERY]:
-                    members = in_time_order(component.members.values())
-                    component.members.clear()  # a backlog's members go as their transactions are derived
-                    sla, row = transaction_row(component, members, self.stager, now, share)
-                    rows.append(row)
-                    own = []
-                    for node in component.nodes:  # a loop, not comprehensions: this runs per transaction
-                        keys.append((tid, *node))
-                        if node[0] != TRACE:
-                            own.append(node)
-                    context, handed_over = business_context(row), component.process.partner_stage
-                    owners = self.owners[component.process.name]
-                    derived = derive(tid, members, sla, own, context, self.hosts, handed_over, owners)
-                    if row["partner"] is None:
-                        derived = _charged_to_fulfiler(row, derived, self.fulfilers)
-                    drafts.extend((tid, d) for d in derived)
-                    retired |= component.previous
-                found.extend(transaction_alerts(rows, link_keys, self.config, now))
-                write(rows, keys)
-                written += len(rows)
+        chunks = [live[start : start + WRITE_EVERY] for start in range(0, len(live), WRITE_EVERY)]
+        processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
+        derive = partial(self._derived, now=now)
+        with derived_in_order(chunks, derive, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
+            for part in parts:
+                drafts.extend(part.drafts)
+                retired |= part.retired
+                found.extend(part.alerts)
+                write(part.rows, part.keys)
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)
@@ -193,8 +180,43 @@ class Correlator:
         found += endpoint_alerts(conn, exception_rows, self.config, now)
         result.alerts += raise_alerts(conn, found, self.config, now)
         q.retire_transactions(conn, retired - set(ids))
-        result.transactions += written
+        result.transactions += len(live)
         result.exceptions += len(exception_rows)
+
+    def _derived(self, chunk: list[tuple[str, Component]], now: datetime) -> Derived:
+        """The rows, keys, exception drafts, alerts and replaced ids of a chunk of transactions."""
+        share, part = self.config.sla_at_risk_share, Derived()
+        rows, keys, drafts = part.rows, part.keys, part.drafts
+        for tid, component in chunk:
+            members = in_time_order(component.members.values())
+            component.members.clear()  # a backlog's members go as their transactions are derived
+            sla, row = transaction_row(component, members, self.stager, now, share)
+            rows.append(row)
+            own = []
+            for node in component.nodes:  # a loop, not comprehensions: this runs per transaction
+                keys.append((tid, *node))
+                if node[0] != TRACE:
+                    own.append(node)
+            context, handed_over = business_context(row), component.process.partner_stage
+            owners = self.owners[component.process.name]
+            derived = derive(tid, members, sla, own, context, self.hosts, handed_over, owners)
+            if row["partner"] is None:
+                derived = _charged_to_fulfiler(row, derived, self.fulfilers)
+            drafts.extend((tid, d) for d in derived)
+            part.retired |= component.previous
+        part.alerts = transaction_alerts(rows, {tid: c.link_key for tid, c in chunk}, self.config, now)
+        return part
+
+
+@dataclass
+class Derived:
+    """What deriving a chunk of transactions gives the writer (picklable: a helper process sends it)."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)
+    keys: list[q.KeyRow] = field(default_factory=list)
+    drafts: list[tuple[str, Draft]] = field(default_factory=list)
+    retired: set[str] = field(default_factory=set)
+    alerts: list[Alert] = field(default_factory=list)
 
 
 @contextmanager

@@ -6,6 +6,7 @@ The fixture ingests the committed sample_data/ week once; each test correlates i
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from correlator import passes
+from correlator import parallel, passes
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
 from syncwatch.store import Store, correlation
@@ -114,3 +115,63 @@ def copy_of_correlated(ingested: Path, tmp_path: Path) -> Store:
     store = copy_of(ingested, tmp_path / "reference")
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     return store
+
+
+def test_helper_processes_derive_what_one_process_derives(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample is smaller than a pass forks helpers for, so the threshold is lowered and the
+    chunks made small: two helpers derive two of every three chunks."""
+    alone = copy_of(ingested, tmp_path / "alone")
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "1")
+    single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass()
+    sent = helper_results(monkeypatch)
+    monkeypatch.setattr(passes, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(passes, "WRITE_EVERY", 50)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "3")
+    shared = copy_of(ingested, tmp_path / "shared")
+    several = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass()
+    chunks = -(-single.transactions // 50)
+    assert len(sent) == chunks - -(-chunks // 3), "the helpers should derive two chunks of every three"
+    assert derived(shared) == derived(alone)
+    assert (several.transactions, several.exceptions, several.alerts) == (
+        single.transactions,
+        single.exceptions,
+        single.alerts,
+    )
+
+
+def test_a_helper_that_fails_leaves_its_share_to_the_pass(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = copy_of_correlated(ingested, tmp_path)
+    parent, derive = os.getpid(), passes.derive
+
+    def failing_in_helpers(*args: Any, **kwargs: Any) -> Any:
+        if os.getpid() != parent:
+            raise MemoryError("no room")
+        return derive(*args, **kwargs)
+
+    monkeypatch.setattr(passes, "derive", failing_in_helpers)
+    monkeypatch.setattr(passes, "PARALLEL_FROM", 0)
+    monkeypatch.setattr(passes, "WRITE_EVERY", 50)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")
+    store = copy_of(ingested, tmp_path / "failing")
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert derived(store) == derived(reference)
+    assert "correlator helper correlator-helper-1 failed (MemoryError: no room)" in caplog.text
+
+
+def helper_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """Every result a helper process sent, as the pass takes them."""
+    sent: list[object] = []
+    take = parallel._Helper.next_result
+
+    def counted(helper: parallel._Helper) -> object:
+        found = take(helper)
+        if found is not parallel._MISSING:
+            sent.append(found)
+        return found
+
+    monkeypatch.setattr(parallel._Helper, "next_result", counted)
+    return sent

@@ -60,6 +60,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("tail_interval_s", 1.0, "Seconds between file-tailer passes", limits=(0.05, 3600)),
     Setting("correlate_interval_s", 5.0, "Seconds between correlator passes inside `serve`", limits=(0.05, 3600)),
     Setting(
+        "correlate_processes",
+        0,
+        "Processes deriving the transactions of a large correlator pass (20,000 or more) outside `serve`: "
+        "0 is one per CPU core, at most 4; 1 forks none",
+        limits=(0, 64),
+    ),
+    Setting(
         "alert_quiet_period_s",
         1800,
         "Seconds before a still-failing partner endpoint, or a correlator still behind, is alerted again",

@@ -1,0 +1,151 @@
+"""Deriving a large batch's transactions on every core.
+
+Deriving (stages, SLA, exceptions) is pure Python work per transaction, half of a pass from
+empty; one interpreter runs it on one core. Helper processes forked once the batch is in memory
+share it (copy on write, nothing is sent to them), each derive every n-th chunk and send the
+results back pickled; the pass takes them in chunk order, so it writes exactly what one process
+would have written, in the same order.
+
+A fork is only taken where it is safe: on Linux, from a process running no other thread (a
+thread holding a lock at the fork would leave it held in the child forever). Inside ``serve``,
+whose collectors and scheduler run on threads, passes stay in one process; they are small there.
+A helper that dies is not fatal: the pass derives its chunks itself and says so in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+import multiprocessing
+import os
+import pickle
+import sys
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from multiprocessing.connection import Connection
+from queue import Queue
+from typing import TypeVar
+
+log = logging.getLogger(__name__)
+Chunk = TypeVar("Chunk")
+Result = TypeVar("Result")
+MAX_PROCESSES = 4  # memory: every helper may come to copy the pages it touches
+
+
+def processes_for(setting: int) -> int:
+    """How many processes derive: ``setting``, or where it is 0 one per core this process may use."""
+    if setting > 0:
+        return setting
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    return min(cores, MAX_PROCESSES)
+
+
+def can_fork() -> bool:
+    """Whether forking is safe here: Linux (macOS's system libraries refuse forked children), and
+    no other thread running."""
+    return sys.platform.startswith("linux") and threading.active_count() == 1
+
+
+@contextmanager
+def derived_in_order(
+    chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], processes: int
+) -> Iterator[Iterator[Result]]:
+    """``derive(chunk)`` for every chunk, in order. With ``processes`` > 1 (and forking safe),
+    chunk i is derived by process i mod ``processes``: this one takes the first of every round.
+    The helpers are forked on entry — before the caller starts threads of its own — and are gone
+    on exit, finished or killed."""
+    helpers: list[_Helper | None] = []
+    try:
+        if can_fork():
+            helpers = [_forked(chunks, derive, share, processes) for share in range(1, processes)]
+            for helper in filter(None, helpers):  # after every fork: a child must not inherit a running thread
+                helper.start_draining()
+        yield _in_order(chunks, derive, helpers)
+    finally:
+        for helper in filter(None, helpers):
+            helper.stop()
+
+
+def _forked(chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int) -> _Helper | None:
+    """A helper for ``share``, or None where the system refuses another process (this one derives it)."""
+    try:
+        return _Helper(chunks, derive, share, rounds)
+    except OSError as err:
+        log.warning("could not start correlator helper %s (%s); this process derives its share instead", share, err)
+        return None
+
+
+def _in_order(
+    chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], helpers: list[_Helper | None]
+) -> Iterator[Result]:
+    rounds = len(helpers) + 1
+    for index, chunk in enumerate(chunks):
+        helper = helpers[index % rounds - 1] if index % rounds else None
+        found = helper.next_result() if helper is not None else _MISSING
+        yield derive(chunk) if found is _MISSING else found
+
+
+_MISSING = object()
+
+
+class _Helper:
+    """One forked process deriving the chunks of its share, and the thread draining its pipe (a
+    full pipe would stop it until this process, busy deriving its own share, came to read)."""
+
+    def __init__(self, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int) -> None:
+        receive, send = multiprocessing.Pipe(duplex=False)
+        self.process = multiprocessing.get_context("fork").Process(
+            target=_serve_share, args=(send, chunks, derive, share, rounds), name=f"correlator-helper-{share}"
+        )
+        self.process.start()
+        send.close()  # only the child holds the writing end now: its exit is this end's EOF
+        self.results: Queue[bytes | None] = Queue()
+        self.failed = False
+        self.drain = threading.Thread(target=self._drain, args=(receive,), name=self.process.name, daemon=True)
+
+    def start_draining(self) -> None:
+        self.drain.start()
+
+    def _drain(self, receive: Connection) -> None:
+        try:
+            while True:
+                self.results.put(receive.recv_bytes())
+        except (EOFError, OSError):
+            self.results.put(None)
+        finally:
+            receive.close()
+
+    def next_result(self) -> object:
+        """The next chunk's result, or ``_MISSING`` once the helper failed (the caller derives it)."""
+        if self.failed:
+            return _MISSING
+        message = self.results.get()  # None at the pipe's end: the helper exited
+        kind, value = pickle.loads(message) if message is not None else ("died", None)
+        if kind == "result":
+            return value
+        self.failed = True
+        self.process.join()
+        why = value or f"it ended with exit code {self.process.exitcode}"
+        log.warning("correlator helper %s failed (%s); this process derives its share instead", self.process.name, why)
+        return _MISSING
+
+    def stop(self) -> None:
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+        if self.drain.ident is not None:
+            self.drain.join()
+
+
+def _serve_share(
+    send: Connection, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
+) -> None:
+    """The helper's whole life: derive its chunks, send each result, then leave (multiprocessing
+    ends a forked child with ``os._exit``: nothing inherited, such as a database connection, is closed)."""
+    try:
+        for chunk in chunks[share::rounds]:
+            send.send_bytes(pickle.dumps(("result", derive(chunk)), protocol=pickle.HIGHEST_PROTOCOL))
+    except Exception as err:  # the parent derives the rest and logs why
+        send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}")))
+    finally:
+        send.close()

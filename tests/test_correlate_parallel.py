@@ -1,0 +1,70 @@
+"""Helper processes for a large pass (``correlator.parallel``): results in chunk order whoever
+derived them, no fork while another thread runs, and a helper's failure costs only time."""
+
+from __future__ import annotations
+
+import os
+import threading
+
+import pytest
+
+from correlator import parallel
+
+CHUNKS = list(range(10))
+
+
+def derive(chunk: int) -> tuple[int, int]:
+    return chunk, os.getpid()
+
+
+def test_helpers_derive_every_nth_chunk_and_the_results_come_in_order() -> None:
+    with parallel.derived_in_order(CHUNKS, derive, 3) as results:
+        found = list(results)
+    assert [chunk for chunk, _ in found] == CHUNKS
+    derived_by = [pid for _, pid in found]
+    assert derived_by[0::3] == [os.getpid()] * 4
+    helpers = set(derived_by) - {os.getpid()}
+    assert len(helpers) == 2, "two helper processes should have derived a share each"
+    assert derived_by[1] == derived_by[4] == derived_by[7] != derived_by[2]
+
+
+def test_no_helper_is_forked_while_another_thread_runs() -> None:
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with parallel.derived_in_order(CHUNKS, derive, 3) as results:
+            found = list(results)
+    finally:
+        stop.set()
+        other.join()
+    assert found == [(chunk, os.getpid()) for chunk in CHUNKS]
+
+
+def test_a_helper_that_dies_leaves_its_chunks_to_this_process(caplog: pytest.LogCaptureFixture) -> None:
+    parent = os.getpid()
+
+    def dying(chunk: int) -> tuple[int, int]:
+        if os.getpid() != parent and chunk >= 3:
+            os._exit(9)  # as a helper killed by the system would end, sending nothing
+        return derive(chunk)
+
+    with parallel.derived_in_order(CHUNKS, dying, 2) as results:
+        found = list(results)
+    assert [chunk for chunk, _ in found] == CHUNKS
+    assert found[1][1] != parent, "the helper should have derived its first chunk before it died"
+    assert all(pid == parent for _, pid in found[3:])
+    assert "correlator helper correlator-helper-1 failed (it ended with exit code 9)" in caplog.text
+
+
+def test_leaving_early_stops_the_helpers() -> None:
+    with parallel.derived_in_order(CHUNKS, derive, 2) as results:
+        next(results)
+        helpers = [child for child in parallel.multiprocessing.active_children() if child.name.startswith("correlator")]
+    assert helpers, "a helper should have been running"
+    assert not any(helper.is_alive() for helper in helpers)
+
+
+def test_processes_are_one_per_core_up_to_the_limit_unless_set() -> None:
+    assert parallel.processes_for(3) == 3
+    assert 1 <= parallel.processes_for(0) <= parallel.MAX_PROCESSES
