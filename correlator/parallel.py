@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from queue import Queue
-from typing import TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
@@ -46,10 +46,26 @@ def can_fork() -> bool:
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
+class Derivation(Generic[Chunk, Result]):
+    """The results of ``derived_in_order``, and the largest peak memory of its helpers."""
+
+    def __init__(self, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], helpers: list[_Helper | None]):
+        self._chunks, self._derive, self._helpers = chunks, derive, helpers
+
+    def __iter__(self) -> Iterator[Result]:
+        return _in_order(self._chunks, self._derive, self._helpers)
+
+    @property
+    def helpers_peak_rss_mib(self) -> int:
+        """The largest peak resident memory a helper reported (0 without helpers); much of it is
+        shared with this process."""
+        return max((h.peak_rss_kib for h in self._helpers if h is not None), default=0) // 1024
+
+
 @contextmanager
 def derived_in_order(
     chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], processes: int
-) -> Iterator[Iterator[Result]]:
+) -> Iterator[Derivation[Chunk, Result]]:
     """``derive(chunk)`` for every chunk, in order. With ``processes`` > 1 (and forking safe),
     chunk i is derived by process i mod ``processes``: this one takes the first of every round.
     The helpers are forked on entry — before the caller starts threads of its own — and are gone
@@ -60,7 +76,7 @@ def derived_in_order(
             helpers = [_forked(chunks, derive, share, processes) for share in range(1, processes)]
             for helper in filter(None, helpers):  # after every fork: a child must not inherit a running thread
                 helper.start_draining()
-        yield _in_order(chunks, derive, helpers)
+        yield Derivation(chunks, derive, helpers)
     finally:
         for helper in filter(None, helpers):
             helper.stop()
@@ -101,6 +117,7 @@ class _Helper:
         send.close()  # only the child holds the writing end now: its exit is this end's EOF
         self.results: Queue[bytes | None] = Queue()
         self.failed = False
+        self.peak_rss_kib = 0
         self.drain = threading.Thread(target=self._drain, args=(receive,), name=self.process.name, daemon=True)
 
     def start_draining(self) -> None:
@@ -120,7 +137,8 @@ class _Helper:
         if self.failed:
             return _MISSING
         message = self.results.get()  # None at the pipe's end: the helper exited
-        kind, value = pickle.loads(message) if message is not None else ("died", None)
+        kind, value, peak_rss_kib = pickle.loads(message) if message is not None else ("died", None, 0)
+        self.peak_rss_kib = max(self.peak_rss_kib, peak_rss_kib)
         if kind == "result":
             return value
         self.failed = True
@@ -144,8 +162,15 @@ def _serve_share(
     ends a forked child with ``os._exit``: nothing inherited, such as a database connection, is closed)."""
     try:
         for chunk in chunks[share::rounds]:
-            send.send_bytes(pickle.dumps(("result", derive(chunk)), protocol=pickle.HIGHEST_PROTOCOL))
+            message = ("result", derive(chunk), _peak_rss_kib())
+            send.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as err:  # the parent derives the rest and logs why
-        send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}")))
+        send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _peak_rss_kib())))
     finally:
         send.close()
+
+
+def _peak_rss_kib() -> int:
+    import resource  # POSIX only, as helpers are
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, the only system helpers run on

@@ -53,6 +53,7 @@ class PassResult:
     conflicts: list[str] = field(default_factory=list)  # refusals between identity keys, described (the first few)
     alerts: int = 0
     busy: bool = False  # another instance held the correlator lock; nothing was done
+    helpers_peak_rss_mib: int = 0  # the largest helper process's (see correlator.parallel); 0 without
     seconds: float = 0.0
 
 
@@ -171,6 +172,7 @@ class Correlator:
                 retired |= part.retired
                 found.extend(part.alerts)
                 write(part.rows, part.keys)
+        result.helpers_peak_rss_mib = max(result.helpers_peak_rss_mib, parts.helpers_peak_rss_mib)
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)

@@ -20,6 +20,7 @@ def derive(chunk: int) -> tuple[int, int]:
 def test_helpers_derive_every_nth_chunk_and_the_results_come_in_order() -> None:
     with parallel.derived_in_order(CHUNKS, derive, 3) as results:
         found = list(results)
+    assert results.helpers_peak_rss_mib > 0
     assert [chunk for chunk, _ in found] == CHUNKS
     derived_by = [pid for _, pid in found]
     assert derived_by[0::3] == [os.getpid()] * 4
@@ -39,6 +40,7 @@ def test_no_helper_is_forked_while_another_thread_runs() -> None:
         stop.set()
         other.join()
     assert found == [(chunk, os.getpid()) for chunk in CHUNKS]
+    assert results.helpers_peak_rss_mib == 0
 
 
 def test_a_helper_that_dies_leaves_its_chunks_to_this_process(caplog: pytest.LogCaptureFixture) -> None:
@@ -59,7 +61,7 @@ def test_a_helper_that_dies_leaves_its_chunks_to_this_process(caplog: pytest.Log
 
 def test_leaving_early_stops_the_helpers() -> None:
     with parallel.derived_in_order(CHUNKS, derive, 2) as results:
-        next(results)
+        next(iter(results))
         helpers = [child for child in parallel.multiprocessing.active_children() if child.name.startswith("correlator")]
     assert helpers, "a helper should have been running"
     assert not any(helper.is_alive() for helper in helpers)

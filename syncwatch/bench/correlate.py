@@ -49,15 +49,21 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> Store:
     return store
 
 
+def _children_cpu_s() -> float:
+    used = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return used.ru_utime + used.ru_stime
+
+
 def _run(args: argparse.Namespace) -> Figures:
     with tempfile.TemporaryDirectory() as folder:
         store = _prepare(args, Path(folder))
         try:
             as_of = START + timedelta(days=DAYS)
             correlator = Correlator(store, load_config(), clock=lambda: as_of)
-            cpu = time.process_time()
+            cpu, helpers_cpu = time.process_time(), _children_cpu_s()
             full = correlator.run_pass()
             full_cpu_s = time.process_time() - cpu  # every thread of this process; the database server's apart
+            helpers_cpu_s = _children_cpu_s() - helpers_cpu  # the helper processes of the pass
             # Replay the newest observations as if they had just arrived, on top of all history.
             store.save_checkpoint(Checkpoint(CHECKPOINT, max(0, full.observations - args.incremental)))
             began = time.perf_counter()
@@ -75,7 +81,9 @@ def _run(args: argparse.Namespace) -> Figures:
                 "transactions": transactions,
                 "from_empty_s": round(full.seconds, 2),
                 "from_empty_cpu_s": round(full_cpu_s, 2),
+                "helpers_cpu_s": round(helpers_cpu_s, 2),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
+                "helper_peak_rss_mb": full.helpers_peak_rss_mib,  # partly shared with this process
                 "observations_per_s": round(full.observations / full.seconds),
                 "incremental_observations": step.observations,
                 "incremental_s": round(incremental_s, 3),
