@@ -1,15 +1,16 @@
-"""Deriving a large batch's transactions on every core.
+"""A large pass on every core: one interpreter runs its pure Python work on one core.
 
-Deriving (stages, SLA, exceptions) is pure Python work per transaction, half of a pass from
-empty; one interpreter runs it on one core. Helper processes forked once the batch is in memory
-share it (copy on write, nothing is sent to them), each derive every n-th chunk and send the
-results back pickled; the pass takes them in chunk order, so it writes exactly what one process
-would have written, in the same order.
+- Deriving (stages, SLA, exceptions), half of a pass from empty: helper processes forked once the
+  batch is in memory share it (copy on write, nothing is sent to them), each derives every n-th
+  chunk and sends the results back pickled; the pass takes them in chunk order, so it writes
+  exactly what one process would have written, in the same order.
+- Linking, a sixth: one helper reads the batch's keys on a connection of its own and links them
+  while the pass reads the members (``computed_aside``).
 
 A fork is only taken where it is safe: on Linux, from a process running no other thread (a
 thread holding a lock at the fork would leave it held in the child forever). Inside ``serve``,
 whose collectors and scheduler run on threads, passes stay in one process; they are small there.
-A helper that dies is not fatal: the pass derives its chunks itself and says so in the log.
+A helper that dies is not fatal: the pass does its work itself and says so in the log.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
 from queue import Queue
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
@@ -73,7 +74,7 @@ def derived_in_order(
     helpers: list[_Helper | None] = []
     try:
         if can_fork():
-            helpers = [_forked(chunks, derive, share, processes) for share in range(1, processes)]
+            helpers = [_forked(f"derive-{share}", chunks, derive, share, processes) for share in range(1, processes)]
             for helper in filter(None, helpers):  # after every fork: a child must not inherit a running thread
                 helper.start_draining()
         yield Derivation(chunks, derive, helpers)
@@ -82,12 +83,44 @@ def derived_in_order(
             helper.stop()
 
 
-def _forked(chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int) -> _Helper | None:
-    """A helper for ``share``, or None where the system refuses another process (this one derives it)."""
+@contextmanager
+def computed_aside(compute: Callable[[], Result]) -> Iterator[Callable[[], Result | None]]:
+    """``compute()`` in a forked helper while this process goes on: the getter yielded waits for
+    its result, or gives None where forking is not safe or the helper failed (the caller computes
+    it then). The helper is gone on exit."""
+    helper = _forked(_name(compute), [compute], _call, 0, 1) if can_fork() else None
+    if helper is None:
+        yield lambda: None
+        return
+    helper.start_draining()
     try:
-        return _Helper(chunks, derive, share, rounds)
+        yield lambda: _or_none(helper.next_result())
+    finally:
+        helper.stop()
+
+
+def _call(compute: Callable[[], Result]) -> Result:
+    return compute()
+
+
+def _or_none(found: object) -> Any:
+    return None if found is _MISSING else found
+
+
+def _name(compute: Callable[[], Any]) -> str:
+    """A helper's name from what it computes (``functools.partial`` of ``_link_apart``: link-apart)."""
+    named = getattr(compute, "func", compute)
+    return getattr(named, "__name__", "aside").strip("_").replace("_", "-")
+
+
+def _forked(
+    name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
+) -> _Helper | None:
+    """A helper for ``share``, or None where the system refuses another process (the pass does its work)."""
+    try:
+        return _Helper(f"correlator-{name}", chunks, derive, share, rounds)
     except OSError as err:
-        log.warning("could not start correlator helper %s (%s); this process derives its share instead", share, err)
+        log.warning("could not start the correlator's %s helper (%s); the pass does its work itself", name, err)
         return None
 
 
@@ -108,10 +141,12 @@ class _Helper:
     """One forked process deriving the chunks of its share, and the thread draining its pipe (a
     full pipe would stop it until this process, busy deriving its own share, came to read)."""
 
-    def __init__(self, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int) -> None:
+    def __init__(
+        self, name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
+    ) -> None:
         receive, send = multiprocessing.Pipe(duplex=False)
         self.process = multiprocessing.get_context("fork").Process(
-            target=_serve_share, args=(send, chunks, derive, share, rounds), name=f"correlator-helper-{share}"
+            target=_serve_share, args=(send, chunks, derive, share, rounds), name=name
         )
         self.process.start()
         send.close()  # only the child holds the writing end now: its exit is this end's EOF
@@ -144,7 +179,7 @@ class _Helper:
         self.failed = True
         self.process.join()
         why = value or f"it ended with exit code {self.process.exitcode}"
-        log.warning("correlator helper %s failed (%s); this process derives its share instead", self.process.name, why)
+        log.warning("helper process %s failed (%s); the pass does its work itself", self.process.name, why)
         return _MISSING
 
     def stop(self) -> None:

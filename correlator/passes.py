@@ -14,10 +14,11 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
@@ -25,9 +26,9 @@ from sqlalchemy import Connection
 from correlator.alerts import Alert, endpoint_alerts, raise_alerts, transaction_alerts
 from correlator.components import Component, Nodes, add_members, link, older_nodes, owners
 from correlator.exceptions import Draft, derive
-from correlator.linking import MAX_CONFLICTS, TRACE
-from correlator.members import MemberReader
-from correlator.parallel import derived_in_order, processes_for
+from correlator.linking import MAX_CONFLICTS, TRACE, Conflict
+from correlator.members import MemberReader, node_rows
+from correlator.parallel import computed_aside, derived_in_order, processes_for
 from correlator.processes import Member, compile_processes, in_time_order
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
@@ -40,7 +41,9 @@ CHECKPOINT = q.CORRELATOR_CHECKPOINT
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
 WRITE_EVERY = 5_000  # transactions handed to the writer thread (and derived by one process) at a time
 PARALLEL_FROM = 20_000  # transactions from which helper processes derive a share (see correlator.parallel)
+LINK_ASIDE_FROM = 200_000  # new observations from which a helper links them while members are read (SQLite)
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
+Linked = tuple[list[Component], int, list[Conflict]]  # what ``components.link`` gives
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
 
@@ -92,14 +95,44 @@ class Correlator:
     def _new(self, conn: Connection, after: int, batch: int, result: PassResult) -> tuple[int, int]:
         """Correlate the next ``batch`` observations after id ``after``: how many there were, and
         the last one's id. Only observations up to ``after`` are read besides them."""
+        last = q.batch_end(conn, after, batch)
+        if last is None:
+            return 0, after
         reader = MemberReader(self.processes)
-        members, count, last = reader.new(q.new_observations(conn, after, batch))
-        if count:
+        with self._linked_aside(after, last) as linked_aside:
+            members, count, _ = reader.new(q.new_observations(conn, after, last))
+            aside = linked_aside()
+        if aside is None:
             components = self._link(conn, [m.nodes for m in members], result)
-            self._gather(conn, components, reader, members, after)
-            del members  # the components hold them now, and let each go once it is written
-            self._write(conn, components, self.clock(), result)
+        else:
+            components = self._counted(aside, result)
+            by_name = {p.name: p for p in self.processes}  # the helper's components hold copies of them
+            for component in components:
+                component.process = by_name[component.process.name]
+        self._gather(conn, components, reader, members, after)
+        del members  # the components hold them now, and let each go once it is written
+        self._write(conn, components, self.clock(), result)
         return count, last
+
+    def _linked_aside(self, after: int, last: int) -> AbstractContextManager[Callable[[], Linked | None]]:
+        """The batch ``after < id <= last`` linked by a helper process reading its own view of
+        a SQLite file, while this one reads the members (see ``correlator.parallel``); where a
+        helper does not pay or cannot run, a getter of None: this process links."""
+        path = self.store.sqlite_file()
+        if path is None or last - after < LINK_ASIDE_FROM or processes_for(self.config.correlate_processes) < 2:
+            return nullcontext(lambda: None)
+        return computed_aside(partial(self._link_apart, path, after, last))
+
+    def _link_apart(self, path: Path, after: int, last: int) -> Linked:
+        """What ``link`` makes of the batch, read on a connection of its own: run in a helper,
+        whose process inherits this one's connections and must not touch them."""
+        store = Store.open(f"sqlite:///{path}")
+        try:
+            with store.reading() as conn:
+                rows = node_rows(q.new_nodes(conn, after, last))
+                return link(self.processes, rows, q.transactions_holding(conn, rows))
+        finally:
+            store.close()
 
     def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
         """Re-derive the transactions of observations delivered again since the last look."""
@@ -132,7 +165,12 @@ class Correlator:
 
     def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> list[Component]:
         """The components of ``rows`` (each an observation's nodes) and of the stored transactions they touch."""
-        components, refused, conflicts = link(self.processes, rows, q.transactions_holding(conn, rows))
+        return self._counted(link(self.processes, rows, q.transactions_holding(conn, rows)), result)
+
+    @staticmethod
+    def _counted(linked: Linked, result: PassResult) -> list[Component]:
+        """The components, with the links refused and the conflicts described added to ``result``."""
+        components, refused, conflicts = linked
         result.refused_links += refused
         room = MAX_CONFLICTS - len(result.conflicts)
         result.conflicts.extend(conflict.describe() for conflict in conflicts[: max(0, room)])
@@ -147,9 +185,11 @@ class Correlator:
         fresh_after: int | None,
     ) -> None:
         """Give each component its members: of the batch, then of earlier observations."""
+        older = older_nodes(components, fresh_after)
+        if not members and not older:
+            return
         owned = owners(components)
         add_members(owned, members)
-        older = older_nodes(components, fresh_after)
         if older:
             add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
 

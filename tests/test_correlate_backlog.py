@@ -10,6 +10,7 @@ import os
 import sqlite3
 import subprocess
 import sys
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -159,7 +160,34 @@ def test_a_helper_that_fails_leaves_its_share_to_the_pass(
     store = copy_of(ingested, tmp_path / "failing")
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert derived(store) == derived(reference)
-    assert "correlator helper correlator-helper-1 failed (MemoryError: no room)" in caplog.text
+    assert "helper process correlator-derive-1 failed (MemoryError: no room)" in caplog.text
+
+
+def test_a_helper_linking_the_batch_while_members_are_read_links_as_this_process_does(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample is smaller than a helper links for, so the threshold is lowered; in two batches,
+    the second links against the transactions the first stored."""
+    alone = copy_of(ingested, tmp_path / "alone")
+    half = alone.counts()["observations"] // 2 + 1
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "1")
+    single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass(batch=half)
+    linked_aside = []
+    aside = passes.computed_aside
+
+    @contextmanager
+    def watched(compute: Any) -> Any:
+        with aside(compute) as get:
+            yield lambda: linked_aside.append(found := get()) or found
+
+    monkeypatch.setattr(passes, "computed_aside", watched)
+    monkeypatch.setattr(passes, "LINK_ASIDE_FROM", 0)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")
+    shared = copy_of(ingested, tmp_path / "shared")
+    several = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass(batch=half)
+    assert len(linked_aside) == 2 and all(linked_aside), "a helper should have linked both batches"
+    assert derived(shared) == derived(alone)
+    assert (several.refused_links, several.conflicts) == (single.refused_links, single.conflicts)
 
 
 def helper_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import threading
+import time
 
 import pytest
 
@@ -56,11 +57,18 @@ def test_a_helper_that_dies_leaves_its_chunks_to_this_process(caplog: pytest.Log
     assert [chunk for chunk, _ in found] == CHUNKS
     assert found[1][1] != parent, "the helper should have derived its first chunk before it died"
     assert all(pid == parent for _, pid in found[3:])
-    assert "correlator helper correlator-helper-1 failed (it ended with exit code 9)" in caplog.text
+    assert "helper process correlator-derive-1 failed (it ended with exit code 9)" in caplog.text
 
 
 def test_leaving_early_stops_the_helpers() -> None:
-    with parallel.derived_in_order(CHUNKS, derive, 2) as results:
+    parent = os.getpid()
+
+    def slow(chunk: int) -> tuple[int, int]:
+        if os.getpid() != parent:
+            time.sleep(60)  # still deriving when the caller leaves
+        return derive(chunk)
+
+    with parallel.derived_in_order(CHUNKS, slow, 2) as results:
         next(iter(results))
         helpers = [child for child in parallel.multiprocessing.active_children() if child.name.startswith("correlator")]
     assert helpers, "a helper should have been running"
@@ -70,3 +78,27 @@ def test_leaving_early_stops_the_helpers() -> None:
 def test_processes_are_one_per_core_up_to_the_limit_unless_set() -> None:
     assert parallel.processes_for(3) == 3
     assert 1 <= parallel.processes_for(0) <= parallel.MAX_PROCESSES
+
+
+def test_a_computation_aside_runs_in_a_helper_while_this_process_goes_on() -> None:
+    with parallel.computed_aside(os.getpid) as result:
+        here = os.getpid()
+        assert result() not in (None, here)
+
+
+def test_a_computation_aside_that_fails_or_cannot_fork_gives_none(caplog: pytest.LogCaptureFixture) -> None:
+    def failing() -> int:
+        raise ValueError("unreadable")
+
+    with parallel.computed_aside(failing) as result:
+        assert result() is None
+    assert "helper process correlator-failing failed (ValueError: unreadable)" in caplog.text
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with parallel.computed_aside(os.getpid) as result:
+            assert result() is None
+    finally:
+        stop.set()
+        other.join()
