@@ -107,8 +107,11 @@ class Correlator:
         else:
             components = self._counted(aside, result)
             by_name = {p.name: p for p in self.processes}  # the helper's components hold copies of them
+            canon = {node: node for member in members for node in member.nodes}
             for component in components:
                 component.process = by_name[component.process.name]
+                component.nodes = {canon.get(node, node) for node in component.nodes}
+            del canon
         self._gather(conn, components, reader, members, after)
         del members  # the components hold them now, and let each go once it is written
         self._write(conn, components, self.clock(), result)
