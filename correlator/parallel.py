@@ -4,26 +4,33 @@
   batch is in memory share it (copy on write, nothing is sent to them), each derives every n-th
   chunk and sends the results back pickled; the pass takes them in chunk order, so it writes
   exactly what one process would have written, in the same order.
-- Linking, a sixth: one helper reads the batch's keys on a connection of its own and links them
-  while the pass reads the members (``computed_aside``).
+- Linking, a sixth: one helper, a fresh Python process (so it inherits no database connection or
+  lock state), reads the batch's keys on a connection of its own and links them while the pass
+  reads the members (``computed_aside``).
 
-A fork is only taken where it is safe: on Linux, from a process running no other thread (a
-thread holding a lock at the fork would leave it held in the child forever). Inside ``serve``,
-whose collectors and scheduler run on threads, passes stay in one process; they are small there.
-A helper that dies is not fatal: the pass does its work itself and says so in the log.
+Helpers run only on Linux, from a process running no other thread: a thread holding a lock at a
+fork would leave it held in the child forever. Inside ``serve``, whose collectors and scheduler
+run on threads, passes stay in one process; they are small there. A helper ignores Ctrl-C (the
+pass stops it) and dies with the pass. One that fails is not fatal: the pass does its work
+itself and says so in the log.
 """
 
 from __future__ import annotations
 
+import ctypes
+import gc
 import logging
 import multiprocessing
 import os
 import pickle
+import signal
+import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
+from pathlib import Path
 from queue import Queue
 from typing import Any, Generic, TypeVar
 
@@ -31,24 +38,35 @@ log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 MAX_PROCESSES = 4  # memory: every helper may come to copy the pages it touches
+WAITING_RESULTS = 2  # results a helper may have ready before it waits for the pass to take one
+CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a container's CPU quota (cgroup v2): "max 100000" or "200000 100000"
 
 
 def processes_for(setting: int) -> int:
-    """How many processes derive: ``setting``, or where it is 0 one per core this process may use."""
+    """How many processes a large pass runs on: ``setting``, or where it is 0 one per core this
+    process may use (its CPU affinity and its container's quota), at most ``MAX_PROCESSES``."""
     if setting > 0:
         return setting
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return min(cores, MAX_PROCESSES)
+    return max(1, min(cores, _quota_cores() or cores, MAX_PROCESSES))
+
+
+def _quota_cores() -> int | None:
+    try:
+        quota, period = CPU_MAX.read_text().split()
+        return None if quota == "max" else int(quota) // int(period)
+    except (OSError, ValueError):
+        return None
 
 
 def can_fork() -> bool:
-    """Whether forking is safe here: Linux (macOS's system libraries refuse forked children), and
+    """Whether helpers may run here: Linux (macOS's system libraries refuse forked children), and
     no other thread running."""
     return sys.platform.startswith("linux") and threading.active_count() == 1
 
 
 class Derivation(Generic[Chunk, Result]):
-    """The results of ``derived_in_order``, and the largest peak memory of its helpers."""
+    """The results of ``derived_in_order``, and the memory its helpers took for themselves."""
 
     def __init__(self, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], helpers: list[_Helper | None]):
         self._chunks, self._derive, self._helpers = chunks, derive, helpers
@@ -57,24 +75,25 @@ class Derivation(Generic[Chunk, Result]):
         return _in_order(self._chunks, self._derive, self._helpers)
 
     @property
-    def helpers_peak_rss_mib(self) -> int:
-        """The largest peak resident memory a helper reported (0 without helpers); much of it is
-        shared with this process."""
-        return max((h.peak_rss_kib for h in self._helpers if h is not None), default=0) // 1024
+    def helpers_private_mib(self) -> int:
+        """The most memory one helper came to hold privately (pages it copied or allocated; those
+        it still shares with the pass are not counted): 0 without helpers."""
+        return max((h.private_kib for h in self._helpers if h is not None), default=0) // 1024
 
 
 @contextmanager
 def derived_in_order(
     chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], processes: int
 ) -> Iterator[Derivation[Chunk, Result]]:
-    """``derive(chunk)`` for every chunk, in order. With ``processes`` > 1 (and forking safe),
+    """``derive(chunk)`` for every chunk, in order. With ``processes`` > 1 (and helpers allowed),
     chunk i is derived by process i mod ``processes``: this one takes the first of every round.
     The helpers are forked on entry — before the caller starts threads of its own — and are gone
     on exit, finished or killed."""
     helpers: list[_Helper | None] = []
     try:
         if can_fork():
-            helpers = [_forked(f"derive-{share}", chunks, derive, share, processes) for share in range(1, processes)]
+            for share in range(1, processes):
+                helpers.append(_forked(f"derive-{share}", chunks, derive, share, processes))
             for helper in filter(None, helpers):  # after every fork: a child must not inherit a running thread
                 helper.start_draining()
         yield Derivation(chunks, derive, helpers)
@@ -84,39 +103,65 @@ def derived_in_order(
 
 
 @contextmanager
-def computed_aside(compute: Callable[[], Result]) -> Iterator[Callable[[], Result | None]]:
-    """``compute()`` in a forked helper while this process goes on: the getter yielded waits for
-    its result, or gives None where forking is not safe or the helper failed (the caller computes
-    it then). The helper is gone on exit."""
-    helper = _forked(_name(compute), [compute], _call, 0, 1) if can_fork() else None
-    if helper is None:
+def computed_aside(name: str, compute: Callable[[], Result]) -> Iterator[Callable[[], Result | None]]:
+    """``compute()`` in a fresh Python process (``python -m correlator.parallel``: it inherits no
+    database connection, lock or thread, and runs none of the caller's own code) while this one
+    goes on. ``compute`` must pickle: a module-level function or a ``functools.partial`` of one.
+    The getter yielded waits for its result, or gives None where helpers may not run or it
+    failed (the caller computes it then). The helper is gone on exit."""
+    if not can_fork():
         yield lambda: None
         return
-    helper.start_draining()
     try:
-        yield lambda: _or_none(helper.next_result())
+        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    except OSError as err:
+        log.warning("could not start the correlator's %s helper (%s); the pass does its work itself", name, err)
+        yield lambda: None
+        return
+    try:
+        assert child.stdin is not None and child.stdout is not None
+        with child.stdin:
+            child.stdin.write(pickle.dumps((os.getpid(), compute), protocol=pickle.HIGHEST_PROTOCOL))
+        yield lambda: _answer(name, child)
     finally:
-        helper.stop()
+        if child.poll() is None:
+            child.kill()
+        child.wait()
+        child.stdout.close()  # type: ignore[union-attr]
 
 
-def _call(compute: Callable[[], Result]) -> Result:
-    return compute()
+def _answer(name: str, child: subprocess.Popen[bytes]) -> Any:
+    """What the helper computed, or None (logged) where it failed or died."""
+    message = child.stdout.read()  # type: ignore[union-attr]
+    child.wait()
+    try:
+        kind, value = pickle.loads(message)
+    except Exception:
+        kind, value = "died", f"it ended with exit code {child.returncode}"
+    if kind == "result":
+        return value
+    log.warning("helper process correlator-%s failed (%s); the pass does its work itself", name, value)
+    return None
 
 
-def _or_none(found: object) -> Any:
-    return None if found is _MISSING else found
-
-
-def _name(compute: Callable[[], Any]) -> str:
-    """A helper's name from what it computes (``functools.partial`` of ``_link_apart``: link-apart)."""
-    named = getattr(compute, "func", compute)
-    return getattr(named, "__name__", "aside").strip("_").replace("_", "-")
+def _compute_aside() -> None:
+    """The helper of ``computed_aside``: the computation from standard input, its result to standard output."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pass's to handle: it stops its helpers
+    gc.disable()  # as in the pass: millions of acyclic objects, which reference counting frees
+    parent, compute = pickle.loads(sys.stdin.buffer.read())
+    _die_with(parent)
+    try:
+        answer = ("result", compute())
+    except Exception as err:  # the pass does the work itself and logs why
+        answer = ("failed", f"{type(err).__name__}: {err}")
+    with suppress(OSError):
+        sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _forked(
     name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
 ) -> _Helper | None:
-    """A helper for ``share``, or None where the system refuses another process (the pass does its work)."""
+    """A running helper, or None where the system refuses another process (the pass does its work)."""
     try:
         return _Helper(f"correlator-{name}", chunks, derive, share, rounds)
     except OSError as err:
@@ -138,21 +183,20 @@ _MISSING = object()
 
 
 class _Helper:
-    """One forked process deriving the chunks of its share, and the thread draining its pipe (a
-    full pipe would stop it until this process, busy deriving its own share, came to read)."""
+    """One helper process working through the chunks of its share, and the thread draining its
+    pipe (a full pipe would stop it until this process, busy with its own share, came to read)."""
 
     def __init__(
         self, name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
     ) -> None:
         receive, send = multiprocessing.Pipe(duplex=False)
-        self.process = multiprocessing.get_context("fork").Process(
-            target=_serve_share, args=(send, chunks, derive, share, rounds), name=name
-        )
+        arguments = (send, chunks, derive, share, rounds, os.getpid())
+        self.process = multiprocessing.get_context("fork").Process(target=_serve_share, args=arguments, name=name)
         self.process.start()
         send.close()  # only the child holds the writing end now: its exit is this end's EOF
-        self.results: Queue[bytes | None] = Queue()
+        self.results: Queue[bytes | None] = Queue(maxsize=WAITING_RESULTS)
         self.failed = False
-        self.peak_rss_kib = 0
+        self.private_kib = 0
         self.drain = threading.Thread(target=self._drain, args=(receive,), name=self.process.name, daemon=True)
 
     def start_draining(self) -> None:
@@ -172,8 +216,8 @@ class _Helper:
         if self.failed:
             return _MISSING
         message = self.results.get()  # None at the pipe's end: the helper exited
-        kind, value, peak_rss_kib = pickle.loads(message) if message is not None else ("died", None, 0)
-        self.peak_rss_kib = max(self.peak_rss_kib, peak_rss_kib)
+        kind, value, private_kib = pickle.loads(message) if message is not None else ("died", None, 0)
+        self.private_kib = max(self.private_kib, private_kib)
         if kind == "result":
             return value
         self.failed = True
@@ -187,25 +231,50 @@ class _Helper:
             self.process.kill()
         self.process.join()
         if self.drain.ident is not None:
-            self.drain.join()
+            while self.drain.is_alive():  # a drain waiting for room in the queue
+                with suppress(Exception):
+                    self.results.get_nowait()
+                self.drain.join(timeout=0.01)
 
 
 def _serve_share(
-    send: Connection, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
+    send: Connection, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int, parent: int
 ) -> None:
     """The helper's whole life: derive its chunks, send each result, then leave (multiprocessing
-    ends a forked child with ``os._exit``: nothing inherited, such as a database connection, is closed)."""
+    ends a child with ``os._exit``: nothing inherited, such as a database connection, is closed)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pass's to handle: it stops its helpers
+    _die_with(parent)
     try:
         for chunk in chunks[share::rounds]:
-            message = ("result", derive(chunk), _peak_rss_kib())
+            message = ("result", derive(chunk), _private_kib())
             send.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
-    except Exception as err:  # the parent derives the rest and logs why
-        send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _peak_rss_kib())))
+    except Exception as err:  # the pass does the rest and logs why; gone already, it hears nothing
+        with suppress(OSError):
+            send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _private_kib())))
     finally:
-        send.close()
+        with suppress(OSError):
+            send.close()
 
 
-def _peak_rss_kib() -> int:
-    import resource  # POSIX only, as helpers are
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal this process gets when its parent dies
 
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, the only system helpers run on
+
+def _die_with(parent: int) -> None:
+    """Ask Linux to kill this helper when the pass's process dies (killed, or out of memory)."""
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != parent:  # it died before the request took effect
+        os._exit(1)
+
+
+def _private_kib() -> int:
+    """Memory this helper holds for itself: pages it copied from the pass or allocated."""
+    try:
+        with open("/proc/self/smaps_rollup") as rollup:
+            return sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty")))
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+if __name__ == "__main__":
+    _compute_aside()

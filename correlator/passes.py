@@ -18,7 +18,6 @@ from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection
@@ -29,7 +28,7 @@ from correlator.exceptions import Draft, derive
 from correlator.linking import MAX_CONFLICTS, TRACE, Conflict
 from correlator.members import MemberReader, node_rows
 from correlator.parallel import computed_aside, derived_in_order, processes_for
-from correlator.processes import Member, compile_processes, in_time_order
+from correlator.processes import Member, Process, compile_processes, in_time_order
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
 from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, partners_of_kind, utcnow
@@ -56,7 +55,7 @@ class PassResult:
     conflicts: list[str] = field(default_factory=list)  # refusals between identity keys, described (the first few)
     alerts: int = 0
     busy: bool = False  # another instance held the correlator lock; nothing was done
-    helpers_peak_rss_mib: int = 0  # the largest helper process's (see correlator.parallel); 0 without
+    helpers_private_mib: int = 0  # memory the largest helper process held for itself (see correlator.parallel)
     seconds: float = 0.0
 
 
@@ -121,21 +120,14 @@ class Correlator:
         """The batch ``after < id <= last`` linked by a helper process reading its own view of
         a SQLite file, while this one reads the members (see ``correlator.parallel``); where a
         helper does not pay or cannot run, a getter of None: this process links."""
-        path = self.store.sqlite_file()
-        if path is None or last - after < LINK_ASIDE_FROM or processes_for(self.config.correlate_processes) < 2:
+        if (
+            self.store.sqlite_file() is None
+            or last - after < LINK_ASIDE_FROM
+            or processes_for(self.config.correlate_processes) < 2
+        ):
             return nullcontext(lambda: None)
-        return computed_aside(partial(self._link_apart, path, after, last))
-
-    def _link_apart(self, path: Path, after: int, last: int) -> Linked:
-        """What ``link`` makes of the batch, read on a connection of its own: run in a helper,
-        whose process inherits this one's connections and must not touch them."""
-        store = Store.open(f"sqlite:///{path}")
-        try:
-            with store.reading() as conn:
-                rows = node_rows(q.new_nodes(conn, after, last))
-                return link(self.processes, rows, q.transactions_holding(conn, rows))
-        finally:
-            store.close()
+        url = self.store.engine.url.render_as_string(hide_password=False)
+        return computed_aside("link", partial(link_apart, url, self.processes, after, last))
 
     def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
         """Re-derive the transactions of observations delivered again since the last look."""
@@ -210,12 +202,14 @@ class Correlator:
         processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
         derive = partial(self._derived, now=now)
         with derived_in_order(chunks, derive, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
-            for part in parts:
+            for chunk, part in zip(chunks, parts, strict=True):
+                for _, component in chunk:  # a helper derived it, or this process did and let them go already
+                    component.members.clear()
                 drafts.extend(part.drafts)
                 retired |= part.retired
                 found.extend(part.alerts)
                 write(part.rows, part.keys)
-        result.helpers_peak_rss_mib = max(result.helpers_peak_rss_mib, parts.helpers_peak_rss_mib)
+        result.helpers_private_mib = max(result.helpers_private_mib, parts.helpers_private_mib)
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)
@@ -262,6 +256,18 @@ class Derived:
     drafts: list[tuple[str, Draft]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
     alerts: list[Alert] = field(default_factory=list)
+
+
+def link_apart(url: str, processes: tuple[Process, ...], after: int, last: int) -> Linked:
+    """What ``link`` makes of the batch ``after < id <= last`` of the database at ``url``, read on
+    a connection of its own: run by a helper process."""
+    store = Store.open(url)
+    try:
+        with store.reading() as conn:
+            rows = node_rows(q.new_nodes(conn, after, last))
+            return link(processes, rows, q.transactions_holding(conn, rows))
+    finally:
+        store.close()
 
 
 @contextmanager

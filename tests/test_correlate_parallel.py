@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from functools import partial
 
 import pytest
 
@@ -21,7 +22,7 @@ def derive(chunk: int) -> tuple[int, int]:
 def test_helpers_derive_every_nth_chunk_and_the_results_come_in_order() -> None:
     with parallel.derived_in_order(CHUNKS, derive, 3) as results:
         found = list(results)
-    assert results.helpers_peak_rss_mib > 0
+    assert results.helpers_private_mib > 0
     assert [chunk for chunk, _ in found] == CHUNKS
     derived_by = [pid for _, pid in found]
     assert derived_by[0::3] == [os.getpid()] * 4
@@ -41,7 +42,7 @@ def test_no_helper_is_forked_while_another_thread_runs() -> None:
         stop.set()
         other.join()
     assert found == [(chunk, os.getpid()) for chunk in CHUNKS]
-    assert results.helpers_peak_rss_mib == 0
+    assert results.helpers_private_mib == 0
 
 
 def test_a_helper_that_dies_leaves_its_chunks_to_this_process(caplog: pytest.LogCaptureFixture) -> None:
@@ -81,23 +82,20 @@ def test_processes_are_one_per_core_up_to_the_limit_unless_set() -> None:
 
 
 def test_a_computation_aside_runs_in_a_helper_while_this_process_goes_on() -> None:
-    with parallel.computed_aside(os.getpid) as result:
+    with parallel.computed_aside("pid", os.getpid) as result:
         here = os.getpid()
         assert result() not in (None, here)
 
 
 def test_a_computation_aside_that_fails_or_cannot_fork_gives_none(caplog: pytest.LogCaptureFixture) -> None:
-    def failing() -> int:
-        raise ValueError("unreadable")
-
-    with parallel.computed_aside(failing) as result:
+    with parallel.computed_aside("failing", partial(int, "unreadable")) as result:
         assert result() is None
-    assert "helper process correlator-failing failed (ValueError: unreadable)" in caplog.text
+    assert "helper process correlator-failing failed (ValueError: invalid literal" in caplog.text
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
     try:
-        with parallel.computed_aside(os.getpid) as result:
+        with parallel.computed_aside("pid", os.getpid) as result:
             assert result() is None
     finally:
         stop.set()

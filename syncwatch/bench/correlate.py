@@ -83,7 +83,7 @@ def _run(args: argparse.Namespace) -> Figures:
                 "from_empty_cpu_s": round(full_cpu_s, 2),
                 "helpers_cpu_s": round(helpers_cpu_s, 2),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
-                "helper_peak_rss_mb": full.helpers_peak_rss_mib,  # partly shared with this process
+                "helper_private_mb": full.helpers_private_mib,  # beyond what it shares with this process
                 "observations_per_s": round(full.observations / full.seconds),
                 "incremental_observations": step.observations,
                 "incremental_s": round(incremental_s, 3),
