@@ -111,23 +111,4 @@ class MemberReader:
         return found
 
 
-def node_rows(batches: Iterable[list[tuple[tuple[int, str | None], list[Node]]]]) -> list[tuple[Node, ...]]:
-    """The nodes of each observation of ``q.new_nodes`` that has any: what ``MemberReader.new``
-    gives each member (identity keys in order, then the trace id), without building members."""
-    found: list[tuple[Node, ...]] = []
-    add, shared = found.append, {}
-    share = shared.setdefault  # a trace's spans share one node: the linker compares nodes by identity first
-    for batch in batches:
-        for (_, trace), keys in batch:
-            if not keys and not trace:
-                continue
-            if len(keys) > 1:
-                keys.sort()
-            if trace:
-                node = (TRACE, trace)
-                keys.append(share(node, node))
-            add(tuple(keys))
-    return found
-
-
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

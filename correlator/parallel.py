@@ -1,30 +1,26 @@
-"""A large pass on every core: one interpreter runs its pure Python work on one core.
+"""Deriving a large batch's transactions on every core.
 
-- Deriving (stages, SLA, exceptions), half of a pass from empty: helper processes forked once the
-  batch is in memory share it (copy on write, nothing is sent to them), each derives every n-th
-  chunk and sends the results back pickled; the pass takes them in chunk order, so it writes
-  exactly what one process would have written, in the same order.
-- Linking, a sixth: one helper, a fresh Python process (so it inherits no database connection or
-  lock state), reads the batch's keys on a connection of its own and links them while the pass
-  reads the members (``computed_aside``).
+Deriving (stages, SLA, exceptions) is pure Python work per transaction, half of a pass from
+empty; one interpreter runs it on one core. Helper processes forked once the batch is in memory
+share it (copy on write, nothing is sent to them), each derives every n-th chunk and sends the
+results back pickled; the pass takes them in chunk order, so it writes exactly what one process
+would have written, in the same order. The helpers touch no database connection.
 
 Helpers run only on Linux, from a process running no other thread: a thread holding a lock at a
 fork would leave it held in the child forever. Inside ``serve``, whose collectors and scheduler
 run on threads, passes stay in one process; they are small there. A helper ignores Ctrl-C (the
-pass stops it) and dies with the pass. One that fails is not fatal: the pass does its work
+pass stops it) and dies with the pass. One that fails is not fatal: the pass derives its chunks
 itself and says so in the log.
 """
 
 from __future__ import annotations
 
 import ctypes
-import gc
 import logging
 import multiprocessing
 import os
 import pickle
 import signal
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -32,7 +28,7 @@ from contextlib import contextmanager, suppress
 from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import Queue
-from typing import Any, Generic, TypeVar
+from typing import Generic, TypeVar
 
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
@@ -100,62 +96,6 @@ def derived_in_order(
     finally:
         for helper in filter(None, helpers):
             helper.stop()
-
-
-@contextmanager
-def computed_aside(name: str, compute: Callable[[], Result]) -> Iterator[Callable[[], Result | None]]:
-    """``compute()`` in a fresh Python process (``python -m correlator.parallel``: it inherits no
-    database connection, lock or thread, and runs none of the caller's own code) while this one
-    goes on. ``compute`` must pickle: a module-level function or a ``functools.partial`` of one.
-    The getter yielded waits for its result, or gives None where helpers may not run or it
-    failed (the caller computes it then). The helper is gone on exit."""
-    if not can_fork():
-        yield lambda: None
-        return
-    try:
-        child = subprocess.Popen([sys.executable, "-m", __name__], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    except OSError as err:
-        log.warning("could not start the correlator's %s helper (%s); the pass does its work itself", name, err)
-        yield lambda: None
-        return
-    try:
-        assert child.stdin is not None and child.stdout is not None
-        with child.stdin:
-            child.stdin.write(pickle.dumps((os.getpid(), compute), protocol=pickle.HIGHEST_PROTOCOL))
-        yield lambda: _answer(name, child)
-    finally:
-        if child.poll() is None:
-            child.kill()
-        child.wait()
-        child.stdout.close()  # type: ignore[union-attr]
-
-
-def _answer(name: str, child: subprocess.Popen[bytes]) -> Any:
-    """What the helper computed, or None (logged) where it failed or died."""
-    message = child.stdout.read()  # type: ignore[union-attr]
-    child.wait()
-    try:
-        kind, value = pickle.loads(message)
-    except Exception:
-        kind, value = "died", f"it ended with exit code {child.returncode}"
-    if kind == "result":
-        return value
-    log.warning("helper process correlator-%s failed (%s); the pass does its work itself", name, value)
-    return None
-
-
-def _compute_aside() -> None:
-    """The helper of ``computed_aside``: the computation from standard input, its result to standard output."""
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pass's to handle: it stops its helpers
-    gc.disable()  # as in the pass: millions of acyclic objects, which reference counting frees
-    parent, compute = pickle.loads(sys.stdin.buffer.read())
-    _die_with(parent)
-    try:
-        answer = ("result", compute())
-    except Exception as err:  # the pass does the work itself and logs why
-        answer = ("failed", f"{type(err).__name__}: {err}")
-    with suppress(OSError):
-        sys.stdout.buffer.write(pickle.dumps(answer, protocol=pickle.HIGHEST_PROTOCOL))
 
 
 def _forked(
@@ -274,7 +214,3 @@ def _private_kib() -> int:
             return sum(int(line.split()[1]) for line in rollup if line.startswith(("Private_Clean", "Private_Dirty")))
     except (OSError, ValueError, IndexError):
         return 0
-
-
-if __name__ == "__main__":
-    _compute_aside()

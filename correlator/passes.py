@@ -14,7 +14,7 @@ from __future__ import annotations
 import gc
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import partial
@@ -25,10 +25,10 @@ from sqlalchemy import Connection
 from correlator.alerts import Alert, endpoint_alerts, raise_alerts, transaction_alerts
 from correlator.components import Component, Nodes, add_members, link, older_nodes, owners
 from correlator.exceptions import Draft, derive
-from correlator.linking import MAX_CONFLICTS, TRACE, Conflict
-from correlator.members import MemberReader, node_rows
-from correlator.parallel import computed_aside, derived_in_order, processes_for
-from correlator.processes import Member, Process, compile_processes, in_time_order
+from correlator.linking import MAX_CONFLICTS, TRACE
+from correlator.members import MemberReader
+from correlator.parallel import derived_in_order, processes_for
+from correlator.processes import Member, compile_processes, in_time_order
 from correlator.transactions import Stager, business_context, transaction_row
 from syncwatch.config import Config
 from syncwatch.model import ExceptionCategory, ExceptionStatus, as_utc, partner_hosts, partners_of_kind, utcnow
@@ -40,9 +40,7 @@ CHECKPOINT = q.CORRELATOR_CHECKPOINT
 BACKLOG = 2_000_000  # observations per database transaction: 1.8M members take about 1 GB
 WRITE_EVERY = 5_000  # transactions handed to the writer thread (and derived by one process) at a time
 PARALLEL_FROM = 20_000  # transactions from which helper processes derive a share (see correlator.parallel)
-LINK_ASIDE_FROM = 200_000  # new observations from which a helper links them while members are read (SQLite)
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
-Linked = tuple[list[Component], int, list[Conflict]]  # what ``components.link`` gives
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
 
 
@@ -94,40 +92,14 @@ class Correlator:
     def _new(self, conn: Connection, after: int, batch: int, result: PassResult) -> tuple[int, int]:
         """Correlate the next ``batch`` observations after id ``after``: how many there were, and
         the last one's id. Only observations up to ``after`` are read besides them."""
-        last = q.batch_end(conn, after, batch)
-        if last is None:
-            return 0, after
         reader = MemberReader(self.processes)
-        with self._linked_aside(after, last) as linked_aside:
-            members, count, _ = reader.new(q.new_observations(conn, after, last))
-            aside = linked_aside()
-        if aside is None:
+        members, count, last = reader.new(q.new_observations(conn, after, batch))
+        if count:
             components = self._link(conn, [m.nodes for m in members], result)
-        else:
-            components = self._counted(aside, result)
-            by_name = {p.name: p for p in self.processes}  # the helper's components hold copies of them
-            canon = {node: node for member in members for node in member.nodes}
-            for component in components:
-                component.process = by_name[component.process.name]
-                component.nodes = {canon.get(node, node) for node in component.nodes}
-            del canon
-        self._gather(conn, components, reader, members, after)
-        del members  # the components hold them now, and let each go once it is written
-        self._write(conn, components, self.clock(), result)
+            self._gather(conn, components, reader, members, after)
+            del members  # the components hold them now, and let each go once it is written
+            self._write(conn, components, self.clock(), result)
         return count, last
-
-    def _linked_aside(self, after: int, last: int) -> AbstractContextManager[Callable[[], Linked | None]]:
-        """The batch ``after < id <= last`` linked by a helper process reading its own view of
-        a SQLite file, while this one reads the members (see ``correlator.parallel``); where a
-        helper does not pay or cannot run, a getter of None: this process links."""
-        if (
-            self.store.sqlite_file() is None
-            or last - after < LINK_ASIDE_FROM
-            or processes_for(self.config.correlate_processes) < 2
-        ):
-            return nullcontext(lambda: None)
-        url = self.store.engine.url.render_as_string(hide_password=False)
-        return computed_aside("link", partial(link_apart, url, self.processes, after, last))
 
     def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
         """Re-derive the transactions of observations delivered again since the last look."""
@@ -160,12 +132,7 @@ class Correlator:
 
     def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> list[Component]:
         """The components of ``rows`` (each an observation's nodes) and of the stored transactions they touch."""
-        return self._counted(link(self.processes, rows, q.transactions_holding(conn, rows)), result)
-
-    @staticmethod
-    def _counted(linked: Linked, result: PassResult) -> list[Component]:
-        """The components, with the links refused and the conflicts described added to ``result``."""
-        components, refused, conflicts = linked
+        components, refused, conflicts = link(self.processes, rows, q.transactions_holding(conn, rows))
         result.refused_links += refused
         room = MAX_CONFLICTS - len(result.conflicts)
         result.conflicts.extend(conflict.describe() for conflict in conflicts[: max(0, room)])
@@ -180,11 +147,9 @@ class Correlator:
         fresh_after: int | None,
     ) -> None:
         """Give each component its members: of the batch, then of earlier observations."""
-        older = older_nodes(components, fresh_after)
-        if not members and not older:
-            return
         owned = owners(components)
         add_members(owned, members)
+        older = older_nodes(components, fresh_after)
         if older:
             add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
 
@@ -200,8 +165,8 @@ class Correlator:
         found: list[Alert] = []
         chunks = [live[start : start + WRITE_EVERY] for start in range(0, len(live), WRITE_EVERY)]
         processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
-        derive = partial(self._derived, now=now)
-        with derived_in_order(chunks, derive, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
+        derived = partial(self._derived, now=now)
+        with derived_in_order(chunks, derived, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
             for chunk, part in zip(chunks, parts, strict=True):
                 for _, component in chunk:  # a helper derived it, or this process did and let them go already
                     component.members.clear()
@@ -256,18 +221,6 @@ class Derived:
     drafts: list[tuple[str, Draft]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
     alerts: list[Alert] = field(default_factory=list)
-
-
-def link_apart(url: str, processes: tuple[Process, ...], after: int, last: int) -> Linked:
-    """What ``link`` makes of the batch ``after < id <= last`` of the database at ``url``, read on
-    a connection of its own: run by a helper process."""
-    store = Store.open(url)
-    try:
-        with store.reading() as conn:
-            rows = node_rows(q.new_nodes(conn, after, last))
-            return link(processes, rows, q.transactions_holding(conn, rows))
-    finally:
-        store.close()
 
 
 @contextmanager

@@ -6,25 +6,20 @@ The fixture ingests the committed sample_data/ week once; each test correlates i
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import subprocess
 import sys
-from contextlib import contextmanager
-from dataclasses import replace
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
-from observation_support import span
 from sqlalchemy import select
 
 from correlator import parallel, passes
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
-from syncwatch.model import BusinessKey
 from syncwatch.store import Store, correlation
 from syncwatch.store.schema import exceptions, transaction_keys, transactions
 
@@ -165,45 +160,6 @@ def test_a_helper_that_fails_leaves_its_share_to_the_pass(
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert derived(store) == derived(reference)
     assert "helper process correlator-derive-1 failed (MemoryError: no room)" in caplog.text
-
-
-def test_a_helper_linking_the_batch_while_members_are_read_links_as_this_process_does(
-    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """The sample is smaller than a helper links for, so the threshold is lowered; in two batches,
-    the second links against the transactions the first stored. One more observation names the
-    ERP orders of two marketplace orders: a link refused, and a conflict described."""
-    alone = with_a_conflict(copy_of(ingested, tmp_path / "alone"))
-    half = alone.counts()["observations"] // 2 + 1
-    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "1")
-    single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass(batch=half)
-    linked_aside = []
-    aside = passes.computed_aside
-
-    @contextmanager
-    def watched(name: str, compute: Any) -> Any:
-        with aside(name, compute) as get:
-            yield lambda: linked_aside.append(found := get()) or found
-
-    monkeypatch.setattr(passes, "computed_aside", watched)
-    monkeypatch.setattr(passes, "LINK_ASIDE_FROM", 0)
-    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")
-    shared = with_a_conflict(copy_of(ingested, tmp_path / "shared"))
-    several = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass(batch=half)
-    assert len(linked_aside) == 2 and all(linked_aside), "a helper should have linked both batches"
-    assert derived(shared) == derived(alone)
-    assert single.refused_links == 1 and len(single.conflicts) == 1
-    assert (several.refused_links, several.conflicts) == (single.refused_links, single.conflicts)
-
-
-def with_a_conflict(store: Store) -> Store:
-    """``store`` with an ERP span naming the ERP orders of two different marketplace orders."""
-    orders = [json.loads(line) for line in (SAMPLE_DATA / "ground_truth.jsonl").read_text().splitlines()]
-    keys = [o["keys"] for o in orders]
-    first, second = [k["erp_order"][0] for k in keys if k.get("marketplace_order") and k.get("erp_order")][:2]
-    merge = span(10**9, "POST /orders/merge", "erp", AS_OF - timedelta(hours=1))
-    store.write_observations([replace(merge, keys=(BusinessKey("erp_order", first), BusinessKey("erp_order", second)))])
-    return store
 
 
 def helper_results(monkeypatch: pytest.MonkeyPatch) -> list[object]:

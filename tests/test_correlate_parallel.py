@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import threading
 import time
-from functools import partial
 
 import pytest
 
@@ -79,24 +78,3 @@ def test_leaving_early_stops_the_helpers() -> None:
 def test_processes_are_one_per_core_up_to_the_limit_unless_set() -> None:
     assert parallel.processes_for(3) == 3
     assert 1 <= parallel.processes_for(0) <= parallel.MAX_PROCESSES
-
-
-def test_a_computation_aside_runs_in_a_helper_while_this_process_goes_on() -> None:
-    with parallel.computed_aside("pid", os.getpid) as result:
-        here = os.getpid()
-        assert result() not in (None, here)
-
-
-def test_a_computation_aside_that_fails_or_cannot_fork_gives_none(caplog: pytest.LogCaptureFixture) -> None:
-    with parallel.computed_aside("failing", partial(int, "unreadable")) as result:
-        assert result() is None
-    assert "helper process correlator-failing failed (ValueError: invalid literal" in caplog.text
-    stop = threading.Event()
-    other = threading.Thread(target=stop.wait)
-    other.start()
-    try:
-        with parallel.computed_aside("pid", os.getpid) as result:
-            assert result() is None
-    finally:
-        stop.set()
-        other.join()

@@ -62,9 +62,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "correlate_processes",
         0,
-        "Processes a large correlator pass runs on outside `serve`: helpers derive a share of 20,000 "
-        "transactions or more, and one links a batch of 200,000 observations or more (SQLite) while it is read; "
-        "0 is one per CPU core, at most 4; 1 forks none",
+        "Processes deriving the transactions of a large correlator pass (20,000 or more) outside `serve`: "
+        "0 is one per CPU core (within the container's quota), at most 4; 1 forks none",
         limits=(0, 64),
     ),
     Setting(

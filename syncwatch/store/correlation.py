@@ -160,29 +160,21 @@ def claim_correlation(conn: Connection) -> bool:
     return try_hold_until_commit(conn, CORRELATOR_LOCK)
 
 
-def batch_end(conn: Connection, after_id: int, limit: int) -> int | None:
-    """The id of the last of the next ``limit`` observations after ``after_id``; None if there are none."""
-    sql = "SELECT max(id) FROM (SELECT id FROM observations WHERE id > ? ORDER BY id LIMIT ?) batch"
-    return next(_fetch(conn, sql, (after_id, limit)))[0]
-
-
-def new_observations(conn: Connection, after_id: int, last: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
-    """The observations ``after_id < id <= last`` in id order, in lists: member columns and trace
-    id, with their identity keys (from the business_keys index: no JSON is decoded), each (key
-    type, value) one tuple shared by every observation carrying it."""
+def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+    """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
+    and trace id, with their identity keys (from the business_keys index: no JSON is decoded), each
+    (key type, value) one tuple shared by every observation carrying it."""
+    last = next(
+        _fetch(
+            conn,
+            "SELECT max(id) FROM (SELECT id FROM observations WHERE id > ? ORDER BY id LIMIT ?) batch",
+            (after_id, limit),
+        )
+    )[0]
+    if last is None:
+        return
     # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
-    return _with_keys(conn, sql, after_id, last)
-
-
-def new_nodes(conn: Connection, after_id: int, last: int) -> Iterator[list[tuple[tuple[int, str | None], list[Node]]]]:
-    """``new_observations`` without the member columns: (id, trace id) and identity keys, all linking needs."""
-    sql = "SELECT id, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
-    return _with_keys(conn, sql, after_id, last)
-
-
-def _with_keys(conn: Connection, sql: str, after_id: int, last: int) -> Iterator[list[tuple[Any, list[Node]]]]:
-    """The rows of ``sql`` (observations ``after_id < id <= last``, id first) with their identity keys."""
     if conn.dialect.name == "sqlite" and last - after_id >= max(KEY_SCAN_FROM, after_id):
         keys = _keys_by_observation(conn, after_id, last)
         for rows in _batches(conn, sql, (after_id, last)):

@@ -94,12 +94,6 @@ class Store:
         with self.engine.connect().execution_options(sqlite_immediate=True) as conn, conn.begin():
             yield conn
 
-    @contextmanager
-    def reading(self) -> Iterator[Connection]:
-        """A read transaction: one consistent view, taking no write lock."""
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
-
     def write_observations(self, batch: Sequence[Observation]) -> WriteResult:
         with self.writing() as conn:
             return writes.write_observations(conn, batch)
