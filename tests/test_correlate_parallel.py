@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -75,6 +76,15 @@ def test_leaving_early_stops_the_helpers() -> None:
     assert not any(helper.is_alive() for helper in helpers)
 
 
-def test_processes_are_one_per_core_up_to_the_limit_unless_set() -> None:
+def test_processes_are_one_per_core_within_the_quota_up_to_the_limit_unless_set(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     assert parallel.processes_for(3) == 3
-    assert 1 <= parallel.processes_for(0) <= parallel.MAX_PROCESSES
+    cores = min(len(os.sched_getaffinity(0)), parallel.MAX_PROCESSES)
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(parallel, "CPU_MAX", quota)
+    assert parallel.processes_for(0) == cores, "no quota file: every core"
+    quota.write_text("max 100000\n")
+    assert parallel.processes_for(0) == cores
+    quota.write_text("150000 100000\n")  # a container allowed one and a half cores
+    assert parallel.processes_for(0) == 1
