@@ -132,8 +132,13 @@ class _Helper:
         receive, send = multiprocessing.Pipe(duplex=False)
         arguments = (send, chunks, derive, share, rounds, os.getpid())
         self.process = multiprocessing.get_context("fork").Process(target=_serve_share, args=arguments, name=name)
-        self.process.start()
-        send.close()  # only the child holds the writing end now: its exit is this end's EOF
+        try:
+            self.process.start()
+        except OSError:  # no process: the caller derives its share, and the pipe goes
+            receive.close()
+            raise
+        finally:
+            send.close()  # only the child holds the writing end now: its exit is this end's EOF
         self.results: Queue[bytes | None] = Queue(maxsize=WAITING_RESULTS)
         self.failed = False
         self.private_kib = 0
