@@ -164,13 +164,7 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
     """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
     and trace id, with their identity keys (from the business_keys index: no JSON is decoded), each
     (key type, value) one tuple shared by every observation carrying it."""
-    last = next(
-        _fetch(
-            conn,
-            "SELECT max(id) FROM (SELECT id FROM observations WHERE id > ? ORDER BY id LIMIT ?) batch",
-            (after_id, limit),
-        )
-    )[0]
+    last = _last_of_batch(conn, after_id, limit)
     if last is None:
         return
     # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
@@ -181,6 +175,20 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
             yield [(row, keys[row[0] - after_id - 1] or []) for row in rows]
         return
     yield from _merged_with_keys(conn, sql, after_id, last)
+
+
+def _last_of_batch(conn: Connection, after_id: int, limit: int) -> int | None:
+    """The id of the ``limit``-th observation after ``after_id`` (or of the last one, when fewer
+    wait). Ids are distinct integers, so when the newest id is at most ``limit`` past ``after_id``
+    the whole rest fits, and the primary key's last entry answers; only a backlog with more ids
+    than that steps through them (1.1 s for 1.8M observations, a twentieth of a pass)."""
+    newest = next(_fetch(conn, "SELECT max(id) FROM observations"))[0]
+    if newest is None or newest <= after_id:
+        return None
+    if newest - after_id <= limit:
+        return int(newest)
+    sql = "SELECT max(id) FROM (SELECT id FROM observations WHERE id > ? ORDER BY id LIMIT ?) batch"
+    return next(_fetch(conn, sql, (after_id, limit)))[0]
 
 
 def _keys_by_observation(conn: Connection, after_id: int, last: int) -> list[list[Node] | None]:
