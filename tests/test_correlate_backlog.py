@@ -1,5 +1,5 @@
-"""A whole backlog correlated in one pass derives what small incremental passes derive, and a pass
-that fails midway leaves the store as it was.
+"""A whole backlog correlated in one pass derives what small incremental passes derive, a batch
+ends at its limit, and a pass that fails midway leaves the store as it was.
 
 The fixture ingests the committed sample_data/ week once; each test correlates its own copy.
 """
@@ -15,13 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from observation_support import span
+from sqlalchemy import delete, select
 
 from correlator import parallel, passes
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
 from syncwatch.store import Store, correlation
-from syncwatch.store.schema import exceptions, transaction_keys, transactions
+from syncwatch.store.schema import exceptions, observations, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 AS_OF = datetime(2026, 11, 8, 23, 59, tzinfo=UTC)
@@ -55,6 +56,28 @@ def derived(store: Store) -> tuple[list[tuple[Any, ...]], ...]:
             sorted((tuple(r) for r in conn.execute(select(*(c for c in t.c if c.name != "updated_at")))), key=repr)
             for t in tables
         )
+
+
+def test_a_batch_ends_at_its_limit_whichever_way_its_last_id_is_found(store: Store) -> None:
+    """A batch is the whole rest where the newest id is within its limit, else that many
+    observations counted past the gaps that deleted ones leave (retention makes them)."""
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    store.write_observations(
+        [span(n, "POST /orders", "marketplace-amazon", at, marketplace_order=f"113-{n}") for n in range(10)]
+    )
+    with store.writing() as conn:
+        ids = list(conn.execute(select(observations.c.id).order_by(observations.c.id)).scalars())
+        conn.execute(delete(observations).where(observations.c.id.in_(ids[2:5])))
+    kept = ids[:2] + ids[5:]
+
+    def batch(after: int, limit: int) -> list[int]:
+        with store.engine.connect() as conn:
+            return [row[0] for rows in correlation.new_observations(conn, after, limit) for row, _ in rows]
+
+    assert batch(0, 100) == kept
+    assert batch(0, 4) == kept[:4], "four observations, two of them past the gap"
+    assert batch(kept[3], 7) == kept[4:]
+    assert batch(ids[-1], 5) == []
 
 
 def test_one_pass_over_the_backlog_derives_what_small_passes_derive(ingested: Path, tmp_path: Path) -> None:
