@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 from correlator.linking import TRACE, Node
@@ -39,15 +39,20 @@ class MemberReader:
             ships = self._ships[shape] = any(stage.reached_by(probe) for stage in self._shipping)
         return ships
 
-    def new(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> tuple[list[Member], int, int]:
+    def new(
+        self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]], read_to: Callable[[int], None] | None = None
+    ) -> tuple[list[Member], int, int]:
         """Members of new observations (member columns and trace id, identity keys), how many
-        observations were read, and the last one's id. An observation with neither an identity
-        key nor a trace id shares no node with anything, so it is a member of nothing."""
+        observations were read, and the last one's id; ``read_to`` hears the last id of each list
+        read. An observation with neither an identity key nor a trace id shares no node with
+        anything, so it is a member of nothing."""
         found: list[Member] = []
         count = last = 0
         for batch in batches:
             count, last = count + len(batch), batch[-1][0][0]
             self._new(batch, found)
+            if read_to is not None:
+                read_to(last)
         self._nodes.clear()  # the members hold their nodes; a backlog's index of them is large
         return found, count, last
 

@@ -42,6 +42,16 @@ WRITE_EVERY = 5_000  # transactions handed to the writer thread (and derived by 
 PARALLEL_FROM = 20_000  # transactions from which helper processes derive a share (see correlator.parallel)
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
+READING, LINKING, DERIVING = "reading observations", "linking them into transactions", "deriving transactions"
+SAVING = "saving exceptions and alerts"
+Progress = Callable[[str, int, int], None]
+"""(step, done, of): how far a pass has come, as ``syncwatch correlate`` shows it on a terminal.
+Reading counts observation ids, deriving transactions written; linking and saving are told once,
+as they start."""
+
+
+def _untold(_step: str, _done: int, _of: int) -> None:
+    """A pass nobody watches (``serve``'s, the re-evaluations')."""
 
 
 @dataclass
@@ -68,7 +78,7 @@ class Correlator:
         self.fulfilers = set(partners_of_kind(config.file.partners, "wms", "3pl"))  # an order's partners
         self.owners = {p.name: {s.name: s.systems for s in p.stages if s.systems} for p in self.processes}
 
-    def run_pass(self, batch: int = BACKLOG) -> PassResult:
+    def run_pass(self, batch: int = BACKLOG, progress: Progress | None = None) -> PassResult:
         """Correlate every observation stored since the last pass, ``batch`` at a time."""
         began, result = time.perf_counter(), PassResult()
         while True:
@@ -77,7 +87,7 @@ class Correlator:
                     result.busy = True
                     break
                 checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
-                count, last = self._new(conn, checkpoint.position, batch, result)
+                count, last = self._new(conn, checkpoint.position, batch, result, progress or _untold)
                 if not count:
                     self._redelivered(conn, checkpoint, result)
                     break
@@ -89,16 +99,22 @@ class Correlator:
         result.seconds = time.perf_counter() - began
         return result
 
-    def _new(self, conn: Connection, after: int, batch: int, result: PassResult) -> tuple[int, int]:
+    def _new(self, conn: Connection, after: int, batch: int, result: PassResult, tell: Progress) -> tuple[int, int]:
         """Correlate the next ``batch`` observations after id ``after``: how many there were, and
         the last one's id. Only observations up to ``after`` are read besides them."""
+        end = q.batch_end(conn, after, batch)
+        if end is None:
+            return 0, after
         reader = MemberReader(self.processes)
-        members, count, last = reader.new(q.new_observations(conn, after, batch))
+        members, count, last = reader.new(
+            q.new_observations(conn, after, end), lambda read_to: tell(READING, read_to - after, end - after)
+        )
         if count:
+            tell(LINKING, 0, count)
             components = self._link(conn, [m.nodes for m in members], result)
             self._gather(conn, components, reader, members, after)
             del members  # the components hold them now, and let each go once it is written
-            self._write(conn, components, self.clock(), result)
+            self._write(conn, components, self.clock(), result, tell)
         return count, last
 
     def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
@@ -153,7 +169,9 @@ class Correlator:
         if older:
             add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
 
-    def _write(self, conn: Connection, components: list[Component], now: datetime, result: PassResult) -> None:
+    def _write(
+        self, conn: Connection, components: list[Component], now: datetime, result: PassResult, tell: Progress = _untold
+    ) -> None:
         # In id order, the writes append to the tables' b-trees; what is stored is read before the
         # writer thread takes the connection.
         live = sorted(((c.id, c) for c in components if c.members), key=lambda pair: pair[0])
@@ -167,12 +185,16 @@ class Correlator:
         processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
         derived = partial(self._derived, now=now)
         with derived_in_order(chunks, derived, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
+            written = 0
             for part in parts:
                 drafts.extend(part.drafts)
                 retired |= part.retired
                 found.extend(part.alerts)
                 write(part.rows, part.keys)
+                written += len(part.rows)
+                tell(DERIVING, written, len(live))
         result.helpers_private_mib = max(result.helpers_private_mib, parts.helpers_private_mib)
+        tell(SAVING, 0, len(drafts))
         # Read the stored lifecycle, and move exceptions to their new transaction, before retiring
         # merged transactions: retiring cascades whatever still points at them.
         exception_rows = _exception_rows(conn, drafts, now)

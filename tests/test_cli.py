@@ -317,6 +317,7 @@ def test_correlate_says_what_it_did_then_that_nothing_is_new(tmp_path: Path) -> 
     assert syncwatch("ingest", "--db", db, *files).returncode == 0
     first = syncwatch("correlate", "--db", db, "--now", "2026-11-08T23:59:00Z")
     assert first.returncode == 0, first.stderr
+    assert first.stderr == "", "piped, a pass shows no progress"
     assert re.fullmatch(
         r"correlated [\d,]+ new observations in [\d.]+ s: [\d,]+ transactions recomputed, "
         r"[\d,]+ exceptions derived, [\d,]+ alerts raised\n",
@@ -341,6 +342,44 @@ def test_correlate_says_what_it_did_then_that_nothing_is_new(tmp_path: Path) -> 
     assert stale == 0, "no open order past its due still reads on track"
     settled = syncwatch("correlate", "--db", db, "--now", "2026-11-12T00:00:00Z")
     assert settled.stdout.startswith("nothing new to correlate"), settled.stdout
+
+
+def test_correlate_on_a_terminal_shows_each_step_of_the_pass_as_it_goes(tmp_path: Path) -> None:
+    """A person waiting for a week's backlog sees the pass move, one line per step, in order; the
+    summary still comes alone on stdout."""
+    import pty
+
+    sample = Path(__file__).resolve().parents[1] / "sample_data"
+    files = sorted(str(p) for p in sample.rglob("*") if p.suffix in (".jsonl", ".log") and p.stem != "ground_truth")
+    db = f"sqlite:///{tmp_path / 'watched.db'}"
+    assert syncwatch("db", "upgrade", "--db", db).returncode == 0
+    assert syncwatch("ingest", "--db", db, *files).returncode == 0
+    terminal, its_end = pty.openpty()
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("SYNCWATCH_")}
+    command = [sys.executable, "-m", "syncwatch", "correlate", "--db", db, "--now", "2026-11-08T23:59:00Z"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=its_end, env=clean, text=True) as process:
+        os.close(its_end)
+        shown = b""
+        while True:
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # the pass ended and closed the terminal's other end
+                break
+            if not chunk:
+                break
+            shown += chunk
+        summary = process.stdout.read() if process.stdout else ""
+    os.close(terminal)
+    assert process.returncode == 0, shown
+    lines = [line.split("\r")[-1] for line in shown.decode().replace("\r\n", "\n").split("\n") if line]
+    assert [re.sub(r"\d[\d,]*", "N", line) for line in lines] == [
+        "reading the new observations: N%",
+        "linking N observations into transactions…",
+        "deriving N transactions: N%",
+        "saving the exceptions and alerts found, then committing…",
+    ], lines
+    assert lines[0].endswith(": 100%") and lines[2].endswith(": 100%"), lines
+    assert summary.startswith("correlated "), summary
 
 
 def test_ingest_of_a_file_in_another_format_suggests_naming_it(tmp_path: Path) -> None:

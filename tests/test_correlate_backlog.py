@@ -72,7 +72,9 @@ def test_a_batch_ends_at_its_limit_whichever_way_its_last_id_is_found(store: Sto
 
     def batch(after: int, limit: int) -> list[int]:
         with store.engine.connect() as conn:
-            return [row[0] for rows in correlation.new_observations(conn, after, limit) for row, _ in rows]
+            end = correlation.batch_end(conn, after, limit)
+            found = correlation.new_observations(conn, after, end) if end is not None else []
+            return [row[0] for rows in found for row, _ in rows]
 
     assert batch(0, 100) == kept
     assert batch(0, 4) == kept[:4], "four observations, two of them past the gap"

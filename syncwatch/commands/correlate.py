@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import TYPE_CHECKING
+import sys
+import time
+from typing import TYPE_CHECKING, TextIO
 
 from syncwatch.commands.common import Command, add_common_options, config_from, iso_time, open_store
 from syncwatch.model import count, utcnow
@@ -35,9 +37,14 @@ def _run(args: argparse.Namespace) -> int:
     config = config_from(args)
     store = open_store(config)
     now = args.now
+    shown = _Shown(sys.stderr) if sys.stderr.isatty() else None
     try:
         correlator = Correlator(store, config, clock=(lambda: now) if now else utcnow)
-        result = correlator.run_pass(args.batch or BACKLOG)
+        try:
+            result = correlator.run_pass(args.batch or BACKLOG, shown)
+        finally:
+            if shown is not None:
+                shown.end()
         timed = PassResult()
         rechecked = 0 if result.busy else _reevaluate(correlator, timed)
     finally:
@@ -55,6 +62,40 @@ def _run(args: argparse.Namespace) -> int:
     }
     print(json.dumps(summary) if args.json else "\n".join(_sentences(result, rechecked, timed)))
     return 0
+
+
+class _Shown:
+    """How far a pass has come, on a terminal: one line per step, rewritten at most ten times a
+    second. A large backlog takes a minute or more, which without it passed in silence."""
+
+    def __init__(self, out: TextIO) -> None:
+        from correlator.passes import DERIVING, LINKING, READING, SAVING
+
+        self.words = {
+            READING: "reading the new observations: {share}",
+            LINKING: "linking {of:,} observations into transactions…",
+            DERIVING: "deriving {of:,} transactions: {share}",
+            SAVING: "saving the exceptions and alerts found, then committing…",
+        }
+        self.out = out
+        self.step: str | None = None
+        self.shown_at = 0.0
+
+    def __call__(self, step: str, done: int, of: int) -> None:
+        now = time.monotonic()
+        if step == self.step and done < of and now - self.shown_at < 0.1:
+            return
+        if self.step is not None and step != self.step:
+            print(file=self.out)
+        self.step, self.shown_at = step, now
+        share = f"{min(100, done * 100 // max(1, of))}%"
+        words = self.words.get(step, "{step}: {share}").format(step=step, of=of, share=share)
+        print(f"\r{words}", end="", file=self.out, flush=True)
+
+    def end(self) -> None:
+        """The last step's line ends, so the summary starts a line of its own."""
+        if self.step is not None:
+            print(file=self.out, flush=True)
 
 
 RECHECK_AT_ONCE = 10_000

@@ -160,13 +160,10 @@ def claim_correlation(conn: Connection) -> bool:
     return try_hold_until_commit(conn, CORRELATOR_LOCK)
 
 
-def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
-    """The next ``limit`` observations after ``after_id`` in id order, in lists: member columns
-    and trace id, with their identity keys (from the business_keys index: no JSON is decoded), each
-    (key type, value) one tuple shared by every observation carrying it."""
-    last = _last_of_batch(conn, after_id, limit)
-    if last is None:
-        return
+def new_observations(conn: Connection, after_id: int, last: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+    """The observations ``after_id < id <= last`` (``batch_end``) in id order, in lists: member
+    columns and trace id, with their identity keys (from the business_keys index: no JSON is
+    decoded), each (key type, value) one tuple shared by every observation carrying it."""
     # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
     if conn.dialect.name == "sqlite" and last - after_id >= max(KEY_SCAN_FROM, after_id):
@@ -177,7 +174,7 @@ def new_observations(conn: Connection, after_id: int, limit: int) -> Iterator[li
     yield from _merged_with_keys(conn, sql, after_id, last)
 
 
-def _last_of_batch(conn: Connection, after_id: int, limit: int) -> int | None:
+def batch_end(conn: Connection, after_id: int, limit: int) -> int | None:
     """The id of the ``limit``-th observation after ``after_id`` (or of the last one, when fewer
     wait). Ids are distinct integers, so when the newest id is at most ``limit`` past ``after_id``
     the whole rest fits, and the primary key's last entry answers; only a backlog with more ids
