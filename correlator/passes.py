@@ -106,6 +106,7 @@ class Correlator:
         if end is None:
             return 0, after
         reader = MemberReader(self.processes)
+        tell(READING, 0, end - after)
         members, count, last = reader.new(
             q.new_observations(conn, after, end), lambda read_to: tell(READING, read_to - after, end - after)
         )

@@ -200,6 +200,8 @@ def test_bench_correlate_times_a_full_pass_an_incremental_one_and_retention() ->
     assert result.returncode == 0, result.stderr
     figures = json.loads(result.stdout)
     assert figures["observations"] > 350 * 10 and figures["incremental_observations"] == 100
+    steps = [figures[f"{step}_s"] for step in ("reading", "linking", "deriving", "saving")]
+    assert all(s >= 0 for s in steps) and sum(steps) <= figures["from_empty_s"], "the pass's steps, within it"
     assert 0 < figures["pruned_transactions"] < figures["transactions"], "half the week goes, not all of it"
     assert figures["pruned_observations"] > 0 and figures["prune_half_s"] >= 0
 

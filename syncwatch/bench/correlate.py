@@ -13,7 +13,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from correlator.passes import CHECKPOINT, Correlator
+from correlator.passes import CHECKPOINT, DERIVING, LINKING, READING, SAVING, Correlator
 from syncwatch.bench import Benchmark, Figures
 from syncwatch.config import load_config
 from syncwatch.sim.generate import observed_files
@@ -21,6 +21,7 @@ from syncwatch.store import Checkpoint, Store
 from syncwatch.store.retention import prune
 
 DAYS = 7
+STEP_NAMES = {READING: "reading", LINKING: "linking", DERIVING: "deriving", SAVING: "saving"}
 START = datetime(2026, 11, 2, tzinfo=UTC)
 
 
@@ -49,6 +50,27 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> Store:
     return store
 
 
+class _Steps:
+    """Seconds each step of a pass took, from the steps the pass tells as it goes (what
+    `syncwatch correlate` shows on a terminal): linking includes gathering each transaction's
+    earlier observations, saving runs to the commit."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self.step: str | None = None
+        self.since = 0.0
+
+    def __call__(self, step: str, _done: int, _of: int) -> None:
+        if step != self.step:
+            self.end()
+            self.step, self.since = step, time.perf_counter()
+
+    def end(self) -> None:
+        if self.step is not None:
+            self.seconds[self.step] = self.seconds.get(self.step, 0.0) + time.perf_counter() - self.since
+            self.step = None
+
+
 def _children_cpu_s() -> float:
     used = resource.getrusage(resource.RUSAGE_CHILDREN)
     return used.ru_utime + used.ru_stime
@@ -60,8 +82,9 @@ def _run(args: argparse.Namespace) -> Figures:
         try:
             as_of = START + timedelta(days=DAYS)
             correlator = Correlator(store, load_config(), clock=lambda: as_of)
-            cpu, helpers_cpu = time.process_time(), _children_cpu_s()
-            full = correlator.run_pass()
+            cpu, helpers_cpu, steps = time.process_time(), _children_cpu_s(), _Steps()
+            full = correlator.run_pass(progress=steps)
+            steps.end()
             full_cpu_s = time.process_time() - cpu  # every thread of this process; the database server's apart
             helpers_cpu_s = _children_cpu_s() - helpers_cpu  # the helper processes of the pass
             # Replay the newest observations as if they had just arrived, on top of all history.
@@ -81,6 +104,7 @@ def _run(args: argparse.Namespace) -> Figures:
                 "transactions": transactions,
                 "from_empty_s": round(full.seconds, 2),
                 "from_empty_cpu_s": round(full_cpu_s, 2),
+                **{f"{STEP_NAMES[step]}_s": round(seconds, 2) for step, seconds in steps.seconds.items()},
                 "helpers_cpu_s": round(helpers_cpu_s, 2),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 "helper_private_mb": full.helpers_private_mib,  # beyond what it shares with this process
