@@ -176,6 +176,7 @@ def test_bench_ingest_runs_a_real_serve_and_reports_the_ratio() -> None:
     assert figures["spans"] == 2000
     assert figures["otlp_protobuf_spans_per_s"] > 0 and figures["bare_limit_spans_per_s"] > 0
     assert figures["protobuf_to_bare_ratio"] > 0 and figures["log_lines_per_s"] > 0 and figures["events_per_s"] > 0
+    assert figures["protobuf_server_cpu_us_per_span"] > 0 and figures["protobuf_parse_cpu_us_per_span"] > 0
 
 
 def test_bench_actions_resolves_every_retry_within_the_rate_limit() -> None:

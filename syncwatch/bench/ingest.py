@@ -169,11 +169,28 @@ def _serve(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
     raise RuntimeError(f"syncwatch serve did not start: {said[-1] if said else f'exit status {process.returncode}'}")
 
 
+def _children(pid: int) -> list[int]:
+    """The server's own processes: its parse workers."""
+    tasks = Path(f"/proc/{pid}/task")
+    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
+
+
+def _cpu_s(pid: int) -> float:
+    """CPU seconds ``pid`` has used so far, user and system (``/proc/PID/stat``'s utime and stime)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_split(pid: int) -> tuple[float, float]:
+    """CPU seconds of the server process and of its parse workers together, so far: which of the
+    two sets the pace (each runs on one core at most)."""
+    return _cpu_s(pid), sum(_cpu_s(child) for child in _children(pid))
+
+
 def _peak_rss_mb(pid: int) -> float:
     """The server's peak RSS plus each of its processes' (the parse workers): the sum of the peaks
     is never below the peak of the sum, so it cannot flatter the memory figure."""
-    tasks = Path(f"/proc/{pid}/task")
-    pids = [pid, *(int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split())]
+    pids = [pid, *_children(pid)]
     peak_kb = 0
     for each in pids:
         for line in Path(f"/proc/{each}/status").read_text().splitlines():
@@ -250,7 +267,10 @@ def _run(args: argparse.Namespace) -> Figures:
         server = _serve(db, port, tmp / "serve.log")
         try:
             url = f"http://127.0.0.1:{port}/v1"
+            cpu_before = _cpu_split(server.pid)
             proto_s = _post_all(f"{url}/traces", proto, PROTOBUF, args.concurrency)
+            cpu_after = _cpu_split(server.pid)
+            server_cpu_s, workers_cpu_s = cpu_after[0] - cpu_before[0], cpu_after[1] - cpu_before[1]
             json_s = _post_all(f"{url}/traces", as_json, JSON, args.concurrency)
             events_s = _post_all(f"{url}/events", events, "application/cloudevents-batch+json", args.concurrency)
             rss = _peak_rss_mb(server.pid)
@@ -265,6 +285,10 @@ def _run(args: argparse.Namespace) -> Figures:
         "otlp_json_spans_per_s": round(args.spans / json_s),
         "bare_limit_spans_per_s": round(args.spans / bare_s),
         "protobuf_to_bare_ratio": round(bare_s / proto_s, 3),
+        # CPU of the protobuf run a span: the server process (HTTP and the store writes) and its
+        # parse workers; the larger one, against the run's wall time a span, is the pace setter.
+        "protobuf_server_cpu_us_per_span": round(server_cpu_s / args.spans * 1e6, 1),
+        "protobuf_parse_cpu_us_per_span": round(workers_cpu_s / args.spans * 1e6, 1),
         "log_lines_per_s": round(lines),
         "events_per_s": round(args.events / events_s),
         "server_peak_rss_mb": rss,
