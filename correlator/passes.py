@@ -46,8 +46,8 @@ READING, LINKING, DERIVING = "reading observations", "linking them into transact
 SAVING = "saving exceptions and alerts"
 Progress = Callable[[str, int, int], None]
 """(step, done, of): how far a pass has come, as ``syncwatch correlate`` shows it on a terminal.
-Reading counts observation ids, deriving transactions written; linking and saving are told once,
-as they start."""
+Each step is told as it starts; then reading counts observation ids, deriving transactions
+written. A pass of several batches tells the steps of each."""
 
 
 def _untold(_step: str, _done: int, _of: int) -> None:
@@ -185,6 +185,7 @@ class Correlator:
         chunks = [live[start : start + WRITE_EVERY] for start in range(0, len(live), WRITE_EVERY)]
         processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
         derived = partial(self._derived, now=now)
+        tell(DERIVING, 0, len(live))
         with derived_in_order(chunks, derived, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
             written = 0
             for part in parts:

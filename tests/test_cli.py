@@ -202,7 +202,8 @@ def test_bench_correlate_times_a_full_pass_an_incremental_one_and_retention() ->
     figures = json.loads(result.stdout)
     assert figures["observations"] > 350 * 10 and figures["incremental_observations"] == 100
     steps = [figures[f"{step}_s"] for step in ("reading", "linking", "deriving", "saving")]
-    assert all(s >= 0 for s in steps) and sum(steps) <= figures["from_empty_s"], "the pass's steps, within it"
+    # Each figure is rounded to 10 ms, and the last step ends just after the pass's time is taken.
+    assert all(s >= 0 for s in steps) and sum(steps) <= figures["from_empty_s"] + 0.05, "the pass's steps, within it"
     assert 0 < figures["pruned_transactions"] < figures["transactions"], "half the week goes, not all of it"
     assert figures["pruned_observations"] > 0 and figures["prune_half_s"] >= 0
 
@@ -351,6 +352,7 @@ def test_correlate_on_a_terminal_shows_each_step_of_the_pass_as_it_goes(tmp_path
     """A person waiting for a week's backlog sees the pass move, one line per step, in order; the
     summary still comes alone on stdout."""
     import pty
+    import select
 
     sample = Path(__file__).resolve().parents[1] / "sample_data"
     files = sorted(str(p) for p in sample.rglob("*") if p.suffix in (".jsonl", ".log") and p.stem != "ground_truth")
@@ -362,8 +364,10 @@ def test_correlate_on_a_terminal_shows_each_step_of_the_pass_as_it_goes(tmp_path
     command = [sys.executable, "-m", "syncwatch", "correlate", "--db", db, "--now", "2026-11-08T23:59:00Z"]
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=its_end, env=clean, text=True) as process:
         os.close(its_end)
-        shown = b""
-        while True:
+        shown, deadline = b"", time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if not select.select([terminal], [], [], 1)[0]:
+                continue
             try:
                 chunk = os.read(terminal, 4096)
             except OSError:  # the pass ended and closed the terminal's other end
@@ -371,6 +375,9 @@ def test_correlate_on_a_terminal_shows_each_step_of_the_pass_as_it_goes(tmp_path
             if not chunk:
                 break
             shown += chunk
+        else:
+            process.kill()
+            raise AssertionError(f"syncwatch correlate did not end within 120 s; it showed {shown!r}")
         summary = process.stdout.read() if process.stdout else ""
     os.close(terminal)
     assert process.returncode == 0, shown

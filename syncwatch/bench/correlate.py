@@ -53,7 +53,8 @@ def _prepare(args: argparse.Namespace, tmp: Path) -> Store:
 class _Steps:
     """Seconds each step of a pass took, from the steps the pass tells as it goes (what
     `syncwatch correlate` shows on a terminal): linking includes gathering each transaction's
-    earlier observations, saving runs to the commit."""
+    earlier observations; saving runs to the pass's end (the commit, and on PostgreSQL the
+    planner statistics a large pass refreshes)."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = {}
@@ -104,7 +105,7 @@ def _run(args: argparse.Namespace) -> Figures:
                 "transactions": transactions,
                 "from_empty_s": round(full.seconds, 2),
                 "from_empty_cpu_s": round(full_cpu_s, 2),
-                **{f"{STEP_NAMES[step]}_s": round(seconds, 2) for step, seconds in steps.seconds.items()},
+                **{f"{STEP_NAMES[told]}_s": round(seconds, 2) for told, seconds in steps.seconds.items()},
                 "helpers_cpu_s": round(helpers_cpu_s, 2),
                 "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024,
                 "helper_private_mb": full.helpers_private_mib,  # beyond what it shares with this process

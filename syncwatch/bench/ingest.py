@@ -170,20 +170,31 @@ def _serve(db: str, port: int, log: Path) -> subprocess.Popen[bytes]:
 
 
 def _children(pid: int) -> list[int]:
-    """The server's own processes: its parse workers."""
-    tasks = Path(f"/proc/{pid}/task")
-    return [int(child) for task in tasks.iterdir() for child in (task / "children").read_text().split()]
+    """The server's own processes: its parse workers (and multiprocessing's idle resource
+    tracker). A thread that ends while they are listed is passed over."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found.extend(int(child) for child in (task / "children").read_text().split())
+        except FileNotFoundError:
+            continue
+    return found
 
 
 def _cpu_s(pid: int) -> float:
-    """CPU seconds ``pid`` has used so far, user and system (``/proc/PID/stat``'s utime and stime)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    """CPU seconds ``pid`` has used so far, user and system (``/proc/PID/stat``'s utime and stime);
+    0 for a process already gone."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _cpu_split(pid: int) -> tuple[float, float]:
     """CPU seconds of the server process and of its parse workers together, so far: which of the
-    two sets the pace (each runs on one core at most)."""
+    two sets the pace (each runs on one core at most). A worker restarted during the run would
+    make the difference wrong; one that breaks is logged in the server's log."""
     return _cpu_s(pid), sum(_cpu_s(child) for child in _children(pid))
 
 

@@ -65,8 +65,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 class _Shown:
-    """How far a pass has come, on a terminal: one line per step, rewritten at most ten times a
-    second. A large backlog takes a minute or more, which without it passed in silence."""
+    """How far a pass has come, on a terminal: one line per step (of each batch, with ``--batch``),
+    rewritten at most ten times a second. A large backlog takes a minute or more, which without it
+    passed in silence. On stderr, so ``--json`` output stays one object on stdout."""
 
     def __init__(self, out: TextIO) -> None:
         from correlator.passes import DERIVING, LINKING, READING, SAVING
