@@ -193,8 +193,8 @@ def _cpu_s(pid: int) -> float:
 
 def _cpu_split(pid: int) -> tuple[float, float]:
     """CPU seconds of the server process and of its parse workers together, so far: which of the
-    two sets the pace (each runs on one core at most). A worker restarted during the run would
-    make the difference wrong; one that breaks is logged in the server's log."""
+    two sets the pace (each runs on one core at most). A worker restarted during the run (after
+    one died) would make the difference wrong."""
     return _cpu_s(pid), sum(_cpu_s(child) for child in _children(pid))
 
 
