@@ -42,8 +42,7 @@ WRITE_EVERY = 5_000  # transactions handed to the writer thread (and derived by 
 PARALLEL_FROM = 20_000  # transactions from which helper processes derive a share (see correlator.parallel)
 LARGE_PASS = 100_000  # observations after which the database's planner statistics are refreshed
 HUMAN_STATES = {ExceptionStatus.IGNORED.value, ExceptionStatus.RETRYING.value}
-READING, LINKING, DERIVING = "reading observations", "linking them into transactions", "deriving transactions"
-SAVING = "saving exceptions and alerts"
+READING, LINKING, DERIVING, SAVING = "reading", "linking", "deriving", "saving"
 Progress = Callable[[str, int, int], None]
 """(step, done, of): how far a pass has come, as ``syncwatch correlate`` shows it on a terminal.
 Each step is told as it starts; then reading counts observation ids, deriving transactions
