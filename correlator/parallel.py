@@ -48,9 +48,10 @@ def processes_for(setting: int) -> int:
 
 
 def _quota_cores() -> int | None:
+    """Whole cores the container's quota allows, at least one (half a core is one, not none)."""
     try:
         quota, period = CPU_MAX.read_text().split()
-        return None if quota == "max" else int(quota) // int(period)
+        return None if quota == "max" else max(1, int(quota) // int(period))
     except (OSError, ValueError):
         return None
 

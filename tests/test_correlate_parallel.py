@@ -88,3 +88,5 @@ def test_processes_are_one_per_core_within_the_quota_up_to_the_limit_unless_set(
     assert parallel.processes_for(0) == cores
     quota.write_text("150000 100000\n")  # a container allowed one and a half cores
     assert parallel.processes_for(0) == 1
+    quota.write_text("50000 100000\n")  # half a core: one process, not every core
+    assert parallel.processes_for(0) == 1
