@@ -1,15 +1,17 @@
-"""Deriving a large batch's transactions on every core.
+"""Work of a large pass done on every core: deriving, and the reading of a backlog.
 
 Deriving (stages, SLA, exceptions) is pure Python work per transaction, half of a pass from
 empty; one interpreter runs it on one core. Helper processes forked once the batch is in memory
 share it (copy on write, nothing is sent to them), each derives every n-th chunk and sends the
 results back pickled; the pass takes them in chunk order, so it writes exactly what one process
-would have written, in the same order. The helpers touch no database connection.
+would have written, in the same order. Reading a backlog is the other third: a helper forked
+before it reads part of the observations on a connection of its own while the pass reads the
+rest, and sends them as compact rows. Derive helpers touch no database connection.
 
 Helpers run only on Linux, from a process running no other thread: a thread holding a lock at a
 fork would leave it held in the child forever. Inside ``serve``, whose collectors and scheduler
 run on threads, passes stay in one process; they are small there. A helper ignores Ctrl-C (the
-pass stops it) and dies with the pass. One that fails is not fatal: the pass derives its chunks
+pass stops it) and dies with the pass. One that fails is not fatal: the pass does its work
 itself and says so in the log.
 """
 
@@ -23,8 +25,10 @@ import pickle
 import signal
 import sys
 import threading
-from collections.abc import Callable, Iterator, Sequence
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
+from functools import partial
 from multiprocessing.connection import Connection
 from pathlib import Path
 from queue import Queue
@@ -35,6 +39,7 @@ Chunk = TypeVar("Chunk")
 Result = TypeVar("Result")
 MAX_PROCESSES = 4  # memory: every helper may come to copy the pages it touches
 WAITING_RESULTS = 2  # results a helper may have ready before it waits for the pass to take one
+MEMORY_EVERY_S = 1.0  # how often a helper reads its private memory at most (see _Memory)
 CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a container's CPU quota (cgroup v2): "max 100000" or "200000 100000"
 
 
@@ -90,7 +95,7 @@ def derived_in_order(
     try:
         if can_fork():
             for share in range(1, processes):
-                helpers.append(_forked(f"derive-{share}", chunks, derive, share, processes))
+                helpers.append(_forked(f"derive-{share}", partial(_share, chunks, derive, share, processes)))
             for helper in filter(None, helpers):  # after every fork: a child must not inherit a running thread
                 helper.start_draining()
         yield Derivation(chunks, derive, helpers)
@@ -99,12 +104,48 @@ def derived_in_order(
             helper.stop()
 
 
-def _forked(
-    name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
-) -> _Helper | None:
+def _share(chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int) -> Iterator[Result]:
+    """A derive helper's work: every ``rounds``-th chunk from the ``share``-th."""
+    for chunk in chunks[share::rounds]:
+        yield derive(chunk)
+
+
+@contextmanager
+def made_aside(name: str, make: Callable[[], Iterable[Result]]) -> Iterator[Aside[Result] | None]:
+    """The results of ``make()``, made by a helper process forked on entry while this one does
+    other work; None where no helper may run (see ``can_fork``). Every result waits here until
+    taken, so the helper never stops for this process. The results end early, logged, where the
+    helper failed: the caller does the rest itself. The helper is gone on exit."""
+    helper = _forked(name, make, waiting=0) if can_fork() else None
+    if helper is None:
+        yield None
+        return
+    try:
+        helper.start_draining()
+        yield Aside(helper)
+    finally:
+        helper.stop()
+
+
+class Aside(Generic[Result]):
+    """The results of ``made_aside`` as they come, and the memory its helper took for itself."""
+
+    def __init__(self, helper: _Helper) -> None:
+        self._helper = helper
+
+    def __iter__(self) -> Iterator[Result]:
+        while (found := self._helper.next_result()) is not _MISSING:
+            yield found  # type: ignore[misc]
+
+    @property
+    def helper_private_mib(self) -> int:
+        return self._helper.private_kib // 1024
+
+
+def _forked(name: str, work: Callable[[], Iterable[object]], waiting: int = WAITING_RESULTS) -> _Helper | None:
     """A running helper, or None where the system refuses another process (the pass does its work)."""
     try:
-        return _Helper(f"correlator-{name}", chunks, derive, share, rounds)
+        return _Helper(f"correlator-{name}", work, waiting)
     except OSError as err:
         log.warning("could not start the correlator's %s helper (%s); the pass does its work itself", name, err)
         return None
@@ -124,15 +165,14 @@ _MISSING = object()
 
 
 class _Helper:
-    """One helper process working through the chunks of its share, and the thread draining its
-    pipe (a full pipe would stop it until this process, busy with its own share, came to read)."""
+    """One helper process working through its results, and the thread draining its pipe (a full
+    pipe would stop it until this process, busy with its own share, came to read); ``waiting``
+    results at most wait for this process to take them (0: any number)."""
 
-    def __init__(
-        self, name: str, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int
-    ) -> None:
+    def __init__(self, name: str, work: Callable[[], Iterable[object]], waiting: int) -> None:
         receive, send = multiprocessing.Pipe(duplex=False)
-        arguments = (send, chunks, derive, share, rounds, os.getpid())
-        self.process = multiprocessing.get_context("fork").Process(target=_serve_share, args=arguments, name=name)
+        arguments = (send, work, os.getpid())
+        self.process = multiprocessing.get_context("fork").Process(target=_serve, args=arguments, name=name)
         try:
             self.process.start()
         except OSError:  # no process: the caller derives its share, and the pipe goes
@@ -140,8 +180,8 @@ class _Helper:
             raise
         finally:
             send.close()  # only the child holds the writing end now: its exit is this end's EOF
-        self.results: Queue[bytes | None] = Queue(maxsize=WAITING_RESULTS)
-        self.failed = False
+        self.results: Queue[bytes | None] = Queue(maxsize=waiting)
+        self.failed = self.finished = False
         self.private_kib = 0
         self.drain = threading.Thread(target=self._drain, args=(receive,), name=self.process.name, daemon=True)
 
@@ -158,14 +198,17 @@ class _Helper:
             receive.close()
 
     def next_result(self) -> object:
-        """The next chunk's result, or ``_MISSING`` once the helper failed (the caller derives it)."""
-        if self.failed:
+        """The next result, or ``_MISSING`` once the helper finished or failed (the caller does the rest)."""
+        if self.failed or self.finished:
             return _MISSING
         message = self.results.get()  # None at the pipe's end: the helper exited
         kind, value, private_kib = pickle.loads(message) if message is not None else ("died", None, 0)
         self.private_kib = max(self.private_kib, private_kib)
         if kind == "result":
             return value
+        if kind == "finished":
+            self.finished = True
+            return _MISSING
         self.failed = True
         self.process.join()
         why = value or f"it ended with exit code {self.process.exitcode}"
@@ -183,17 +226,17 @@ class _Helper:
                 self.drain.join(timeout=0.01)
 
 
-def _serve_share(
-    send: Connection, chunks: Sequence[Chunk], derive: Callable[[Chunk], Result], share: int, rounds: int, parent: int
-) -> None:
-    """The helper's whole life: derive its chunks, send each result, then leave (multiprocessing
-    ends a child with ``os._exit``: nothing inherited, such as a database connection, is closed)."""
+def _serve(send: Connection, work: Callable[[], Iterable[object]], parent: int) -> None:
+    """The helper's whole life: send each result of its work, then say it finished, and leave
+    (multiprocessing ends a child with ``os._exit``: nothing inherited, such as a database
+    connection, is closed)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the pass's to handle: it stops its helpers
     _die_with(parent)
+    memory = _Memory()
     try:
-        for chunk in chunks[share::rounds]:
-            message = ("result", derive(chunk), _private_kib())
-            send.send_bytes(pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL))
+        for result in work():
+            send.send_bytes(pickle.dumps(("result", result, memory.kib()), protocol=pickle.HIGHEST_PROTOCOL))
+        send.send_bytes(pickle.dumps(("finished", None, memory.kib(fresh=True))))
     except Exception as err:  # the pass does the rest and logs why; gone already, it hears nothing
         with suppress(OSError):
             send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _private_kib())))
@@ -211,6 +254,22 @@ def _die_with(parent: int) -> None:
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != parent:  # it died before the request took effect
         os._exit(1)
+
+
+class _Memory:
+    """A helper's private memory, read at most every ``MEMORY_EVERY_S`` (and when asked fresh): a
+    read walks every page the process maps, 30 ms and more for one forked from a large pass, and
+    a read per result cost a reading helper a fifth of its time."""
+
+    def __init__(self) -> None:
+        self._read_at: float | None = None
+        self._kib = 0
+
+    def kib(self, fresh: bool = False) -> int:
+        now = time.monotonic()
+        if fresh or self._read_at is None or now - self._read_at >= MEMORY_EVERY_S:
+            self._read_at, self._kib = now, _private_kib()
+        return self._kib
 
 
 def _private_kib() -> int:

@@ -16,13 +16,14 @@ from typing import Any
 
 import pytest
 from observation_support import span
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 
 from correlator import parallel, passes
+from correlator.members import MemberReader
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
 from syncwatch.store import Store, correlation
-from syncwatch.store.schema import exceptions, observations, transaction_keys, transactions
+from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
 AS_OF = datetime(2026, 11, 8, 23, 59, tzinfo=UTC)
@@ -96,9 +97,10 @@ def test_one_pass_over_the_backlog_derives_what_small_passes_derive(ingested: Pa
 def test_keys_read_along_the_key_table_derive_what_keys_merged_by_observation_derive(
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A large batch on SQLite reads its keys node by node (``correlation._keys_by_observation``);
-    the sample is smaller than that takes, so the threshold is lowered: in thirds, the first two
-    batches read keys that way (the second leaving out keys of observations on either side of it)."""
+    """A large batch on SQLite reads its keys node by node (``correlation._keys_by_observation``)
+    while it is at least a tenth of the observations before it; the sample is smaller than that
+    takes, so the threshold is lowered: of 25 batches, the first eleven read keys that way (each
+    leaving out keys of observations on either side of it), the rest merged by observation."""
     merged = copy_of(ingested, tmp_path / "merged")
     Correlator(merged, load_config(), clock=lambda: AS_OF).run_pass()
     scans = []
@@ -106,9 +108,9 @@ def test_keys_read_along_the_key_table_derive_what_keys_merged_by_observation_de
     monkeypatch.setattr(correlation, "KEY_SCAN_FROM", 0)
     monkeypatch.setattr(correlation, "_keys_by_observation", lambda *args: scans.append(args[1:]) or scan(*args))
     scanned = copy_of(ingested, tmp_path / "scanned")
-    third = scanned.counts()["observations"] // 3 + 1
-    Correlator(scanned, load_config(), clock=lambda: AS_OF).run_pass(batch=third)
-    assert [after for after, _ in scans] == [0, third]
+    batch = scanned.counts()["observations"] // 25 + 1
+    Correlator(scanned, load_config(), clock=lambda: AS_OF).run_pass(batch=batch)
+    assert [after for after, _ in scans] == [batch * n for n in range(11)]
     assert derived(scanned) == derived(merged)
 
 
@@ -134,6 +136,117 @@ def test_a_pass_failing_midway_leaves_the_store_as_it_was(
     monkeypatch.setattr(passes, "derive", derive)
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert derived(store) == derived(copy_of_correlated(ingested, tmp_path))
+
+
+def unpacked_members(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """How many members each list a read helper sent held, as the pass unpacks them."""
+    counted: list[int] = []
+    unpack = MemberReader._unpack
+
+    def counting(reader: MemberReader, packed: list[tuple[Any, ...]], found: list[Any]) -> None:
+        counted.append(len(packed))
+        unpack(reader, packed, found)
+
+    monkeypatch.setattr(MemberReader, "_unpack", counting)
+    return counted
+
+
+def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_derives(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The sample is smaller than a helper reads for, so the threshold is lowered: the helper
+    reads the later half of the observations on its own connection, in lists of 500."""
+    alone = copy_of(ingested, tmp_path / "alone")
+    single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass()
+    unpacked = unpacked_members(monkeypatch)
+    assert not unpacked, "the reference pass should have read every observation itself"
+    monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setattr(correlation, "FETCH", 500)
+    shared = copy_of(ingested, tmp_path / "shared")
+    two = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass()
+    assert len(unpacked) > 1 and sum(unpacked) > single.transactions, "the helper should have sent half the members"
+    assert two.observations == single.observations == shared.counts()["observations"]
+    assert derived(shared) == derived(alone)
+
+
+def test_a_read_helper_reads_what_the_pass_reads_on_either_engine(
+    store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The helper's own connection reads the pass's snapshot: each order's capture, read by the
+    pass, links with its booking, read by the helper. On PostgreSQL the snapshot is exported: a
+    booking's key changed by another connection once the pass has begun is read as it was. On
+    SQLite the pass holds the write lock, so no other connection can change anything meanwhile."""
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    orders = 40
+    captures = [span(n, "POST /orders", "marketplace-amazon", at, marketplace_order=f"113-{n}") for n in range(orders)]
+    bookings = [
+        span(orders + n, "POST /sales-orders", "erp", at, marketplace_order=f"113-{n}", erp_order=f"SO-{n}")
+        for n in range(orders)
+    ]
+    store.write_observations(captures)
+    store.write_observations(bookings)
+    export, tried = correlation.shared_snapshot, []
+
+    def exported_then_changed(conn: Any) -> str | None:
+        snapshot = export(conn)
+        tried.append(rekey_elsewhere(store, "SO-0", "SO-changed"))
+        return snapshot
+
+    monkeypatch.setattr(correlation, "shared_snapshot", exported_then_changed)
+    unpacked = unpacked_members(monkeypatch)
+    monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setattr(correlation, "FETCH", 10)
+    result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert tried == ["changed" if store.dialect == "postgresql" else "database is locked"]
+    assert sum(unpacked) == orders, "the helper should have read the bookings"
+    assert "failed" not in caplog.text
+    assert (result.observations, result.transactions) == (2 * orders, orders)
+    with store.engine.connect() as conn:
+        linked = conn.execute(
+            select(transaction_keys.c.transaction_id).where(transaction_keys.c.key_type == "erp_order")
+        ).scalars()
+        assert sorted(linked) == sorted(f"order:113-{n}" for n in range(orders))
+        values = conn.execute(select(transaction_keys.c.value).where(transaction_keys.c.key_type == "erp_order"))
+        assert "SO-0" in set(values.scalars()), "the helper should read the key as the pass's snapshot has it"
+
+
+def rekey_elsewhere(store: Store, value: str, new: str) -> str:
+    """Change a business key's value on a connection of its own: "changed", or why it could not be."""
+    path = store.sqlite_file()
+    if path is None:
+        with store.engine.begin() as conn:
+            conn.execute(update(business_keys).where(business_keys.c.value == value).values(value=new))
+        return "changed"
+    with sqlite3.connect(path, timeout=0.05) as conn:
+        try:
+            conn.execute("UPDATE business_keys SET value = ? WHERE value = ?", (new, value))
+        except sqlite3.OperationalError as err:
+            return str(err)
+    return "changed"
+
+
+def test_a_read_helper_that_dies_leaves_what_it_did_not_send_to_the_pass(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    reference = copy_of_correlated(ingested, tmp_path)
+    parent, packed = os.getpid(), MemberReader.packed
+
+    def dying(reader: MemberReader, batches: Any) -> Any:
+        for sent, found in enumerate(packed(reader, batches)):
+            if sent == 2 and os.getpid() != parent:
+                os._exit(9)  # as a helper killed by the system would end, sending nothing more
+            yield found
+
+    unpacked = unpacked_members(monkeypatch)
+    monkeypatch.setattr(MemberReader, "packed", dying)
+    monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setattr(correlation, "FETCH", 500)
+    store = copy_of(ingested, tmp_path / "dying")
+    result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert len(unpacked) == 2, "the helper should have sent two lists before it died"
+    assert "helper process correlator-read failed (it ended with exit code 9)" in caplog.text
+    assert result.observations == store.counts()["observations"]
+    assert derived(store) == derived(reference)
 
 
 def copy_of_correlated(ingested: Path, tmp_path: Path) -> Store:

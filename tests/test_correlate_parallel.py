@@ -76,6 +76,28 @@ def test_leaving_early_stops_the_helpers() -> None:
     assert not any(helper.is_alive() for helper in helpers)
 
 
+def test_work_made_aside_comes_whole_and_in_order_and_only_where_a_helper_may_run() -> None:
+    parent = os.getpid()
+
+    def make() -> list[tuple[int, int]]:
+        return [derive(chunk) for chunk in CHUNKS]
+
+    with parallel.made_aside("test", make) as made:
+        assert made is not None
+        found = list(made)
+    assert [chunk for chunk, _ in found] == CHUNKS
+    assert len({pid for _, pid in found} - {parent}) == 1, "one helper process should have made them all"
+    stop = threading.Event()
+    other = threading.Thread(target=stop.wait)
+    other.start()
+    try:
+        with parallel.made_aside("test", make) as none:
+            assert none is None, "no fork while another thread runs"
+    finally:
+        stop.set()
+        other.join()
+
+
 def test_processes_are_one_per_core_within_the_quota_up_to_the_limit_unless_set(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
