@@ -228,8 +228,8 @@ class Correlator:
                 drafts.extend(part.drafts)
                 retired |= part.retired
                 found.extend(part.alerts)
-                write(part.rows, part.keys)
-                written += len(part.rows)
+                write(part.ready)
+                written += len(part.ready[0])
                 tell(DERIVING, written, len(live))
         result.helpers_private_mib = max(result.helpers_private_mib, parts.helpers_private_mib)
         tell(SAVING, 0, len(drafts))
@@ -246,9 +246,12 @@ class Correlator:
         result.exceptions += len(exception_rows)
 
     def _derived(self, chunk: list[tuple[str, Component]], now: datetime) -> Derived:
-        """The rows, keys, exception drafts, alerts and replaced ids of a chunk of transactions."""
+        """The rows and keys ready to write, exception drafts, alerts and replaced ids of a chunk of
+        transactions."""
         share, part = self.config.sla_at_risk_share, Derived()
-        rows, keys, drafts = part.rows, part.keys, part.drafts
+        rows: list[dict[str, Any]] = []
+        keys: list[q.KeyRow] = []
+        drafts = part.drafts
         for tid, component in chunk:
             members = in_time_order(component.members.values())
             # A backlog's members go as their transactions are derived. Those of a helper's chunks stay
@@ -270,6 +273,7 @@ class Correlator:
             drafts.extend((tid, d) for d in derived)
             part.retired |= component.previous
         part.alerts = transaction_alerts(rows, {tid: c.link_key for tid, c in chunk}, self.config, now)
+        part.ready = q.ready_to_write(self.store.dialect, rows, keys)
         return part
 
 
@@ -277,8 +281,7 @@ class Correlator:
 class Derived:
     """What deriving a chunk of transactions gives the writer (picklable: a helper process sends it)."""
 
-    rows: list[dict[str, Any]] = field(default_factory=list)
-    keys: list[q.KeyRow] = field(default_factory=list)
+    ready: q.ReadyToWrite = field(default_factory=lambda: ([], []))
     drafts: list[tuple[str, Draft]] = field(default_factory=list)
     retired: set[str] = field(default_factory=set)
     alerts: list[Alert] = field(default_factory=list)

@@ -362,6 +362,7 @@ def exceptions_of(conn: Connection, transaction_ids: Iterable[str]) -> list[Any]
 
 TRANSACTION_COLUMNS = tuple(c.name for c in transactions.c)
 _ordered = itemgetter(*TRANSACTION_COLUMNS)
+_ID = TRANSACTION_COLUMNS.index("id")
 KeyRow = tuple[str, str, str]  # transaction id, key type, value
 
 
@@ -393,16 +394,28 @@ def roomy_cache(conn: Connection) -> Iterator[None]:
 Statement = tuple[str, Sequence[Any]]
 
 
+def ready_to_write(dialect: str, rows: list[dict[str, Any]], keys: list[KeyRow]) -> ReadyToWrite:
+    """Recomputed transactions in ``TRANSACTION_COLUMNS`` order with times as the ``dialect``'s
+    driver takes them, and their keys sorted: made where they were derived, a helper process for
+    its share, since the pass's own process is the one that keeps both cores waiting. Tuples of
+    text also pickle at a fraction of the cost of rows of datetimes."""
+    time = _sqlite_time if dialect == "sqlite" else _same
+    # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
+    keys.sort()
+    return [_transaction_values(row, time) for row in rows], keys
+
+
+ReadyToWrite = tuple[list[tuple[Any, ...]], list[KeyRow]]  # (transactions' values, their keys), see ready_to_write
+
+
 @contextmanager
-def transaction_writer(
-    conn: Connection, stored: Collection[str]
-) -> Iterator[Callable[[list[dict[str, Any]], list[KeyRow]], None]]:
-    """A writer of recomputed transactions and their (transaction id, key type, value) keys whose
-    statements run on a second thread while the caller derives the next transactions: the
-    drivers release the GIL while the database works, so most of the writing costs no wall time.
-    ``stored`` are the ids already in the database, whose old keys go first. The caller leaves
-    ``conn`` alone until the block ends; the block waits for the last statement, and raises the
-    first error one raised."""
+def transaction_writer(conn: Connection, stored: Collection[str]) -> Iterator[Callable[[ReadyToWrite], None]]:
+    """A writer of recomputed transactions and their (transaction id, key type, value) keys
+    (``ready_to_write``) whose statements run on a second thread while the caller derives the
+    next transactions: the drivers release the GIL while the database works, so most of the
+    writing costs no wall time. ``stored`` are the ids already in the database, whose old keys
+    go first. The caller leaves ``conn`` alone until the block ends; the block waits for the last
+    statement, and raises the first error one raised."""
     work: Queue[list[Statement] | None] = Queue(maxsize=2)
     errors: list[BaseException] = []
 
@@ -414,10 +427,10 @@ def transaction_writer(
                 except BaseException as err:  # re-raised in the caller's thread
                     errors.append(err)
 
-    def write(rows: list[dict[str, Any]], keys: list[KeyRow]) -> None:
+    def write(ready: ReadyToWrite) -> None:
         if errors:
             raise errors[0]
-        work.put(_replace_statements(conn, rows, keys, stored))
+        work.put(_replace_statements(conn, *ready, stored))
 
     thread = threading.Thread(target=run, name="correlator-writer", daemon=True)
     thread.start()
@@ -437,7 +450,7 @@ def _execute(conn: Connection, statements: list[Statement]) -> None:
 
 
 def _replace_statements(
-    conn: Connection, rows: list[dict[str, Any]], keys: list[KeyRow], stored: Collection[str]
+    conn: Connection, values: list[tuple[Any, ...]], keys: list[KeyRow], stored: Collection[str]
 ) -> list[Statement]:
     """The statements that replace the transactions and their keys, with parameters ready for the
     driver: few statements of many rows each, since a writer thread waits for the GIL after each.
@@ -445,18 +458,14 @@ def _replace_statements(
     growing in the same transaction, before it has statistics, scans it whole."""
     statements: list[Statement] = []
     sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
-    for chunk in chunks(sorted({row["id"] for row in rows} & set(stored))):
+    for chunk in chunks(sorted({row[_ID] for row in values} & set(stored))):
         statements.append((_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk)))
-    # In key order, SQLite appends to the primary key's b-tree instead of splitting pages all over it.
-    keys.sort()
     if conn.dialect.name == "sqlite":
-        values = [_transaction_values(row, _sqlite_time) for row in rows]
         for chunk in chunks(values, UPSERT_ROWS):
             statements.append((_sqlite_upsert(len(chunk)), list(chain.from_iterable(chunk))))
         for chunk in chunks(keys, KEY_ROWS):
             statements.append((_sqlite_keys(len(chunk)), list(chain.from_iterable(chunk))))
-    elif rows:
-        values = [_transaction_values(row, _same) for row in rows]
+    elif values:
         statements.append((_pg_upsert(), [list(column) for column in zip(*values, strict=True)]))
         statements.append((_PG_KEYS, [list(column) for column in zip(*keys, strict=True)]))
     return statements
