@@ -149,8 +149,7 @@ class Correlator:
 
     def _read_aside(self, reader: MemberReader, snapshot: str, after: int, end: int) -> Iterator[Packed]:
         """The read helper's work, on a connection of its own: the pass's is the pass's alone."""
-        self.store.engine.dispose(close=False)  # forget the inherited pool without closing what it holds
-        with self.store.engine.connect() as conn:
+        with self.store.reopened().engine.connect() as conn:
             q.read_snapshot(conn, snapshot)
             yield from reader.packed(q.new_observations(conn, after, end))
 

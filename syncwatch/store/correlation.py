@@ -180,7 +180,9 @@ def shared_snapshot(conn: Connection) -> str | None:
     """What another connection needs to read exactly what ``conn`` reads now (``read_snapshot``),
     or None where none can: a database in memory is one connection's alone. PostgreSQL exports
     the snapshot; SQLite needs nothing while ``conn`` holds the write lock, as a pass does:
-    nothing commits until it ends."""
+    nothing commits until it ends. (A helper forked from the pass inherits its SQLite lock
+    bookkeeping, so its reads may take no file locks of their own; they need none: the pass holds
+    its locks until after the helper has ended.)"""
     if conn.dialect.name == "postgresql":
         return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
     return "" if conn.engine.url.database not in (None, "", ":memory:") else None

@@ -43,6 +43,11 @@ class Store:
         check_connection(engine)
         return cls(engine, raw_limit=raw_limit)
 
+    def reopened(self) -> Store:
+        """The same database on an engine of its own, for a forked helper process: the engine it
+        inherits holds its parent's connections, which it must neither use nor close."""
+        return Store(make_engine(self.engine.url.render_as_string(hide_password=False)), raw_limit=self.raw_limit)
+
     @property
     def url(self) -> str:
         return describe(self.engine.url)
