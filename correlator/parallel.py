@@ -4,9 +4,10 @@ Deriving (stages, SLA, exceptions) is pure Python work per transaction, half of 
 empty; one interpreter runs it on one core. Helper processes forked once the batch is in memory
 share it (copy on write, nothing is sent to them), each derives every n-th chunk and sends the
 results back pickled; the pass takes them in chunk order, so it writes exactly what one process
-would have written, in the same order. Reading a backlog is the other third: a helper forked
-before it reads part of the observations on a connection of its own while the pass reads the
-rest, and sends them as compact rows. Derive helpers touch no database connection.
+would have written, in the same order. Reading a large backlog takes another third of a pass:
+a helper forked before it reads the later part of the observations on a connection of its own
+while the pass reads the rest, and sends them as plain tuples. Derive helpers touch no database
+connection.
 
 Helpers run only on Linux, from a process running no other thread: a thread holding a lock at a
 fork would leave it held in the child forever. Inside ``serve``, whose collectors and scheduler
@@ -175,7 +176,7 @@ class _Helper:
         self.process = multiprocessing.get_context("fork").Process(target=_serve, args=arguments, name=name)
         try:
             self.process.start()
-        except OSError:  # no process: the caller derives its share, and the pipe goes
+        except OSError:  # no process: the caller does its work, and the pipe goes
             receive.close()
             raise
         finally:
@@ -183,6 +184,7 @@ class _Helper:
         self.results: Queue[bytes | None] = Queue(maxsize=waiting)
         self.failed = self.finished = False
         self.private_kib = 0
+        self._receive = receive
         self.drain = threading.Thread(target=self._drain, args=(receive,), name=self.process.name, daemon=True)
 
     def start_draining(self) -> None:
@@ -219,7 +221,9 @@ class _Helper:
         if self.process.is_alive():
             self.process.kill()
         self.process.join()
-        if self.drain.ident is not None:
+        if self.drain.ident is None:  # never drained (its thread did not start): the pipe is still ours to close
+            self._receive.close()
+        else:
             while self.drain.is_alive():  # a drain waiting for room in the queue
                 with suppress(Exception):
                     self.results.get_nowait()
@@ -236,7 +240,7 @@ def _serve(send: Connection, work: Callable[[], Iterable[object]], parent: int) 
     try:
         for result in work():
             send.send_bytes(pickle.dumps(("result", result, memory.kib()), protocol=pickle.HIGHEST_PROTOCOL))
-        send.send_bytes(pickle.dumps(("finished", None, memory.kib(fresh=True))))
+        send.send_bytes(pickle.dumps(("finished", None, memory.kib(fresh=True)), protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as err:  # the pass does the rest and logs why; gone already, it hears nothing
         with suppress(OSError):
             send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _private_kib())))

@@ -129,9 +129,9 @@ class Correlator:
         read_to: Callable[[int], None],
     ) -> tuple[list[Member], int, int]:
         """The members of observations ``after < id <= end``, how many were read and the last id.
-        A large backlog's later part is read by a helper process on a connection of its own, from
-        the same snapshot, while this one reads the rest: reading is a third of a pass from empty,
-        and the other core sat idle through it."""
+        A large backlog's later part is read by a helper process on a connection of its own, as
+        of the moment it was forked, while this one reads the rest: reading is a third of a pass
+        from empty, and the other core sat idle through it."""
         snapshot = q.shared_snapshot(conn) if end - after >= READ_APART_FROM else None
         if snapshot is None:
             return reader.new(q.new_observations(conn, after, end), read_to)
@@ -142,16 +142,20 @@ class Correlator:
             members, count, last = reader.new(q.new_observations(conn, after, mid), read_to, theirs)
             result.helpers_private_mib = max(result.helpers_private_mib, theirs.helper_private_mib)
         if last < end:  # the helper failed (logged): what it did not send is read here
-            rest, more, last = reader.new(q.new_observations(conn, last, end), read_to)
+            rest, more, _ = reader.new(q.new_observations(conn, max(last, mid), end), read_to)
             members.extend(rest)
-            count += more
+            count, last = count + more, end
         return members, count, last
 
     def _read_aside(self, reader: MemberReader, snapshot: str, after: int, end: int) -> Iterator[Packed]:
         """The read helper's work, on a connection of its own: the pass's is the pass's alone."""
-        with self.store.reopened().engine.connect() as conn:
-            q.read_snapshot(conn, snapshot)
-            yield from reader.packed(q.new_observations(conn, after, end))
+        store = self.store.reopened()
+        try:
+            with store.engine.connect() as conn:
+                q.read_snapshot(conn, snapshot)
+                yield from reader.packed(q.new_observations(conn, after, end))
+        finally:
+            store.close()
 
     def _redelivered(self, conn: Connection, checkpoint: Checkpoint, result: PassResult) -> None:
         """Re-derive the transactions of observations delivered again since the last look."""

@@ -16,13 +16,13 @@ from typing import Any
 
 import pytest
 from observation_support import span
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 
 from correlator import parallel, passes
 from correlator.members import MemberReader
 from correlator.passes import CHECKPOINT, Correlator
 from syncwatch.config import load_config
-from syncwatch.store import Store, correlation
+from syncwatch.store import Checkpoint, Store, correlation
 from syncwatch.store.schema import business_keys, exceptions, observations, transaction_keys, transactions
 
 SAMPLE_DATA = Path(__file__).resolve().parents[1] / "sample_data"
@@ -159,23 +159,32 @@ def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_deri
     alone = copy_of(ingested, tmp_path / "alone")
     single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass()
     unpacked = unpacked_members(monkeypatch)
-    assert not unpacked, "the reference pass should have read every observation itself"
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
     monkeypatch.setattr(correlation, "FETCH", 500)
     shared = copy_of(ingested, tmp_path / "shared")
     two = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass()
-    assert len(unpacked) > 1 and sum(unpacked) > single.transactions, "the helper should have sent half the members"
+    assert len(unpacked) > 1, "the helper should have sent its members in several lists"
+    assert sum(unpacked) == members_after(shared, int(two.observations * passes.READ_HERE))
     assert two.observations == single.observations == shared.counts()["observations"]
     assert derived(shared) == derived(alone)
+
+
+def members_after(store: Store, mid: int) -> int:
+    """Observations after id ``mid`` that are members of something: with an identity key or a trace id."""
+    keyed = select(business_keys.c.observation_id).where(business_keys.c.observation_id == observations.c.id).exists()
+    linked = (func.coalesce(observations.c.trace_id, "") != "") | keyed
+    with store.engine.connect() as conn:
+        return conn.execute(select(func.count()).where(observations.c.id > mid, linked)).scalar_one()
 
 
 def test_a_read_helper_reads_what_the_pass_reads_on_either_engine(
     store: Store, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """The helper's own connection reads the pass's snapshot: each order's capture, read by the
-    pass, links with its booking, read by the helper. On PostgreSQL the snapshot is exported: a
-    booking's key changed by another connection once the pass has begun is read as it was. On
-    SQLite the pass holds the write lock, so no other connection can change anything meanwhile."""
+    """The helper's own connection reads the database as the pass's transaction saw it when it
+    forked the helper: each order's capture, read by the pass, links with its booking, read by
+    the helper. On PostgreSQL the pass exports its snapshot: a booking's key changed by another
+    connection after that is read as it was. On SQLite the pass holds the write lock, so no other
+    connection can change anything meanwhile."""
     at = datetime(2026, 11, 2, 9, tzinfo=UTC)
     orders = 40
     captures = [span(n, "POST /orders", "marketplace-amazon", at, marketplace_order=f"113-{n}") for n in range(orders)]
@@ -247,6 +256,32 @@ def test_a_read_helper_that_dies_leaves_what_it_did_not_send_to_the_pass(
     assert "helper process correlator-read failed (it ended with exit code 9)" in caplog.text
     assert result.observations == store.counts()["observations"]
     assert derived(store) == derived(reference)
+
+
+def test_a_read_helper_that_dies_at_once_leaves_the_pass_only_the_new_observations(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The pass's own part is empty (all of it the helper's), and the helper dies before sending
+    anything: the pass reads the batch itself, and nothing before its checkpoint."""
+    store = copy_of(ingested, tmp_path / "dead")
+    total = store.counts()["observations"]
+    store.save_checkpoint(Checkpoint(CHECKPOINT, total // 2))
+    parent = os.getpid()
+
+    def dead(reader: MemberReader, batches: Any) -> Any:
+        if os.getpid() != parent:
+            os._exit(9)
+        yield from ()
+
+    unpacked = unpacked_members(monkeypatch)
+    monkeypatch.setattr(MemberReader, "packed", dead)
+    monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setattr(passes, "READ_HERE", 0.0)
+    result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert "helper process correlator-read failed (it ended with exit code 9)" in caplog.text
+    assert not unpacked
+    assert result.observations == total - total // 2
+    assert store.checkpoint(CHECKPOINT).position == total
 
 
 def copy_of_correlated(ingested: Path, tmp_path: Path) -> Store:

@@ -87,6 +87,8 @@ def test_work_made_aside_comes_whole_and_in_order_and_only_where_a_helper_may_ru
         found = list(made)
     assert [chunk for chunk, _ in found] == CHUNKS
     assert len({pid for _, pid in found} - {parent}) == 1, "one helper process should have made them all"
+    assert parallel.can_fork(), "the helper's drain thread should be gone with it"
+    assert not [child for child in parallel.multiprocessing.active_children() if child.name == "correlator-test"]
     stop = threading.Event()
     other = threading.Thread(target=stop.wait)
     other.start()
