@@ -1256,9 +1256,11 @@ def test_a_system_that_stops_sending_is_called_quiet_on_operations(
 
 
 def finished_job(at: AppTest) -> str:
-    """The bulk job's closing line, once it has one (the page reads the job every run)."""
+    """The bulk job's closing line, once it has ended (the page reads the job every run; while it
+    runs, the same line counts what it has done so far, and a Cancel button shows)."""
     for _ in range(60):
-        if any("failed or refused" in e.value for e in at.error):
+        running = any(b.label == "Cancel the job" for b in at.button)
+        if not running and any("failed or refused" in e.value for e in at.error):
             break
         time.sleep(0.5)
         at.run()
