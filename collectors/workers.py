@@ -30,6 +30,7 @@ from typing import Any
 from collectors.base import ParseContext, Parsed, now_ns
 from collectors.keys import KeyExtractor
 from collectors.sink import Sink
+from syncwatch.cores import usable_cores
 from syncwatch.store.writes import DriverForm
 
 Parser = Callable[..., Parsed]
@@ -38,12 +39,9 @@ _setup: tuple[KeyExtractor, DriverForm, int, int, bool] | None = None
 
 
 def default_workers() -> int:
-    """One worker per core the server's own threads leave free, at least one, at most four."""
-    try:
-        cores = len(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        cores = os.cpu_count() or 1
-    return max(1, min(4, cores - 1))
+    """One worker per core the server's own threads leave free (within a container's CPU quota), at
+    least one, at most four."""
+    return max(1, min(4, usable_cores() - 1))
 
 
 def workers_for(asked: int | None) -> int:

@@ -31,9 +31,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from functools import partial
 from multiprocessing.connection import Connection
-from pathlib import Path
 from queue import Queue
 from typing import Generic, TypeVar
+
+from syncwatch.cores import usable_cores
 
 log = logging.getLogger(__name__)
 Chunk = TypeVar("Chunk")
@@ -41,7 +42,6 @@ Result = TypeVar("Result")
 MAX_PROCESSES = 4  # memory: every helper may come to copy the pages it touches
 WAITING_RESULTS = 2  # results a helper may have ready before it waits for the pass to take one
 MEMORY_EVERY_S = 1.0  # how often a helper reads its private memory at most (see _Memory)
-CPU_MAX = Path("/sys/fs/cgroup/cpu.max")  # a container's CPU quota (cgroup v2): "max 100000" or "200000 100000"
 
 
 def processes_for(setting: int) -> int:
@@ -49,17 +49,7 @@ def processes_for(setting: int) -> int:
     process may use (its CPU affinity and its container's quota), at most ``MAX_PROCESSES``."""
     if setting > 0:
         return setting
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    return max(1, min(cores, _quota_cores() or cores, MAX_PROCESSES))
-
-
-def _quota_cores() -> int | None:
-    """Whole cores the container's quota allows, at least one (half a core is one, not none)."""
-    try:
-        quota, period = CPU_MAX.read_text().split()
-        return None if quota == "max" else max(1, int(quota) // int(period))
-    except (OSError, ValueError):
-        return None
+    return min(usable_cores(), MAX_PROCESSES)
 
 
 def can_fork() -> bool:

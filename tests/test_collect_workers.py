@@ -24,6 +24,7 @@ from test_collect_kill import gone
 from collectors.server import create_app
 from collectors.sink import Sink
 from collectors.workers import ParsePool, default_workers
+from syncwatch import cores
 from syncwatch.config import load_config
 from syncwatch.store import Store
 from syncwatch.store.schema import observations, quarantine
@@ -75,8 +76,21 @@ def reasons(store: Store) -> list[str]:
         return list(conn.execute(select(quarantine.c.reason)).scalars())
 
 
-def test_default_workers_leave_a_core_to_the_server() -> None:
-    assert 1 <= default_workers() <= 4
+def test_default_workers_leave_a_core_to_the_server_within_the_quota(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On an 8-core host, four workers (the most); in a container whose quota grants two of those
+    cores, one worker, leaving the other to the server."""
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: set(range(8)))
+    quota = tmp_path / "cpu.max"
+    monkeypatch.setattr(cores, "CPU_MAX", quota)
+    assert default_workers() == 4, "no quota file: every core but the server's, at most four"
+    quota.write_text("max 100000\n")
+    assert default_workers() == 4
+    quota.write_text("200000 100000\n")
+    assert default_workers() == 1
+    monkeypatch.setattr(os, "sched_getaffinity", lambda _pid: {0})
+    assert default_workers() == 1, "one core: still one worker"
 
 
 @pytest.mark.parametrize("case", CASES.values(), ids=CASES.keys())

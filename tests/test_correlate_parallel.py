@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from correlator import parallel
+from syncwatch import cores as cores_module
 
 CHUNKS = list(range(10))
 
@@ -106,7 +107,7 @@ def test_processes_are_one_per_core_within_the_quota_up_to_the_limit_unless_set(
     assert parallel.processes_for(3) == 3
     cores = min(len(os.sched_getaffinity(0)), parallel.MAX_PROCESSES)
     quota = tmp_path / "cpu.max"
-    monkeypatch.setattr(parallel, "CPU_MAX", quota)
+    monkeypatch.setattr(cores_module, "CPU_MAX", quota)
     assert parallel.processes_for(0) == cores, "no quota file: every core"
     quota.write_text("max 100000\n")
     assert parallel.processes_for(0) == cores
