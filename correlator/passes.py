@@ -131,8 +131,9 @@ class Correlator:
         """The members of observations ``after < id <= end``, how many were read and the last id.
         A large backlog's later part is read by a helper process on a connection of its own, as
         of the moment it was forked, while this one reads the rest: reading is a third of a pass
-        from empty, and the other core sat idle through it."""
-        snapshot = q.shared_snapshot(conn) if end - after >= READ_APART_FROM else None
+        from empty, and the other core sat idle through it. ``correlate_processes`` = 1 forks none."""
+        apart = end - after >= READ_APART_FROM and processes_for(self.config.correlate_processes) > 1
+        snapshot = q.shared_snapshot(conn) if apart else None
         if snapshot is None:
             return reader.new(q.new_observations(conn, after, end), read_to)
         mid = after + int((end - after) * READ_HERE)

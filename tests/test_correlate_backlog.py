@@ -160,6 +160,7 @@ def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_deri
     single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass()
     unpacked = unpacked_members(monkeypatch)
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(correlation, "FETCH", 500)
     shared = copy_of(ingested, tmp_path / "shared")
     two = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass()
@@ -167,6 +168,10 @@ def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_deri
     assert sum(unpacked) == members_after(shared, int(two.observations * passes.READ_HERE))
     assert two.observations == single.observations == shared.counts()["observations"]
     assert derived(shared) == derived(alone)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "1")
+    unpacked.clear()
+    Correlator(copy_of(ingested, tmp_path / "one"), load_config(), clock=lambda: AS_OF).run_pass()
+    assert not unpacked, "correlate_processes = 1 forks no helper, not even to read"
 
 
 def members_after(store: Store, mid: int) -> int:
@@ -204,6 +209,7 @@ def test_a_read_helper_reads_what_the_pass_reads_on_either_engine(
     monkeypatch.setattr(correlation, "shared_snapshot", exported_then_changed)
     unpacked = unpacked_members(monkeypatch)
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(correlation, "FETCH", 10)
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert tried == ["changed" if store.dialect == "postgresql" else "database is locked"]
@@ -249,6 +255,7 @@ def test_a_read_helper_that_dies_leaves_what_it_did_not_send_to_the_pass(
     unpacked = unpacked_members(monkeypatch)
     monkeypatch.setattr(MemberReader, "packed", dying)
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(correlation, "FETCH", 500)
     store = copy_of(ingested, tmp_path / "dying")
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
@@ -276,6 +283,7 @@ def test_a_read_helper_that_dies_at_once_leaves_the_pass_only_the_new_observatio
     unpacked = unpacked_members(monkeypatch)
     monkeypatch.setattr(MemberReader, "packed", dead)
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
+    monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(passes, "READ_HERE", 0.0)
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert "helper process correlator-read failed (it ended with exit code 9)" in caplog.text
