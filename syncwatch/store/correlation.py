@@ -26,6 +26,7 @@ from sqlalchemy import Connection, and_, delete, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
 from syncwatch.store.bulk import chunks, driver_cursor, pg_array
+from syncwatch.store.engine import sqlite_file
 from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, actions, exceptions, observations, transactions
 from syncwatch.store.traces import SPANS_OF_TRACES
@@ -185,7 +186,7 @@ def shared_snapshot(conn: Connection) -> str | None:
     its locks until after the helper has ended.)"""
     if conn.dialect.name == "postgresql":
         return str(conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar_one())
-    return "" if conn.engine.url.database not in (None, "", ":memory:") else None
+    return "" if sqlite_file(conn.engine) is not None else None
 
 
 def read_snapshot(conn: Connection, snapshot: str) -> None:

@@ -14,7 +14,7 @@ from syncwatch.model import Observation
 from syncwatch.store import correlation, gauges, locks, migrate, quiet, writes
 from syncwatch.store.backup import Backup, backup_sqlite
 from syncwatch.store.correlation import Backlog
-from syncwatch.store.engine import check_connection, describe, make_engine
+from syncwatch.store.engine import check_connection, describe, make_engine, sqlite_file
 from syncwatch.store.gauges import ServiceGauges
 from syncwatch.store.quiet import QuietSystem
 from syncwatch.store.schema import COUNTED_TABLES, metadata
@@ -78,10 +78,7 @@ class Store:
 
     def sqlite_file(self) -> Path | None:
         """The database file, for SQLite on a file; None otherwise."""
-        database = self.engine.url.database
-        if self.dialect != "sqlite" or not database or database == ":memory:":
-            return None
-        return Path(database)
+        return sqlite_file(self.engine)
 
     def upgrade(self) -> None:
         migrate.upgrade(self.engine)

@@ -91,6 +91,14 @@ def make_engine(raw_url: str, *, must_exist: bool = False, **kwargs: Any) -> Eng
 CONNECT_TIMEOUT_S = 10
 
 
+def sqlite_file(engine: Engine) -> Path | None:
+    """The file a SQLite engine opens; None for a database in memory, or on another engine."""
+    database = engine.url.database
+    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+        return None
+    return Path(database)
+
+
 def _file_exists(path: str) -> bool:
     try:
         return Path(path).exists()

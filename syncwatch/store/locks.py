@@ -12,6 +12,7 @@ from contextlib import contextmanager
 
 from sqlalchemy import Connection, Engine, text
 
+from syncwatch.store.engine import sqlite_file
 from syncwatch.store.errors import StoreError
 
 
@@ -61,8 +62,8 @@ def sole_serve(engine: Engine) -> Iterator[None]:
     """One `serve` per SQLite file, as its single writer needs: a lock on a file beside the database,
     held while the block runs and freed by the system when the process ends, even by kill -9.
     Several `serve` instances may share a PostgreSQL database, so there it holds nothing."""
-    database = engine.url.database
-    if engine.dialect.name != "sqlite" or not database or database == ":memory:":
+    database = sqlite_file(engine)
+    if database is None:
         yield
         return
     path = f"{database}.serve-lock"
