@@ -233,7 +233,7 @@ def _serve(send: Connection, work: Callable[[], Iterable[object]], parent: int) 
         send.send_bytes(pickle.dumps(("finished", None, memory.kib(fresh=True)), protocol=pickle.HIGHEST_PROTOCOL))
     except Exception as err:  # the pass does the rest and logs why; gone already, it hears nothing
         with suppress(OSError):
-            send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", _private_kib())))
+            send.send_bytes(pickle.dumps(("failed", f"{type(err).__name__}: {err}", memory.kib(fresh=True))))
     finally:
         with suppress(OSError):
             send.close()
