@@ -1,8 +1,8 @@
 """Components: the transactions a batch touches, linked from its observations' nodes and from the
 stored transactions holding them, and the observations that belong to each.
 
-These loops run once per observation of a backlog (1M+ from empty), so they work on shared node
-tuples, skip observations that link nothing new, and call as little as they can per row.
+A backlog holds 1M+ observations from empty, so the key graph's components are found in arrays
+(``correlator.graph``) and only the rare component holding two root keys is linked row by row.
 """
 
 from __future__ import annotations
@@ -11,6 +11,9 @@ import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from correlator.graph import NONE, SEVERAL, KeyGraph, owners_of_types
 from correlator.linking import TRACE, Conflict, Linker, Node
 from correlator.processes import Member, Process
 
@@ -42,42 +45,99 @@ class Component:
         return text if len(text) <= 64 else f"{self.process.name}:{hashlib.sha1(text.encode()).hexdigest()[:24]}"
 
 
-def link(
-    processes: Sequence[Process], rows: Iterable[Nodes], stored: dict[str, set[Node]]
+@dataclass
+class Linked:
+    """What linking a batch found: its components, the links refused and the conflicts between
+    identity keys among them (see ``Linker.conflicts``), and which components hold each row."""
+
+    components: list[Component]
+    refused: int
+    conflicts: list[Conflict]
+    holders: list[int]  # per row: the index of the component holding its nodes, NONE or SEVERAL
+    several: list[list[int]]  # for each row held by several components, in row order: their indexes
+
+    def add_members(self, members: Iterable[Member]) -> None:
+        """Make each of ``members`` (one per row linked, in that order) a member of every
+        component holding one of its nodes: ``add_members`` without a lookup per node."""
+        components, several = self.components, iter(self.several)
+        for member, index in zip(members, self.holders, strict=True):
+            if index >= 0:
+                components[index].members[member.id] = member
+            elif index == SEVERAL:
+                for each in next(several):
+                    components[each].members[member.id] = member
+
+
+def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, set[Node]]) -> Linked:
+    """Every process's components of the stored transactions the rows touch and of the rows (in
+    arrival order). Each row links the keys of each process it carries with its trace. The key
+    graph's components are final where they hold at most one root key; the others are linked
+    again here by a ``Linker``, the stored transactions first, then row by row, so a refused link
+    depends on arrival order exactly as it would with every row linked so."""
+    mine = [{tid: nodes for tid, nodes in stored.items() if tid.startswith(f"{p.name}:")} for p in processes]
+    graph = KeyGraph(processes, rows, [list(transactions.values()) for transactions in mine])
+    components: list[Component] = []
+    vertex_component = np.full(len(graph.exists), NONE, dtype=np.int64)
+    of_label: dict[int, Component] = {}
+    for index, nodes, root, label in graph.final():
+        component = Component(processes[index], set(nodes), {} if root is None else {root[0]: root[1]})
+        of_label[label] = component
+        components.append(component)
+    final = np.full(len(graph.labels), NONE, dtype=np.int64)
+    final[list(of_label)] = range(len(components))
+    kept = graph.exists & ~graph.constrained[graph.labels]
+    vertex_component[kept] = final[graph.labels[kept]]
+    stored_labels = iter(graph.stored_labels.tolist())
+    for transactions in mine:
+        for tid, label in zip(transactions, stored_labels, strict=False):
+            if label in of_label:
+                of_label[label].previous.add(tid)
+    again, refused, conflicts = _linked_again(processes, rows, mine, graph, owners_of_types(processes))
+    codes = graph.codes_of({node for component in again for node in component.nodes})
+    for index, component in enumerate(again, start=len(components)):
+        process = processes.index(component.process)
+        for node in component.nodes:
+            vertex_component[codes[node] * graph.width + process] = index
+    components.extend(again)
+    holders, several = graph.holders(vertex_component)
+    return Linked(components, refused, conflicts, holders, several)
+
+
+def _linked_again(
+    processes: Sequence[Process],
+    rows: Sequence[Nodes],
+    mine: list[dict[str, set[Node]]],
+    graph: KeyGraph,
+    owner: dict[str, int],
 ) -> tuple[list[Component], int, list[Conflict]]:
-    """Every process's components, how many links were refused and the conflicts between
-    identity keys among them (see ``Linker.conflicts``): first the stored transactions the rows
-    touch, then the rows in arrival order. Each row links the keys of each process it carries
-    with its trace; a row with the same nodes as an earlier one changes nothing and is skipped."""
-    linkers = {p.name: Linker(p.roots) for p in processes}
-    mine = {p.name: {tid: nodes for tid, nodes in stored.items() if tid.startswith(f"{p.name}:")} for p in processes}
-    for name, transactions in mine.items():
-        for nodes in transactions.values():
-            linkers[name].link(sorted(nodes))
-    owner = {key_type: linkers[p.name] for p in processes for key_type in p.keys}
-    seen: set[Nodes] = set()
-    for nodes in rows:
-        before = len(seen)
-        seen.add(nodes)  # and see whether it grew: one hash of the nodes, not two
-        if len(seen) == before:
+    """The components holding two root keys or more, linked by a ``Linker`` per process: first the
+    stored transactions they hold, then their rows in arrival order; a row with the same nodes as
+    an earlier one changes nothing and is skipped."""
+    stored, relinked = graph.relinked()
+    components: list[Component] = []
+    refused, conflicts = 0, []
+    for index, (process, transactions) in enumerate(zip(processes, mine, strict=True)):
+        indexes, row_indexes = stored[index], relinked[index]
+        if not indexes and not row_indexes:
             continue
-        trace = nodes[-1] if nodes and nodes[-1][0] == TRACE else None
-        if len(nodes) - (trace is not None) == 1:  # one key (most rows): no slices, no loops
-            linker = owner.get(nodes[0][0])
-            if linker is not None:
-                linker.link_one(nodes[0], trace)
-            continue
-        keys = nodes[:-1] if trace else nodes
-        groups: dict[Linker, list[Node]] = {}
-        for node in keys:
-            linker = owner.get(node[0])
-            if linker is not None:
-                groups.setdefault(linker, []).append(node)
-        for linker, own in groups.items():
-            linker.link_row(own, trace)
-    components = [c for p in processes for c in _components(p, linkers[p.name], mine[p.name])]
-    conflicts = [c for linker in linkers.values() for c in linker.conflicts]
-    return components, sum(linker.refused for linker in linkers.values()), conflicts
+        linker = Linker(process.roots)
+        held = list(transactions.items())
+        own_stored = dict(held[i] for i in indexes)
+        for nodes in own_stored.values():
+            linker.link(sorted(nodes))
+        seen: set[Nodes] = set()
+        for row in row_indexes:
+            nodes = rows[row]
+            if nodes in seen:
+                continue
+            seen.add(nodes)
+            trace = nodes[-1] if nodes[-1][0] == TRACE else None
+            keys = nodes[:-1] if trace else nodes
+            linker.link_row([node for node in keys if owner.get(node[0]) == index], trace)
+        components.extend(_components(process, linker, own_stored))
+        refused += linker.refused
+        conflicts.extend(linker.conflicts)
+    return components, refused, conflicts
 
 
 def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:

@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import Connection
 
 from correlator.alerts import Alert, endpoint_alerts, raise_alerts, transaction_alerts
-from correlator.components import Component, Nodes, add_members, link, older_nodes, owners
+from correlator.components import Component, Linked, Nodes, add_members, link, older_nodes, owners
 from correlator.exceptions import Draft, derive
 from correlator.linking import MAX_CONFLICTS, TRACE
 from correlator.members import MemberReader, Packed
@@ -113,8 +113,10 @@ class Correlator:
         )
         if count:
             tell(LINKING, 0, count)
-            components = self._link(conn, [m.nodes for m in members], result)
-            self._gather(conn, components, reader, members, after)
+            linked = self._link(conn, [m.nodes for m in members], result)
+            linked.add_members(members)
+            components = linked.components
+            self._gather(conn, components, reader, after)
             del members  # the components hold them now, and let each go once it is written
             self._write(conn, components, self.clock(), result, tell)
         return count, last
@@ -183,32 +185,24 @@ class Correlator:
 
     def _apply(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> None:
         """Re-derive the transactions holding any of the nodes of ``rows``, from all their observations."""
-        components = self._link(conn, rows, result)
-        self._gather(conn, components, MemberReader(self.processes), (), None)
+        components = self._link(conn, rows, result).components
+        self._gather(conn, components, MemberReader(self.processes), None)
         self._write(conn, components, self.clock(), result)
 
-    def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> list[Component]:
+    def _link(self, conn: Connection, rows: Sequence[Nodes], result: PassResult) -> Linked:
         """The components of ``rows`` (each an observation's nodes) and of the stored transactions they touch."""
-        components, refused, conflicts = link(self.processes, rows, q.transactions_holding(conn, rows))
-        result.refused_links += refused
+        linked = link(self.processes, rows, q.transactions_holding(conn, rows))
+        result.refused_links += linked.refused
         room = MAX_CONFLICTS - len(result.conflicts)
-        result.conflicts.extend(conflict.describe() for conflict in conflicts[: max(0, room)])
-        return components
+        result.conflicts.extend(conflict.describe() for conflict in linked.conflicts[: max(0, room)])
+        return linked
 
     @staticmethod
-    def _gather(
-        conn: Connection,
-        components: list[Component],
-        reader: MemberReader,
-        members: Sequence[Member],
-        fresh_after: int | None,
-    ) -> None:
-        """Give each component its members: of the batch, then of earlier observations."""
-        owned = owners(components)
-        add_members(owned, members)
+    def _gather(conn: Connection, components: list[Component], reader: MemberReader, fresh_after: int | None) -> None:
+        """Give each component its members of earlier observations (those of a batch it has)."""
         older = older_nodes(components, fresh_after)
         if older:
-            add_members(owned, reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
+            add_members(owners(components), reader.stored(*q.observations_of_nodes(conn, older, fresh_after)))
 
     def _write(
         self, conn: Connection, components: list[Component], now: datetime, result: PassResult, tell: Progress = _untold
