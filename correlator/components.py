@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from correlator.graph import NONE, SEVERAL, KeyGraph, owners_of_types
+from correlator.graph import NONE, SEVERAL, Index, KeyGraph, owners_of_types
 from correlator.linking import TRACE, Conflict, Linker, Node
 from correlator.processes import Member, Process
 
@@ -53,14 +53,14 @@ class Linked:
     components: list[Component]
     refused: int
     conflicts: list[Conflict]
-    holders: list[int]  # per row: the index of the component holding its nodes, NONE or SEVERAL
+    holders: np.ndarray  # per row: the index of the component holding its nodes, NONE or SEVERAL
     several: list[list[int]]  # for each row held by several components, in row order: their indexes
 
     def add_members(self, members: Iterable[Member]) -> None:
         """Make each of ``members`` (one per row linked, in that order) a member of every
         component holding one of its nodes: ``add_members`` without a lookup per node."""
         components, several = self.components, iter(self.several)
-        for member, index in zip(members, self.holders, strict=True):
+        for member, index in zip(members, self.holders.tolist(), strict=True):
             if index >= 0:
                 components[index].members[member.id] = member
             elif index == SEVERAL:
@@ -77,13 +77,13 @@ def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, 
     mine = [{tid: nodes for tid, nodes in stored.items() if tid.startswith(f"{p.name}:")} for p in processes]
     graph = KeyGraph(processes, rows, [list(transactions.values()) for transactions in mine])
     components: list[Component] = []
-    vertex_component = np.full(len(graph.exists), NONE, dtype=np.int64)
+    vertex_component = np.full(len(graph.exists), NONE, dtype=Index)
     of_label: dict[int, Component] = {}
     for index, nodes, root, label in graph.final():
         component = Component(processes[index], set(nodes), {} if root is None else {root[0]: root[1]})
         of_label[label] = component
         components.append(component)
-    final = np.full(len(graph.labels), NONE, dtype=np.int64)
+    final = np.full(len(graph.labels), NONE, dtype=Index)
     final[list(of_label)] = range(len(components))
     kept = graph.exists & ~graph.constrained[graph.labels]
     vertex_component[kept] = final[graph.labels[kept]]
