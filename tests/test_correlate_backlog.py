@@ -6,10 +6,13 @@ The fixture ingests the committed sample_data/ week once; each test correlates i
 
 from __future__ import annotations
 
+import gc
 import os
 import sqlite3
 import subprocess
 import sys
+import threading
+import weakref
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -128,14 +131,43 @@ def test_a_pass_failing_midway_leaves_the_store_as_it_was(
 
     monkeypatch.setattr(passes, "WRITE_EVERY", 200)
     monkeypatch.setattr(passes, "derive", failing)
+    threads = threading.active_count()
     with pytest.raises(RuntimeError, match="interrupted"):
         Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert gc.isenabled() and threading.active_count() == threads
     counts = store.counts()
     assert (counts["transactions"], counts["exceptions"], store.checkpoint(CHECKPOINT)) == (0, 0, None)
     assert not any(derived(store))
     monkeypatch.setattr(passes, "derive", derive)
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert derived(store) == derived(copy_of_correlated(ingested, tmp_path))
+
+
+def test_each_batch_lets_go_of_its_transactions_before_the_next_one_begins(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch's transactions are freed on a thread while it commits: the pass waits for it, so
+    no thread is left to stop the next batch's helpers, and the cycle collector is on again."""
+    store = copy_of(ingested, tmp_path / "batches")
+    written: list[weakref.ref[Any]] = []
+    alive_as_batches_began: list[int] = []
+    write, new = Correlator._write, Correlator._new
+
+    def writing(correlator: Correlator, conn: Any, components: list[Any], *args: Any, **kwargs: Any) -> None:
+        written.extend(weakref.ref(component) for component in components)
+        write(correlator, conn, components, *args, **kwargs)
+
+    def next_batch(correlator: Correlator, *args: Any, **kwargs: Any) -> tuple[int, int]:
+        alive_as_batches_began.append(sum(ref() is not None for ref in written))
+        return new(correlator, *args, **kwargs)
+
+    monkeypatch.setattr(Correlator, "_write", writing)
+    monkeypatch.setattr(Correlator, "_new", next_batch)
+    threads = threading.active_count()
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass(batch=2_000)
+    assert len(alive_as_batches_began) > 3 and written
+    assert not any(alive_as_batches_began) and not any(ref() for ref in written)
+    assert gc.isenabled() and threading.active_count() == threads
 
 
 def unpacked_members(monkeypatch: pytest.MonkeyPatch) -> list[int]:
