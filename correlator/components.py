@@ -74,6 +74,8 @@ def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, 
     graph's components are final where they hold at most one root key; the others are linked
     again here by a ``Linker``, the stored transactions first, then row by row, so a refused link
     depends on arrival order exactly as it would with every row linked so."""
+    if not processes:  # a config without processes: nothing makes a transaction
+        return Linked([], 0, [], np.full(len(rows), NONE, dtype=Index), [])
     mine = [{tid: nodes for tid, nodes in stored.items() if tid.startswith(f"{p.name}:")} for p in processes]
     graph = KeyGraph(processes, rows, [list(transactions.values()) for transactions in mine])
     components: list[Component] = []
@@ -93,12 +95,11 @@ def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, 
             if label in of_label:
                 of_label[label].previous.add(tid)
     again, refused, conflicts = _linked_again(processes, rows, mine, graph, owners_of_types(processes))
-    codes = graph.codes_of({node for component in again for node in component.nodes})
-    for index, component in enumerate(again, start=len(components)):
-        process = processes.index(component.process)
+    codes = graph.codes_of({node for _, component in again for node in component.nodes})
+    for index, (process, component) in enumerate(again, start=len(components)):
         for node in component.nodes:
             vertex_component[codes[node] * graph.width + process] = index
-    components.extend(again)
+    components.extend(component for _, component in again)
     holders, several = graph.holders(vertex_component)
     return Linked(components, refused, conflicts, holders, several)
 
@@ -109,12 +110,12 @@ def _linked_again(
     mine: list[dict[str, set[Node]]],
     graph: KeyGraph,
     owner: dict[str, int],
-) -> tuple[list[Component], int, list[Conflict]]:
-    """The components holding two root keys or more, linked by a ``Linker`` per process: first the
-    stored transactions they hold, then their rows in arrival order; a row with the same nodes as
-    an earlier one changes nothing and is skipped."""
+) -> tuple[list[tuple[int, Component]], int, list[Conflict]]:
+    """The components holding two root keys or more, with their process's index, linked by a
+    ``Linker`` per process: first the stored transactions they hold, then their rows in arrival
+    order; a row with the same nodes as an earlier one changes nothing and is skipped."""
     stored, relinked = graph.relinked()
-    components: list[Component] = []
+    components: list[tuple[int, Component]] = []
     refused, conflicts = 0, []
     for index, (process, transactions) in enumerate(zip(processes, mine, strict=True)):
         indexes, row_indexes = stored[index], relinked[index]
@@ -134,20 +135,25 @@ def _linked_again(
             trace = nodes[-1] if nodes[-1][0] == TRACE else None
             keys = nodes[:-1] if trace else nodes
             linker.link_row([node for node in keys if owner.get(node[0]) == index], trace)
-        components.extend(_components(process, linker, own_stored))
+        components.extend((index, component) for component in _components(process, linker, own_stored))
         refused += linker.refused
         conflicts.extend(linker.conflicts)
     return components, refused, conflicts
 
 
 def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:
-    owner = {node: tid for tid, nodes in stored.items() for node in nodes}
+    """The linker's components; each replaces every stored transaction holding one of its nodes
+    (as a final component of the key graph does: the one its stored nodes lie in)."""
+    owners: dict[Node, list[str]] = {}
+    for tid, nodes in stored.items():
+        for node in nodes:
+            owners.setdefault(node, []).append(tid)
     components = []
     for nodes in linker.components().values():
         if all(n[0] == TRACE for n in nodes):
             continue
         component = Component(process, set(nodes), dict(linker.root_values(nodes[0])))
-        component.previous = {owner[n] for n in nodes if n in owner}
+        component.previous = {tid for n in nodes for tid in owners.get(n, ())}
         components.append(component)
     return components
 

@@ -66,6 +66,8 @@ class KeyGraph:
         stored_sources, stored_targets = _stored_edges(codes[: set_sizes.sum()], set_sizes, self.stored_process, width)
         self.rows, sources, targets = _rows(codes[set_sizes.sum() :], rows, node_process, width)
         count = len(self.nodes) * width
+        if count >= np.iinfo(Index).max:
+            raise ValueError(f"{len(self.nodes):,} nodes in {width} processes are too many vertices for one batch")
         self.exists = np.zeros(count, dtype=bool)
         for vertices in (stored_targets, self.rows.group_vertices, targets):
             self.exists[vertices] = True

@@ -87,26 +87,33 @@ class Correlator:
         # The cycle collector stays off until each batch's transactions are let go (see _LetGo):
         # turned on while they live, it would first scan every one of them (2 s from empty).
         with _without_cycle_collection():
-            while True:
-                letting_go = _LetGo()
-                with self.store.writing() as conn, letting_go, q.roomy_cache(conn):
-                    if not q.claim_correlation(conn):
-                        result.busy = True
-                        break
-                    checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
-                    tell = progress or _untold
-                    count, last = self._new(conn, checkpoint.position, batch, result, tell, letting_go.garbage)
-                    if not count:
-                        self._redelivered(conn, checkpoint, result)
-                        break
-                    save_checkpoint(conn, Checkpoint(CHECKPOINT, last, checkpoint.state))
-                letting_go.wait()
-                result.observations += count
+            while self._next_batch(batch, result, progress or _untold):
+                pass
         if result.observations >= LARGE_PASS:
             with self.store.writing() as conn:
                 q.refresh_statistics(conn)
         result.seconds = time.perf_counter() - began
         return result
+
+    def _next_batch(self, batch: int, result: PassResult, tell: Progress) -> bool:
+        """Correlate the next ``batch`` observations in a write transaction of their own: whether
+        another batch may follow."""
+        letting_go = _LetGo()
+        try:
+            with self.store.writing() as conn, letting_go, q.roomy_cache(conn):
+                if not q.claim_correlation(conn):
+                    result.busy = True
+                    return False
+                checkpoint = read_checkpoint(conn, CHECKPOINT) or Checkpoint(CHECKPOINT, 0)
+                count, last = self._new(conn, checkpoint.position, batch, result, tell, letting_go.garbage)
+                if not count:
+                    self._redelivered(conn, checkpoint, result)
+                    return False
+                save_checkpoint(conn, Checkpoint(CHECKPOINT, last, checkpoint.state))
+        finally:
+            letting_go.wait()
+        result.observations += count
+        return True
 
     def _new(
         self, conn: Connection, after: int, batch: int, result: PassResult, tell: Progress, garbage: list[Any]
@@ -314,8 +321,13 @@ class _LetGo:
 
     def __exit__(self, failed: type[BaseException] | None, *_: object) -> None:
         if failed is None and self.garbage:
-            self._thread = threading.Thread(target=self._let_go, name="correlator-let-go", daemon=True)
-            self._thread.start()
+            thread = threading.Thread(target=self._let_go, name="correlator-let-go", daemon=True)
+            try:
+                thread.start()
+            except RuntimeError:  # no thread to be had (a container's limit): let go here, as before
+                self.garbage.clear()
+                return
+            self._thread = thread
 
     def _let_go(self) -> None:
         while self.garbage:

@@ -170,6 +170,22 @@ def test_each_batch_lets_go_of_its_transactions_before_the_next_one_begins(
     assert gc.isenabled() and threading.active_count() == threads
 
 
+def test_a_pass_that_gets_no_thread_lets_go_of_its_transactions_itself(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    start = threading.Thread.start
+
+    def refusing(thread: threading.Thread) -> None:
+        if thread.name == "correlator-let-go":
+            raise RuntimeError("can't start new thread")
+        start(thread)
+
+    monkeypatch.setattr(threading.Thread, "start", refusing)
+    store = copy_of(ingested, tmp_path / "threadless")
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert derived(store) == derived(copy_of_correlated(ingested, tmp_path))
+
+
 def unpacked_members(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """How many members each list a read helper sent held, as the pass unpacks them."""
     counted: list[int] = []

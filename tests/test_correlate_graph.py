@@ -57,6 +57,10 @@ def _stored(rng: random.Random) -> dict[str, set[Node]]:
         stored[f"order:stored-{n}"] = nodes
     if rng.random() < 0.3:
         stored["inventory_sync:stored"] = {("adjustment", f"ad{rng.randrange(3)}"), (TRACE, f"t{rng.randrange(8)}")}
+    orders = sorted(tid for tid in stored if tid.startswith("order:"))
+    if orders and rng.random() < 0.4:  # stale data holding all of another's nodes: both are replaced
+        extra = rng.choice([("shipment", f"sh{rng.randrange(6)}"), ("po_number", f"po{rng.randrange(3)}")])
+        stored["order:overlapping"] = stored[rng.choice(orders)] | {extra}
     return stored
 
 
@@ -122,6 +126,13 @@ def test_the_key_graph_links_as_every_row_through_a_linker_would(shared_type: bo
         several += any(len(held) > 1 for held in expected[3])
     # The cases that take the graph's slow paths came up often: links refused, rows held twice.
     assert refusing > 100 and several > 100
+
+
+def test_without_processes_nothing_links() -> None:
+    rows: Rows = [(("erp_order", "er1"), (TRACE, "t1")), ((TRACE, "t1"),)]
+    linked = link([], rows, {})
+    assert (linked.components, linked.refused, linked.conflicts) == ([], 0, [])
+    linked.add_members([SimpleNamespace(id=i, nodes=row) for i, row in enumerate(rows)])
 
 
 def test_rows_that_link_nothing_make_no_component() -> None:
