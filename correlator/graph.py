@@ -98,7 +98,7 @@ class KeyGraph:
         cuts = np.flatnonzero(np.r_[True, labels[1:] != labels[:-1]])
         keyed = (np.add.reduceat(self.is_key[vertices].astype(np.int64), cuts) > 0).tolist()
         roots = np.flatnonzero(self.is_root[vertices])
-        nodes = [self.nodes[code] for code in (vertices // self.width).tolist()]
+        nodes = self.nodes[vertices // self.width].tolist()
         root_at = dict(zip((np.searchsorted(cuts, roots, side="right") - 1).tolist(), roots.tolist(), strict=True))
         bounds = [*cuts.tolist(), len(vertices)]
         processes = (vertices[cuts] % self.width).tolist()
@@ -125,7 +125,7 @@ class KeyGraph:
         """The code of each of ``nodes`` (nodes of the components linked again: a handful)."""
         found = self.constrained[self.labels] & self.exists
         codes = {code for code in (np.flatnonzero(found) // self.width).tolist()}
-        return {self.nodes[code]: code for code in codes if self.nodes[code] in nodes}
+        return {node: code for code in codes if (node := self.nodes[code]) in nodes}
 
     def holders(self, vertex_component: np.ndarray) -> tuple[np.ndarray, list[list[int]]]:
         """Per row, the component holding any of its nodes (``vertex_component`` gives each
@@ -152,11 +152,11 @@ class KeyGraph:
 _BEYOND = np.iinfo(Index).max
 
 
-def _numbered(sets: list[set[Node]], rows: Sequence[tuple[Node, ...]]) -> tuple[np.ndarray, list[Node]]:
+def _numbered(sets: list[set[Node]], rows: Sequence[tuple[Node, ...]]) -> tuple[np.ndarray, np.ndarray]:
     """Each node's number (the stored sets' nodes, then the rows'), and the distinct nodes in that
-    order. A reader shares one tuple among the rows holding a node, so the tuples are numbered by
-    identity first (no hashing of them), and only the distinct tuples by value: equal nodes get
-    one number however they were made."""
+    order (an array: it hands out many at once in C). A reader shares one tuple among the rows
+    holding a node, so the tuples are numbered by identity first (no hashing of them), and only
+    the distinct tuples by value: equal nodes get one number however they were made."""
     flat = [node for nodes in sets for node in nodes]
     flat += [node for nodes in rows for node in nodes]
     by_identity, identities = pd.factorize(np.fromiter(map(id, flat), dtype=np.int64, count=len(flat)))
@@ -165,10 +165,10 @@ def _numbered(sets: list[set[Node]], rows: Sequence[tuple[Node, ...]]) -> tuple[
     distinct = [flat[i] for i in one_of_each.tolist()]
     del flat, identities, one_of_each
     by_value, nodes = pd.factorize(np.fromiter(distinct, dtype=object, count=len(distinct)))
-    return by_value.astype(Index)[by_identity], nodes.tolist()
+    return by_value.astype(Index)[by_identity], nodes
 
 
-def _kinds(processes: Sequence[Process], nodes: list[Node]) -> tuple[np.ndarray, np.ndarray]:
+def _kinds(processes: Sequence[Process], nodes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per node: its process (KEYLESS, TRACE_ID), and whether it is a root key in each process."""
     owner = owners_of_types(processes)
     type_codes, types = pd.factorize(np.fromiter((node[0] for node in nodes), dtype=object, count=len(nodes)))
