@@ -80,26 +80,25 @@ def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, 
     graph = KeyGraph(processes, rows, [list(transactions.values()) for transactions in mine])
     components: list[Component] = []
     vertex_component = np.full(len(graph.exists), NONE, dtype=Index)
-    of_label: dict[int, Component] = {}
+    labels: list[int] = []
     for index, nodes, root, label in graph.final():
-        component = Component(processes[index], set(nodes), {} if root is None else {root[0]: root[1]})
-        of_label[label] = component
-        components.append(component)
+        components.append(Component(processes[index], set(nodes), {} if root is None else {root[0]: root[1]}))
+        labels.append(label)
     final = np.full(len(graph.labels), NONE, dtype=Index)
-    final[list(of_label)] = range(len(components))
+    final[labels] = range(len(components))
     kept = graph.exists & ~graph.constrained[graph.labels]
     vertex_component[kept] = final[graph.labels[kept]]
-    stored_labels = iter(graph.stored_labels.tolist())
-    for transactions in mine:
-        for tid, label in zip(transactions, stored_labels, strict=False):
-            if label in of_label:
-                of_label[label].previous.add(tid)
     again, refused, conflicts = _linked_again(processes, rows, mine, graph, owners_of_types(processes))
     codes = graph.codes_of({node for _, component in again for node in component.nodes})
     for index, (process, component) in enumerate(again, start=len(components)):
         for node in component.nodes:
             vertex_component[codes[node] * graph.width + process] = index
     components.extend(component for _, component in again)
+    # Each component replaces every stored transaction holding one of its nodes.
+    holding = [tid for transactions in mine for tid, nodes in transactions.items() for _ in nodes]
+    for tid, index in zip(holding, vertex_component[graph.stored_vertices].tolist(), strict=True):
+        if index >= 0:
+            components[index].previous.add(tid)
     holders, several = graph.holders(vertex_component)
     return Linked(components, refused, conflicts, holders, several)
 
@@ -122,10 +121,9 @@ def _linked_again(
         if not indexes and not row_indexes:
             continue
         linker = Linker(process.roots)
-        held = list(transactions.items())
-        own_stored = dict(held[i] for i in indexes)
-        for nodes in own_stored.values():
-            linker.link(sorted(nodes))
+        held = list(transactions.values())
+        for i in indexes:
+            linker.link(sorted(held[i]))
         seen: set[Nodes] = set()
         for row in row_indexes:
             nodes = rows[row]
@@ -135,26 +133,18 @@ def _linked_again(
             trace = nodes[-1] if nodes[-1][0] == TRACE else None
             keys = nodes[:-1] if trace else nodes
             linker.link_row([node for node in keys if owner.get(node[0]) == index], trace)
-        components.extend((index, component) for component in _components(process, linker, own_stored))
+        components.extend((index, component) for component in _components(process, linker))
         refused += linker.refused
         conflicts.extend(linker.conflicts)
     return components, refused, conflicts
 
 
-def _components(process: Process, linker: Linker, stored: dict[str, set[Node]]) -> list[Component]:
-    """The linker's components; each replaces every stored transaction holding one of its nodes
-    (as a final component of the key graph does: the one its stored nodes lie in)."""
-    owners: dict[Node, list[str]] = {}
-    for tid, nodes in stored.items():
-        for node in nodes:
-            owners.setdefault(node, []).append(tid)
+def _components(process: Process, linker: Linker) -> list[Component]:
     components = []
     for nodes in linker.components().values():
         if all(n[0] == TRACE for n in nodes):
             continue
-        component = Component(process, set(nodes), dict(linker.root_values(nodes[0])))
-        component.previous = {tid for n in nodes for tid in owners.get(n, ())}
-        components.append(component)
+        components.append(Component(process, set(nodes), dict(linker.root_values(nodes[0]))))
     return components
 
 

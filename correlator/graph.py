@@ -64,6 +64,7 @@ class KeyGraph:
         self.stored_process = [i for i, transactions in enumerate(stored) for _ in transactions]
         self.stored_offsets = np.cumsum([0, *map(len, stored)])[:-1].tolist()
         stored_sources, stored_targets = _stored_edges(codes[: set_sizes.sum()], set_sizes, self.stored_process, width)
+        self.stored_vertices = stored_targets  # each stored node's vertex, set after set
         self.rows, sources, targets = _rows(codes[set_sizes.sum() :], rows, node_process, width)
         count = len(self.nodes) * width
         if count >= np.iinfo(Index).max:
