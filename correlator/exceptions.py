@@ -20,7 +20,7 @@ from fnmatch import fnmatchcase
 from typing import Any
 
 from correlator.lines import LineCheck
-from correlator.processes import Member, in_time_order
+from correlator.processes import Member
 from correlator.sla import Handover, SlaResult
 from syncwatch.model import (
     PARTNER_CALLED,
@@ -81,12 +81,12 @@ def derive(
     """Every exception the transaction's observations show; ``hosts`` maps the host names a
     caller's span shows for a partner to that partner, so a failed call blames the callee. Past
     ``partner_stage`` the order is with its partner (the context's), so the next stage overdue is theirs;
-    ``owners`` names the systems other stages wait on (see ``Stage.systems``)."""
-    ordered = in_time_order(members)
-    errors = [m for m in ordered if m.outcome == "error"]
+    ``owners`` names the systems other stages wait on (see ``Stage.systems``). ``members`` come in
+    (start, id) order (``processes.in_time_order``), as ``transaction_row`` takes them."""
+    errors = [m for m in members if m.outcome == "error"]
     by_value = {value: key_type for key_type, value in keys}
     # Steps matter only where something failed: most transactions need none.
-    step = {m.id: step_of(m.operation, by_value) for m in ordered} if errors else {}
+    step = {m.id: step_of(m.operation, by_value) for m in members} if errors else {}
     failures: dict[str, list[Member]] = defaultdict(list)
     # Error log lines are evidence for a failed call, not a step of their own, unless they are all there is.
     for member in [m for m in errors if m.kind != "log"] or errors:
@@ -95,12 +95,12 @@ def derive(
     # step that failed before, never a step of their own: a failed lookup would otherwise open an
     # exception of its own, which the retry policy would then retry. Its action's outcome tells it.
     failures = {name: failed for name, failed in failures.items() if not all(_ours(m) for m in failed)}
-    drafts = [_failure(identity, name, failed, ordered, step, sla, hosts or {}) for name, failed in failures.items()]
+    drafts = [_failure(identity, name, failed, members, step, sla, hosts or {}) for name, failed in failures.items()]
     failed_at = [(d.stage, d.opened_at) for d in drafts]
-    drafts += _duplicates(identity, ordered, sla)
+    drafts += _duplicates(identity, members, sla)
     if not any(d.status is ExceptionStatus.OPEN for d in drafts):
         held = _held_by(sla, partner_stage, context.get("partner"))
-        drafts += _stuck(identity, sla, ordered, held, owners or {}, failed_at)
+        drafts += _stuck(identity, sla, members, held, owners or {}, failed_at)
         drafts += _short_shipped(identity, sla.lines)
     return [_with_context(d, context) for d in drafts]
 

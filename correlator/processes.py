@@ -117,13 +117,14 @@ def _decoded(text: str) -> dict:
 
 def first_attribute(members: Sequence[Member], *names: str | None) -> Any:
     """The first value any of ``members`` (in order) carries under one of ``names``, else None."""
-    wanted = [name for name in names if name]
+    wanted = [(name, _quoted(name)) for name in names if name]
     for member in members:  # ``Member.attribute``, inline: this runs for each of 100k+ transactions
         raw = member.attributes_json
         if raw is None:
             continue
-        for name in wanted:
-            if isinstance(raw, str) and _quoted(name) not in raw:
+        text = isinstance(raw, str)
+        for name, quoted in wanted:
+            if text and quoted not in raw:
                 continue
             value = member.attributes.get(name)
             if value is not None:
@@ -190,6 +191,8 @@ class Process:
     ends: tuple[str, ...] = ()
     """The last stage of each path, all of which a finished transaction reached: invoiced runs ``after``
     shipped, beside confirmed, so an order invoiced before its confirmation came is not finished."""
+    handed_over: int | None = None
+    """The index of the stage after ``partner_stage``, which the partner owes (None: none follows it)."""
 
     @property
     def lines_stage(self) -> Stage | None:
@@ -220,9 +223,15 @@ def compile_processes(config: Config) -> tuple[Process, ...]:
             context=p.context,
             lines=p.lines,
             ends=_ends(p.stages),
+            handed_over=_after(p.partner_stage, [s.name for s in p.stages]),
         )
         for name, p in file.processes.items()
     )
+
+
+def _after(stage: str | None, names: list[str]) -> int | None:
+    """The index of the stage listed after ``stage``, if there is one."""
+    return names.index(stage) + 1 if stage in names and names.index(stage) + 1 < len(names) else None
 
 
 def _ends(stages: Sequence[StageDef]) -> tuple[str, ...]:

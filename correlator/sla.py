@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import cache
 from typing import TYPE_CHECKING, NamedTuple
@@ -104,8 +104,7 @@ def evaluate(
     handover = _handover(process, reached, states, now)
     if handover is not None and not handover.late and handover.stage not in reached:
         checks.append(handover.due_at)  # when its lateness becomes the partner's: looked at again then
-    result = _summarise(tuple(states), checks, all(name in reached for name in process.ends))
-    return replace(result, handover=handover) if handover is not None else result
+    return _summarise(tuple(states), checks, all(name in reached for name in process.ends), handover)
 
 
 def _handover(
@@ -113,11 +112,10 @@ def _handover(
 ) -> Handover | None:
     """The stage after the hand-over, where the partner received the order too late to meet its due
     (the promised ship-by) within the stage's own budget, or after it was due."""
-    names = [s.name for s in process.stages]
-    if process.partner_stage not in names or names.index(process.partner_stage) + 1 >= len(names):
+    index = process.handed_over
+    if index is None:
         return None
-    received = reached.get(process.partner_stage)
-    index = names.index(process.partner_stage) + 1
+    received = reached.get(process.partner_stage or "")
     stage, due = process.stages[index], states[index].due_at
     if received is None or due is None:
         return None
@@ -143,11 +141,22 @@ def stage_state(
     return SlaState.ON_TRACK, at_risk_from
 
 
-def _summarise(states: tuple[StageState, ...], checks: list[datetime], complete: bool) -> SlaResult:
-    reached = [s for s in states if s.reached_at is not None]
-    pending = [s for s in states if s.reached_at is None and s.due_at is not None]
-    breached = [s for s in states if s.state is SlaState.BREACHED]
-    at_risk = [s for s in states if s.state is SlaState.AT_RISK]
+def _summarise(
+    states: tuple[StageState, ...], checks: list[datetime], complete: bool, handover: Handover | None = None
+) -> SlaResult:
+    reached: list[StageState] = []
+    pending: list[StageState] = []
+    breached: list[StageState] = []
+    at_risk: list[StageState] = []
+    for s in states:  # one loop, not four comprehensions: this runs for every transaction
+        if s.reached_at is not None:
+            reached.append(s)
+        elif s.due_at is not None:
+            pending.append(s)
+        if s.state is SlaState.BREACHED:
+            breached.append(s)
+        elif s.state is SlaState.AT_RISK:
+            at_risk.append(s)
     if complete:
         state = SlaState.BREACHED if breached else SlaState.MET
     else:
@@ -163,6 +172,7 @@ def _summarise(states: tuple[StageState, ...], checks: list[datetime], complete:
         stage_at_fault=fault.name if fault else None,
         due_at=pending[0].due_at if pending and not complete else None,
         check_at=min(checks) if checks and not complete else None,
+        handover=handover,
     )
 
 

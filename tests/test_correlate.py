@@ -24,7 +24,7 @@ from correlator.exceptions import category_of
 from correlator.kpis import kpi_table, partner_onboarding
 from correlator.linking import Linker
 from correlator.passes import Correlator
-from correlator.processes import Member, compile_processes
+from correlator.processes import Member, compile_processes, in_time_order
 from correlator.sla import add_budget, evaluate
 from syncwatch.config import load_config
 from syncwatch.model import BusinessKey, ExceptionCategory, Observation, ObservationKind, Outcome, SlaState, as_utc
@@ -572,11 +572,11 @@ def test_a_dead_letter_stamped_to_the_millisecond_is_not_resolved_by_a_release_w
     reached = {"captured": t0 - timedelta(minutes=5), "released": released.start}
 
     sla = evaluate(order, reached, {}, AS_OF, 0.8)
-    drafts = derive("order:1", [released, notice], sla, [], {})
+    drafts = derive("order:1", in_time_order([released, notice]), sla, [], {})
     assert [d.resolved_by for d in drafts if d.category.value == "dead_lettered"] == [None]
 
     sla = evaluate(order, {**reached, "shipped": shipped.start}, {}, AS_OF, 0.8)
-    drafts = derive("order:1", [released, notice, shipped], sla, [], {})
+    drafts = derive("order:1", in_time_order([released, notice, shipped]), sla, [], {})
     assert [d.resolved_by for d in drafts if d.category.value == "dead_lettered"] == [shipped]
 
 

@@ -159,6 +159,21 @@ def test_sqlite_times_from_nanoseconds_match_the_datetime_path() -> None:
         assert SQLITE_FORM.ns(ns) == SQLITE_FORM.moment(from_ns(ns))
 
 
+def test_a_transaction_time_is_written_as_its_own_text_whatever_was_written_before() -> None:
+    """Texts are kept by the time object's identity: a time made later at the address of one gone
+    (CPython reuses them) must not be given the text of the one gone."""
+    from syncwatch.store import correlation
+
+    chicago = timezone(timedelta(hours=-6))
+    first = datetime(2026, 11, 2, 3, 30, 0, 250, tzinfo=UTC)
+    assert correlation._sqlite_time(first) == "2026-11-02 03:30:00.000250"
+    assert correlation._sqlite_time(first) == "2026-11-02 03:30:00.000250"
+    later = datetime(2026, 11, 2, 3, 30, tzinfo=chicago)
+    correlation._TEXTS[id(later)] = (first, "2026-11-02 03:30:00.000250")  # as if ``later`` took ``first``'s place
+    assert correlation._sqlite_time(later) == "2026-11-02 09:30:00.000000"
+    assert correlation._sqlite_time(None) is None
+
+
 def test_inserts_are_cut_into_few_statements_of_few_distinct_sizes() -> None:
     assert statement_sizes(0, 1927) == []
     assert statement_sizes(1000, 1927) == [960, 40]

@@ -522,12 +522,23 @@ _TIME_INDEXES = tuple(i for i, name in enumerate(TRANSACTION_COLUMNS) if name in
 
 
 def _sqlite_time(value: datetime | None) -> str | None:
-    """A time as SQLAlchemy stores it on SQLite: naive UTC ISO text with microseconds."""
+    """A time as SQLAlchemy stores it on SQLite: naive UTC ISO text with microseconds. Most times
+    of a pass are shared objects (its clock, the due times a calendar gives every order of a day),
+    so each one's text is kept by identity; the entry holds the time, so its id is not reused."""
     if value is None:
         return None
-    if value.utcoffset():
-        value = value.astimezone(UTC)
-    return value.isoformat(" ", "microseconds")[:26]
+    known = _TEXTS.get(id(value))
+    if known is not None and known[0] is value:
+        return known[1]
+    text = (value.astimezone(UTC) if value.utcoffset() else value).isoformat(" ", "microseconds")[:26]
+    if len(_TEXTS) >= _TEXTS_LIMIT:
+        _TEXTS.clear()
+    _TEXTS[id(value)] = (value, text)
+    return text
+
+
+_TEXTS: dict[int, tuple[datetime, str]] = {}
+_TEXTS_LIMIT = 4096
 
 
 def _same(value: datetime | None) -> datetime | None:
