@@ -11,12 +11,13 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
-from syncwatch.store import Checkpoint, QuarantineItem, Store
+from syncwatch.store import Checkpoint, QuarantineItem, Store, correlation
 from syncwatch.store.bulk import statement_sizes
 from syncwatch.store.reads import quarantine_reasons
-from syncwatch.store.schema import COUNTED_TABLES, business_keys, metadata, observations
+from syncwatch.store.schema import COUNTED_TABLES, business_keys, exceptions, metadata, observations, transactions
 from syncwatch.store.writes import INGEST_CACHE_KIB, SQLITE_FORM, WriteResult, json_text
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -162,8 +163,6 @@ def test_sqlite_times_from_nanoseconds_match_the_datetime_path() -> None:
 def test_a_transaction_time_is_written_as_its_own_text_whatever_was_written_before() -> None:
     """Texts are kept by the time object's identity: a time made later at the address of one gone
     (CPython reuses them) must not be given the text of the one gone."""
-    from syncwatch.store import correlation
-
     chicago = timezone(timedelta(hours=-6))
     first = datetime(2026, 11, 2, 3, 30, 0, 250, tzinfo=UTC)
     assert correlation._sqlite_time(first) == "2026-11-02 03:30:00.000250"
@@ -172,6 +171,56 @@ def test_a_transaction_time_is_written_as_its_own_text_whatever_was_written_befo
     correlation._TEXTS[id(later)] = (first, "2026-11-02 03:30:00.000250")  # as if ``later`` took ``first``'s place
     assert correlation._sqlite_time(later) == "2026-11-02 09:30:00.000000"
     assert correlation._sqlite_time(None) is None
+
+
+def test_exceptions_written_through_the_driver_read_back_as_sqlalchemy_writes_them(tmp_path: Path) -> None:
+    """SQLite takes a pass's exceptions through the driver; the text it stores (times, the context's
+    JSON) must be what SQLAlchemy's types store, or rows written before would read differently."""
+    first = datetime(2026, 11, 2, 3, 30, 0, 250, tzinfo=UTC)
+    parent = {"id": "order:1", "type": "order", "sla_state": "breached", "stages": [], "observation_count": 1}
+    parent |= {"started_at": first, "last_seen_at": first, "updated_at": first}
+    row = {
+        "id": "exc-1",
+        "transaction_id": "order:1",
+        "category": "timeout",
+        "status": "open",
+        "system": "erp",
+        "endpoint": "POST /sales-orders",
+        "stage": "booked",
+        "summary": "erp did not answer",
+        "suggested_action": "retry",
+        "assignee": None,
+        "context": {"channel": "marketplace-amz", "customer": "Zoë", "order_value": "12.50", "promised_at": None},
+        "observation_id": None,
+        "resolved_by_observation_id": None,
+        "attempts": 2,
+        "opened_at": first,
+        "last_seen_at": datetime(2026, 11, 2, 9, 30, tzinfo=timezone(timedelta(hours=6))),
+        "updated_at": datetime(2026, 11, 2, 4, tzinfo=UTC),
+        "resolved_at": None,
+    }
+    stored = []
+    for through_driver in (True, False):
+        store = Store.open(f"sqlite:///{tmp_path / f'{through_driver}.db'}")
+        store.upgrade()
+        with store.writing() as conn:
+            conn.execute(transactions.insert(), [parent])
+            if through_driver:
+                correlation.upsert_exceptions(conn, [row])
+                correlation.upsert_exceptions(conn, [{**row, "status": "resolved", "resolved_at": first}])
+            else:  # the SQLAlchemy statement every engine took before
+                stmt = sqlite_insert(exceptions)
+                update = stmt.on_conflict_do_update(
+                    index_elements=["id"], set_={name: stmt.excluded[name] for name in row if name != "id"}
+                )
+                conn.execute(update, [row])
+                conn.execute(update, [{**row, "status": "resolved", "resolved_at": first}])
+            stored.append(conn.exec_driver_sql("SELECT * FROM exceptions").fetchall())
+            read = conn.execute(select(exceptions)).mappings().one()
+        store.close()
+        assert read["context"] == row["context"] and read["last_seen_at"] == row["last_seen_at"]
+        assert (read["status"], read["resolved_at"]) == ("resolved", first)
+    assert stored[0] == stored[1]
 
 
 def test_inserts_are_cut_into_few_statements_of_few_distinct_sizes() -> None:
