@@ -191,8 +191,12 @@ class Process:
     ends: tuple[str, ...] = ()
     """The last stage of each path, all of which a finished transaction reached: invoiced runs ``after``
     shipped, beside confirmed, so an order invoiced before its confirmation came is not finished."""
-    handed_over: int | None = None
-    """The index of the stage after ``partner_stage``, which the partner owes (None: none follows it)."""
+    handed_over: int | None = field(init=False, default=None, repr=False)
+    """The index of the stage after ``partner_stage``, which the partner owes (None: none follows it);
+    worked out from the stages, also by ``dataclasses.replace``, so it cannot go stale."""
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "handed_over", _after(self.partner_stage, [s.name for s in self.stages]))
 
     @property
     def lines_stage(self) -> Stage | None:
@@ -223,7 +227,6 @@ def compile_processes(config: Config) -> tuple[Process, ...]:
             context=p.context,
             lines=p.lines,
             ends=_ends(p.stages),
-            handed_over=_after(p.partner_stage, [s.name for s in p.stages]),
         )
         for name, p in file.processes.items()
     )

@@ -150,3 +150,17 @@ def test_without_a_budget_of_its_own_the_stage_is_due_at_the_promise_and_says_wh
         "Stage shipped is overdue: it was due 2026-11-17 23:59 UTC; 3pl-parcelpro took the order"
         " 2026-11-18 15:00 UTC, after it was due; the order is with 3pl-parcelpro."
     )
+
+
+def test_the_stage_the_partner_owes_follows_the_process_however_it_was_made() -> None:
+    """The stage after the hand-over is worked out once per process: one made again with another
+    hand-over stage (``dataclasses.replace``) must owe the stage after that one, not the old one."""
+    from correlator.processes import compile_processes
+
+    order = next(p for p in compile_processes(load_config(environ={})) if p.name == "order")
+    names = [s.name for s in order.stages]
+    assert names[order.handed_over] == names[names.index("released") + 1]  # type: ignore[index]
+    assert replace(order, partner_stage=names[0]).handed_over == 1
+    assert replace(order, partner_stage=names[-1]).handed_over is None
+    assert replace(order, partner_stage="not a stage").handed_over is None
+    assert replace(order, partner_stage=None).handed_over is None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -586,12 +587,10 @@ def _upsert_exceptions_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> N
     updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != "id")
     one = "(" + ", ".join("?" * len(names)) + ")"
     with driver_cursor(conn) as cursor:
-        for chunk in chunks(values, _SQLITE_PARAMETERS // len(names)):
+        per_statement = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)
+        for chunk in chunks(values, per_statement):
             sql = f"INSERT INTO exceptions ({', '.join(names)}) VALUES {', '.join([one] * len(chunk))}"
             cursor.execute(f"{sql} ON CONFLICT (id) DO UPDATE SET {updates}", list(chain.from_iterable(chunk)))
-
-
-_SQLITE_PARAMETERS = 32_766  # SQLite's bound on the parameters of one statement
 
 
 def drop_exceptions(conn: Connection, ids: Sequence[str]) -> None:
