@@ -15,9 +15,17 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
 from syncwatch.store import Checkpoint, QuarantineItem, Store, correlation
-from syncwatch.store.bulk import statement_sizes
+from syncwatch.store.bulk import insert_tuples, statement_sizes
 from syncwatch.store.reads import quarantine_reasons
-from syncwatch.store.schema import COUNTED_TABLES, business_keys, exceptions, metadata, observations, transactions
+from syncwatch.store.schema import (
+    COUNTED_TABLES,
+    business_keys,
+    checkpoints,
+    exceptions,
+    metadata,
+    observations,
+    transactions,
+)
 from syncwatch.store.writes import INGEST_CACHE_KIB, SQLITE_FORM, WriteResult, json_text
 
 T0 = datetime(2026, 11, 2, 9, 30, tzinfo=UTC)
@@ -221,6 +229,23 @@ def test_exceptions_written_through_the_driver_read_back_as_sqlalchemy_writes_th
         assert read["context"] == row["context"] and read["last_seen_at"] == row["last_seen_at"]
         assert (read["status"], read["resolved_at"]) == ("resolved", first)
     assert stored[0] == stored[1]
+
+
+def test_a_row_inserted_again_is_left_out_or_with_update_replaces_its_other_columns(store: Store) -> None:
+    when = datetime(2026, 11, 2, 3, 30, tzinfo=UTC)
+    driver_time = SQLITE_FORM.moment(when) if store.dialect == "sqlite" else when
+    columns = ("source", "position", "state", "updated_at")
+
+    def written(position: int, **how: bool) -> tuple[int, int]:
+        with store.writing() as conn:
+            count = insert_tuples(
+                conn, checkpoints, columns, [("tail", position, "{}", driver_time)], ("source",), **how
+            )
+        return count, store.checkpoint("tail").position  # type: ignore[union-attr]
+
+    assert written(5) == (1, 5)
+    assert written(7) == (0, 5)
+    assert written(9, update=True) == (1, 9)
 
 
 def test_inserts_are_cut_into_few_statements_of_few_distinct_sizes() -> None:

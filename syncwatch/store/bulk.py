@@ -32,9 +32,15 @@ _MAX_ROWID = 2**63 - 1
 
 
 def insert_tuples(
-    conn: Connection, table: Table, columns: tuple[str, ...], rows: Sequence[tuple[Any, ...]], conflict: tuple[str, ...]
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: tuple[str, ...],
+    update: bool = False,
 ) -> int:
-    """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows inserted.
+    """INSERT ready DBAPI tuples (in ``columns`` order) on the raw cursor; returns rows written. A
+    row whose ``conflict`` columns are taken is left out, or with ``update`` replaces the other columns.
 
     SQLite gets multi-row statements as long as its parameter limit allows: pysqlite releases the
     GIL around every statement step, and each step of the writer waits up to a whole GIL switch
@@ -42,13 +48,14 @@ def insert_tuples(
     if not rows:
         return 0
     if conn.dialect.name != "sqlite":
-        return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1"))
+        return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1", update))
     inserted = start = 0
     with driver_cursor(conn) as cursor:
         limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)
         for size in statement_sizes(len(rows), min(limit, MAX_ROWS_PER_STATEMENT)):
             chunk = rows[start : start + size]
-            cursor.execute(_sqlite_multirow(table, columns, conflict, size), list(chain.from_iterable(chunk)))
+            sql = _sqlite_multirow(table, columns, conflict, size, update)
+            cursor.execute(sql, list(chain.from_iterable(chunk)))
             inserted += cursor.rowcount
             start += size
     return inserted
@@ -73,12 +80,13 @@ def pg_insert_unnest(
     rows: Sequence[tuple[Any, ...]],
     conflict: tuple[str, ...],
     returning: str,
+    update: bool = False,
 ) -> list[tuple[Any, ...]]:
     """INSERT … SELECT FROM unnest(one array per column) … RETURNING on PostgreSQL: one short
     statement per chunk, where psycopg re-parses a long multi-row VALUES text on every call and
     its pipelined executemany pays a round of protocol messages per row."""
     returned: list[tuple[Any, ...]] = []
-    sql = _pg_unnest_sql(table, columns, conflict, returning)
+    sql = _pg_unnest_sql(table, columns, conflict, returning, update)
     with driver_cursor(conn) as cursor:
         for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
             cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
@@ -87,9 +95,11 @@ def pg_insert_unnest(
 
 
 @cache
-def _pg_unnest_sql(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str) -> str:
+def _pg_unnest_sql(
+    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str, update: bool
+) -> str:
     arrays = ", ".join(pg_array(table.c[name]) for name in columns)
-    on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    on_conflict = _on_conflict(columns, conflict, update)
     return (
         f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){on_conflict}"
         f" RETURNING {returning}"
@@ -106,10 +116,22 @@ def pg_array(column: Any) -> str:
 
 
 @cache
-def _sqlite_multirow(table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], count: int) -> str:
+def _sqlite_multirow(
+    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], count: int, update: bool
+) -> str:
     row = "(" + ", ".join(["?"] * len(columns)) + ")"
-    on_conflict = f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING" if conflict else ""
+    on_conflict = _on_conflict(columns, conflict, update)
     return f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES {', '.join([row] * count)}{on_conflict}"
+
+
+def _on_conflict(columns: tuple[str, ...], conflict: tuple[str, ...], update: bool) -> str:
+    """The clause for a row whose ``conflict`` columns are taken: nothing, or its other columns replace."""
+    if not conflict:
+        return ""
+    if not update:
+        return f" ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
+    replaced = ", ".join(f"{name} = excluded.{name}" for name in columns if name not in conflict)
+    return f" ON CONFLICT ({', '.join(conflict)}) DO UPDATE SET {replaced}"
 
 
 @contextmanager

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import re
-import sqlite3
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
@@ -27,7 +26,7 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
-from syncwatch.store.bulk import chunks, driver_cursor, pg_array
+from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples, pg_array
 from syncwatch.store.engine import sqlite_file
 from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, UTCDateTime, actions, exceptions, observations, transactions
@@ -583,14 +582,8 @@ def _upsert_exceptions_sqlite(conn: Connection, rows: list[dict[str, Any]]) -> N
             value[i] = _sqlite_time(value[i])
         if context >= 0:
             value[context] = json.dumps(value[context])
-        values.append(value)
-    updates = ", ".join(f"{name} = excluded.{name}" for name in names if name != "id")
-    one = "(" + ", ".join("?" * len(names)) + ")"
-    with driver_cursor(conn) as cursor:
-        per_statement = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(names)
-        for chunk in chunks(values, per_statement):
-            sql = f"INSERT INTO exceptions ({', '.join(names)}) VALUES {', '.join([one] * len(chunk))}"
-            cursor.execute(f"{sql} ON CONFLICT (id) DO UPDATE SET {updates}", list(chain.from_iterable(chunk)))
+        values.append(tuple(value))
+    insert_tuples(conn, exceptions, names, values, ("id",), update=True)
 
 
 def drop_exceptions(conn: Connection, ids: Sequence[str]) -> None:
