@@ -86,8 +86,7 @@ def link(processes: Sequence[Process], rows: Sequence[Nodes], stored: dict[str, 
         labels.append(label)
     final = np.full(len(graph.labels), NONE, dtype=Index)
     final[labels] = range(len(components))
-    kept = graph.exists & ~graph.constrained[graph.labels]
-    vertex_component[kept] = final[graph.labels[kept]]
+    vertex_component[graph.settled] = final[graph.labels[graph.settled]]
     again, refused, conflicts = _linked_again(processes, rows, mine, graph, owners_of_types(processes))
     codes = graph.codes_of({node for _, component in again for node in component.nodes})
     for index, (process, component) in enumerate(again, start=len(components)):

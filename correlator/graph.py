@@ -82,6 +82,7 @@ class KeyGraph:
         self.is_key = self.exists & np.repeat(node_process != TRACE_ID, width)
         # Per label: two root keys or more, so a link inside it may be refused.
         self.constrained = np.bincount(self.labels[self.is_root], minlength=count) >= 2
+        self.settled = self.exists & ~self.constrained[self.labels]  # the vertices of final components
         # Per stored transaction, its component's label (all its nodes are connected); -1 if it has none.
         self.stored_labels = np.full(len(sets), -1, dtype=np.int64)
         filled = set_sizes > 0
@@ -90,7 +91,7 @@ class KeyGraph:
     def final(self) -> Iterator[tuple[int, list[Node], Node | None, int]]:
         """(process index, nodes, root node or None, label) of each component that needs no linking
         again and holds a key (one of trace ids alone is nobody's transaction)."""
-        vertices = np.flatnonzero(self.exists & ~self.constrained[self.labels])
+        vertices = np.flatnonzero(self.settled)
         if not len(vertices):
             return
         labels = self.labels[vertices]
