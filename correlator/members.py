@@ -27,7 +27,9 @@ class MemberReader:
         self._shipping = [s for p in processes if (s := p.lines_stage)]
         self._ships: dict[tuple[str, str, str, str], bool] = {}
         self._strings: dict[str, str] = {}
-        self._nodes: dict[Node, Node] = {}
+        # One tuple per distinct node read since ``new`` last returned: ``q.new_observations`` takes
+        # it, so that equal nodes of every list read and received are one object (see correlator.graph).
+        self.nodes: dict[Node, Node] = {}
 
     def _ships_lines(self, kind: str, system: str, operation: str, outcome: str, payload: bytes | None) -> bool:
         """Whether an observation's payload may say which lines shipped (cached by its shape)."""
@@ -63,7 +65,7 @@ class MemberReader:
             self._unpack(packed, found)
             if read_to is not None:
                 read_to(last)
-        self._nodes.clear()  # the members hold their nodes; a backlog's index of them is large
+        self.nodes.clear()  # the members hold their nodes; a backlog's index of them is large
         return found, count, last
 
     def packed(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> Iterator[Packed]:
@@ -76,7 +78,7 @@ class MemberReader:
             yield len(batch), batch[-1][0][0], packed
 
     def _unpack(self, packed: list[tuple[Any, ...]], found: list[Member]) -> None:
-        as_time, add, string, shared = q.as_time, found.append, self._strings.setdefault, self._nodes.setdefault
+        as_time, add, string, shared = q.as_time, found.append, self._strings.setdefault, self.nodes.setdefault
         for oid, kind, system, operation, start, outcome, status, error, duplicates, text, nodes, payload in packed:
             add(
                 Member(
@@ -103,14 +105,14 @@ class MemberReader:
         as_time: Callable[[Any], Any],
     ) -> None:
         read, ships = self._read, self._ships_lines
-        string, shared = self._strings.setdefault, self._nodes.setdefault  # bound once: this runs per observation
+        string, shared = self._strings.setdefault, self.nodes.setdefault  # bound once: this runs per observation
         for row, keys in batch:
             oid, kind, system, operation, start, outcome, status, error, duplicates, text, payload, trace = row
             if not keys and not trace:
                 continue
             if len(keys) > 1:
                 keys.sort()  # the engine returns them in any order; which link is refused must not depend on it
-            own = keys  # shared already (``q.new_observations``)
+            own = keys  # shared already (``q.new_observations``, given ``self.nodes``)
             if trace:
                 node = (TRACE, trace)
                 own.append(shared(node, node))

@@ -157,15 +157,15 @@ class Correlator:
         apart = end - after >= READ_APART_FROM and processes_for(self.config.correlate_processes) > 1
         snapshot = q.shared_snapshot(conn) if apart else None
         if snapshot is None:
-            return reader.new(q.new_observations(conn, after, end), read_to)
+            return reader.new(q.new_observations(conn, after, end, reader.nodes), read_to)
         mid = after + int((end - after) * READ_HERE)
         with made_aside("read", partial(self._read_aside, reader, snapshot, mid, end)) as theirs:
             if theirs is None:
-                return reader.new(q.new_observations(conn, after, end), read_to)
-            members, count, last = reader.new(q.new_observations(conn, after, mid), read_to, theirs)
+                return reader.new(q.new_observations(conn, after, end, reader.nodes), read_to)
+            members, count, last = reader.new(q.new_observations(conn, after, mid, reader.nodes), read_to, theirs)
             result.helpers_private_mib = max(result.helpers_private_mib, theirs.helper_private_mib)
         if last < end:  # the helper failed (logged): what it did not send is read here
-            rest, more, _ = reader.new(q.new_observations(conn, max(last, mid), end), read_to)
+            rest, more, _ = reader.new(q.new_observations(conn, max(last, mid), end, reader.nodes), read_to)
             members.extend(rest)
             count, last = count + more, end
         return members, count, last
@@ -176,7 +176,7 @@ class Correlator:
         try:
             with store.engine.connect() as conn:
                 q.read_snapshot(conn, snapshot)
-                yield from reader.packed(q.new_observations(conn, after, end))
+                yield from reader.packed(q.new_observations(conn, after, end, reader.nodes))
         finally:
             store.close()
 

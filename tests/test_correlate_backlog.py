@@ -109,7 +109,7 @@ def test_keys_read_along_the_key_table_derive_what_keys_merged_by_observation_de
     scans = []
     scan = correlation._keys_by_observation
     monkeypatch.setattr(correlation, "KEY_SCAN_FROM", 0)
-    monkeypatch.setattr(correlation, "_keys_by_observation", lambda *args: scans.append(args[1:]) or scan(*args))
+    monkeypatch.setattr(correlation, "_keys_by_observation", lambda *args: scans.append(args[1:3]) or scan(*args))
     scanned = copy_of(ingested, tmp_path / "scanned")
     batch = scanned.counts()["observations"] // 25 + 1
     Correlator(scanned, load_config(), clock=lambda: AS_OF).run_pass(batch=batch)

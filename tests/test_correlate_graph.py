@@ -10,6 +10,7 @@ from types import SimpleNamespace
 import pytest
 
 from correlator.components import link
+from correlator.graph import _numbered
 from correlator.linking import TRACE, Linker, Node
 from correlator.processes import Process, compile_processes
 from syncwatch.config import load_config
@@ -141,3 +142,14 @@ def test_rows_that_link_nothing_make_no_component() -> None:
     linked = link(processes, rows, {})
     assert linked.components == [] and linked.refused == 0
     linked.add_members([SimpleNamespace(id=i, nodes=row) for i, row in enumerate(rows)])
+
+
+def test_equal_nodes_get_one_number_whether_or_not_they_are_one_object() -> None:
+    def made(value: str) -> Node:  # a new tuple each call, as rows read apart make them
+        return ("erp_order", "".join(value))
+
+    shared = made("SO-1")
+    apart_codes, apart_nodes = _numbered([], [(made("SO-1"),), (made("SO-1"), made("SO-2"))])
+    one_codes, one_nodes = _numbered([], [(shared,), (shared, made("SO-2"))])
+    assert apart_codes.tolist() == one_codes.tolist() == [0, 0, 1]
+    assert apart_nodes.tolist() == one_nodes.tolist() == [("erp_order", "SO-1"), ("erp_order", "SO-2")]

@@ -164,18 +164,23 @@ def claim_correlation(conn: Connection) -> bool:
     return try_hold_until_commit(conn, CORRELATOR_LOCK)
 
 
-def new_observations(conn: Connection, after_id: int, last: int) -> Iterator[list[tuple[NewRow, list[Node]]]]:
+def new_observations(
+    conn: Connection, after_id: int, last: int, shared: dict[Node, Node] | None = None
+) -> Iterator[list[tuple[NewRow, list[Node]]]]:
     """The observations ``after_id < id <= last`` (``batch_end``) in id order, in lists: member
     columns and trace id, with their identity keys (from the business_keys index: no JSON is
-    decoded), each (key type, value) one tuple shared by every observation carrying it."""
+    decoded), each (key type, value) one tuple shared by every observation carrying it: the one
+    in ``shared`` where the caller gives that table (it gains the others), so that equal nodes of
+    several reads are one object too."""
     # Both ranges bounded: a planner without statistics yet (right after a bulk load) still takes the indexes.
     sql = f"SELECT {_MEMBER_COLUMNS}, trace_id FROM observations WHERE id > ? AND id <= ? ORDER BY id"
+    shared = {} if shared is None else shared
     if conn.dialect.name == "sqlite" and last - after_id >= max(KEY_SCAN_FROM, after_id // KEY_SCAN_SHARE):
-        keys = _keys_by_observation(conn, after_id, last)
+        keys = _keys_by_observation(conn, after_id, last, shared)
         for rows in _batches(conn, sql, (after_id, last)):
             yield [(row, keys[row[0] - after_id - 1] or []) for row in rows]
         return
-    yield from _merged_with_keys(conn, sql, after_id, last)
+    yield from _merged_with_keys(conn, sql, after_id, last, shared)
 
 
 def shared_snapshot(conn: Connection) -> str | None:
@@ -214,7 +219,9 @@ def batch_end(conn: Connection, after_id: int, limit: int) -> int | None:
     return next(_fetch(conn, sql, (after_id, limit)))[0]
 
 
-def _keys_by_observation(conn: Connection, after_id: int, last: int) -> list[list[Node] | None]:
+def _keys_by_observation(
+    conn: Connection, after_id: int, last: int, shared: dict[Node, Node]
+) -> list[list[Node] | None]:
     """The identity keys of observations ``after_id < id <= last``, at ``id - after_id - 1``: for a
     batch not much smaller than the history before it, read key by key along the primary key,
     which makes each (key type, value) once, instead of a row per key merged with the
@@ -225,9 +232,11 @@ def _keys_by_observation(conn: Connection, after_id: int, last: int) -> list[lis
         "SELECT key_type, value, group_concat(observation_id) FROM business_keys"
         " WHERE +observation_id > ? AND +observation_id <= ? GROUP BY value, key_type"
     )
+    share = shared.setdefault
     for rows in _batches(conn, sql, (after_id, last)):
         for key_type, value, ids in rows:
             node = (key_type, value)
+            node = share(node, node)
             for oid in map(int, ids.split(",")):
                 own = found[oid - after_id - 1]
                 if own is None:
@@ -238,7 +247,7 @@ def _keys_by_observation(conn: Connection, after_id: int, last: int) -> list[lis
 
 
 def _merged_with_keys(
-    conn: Connection, sql: str, after_id: int, last: int
+    conn: Connection, sql: str, after_id: int, last: int, shared: dict[Node, Node]
 ) -> Iterator[list[tuple[NewRow, list[Node]]]]:
     """The observations of ``sql`` merged with their keys, both read in observation id order."""
     keys = _batches(
@@ -248,7 +257,6 @@ def _merged_with_keys(
         (after_id, last),
         stream=True,
     )
-    shared: dict[Node, Node] = {}
     share = shared.setdefault
     pending, at = next(keys, []), 0
     for rows in _batches(conn, sql, (after_id, last), stream=True):
