@@ -14,8 +14,9 @@ from sqlalchemy import select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from syncwatch.model import BusinessKey, Observation, ObservationKind, Outcome, from_ns
-from syncwatch.store import Checkpoint, QuarantineItem, Store, correlation
+from syncwatch.store import Checkpoint, QuarantineItem, Store, correlation, migrate
 from syncwatch.store.bulk import insert_tuples, statement_sizes
+from syncwatch.store.engine import make_engine
 from syncwatch.store.reads import quarantine_reasons
 from syncwatch.store.schema import (
     COUNTED_TABLES,
@@ -70,6 +71,33 @@ def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
     with store.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), metadata)
     assert diff == []
+
+
+def test_transaction_keys_lose_their_rowid_on_sqlite_and_keep_their_rows(tmp_path: Path) -> None:
+    """Revision 0017 rebuilds transaction_keys without a rowid: the keys stored before it stay,
+    found by value, and removing a transaction still takes its keys along."""
+    engine = make_engine(f"sqlite:///{tmp_path / 'older.db'}")
+    migrate.upgrade(engine, "0016")
+    with engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO transactions (id, type, status, sla_state, stages, started_at, last_seen_at,"
+            " observation_count, updated_at) VALUES ('order:113-1', 'order', 'open', 'on_track', '[]',"
+            " '2026-11-02 10:00:00', '2026-11-02 10:00:00', 2, '2026-11-02 10:00:00')"
+        )
+        conn.exec_driver_sql(
+            "INSERT INTO transaction_keys VALUES ('order:113-1', 'marketplace_order', '113-1'),"
+            " ('order:113-1', 'erp_order', 'SO-1')"
+        )
+    migrate.upgrade(engine)
+    with engine.begin() as conn:
+        table = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'transaction_keys'").scalar_one()
+        found = conn.exec_driver_sql("SELECT transaction_id FROM transaction_keys WHERE value = 'SO-1'").all()
+        conn.exec_driver_sql("DELETE FROM transactions WHERE id = 'order:113-1'")
+        left = conn.exec_driver_sql("SELECT count(*) FROM transaction_keys").scalar_one()
+    engine.dispose()
+    assert "WITHOUT ROWID" in table
+    assert found == [("order:113-1",)]
+    assert left == 0
 
 
 def test_the_same_observation_twice_is_stored_once_and_counted(store: Store) -> None:

@@ -194,6 +194,7 @@ transaction_keys = Table(
     Column("key_type", String(64), primary_key=True, comment="Identity key type"),
     Column("value", String(255), primary_key=True, comment="Identity key value"),
     comment="Identity keys and trace ids (key_type 'trace') of a transaction; its observations share one",
+    sqlite_with_rowid=False,
 )
 Index(None, transaction_keys.c.value, transaction_keys.c.key_type)
 
