@@ -227,7 +227,7 @@ def _roomy(pipe: Connection) -> None:
     """Let ``pipe`` hold a megabyte instead of 64 KiB. Its reader is a thread of the pass, which
     gets the GIL back only every few milliseconds, and needs it between two reads: with the
     default size, a helper sent a result of several MB in dozens of such turns and spent a
-    fifth of its life blocked. The default stays where the system refuses."""
+    sixth to a third of its life blocked. The default stays where the system refuses."""
     with suppress(OSError, AttributeError):  # AttributeError: an fcntl without F_SETPIPE_SZ (not Linux)
         fcntl.fcntl(pipe.fileno(), fcntl.F_SETPIPE_SZ, PIPE_BYTES)
 
