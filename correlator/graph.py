@@ -158,9 +158,10 @@ def _numbered(sets: list[set[Node]], rows: Sequence[tuple[Node, ...]]) -> tuple[
     """Each node's number (the stored sets' nodes, then the rows'), and the distinct nodes in that
     order (an array: it hands out many at once in C). A reader shares one tuple among the rows
     holding a node, so the tuples are numbered by identity first (no hashing of them), and only
-    the distinct tuples by value: equal nodes get one number however they were made. Where no
-    two distinct tuples are equal (a backlog read through one ``MemberReader``), a set of them
-    shows it at a third of the cost of numbering them by value."""
+    the distinct tuples by value: equal nodes get one number however they were made. Without
+    stored sets (read apart, their nodes equal some of the rows'), a batch read through one
+    ``MemberReader`` has no two equal tuples: a set of them checks that at half the cost of
+    numbering them by value or less, and the identity numbers stand."""
     flat = [node for nodes in sets for node in nodes]
     flat += [node for nodes in rows for node in nodes]
     by_identity, identities = pd.factorize(np.fromiter(map(id, flat), dtype=np.int64, count=len(flat)))
@@ -169,7 +170,7 @@ def _numbered(sets: list[set[Node]], rows: Sequence[tuple[Node, ...]]) -> tuple[
     distinct = [flat[i] for i in one_of_each.tolist()]
     del flat, identities, one_of_each
     nodes = np.fromiter(distinct, dtype=object, count=len(distinct))
-    if len(set(distinct)) == len(distinct):
+    if not sets and len(set(distinct)) == len(distinct):
         return by_identity.astype(Index), nodes
     by_value, nodes = pd.factorize(nodes)
     return by_value.astype(Index)[by_identity], nodes

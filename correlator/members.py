@@ -27,8 +27,9 @@ class MemberReader:
         self._shipping = [s for p in processes if (s := p.lines_stage)]
         self._ships: dict[tuple[str, str, str, str], bool] = {}
         self._strings: dict[str, str] = {}
-        # One tuple per distinct node read since ``new`` last returned: ``q.new_observations`` takes
-        # it, so that equal nodes of every list read and received are one object (see correlator.graph).
+        # One tuple per distinct node of a batch's reads: ``q.new_observations`` takes it, so that
+        # equal nodes of every list read and received are one object (see correlator.graph). The
+        # pass clears it once the batch is read: the members hold their nodes, and it is large.
         self.nodes: dict[Node, Node] = {}
 
     def _ships_lines(self, kind: str, system: str, operation: str, outcome: str, payload: bytes | None) -> bool:
@@ -65,7 +66,6 @@ class MemberReader:
             self._unpack(packed, found)
             if read_to is not None:
                 read_to(last)
-        self.nodes.clear()  # the members hold their nodes; a backlog's index of them is large
         return found, count, last
 
     def packed(self, batches: Iterable[list[tuple[q.NewRow, list[Node]]]]) -> Iterator[Packed]:

@@ -129,6 +129,7 @@ class Correlator:
         members, count, last = self._read(
             conn, reader, after, end, result, lambda read_to: tell(READING, read_to - after, end - after)
         )
+        reader.nodes.clear()
         if not count:
             return count, last
         tell(LINKING, 0, count)
