@@ -43,7 +43,7 @@ Result = TypeVar("Result")
 MAX_PROCESSES = 4  # memory: every helper may come to copy the pages it touches
 WAITING_RESULTS = 2  # results a helper may have ready before it waits for the pass to take one
 MEMORY_EVERY_S = 1.0  # how often a helper reads its private memory at most (see _Memory)
-PIPE_BYTES = 1 << 20  # a helper's pipe: Linux's largest for an unprivileged process (see _roomy)
+PIPE_BYTES = 1 << 20  # a helper's pipe: Linux's default cap for unprivileged processes (pipe-max-size; see _roomy)
 
 
 def processes_for(setting: int) -> int:

@@ -118,22 +118,14 @@ def test_processes_are_one_per_core_within_the_quota_up_to_the_limit_unless_set(
     assert parallel.processes_for(0) == 1
 
 
-def largest_pipe() -> int:
-    """The largest pipe among this process's files, in bytes (in a helper: the one it sends on)."""
-    sizes = []
-    for fd in os.listdir("/proc/self/fd"):
-        try:
-            if os.readlink(f"/proc/self/fd/{fd}").startswith("pipe:"):
-                sizes.append(fcntl.fcntl(int(fd), fcntl.F_GETPIPE_SZ))
-        except OSError:  # the directory's own descriptor, gone by now
-            continue
-    return max(sizes)
-
-
 def test_a_helper_sends_on_a_pipe_of_a_megabyte() -> None:
     """The pass's thread that drains a helper's pipe gets the GIL back only every few
     milliseconds: a pipe of the default 64 KiB made a helper wait through dozens of such
     turns for each result of several MB."""
-    with parallel.made_aside("read", lambda: iter([largest_pipe()])) as aside:
-        assert aside is not None
-        assert list(aside) == [parallel.PIPE_BYTES]
+    helper = parallel._Helper("test", lambda: iter([1]), 0)
+    try:
+        size = fcntl.fcntl(helper._receive.fileno(), fcntl.F_GETPIPE_SZ)  # the pipe's, from either end
+    finally:
+        helper.start_draining()
+        helper.stop()
+    assert size == parallel.PIPE_BYTES
