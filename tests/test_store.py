@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import multiprocessing
+import sqlite3
+from contextlib import closing
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import select
@@ -75,9 +78,13 @@ def test_migrations_create_exactly_the_declared_schema(store: Store) -> None:
 
 def test_transaction_keys_lose_their_rowid_on_sqlite_and_keep_their_rows(tmp_path: Path) -> None:
     """Revision 0017 rebuilds transaction_keys without a rowid: the keys stored before it stay,
-    found by value, and removing a transaction still takes its keys along."""
-    engine = make_engine(f"sqlite:///{tmp_path / 'older.db'}")
+    found by value, but for one naming no stored transaction (it would fail the copy), and
+    removing a transaction still takes its keys along. A downgrade gives the rowid back."""
+    path = tmp_path / "older.db"
+    engine = make_engine(f"sqlite:///{path}")
     migrate.upgrade(engine, "0016")
+    with closing(sqlite3.connect(path)) as raw, raw:  # foreign keys unenforced, as an old writer may have left them
+        raw.execute("INSERT INTO transaction_keys VALUES ('order:gone', 'marketplace_order', '113-0')")
     with engine.begin() as conn:
         conn.exec_driver_sql(
             "INSERT INTO transactions (id, type, status, sla_state, stages, started_at, last_seen_at,"
@@ -89,14 +96,21 @@ def test_transaction_keys_lose_their_rowid_on_sqlite_and_keep_their_rows(tmp_pat
             " ('order:113-1', 'erp_order', 'SO-1')"
         )
     migrate.upgrade(engine)
+    table = "SELECT sql FROM sqlite_master WHERE name = 'transaction_keys'"
     with engine.begin() as conn:
-        table = conn.exec_driver_sql("SELECT sql FROM sqlite_master WHERE name = 'transaction_keys'").scalar_one()
+        rebuilt = conn.exec_driver_sql(table).scalar_one()
         found = conn.exec_driver_sql("SELECT transaction_id FROM transaction_keys WHERE value = 'SO-1'").all()
+        kept = conn.exec_driver_sql("SELECT count(*) FROM transaction_keys").scalar_one()
         conn.exec_driver_sql("DELETE FROM transactions WHERE id = 'order:113-1'")
         left = conn.exec_driver_sql("SELECT count(*) FROM transaction_keys").scalar_one()
+    with engine.connect() as conn, conn.begin():
+        command.downgrade(migrate._config(conn), "0016")
+    with engine.begin() as conn:
+        downgraded = conn.exec_driver_sql(table).scalar_one()
     engine.dispose()
-    assert "WITHOUT ROWID" in table
-    assert found == [("order:113-1",)]
+    assert "WITHOUT ROWID" in rebuilt
+    assert (found, kept) == ([("order:113-1",)], 2)
+    assert "WITHOUT ROWID" not in downgraded
     assert left == 0
 
 

@@ -24,6 +24,9 @@ depends_on = None
 def _rebuilt(with_rowid: bool) -> None:
     if op.get_bind().dialect.name != "sqlite":
         return
+    # The copy checks the foreign key: a key of a transaction no longer stored (written while
+    # enforcement was off) names nothing, and would stop the upgrade.
+    op.execute("DELETE FROM transaction_keys WHERE transaction_id NOT IN (SELECT id FROM transactions)")
     # Recreated as declared: copied into a new table, the old one dropped, its indexes made again.
     with op.batch_alter_table("transaction_keys", recreate="always", table_kwargs={"sqlite_with_rowid": with_rowid}):
         pass
