@@ -49,16 +49,44 @@ def insert_tuples(
         return 0
     if conn.dialect.name != "sqlite":
         return len(pg_insert_unnest(conn, table, columns, rows, conflict, "1", update))
-    inserted = start = 0
+    inserted = 0
     with driver_cursor(conn) as cursor:
         limit = cursor.connection.getlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER) // len(columns)
-        for size in statement_sizes(len(rows), min(limit, MAX_ROWS_PER_STATEMENT)):
-            chunk = rows[start : start + size]
-            sql = _sqlite_multirow(table, columns, conflict, size, update)
-            cursor.execute(sql, list(chain.from_iterable(chunk)))
+        per_statement = min(limit, MAX_ROWS_PER_STATEMENT)
+        for sql, params in insert_statements(conn, table, columns, rows, conflict, update, per_statement):
+            cursor.execute(sql, params)
             inserted += cursor.rowcount
-            start += size
     return inserted
+
+
+def insert_statements(
+    conn: Connection,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: tuple[str, ...],
+    update: bool = False,
+    per_statement: int = MAX_ROWS_PER_STATEMENT,
+) -> list[tuple[str, Any]]:
+    """``insert_tuples``'s statements with their parameters, for a caller that runs them later
+    (the correlator's writer thread): on SQLite ``per_statement`` rows each (the caller keeps
+    that within the bound-parameter limit), on PostgreSQL ``unnest`` arrays without RETURNING."""
+    if conn.dialect.name != "sqlite":
+        sql = _pg_unnest_sql(table, columns, conflict, None, update)
+        return [
+            (sql, [list(column) for column in zip(*chunk, strict=True)])
+            for chunk in chunks(rows, PG_ROWS_PER_STATEMENT)
+        ]
+    statements, start = [], 0
+    for size in statement_sizes(len(rows), per_statement):
+        statements.append(
+            (
+                _sqlite_multirow(table, columns, conflict, size, update),
+                list(chain.from_iterable(rows[start : start + size])),
+            )
+        )
+        start += size
+    return statements
 
 
 def statement_sizes(total: int, per_statement: int) -> list[int]:
@@ -96,14 +124,12 @@ def pg_insert_unnest(
 
 @cache
 def _pg_unnest_sql(
-    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str, update: bool
+    table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: str | None, update: bool
 ) -> str:
     arrays = ", ".join(pg_array(table.c[name]) for name in columns)
     on_conflict = _on_conflict(columns, conflict, update)
-    return (
-        f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){on_conflict}"
-        f" RETURNING {returning}"
-    )
+    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) SELECT * FROM unnest({arrays}){on_conflict}"
+    return sql if returning is None else f"{sql} RETURNING {returning}"
 
 
 def pg_array(column: Any) -> str:

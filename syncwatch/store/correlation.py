@@ -17,8 +17,7 @@ from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from functools import cache
-from itertools import chain, count
+from itertools import count
 from operator import itemgetter
 from queue import Queue
 from typing import Any
@@ -26,10 +25,18 @@ from typing import Any
 from sqlalchemy import Connection, and_, delete, exists, func, select
 from sqlalchemy.exc import DBAPIError
 
-from syncwatch.store.bulk import chunks, driver_cursor, insert_tuples, pg_array
+from syncwatch.store.bulk import chunks, driver_cursor, insert_statements, insert_tuples
 from syncwatch.store.engine import sqlite_file
 from syncwatch.store.locks import try_hold_until_commit
-from syncwatch.store.schema import NOT_OWN_TRACE_PREFIX, UTCDateTime, actions, exceptions, observations, transactions
+from syncwatch.store.schema import (
+    NOT_OWN_TRACE_PREFIX,
+    UTCDateTime,
+    actions,
+    exceptions,
+    observations,
+    transaction_keys,
+    transactions,
+)
 from syncwatch.store.traces import SPANS_OF_TRACES
 from syncwatch.store.writes import json_text, read_checkpoint, upsert_insert
 
@@ -472,14 +479,8 @@ def _replace_statements(
     sql = "DELETE FROM transaction_keys WHERE transaction_id {in}"
     for chunk in chunks(sorted({row[_ID] for row in values} & set(stored))):
         statements.append((_sql(conn, sql.replace("{in}", _in(conn, len(chunk)))), _in_params(conn, chunk)))
-    if conn.dialect.name == "sqlite":
-        for chunk in chunks(values, UPSERT_ROWS):
-            statements.append((_sqlite_upsert(len(chunk)), list(chain.from_iterable(chunk))))
-        for chunk in chunks(keys, KEY_ROWS):
-            statements.append((_sqlite_keys(len(chunk)), list(chain.from_iterable(chunk))))
-    elif values:
-        statements.append((_pg_upsert(), [list(column) for column in zip(*values, strict=True)]))
-        statements.append((_PG_KEYS, [list(column) for column in zip(*keys, strict=True)]))
+    statements += insert_statements(conn, transactions, TRANSACTION_COLUMNS, values, ("id",), True, UPSERT_ROWS)
+    statements += insert_statements(conn, transaction_keys, KEY_COLUMNS, keys, KEY_COLUMNS, False, KEY_ROWS)
     return statements
 
 
@@ -491,37 +492,7 @@ def _transaction_values(row: dict[str, Any], time: Callable[[datetime | None], A
     return tuple(values)
 
 
-@cache
-def _sqlite_upsert(count: int) -> str:
-    row = "(" + ", ".join("?" * len(TRANSACTION_COLUMNS)) + ")"
-    return (
-        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) VALUES {', '.join([row] * count)}"
-        f" ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
-    )
-
-
-@cache
-def _sqlite_keys(count: int) -> str:
-    values = ", ".join(["(?, ?, ?)"] * count)
-    return f"INSERT INTO transaction_keys ({_KEYS}) VALUES {values} ON CONFLICT ({_KEYS}) DO NOTHING"
-
-
-@cache
-def _pg_upsert() -> str:
-    """INSERT … SELECT FROM unnest(one array per column): one statement for all the rows."""
-    arrays = ", ".join(pg_array(transactions.c[name]) for name in TRANSACTION_COLUMNS)
-    return (
-        f"INSERT INTO transactions ({', '.join(TRANSACTION_COLUMNS)}) SELECT * FROM unnest({arrays})"
-        f" ON CONFLICT (id) DO UPDATE SET {_UPDATES}"
-    )
-
-
-_KEYS = "transaction_id, key_type, value"
-_PG_KEYS = (
-    f"INSERT INTO transaction_keys ({_KEYS}) SELECT * FROM unnest(%b::text[], %b::text[], %b::text[])"
-    f" ON CONFLICT ({_KEYS}) DO NOTHING"
-)
-_UPDATES = ", ".join(f"{name} = excluded.{name}" for name in TRANSACTION_COLUMNS if name != "id")
+KEY_COLUMNS = ("transaction_id", "key_type", "value")
 UPSERT_ROWS = 1_000  # x 19 columns stays under SQLite's 32,766 bound parameters
 KEY_ROWS = 10_000  # x 3 columns, likewise
 
