@@ -241,7 +241,8 @@ class Correlator:
         processes = processes_for(self.config.correlate_processes) if len(live) >= PARALLEL_FROM else 1
         derived = partial(self._derived, now=now)
         tell(DERIVING, 0, len(live))
-        with derived_in_order(chunks, derived, processes) as parts, q.transaction_writer(conn, stored_ids) as write:
+        writer = q.transaction_writer(conn, stored_ids, sum(len(c.nodes) for _, c in live))
+        with derived_in_order(chunks, derived, processes) as parts, writer as write:
             written = 0
             for part in parts:
                 drafts.extend(part.drafts)

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from observation_support import span
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import delete, event, func, select, update
 
 from correlator import parallel, passes
 from correlator.members import MemberReader
@@ -117,10 +117,52 @@ def test_keys_read_along_the_key_table_derive_what_keys_merged_by_observation_de
     assert derived(scanned) == derived(merged)
 
 
+def key_indexes(store: Store) -> list[str]:
+    with store.engine.connect() as conn:
+        sql = "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'transaction_keys' ORDER BY name"
+        return list(conn.exec_driver_sql(sql).scalars())
+
+
+def test_a_pass_writing_many_keys_indexes_them_by_value_after_writing_them(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A pass writing at least a quarter as many keys as are stored drops the keys' value index
+    and builds it again before it commits; the sample writes fewer keys than that takes, so the
+    threshold is lowered. A small pass on top of that history keeps the index as it is."""
+    plain = copy_of(ingested, tmp_path / "plain")
+    Correlator(plain, load_config(), clock=lambda: AS_OF).run_pass()
+    indexes = key_indexes(plain)
+    assert indexes == ["ix_transaction_keys_value_key_type"]
+    monkeypatch.setattr(correlation, "INDEX_AFTER_FROM", 0)
+    store = copy_of(ingested, tmp_path / "after")
+    ddl: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _index_ddl(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if "INDEX" in sql:
+            ddl.append(" ".join(sql.split()))
+
+    correlator = Correlator(store, load_config(), clock=lambda: AS_OF)
+    correlator.run_pass()
+    assert ddl == [
+        "DROP INDEX ix_transaction_keys_value_key_type",
+        "CREATE INDEX ix_transaction_keys_value_key_type ON transaction_keys (value, key_type)",
+    ]
+    assert key_indexes(store) == indexes
+    assert derived(store) == derived(plain)
+    ddl.clear()
+    store.save_checkpoint(Checkpoint(CHECKPOINT, store.counts()["observations"] - 50))
+    assert correlator.run_pass().transactions
+    assert ddl == []
+
+
 def test_a_pass_failing_midway_leaves_the_store_as_it_was(
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """Its keys' value index too, which a pass writing many keys drops until its writes are done."""
     store = copy_of(ingested, tmp_path / "failed")
+    indexes = key_indexes(store)
+    monkeypatch.setattr(correlation, "INDEX_AFTER_FROM", 0)
     derive, calls = passes.derive, []
 
     def failing(*args: Any, **kwargs: Any) -> Any:
@@ -138,6 +180,7 @@ def test_a_pass_failing_midway_leaves_the_store_as_it_was(
     counts = store.counts()
     assert (counts["transactions"], counts["exceptions"], store.checkpoint(CHECKPOINT)) == (0, 0, None)
     assert not any(derived(store))
+    assert key_indexes(store) == indexes
     monkeypatch.setattr(passes, "derive", derive)
     Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert derived(store) == derived(copy_of_correlated(ingested, tmp_path))

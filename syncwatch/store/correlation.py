@@ -30,6 +30,7 @@ from syncwatch.store.engine import sqlite_file
 from syncwatch.store.locks import try_hold_until_commit
 from syncwatch.store.schema import (
     NOT_OWN_TRACE_PREFIX,
+    TRANSACTION_KEYS_BY_VALUE,
     UTCDateTime,
     actions,
     exceptions,
@@ -428,13 +429,49 @@ ReadyToWrite = tuple[list[tuple[Any, ...]], list[KeyRow]]  # (transactions' valu
 
 
 @contextmanager
-def transaction_writer(conn: Connection, stored: Collection[str]) -> Iterator[Callable[[ReadyToWrite], None]]:
+def transaction_writer(
+    conn: Connection, stored: Collection[str], keys_to_write: int = 0
+) -> Iterator[Callable[[ReadyToWrite], None]]:
     """A writer of recomputed transactions and their (transaction id, key type, value) keys
     (``ready_to_write``) whose statements run on a second thread while the caller derives the
     next transactions: the drivers release the GIL while the database works, so most of the
     writing costs no wall time. ``stored`` are the ids already in the database, whose old keys
-    go first. The caller leaves ``conn`` alone until the block ends; the block waits for the last
-    statement, and raises the first error one raised."""
+    go first; ``keys_to_write``, about how many keys the caller will hand over (see
+    ``_keys_indexed_after``). The caller leaves ``conn`` alone until the block ends; the block
+    waits for the last statement, and raises the first error one raised."""
+    with _keys_indexed_after(conn, keys_to_write), _writer_thread(conn, stored) as write:
+        yield write
+
+
+# A pass that writes at least a quarter as many keys as the table already holds, and at least
+# INDEX_AFTER_FROM, builds the keys' value index after its inserts (one sort) instead of putting
+# each key into it at a random place: the 995,659 keys of a 100k-order backlog took the writer
+# thread 3.7 s with the index and 1.1 s without, and building it took 0.6 s.
+INDEX_AFTER_FROM = 50_000
+INDEX_AFTER_SHARE = 4
+
+
+@contextmanager
+def _keys_indexed_after(conn: Connection, keys_to_write: int) -> Iterator[None]:
+    """Drop the keys' value index for the block and build it again at its end, when the block
+    writes enough keys for that to be cheaper (SQLite only: readers keep their snapshot there,
+    index included, whereas PostgreSQL's DROP INDEX would lock the table against every reader
+    until the pass commits). Nothing in the pass reads keys by value while the block runs. When
+    the block fails, the index is not rebuilt: the pass's transaction rolls back, drop included."""
+    if conn.dialect.name != "sqlite" or keys_to_write < INDEX_AFTER_FROM:
+        yield
+        return
+    held = conn.exec_driver_sql("SELECT count(*) FROM transaction_keys").scalar_one()
+    if held > keys_to_write * INDEX_AFTER_SHARE:
+        yield
+        return
+    TRANSACTION_KEYS_BY_VALUE.drop(conn)
+    yield
+    TRANSACTION_KEYS_BY_VALUE.create(conn)
+
+
+@contextmanager
+def _writer_thread(conn: Connection, stored: Collection[str]) -> Iterator[Callable[[ReadyToWrite], None]]:
     work: Queue[list[Statement] | None] = Queue(maxsize=2)
     errors: list[BaseException] = []
 

@@ -196,7 +196,7 @@ transaction_keys = Table(
     comment="Identity keys and trace ids (key_type 'trace') of a transaction; its observations share one",
     sqlite_with_rowid=False,
 )
-Index(None, transaction_keys.c.value, transaction_keys.c.key_type)
+TRANSACTION_KEYS_BY_VALUE = Index(None, transaction_keys.c.value, transaction_keys.c.key_type)
 
 exceptions = Table(
     "exceptions",
