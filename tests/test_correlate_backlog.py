@@ -246,7 +246,7 @@ def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_deri
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The sample is smaller than a helper reads for, so the threshold is lowered: the helper
-    reads the later half of the observations on its own connection, in lists of 500."""
+    reads the later part of the observations on its own connection, in lists of 500."""
     alone = copy_of(ingested, tmp_path / "alone")
     single = Correlator(alone, load_config(), clock=lambda: AS_OF).run_pass()
     unpacked = unpacked_members(monkeypatch)
@@ -302,6 +302,7 @@ def test_a_read_helper_reads_what_the_pass_reads_on_either_engine(
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
     monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(correlation, "FETCH", 10)
+    monkeypatch.setattr(passes, "READ_HERE", 0.5)  # the pass reads the captures, the helper the bookings
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert tried == ["changed" if store.dialect == "postgresql" else "database is locked"]
     assert sum(unpacked) == orders, "the helper should have read the bookings"
