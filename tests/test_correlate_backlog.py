@@ -256,7 +256,7 @@ def test_a_backlog_read_partly_by_a_helper_process_derives_what_one_process_deri
     shared = copy_of(ingested, tmp_path / "shared")
     two = Correlator(shared, load_config(), clock=lambda: AS_OF).run_pass()
     assert len(unpacked) > 1, "the helper should have sent its members in several lists"
-    assert sum(unpacked) == members_after(shared, int(two.observations * passes.READ_HERE))
+    assert sum(unpacked) == members_after(shared, int(two.observations * passes.READ_HERE["sqlite"]))
     assert two.observations == single.observations == shared.counts()["observations"]
     assert derived(shared) == derived(alone)
     monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "1")
@@ -302,7 +302,7 @@ def test_a_read_helper_reads_what_the_pass_reads_on_either_engine(
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
     monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
     monkeypatch.setattr(correlation, "FETCH", 10)
-    monkeypatch.setattr(passes, "READ_HERE", 0.5)  # the pass reads the captures, the helper the bookings
+    monkeypatch.setitem(passes.READ_HERE, store.dialect, 0.5)  # the pass reads the captures, the helper the bookings
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert tried == ["changed" if store.dialect == "postgresql" else "database is locked"]
     assert sum(unpacked) == orders, "the helper should have read the bookings"
@@ -376,7 +376,7 @@ def test_a_read_helper_that_dies_at_once_leaves_the_pass_only_the_new_observatio
     monkeypatch.setattr(MemberReader, "packed", dead)
     monkeypatch.setattr(passes, "READ_APART_FROM", 0)
     monkeypatch.setenv("SYNCWATCH_CORRELATE_PROCESSES", "2")  # a helper to read, on any number of cores
-    monkeypatch.setattr(passes, "READ_HERE", 0.0)
+    monkeypatch.setitem(passes.READ_HERE, "sqlite", 0.0)
     result = Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
     assert "helper process correlator-read failed (it ended with exit code 9)" in caplog.text
     assert not unpacked
