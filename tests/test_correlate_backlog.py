@@ -156,6 +156,17 @@ def test_a_pass_writing_many_keys_indexes_them_by_value_after_writing_them(
     assert ddl == []
 
 
+def test_a_pass_writing_many_keys_brings_back_a_value_index_dropped_by_hand(
+    ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = copy_of(ingested, tmp_path / "lost")
+    with store.writing() as conn:
+        conn.exec_driver_sql("DROP INDEX ix_transaction_keys_value_key_type")
+    monkeypatch.setattr(correlation, "INDEX_AFTER_FROM", 0)
+    Correlator(store, load_config(), clock=lambda: AS_OF).run_pass()
+    assert key_indexes(store) == ["ix_transaction_keys_value_key_type"]
+
+
 def test_a_pass_failing_midway_leaves_the_store_as_it_was(
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
