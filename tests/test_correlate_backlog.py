@@ -156,6 +156,26 @@ def test_a_pass_writing_many_keys_indexes_them_by_value_after_writing_them(
     assert ddl == []
 
 
+def test_the_keys_value_index_is_built_after_a_large_pass_on_sqlite_only(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On PostgreSQL a DROP INDEX would lock the key table against every reader until the pass
+    commits: the index stays there, however many keys a pass writes."""
+    at = datetime(2026, 11, 2, 9, tzinfo=UTC)
+    orders = [span(n, "POST /orders", "marketplace-amazon", at, marketplace_order=f"113-{n}") for n in range(20)]
+    store.write_observations(orders)
+    monkeypatch.setattr(correlation, "INDEX_AFTER_FROM", 0)
+    ddl: list[str] = []
+
+    @event.listens_for(store.engine, "before_cursor_execute")
+    def _index_ddl(_conn: Any, _cursor: Any, sql: str, *_: Any) -> None:
+        if sql.strip().startswith(("DROP INDEX", "CREATE INDEX")):
+            ddl.append(sql.split()[0])
+
+    assert Correlator(store, load_config(), clock=lambda: AS_OF).run_pass().transactions == len(orders)
+    assert ddl == (["DROP", "CREATE"] if store.dialect == "sqlite" else [])
+
+
 def test_a_pass_writing_many_keys_brings_back_a_value_index_dropped_by_hand(
     ingested: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -396,8 +396,9 @@ def refresh_statistics(conn: Connection) -> None:
 
 @contextmanager
 def roomy_cache(conn: Connection) -> Iterator[None]:
-    """A page cache the size of a backlog's indexes on SQLite while the block runs: inserting 1M
-    transaction keys in random order into the value index otherwise spills and rereads pages."""
+    """A page cache the size of a backlog's indexes on SQLite while the block runs: keys inserted
+    in random order into the value index (a pass below the size that builds it after them, see
+    ``_keys_indexed_after``) otherwise spill and reread pages."""
     if conn.dialect.name != "sqlite":
         yield
         return
