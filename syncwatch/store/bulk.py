@@ -73,10 +73,7 @@ def insert_statements(
     that within the bound-parameter limit), on PostgreSQL ``unnest`` arrays without RETURNING."""
     if conn.dialect.name != "sqlite":
         sql = _pg_unnest_sql(table, columns, conflict, None, update)
-        return [
-            (sql, [list(column) for column in zip(*chunk, strict=True)])
-            for chunk in chunks(rows, PG_ROWS_PER_STATEMENT)
-        ]
+        return [(sql, arrays) for arrays in _pg_arrays(rows)]
     statements, start = [], 0
     for size in statement_sizes(len(rows), per_statement):
         statements.append(
@@ -116,10 +113,16 @@ def pg_insert_unnest(
     returned: list[tuple[Any, ...]] = []
     sql = _pg_unnest_sql(table, columns, conflict, returning, update)
     with driver_cursor(conn) as cursor:
-        for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
-            cursor.execute(sql, [list(column) for column in zip(*chunk, strict=True)])
+        for arrays in _pg_arrays(rows):
+            cursor.execute(sql, arrays)
             returned.extend(cursor.fetchall())
     return returned
+
+
+def _pg_arrays(rows: Sequence[tuple[Any, ...]]) -> Iterator[list[list[Any]]]:
+    """One array per column for each ``unnest`` statement, of PG_ROWS_PER_STATEMENT rows at most."""
+    for chunk in chunks(rows, PG_ROWS_PER_STATEMENT):
+        yield [list(column) for column in zip(*chunk, strict=True)]
 
 
 @cache
