@@ -302,7 +302,7 @@ def redelivered_since(conn: Connection, since: datetime) -> list[tuple[int, list
 def transactions_holding(conn: Connection, rows: Sequence[Sequence[Node]]) -> dict[str, set[Node]]:
     """Every stored transaction holding one of the nodes of ``rows``, with all of its nodes. A
     backlog with more nodes than are stored reads the stored keys whole instead of asking for each."""
-    stored = next(_fetch(conn, "SELECT count(*) FROM transaction_keys"))[0] if len(rows) > SCAN_FROM else None
+    stored = _keys_held(conn) if len(rows) > SCAN_FROM else None
     if not rows or stored == 0:
         return {}
     nodes = {n for row in rows for n in row}
@@ -313,6 +313,11 @@ def transactions_holding(conn: Connection, rows: Sequence[Sequence[Node]]) -> di
         sql = "SELECT transaction_id, key_type, value FROM transaction_keys WHERE value {in}"
         ids = {tid for tid, t, v in _fetch_in(conn, sql, [v for _, v in nodes]) if (t, v) in nodes}
     return keys_of_transactions(conn, ids)
+
+
+def _keys_held(conn: Connection) -> int:
+    """How many transaction keys are stored: a scan of the table, for passes large enough to ask."""
+    return int(next(_fetch(conn, "SELECT count(*) FROM transaction_keys"))[0])
 
 
 def keys_of_transactions(conn: Connection, ids: Iterable[str]) -> dict[str, set[Node]]:
@@ -462,8 +467,7 @@ def _keys_indexed_after(conn: Connection, keys_to_write: int) -> Iterator[None]:
     if conn.dialect.name != "sqlite" or keys_to_write < INDEX_AFTER_FROM:
         yield
         return
-    held = conn.exec_driver_sql("SELECT count(*) FROM transaction_keys").scalar_one()
-    if held > keys_to_write * INDEX_AFTER_SHARE:
+    if _keys_held(conn) > keys_to_write * INDEX_AFTER_SHARE:
         yield
         return
     TRANSACTION_KEYS_BY_VALUE.drop(conn, checkfirst=True)  # one lost by hand comes back
